@@ -1,0 +1,74 @@
+"""The budgetgym simulator: batched numpy core, Gymnasium env and vector views, scenarios."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from budgetgym.envs.budget_env import MultiChannelBudgetEnv
+from budgetgym.envs.campaigns import (
+    CHANNEL_FEATURES,
+    GLOBAL_FEATURES,
+    OBS_DIM,
+    OBS_FEATURES,
+    BatchedCampaigns,
+    obs_index,
+)
+from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec
+from budgetgym.envs.core import ACTION_DIM, REWARD_MODES, action_to_spend_request
+from budgetgym.envs.scenarios import (
+    EVAL_SEED_START,
+    HORIZON_HOURS,
+    SCENARIO_NAMES,
+    SCENARIOS,
+    TRAIN_SEED_LIMIT,
+    VALIDATION_SEED_START,
+    CampaignParams,
+    resolve_scenario,
+    sample_campaigns,
+    scenario_description,
+)
+from budgetgym.envs.vector import BudgetVecEnv, MultiChannelBudgetVectorEnv
+
+ENV_ID = "budgetgym/MultiChannelBudget-v0"
+
+
+def register_envs() -> None:
+    """Register ``budgetgym/MultiChannelBudget-v0`` with gymnasium (idempotent)."""
+    if ENV_ID in gym.registry:
+        return
+    gym.register(
+        id=ENV_ID,
+        entry_point="budgetgym.envs.budget_env:MultiChannelBudgetEnv",
+        vector_entry_point="budgetgym.envs.vector:MultiChannelBudgetVectorEnv",
+    )
+
+
+__all__ = [
+    "ACTION_DIM",
+    "CHANNEL_FEATURES",
+    "CHANNEL_NAMES",
+    "DEFAULT_CHANNELS",
+    "ENV_ID",
+    "EVAL_SEED_START",
+    "GLOBAL_FEATURES",
+    "HORIZON_HOURS",
+    "OBS_DIM",
+    "OBS_FEATURES",
+    "REWARD_MODES",
+    "SCENARIOS",
+    "SCENARIO_NAMES",
+    "TRAIN_SEED_LIMIT",
+    "VALIDATION_SEED_START",
+    "BatchedCampaigns",
+    "BudgetVecEnv",
+    "CampaignParams",
+    "ChannelSpec",
+    "MultiChannelBudgetEnv",
+    "MultiChannelBudgetVectorEnv",
+    "action_to_spend_request",
+    "obs_index",
+    "register_envs",
+    "resolve_scenario",
+    "sample_campaigns",
+    "scenario_description",
+]

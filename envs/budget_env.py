@@ -1,0 +1,101 @@
+"""``MultiChannelBudgetEnv``: the single-campaign ``gymnasium.Env`` view of the batched core."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from budgetgym.envs.campaigns import OBS_DIM, BatchedCampaigns, info_at
+from budgetgym.envs.core import ACTION_DIM
+from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
+
+
+def observation_space() -> gym.spaces.Box:
+    """Flat ``Box(-inf, inf, (OBS_DIM,), float32)``; features are listed in ``OBS_FEATURES``."""
+    return gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float32)
+
+
+def action_space() -> gym.spaces.Box:
+    """``Box(-1, 1, (n_channels + 1,), float32)``: pace, then one logit per channel."""
+    return gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIM,), dtype=np.float32)
+
+
+class MultiChannelBudgetEnv(gym.Env):
+    """Allocate an advertising budget over six traffic channels, hour by hour.
+
+    ## Description
+    An advertiser has a budget B (CNY) and a target ROI R (GMV / spend) for one product over a
+    horizon of H hourly steps (default 168 = 7 days). Each hour the policy chooses how much to
+    spend and how to split it over search (CPC), recommendation feed (CPM), live stream, short
+    video, affiliate (commission per sale) and external social. Spend buys impressions through a
+    concave win curve; clicks, conversions by new and returning customers and GMV follow, with
+    conversion delays. See docs/simulator.md for the equations.
+
+    ## Action Space
+    ``Box(-1, 1, (7,), float32)``. ``a[0]`` is the pace: hourly spend =
+    ``(4**a0 - 0.25) / 0.75 * budget_left / hours_left`` (-1: nothing, 0: even pacing, +1: five
+    times even pacing), never more than the budget left. ``a[1:]`` are channel logits; the
+    split is ``softmax(3 * a[1:])``. Money a channel cannot absorb stays in the budget.
+    NaN/inf, values outside [-1, 1], a wrong shape or a non-numeric dtype raise ``ValueError``.
+
+    ## Observation Space
+    ``Box(-inf, inf, (62,), float32)``: 14 global features (time of day and week, progress,
+    public event calendar, budget left, pacing gap, target ROI, realized ROI so far, GMV so far,
+    own price) and 8 lagged features per channel (spend, impressions, clicks, attributed
+    conversions and GMV of the last hour, cumulative spend and GMV, observed CPM). Names and
+    scalings are in ``budgetgym.envs.OBS_FEATURES``. True CVRs, future traffic and other hidden
+    parameters are never observed.
+
+    ## Rewards
+    Per hour: attributed GMV (plus, in acquisition scenarios, the value of new customers),
+    divided by the budget. ``reward_mode="gmv_roi_penalty"`` (default) subtracts at the end
+    ``roi_penalty_coef * max(0, R * spend - GMV) / B``; ``"profit"`` uses
+    ``(margin * GMV - spend) / B``; ``"gmv"`` has no penalty.
+
+    ## Episode End
+    Terminated after H hours (time is observed, so the horizon is part of the task). At the end
+    pending conversions within the attribution window (168 h) are settled into the last reward.
+
+    ## Arguments
+    ``scenario`` (default ``"hit_product"``), ``reward_mode``, ``roi_penalty_coef``,
+    ``horizon_hours``. ``reset(seed=s)`` draws campaign ``s``; without a seed, a training seed
+    (< 900,000) is drawn from the env's generator.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        scenario: str = "hit_product",
+        reward_mode: str = "gmv_roi_penalty",
+        roi_penalty_coef: float = 1.0,
+        horizon_hours: int = HORIZON_HOURS,
+    ) -> None:
+        self.campaigns = BatchedCampaigns(scenario, reward_mode, roi_penalty_coef, horizon_hours)
+        self.observation_space = observation_space()
+        self.action_space = action_space()
+        self.campaign_seed: int | None = None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        """Start a campaign: ``seed`` picks it (the same seed is always the same campaign)."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self.campaign_seed = int(seed)
+        else:
+            self.campaign_seed = int(self.np_random.integers(0, TRAIN_SEED_LIMIT))
+        obs, info = self.campaigns.reset([self.campaign_seed])
+        return obs[0], info_at(info, 0)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action = np.asarray(action)
+        if action.shape != self.action_space.shape:
+            raise ValueError(
+                f"Action must have shape {self.action_space.shape} (pace + one logit per "
+                f"channel), got {action.shape}."
+            )
+        obs, reward, done, info = self.campaigns.step(action[None])
+        return obs[0], float(reward[0]), bool(done[0]), False, info_at(info, 0)

@@ -1,0 +1,150 @@
+"""Vector views of the batched core: a gymnasium ``VectorEnv`` and a Stable-Baselines3 ``VecEnv``.
+
+Both step all campaigns with one numpy call (no Python loop per env). All campaigns of a batch
+share the horizon, so they end together and are reset together (autoreset in the same step:
+the returned observation is the new episode's first, the final one is in the info).
+
+Seeds: ``reset(seed=s)`` starts campaigns ``s, s+1, ..., s+n-1``; later episodes draw campaign
+seeds from a generator seeded with ``s``, always in the training range (< 900,000).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector.utils import batch_space
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from budgetgym.envs.budget_env import action_space, observation_space
+from budgetgym.envs.campaigns import BatchedCampaigns, info_at
+from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
+
+
+class CampaignSeeder:
+    """Campaign seeds for successive episodes of ``n_envs`` campaigns."""
+
+    def __init__(self, n_envs: int) -> None:
+        self.n_envs = n_envs
+        self.rng = np.random.default_rng()
+
+    def first(self, seed: int | None) -> np.ndarray:
+        """Seeds of the first episode: ``seed + arange(n)``, or random training seeds."""
+        if seed is None:
+            return self.next()
+        self.rng = np.random.default_rng(seed)
+        return int(seed) + np.arange(self.n_envs)
+
+    def next(self) -> np.ndarray:
+        """Seeds of the next episode, drawn from the training range."""
+        return self.rng.integers(0, TRAIN_SEED_LIMIT, size=self.n_envs)
+
+
+def _check_num_envs(num_envs: int) -> int:
+    if int(num_envs) < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
+    return int(num_envs)
+
+
+class MultiChannelBudgetVectorEnv(gym.vector.VectorEnv):
+    """``num_envs`` campaigns as a gymnasium ``VectorEnv`` (autoreset mode ``SAME_STEP``).
+
+    Accepts the same keyword arguments as ``MultiChannelBudgetEnv``. ``reset`` accepts
+    ``options={"campaign_seeds": [...]}`` to choose each campaign explicitly.
+    """
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        scenario: str = "hit_product",
+        reward_mode: str = "gmv_roi_penalty",
+        roi_penalty_coef: float = 1.0,
+        horizon_hours: int = HORIZON_HOURS,
+    ) -> None:
+        num_envs = _check_num_envs(num_envs)
+        self.campaigns = BatchedCampaigns(scenario, reward_mode, roi_penalty_coef, horizon_hours)
+        self.num_envs = num_envs
+        self.single_observation_space = observation_space()
+        self.single_action_space = action_space()
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.seeder = CampaignSeeder(self.num_envs)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        seeds = (options or {}).get("campaign_seeds")
+        if seeds is None:
+            seeds = self.seeder.first(seed)
+        elif len(seeds) != self.num_envs:
+            raise ValueError(f"campaign_seeds needs {self.num_envs} seeds, got {len(seeds)}.")
+        return self.campaigns.reset(seeds)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        obs, reward, done, info = self.campaigns.step(actions)
+        if done.all():
+            final = {"final_obs": obs, "final_info": info, "_final_obs": done, "_final_info": done}
+            obs, info = self.campaigns.reset(self.seeder.next())
+            info = {**info, **final}
+        return obs, reward, done, np.zeros_like(done), info
+
+
+class BudgetVecEnv(VecEnv):
+    """``num_envs`` campaigns as a Stable-Baselines3 ``VecEnv`` over the batched core.
+
+    Sets ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"] = False`` at
+    the end of an episode (the horizon is observed, so it is a true termination), and resets all
+    campaigns in the same step.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        scenario: str = "hit_product",
+        reward_mode: str = "gmv_roi_penalty",
+        roi_penalty_coef: float = 1.0,
+        horizon_hours: int = HORIZON_HOURS,
+    ) -> None:
+        num_envs = _check_num_envs(num_envs)
+        self.campaigns = BatchedCampaigns(scenario, reward_mode, roi_penalty_coef, horizon_hours)
+        super().__init__(num_envs, observation_space(), action_space())
+        self.seeder = CampaignSeeder(self.num_envs)
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> np.ndarray:
+        seed = self._seeds[0]
+        obs, _ = self.campaigns.reset(self.seeder.first(seed))
+        self._reset_seeds()
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        obs, reward, done, info = self.campaigns.step(self._actions)
+        infos = [info_at(info, i) for i in range(self.num_envs)]
+        if done.all():
+            for i, item in enumerate(infos):
+                item["terminal_observation"] = obs[i]
+                item["TimeLimit.truncated"] = False
+            obs, _ = self.campaigns.reset(self.seeder.next())
+        return obs, reward.astype(np.float32), done, infos
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [getattr(self.campaigns, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        setattr(self.campaigns, attr_name, value)
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list:
+        result = getattr(self.campaigns, method_name)(*args, **kwargs)
+        return [result] * len(self._get_indices(indices))
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))

@@ -1,0 +1,52 @@
+"""The ``budgetgym`` command line: a thin layer that parses arguments and calls the library.
+
+Each group of verbs lives in its own module with a ``register(subparsers)`` function, so the
+parser stays cheap to build (heavy imports such as torch happen inside the handlers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from budgetgym.scripts import cli_env
+
+# Modules that add verbs; each defines register(subparsers) and sets ``handler`` defaults.
+COMMAND_MODULES = [cli_env]
+
+console = Console()
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one sentence, exit code 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="budgetgym",
+        description="Reinforcement learning for multi-channel advertising budget allocation.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``budgetgym`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (CLIError, ValueError, FileNotFoundError) as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
