@@ -6,12 +6,20 @@ evaluation, the oracle's replay) steps this class; none has a dynamics of its ow
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from budgetgym.envs.channels import CHANNEL_NAMES
 from budgetgym.envs.core import (
     ACTION_DIM,
+    CLICKS,
+    CONVERSIONS,
+    GMV,
+    HOURLY_METRICS,
+    IMPRESSIONS,
+    NEW_CUSTOMERS,
     REWARD_MODES,
+    SPEND,
     CampaignState,
     action_to_spend_request,
     initial_state,
@@ -58,6 +66,50 @@ OBS_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + tuple(
 OBS_DIM = len(OBS_FEATURES)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _observe_kernel(
+    hour, horizon, budget, target_roi, price, event_start, budget_left, last, totals, out
+):  # fmt: skip
+    """Fill ``out (n, OBS_DIM)`` in the order of ``OBS_FEATURES`` (scalings documented there)."""
+    n_ch = last.shape[2]
+    hour_angle = 2.0 * np.pi * (hour % 24) / 24.0
+    day_angle = 2.0 * np.pi * ((hour // 24) % 7) / 7.0
+    for i in range(out.shape[0]):
+        b, roi = budget[i], target_roi[i]
+        even_rate = b / horizon
+        spend_total, gmv_total = 0.0, 0.0
+        for k in range(n_ch):
+            spend_total += totals[SPEND, i, k]
+            gmv_total += totals[GMV, i, k]
+        since = hour - event_start[i]
+        out[i, 0] = np.sin(hour_angle)
+        out[i, 1] = np.cos(hour_angle)
+        out[i, 2] = np.sin(day_angle)
+        out[i, 3] = np.cos(day_angle)
+        out[i, 4] = hour / horizon
+        out[i, 5] = 1.0 if 0 <= since < EVENT_LENGTH_HOURS else 0.0
+        out[i, 6] = 1.0 if -WARMUP_HOURS <= since < 0 else 0.0
+        out[i, 7] = min(max(-since / horizon, -1.0), 1.0)
+        out[i, 8] = budget_left[i] / b
+        out[i, 9] = budget_left[i] / b - (horizon - hour) / horizon
+        out[i, 10] = roi / 3.0
+        out[i, 11] = gmv_total / (spend_total + 0.01 * b) / roi
+        out[i, 12] = gmv_total / (b * roi)
+        out[i, 13] = np.log(price[i] / REFERENCE_PRICE_CNY)
+        base = len(GLOBAL_FEATURES)
+        for k in range(n_ch):
+            impressions = last[IMPRESSIONS, i, k]
+            cpm = 1000.0 * last[SPEND, i, k] / impressions if impressions > 0 else 0.0
+            out[i, base + k] = last[SPEND, i, k] / even_rate
+            out[i, base + n_ch + k] = np.log1p(impressions) / 10.0
+            out[i, base + 2 * n_ch + k] = np.log1p(last[CLICKS, i, k]) / 6.0
+            out[i, base + 3 * n_ch + k] = np.log1p(last[CONVERSIONS, i, k]) / 3.0
+            out[i, base + 4 * n_ch + k] = last[GMV, i, k] / (roi * even_rate)
+            out[i, base + 5 * n_ch + k] = totals[SPEND, i, k] / b
+            out[i, base + 6 * n_ch + k] = totals[GMV, i, k] / (b * roi)
+            out[i, base + 7 * n_ch + k] = np.log1p(cpm) / 4.0
+
+
 def obs_index(name: str) -> int | slice:
     """Position of a global feature, or the ``(n_channels,)`` slice of a per-channel feature."""
     if name in GLOBAL_FEATURES:
@@ -69,10 +121,13 @@ def obs_index(name: str) -> int | slice:
 
 
 def validate_actions(actions: object, n_envs: int) -> np.ndarray:
-    """Check a batch of actions; return it as float64 ``(n_envs, ACTION_DIM)``.
+    """Check the shape and dtype of a batch of actions; return it as float64 ``(n_envs, 7)``.
+
+    Values (NaN/inf, outside ``[-1, 1]``) are checked when they are mapped to spend, in
+    :func:`~budgetgym.envs.core.action_to_spend_request`.
 
     Raises:
-        ValueError: wrong shape, non-numeric dtype, NaN/inf, or values outside ``[-1, 1]``.
+        ValueError: wrong shape or a non-numeric dtype.
     """
     arr = np.asarray(actions)
     if arr.dtype.kind not in "fiu":
@@ -82,14 +137,7 @@ def validate_actions(actions: object, n_envs: int) -> np.ndarray:
             f"Actions must have shape ({n_envs}, {ACTION_DIM}) (pace + one logit per channel "
             f"{CHANNEL_NAMES}), got {arr.shape}."
         )
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        raise ValueError("Actions contain NaN or inf.")
-    if np.abs(arr).max(initial=0.0) > 1.0 + 1e-6:
-        raise ValueError(
-            f"Actions must lie in [-1, 1], got values in [{arr.min():.4g}, {arr.max():.4g}]."
-        )
-    return np.clip(arr, -1.0, 1.0)  # removes float round-off only (checked above)
+    return np.ascontiguousarray(arr, dtype=np.float64)
 
 
 class BatchedCampaigns:
@@ -123,13 +171,14 @@ class BatchedCampaigns:
 
     @property
     def n_envs(self) -> int:
-        return 0 if self.params is None else self.params.n_envs
+        return 0 if self.state is None else self.state.budget_left_cny.shape[0]
 
     def reset(self, seeds: np.ndarray | list[int]) -> tuple[np.ndarray, dict]:
         """Start one campaign per seed; return observations ``(n, OBS_DIM)`` and info."""
         self.params = sample_campaigns(self.scenario, seeds, self.horizon_hours)
         self.state = initial_state(self.params)
-        return self.observe(), self._info(None)
+        totals, _ = self._summarize(False)
+        return self.observe(), self._info(totals, None)
 
     def step(self, actions: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         """Advance one hour. Returns ``obs (n, OBS_DIM)``, ``reward (n,)``, ``done (n,)``, info."""
@@ -140,126 +189,136 @@ class BatchedCampaigns:
         acts = validate_actions(actions, self.n_envs)
         hours_left = self.horizon_hours - self.state.hour
         request = action_to_spend_request(acts, self.state.budget_left_cny, hours_left)
-        return self.step_spend(request)
+        return self._advance(request)
 
     def step_spend(self, spend_request_cny: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         """Advance one hour with an explicit per-channel spend request ``(n, n_channels)`` CNY.
 
         Used by the oracle's replay; policies go through :meth:`step`.
         """
+        if self.state is None or self.state.hour >= self.horizon_hours:
+            raise RuntimeError("Call reset() before stepping (and after the episode ends).")
         request = np.asarray(spend_request_cny, dtype=np.float64)
         if request.shape != (self.n_envs, len(CHANNEL_NAMES)) or not np.isfinite(request).all():
             raise ValueError(
                 f"Spend request must be finite with shape ({self.n_envs}, {len(CHANNEL_NAMES)})."
             )
-        hourly = simulate_hour(self.params, self.state, request)
-        done = self.state.hour >= self.horizon_hours
-        reward = self._reward(hourly, done)
-        return self.observe(), reward, np.full(self.n_envs, done), self._info(hourly)
+        return self._advance(request)
 
-    def _reward(self, hourly: dict[str, np.ndarray], done: bool) -> np.ndarray:
+    def _advance(self, request: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        cohort = simulate_hour(self.params, self.state, request)
+        done = self.state.hour >= self.horizon_hours
+        totals, reward = self._summarize(done)
+        return self.observe(), reward, np.full(self.n_envs, done), self._info(totals, cohort)
+
+    def _summarize(self, done: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Totals ``(n, len(TOTAL_KEYS))`` for the info, and the reward ``(n,)``."""
         p, s = self.params, self.state
-        gmv = hourly["gmv_cny"].sum(axis=1)
-        if self.reward_mode == "profit":
-            gmv = p.gross_margin_frac * gmv - hourly["spend_cny"].sum(axis=1)
-        value = gmv + p.new_customer_value_cny * hourly["new_customers"].sum(axis=1)
-        reward = value / p.budget_cny
-        if self.reward_mode == "gmv_roi_penalty" and done:
-            shortfall = p.target_roi * s.spend_cny.sum(axis=1) - s.gmv_cny.sum(axis=1)
-            reward = reward - self.roi_penalty_coef * np.maximum(shortfall, 0.0) / p.budget_cny
-        return reward
+        totals, reward = np.empty((p.n_envs, len(TOTAL_KEYS))), np.empty(p.n_envs)
+        _summary_kernel(
+            REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, done, p.budget_cny,
+            p.target_roi, p.gross_margin_frac, p.new_customer_value_cny, s.budget_left_cny,
+            s.last, s.totals, s.pending_conversions, s.pending_gmv_cny,
+            s.unattributed_conversions, s.unattributed_gmv_cny, totals, reward,
+        )  # fmt: skip
+        return totals, reward
 
     def observe(self) -> np.ndarray:
         """Observations ``(n_envs, OBS_DIM)`` float32 of what an advertiser can see."""
         p, s = self.params, self.state
-        horizon, hour = self.horizon_hours, s.hour
-        budget, roi = p.budget_cny, p.target_roi
-        even_rate = budget / horizon
-        spend_total, gmv_total = s.spend_cny.sum(axis=1), s.gmv_cny.sum(axis=1)
-        since_event = hour - p.event_start_hour
-        hour_angle, day_angle = 2 * np.pi * (hour % 24) / 24, 2 * np.pi * ((hour // 24) % 7) / 7
-        n = p.n_envs
-        glob = np.stack(
-            [
-                np.full(n, np.sin(hour_angle)),
-                np.full(n, np.cos(hour_angle)),
-                np.full(n, np.sin(day_angle)),
-                np.full(n, np.cos(day_angle)),
-                np.full(n, hour / horizon),
-                ((since_event >= 0) & (since_event < EVENT_LENGTH_HOURS)).astype(np.float64),
-                ((since_event < 0) & (since_event >= -WARMUP_HOURS)).astype(np.float64),
-                np.clip(-since_event / horizon, -1.0, 1.0),
-                s.budget_left_cny / budget,
-                s.budget_left_cny / budget - (horizon - hour) / horizon,
-                roi / 3.0,
-                gmv_total / (spend_total + 0.01 * budget) / roi,
-                gmv_total / (budget * roi),
-                np.log(p.price_cny / REFERENCE_PRICE_CNY),
-            ],
-            axis=1,
-        )
-        last = s.last
-        cpm = np.divide(
-            1000.0 * last["spend_cny"],
-            last["impressions"],
-            out=np.zeros_like(last["spend_cny"]),
-            where=last["impressions"] > 0,
-        )
-        per_channel = np.concatenate(
-            [
-                last["spend_cny"] / even_rate[:, None],
-                np.log1p(last["impressions"]) / 10.0,
-                np.log1p(last["clicks"]) / 6.0,
-                np.log1p(last["conversions"]) / 3.0,
-                last["gmv_cny"] / (roi * even_rate)[:, None],
-                s.spend_cny / budget[:, None],
-                s.gmv_cny / (budget * roi)[:, None],
-                np.log1p(cpm) / 4.0,
-            ],
-            axis=1,
-        )
-        return np.concatenate([glob, per_channel], axis=1).astype(np.float32)
+        obs = np.empty((p.n_envs, OBS_DIM), dtype=np.float32)
+        _observe_kernel(
+            s.hour, self.horizon_hours, p.budget_cny, p.target_roi, p.price_cny,
+            p.event_start_hour, s.budget_left_cny, s.last, s.totals, obs,
+        )  # fmt: skip
+        return obs
 
-    def _info(self, hourly: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    def _info(self, totals: np.ndarray, cohort: dict[str, np.ndarray] | None) -> dict:
         """Batch info: arrays with a leading ``(n_envs,)`` axis (per-channel ones ``(n, k)``).
 
-        Hourly per-channel keys: ``spend_cny, impressions, clicks, conversions, new_customers,
-        gmv_cny`` (this hour). Totals since reset: ``budget, spend_total, gmv_total, roi,
-        compensation, conversions_total, new_customers_total, returning_customers_total,
-        spend_by_channel, gmv_by_channel``. Ground truth for evaluation only (never observed):
-        ``true_cvr_new``, ``true_cvr_returning``, ``pending_conversions``, ``pending_gmv``,
-        ``unattributed_conversions``, ``unattributed_gmv``, ``purchases`` (this hour's cohort).
+        Totals since reset (``TOTAL_KEYS``): ``budget, budget_left, target_roi, spend_total,
+        gmv_total, roi, compensation`` (the ROI guarantee's refund, ``max(0, spend - GMV / R)``),
+        ``conversions_total, new_customers_total, returning_customers_total``; per channel
+        ``spend_by_channel, gmv_by_channel``. After a step, this hour's per-channel
+        ``spend_cny, impressions, clicks, conversions, new_customers, gmv_cny``. Ground truth
+        for evaluation only (never observed): ``pending_conversions, pending_gmv,
+        unattributed_conversions, unattributed_gmv``, ``true_cvr_new, true_cvr_returning``,
+        ``purchases, purchase_gmv_cny`` (what this hour's clicks will eventually buy).
+        Every array is new at each call (nothing is shared between steps).
         """
         p, s = self.params, self.state
-        spend_total, gmv_total = s.spend_cny.sum(axis=1), s.gmv_cny.sum(axis=1)
-        conversions, new = s.conversions.sum(axis=1), s.new_customers.sum(axis=1)
-        info = {
-            "hour": np.full(p.n_envs, s.hour),
-            "budget": p.budget_cny,
-            "budget_left": s.budget_left_cny.copy(),
-            "target_roi": p.target_roi,
-            "spend_total": spend_total,
-            "gmv_total": gmv_total,
-            "roi": np.divide(gmv_total, spend_total, out=np.zeros_like(gmv_total), where=spend_total > 0),
-            # ROI guarantee: the platform refunds the spend that did not earn the target ROI.
-            "compensation": np.maximum(spend_total - gmv_total / p.target_roi, 0.0),
-            "conversions_total": conversions,
-            "new_customers_total": new,
-            "returning_customers_total": conversions - new,
-            "spend_by_channel": s.spend_cny.copy(),
-            "gmv_by_channel": s.gmv_cny.copy(),
-            "true_cvr_new": p.cvr_new,
-            "true_cvr_returning": p.cvr_returning,
-            "pending_conversions": s.pending_conversions.sum(axis=1),
-            "pending_gmv": s.pending_gmv_cny.sum(axis=1),
-            "unattributed_conversions": s.unattributed_conversions.copy(),
-            "unattributed_gmv": s.unattributed_gmv_cny.copy(),
-        }
-        if hourly is not None:
-            info.update({k: v for k, v in hourly.items()})
+        info = dict(zip(TOTAL_KEYS, totals.T))
+        info["hour"] = np.full(totals.shape[0], s.hour)
+        info["spend_by_channel"] = s.totals[SPEND].copy()
+        info["gmv_by_channel"] = s.totals[GMV].copy()
+        info["true_cvr_new"] = p.cvr_new.copy()
+        info["true_cvr_returning"] = p.cvr_returning.copy()
+        if cohort is not None:
+            info.update(zip(HOURLY_METRICS, s.last.copy()))
+            info.update(cohort)
         return info
+
+
+TOTAL_KEYS = (
+    "budget",
+    "budget_left",
+    "target_roi",
+    "spend_total",
+    "gmv_total",
+    "roi",
+    "compensation",
+    "conversions_total",
+    "new_customers_total",
+    "returning_customers_total",
+    "pending_conversions",
+    "pending_gmv",
+    "unattributed_conversions",
+    "unattributed_gmv",
+)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _summary_kernel(
+    mode, penalty_coef, done, budget, target_roi, margin, new_customer_value, budget_left, last,
+    totals, pending_conv, pending_gmv, unattr_conv, unattr_gmv, out, reward,
+):  # fmt: skip
+    """Fill ``out`` with ``TOTAL_KEYS`` columns and ``reward`` (see ``BatchedCampaigns``)."""
+    n_ch = last.shape[2]
+    for i in range(out.shape[0]):
+        spend = gmv = conv = new = pend_c = pend_g = 0.0
+        h_spend = h_gmv = h_new = 0.0
+        for k in range(n_ch):
+            spend += totals[SPEND, i, k]
+            gmv += totals[GMV, i, k]
+            conv += totals[CONVERSIONS, i, k]
+            new += totals[NEW_CUSTOMERS, i, k]
+            pend_c += pending_conv[i, k]
+            pend_g += pending_gmv[i, k]
+            h_spend += last[SPEND, i, k]
+            h_gmv += last[GMV, i, k]
+            h_new += last[NEW_CUSTOMERS, i, k]
+        b, roi = budget[i], target_roi[i]
+        out[i, 0] = b
+        out[i, 1] = budget_left[i]
+        out[i, 2] = roi
+        out[i, 3] = spend
+        out[i, 4] = gmv
+        out[i, 5] = gmv / spend if spend > 0 else 0.0
+        out[i, 6] = max(spend - gmv / roi, 0.0)
+        out[i, 7] = conv
+        out[i, 8] = new
+        out[i, 9] = conv - new
+        out[i, 10] = pend_c
+        out[i, 11] = pend_g
+        out[i, 12] = unattr_conv[i]
+        out[i, 13] = unattr_gmv[i]
+        value = h_gmv if mode != 2 else margin[i] * h_gmv - h_spend  # mode 2: profit
+        r = (value + new_customer_value[i] * h_new) / b
+        if mode == 1 and done:  # gmv_roi_penalty: the compensation owed, at the end
+            r -= penalty_coef * max(roi * spend - gmv, 0.0) / b
+        reward[i] = r
 
 
 def info_at(info: dict[str, np.ndarray], index: int) -> dict:
     """The info of one campaign out of a batch info dict (numpy scalars and ``(k,)`` arrays)."""
-    return {key: value[index].copy() for key, value in info.items()}
+    return {key: value[index] for key, value in info.items()}

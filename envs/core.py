@@ -1,9 +1,17 @@
 """Batched simulator core: steps ``n_envs`` campaigns at once over ``(n_envs, n_channels)`` arrays.
 
-The dynamics live in one function, :func:`simulate_hour`, a pure function of the campaign
-parameters, the state, the spend request and the hour. Every view (the single
-``gymnasium.Env``, the gymnasium ``VectorEnv``, the SB3 ``VecEnv``, the oracle's replay) goes
-through :class:`BatchedCampaigns`, which adds the action mapping, observations and rewards.
+The dynamics live in one compiled kernel (numba), :func:`simulate_hour`: a pure function of the
+campaign parameters, the state, the spend request and the hour, looping over campaigns and
+channels in machine code. Numpy vectorization alone cannot reach the speed targets: one step
+needs ~150 array operations, each costing a microsecond of call overhead even for one campaign,
+and the exact small-count binomial draws need data-dependent loops. Every view (the single
+``gymnasium.Env``, the gymnasium ``VectorEnv``, the SB3 ``VecEnv``, the oracle) goes through
+:class:`~budgetgym.envs.campaigns.BatchedCampaigns`, which adds actions, observations, rewards.
+
+Randomness is counter-based (see ``random.py``): the uniform of (campaign, hour, stream, channel)
+is ``splitmix64(key[campaign] ^ splitmix64(hour * 4096 + stream * n_channels + channel))``, so
+a campaign's trajectory does not depend on its batch, and the market it meets (volume, prices)
+does not depend on the policy.
 
 Units: money in CNY (``_cny``), time in hours, counts are integer-valued float64.
 docs/simulator.md states the model with its equations.
@@ -11,10 +19,11 @@ docs/simulator.md states the model with its equations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 
+import numba
 import numpy as np
-from scipy.special import ndtr, ndtri
 
 from budgetgym.envs import random as crn
 from budgetgym.envs.channels import CHANNEL_NAMES, channel_array
@@ -36,21 +45,25 @@ MAX_PACE_MULT = 5.0  # action[0] = +1 spends 5x the even-pacing rate
 SHARE_TEMPERATURE = 3.0  # action logits are multiplied by this before the softmax
 MAX_WIN_FRAC = 0.95  # spend can buy at most this share of a channel-hour's market
 REWARD_MODES = ("gmv", "gmv_roi_penalty", "profit")
-_DYNAMICS_DOMAIN = 2
+DYNAMICS_DOMAIN = 2
+
+# Metrics tracked per channel, hourly and cumulatively: the first axis of CampaignState arrays.
+HOURLY_METRICS = ("spend_cny", "impressions", "clicks", "conversions", "new_customers", "gmv_cny")
+SPEND, IMPRESSIONS, CLICKS, CONVERSIONS, NEW_CUSTOMERS, GMV = range(len(HOURLY_METRICS))
 
 # Stream indices of the per-step counter-based draws.
 _S_VOLUME, _S_PRICE, _S_CLICKS, _S_RETURNING, _S_CONV_NEW, _S_CONV_RET = range(6)
 _S_ORDER_VALUE, _S_IMMEDIATE, _S_ARRIVAL, _S_SETTLE = range(6, 10)
-_N_STREAMS = 10
 
-_PRICE_SIGMA = channel_array("price_sigma")
-_VOLUME_SIGMA = channel_array("volume_noise_sigma")
-_DIURNAL = channel_array("diurnal_strength")
-_AFFINITY = channel_array("returning_affinity")
-_COMMISSION = channel_array("commission_frac")
-_PAYS_PER_SALE = _COMMISSION > 0
+PRICE_SIGMA = channel_array("price_sigma")
+VOLUME_SIGMA = channel_array("volume_noise_sigma")
+DIURNAL_STRENGTH = channel_array("diurnal_strength")
+RETURNING_AFFINITY = channel_array("returning_affinity")
+COMMISSION_FRAC = channel_array("commission_frac")
 # Platform launch support reaches the on-platform slots (search, feed, live, short video).
-_BOOSTED = np.array([c not in ("affiliate", "social") for c in CHANNEL_NAMES], dtype=np.float64)
+BOOSTED = np.array([c not in ("affiliate", "social") for c in CHANNEL_NAMES], dtype=np.float64)
+ORDER_VALUE_SIGMA = 0.3  # log-sd of one order's value around the product price
+PRICE_NOISE_SIGMA = 0.1  # log-sd of the hourly price level
 
 
 def action_to_spend_request(
@@ -64,238 +77,374 @@ def action_to_spend_request(
     ``softmax(3 * logits)``, so one channel can take 99.9% of the hour's spend.
 
     Args:
-        action: ``(n_envs, n_channels + 1)`` float, validated finite and within ``[-1, 1]``.
+        action: ``(n_envs, n_channels + 1)`` float64.
         budget_left_cny: ``(n_envs,)``.
         hours_left: hours until the end of the horizon, including this one (>= 1).
 
     Returns:
         ``(n_envs, n_channels)`` requested spend in CNY, summing to at most ``budget_left_cny``.
+
+    Raises:
+        ValueError: NaN/inf in the actions, or values outside ``[-1, 1]`` (never clipped).
     """
-    pace = (np.power(4.0, action[:, 0]) - 0.25) / 0.75
-    total = np.minimum(pace * budget_left_cny / hours_left, budget_left_cny)
-    logits = SHARE_TEMPERATURE * action[:, 1:]
-    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-    share = weights / weights.sum(axis=1, keepdims=True)
-    return np.maximum(total, 0.0)[:, None] * share
+    action = np.ascontiguousarray(action, dtype=np.float64)
+    request = np.empty((action.shape[0], action.shape[1] - 1))
+    status = _action_kernel(action, budget_left_cny, float(hours_left), request)
+    if status == 1:
+        raise ValueError("Actions contain NaN or inf.")
+    if status == 2:
+        raise ValueError(
+            f"Actions must lie in [-1, 1], got values in [{action.min():.4g}, {action.max():.4g}]."
+        )
+    return request
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _action_kernel(action, budget_left, hours_left, out):
+    """Returns 0 (ok), 1 (NaN/inf) or 2 (out of [-1, 1]); fills ``out`` when ok."""
+    n, dim = action.shape
+    for i in range(n):
+        for j in range(dim):
+            a = action[i, j]
+            if not np.isfinite(a):
+                return 1
+            if abs(a) > 1.0 + 1e-6:  # tolerance for float32 round-off only
+                return 2
+    for i in range(n):
+        a0 = min(max(action[i, 0], -1.0), 1.0)
+        pace = (4.0**a0 - 0.25) / 0.75
+        total = max(min(pace * budget_left[i] / hours_left, budget_left[i]), 0.0)
+        top = -np.inf
+        for j in range(1, dim):
+            top = max(top, action[i, j])
+        norm = 0.0
+        for j in range(1, dim):
+            w = math.exp(SHARE_TEMPERATURE * (action[i, j] - top))
+            out[i, j - 1] = w
+            norm += w
+        for j in range(1, dim):
+            out[i, j - 1] *= total / norm
+    return 0
 
 
 @dataclass
 class CampaignState:
-    """What changes during an episode. Per-channel arrays are ``(n_envs, n_channels)``."""
+    """What changes during an episode.
+
+    ``last`` and ``totals`` are ``(len(HOURLY_METRICS), n_envs, n_channels)``: the last hour's
+    metrics (lagged inputs of the observation) and the totals since reset, with conversions and
+    GMV attributed when they arrive (what the advertiser sees).
+    """
 
     hour: int
+    keys: np.ndarray  # (n,) uint64 counter-based random keys
     budget_left_cny: np.ndarray  # (n,)
     returning_pool: np.ndarray  # (n,) store customers who can come back
     pending_conversions: np.ndarray  # (n, k) purchases made, not yet arrived
     pending_new_customers: np.ndarray  # (n, k) of which by new customers
     pending_gmv_cny: np.ndarray  # (n, k)
-    # Cumulative totals since reset, attributed at arrival (what the advertiser sees).
-    spend_cny: np.ndarray
-    impressions: np.ndarray
-    clicks: np.ndarray
-    conversions: np.ndarray
-    new_customers: np.ndarray
-    gmv_cny: np.ndarray
-    # The last hour's metrics, lagged inputs of the observation.
-    last: dict[str, np.ndarray] = field(default_factory=dict)
+    last: np.ndarray  # (6, n, k)
+    totals: np.ndarray  # (6, n, k)
     # Conversions the attribution window did not reach at the end (reported, never counted).
-    unattributed_conversions: np.ndarray | None = None
-    unattributed_gmv_cny: np.ndarray | None = None
+    unattributed_conversions: np.ndarray  # (n,)
+    unattributed_gmv_cny: np.ndarray  # (n,)
+
+    @property
+    def spend_cny(self) -> np.ndarray:
+        """Cumulative spend per channel ``(n, k)``."""
+        return self.totals[SPEND]
+
+    @property
+    def gmv_cny(self) -> np.ndarray:
+        """Cumulative attributed GMV per channel ``(n, k)``."""
+        return self.totals[GMV]
 
 
 def initial_state(params: CampaignParams) -> CampaignState:
     """State at hour 0: full budget, nothing pending, the scenario's customer pool."""
     n, k = params.n_envs, params.n_channels
-
-    def zeros() -> np.ndarray:
-        return np.zeros((n, k))
-
-    state = CampaignState(
+    return CampaignState(
         hour=0,
+        keys=crn.campaign_keys(params.seeds, DYNAMICS_DOMAIN),
         budget_left_cny=params.budget_cny.copy(),
         returning_pool=params.returning_pool_init.copy(),
-        pending_conversions=zeros(),
-        pending_new_customers=zeros(),
-        pending_gmv_cny=zeros(),
-        spend_cny=zeros(),
-        impressions=zeros(),
-        clicks=zeros(),
-        conversions=zeros(),
-        new_customers=zeros(),
-        gmv_cny=zeros(),
+        pending_conversions=np.zeros((n, k)),
+        pending_new_customers=np.zeros((n, k)),
+        pending_gmv_cny=np.zeros((n, k)),
+        last=np.zeros((len(HOURLY_METRICS), n, k)),
+        totals=np.zeros((len(HOURLY_METRICS), n, k)),
         unattributed_conversions=np.zeros(n),
         unattributed_gmv_cny=np.zeros(n),
     )
-    state.last = {name: zeros() for name in HOURLY_METRICS}
-    return state
 
 
-HOURLY_METRICS = ("spend_cny", "impressions", "clicks", "conversions", "new_customers", "gmv_cny")
+# ----------------------------------------------------------------------------------------------
+# Scalar building blocks, compiled.
+
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def market_conditions(params: CampaignParams, hour: int, u: np.ndarray) -> dict[str, np.ndarray]:
-    """Volume, price level and conversion multiplier of every channel for one hour.
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _splitmix(x):
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
 
-    Returns arrays of shape ``(n_envs, n_channels)``: ``volume`` (impressions on offer),
-    ``price_median_cny`` (per impression), ``max_spend_cny`` (cost of buying the whole market),
-    ``cvr_mult`` (event effect on conversion).
-    """
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _uniform(key, hour, stream, channel, n_channels):
+    """Same value as ``random.uniforms(keys, random.counters(hour, ...))`` for one cell."""
+    counter = _splitmix(np.uint64(hour * 4096 + stream * n_channels + channel))
+    bits = _splitmix(key ^ counter)
+    return (float(bits >> np.uint64(11)) + 0.5) * 2.0**-53
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _ndtri(p):
+    """Inverse standard normal CDF, Acklam's rational approximation (relative error < 1.2e-9)."""
+    if p <= 0.0:
+        return -np.inf
+    if p >= 1.0:
+        return np.inf
+    if p < 0.02425 or p > 0.97575:
+        q = math.sqrt(-2.0 * math.log(min(p, 1.0 - p)))
+        x = (((((-7.784894002430293e-03 * q - 3.223964580411365e-01) * q - 2.400758277161838e00)
+               * q - 2.549732539343734e00) * q + 4.374664141464968e00) * q + 2.938163982698783e00)
+        x /= ((((7.784695709041462e-03 * q + 3.224671290700398e-01) * q + 2.445134137142996e00)
+               * q + 3.754408661907416e00) * q + 1.0)
+        if p > 0.5:
+            x = -x
+    else:
+        q = p - 0.5
+        r = q * q
+        x = (((((-3.969683028665376e01 * r + 2.209460984245205e02) * r - 2.759285104469687e02)
+               * r + 1.383577518672690e02) * r - 3.066479806614716e01) * r + 2.506628277459239e00)
+        x = x * q / (((((-5.447609879822406e01 * r + 1.615858368580409e02) * r
+                        - 1.556989798598866e02) * r + 6.680131188771972e01) * r
+                      - 1.328068155288572e01) * r + 1.0)
+    return x
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _ndtr(x):
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _binomial(n, p, u):
+    """Binomial(n, p) by inversion of one uniform: exact (sequential search) for means < 12,
+    normal approximation with continuity correction above (error far below the model's noise)."""
+    if n <= 0.0 or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return n
+    mean = n * p
+    if mean >= 12.0:
+        x = np.floor(mean + math.sqrt(mean * (1.0 - p)) * _ndtri(u) + 0.5)
+        return min(max(x, 0.0), n)
+    pmf = math.exp(n * math.log1p(-p))
+    cdf = pmf
+    odds = p / (1.0 - p)
+    k = 0.0
+    while u > cdf and k < n and pmf > 1e-300:
+        pmf *= (n - k) / (k + 1.0) * odds
+        k += 1.0
+        cdf += pmf
+    return k
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _win_impressions(spend, volume, max_spend, sigma):
+    """Expected impressions won: ``volume * Phi(Phi^-1(spend / max_spend) + sigma)``."""
+    if spend <= 0.0 or max_spend <= 0.0:
+        return 0.0
+    z = min(spend / max_spend, MAX_WIN_FRAC)
+    return volume * _ndtr(_ndtri(z) + sigma)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _market_cell(hour, key, k, n_channels, volume_ref, price_ref, event_start, boost):
+    """Volume, median price, cost of the whole market and CVR multiplier of one channel-hour."""
     hour_of_day, day = hour % 24, hour // 24
-    evening = np.cos(2.0 * np.pi * (hour_of_day - 20) / 24.0)  # peak at 20:00, trough at 08:00
-    diurnal = 1.0 + 0.6 * _DIURNAL * evening
-    weekly = 1.15 if day % 7 in (5, 6) else 1.0
-    competition = 1.0 + 0.25 * evening
-
-    since_event = hour - params.event_start_hour  # (n,)
-    in_event = (since_event >= 0) & (since_event < EVENT_LENGTH_HOURS)
-    in_warmup = (since_event < 0) & (since_event >= -WARMUP_HOURS)
-    traffic_mult = np.where(in_event, EVENT_TRAFFIC_MULT, np.where(in_warmup, 1.2, 1.0))
-    price_mult = np.where(in_event, EVENT_PRICE_MULT, np.where(in_warmup, 1.1, 1.0))
-    cvr_mult = np.where(in_event, EVENT_CVR_MULT, np.where(in_warmup, WARMUP_CVR_MULT, 1.0))
-    boost = 1.0 + params.coldstart_boost[:, None] * np.exp(-hour / COLDSTART_DECAY_HOURS) * _BOOSTED
-
-    volume_noise = np.exp(_VOLUME_SIGMA * crn.normals(u[:, _S_VOLUME]) - 0.5 * _VOLUME_SIGMA**2)
-    volume = (
-        params.volume_per_hour * (diurnal * weekly) * (traffic_mult[:, None] * boost) * volume_noise
-    )
-    price = (
-        params.price_median_cny
-        * (competition * price_mult)[:, None]
-        * np.exp(0.1 * crn.normals(u[:, _S_PRICE]))
-    )
-    return {
-        "volume": volume,
-        "price_median_cny": price,
-        "max_spend_cny": volume * price * np.exp(0.5 * _PRICE_SIGMA**2),
-        "cvr_mult": np.broadcast_to(cvr_mult[:, None], volume.shape),
-    }
+    evening = math.cos(2.0 * math.pi * (hour_of_day - 20) / 24.0)  # peak 20:00, trough 08:00
+    weekly = 1.15 if day % 7 >= 5 else 1.0
+    since = hour - event_start
+    traffic, price_mult, cvr = 1.0, 1.0, 1.0
+    if 0 <= since < EVENT_LENGTH_HOURS:
+        traffic, price_mult, cvr = EVENT_TRAFFIC_MULT, EVENT_PRICE_MULT, EVENT_CVR_MULT
+    elif -WARMUP_HOURS <= since < 0:
+        traffic, price_mult, cvr = 1.2, 1.1, WARMUP_CVR_MULT
+    launch = 1.0 + boost * math.exp(-hour / COLDSTART_DECAY_HOURS) * BOOSTED[k]
+    vs = VOLUME_SIGMA[k]
+    noise = math.exp(vs * _ndtri(_uniform(key, hour, _S_VOLUME, k, n_channels)) - 0.5 * vs * vs)
+    volume = volume_ref * (1.0 + 0.6 * DIURNAL_STRENGTH[k] * evening) * weekly * traffic
+    volume *= launch * noise
+    price_noise = PRICE_NOISE_SIGMA * _ndtri(_uniform(key, hour, _S_PRICE, k, n_channels))
+    price = price_ref * (1.0 + 0.25 * evening) * price_mult * math.exp(price_noise)
+    max_spend = volume * price * math.exp(0.5 * PRICE_SIGMA[k] ** 2)
+    return volume, price, max_spend, cvr
 
 
-def win_curve(spend_cny: np.ndarray, volume: np.ndarray, max_spend_cny: np.ndarray) -> np.ndarray:
-    """Expected impressions bought with ``spend_cny`` (all arrays ``(n, k)``).
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _split(count, new, gmv, taken):
+    """Of ``count`` conversions take ``taken``: new customers among them (rounded), GMV pro rata."""
+    if taken >= count:
+        return new, gmv
+    if count <= 0.0:
+        return 0.0, 0.0
+    ratio = taken / count
+    new_taken = min(max(np.floor(new * ratio + 0.5), taken - (count - new)), min(new, taken))
+    return new_taken, gmv * ratio
 
-    Competing prices are lognormal with log-sd ``sigma``; bidding ``b`` wins every impression
-    priced below ``b`` at its price (second price), so with ``z = spend / max_spend`` the
-    impressions won are ``volume * Phi(Phi^-1(z) + sigma)``: concave and saturating.
-    """
-    z = np.clip(spend_cny / np.maximum(max_spend_cny, 1e-12), 0.0, MAX_WIN_FRAC)
-    return volume * ndtr(ndtri(z) + _PRICE_SIGMA)
+
+def _simulate_hour_loop(
+    hour, horizon, window_hours, keys, budget_left, pool, pend_conv, pend_new, pend_gmv,
+    last, totals, unattr_conv, unattr_gmv, request, volume_ref, price_ref, ctr, cvr_new,
+    cvr_ret, price_cny, immediate_frac, hazard, pool_half, event_start, boost, purchases_out,
+    purchase_gmv_out,
+):  # fmt: skip
+    n, n_ch = request.shape
+    settle = hour + 1 >= horizon
+    for i in numba.prange(n):  # campaigns are independent: parallel over the batch
+        key = keys[i]
+        total_request = 0.0
+        for k in range(n_ch):
+            total_request += max(request[i, k], 0.0)
+        scale = 1.0
+        if total_request > budget_left[i]:
+            scale = budget_left[i] / total_request
+        returning_frac_base = pool[i] / (pool[i] + pool_half[i])
+        spent, new_arrived = 0.0, 0.0
+        for k in range(n_ch):
+            volume, _, max_spend, cvr_mult = _market_cell(
+                hour, key, k, n_ch, volume_ref[i, k], price_ref[i, k], event_start[i], boost[i]
+            )
+            allocated = min(max(request[i, k], 0.0) * scale, MAX_WIN_FRAC * max_spend)
+            impressions = np.floor(_win_impressions(allocated, volume, max_spend, PRICE_SIGMA[k]) + 0.5)
+            clicks = _binomial(impressions, ctr[i, k], _uniform(key, hour, _S_CLICKS, k, n_ch))
+            u_ret = _uniform(key, hour, _S_RETURNING, k, n_ch)
+            clicks_ret = _binomial(clicks, RETURNING_AFFINITY[k] * returning_frac_base, u_ret)
+            p_new = min(cvr_new[i, k] * cvr_mult, 0.95)
+            p_ret = min(cvr_ret[i, k] * cvr_mult, 0.95)
+            conv_new = _binomial(clicks - clicks_ret, p_new, _uniform(key, hour, _S_CONV_NEW, k, n_ch))
+            conv_ret = _binomial(clicks_ret, p_ret, _uniform(key, hour, _S_CONV_RET, k, n_ch))
+            purchases = conv_new + conv_ret
+            # Mean order value of the cohort: lognormal per order, averaged over the cohort.
+            sigma = ORDER_VALUE_SIGMA / math.sqrt(max(purchases, 1.0))
+            z = _ndtri(_uniform(key, hour, _S_ORDER_VALUE, k, n_ch))
+            order_value = price_cny[i] * math.exp(sigma * z - 0.5 * sigma * sigma)
+            purchase_gmv = purchases * order_value
+            cost = allocated
+            if COMMISSION_FRAC[k] > 0.0:
+                # Pay per sale: commission x GMV, capped by the hour's allocation (the affiliate
+                # programme stops promoting once the committed commission is used up).
+                commission = COMMISSION_FRAC[k] * purchase_gmv
+                if commission > allocated:
+                    keep = allocated / commission
+                    conv_new = np.floor(conv_new * keep)
+                    conv_ret = np.floor(conv_ret * keep)
+                    purchases = conv_new + conv_ret
+                    purchase_gmv = purchases * order_value
+                cost = COMMISSION_FRAC[k] * purchase_gmv
+            # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
+            u_imm = _uniform(key, hour, _S_IMMEDIATE, k, n_ch)
+            immediate = _binomial(purchases, immediate_frac[i], u_imm)
+            u_arr = _uniform(key, hour, _S_ARRIVAL, k, n_ch)
+            old = _binomial(pend_conv[i, k], hazard[i], u_arr)
+            imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
+            old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
+            conv = immediate + old
+            new = imm_new + old_new
+            gmv = imm_gmv + old_gmv
+            pend_conv[i, k] += purchases - conv
+            pend_new[i, k] += conv_new - new
+            pend_gmv[i, k] += purchase_gmv - gmv
+            if settle:
+                # End of horizon: what arrives within the attribution window counts now.
+                p_window = 1.0 - (1.0 - hazard[i]) ** window_hours
+                u_set = _uniform(key, hour, _S_SETTLE, k, n_ch)
+                settled = _binomial(pend_conv[i, k], p_window, u_set)
+                s_new, s_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], settled)
+                conv += settled
+                new += s_new
+                gmv += s_gmv
+                unattr_conv[i] += pend_conv[i, k] - settled
+                unattr_gmv[i] += pend_gmv[i, k] - s_gmv
+                pend_conv[i, k] = 0.0
+                pend_new[i, k] = 0.0
+                pend_gmv[i, k] = 0.0
+            hourly = (cost, impressions, clicks, conv, new, gmv)
+            for m in range(6):
+                last[m, i, k] = hourly[m]
+                totals[m, i, k] += hourly[m]
+            purchases_out[i, k] = purchases
+            purchase_gmv_out[i, k] = purchase_gmv
+            spent += cost
+            new_arrived += new
+        budget_left[i] = max(budget_left[i] - spent, 0.0)
+        pool[i] += new_arrived
 
 
-def _take(count, new, gmv_cny, taken):
-    """Split ``taken`` of ``count`` conversions: new customers (rounded) and GMV (pro rata)."""
-    ratio = np.divide(taken, count, out=np.zeros_like(count), where=count > 0)
-    new_taken = np.clip(np.floor(new * ratio + 0.5), taken - (count - new), np.minimum(new, taken))
-    gmv_taken = np.where(taken >= count, gmv_cny, gmv_cny * ratio)
-    return new_taken, gmv_taken
+# Threads pay off for large batches only; a single env runs the serial build.
+_simulate_hour_serial = numba.njit(cache=True, error_model="numpy")(_simulate_hour_loop)
+_simulate_hour_parallel = numba.njit(cache=True, error_model="numpy", parallel=True)(_simulate_hour_loop)
+PARALLEL_MIN_ENVS = 256
 
 
 def simulate_hour(
     params: CampaignParams, state: CampaignState, spend_request_cny: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Advance every campaign by one hour in place; return the hour's per-channel metrics.
+    """Advance every campaign by one hour in place; return the hour's hidden cohort.
 
     Args:
         params: fixed campaign parameters.
-        state: mutated in place (``state.hour`` is the hour simulated and is incremented).
+        state: mutated in place (``state.hour`` is the hour simulated and is incremented);
+            ``state.last`` then holds the hour's metrics.
         spend_request_cny: ``(n_envs, n_channels)`` non-negative spend wanted this hour. Requests
             beyond the remaining budget are scaled down; requests beyond what the market sells
             are not spent (the money stays in the budget).
 
     Returns:
-        Per-channel ``(n_envs, n_channels)`` arrays: ``spend_cny``, ``impressions``, ``clicks``,
-        ``conversions``, ``new_customers``, ``gmv_cny`` (arrived, i.e. attributed this hour),
-        and hidden ``purchases`` / ``purchase_gmv_cny`` of this hour's click cohort.
+        ``purchases`` and ``purchase_gmv_cny`` ``(n_envs, n_channels)``: what this hour's clicks
+        will eventually buy (ground truth; conversions arrive with delays).
     """
-    hour = state.hour
-    keys = crn.campaign_keys(params.seeds, _DYNAMICS_DOMAIN)
-    u = crn.uniforms(keys, crn.counters(hour, _N_STREAMS, params.n_channels))
-    market = market_conditions(params, hour, u)
-
-    request = np.maximum(spend_request_cny, 0.0)
-    total = request.sum(axis=1)
-    scale = np.where(total > state.budget_left_cny, state.budget_left_cny / np.maximum(total, 1e-12), 1.0)
-    allocated = np.minimum(request * scale[:, None], MAX_WIN_FRAC * market["max_spend_cny"])
-
-    impressions = np.floor(win_curve(allocated, market["volume"], market["max_spend_cny"]) + 0.5)
-    clicks = crn.binomial(impressions, params.ctr, u[:, _S_CLICKS])
-    pool = state.returning_pool[:, None]
-    returning_frac = _AFFINITY * pool / (pool + params.pool_half_saturation[:, None])
-    clicks_ret = crn.binomial(clicks, returning_frac, u[:, _S_RETURNING])
-    cvr_mult = market["cvr_mult"]
-    conv_new = crn.binomial(
-        clicks - clicks_ret, np.minimum(params.cvr_new * cvr_mult, 0.95), u[:, _S_CONV_NEW]
-    )
-    conv_ret = crn.binomial(
-        clicks_ret, np.minimum(params.cvr_returning * cvr_mult, 0.95), u[:, _S_CONV_RET]
-    )
-    purchases = conv_new + conv_ret
-    # Mean order value of the cohort: lognormal per order, averaged over the cohort.
-    sigma = 0.3 / np.sqrt(np.maximum(purchases, 1.0))
-    order_value = params.price_cny[:, None] * np.exp(
-        sigma * crn.normals(u[:, _S_ORDER_VALUE]) - 0.5 * sigma**2
-    )
-    purchase_gmv = purchases * order_value
-
-    # Pay-per-sale channels cost commission x GMV, capped by the hour's allocation: the
-    # affiliate programme stops promoting once the committed commission is used up.
-    commission = _COMMISSION * purchase_gmv
-    over = _PAYS_PER_SALE & (commission > allocated)
-    if over.any():
-        keep = np.divide(allocated, commission, out=np.ones_like(allocated), where=over)
-        conv_new = np.where(over, np.floor(conv_new * keep), conv_new)
-        conv_ret = np.where(over, np.floor(conv_ret * keep), conv_ret)
-        purchases = conv_new + conv_ret
-        purchase_gmv = purchases * order_value
-    spend = np.where(_PAYS_PER_SALE, _COMMISSION * purchase_gmv, allocated)
-
-    # Delays (Chapelle 2014): a share arrives within the hour, the rest geometrically later.
-    immediate = crn.binomial(purchases, params.immediate_frac[:, None], u[:, _S_IMMEDIATE])
-    old_arrivals = crn.binomial(
-        state.pending_conversions, params.delay_hazard_per_hour[:, None], u[:, _S_ARRIVAL]
-    )
-    imm_new, imm_gmv = _take(purchases, conv_new, purchase_gmv, immediate)
-    old_new, old_gmv = _take(
-        state.pending_conversions, state.pending_new_customers, state.pending_gmv_cny, old_arrivals
-    )
-    arrived = {
-        "conversions": immediate + old_arrivals,
-        "new_customers": imm_new + old_new,
-        "gmv_cny": imm_gmv + old_gmv,
-    }
-    state.pending_conversions += purchases - arrived["conversions"]
-    state.pending_new_customers += conv_new - arrived["new_customers"]
-    state.pending_gmv_cny += purchase_gmv - arrived["gmv_cny"]
-
-    state.hour = hour + 1
-    if state.hour >= params.horizon_hours:
-        _settle(params, state, u[:, _S_SETTLE], arrived)
-
-    state.budget_left_cny = np.maximum(state.budget_left_cny - spend.sum(axis=1), 0.0)
-    state.returning_pool = state.returning_pool + arrived["new_customers"].sum(axis=1)
-    hourly = {"spend_cny": spend, "impressions": impressions, "clicks": clicks, **arrived}
-    for name in HOURLY_METRICS:
-        getattr(state, name).__iadd__(hourly[name])
-        state.last[name] = hourly[name]
-    return {**hourly, "purchases": purchases, "purchase_gmv_cny": purchase_gmv}
+    n, k = spend_request_cny.shape
+    purchases, purchase_gmv = np.empty((n, k)), np.empty((n, k))
+    kernel = _simulate_hour_parallel if n >= PARALLEL_MIN_ENVS else _simulate_hour_serial
+    kernel(
+        state.hour, params.horizon_hours, float(ATTRIBUTION_WINDOW_HOURS), state.keys,
+        state.budget_left_cny, state.returning_pool, state.pending_conversions,
+        state.pending_new_customers, state.pending_gmv_cny, state.last, state.totals,
+        state.unattributed_conversions, state.unattributed_gmv_cny,
+        np.ascontiguousarray(spend_request_cny, dtype=np.float64), params.volume_per_hour,
+        params.price_median_cny, params.ctr, params.cvr_new, params.cvr_returning,
+        params.price_cny, params.immediate_frac, params.delay_hazard_per_hour,
+        params.pool_half_saturation, params.event_start_hour, params.coldstart_boost,
+        purchases, purchase_gmv,
+    )  # fmt: skip
+    state.hour += 1
+    return {"purchases": purchases, "purchase_gmv_cny": purchase_gmv}
 
 
-def _settle(params: CampaignParams, state: CampaignState, u: np.ndarray, arrived: dict) -> None:
-    """End of horizon: pending conversions that arrive within the attribution window count now.
+# ----------------------------------------------------------------------------------------------
+# Ground truth for the hindsight oracle.
 
-    The rest are moved to ``unattributed_*`` (reported in info, never counted as GMV), so
-    pending, arrived and unattributed always sum to everything purchased.
-    """
-    p_window = 1.0 - (1.0 - params.delay_hazard_per_hour) ** ATTRIBUTION_WINDOW_HOURS
-    settled = crn.binomial(state.pending_conversions, p_window[:, None], u)
-    new, gmv = _take(state.pending_conversions, state.pending_new_customers, state.pending_gmv_cny, settled)
-    arrived["conversions"] = arrived["conversions"] + settled
-    arrived["new_customers"] = arrived["new_customers"] + new
-    arrived["gmv_cny"] = arrived["gmv_cny"] + gmv
-    state.unattributed_conversions += (state.pending_conversions - settled).sum(axis=1)
-    state.unattributed_gmv_cny += (state.pending_gmv_cny - gmv).sum(axis=1)
-    for pending in (state.pending_conversions, state.pending_new_customers, state.pending_gmv_cny):
-        pending[:] = 0.0
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, out):
+    n, n_ch = volume_ref.shape
+    for i in range(n):
+        for t in range(horizon):
+            for k in range(n_ch):
+                volume, _, max_spend, cvr = _market_cell(
+                    t, keys[i], k, n_ch, volume_ref[i, k], price_ref[i, k], event_start[i], boost[i]
+                )
+                out[0, i, t, k] = volume
+                out[1, i, t, k] = max_spend
+                out[2, i, t, k] = cvr
 
 
 def hourly_markets(params: CampaignParams) -> dict[str, np.ndarray]:
@@ -307,9 +456,25 @@ def hourly_markets(params: CampaignParams) -> dict[str, np.ndarray]:
     ``s`` buys ``win_curve(s, volume, max_spend_cny)`` impressions, at most ``MAX_WIN_FRAC`` of
     it), ``cvr_mult`` (event multiplier on the true CVRs).
     """
-    keys = crn.campaign_keys(params.seeds, _DYNAMICS_DOMAIN)
-    per_hour = [
-        market_conditions(params, hour, crn.uniforms(keys, crn.counters(hour, _N_STREAMS, params.n_channels)))
-        for hour in range(params.horizon_hours)
-    ]
-    return {key: np.stack([m[key] for m in per_hour], axis=1) for key in ("volume", "max_spend_cny", "cvr_mult")}
+    out = np.zeros((3, params.n_envs, params.horizon_hours, params.n_channels))
+    keys = crn.campaign_keys(params.seeds, DYNAMICS_DOMAIN)
+    _markets_kernel(
+        keys, params.horizon_hours, params.volume_per_hour, params.price_median_cny,
+        params.event_start_hour, params.coldstart_boost, out,
+    )  # fmt: skip
+    return {"volume": out[0], "max_spend_cny": out[1], "cvr_mult": out[2]}
+
+
+@numba.vectorize(["float64(float64, float64, float64, float64)"], cache=True)
+def _win_curve_ufunc(spend, volume, max_spend, sigma):
+    return _win_impressions(spend, volume, max_spend, sigma)
+
+
+def win_curve(spend_cny: np.ndarray, volume: np.ndarray, max_spend_cny: np.ndarray) -> np.ndarray:
+    """Expected impressions bought with ``spend_cny``; arrays broadcast to ``(..., n_channels)``.
+
+    Competing prices are lognormal with log-sd ``sigma_k``; bidding ``b`` wins every impression
+    priced below ``b`` at its price (second price), so with ``z = min(spend / max_spend, 0.95)``
+    the impressions won are ``volume * Phi(Phi^-1(z) + sigma_k)``: concave and saturating.
+    """
+    return _win_curve_ufunc(spend_cny, volume, max_spend_cny, PRICE_SIGMA)
