@@ -7,14 +7,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from budgetgym.envs.campaigns import OBS_DIM, BatchedCampaigns, info_at
+from budgetgym.envs.campaigns import OBS_HIGH, OBS_LOW, BatchedCampaigns, info_at
 from budgetgym.envs.core import ACTION_DIM
 from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
 
 
 def observation_space() -> gym.spaces.Box:
-    """Flat ``Box(-inf, inf, (OBS_DIM,), float32)``; features are listed in ``OBS_FEATURES``."""
-    return gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float32)
+    """Flat ``Box((OBS_DIM,), float32)`` with per-feature bounds; features in ``OBS_FEATURES``."""
+    return gym.spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
 
 
 def action_space() -> gym.spaces.Box:
@@ -41,7 +41,7 @@ class MultiChannelBudgetEnv(gym.Env):
     NaN/inf, values outside [-1, 1], a wrong shape or a non-numeric dtype raise ``ValueError``.
 
     ## Observation Space
-    ``Box(-inf, inf, (62,), float32)``: 14 global features (time of day and week, progress,
+    ``Box((62,), float32)``, bounds per feature: 14 global features (time of day and week, progress,
     public event calendar, budget left, pacing gap, target ROI, realized ROI so far, GMV so far,
     own price) and 8 lagged features per channel (spend, impressions, clicks, attributed
     conversions and GMV of the last hour, cumulative spend and GMV, observed CPM). Names and

@@ -64,11 +64,26 @@ OBS_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + tuple(
     f"{channel}/{feature}" for feature in CHANNEL_FEATURES for channel in CHANNEL_NAMES
 )
 OBS_DIM = len(OBS_FEATURES)
+# Bounds of each feature: [-1, 1] for angles, shares and clipped differences, [0, 1] for
+# fractions and flags, and a wide finite cap for the unbounded ratios (money and counts).
+_GLOBAL_BOUNDS = {"hour_sin": -1, "hour_cos": -1, "weekday_sin": -1, "weekday_cos": -1,
+                  "hours_to_event": -1, "pace_gap": -1, "log_price": -10}  # fmt: skip
+OBS_LOW = np.array(
+    [_GLOBAL_BOUNDS.get(f, 0.0) for f in GLOBAL_FEATURES] + [0.0] * (OBS_DIM - len(GLOBAL_FEATURES)),
+    dtype=np.float32,
+)
+OBS_HIGH = np.array(
+    [1.0] * 10 + [1e6] * 4 + [1e6] * (OBS_DIM - len(GLOBAL_FEATURES)), dtype=np.float32
+)
+
+
+# Passed as an argument: numba's cache would not see an edit of these constants in scenarios.py.
+_OBS_CALENDAR = (float(EVENT_LENGTH_HOURS), float(WARMUP_HOURS), REFERENCE_PRICE_CNY)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _observe_kernel(
-    hour, horizon, budget, target_roi, price, event_start, budget_left, last, totals, out
+    hour, horizon, budget, target_roi, price, event_start, budget_left, last, totals, calendar, out
 ):  # fmt: skip
     """Fill ``out (n, OBS_DIM)`` in the order of ``OBS_FEATURES`` (scalings documented there)."""
     n_ch = last.shape[2]
@@ -87,15 +102,16 @@ def _observe_kernel(
         out[i, 2] = np.sin(day_angle)
         out[i, 3] = np.cos(day_angle)
         out[i, 4] = hour / horizon
-        out[i, 5] = 1.0 if 0 <= since < EVENT_LENGTH_HOURS else 0.0
-        out[i, 6] = 1.0 if -WARMUP_HOURS <= since < 0 else 0.0
+        event_length, warmup_length, reference_price = calendar
+        out[i, 5] = 1.0 if 0 <= since < event_length else 0.0
+        out[i, 6] = 1.0 if -warmup_length <= since < 0 else 0.0
         out[i, 7] = min(max(-since / horizon, -1.0), 1.0)
         out[i, 8] = budget_left[i] / b
         out[i, 9] = budget_left[i] / b - (horizon - hour) / horizon
         out[i, 10] = roi / 3.0
         out[i, 11] = gmv_total / (spend_total + 0.01 * b) / roi
         out[i, 12] = gmv_total / (b * roi)
-        out[i, 13] = np.log(price[i] / REFERENCE_PRICE_CNY)
+        out[i, 13] = np.log(price[i] / reference_price)
         base = len(GLOBAL_FEATURES)
         for k in range(n_ch):
             impressions = last[IMPRESSIONS, i, k]
@@ -229,7 +245,7 @@ class BatchedCampaigns:
         obs = np.empty((p.n_envs, OBS_DIM), dtype=np.float32)
         _observe_kernel(
             s.hour, self.horizon_hours, p.budget_cny, p.target_roi, p.price_cny,
-            p.event_start_hour, s.budget_left_cny, s.last, s.totals, obs,
+            p.event_start_hour, s.budget_left_cny, s.last, s.totals, _OBS_CALENDAR, obs,
         )  # fmt: skip
         return obs
 

@@ -51,14 +51,14 @@ class ChannelSpec:
 
 
 DEFAULT_CHANNELS: tuple[ChannelSpec, ...] = (
-    ChannelSpec("search", "cpc", 8_000, 0.15, 0.120, 0.8, 0.050, 0.0135, 0.027, 0.35, 0.0, 0.8),
-    ChannelSpec("feed", "cpm", 100_000, 0.15, 0.008, 0.7, 0.020, 0.0025, 0.0067, 0.30, 0.0, 0.8),
+    ChannelSpec("search", "cpc", 8_000, 0.15, 0.120, 0.6, 0.050, 0.0135, 0.027, 0.35, 0.0, 0.8),
+    ChannelSpec("feed", "cpm", 100_000, 0.15, 0.008, 0.55, 0.020, 0.0025, 0.0067, 0.30, 0.0, 0.8),
     ChannelSpec("live", "cpm", 20_000, 0.60, 0.040, 0.9, 0.040, 0.0036, 0.022, 0.60, 0.0, 1.0),
-    ChannelSpec("short_video", "cpm", 80_000, 0.25, 0.006, 0.7, 0.015, 0.0025, 0.0053, 0.12, 0.0, 0.9),
+    ChannelSpec("short_video", "cpm", 80_000, 0.25, 0.006, 0.6, 0.015, 0.0022, 0.0053, 0.12, 0.0, 0.9),
     ChannelSpec(
         "affiliate", "commission", 15_000, 0.30, 0.040, 0.8, 0.030, 0.0053, 0.009, 0.10, 0.30, 0.6
     ),
-    ChannelSpec("social", "cpm", 60_000, 0.30, 0.005, 0.8, 0.012, 0.0018, 0.0036, 0.05, 0.0, 0.7),
+    ChannelSpec("social", "cpm", 60_000, 0.30, 0.005, 0.7, 0.012, 0.0014, 0.0036, 0.05, 0.0, 0.7),
 )
 
 CHANNEL_NAMES: tuple[str, ...] = tuple(c.name for c in DEFAULT_CHANNELS)

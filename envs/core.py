@@ -62,6 +62,18 @@ RETURNING_AFFINITY = channel_array("returning_affinity")
 COMMISSION_FRAC = channel_array("commission_frac")
 # Platform launch support reaches the on-platform slots (search, feed, live, short video).
 BOOSTED = np.array([c not in ("affiliate", "social") for c in CHANNEL_NAMES], dtype=np.float64)
+# Constants from channels.py and scenarios.py reach the compiled kernels as arguments, never as
+# globals: numba's on-disk cache is keyed on this file alone, so a global edited elsewhere would
+# be silently stale.
+CHANNEL_TABLE = np.stack(
+    [PRICE_SIGMA, VOLUME_SIGMA, DIURNAL_STRENGTH, RETURNING_AFFINITY, COMMISSION_FRAC, BOOSTED]
+)
+_SIGMA, _VOLUME_SIGMA, _DIURNAL, _AFFINITY, _COMMISSION, _BOOSTED = range(6)
+CALENDAR = np.array(
+    [EVENT_LENGTH_HOURS, WARMUP_HOURS, EVENT_TRAFFIC_MULT, EVENT_PRICE_MULT, EVENT_CVR_MULT,
+     WARMUP_CVR_MULT, COLDSTART_DECAY_HOURS], dtype=np.float64,
+)  # fmt: skip
+_EVENT_LEN, _WARMUP_LEN, _EVENT_TRAFFIC, _EVENT_PRICE, _EVENT_CVR, _WARMUP_CVR, _DECAY = range(7)
 ORDER_VALUE_SIGMA = 0.3  # log-sd of one order's value around the product price
 PRICE_NOISE_SIGMA = 0.1  # log-sd of the hourly price level
 
@@ -266,25 +278,25 @@ def _win_impressions(spend, volume, max_spend, sigma):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _market_cell(hour, key, k, n_channels, volume_ref, price_ref, event_start, boost):
+def _market_cell(hour, key, k, n_channels, volume_ref, price_ref, event_start, boost, ch, cal):
     """Volume, median price, cost of the whole market and CVR multiplier of one channel-hour."""
     hour_of_day, day = hour % 24, hour // 24
     evening = math.cos(2.0 * math.pi * (hour_of_day - 20) / 24.0)  # peak 20:00, trough 08:00
     weekly = 1.15 if day % 7 >= 5 else 1.0
     since = hour - event_start
     traffic, price_mult, cvr = 1.0, 1.0, 1.0
-    if 0 <= since < EVENT_LENGTH_HOURS:
-        traffic, price_mult, cvr = EVENT_TRAFFIC_MULT, EVENT_PRICE_MULT, EVENT_CVR_MULT
-    elif -WARMUP_HOURS <= since < 0:
-        traffic, price_mult, cvr = 1.2, 1.1, WARMUP_CVR_MULT
-    launch = 1.0 + boost * math.exp(-hour / COLDSTART_DECAY_HOURS) * BOOSTED[k]
-    vs = VOLUME_SIGMA[k]
+    if 0 <= since < cal[_EVENT_LEN]:
+        traffic, price_mult, cvr = cal[_EVENT_TRAFFIC], cal[_EVENT_PRICE], cal[_EVENT_CVR]
+    elif -cal[_WARMUP_LEN] <= since < 0:
+        traffic, price_mult, cvr = 1.2, 1.1, cal[_WARMUP_CVR]
+    launch = 1.0 + boost * math.exp(-hour / cal[_DECAY]) * ch[_BOOSTED, k]
+    vs = ch[_VOLUME_SIGMA, k]
     noise = math.exp(vs * _ndtri(_uniform(key, hour, _S_VOLUME, k, n_channels)) - 0.5 * vs * vs)
-    volume = volume_ref * (1.0 + 0.6 * DIURNAL_STRENGTH[k] * evening) * weekly * traffic
+    volume = volume_ref * (1.0 + 0.6 * ch[_DIURNAL, k] * evening) * weekly * traffic
     volume *= launch * noise
     price_noise = PRICE_NOISE_SIGMA * _ndtri(_uniform(key, hour, _S_PRICE, k, n_channels))
     price = price_ref * (1.0 + 0.25 * evening) * price_mult * math.exp(price_noise)
-    max_spend = volume * price * math.exp(0.5 * PRICE_SIGMA[k] ** 2)
+    max_spend = volume * price * math.exp(0.5 * ch[_SIGMA, k] ** 2)
     return volume, price, max_spend, cvr
 
 
@@ -303,8 +315,8 @@ def _split(count, new, gmv, taken):
 def _simulate_hour_loop(
     hour, horizon, window_hours, keys, budget_left, pool, pend_conv, pend_new, pend_gmv,
     last, totals, unattr_conv, unattr_gmv, request, volume_ref, price_ref, ctr, cvr_new,
-    cvr_ret, price_cny, immediate_frac, hazard, pool_half, event_start, boost, purchases_out,
-    purchase_gmv_out,
+    cvr_ret, price_cny, immediate_frac, hazard, pool_half, event_start, boost, ch, cal,
+    purchases_out, purchase_gmv_out,
 ):  # fmt: skip
     n, n_ch = request.shape
     settle = hour + 1 >= horizon
@@ -320,13 +332,15 @@ def _simulate_hour_loop(
         spent, new_arrived = 0.0, 0.0
         for k in range(n_ch):
             volume, _, max_spend, cvr_mult = _market_cell(
-                hour, key, k, n_ch, volume_ref[i, k], price_ref[i, k], event_start[i], boost[i]
-            )
+                hour, key, k, n_ch, volume_ref[i, k], price_ref[i, k], event_start[i], boost[i],
+                ch, cal,
+            )  # fmt: skip
             allocated = min(max(request[i, k], 0.0) * scale, MAX_WIN_FRAC * max_spend)
-            impressions = np.floor(_win_impressions(allocated, volume, max_spend, PRICE_SIGMA[k]) + 0.5)
+            expected_impressions = _win_impressions(allocated, volume, max_spend, ch[_SIGMA, k])
+            impressions = np.floor(expected_impressions + 0.5)
             clicks = _binomial(impressions, ctr[i, k], _uniform(key, hour, _S_CLICKS, k, n_ch))
             u_ret = _uniform(key, hour, _S_RETURNING, k, n_ch)
-            clicks_ret = _binomial(clicks, RETURNING_AFFINITY[k] * returning_frac_base, u_ret)
+            clicks_ret = _binomial(clicks, ch[_AFFINITY, k] * returning_frac_base, u_ret)
             p_new = min(cvr_new[i, k] * cvr_mult, 0.95)
             p_ret = min(cvr_ret[i, k] * cvr_mult, 0.95)
             conv_new = _binomial(clicks - clicks_ret, p_new, _uniform(key, hour, _S_CONV_NEW, k, n_ch))
@@ -338,17 +352,18 @@ def _simulate_hour_loop(
             order_value = price_cny[i] * math.exp(sigma * z - 0.5 * sigma * sigma)
             purchase_gmv = purchases * order_value
             cost = allocated
-            if COMMISSION_FRAC[k] > 0.0:
+            commission_frac = ch[_COMMISSION, k]
+            if commission_frac > 0.0:
                 # Pay per sale: commission x GMV, capped by the hour's allocation (the affiliate
                 # programme stops promoting once the committed commission is used up).
-                commission = COMMISSION_FRAC[k] * purchase_gmv
+                commission = commission_frac * purchase_gmv
                 if commission > allocated:
                     keep = allocated / commission
                     conv_new = np.floor(conv_new * keep)
                     conv_ret = np.floor(conv_ret * keep)
                     purchases = conv_new + conv_ret
                     purchase_gmv = purchases * order_value
-                cost = COMMISSION_FRAC[k] * purchase_gmv
+                cost = commission_frac * purchase_gmv
             # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
             u_imm = _uniform(key, hour, _S_IMMEDIATE, k, n_ch)
             immediate = _binomial(purchases, immediate_frac[i], u_imm)
@@ -423,7 +438,7 @@ def simulate_hour(
         params.price_median_cny, params.ctr, params.cvr_new, params.cvr_returning,
         params.price_cny, params.immediate_frac, params.delay_hazard_per_hour,
         params.pool_half_saturation, params.event_start_hour, params.coldstart_boost,
-        purchases, purchase_gmv,
+        CHANNEL_TABLE, CALENDAR, purchases, purchase_gmv,
     )  # fmt: skip
     state.hour += 1
     return {"purchases": purchases, "purchase_gmv_cny": purchase_gmv}
@@ -434,14 +449,15 @@ def simulate_hour(
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, out):
+def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, ch, cal, out):
     n, n_ch = volume_ref.shape
     for i in range(n):
         for t in range(horizon):
             for k in range(n_ch):
                 volume, _, max_spend, cvr = _market_cell(
-                    t, keys[i], k, n_ch, volume_ref[i, k], price_ref[i, k], event_start[i], boost[i]
-                )
+                    t, keys[i], k, n_ch, volume_ref[i, k], price_ref[i, k], event_start[i],
+                    boost[i], ch, cal,
+                )  # fmt: skip
                 out[0, i, t, k] = volume
                 out[1, i, t, k] = max_spend
                 out[2, i, t, k] = cvr
@@ -460,7 +476,7 @@ def hourly_markets(params: CampaignParams) -> dict[str, np.ndarray]:
     keys = crn.campaign_keys(params.seeds, DYNAMICS_DOMAIN)
     _markets_kernel(
         keys, params.horizon_hours, params.volume_per_hour, params.price_median_cny,
-        params.event_start_hour, params.coldstart_boost, out,
+        params.event_start_hour, params.coldstart_boost, CHANNEL_TABLE, CALENDAR, out,
     )  # fmt: skip
     return {"volume": out[0], "max_spend_cny": out[1], "cvr_mult": out[2]}
 

@@ -137,7 +137,9 @@ class BudgetVecEnv(VecEnv):
         pass
 
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self.campaigns, attr_name)] * len(self._get_indices(indices))
+        # The simulator renders nothing; SB3 asks for render_mode when it builds the VecEnv.
+        value = None if attr_name == "render_mode" else getattr(self.campaigns, attr_name)
+        return [value] * len(self._get_indices(indices))
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
         setattr(self.campaigns, attr_name, value)
