@@ -81,7 +81,7 @@ OBS_HIGH = np.array(
 _OBS_CALENDAR = (float(EVENT_LENGTH_HOURS), float(WARMUP_HOURS), REFERENCE_PRICE_CNY)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", parallel=True)
 def _observe_kernel(
     hour, horizon, budget, target_roi, price, event_start, budget_left, last, totals, calendar, out
 ):  # fmt: skip
@@ -89,7 +89,9 @@ def _observe_kernel(
     n_ch = last.shape[2]
     hour_angle = 2.0 * np.pi * (hour % 24) / 24.0
     day_angle = 2.0 * np.pi * ((hour // 24) % 7) / 7.0
-    for i in range(out.shape[0]):
+    clock = (np.sin(hour_angle), np.cos(hour_angle), np.sin(day_angle), np.cos(day_angle))
+    event_length, warmup_length, reference_price = calendar
+    for i in numba.prange(out.shape[0]):
         b, roi = budget[i], target_roi[i]
         even_rate = b / horizon
         spend_total, gmv_total = 0.0, 0.0
@@ -97,12 +99,9 @@ def _observe_kernel(
             spend_total += totals[SPEND, i, k]
             gmv_total += totals[GMV, i, k]
         since = hour - event_start[i]
-        out[i, 0] = np.sin(hour_angle)
-        out[i, 1] = np.cos(hour_angle)
-        out[i, 2] = np.sin(day_angle)
-        out[i, 3] = np.cos(day_angle)
+        for j in range(4):
+            out[i, j] = clock[j]
         out[i, 4] = hour / horizon
-        event_length, warmup_length, reference_price = calendar
         out[i, 5] = 1.0 if 0 <= since < event_length else 0.0
         out[i, 6] = 1.0 if -warmup_length <= since < 0 else 0.0
         out[i, 7] = min(max(-since / horizon, -1.0), 1.0)

@@ -54,6 +54,7 @@ SPEND, IMPRESSIONS, CLICKS, CONVERSIONS, NEW_CUSTOMERS, GMV = range(len(HOURLY_M
 # Stream indices of the per-step counter-based draws.
 _S_VOLUME, _S_PRICE, _S_CLICKS, _S_RETURNING, _S_CONV_NEW, _S_CONV_RET = range(6)
 _S_ORDER_VALUE, _S_IMMEDIATE, _S_ARRIVAL, _S_SETTLE = range(6, 10)
+_N_STREAMS = 10
 
 PRICE_SIGMA = channel_array("price_sigma")
 VOLUME_SIGMA = channel_array("volume_noise_sigma")
@@ -207,11 +208,28 @@ def _splitmix(x):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _uniform(key, hour, stream, channel, n_channels):
-    """Same value as ``random.uniforms(keys, random.counters(hour, ...))`` for one cell."""
-    counter = _splitmix(np.uint64(hour * 4096 + stream * n_channels + channel))
+def _uniform(key, counter):
+    """Uniform in (0, 1) of one campaign key and one mixed counter (see ``_counters``)."""
     bits = _splitmix(key ^ counter)
     return (float(bits >> np.uint64(11)) + 0.5) * 2.0**-53
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _counters(hour, n_channels):
+    """Mixed counters of one hour, ``(n_streams, n_channels)``, as ``random.counters``."""
+    out = np.empty((_N_STREAMS, n_channels), dtype=np.uint64)
+    for stream in range(_N_STREAMS):
+        for k in range(n_channels):
+            out[stream, k] = _splitmix(np.uint64(hour * 4096 + stream * n_channels + k))
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _hour_profile(hour, cal):
+    """Calendar factors shared by every campaign: daily cycle, weekend, launch-boost decay."""
+    evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak 20:00, trough 08:00
+    weekly = 1.15 if (hour // 24) % 7 >= 5 else 1.0
+    return evening, weekly, math.exp(-hour / cal[_DECAY])
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -278,23 +296,21 @@ def _win_impressions(spend, volume, max_spend, sigma):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _market_cell(hour, key, k, n_channels, volume_ref, price_ref, event_start, boost, ch, cal):
+def _market_cell(hour, profile, key, counter, k, volume_ref, price_ref, event_start, boost, ch, cal):
     """Volume, median price, cost of the whole market and CVR multiplier of one channel-hour."""
-    hour_of_day, day = hour % 24, hour // 24
-    evening = math.cos(2.0 * math.pi * (hour_of_day - 20) / 24.0)  # peak 20:00, trough 08:00
-    weekly = 1.15 if day % 7 >= 5 else 1.0
+    evening, weekly, decay = profile
     since = hour - event_start
     traffic, price_mult, cvr = 1.0, 1.0, 1.0
     if 0 <= since < cal[_EVENT_LEN]:
         traffic, price_mult, cvr = cal[_EVENT_TRAFFIC], cal[_EVENT_PRICE], cal[_EVENT_CVR]
     elif -cal[_WARMUP_LEN] <= since < 0:
         traffic, price_mult, cvr = 1.2, 1.1, cal[_WARMUP_CVR]
-    launch = 1.0 + boost * math.exp(-hour / cal[_DECAY]) * ch[_BOOSTED, k]
+    launch = 1.0 + boost * decay * ch[_BOOSTED, k]
     vs = ch[_VOLUME_SIGMA, k]
-    noise = math.exp(vs * _ndtri(_uniform(key, hour, _S_VOLUME, k, n_channels)) - 0.5 * vs * vs)
+    noise = math.exp(vs * _ndtri(_uniform(key, counter[_S_VOLUME, k])) - 0.5 * vs * vs)
     volume = volume_ref * (1.0 + 0.6 * ch[_DIURNAL, k] * evening) * weekly * traffic
     volume *= launch * noise
-    price_noise = PRICE_NOISE_SIGMA * _ndtri(_uniform(key, hour, _S_PRICE, k, n_channels))
+    price_noise = PRICE_NOISE_SIGMA * _ndtri(_uniform(key, counter[_S_PRICE, k]))
     price = price_ref * (1.0 + 0.25 * evening) * price_mult * math.exp(price_noise)
     max_spend = volume * price * math.exp(0.5 * ch[_SIGMA, k] ** 2)
     return volume, price, max_spend, cvr
@@ -320,6 +336,8 @@ def _simulate_hour_loop(
 ):  # fmt: skip
     n, n_ch = request.shape
     settle = hour + 1 >= horizon
+    counter = _counters(hour, n_ch)
+    profile = _hour_profile(hour, cal)
     for i in numba.prange(n):  # campaigns are independent: parallel over the batch
         key = keys[i]
         total_request = 0.0
@@ -332,23 +350,23 @@ def _simulate_hour_loop(
         spent, new_arrived = 0.0, 0.0
         for k in range(n_ch):
             volume, _, max_spend, cvr_mult = _market_cell(
-                hour, key, k, n_ch, volume_ref[i, k], price_ref[i, k], event_start[i], boost[i],
-                ch, cal,
+                hour, profile, key, counter, k, volume_ref[i, k], price_ref[i, k], event_start[i],
+                boost[i], ch, cal,
             )  # fmt: skip
             allocated = min(max(request[i, k], 0.0) * scale, MAX_WIN_FRAC * max_spend)
             expected_impressions = _win_impressions(allocated, volume, max_spend, ch[_SIGMA, k])
             impressions = np.floor(expected_impressions + 0.5)
-            clicks = _binomial(impressions, ctr[i, k], _uniform(key, hour, _S_CLICKS, k, n_ch))
-            u_ret = _uniform(key, hour, _S_RETURNING, k, n_ch)
+            clicks = _binomial(impressions, ctr[i, k], _uniform(key, counter[_S_CLICKS, k]))
+            u_ret = _uniform(key, counter[_S_RETURNING, k])
             clicks_ret = _binomial(clicks, ch[_AFFINITY, k] * returning_frac_base, u_ret)
             p_new = min(cvr_new[i, k] * cvr_mult, 0.95)
             p_ret = min(cvr_ret[i, k] * cvr_mult, 0.95)
-            conv_new = _binomial(clicks - clicks_ret, p_new, _uniform(key, hour, _S_CONV_NEW, k, n_ch))
-            conv_ret = _binomial(clicks_ret, p_ret, _uniform(key, hour, _S_CONV_RET, k, n_ch))
+            conv_new = _binomial(clicks - clicks_ret, p_new, _uniform(key, counter[_S_CONV_NEW, k]))
+            conv_ret = _binomial(clicks_ret, p_ret, _uniform(key, counter[_S_CONV_RET, k]))
             purchases = conv_new + conv_ret
             # Mean order value of the cohort: lognormal per order, averaged over the cohort.
             sigma = ORDER_VALUE_SIGMA / math.sqrt(max(purchases, 1.0))
-            z = _ndtri(_uniform(key, hour, _S_ORDER_VALUE, k, n_ch))
+            z = _ndtri(_uniform(key, counter[_S_ORDER_VALUE, k]))
             order_value = price_cny[i] * math.exp(sigma * z - 0.5 * sigma * sigma)
             purchase_gmv = purchases * order_value
             cost = allocated
@@ -365,9 +383,9 @@ def _simulate_hour_loop(
                     purchase_gmv = purchases * order_value
                 cost = commission_frac * purchase_gmv
             # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
-            u_imm = _uniform(key, hour, _S_IMMEDIATE, k, n_ch)
+            u_imm = _uniform(key, counter[_S_IMMEDIATE, k])
             immediate = _binomial(purchases, immediate_frac[i], u_imm)
-            u_arr = _uniform(key, hour, _S_ARRIVAL, k, n_ch)
+            u_arr = _uniform(key, counter[_S_ARRIVAL, k])
             old = _binomial(pend_conv[i, k], hazard[i], u_arr)
             imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
             old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
@@ -380,7 +398,7 @@ def _simulate_hour_loop(
             if settle:
                 # End of horizon: what arrives within the attribution window counts now.
                 p_window = 1.0 - (1.0 - hazard[i]) ** window_hours
-                u_set = _uniform(key, hour, _S_SETTLE, k, n_ch)
+                u_set = _uniform(key, counter[_S_SETTLE, k])
                 settled = _binomial(pend_conv[i, k], p_window, u_set)
                 s_new, s_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], settled)
                 conv += settled
@@ -451,12 +469,13 @@ def simulate_hour(
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, ch, cal, out):
     n, n_ch = volume_ref.shape
-    for i in range(n):
-        for t in range(horizon):
+    for t in range(horizon):
+        counter, profile = _counters(t, n_ch), _hour_profile(t, cal)
+        for i in range(n):
             for k in range(n_ch):
                 volume, _, max_spend, cvr = _market_cell(
-                    t, keys[i], k, n_ch, volume_ref[i, k], price_ref[i, k], event_start[i],
-                    boost[i], ch, cal,
+                    t, profile, keys[i], counter, k, volume_ref[i, k], price_ref[i, k],
+                    event_start[i], boost[i], ch, cal,
                 )  # fmt: skip
                 out[0, i, t, k] = volume
                 out[1, i, t, k] = max_spend
