@@ -69,7 +69,8 @@ OBS_DIM = len(OBS_FEATURES)
 _GLOBAL_BOUNDS = {"hour_sin": -1, "hour_cos": -1, "weekday_sin": -1, "weekday_cos": -1,
                   "hours_to_event": -1, "pace_gap": -1, "log_price": -10}  # fmt: skip
 OBS_LOW = np.array(
-    [_GLOBAL_BOUNDS.get(f, 0.0) for f in GLOBAL_FEATURES] + [0.0] * (OBS_DIM - len(GLOBAL_FEATURES)),
+    [_GLOBAL_BOUNDS.get(f, 0.0) for f in GLOBAL_FEATURES]
+    + [0.0] * (OBS_DIM - len(GLOBAL_FEATURES)),
     dtype=np.float32,
 )
 OBS_HIGH = np.array(
@@ -173,7 +174,9 @@ class BatchedCampaigns:
         horizon_hours: int = HORIZON_HOURS,
     ) -> None:
         if reward_mode not in REWARD_MODES:
-            raise ValueError(f"Unknown reward_mode {reward_mode!r}; valid: {', '.join(REWARD_MODES)}.")
+            raise ValueError(
+                f"Unknown reward_mode {reward_mode!r}; valid: {', '.join(REWARD_MODES)}."
+            )
         if not np.isfinite(roi_penalty_coef) or roi_penalty_coef < 0:
             raise ValueError(f"roi_penalty_coef must be finite and >= 0, got {roi_penalty_coef}.")
         sample_campaigns(scenario, [0], horizon_hours)  # validates the name and horizon early
@@ -206,7 +209,9 @@ class BatchedCampaigns:
         request = action_to_spend_request(acts, self.state.budget_left_cny, hours_left)
         return self._advance(request)
 
-    def step_spend(self, spend_request_cny: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    def step_spend(
+        self, spend_request_cny: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         """Advance one hour with an explicit per-channel spend request ``(n, n_channels)`` CNY.
 
         Used by the oracle's replay; policies go through :meth:`step`.
@@ -262,14 +267,14 @@ class BatchedCampaigns:
         Every array is new at each call (nothing is shared between steps).
         """
         p, s = self.params, self.state
-        info = dict(zip(TOTAL_KEYS, totals.T))
+        info = dict(zip(TOTAL_KEYS, totals.T, strict=True))
         info["hour"] = np.full(totals.shape[0], s.hour)
         info["spend_by_channel"] = s.totals[SPEND].copy()
         info["gmv_by_channel"] = s.totals[GMV].copy()
         info["true_cvr_new"] = p.cvr_new.copy()
         info["true_cvr_returning"] = p.cvr_returning.copy()
         if cohort is not None:
-            info.update(zip(HOURLY_METRICS, s.last.copy()))
+            info.update(zip(HOURLY_METRICS, s.last.copy(), strict=True))
             info.update(cohort)
         return info
 

@@ -241,20 +241,52 @@ def _ndtri(p):
         return np.inf
     if p < 0.02425 or p > 0.97575:
         q = math.sqrt(-2.0 * math.log(min(p, 1.0 - p)))
-        x = (((((-7.784894002430293e-03 * q - 3.223964580411365e-01) * q - 2.400758277161838e00)
-               * q - 2.549732539343734e00) * q + 4.374664141464968e00) * q + 2.938163982698783e00)
-        x /= ((((7.784695709041462e-03 * q + 3.224671290700398e-01) * q + 2.445134137142996e00)
-               * q + 3.754408661907416e00) * q + 1.0)
+        x = (
+            (
+                ((-7.784894002430293e-03 * q - 3.223964580411365e-01) * q - 2.400758277161838e00)
+                * q
+                - 2.549732539343734e00
+            )
+            * q
+            + 4.374664141464968e00
+        ) * q + 2.938163982698783e00
+        x /= (
+            ((7.784695709041462e-03 * q + 3.224671290700398e-01) * q + 2.445134137142996e00) * q
+            + 3.754408661907416e00
+        ) * q + 1.0
         if p > 0.5:
             x = -x
     else:
         q = p - 0.5
         r = q * q
-        x = (((((-3.969683028665376e01 * r + 2.209460984245205e02) * r - 2.759285104469687e02)
-               * r + 1.383577518672690e02) * r - 3.066479806614716e01) * r + 2.506628277459239e00)
-        x = x * q / (((((-5.447609879822406e01 * r + 1.615858368580409e02) * r
-                        - 1.556989798598866e02) * r + 6.680131188771972e01) * r
-                      - 1.328068155288572e01) * r + 1.0)
+        x = (
+            (
+                ((-3.969683028665376e01 * r + 2.209460984245205e02) * r - 2.759285104469687e02) * r
+                + 1.383577518672690e02
+            )
+            * r
+            - 3.066479806614716e01
+        ) * r + 2.506628277459239e00
+        x = (
+            x
+            * q
+            / (
+                (
+                    (
+                        (
+                            (-5.447609879822406e01 * r + 1.615858368580409e02) * r
+                            - 1.556989798598866e02
+                        )
+                        * r
+                        + 6.680131188771972e01
+                    )
+                    * r
+                    - 1.328068155288572e01
+                )
+                * r
+                + 1.0
+            )
+        )
     return x
 
 
@@ -296,7 +328,9 @@ def _win_impressions(spend, volume, max_spend, sigma):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _market_cell(hour, profile, key, counter, k, volume_ref, price_ref, event_start, boost, ch, cal):
+def _market_cell(
+    hour, profile, key, counter, k, volume_ref, price_ref, event_start, boost, ch, cal
+):
     """Volume, median price, cost of the whole market and CVR multiplier of one channel-hour."""
     evening, weekly, decay = profile
     since = hour - event_start
@@ -423,7 +457,9 @@ def _simulate_hour_loop(
 
 # Threads pay off for large batches only; a single env runs the serial build.
 _simulate_hour_serial = numba.njit(cache=True, error_model="numpy")(_simulate_hour_loop)
-_simulate_hour_parallel = numba.njit(cache=True, error_model="numpy", parallel=True)(_simulate_hour_loop)
+_simulate_hour_parallel = numba.njit(cache=True, error_model="numpy", parallel=True)(
+    _simulate_hour_loop
+)
 PARALLEL_MIN_ENVS = 256
 
 

@@ -1,11 +1,13 @@
-"""Counter-based random draws: every number is a pure function of (campaign key, step, stream, channel).
+"""Counter-based random draws: each number is a function of (campaign key, step, stream, channel).
 
 A campaign's randomness therefore does not depend on which other campaigns share its batch, nor
 on the actions a policy takes (common random numbers: every policy evaluated on a seed meets the
 same traffic, prices and conversion luck). This is the idea behind JAX's threefry and numpy's
 Philox, implemented here with the SplitMix64 finalizer, which vectorizes over uint64 arrays.
 
-Shapes: ``keys`` is ``(n_envs,)`` uint64; draws for one step are ``(n_envs, n_streams, n_channels)``.
+These numpy functions sample campaigns at reset; the compiled dynamics in ``core.py`` draw the
+same uniforms cell by cell. Shapes: ``keys`` is ``(n_envs,)`` uint64; the draws of one step are
+``(n_envs, n_streams, n_channels)``.
 """
 
 from __future__ import annotations
@@ -57,53 +59,3 @@ def uniforms(keys: np.ndarray, counter_table: np.ndarray) -> np.ndarray:
 def normals(u: np.ndarray) -> np.ndarray:
     """Standard normals by inverting the CDF of uniforms (one uniform per normal)."""
     return ndtri(u)
-
-
-_NORMAL_APPROX_MEAN = 12.0
-
-
-def binomial(n: np.ndarray, p: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Binomial(n, p) draws from one uniform each, by inversion; integer-valued float64.
-
-    Cells with mean ``n * p`` below 12 are inverted exactly by sequential search over the
-    probability mass function (the loop runs only over cells not yet resolved, so its cost is
-    about the mean count). Larger means use the normal approximation with continuity
-    correction, clipped to ``[0, n]`` (the error there is far below the simulator's noise).
-
-    Args:
-        n: trial counts, non-negative integer-valued float64 (any shape).
-        p: success probabilities in [0, 1], broadcastable to ``n``.
-        u: uniforms in (0, 1), same shape as ``n``.
-    """
-    n, p = np.broadcast_arrays(n, p)
-    mean = n * p
-    out = np.empty(n.shape, dtype=np.float64)
-    large = mean >= _NORMAL_APPROX_MEAN
-    if large.any():
-        nl, pl = n[large], p[large]
-        draw = np.floor(nl * pl + np.sqrt(nl * pl * (1.0 - pl)) * ndtri(u[large]) + 0.5)
-        out[large] = np.clip(draw, 0.0, nl)
-    small = np.flatnonzero(~large)
-    if small.size:
-        out.flat[small] = _binomial_inversion(n.flat[small], p.flat[small], u.flat[small])
-    return out
-
-
-def _binomial_inversion(n: np.ndarray, p: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Exact inversion for small means: smallest k with CDF(k) >= u, 1-D arrays."""
-    p = np.minimum(p, 1.0 - 1e-12)
-    pmf = np.exp(n * np.log1p(-p))  # P(X = 0)
-    cdf = pmf.copy()
-    k = np.zeros_like(n)
-    odds = p / (1.0 - p)
-    active = np.flatnonzero((u > cdf) & (k < n))
-    while active.size:
-        ka = k[active]
-        pmf_a = pmf[active] * (n[active] - ka) / (ka + 1.0) * odds[active]
-        pmf[active] = pmf_a
-        cdf[active] += pmf_a
-        k[active] = ka + 1.0
-        # Stop where the CDF has passed u, where k reached n, or where round-off stalls the CDF.
-        keep = (u[active] > cdf[active]) & (k[active] < n[active]) & (pmf_a > 1e-300)
-        active = active[keep]
-    return k

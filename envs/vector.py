@@ -83,7 +83,9 @@ class MultiChannelBudgetVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"campaign_seeds needs {self.num_envs} seeds, got {len(seeds)}.")
         return self.campaigns.reset(seeds)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         obs, reward, done, info = self.campaigns.step(actions)
         if done.all():
             final = {"final_obs": obs, "final_info": info, "_final_obs": done, "_final_info": done}

@@ -8,7 +8,9 @@ import numpy as np
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("list-scenarios", help="Print each scenario with a one-line description.")
+    p = subparsers.add_parser(
+        "list-scenarios", help="Print each scenario with a one-line description."
+    )
     p.set_defaults(handler=list_scenarios)
 
     p = subparsers.add_parser(
@@ -47,7 +49,17 @@ def simulate(args: argparse.Namespace) -> int:
     while not done.all():
         _, _, done, info = campaigns.step(actions)
     table = Table(title=f"{args.scenario}: even pacing, uniform split")
-    for col in ("seed", "scenario", "budget", "spend", "GMV", "ROI", "target", "compensation", "new cust."):
+    for col in (
+        "seed",
+        "scenario",
+        "budget",
+        "spend",
+        "GMV",
+        "ROI",
+        "target",
+        "compensation",
+        "new cust.",
+    ):
         table.add_column(col, justify="right")
     for i, seed in enumerate(seeds):
         table.add_row(

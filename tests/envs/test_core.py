@@ -21,24 +21,33 @@ def random_policy(seed: int):
 def test_money_and_conversions_reconcile(scenario):
     campaigns = BatchedCampaigns(scenario, horizon_hours=48)
     steps = rollout(campaigns, np.arange(16), random_policy(0))
-    hourly = {key: sum(s[3][key] for s in steps[1:]) for key in ("spend_cny", "gmv_cny", "conversions")}
+    hourly = {
+        key: sum(s[3][key] for s in steps[1:]) for key in ("spend_cny", "gmv_cny", "conversions")
+    }
     purchases = sum(s[3]["purchases"] for s in steps[1:]).sum(axis=1)
     purchase_gmv = sum(s[3]["purchase_gmv_cny"] for s in steps[1:]).sum(axis=1)
     final = steps[-1][3]
     # Per-channel spend sums to the total, which never exceeds the budget.
     np.testing.assert_allclose(hourly["spend_cny"], final["spend_by_channel"], rtol=1e-12)
-    np.testing.assert_allclose(final["spend_by_channel"].sum(axis=1), final["spend_total"], rtol=1e-12)
+    np.testing.assert_allclose(
+        final["spend_by_channel"].sum(axis=1), final["spend_total"], rtol=1e-12
+    )
     assert (final["spend_total"] <= final["budget"] * (1 + 1e-12)).all()
-    np.testing.assert_allclose(final["budget"] - final["spend_total"], final["budget_left"], atol=1e-6)
+    np.testing.assert_allclose(
+        final["budget"] - final["spend_total"], final["budget_left"], atol=1e-6
+    )
     # GMV: hourly arrivals sum to the totals; every purchase is attributed or reported unattributed.
     np.testing.assert_allclose(hourly["gmv_cny"], final["gmv_by_channel"], rtol=1e-12)
-    np.testing.assert_allclose(final["gmv_total"] + final["unattributed_gmv"], purchase_gmv, rtol=1e-9)
+    np.testing.assert_allclose(
+        final["gmv_total"] + final["unattributed_gmv"], purchase_gmv, rtol=1e-9
+    )
     np.testing.assert_array_equal(
         final["conversions_total"] + final["unattributed_conversions"], purchases
     )
     assert (final["pending_conversions"] == 0).all() and (final["pending_gmv"] == 0).all()
     np.testing.assert_array_equal(
-        final["new_customers_total"] + final["returning_customers_total"], final["conversions_total"]
+        final["new_customers_total"] + final["returning_customers_total"],
+        final["conversions_total"],
     )
     np.testing.assert_allclose(
         final["compensation"],
@@ -59,7 +68,7 @@ def test_counts_are_integers_and_clicks_bounded():
 def test_same_seed_same_actions_identical():
     a = rollout(BatchedCampaigns("mixed", horizon_hours=36), np.arange(8), random_policy(3))
     b = rollout(BatchedCampaigns("mixed", horizon_hours=36), np.arange(8), random_policy(3))
-    for (oa, ra, _, ia), (ob, rb, _, ib) in zip(a, b):
+    for (oa, ra, _, ia), (ob, rb, _, ib) in zip(a, b, strict=True):
         np.testing.assert_array_equal(oa, ob)
         if ra is not None:
             np.testing.assert_array_equal(ra, rb)

@@ -26,7 +26,9 @@ def test_every_scenario_samples_plausible_campaigns():
         assert (p.target_roi >= 1.4).all() and (p.target_roi <= 3.3).all()
         assert (p.ctr > 0).all() and (p.ctr < 0.1).all()
         assert (p.cvr_new > 0).all() and (p.cvr_returning <= 0.8).all()
-        np.testing.assert_array_equal(p.budget_cny, sample_campaigns(name, np.arange(200)).budget_cny)
+        np.testing.assert_array_equal(
+            p.budget_cny, sample_campaigns(name, np.arange(200)).budget_cny
+        )
     mixed = sample_campaigns("mixed", np.arange(600))
     assert set(mixed.scenario_names) == set(SCENARIOS)
 
@@ -90,9 +92,15 @@ def test_timing_matters_in_double11():
 
 
 def test_list_scenarios_cli():
-    out = subprocess.run(
-        [sys.executable, "-m", "budgetgym.scripts.cli", "list-scenarios"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip().splitlines()
+    out = (
+        subprocess.run(
+            [sys.executable, "-m", "budgetgym.scripts.cli", "list-scenarios"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     assert [line.split()[0] for line in out] == list(SCENARIO_NAMES)
     assert all(len(line.split(maxsplit=1)) == 2 for line in out)
