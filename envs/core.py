@@ -398,10 +398,12 @@ def _simulate_hour_loop(
             conv_new = _binomial(clicks - clicks_ret, p_new, _uniform(key, counter[_S_CONV_NEW, k]))
             conv_ret = _binomial(clicks_ret, p_ret, _uniform(key, counter[_S_CONV_RET, k]))
             purchases = conv_new + conv_ret
-            # Mean order value of the cohort: lognormal per order, averaged over the cohort.
-            sigma = ORDER_VALUE_SIGMA / math.sqrt(max(purchases, 1.0))
-            z = _ndtri(_uniform(key, counter[_S_ORDER_VALUE, k]))
-            order_value = price_cny[i] * math.exp(sigma * z - 0.5 * sigma * sigma)
+            order_value = price_cny[i]
+            if purchases > 0.0:
+                # Mean order value of the cohort: lognormal per order, averaged over the cohort.
+                sigma = ORDER_VALUE_SIGMA / math.sqrt(purchases)
+                z = _ndtri(_uniform(key, counter[_S_ORDER_VALUE, k]))
+                order_value *= math.exp(sigma * z - 0.5 * sigma * sigma)
             purchase_gmv = purchases * order_value
             cost = allocated
             commission_frac = ch[_COMMISSION, k]
