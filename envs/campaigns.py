@@ -20,6 +20,7 @@ from budgetgym.envs.core import (
     NEW_CUSTOMERS,
     REWARD_MODES,
     SPEND,
+    BatchKernel,
     CampaignState,
     action_to_spend_request,
     initial_state,
@@ -82,8 +83,7 @@ OBS_HIGH = np.array(
 _OBS_CALENDAR = (float(EVENT_LENGTH_HOURS), float(WARMUP_HOURS), REFERENCE_PRICE_CNY)
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True)
-def _observe_kernel(
+def _observe_loop(
     hour, horizon, budget, target_roi, price, event_start, budget_left, last, totals, calendar, out
 ):  # fmt: skip
     """Fill ``out (n, OBS_DIM)`` in the order of ``OBS_FEATURES`` (scalings documented there)."""
@@ -235,7 +235,7 @@ class BatchedCampaigns:
         """Totals ``(n, len(TOTAL_KEYS))`` for the info, and the reward ``(n,)``."""
         p, s = self.params, self.state
         totals, reward = np.empty((p.n_envs, len(TOTAL_KEYS))), np.empty(p.n_envs)
-        _summary_kernel(
+        _SUMMARY.for_batch(p.n_envs)(
             REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, done, p.budget_cny,
             p.target_roi, p.gross_margin_frac, p.new_customer_value_cny, s.budget_left_cny,
             s.last, s.totals, s.pending_conversions, s.pending_gmv_cny,
@@ -247,7 +247,7 @@ class BatchedCampaigns:
         """Observations ``(n_envs, OBS_DIM)`` float32 of what an advertiser can see."""
         p, s = self.params, self.state
         obs = np.empty((p.n_envs, OBS_DIM), dtype=np.float32)
-        _observe_kernel(
+        _OBSERVE.for_batch(p.n_envs)(
             s.hour, self.horizon_hours, p.budget_cny, p.target_roi, p.price_cny,
             p.event_start_hour, s.budget_left_cny, s.last, s.totals, _OBS_CALENDAR, obs,
         )  # fmt: skip
@@ -297,14 +297,13 @@ TOTAL_KEYS = (
 )
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _summary_kernel(
+def _summary_loop(
     mode, penalty_coef, done, budget, target_roi, margin, new_customer_value, budget_left, last,
     totals, pending_conv, pending_gmv, unattr_conv, unattr_gmv, out, reward,
 ):  # fmt: skip
     """Fill ``out`` with ``TOTAL_KEYS`` columns and ``reward`` (see ``BatchedCampaigns``)."""
     n_ch = last.shape[2]
-    for i in range(out.shape[0]):
+    for i in numba.prange(out.shape[0]):
         spend = gmv = conv = new = pend_c = pend_g = 0.0
         h_spend = h_gmv = h_new = 0.0
         for k in range(n_ch):
@@ -337,6 +336,10 @@ def _summary_kernel(
         if mode == 1 and done:  # gmv_roi_penalty: the compensation owed, at the end
             r -= penalty_coef * max(roi * spend - gmv, 0.0) / b
         reward[i] = r
+
+
+_OBSERVE = BatchKernel(_observe_loop)
+_SUMMARY = BatchKernel(_summary_loop)
 
 
 def info_at(info: dict[str, np.ndarray], index: int) -> dict:

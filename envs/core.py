@@ -20,6 +20,7 @@ docs/simulator.md states the model with its equations.
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass
 
 import numba
@@ -380,6 +381,11 @@ def _simulate_hour_loop(
         scale = 1.0
         if total_request > budget_left[i]:
             scale = budget_left[i] / total_request
+        # Budget that pay-per-sale commissions may use: whatever paid channels did not request.
+        commission_room = budget_left[i]
+        for k in range(n_ch):
+            if ch[_COMMISSION, k] == 0.0:
+                commission_room -= max(request[i, k], 0.0) * scale
         returning_frac_base = pool[i] / (pool[i] + pool_half[i])
         spent, new_arrived = 0.0, 0.0
         for k in range(n_ch):
@@ -408,16 +414,17 @@ def _simulate_hour_loop(
             cost = allocated
             commission_frac = ch[_COMMISSION, k]
             if commission_frac > 0.0:
-                # Pay per sale: commission x GMV, capped by the hour's allocation (the affiliate
-                # programme stops promoting once the committed commission is used up).
+                # Pay per sale: the allocation buys reach, the cost is commission x GMV. Sales
+                # that the budget left could not pay for are not made (the programme stops).
                 commission = commission_frac * purchase_gmv
-                if commission > allocated:
-                    keep = allocated / commission
+                if commission > 0.0 and commission > commission_room:
+                    keep = max(commission_room, 0.0) / commission
                     conv_new = np.floor(conv_new * keep)
                     conv_ret = np.floor(conv_ret * keep)
                     purchases = conv_new + conv_ret
                     purchase_gmv = purchases * order_value
                 cost = commission_frac * purchase_gmv
+                commission_room -= cost
             # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
             u_imm = _uniform(key, counter[_S_IMMEDIATE, k])
             immediate = _binomial(purchases, immediate_frac[i], u_imm)
@@ -457,12 +464,25 @@ def _simulate_hour_loop(
         pool[i] += new_arrived
 
 
-# Threads pay off for large batches only; a single env runs the serial build.
-_simulate_hour_serial = numba.njit(cache=True, error_model="numpy")(_simulate_hour_loop)
-_simulate_hour_parallel = numba.njit(cache=True, error_model="numpy", parallel=True)(
-    _simulate_hour_loop
-)
+class BatchKernel:
+    """A numba kernel over a batch, compiled twice: serial for small batches (a single env pays
+    no thread start-up), parallel over campaigns (``numba.prange``) for large ones."""
+
+    def __init__(self, function) -> None:
+        self.serial = numba.njit(cache=True, error_model="numpy")(function)
+        # numba's on-disk cache keys entries by the function's name and signature, not by compile
+        # flags: under its own name, the parallel build cannot load the serial one from the cache.
+        renamed = types.FunctionType(function.__code__, function.__globals__, function.__name__)
+        renamed.__qualname__ = function.__qualname__ + "_parallel"
+        self.parallel = numba.njit(cache=True, error_model="numpy", parallel=True)(renamed)
+
+    def for_batch(self, n_envs: int):
+        """The build to call for ``n_envs`` campaigns."""
+        return self.parallel if n_envs >= PARALLEL_MIN_ENVS else self.serial
+
+
 PARALLEL_MIN_ENVS = 256
+_SIMULATE_HOUR = BatchKernel(_simulate_hour_loop)
 
 
 def simulate_hour(
@@ -484,8 +504,7 @@ def simulate_hour(
     """
     n, k = spend_request_cny.shape
     purchases, purchase_gmv = np.empty((n, k)), np.empty((n, k))
-    kernel = _simulate_hour_parallel if n >= PARALLEL_MIN_ENVS else _simulate_hour_serial
-    kernel(
+    _SIMULATE_HOUR.for_batch(n)(
         state.hour, params.horizon_hours, float(ATTRIBUTION_WINDOW_HOURS), state.keys,
         state.budget_left_cny, state.returning_pool, state.pending_conversions,
         state.pending_new_customers, state.pending_gmv_cny, state.last, state.totals,
