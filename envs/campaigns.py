@@ -60,6 +60,7 @@ CHANNEL_FEATURES = (
     "cum_spend_frac",  # spend so far / budget
     "cum_gmv_frac",  # attributed GMV so far / (budget * target ROI)
     "log_cpm",  # log1p(1000 * last hour's spend / impressions) / 4, observed price
+    "recent_spend_frac",  # spend with a 24 h exponential memory / budget (not yet converted)
 )
 OBS_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + tuple(
     f"{channel}/{feature}" for feature in CHANNEL_FEATURES for channel in CHANNEL_NAMES
@@ -84,7 +85,8 @@ _OBS_CALENDAR = (float(EVENT_LENGTH_HOURS), float(WARMUP_HOURS), REFERENCE_PRICE
 
 
 def _observe_loop(
-    hour, horizon, budget, target_roi, price, event_start, budget_left, last, totals, calendar, out
+    hour, horizon, budget, target_roi, price, event_start, budget_left, last, totals,
+    recent_spend, calendar, out,
 ):  # fmt: skip
     """Fill ``out (n, OBS_DIM)`` in the order of ``OBS_FEATURES`` (scalings documented there)."""
     n_ch = last.shape[2]
@@ -124,6 +126,7 @@ def _observe_loop(
             out[i, base + 5 * n_ch + k] = totals[SPEND, i, k] / b
             out[i, base + 6 * n_ch + k] = totals[GMV, i, k] / (b * roi)
             out[i, base + 7 * n_ch + k] = np.log1p(cpm) / 4.0
+            out[i, base + 8 * n_ch + k] = recent_spend[i, k] / b
 
 
 def obs_index(name: str) -> int | slice:
@@ -249,7 +252,8 @@ class BatchedCampaigns:
         obs = np.empty((p.n_envs, OBS_DIM), dtype=np.float32)
         _OBSERVE.for_batch(p.n_envs)(
             s.hour, self.horizon_hours, p.budget_cny, p.target_roi, p.price_cny,
-            p.event_start_hour, s.budget_left_cny, s.last, s.totals, _OBS_CALENDAR, obs,
+            p.event_start_hour, s.budget_left_cny, s.last, s.totals, s.recent_spend_cny,
+            _OBS_CALENDAR, obs,
         )  # fmt: skip
         return obs
 

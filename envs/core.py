@@ -76,6 +76,9 @@ CALENDAR = np.array(
      WARMUP_CVR_MULT, COLDSTART_DECAY_HOURS], dtype=np.float64,
 )  # fmt: skip
 _EVENT_LEN, _WARMUP_LEN, _EVENT_TRAFFIC, _EVENT_PRICE, _EVENT_CVR, _WARMUP_CVR, _DECAY = range(7)
+# Memory of the observed recent spend: spend whose conversions have mostly not arrived yet at the
+# reference delay (24 h mean), so that observed ROI can be corrected for attribution lag.
+RECENT_SPEND_DECAY = 1.0 - 1.0 / 24.0
 ORDER_VALUE_SIGMA = 0.3  # log-sd of one order's value around the product price
 PRICE_NOISE_SIGMA = 0.1  # log-sd of the hourly price level
 
@@ -159,6 +162,7 @@ class CampaignState:
     pending_gmv_cny: np.ndarray  # (n, k)
     last: np.ndarray  # (6, n, k)
     totals: np.ndarray  # (6, n, k)
+    recent_spend_cny: np.ndarray  # (n, k) spend with a 24 h exponential memory
     # Conversions the attribution window did not reach at the end (reported, never counted).
     unattributed_conversions: np.ndarray  # (n,)
     unattributed_gmv_cny: np.ndarray  # (n,)
@@ -187,6 +191,7 @@ def initial_state(params: CampaignParams) -> CampaignState:
         pending_gmv_cny=np.zeros((n, k)),
         last=np.zeros((len(HOURLY_METRICS), n, k)),
         totals=np.zeros((len(HOURLY_METRICS), n, k)),
+        recent_spend_cny=np.zeros((n, k)),
         unattributed_conversions=np.zeros(n),
         unattributed_gmv_cny=np.zeros(n),
     )
@@ -365,8 +370,8 @@ def _split(count, new, gmv, taken):
 
 def _simulate_hour_loop(
     hour, horizon, window_hours, keys, budget_left, pool, pend_conv, pend_new, pend_gmv,
-    last, totals, unattr_conv, unattr_gmv, request, volume_ref, price_ref, ctr, cvr_new,
-    cvr_ret, price_cny, immediate_frac, hazard, pool_half, event_start, boost, ch, cal,
+    last, totals, recent_spend, unattr_conv, unattr_gmv, request, volume_ref, price_ref, ctr,
+    cvr_new, cvr_ret, price_cny, immediate_frac, hazard, pool_half, event_start, boost, ch, cal,
     purchases_out, purchase_gmv_out,
 ):  # fmt: skip
     n, n_ch = request.shape
@@ -456,6 +461,7 @@ def _simulate_hour_loop(
             for m in range(6):
                 last[m, i, k] = hourly[m]
                 totals[m, i, k] += hourly[m]
+            recent_spend[i, k] = RECENT_SPEND_DECAY * recent_spend[i, k] + cost
             purchases_out[i, k] = purchases
             purchase_gmv_out[i, k] = purchase_gmv
             spent += cost
@@ -508,6 +514,7 @@ def simulate_hour(
         state.hour, params.horizon_hours, float(ATTRIBUTION_WINDOW_HOURS), state.keys,
         state.budget_left_cny, state.returning_pool, state.pending_conversions,
         state.pending_new_customers, state.pending_gmv_cny, state.last, state.totals,
+        state.recent_spend_cny,
         state.unattributed_conversions, state.unattributed_gmv_cny,
         np.ascontiguousarray(spend_request_cny, dtype=np.float64), params.volume_per_hour,
         params.price_median_cny, params.ctr, params.cvr_new, params.cvr_returning,

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from budgetgym.scripts import cli_env
+from budgetgym.scripts import cli_env, cli_eval, cli_train
 
 # Modules that add verbs; each defines register(subparsers) and sets ``handler`` defaults.
-COMMAND_MODULES = [cli_env]
+COMMAND_MODULES = [cli_env, cli_train, cli_eval]
 
 console = Console()
 

@@ -1,0 +1,467 @@
+"""SB3 callbacks for budgetgym training: validation with domain metrics, checkpoints, progress.
+
+* :class:`ValidationCallback` (``EvalCallback``-style): every ``eval_freq`` env steps, runs the
+  deterministic policy on fixed validation campaigns (seeds from 900,000), logs ``eval/gmv``,
+  ``eval/roi``, ``eval/roi_violation_rate``, ``eval/pct_of_oracle``, ``eval/budget_utilization``,
+  ``eval/spend_share/<channel>`` and ``eval/mean_reward``, plus constant ``reference/*`` scalars
+  for the best rule baseline and the oracle on the same campaigns, and saves the best model
+  (by mean episode reward) with its normalization statistics to ``best/``.
+* :class:`RunCheckpointCallback`: SB3's ``CheckpointCallback`` writing budgetgym checkpoints
+  (model + optimizer + ``VecNormalize`` + metadata together) and pruning old ones.
+* :class:`ProgressCallback`: a rich progress bar with elapsed/remaining time and the latest
+  validation metrics.
+* :class:`StopOnRequestCallback`: ends ``learn`` cleanly at the next step after Ctrl-C.
+* :class:`HParamsCallback`: logs the hyperparameters to TensorBoard's HParams tab.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.logger import HParam
+
+from budgetgym.agents.checkpoints import ObsNormalizer, RunPaths, SB3Policy, save_checkpoint
+from budgetgym.envs import CHANNEL_NAMES, VALIDATION_SEED_START, BatchedCampaigns
+
+# --------------------------------------------------------------------------------------------
+# Rollouts and domain metrics
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpisodeBatch:
+    """Per-campaign outcomes of one batched rollout (every array ``(n,)`` unless noted)."""
+
+    seeds: np.ndarray
+    reward: np.ndarray  # episode return under the training reward
+    gmv_cny: np.ndarray
+    spend_cny: np.ndarray
+    budget_cny: np.ndarray
+    roi: np.ndarray
+    target_roi: np.ndarray
+    spend_by_channel_cny: np.ndarray  # (n, n_channels)
+
+    @property
+    def roi_violation(self) -> np.ndarray:
+        """Campaigns whose delivered ROI is below the target (with spend > 0)."""
+        return (self.roi < self.target_roi - 1e-9) & (self.spend_cny > 0)
+
+
+def rollout(
+    policy: Any,
+    scenario: str,
+    seeds: np.ndarray,
+    reward_mode: str = "gmv_roi_penalty",
+    roi_penalty_coef: float = 1.0,
+    horizon_hours: int = 168,
+) -> EpisodeBatch:
+    """Run ``policy`` (a ``Policy``) deterministically on one campaign per seed, all at once.
+
+    Policies with ``acts_in_spend`` (the oracle) are stepped through ``step_spend``.
+    """
+    campaigns = BatchedCampaigns(scenario, reward_mode, roi_penalty_coef, horizon_hours)
+    obs, _ = campaigns.reset(np.asarray(seeds))
+    policy.reset(campaigns)
+    total = np.zeros(len(seeds))
+    in_spend = bool(getattr(policy, "acts_in_spend", False))
+    done = np.zeros(len(seeds), dtype=bool)
+    info: dict[str, np.ndarray] = {}
+    while not done.all():
+        if in_spend:
+            obs, reward, done, info = campaigns.step_spend(policy.spend(obs))
+        else:
+            actions, _ = policy.predict(obs, deterministic=True)
+            obs, reward, done, info = campaigns.step(actions)
+        total += reward
+    return EpisodeBatch(
+        seeds=np.asarray(seeds),
+        reward=total,
+        gmv_cny=info["gmv_total"].astype(np.float64),
+        spend_cny=info["spend_total"].astype(np.float64),
+        budget_cny=np.asarray(info["budget"], dtype=np.float64),
+        roi=info["roi"].astype(np.float64),
+        target_roi=np.asarray(info["target_roi"], dtype=np.float64),
+        spend_by_channel_cny=info["spend_by_channel"].astype(np.float64),
+    )
+
+
+def summarize(batch: EpisodeBatch, oracle_gmv_cny: np.ndarray | None = None) -> dict[str, float]:
+    """Domain metrics of a rollout (means over campaigns); keys match the ``eval/`` scalars."""
+    spend_total = max(batch.spend_cny.sum(), 1e-12)
+    out = {
+        "mean_reward": float(batch.reward.mean()),
+        "gmv": float(batch.gmv_cny.mean()),
+        "roi": float(batch.roi.mean()),
+        "roi_violation_rate": float(batch.roi_violation.mean()),
+        "budget_utilization": float((batch.spend_cny / batch.budget_cny).mean()),
+    }
+    if oracle_gmv_cny is not None:
+        ratio = batch.gmv_cny / np.maximum(oracle_gmv_cny, 1e-9)
+        out["pct_of_oracle"] = float(100.0 * ratio.mean())
+    shares = batch.spend_by_channel_cny.sum(axis=0) / spend_total
+    for name, share in zip(CHANNEL_NAMES, shares, strict=True):
+        out[f"spend_share/{name}"] = float(share)
+    return out
+
+
+def validation_seeds(n_episodes: int) -> np.ndarray:
+    """The fixed validation campaigns: ``900,000 .. 900,000 + n - 1``."""
+    return VALIDATION_SEED_START + np.arange(n_episodes)
+
+
+def mean_over_scenarios(per_scenario: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Unweighted mean of each metric over scenarios (every scenario has the same episodes)."""
+    keys = next(iter(per_scenario.values())).keys()
+    return {k: float(np.mean([m[k] for m in per_scenario.values() if k in m])) for k in keys}
+
+
+# --------------------------------------------------------------------------------------------
+# Reference policies on the validation campaigns (computed once per run, cached on disk)
+# --------------------------------------------------------------------------------------------
+def baseline_policies() -> dict[str, Any]:
+    """The rule baselines, by name (empty if the baselines module is unavailable)."""
+    try:
+        from budgetgym.agents import baselines
+    except ImportError:
+        return {}
+    registry = getattr(baselines, "BASELINES", None)
+    if not isinstance(registry, dict):
+        return {}
+    return {name: factory() for name, factory in registry.items()}
+
+
+def compute_references(
+    scenarios: tuple[str, ...],
+    n_episodes: int,
+    env_kwargs: dict[str, Any],
+    cache: Path | None = None,
+) -> dict[str, Any]:
+    """Oracle GMV per validation campaign and the best baseline's metrics, per scenario.
+
+    Returns ``{"oracle_gmv": {scenario: [...]}, "best_baseline": name,
+    "baseline_metrics": {name: metrics averaged over scenarios}}``. Cached as JSON.
+    """
+    key = {"scenarios": list(scenarios), "n_episodes": n_episodes, **env_kwargs}
+    if cache is not None and cache.is_file():
+        try:
+            cached = json.loads(cache.read_text())
+            if cached.get("key") == key:
+                return cached
+        except json.JSONDecodeError:
+            pass
+    from budgetgym.agents.oracle import OraclePolicy
+
+    seeds = validation_seeds(n_episodes)
+    oracle_gmv = {s: rollout(OraclePolicy(), s, seeds, **env_kwargs).gmv_cny for s in scenarios}
+    baseline_metrics: dict[str, dict[str, float]] = {}
+    for name, policy in baseline_policies().items():
+        per_scenario = {
+            s: summarize(rollout(policy, s, seeds, **env_kwargs), oracle_gmv[s]) for s in scenarios
+        }
+        baseline_metrics[name] = mean_over_scenarios(per_scenario)
+    best = max(baseline_metrics, key=lambda n: baseline_metrics[n]["gmv"], default=None)
+    result = {
+        "key": key,
+        "oracle_gmv": {s: v.tolist() for s, v in oracle_gmv.items()},
+        "oracle_gmv_mean": float(np.mean([v.mean() for v in oracle_gmv.values()])),
+        "best_baseline": best,
+        "baseline_metrics": baseline_metrics,
+    }
+    if cache is not None:
+        cache.write_text(json.dumps(result))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Callbacks
+# --------------------------------------------------------------------------------------------
+class ValidationCallback(BaseCallback):
+    """Periodic deterministic evaluation on validation campaigns with domain metrics.
+
+    Args:
+        run: the run directory (``best/`` and ``evaluations.jsonl`` are written there).
+        scenarios: scenarios to evaluate (metrics are averaged over them).
+        n_episodes: validation campaigns per scenario.
+        eval_freq: env steps between evaluations (0: only at the end of training).
+        env_kwargs: ``reward_mode``, ``roi_penalty_coef``, ``horizon_hours`` of the task.
+        references: computed by :func:`compute_references` (None: no reference scalars).
+    """
+
+    def __init__(
+        self,
+        run: RunPaths,
+        scenarios: tuple[str, ...],
+        n_episodes: int,
+        eval_freq: int,
+        env_kwargs: dict[str, Any],
+        references: dict[str, Any] | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        self.run = run
+        self.scenarios = scenarios
+        self.seeds = validation_seeds(n_episodes)
+        self.eval_freq = eval_freq
+        self.env_kwargs = env_kwargs
+        self.references = references
+        self.best_mean_reward = -np.inf
+        self.last_metrics: dict[str, float] = {}
+        self._last_eval_step = 0
+        self.last_eval_step: int | None = None
+
+    def restore(self, best_mean_reward: float, last_eval_step: int) -> None:
+        """Continue a resumed run: keep its best score and evaluation schedule."""
+        self.best_mean_reward = best_mean_reward
+        self._last_eval_step = last_eval_step
+
+    def _on_step(self) -> bool:
+        if self.eval_freq > 0 and self.num_timesteps - self._last_eval_step >= self.eval_freq:
+            self.evaluate()
+        return True
+
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate now, log and record; save ``best/`` on a new best mean reward."""
+        self._last_eval_step = self.num_timesteps
+        self.last_eval_step = self.num_timesteps
+        vecnorm = self.model.get_vec_normalize_env()
+        normalizer = ObsNormalizer.from_vecnormalize(vecnorm)
+        policy = SB3Policy(self.model, normalizer, name="current")
+        oracle = (self.references or {}).get("oracle_gmv", {})
+        per_scenario = {}
+        for scenario in self.scenarios:
+            batch = rollout(policy, scenario, self.seeds, **self.env_kwargs)
+            ref = np.asarray(oracle[scenario]) if scenario in oracle else None
+            per_scenario[scenario] = summarize(batch, ref)
+        metrics = mean_over_scenarios(per_scenario)
+        for key, value in metrics.items():
+            self.logger.record(f"eval/{key}", value)
+        if len(self.scenarios) > 1:
+            for scenario, values in per_scenario.items():
+                self.logger.record(f"eval_{scenario}/gmv", values["gmv"])
+                violation = values["roi_violation_rate"]
+                self.logger.record(f"eval_{scenario}/roi_violation_rate", violation)
+        self._record_references()
+        new_best = metrics["mean_reward"] > self.best_mean_reward
+        if new_best:
+            self.best_mean_reward = metrics["mean_reward"]
+            save_checkpoint(
+                self.model,
+                vecnorm,
+                self.run.best,
+                {"best_mean_reward": self.best_mean_reward, "eval_metrics": metrics},
+            )
+        self.logger.record("eval/best_mean_reward", self.best_mean_reward)
+        self.logger.dump(self.num_timesteps)
+        with open(self.run.evaluations, "a") as handle:
+            record = {"num_timesteps": self.num_timesteps, "time": time.time(), **metrics}
+            handle.write(json.dumps({**record, "new_best": bool(new_best)}) + "\n")
+        self.last_metrics = metrics
+        return metrics
+
+    def _record_references(self) -> None:
+        refs = self.references
+        if not refs:
+            return
+        self.logger.record("reference/oracle_gmv", refs["oracle_gmv_mean"])
+        best = refs.get("best_baseline")
+        if best is not None:
+            for key in ("gmv", "roi", "roi_violation_rate", "pct_of_oracle", "mean_reward"):
+                value = refs["baseline_metrics"][best].get(key)
+                if value is not None:
+                    self.logger.record(f"reference/best_baseline_{key}", value)
+
+
+class RunCheckpointCallback(CheckpointCallback):
+    """``CheckpointCallback`` that saves budgetgym checkpoints and keeps the last ``keep_last``.
+
+    ``save_freq`` counts env steps of all campaigns (SB3's counts calls, i.e. divides by
+    ``n_envs``); model, optimizer state and ``VecNormalize`` are saved together every time.
+    """
+
+    def __init__(
+        self,
+        run: RunPaths,
+        save_freq: int,
+        keep_last: int = 3,
+        save_replay_buffer: bool = False,
+        extra_meta: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(
+            save_freq=max(save_freq, 1),
+            save_path=str(run.checkpoints),
+            save_replay_buffer=save_replay_buffer,
+            save_vecnormalize=True,
+        )
+        self.run = run
+        self.every = save_freq
+        self.keep_last = keep_last
+        self.extra_meta = extra_meta
+        self._last_save = 0
+
+    def _init_callback(self) -> None:
+        self.run.checkpoints.mkdir(parents=True, exist_ok=True)
+        self._last_save = self.model.num_timesteps  # not 0 when resuming
+
+    def _on_step(self) -> bool:
+        if self.every > 0 and self.num_timesteps - self._last_save >= self.every:
+            self.save_now(self.run.checkpoint(self.num_timesteps))
+        return True
+
+    def save_now(self, directory: Path) -> Path:
+        """Save a checkpoint to ``directory`` now and prune old periodic ones."""
+        self._last_save = self.num_timesteps
+        meta = self.extra_meta() if self.extra_meta else {}
+        path = save_checkpoint(
+            self.model,
+            self.model.get_vec_normalize_env(),
+            directory,
+            meta,
+            replay_buffer=self.save_replay_buffer,
+        )
+        for old in self.run.list_checkpoints()[: -self.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+        return path
+
+
+class StopOnRequestCallback(BaseCallback):
+    """Returns ``False`` (ending ``learn`` cleanly) once :meth:`request_stop` was called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stop = threading.Event()
+
+    def request_stop(self) -> None:
+        self.stop.set()
+
+    def _on_step(self) -> bool:
+        return not self.stop.is_set()
+
+
+class ProgressCallback(BaseCallback):
+    """Rich progress bar: steps, steps/s, elapsed and remaining time, latest validation metrics.
+
+    Args:
+        total_timesteps: the overall target (the bar starts at the model's current step).
+        validation: source of ``last_metrics`` shown next to the bar.
+        report: optional function called with ``(num_timesteps, metrics)`` instead of drawing a
+            bar (used by parallel seed workers to report to the parent process).
+        report_every: env steps between calls to ``report``.
+    """
+
+    def __init__(
+        self,
+        total_timesteps: int,
+        validation: ValidationCallback | None = None,
+        report: Callable[[int, dict[str, float]], None] | None = None,
+        report_every: int = 10_000,
+    ) -> None:
+        super().__init__()
+        self.total = total_timesteps
+        self.validation = validation
+        self.report = report
+        self.report_every = report_every
+        self._progress: Any = None
+        self._task: Any = None
+        self._last_report = 0
+
+    def _on_training_start(self) -> None:
+        if self.report is not None:
+            self.report(self.num_timesteps, {})
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            refresh_per_second=4,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(
+            "train", total=self.total, completed=self.num_timesteps, speed="", metrics=""
+        )
+        self._start = (time.time(), self.num_timesteps)
+
+    def _on_step(self) -> bool:
+        metrics = self.validation.last_metrics if self.validation else {}
+        if self.report is not None:
+            if self.num_timesteps - self._last_report >= self.report_every:
+                self._last_report = self.num_timesteps
+                self.report(self.num_timesteps, metrics)
+            return True
+        elapsed = max(time.time() - self._start[0], 1e-9)
+        speed = (self.num_timesteps - self._start[1]) / elapsed
+        self._progress.update(
+            self._task,
+            completed=self.num_timesteps,
+            speed=f"{speed:,.0f} steps/s",
+            metrics=format_metrics(metrics),
+        )
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.report is not None:
+            metrics = self.validation.last_metrics if self.validation else {}
+            self.report(self.num_timesteps, metrics)
+            return
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.num_timesteps)
+            self._progress.stop()
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """Short text of the headline validation metrics (empty before the first evaluation)."""
+    if not metrics:
+        return ""
+    parts = [f"gmv {metrics['gmv']:,.0f}", f"roi {metrics['roi']:.2f}"]
+    parts.append(f"viol {100 * metrics['roi_violation_rate']:.0f}%")
+    if "pct_of_oracle" in metrics:
+        parts.append(f"{metrics['pct_of_oracle']:.1f}% of oracle")
+    return " | ".join(parts)
+
+
+class HParamsCallback(BaseCallback):
+    """Logs the hyperparameters with the validation metrics to TensorBoard's HParams tab."""
+
+    METRICS = (
+        "eval/gmv",
+        "eval/roi",
+        "eval/roi_violation_rate",
+        "eval/pct_of_oracle",
+        "eval/mean_reward",
+    )
+
+    def __init__(self, hparams: dict[str, float | int | str | bool]) -> None:
+        super().__init__()
+        self.hparams = hparams
+
+    def _on_training_start(self) -> None:
+        self.logger.record(
+            "hparams",
+            HParam(self.hparams, {name: 0.0 for name in self.METRICS}),
+            exclude=("stdout", "log", "json", "csv"),
+        )
+
+    def _on_step(self) -> bool:
+        return True

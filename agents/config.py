@@ -1,0 +1,538 @@
+"""Typed, frozen experiment configs loaded from YAML (``experiments/*.yaml``).
+
+A config has five parts::
+
+    algorithm: ppo            # ppo | sac | recurrent_ppo
+    seed: 0
+    total_timesteps: 2.0e+6
+    env: {scenario: mixed, n_envs: 64, reward_mode: gmv_roi_penalty, ...}
+    hyperparams: {learning_rate: 3.0e-4, n_steps: 168, ...}   # SB3 argument names
+    normalize: {norm_obs: true, norm_reward: true, ...}       # VecNormalize arguments
+    eval: {eval_freq: 100000, n_eval_episodes: 64, ...}
+    checkpoint: {save_freq: 200000}
+
+Every model rejects unknown keys (``extra="forbid"``) and is immutable. Hyperparameter fields
+are named exactly as the Stable-Baselines3 constructor arguments, so the mapping to the
+algorithm is ``ALGO(**config.hyperparams.sb3_kwargs())``. Validation errors are turned into one
+``ValueError`` sentence naming the key, what was expected and, for a misspelt key, the closest
+valid one.
+
+Precedence is defaults < YAML < command-line overrides, resolved in :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+import budgetgym
+from budgetgym.envs import HORIZON_HOURS, REWARD_MODES, SCENARIO_NAMES
+
+EXPERIMENTS_DIR = Path(budgetgym.__file__).parent / "experiments"
+ALGORITHMS = ("ppo", "sac", "recurrent_ppo")
+ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
+
+
+class _Frozen(BaseModel):
+    """Base of every config model: immutable, unknown keys rejected, strict-ish types."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Environment
+# --------------------------------------------------------------------------------------------
+class EnvConfig(_Frozen):
+    """The training environment: one batched ``BudgetVecEnv`` per scenario."""
+
+    scenario: str | tuple[str, ...] = "mixed"
+    """Scenario name, or a list of names (campaigns are split evenly between them)."""
+    n_envs: PositiveInt = 64
+    """Campaigns stepped in parallel (the total over all listed scenarios)."""
+    reward_mode: str = "gmv_roi_penalty"
+    """``gmv``, ``gmv_roi_penalty`` or ``profit`` (see the simulator docs)."""
+    roi_penalty_coef: NonNegFloat = 1.0
+    """Weight of the end-of-campaign penalty for missing the target ROI."""
+    horizon_hours: PositiveInt = HORIZON_HOURS
+    """Episode length in hours (168 = one week)."""
+
+    @field_validator("scenario")
+    @classmethod
+    def _known_scenarios(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        names = (value,) if isinstance(value, str) else value
+        if not names:
+            raise ValueError("needs at least one scenario name")
+        for name in names:
+            if name not in SCENARIO_NAMES:
+                raise ValueError(_unknown_name("scenario", name, SCENARIO_NAMES))
+        if len(set(names)) != len(names):
+            raise ValueError("lists a scenario twice")
+        return value
+
+    @field_validator("reward_mode")
+    @classmethod
+    def _known_reward_mode(cls, value: str) -> str:
+        if value not in REWARD_MODES:
+            raise ValueError(_unknown_name("reward mode", value, REWARD_MODES))
+        return value
+
+    @property
+    def scenarios(self) -> tuple[str, ...]:
+        """The scenario names as a tuple (one element for a single scenario)."""
+        return (self.scenario,) if isinstance(self.scenario, str) else tuple(self.scenario)
+
+    @model_validator(mode="after")
+    def _split_evenly(self) -> EnvConfig:
+        if self.n_envs % len(self.scenarios):
+            raise ValueError(
+                f"n_envs ({self.n_envs}) must be a multiple of the number of scenarios "
+                f"({len(self.scenarios)}) so that each gets the same number of campaigns"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Algorithm hyperparameters (field names = SB3 constructor arguments)
+# --------------------------------------------------------------------------------------------
+class PolicyKwargs(_Frozen):
+    """``policy_kwargs`` passed to the SB3 policy (a subset with typed values)."""
+
+    net_arch: tuple[PositiveInt, ...] | dict[str, tuple[PositiveInt, ...]] = (64, 64)
+    """Hidden layer sizes: shared ``[64, 64]`` or ``{pi: [...], vf: [...]}`` (``qf`` for SAC)."""
+    activation_fn: Literal[ACTIVATIONS] = "tanh"  # type: ignore[valid-type]
+    """Activation between hidden layers."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian actions (PPO, recurrent PPO)."""
+    ortho_init: bool = True
+    """Orthogonal initialisation (PPO, recurrent PPO)."""
+    lstm_hidden_size: PositiveInt = 64
+    """LSTM width (recurrent PPO only)."""
+    enable_critic_lstm: bool = True
+    """Separate LSTM for the critic (recurrent PPO only)."""
+
+    @field_validator("net_arch")
+    @classmethod
+    def _net_arch_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            bad = sorted(set(value) - {"pi", "vf", "qf"})
+            if bad:
+                raise ValueError(f"net_arch keys must be pi, vf or qf, got {', '.join(bad)}")
+        return value
+
+    def sb3_kwargs(self, algorithm: str) -> dict[str, Any]:
+        """The ``policy_kwargs`` dict for ``algorithm`` (torch activation class resolved)."""
+        import torch.nn as nn
+
+        activation = {
+            "tanh": nn.Tanh,
+            "relu": nn.ReLU,
+            "elu": nn.ELU,
+            "leaky_relu": nn.LeakyReLU,
+            "gelu": nn.GELU,
+            "silu": nn.SiLU,
+        }[self.activation_fn]
+        arch = (
+            {key: list(val) for key, val in self.net_arch.items()}
+            if isinstance(self.net_arch, dict)
+            else list(self.net_arch)
+        )
+        kwargs: dict[str, Any] = {"net_arch": arch, "activation_fn": activation}
+        if algorithm in ("ppo", "recurrent_ppo"):
+            kwargs.update(log_std_init=self.log_std_init, ortho_init=self.ortho_init)
+        else:
+            kwargs.update(log_std_init=self.log_std_init)
+        if algorithm == "recurrent_ppo":
+            kwargs.update(
+                lstm_hidden_size=self.lstm_hidden_size,
+                enable_critic_lstm=self.enable_critic_lstm,
+            )
+        return kwargs
+
+
+class PPOParams(_Frozen):
+    """Arguments of ``stable_baselines3.PPO`` (and ``sb3_contrib.RecurrentPPO``)."""
+
+    learning_rate: Annotated[float, Field(gt=0)] = 3.0e-4
+    """Adam step size (constant, or linearly decayed with ``lr_schedule: linear``)."""
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """``linear`` decays the learning rate to 0 at ``total_timesteps`` (rl-zoo's ``lin_``)."""
+    n_steps: PositiveInt = 168
+    """Steps collected per campaign between updates (rollout length)."""
+    batch_size: PositiveInt = 2688
+    """Minibatch size; must divide ``n_steps * n_envs``."""
+    n_epochs: PositiveInt = 10
+    """Passes over each rollout."""
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.995
+    """Discount factor (also used by reward normalization)."""
+    gae_lambda: Annotated[float, Field(ge=0, le=1)] = 0.95
+    """GAE bias-variance trade-off."""
+    clip_range: Annotated[float, Field(gt=0)] = 0.2
+    """PPO ratio clipping."""
+    ent_coef: NonNegFloat = 0.0
+    """Entropy bonus."""
+    vf_coef: NonNegFloat = 0.5
+    """Value-loss weight."""
+    max_grad_norm: Annotated[float, Field(gt=0)] = 0.5
+    """Gradient clipping norm."""
+    target_kl: Annotated[float, Field(gt=0)] | None = None
+    """Early stop of an update when the approximate KL exceeds this (None: off)."""
+    normalize_advantage: bool = True
+    """Normalize advantages per minibatch."""
+    policy_kwargs: PolicyKwargs = PolicyKwargs()
+    """Network architecture."""
+
+    def sb3_kwargs(self, algorithm: str, total_timesteps: int) -> dict[str, Any]:
+        """Keyword arguments for the SB3 constructor."""
+        kwargs = self.model_dump(exclude={"policy_kwargs", "lr_schedule"})
+        kwargs["learning_rate"] = _schedule(self.learning_rate, self.lr_schedule)
+        kwargs["policy_kwargs"] = self.policy_kwargs.sb3_kwargs(algorithm)
+        return kwargs
+
+
+class SACParams(_Frozen):
+    """Arguments of ``stable_baselines3.SAC``."""
+
+    learning_rate: Annotated[float, Field(gt=0)] = 3.0e-4
+    """Adam step size."""
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """``linear`` decays the learning rate to 0 at ``total_timesteps``."""
+    buffer_size: PositiveInt = 300_000
+    """Replay buffer capacity (transitions)."""
+    learning_starts: Annotated[int, Field(ge=0)] = 10_000
+    """Transitions collected before the first update."""
+    batch_size: PositiveInt = 512
+    """Minibatch size."""
+    tau: Annotated[float, Field(gt=0, le=1)] = 0.005
+    """Target network soft-update rate."""
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.995
+    """Discount factor."""
+    train_freq: PositiveInt = 1
+    """Env steps (of all campaigns at once) between updates."""
+    gradient_steps: int = 4
+    """Gradient steps per update (-1: as many as transitions collected)."""
+    ent_coef: str | float = "auto"
+    """Entropy coefficient, or ``auto`` to learn it."""
+    policy_kwargs: PolicyKwargs = PolicyKwargs(net_arch=(256, 256), activation_fn="relu")
+    """Network architecture."""
+
+    def sb3_kwargs(self, algorithm: str, total_timesteps: int) -> dict[str, Any]:
+        """Keyword arguments for the SB3 constructor."""
+        kwargs = self.model_dump(exclude={"policy_kwargs", "lr_schedule"})
+        kwargs["learning_rate"] = _schedule(self.learning_rate, self.lr_schedule)
+        kwargs["policy_kwargs"] = self.policy_kwargs.sb3_kwargs(algorithm)
+        return kwargs
+
+
+def _schedule(value: float, kind: str) -> Any:
+    if kind == "constant":
+        return value
+    from budgetgym.agents.training import LinearSchedule
+
+    return LinearSchedule(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Normalization, evaluation, checkpoints
+# --------------------------------------------------------------------------------------------
+class NormalizeConfig(_Frozen):
+    """``VecNormalize`` arguments (its ``gamma`` is the algorithm's)."""
+
+    norm_obs: bool = True
+    """Running mean/std normalization of observations."""
+    norm_reward: bool = True
+    """Scale rewards by the running std of the discounted return."""
+    clip_obs: Annotated[float, Field(gt=0)] = 10.0
+    """Clip normalized observations to ``[-clip_obs, clip_obs]``."""
+    clip_reward: Annotated[float, Field(gt=0)] = 10.0
+    """Clip normalized rewards."""
+
+
+class EvalConfig(_Frozen):
+    """Periodic evaluation on validation seeds and the final held-out comparison."""
+
+    eval_freq: Annotated[int, Field(ge=0)] = 200_000
+    """Env steps (all campaigns counted) between evaluations; 0 disables periodic evaluation."""
+    n_eval_episodes: PositiveInt = 64
+    """Validation campaigns per scenario (seeds from 900,000)."""
+    references: bool = True
+    """Log constant reference scalars for the best baseline and the oracle on the same seeds."""
+    final_episodes: Annotated[int, Field(ge=0)] = 200
+    """Held-out campaigns per scenario in the final comparison (seeds from 1,000,000; 0: skip)."""
+    final_scenarios: tuple[str, ...] | None = None
+    """Scenarios of the final comparison (default: every scenario)."""
+
+    @field_validator("final_scenarios")
+    @classmethod
+    def _known(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for name in value or ():
+            if name not in SCENARIO_NAMES:
+                raise ValueError(_unknown_name("scenario", name, SCENARIO_NAMES))
+        return value
+
+
+class CheckpointConfig(_Frozen):
+    """Periodic checkpoints (model, optimizer and normalization statistics together)."""
+
+    save_freq: Annotated[int, Field(ge=0)] = 500_000
+    """Env steps between checkpoints (0: only at the end or on Ctrl-C)."""
+    keep_last: PositiveInt = 3
+    """Periodic checkpoints kept on disk (older ones are deleted)."""
+
+
+# --------------------------------------------------------------------------------------------
+# The whole experiment
+# --------------------------------------------------------------------------------------------
+class TrainConfig(_Frozen):
+    """A complete training experiment."""
+
+    algorithm: Literal[ALGORITHMS] = "ppo"  # type: ignore[valid-type]
+    """``ppo`` (default), ``sac`` or ``recurrent_ppo`` (sb3-contrib)."""
+    seed: Annotated[int, Field(ge=0, lt=800_000)] = 0
+    """Seeds torch, numpy and the training campaigns (evaluation seeds are fixed ranges)."""
+    total_timesteps: PositiveInt = 2_000_000
+    """Env steps to train for (one step = one campaign-hour)."""
+    device: str = "cpu"
+    """Torch device."""
+    env: EnvConfig = EnvConfig()
+    hyperparams: PPOParams | SACParams = PPOParams()
+    normalize: NormalizeConfig = NormalizeConfig()
+    eval: EvalConfig = EvalConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hyperparams_for_algorithm(cls, data: Any) -> Any:
+        """Parse ``hyperparams`` with the model of the chosen algorithm."""
+        if not isinstance(data, dict):
+            return data
+        algorithm = data.get("algorithm", "ppo")
+        params = data.get("hyperparams")
+        model = hyperparams_model(algorithm) if algorithm in ALGORITHMS else PPOParams
+        if params is None:
+            return {**data, "hyperparams": model()}
+        if isinstance(params, dict):
+            return {**data, "hyperparams": model.model_validate(params)}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        hp = self.hyperparams
+        expected = hyperparams_model(self.algorithm)
+        if not isinstance(hp, expected):
+            raise ValueError(f"hyperparams are not those of algorithm {self.algorithm!r}")
+        if isinstance(hp, PPOParams):
+            rollout = hp.n_steps * self.env.n_envs
+            if rollout % hp.batch_size:
+                raise ValueError(
+                    f"hyperparams.batch_size ({hp.batch_size}) must be a factor of "
+                    f"n_steps * n_envs = {rollout}; use e.g. {_factor_near(rollout, hp.batch_size)}"
+                )
+        return self
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the SB3 algorithm constructor (besides policy and env)."""
+        return {
+            **self.hyperparams.sb3_kwargs(self.algorithm, self.total_timesteps),
+            "seed": self.seed,
+            "device": self.device,
+        }
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (loads back to an equal config)."""
+        return yaml.safe_dump(_plain(self.model_dump(mode="json")), sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _factor_near(total: int, wanted: int) -> int:
+    factors = [d for d in range(1, total + 1) if total % d == 0]
+    return min(factors, key=lambda d: (abs(d - wanted), -d))
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e6`` and ``3e-4`` as floats (YAML 1.2 numbers)."""
+
+
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_YamlLoader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file path; a bare name such as ``ppo_default`` is looked up in experiments/."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    for name in (str(path), f"{path}.yaml"):
+        bundled = EXPERIMENTS_DIR / name
+        if bundled.is_file():
+            return bundled
+    available = ", ".join(sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml")))
+    raise FileNotFoundError(f"Config file {path} not found (bundled configs: {available}).")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a syntax error or a non-mapping raises ``ValueError``."""
+    path = Path(path)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)  # noqa: S506
+    except yaml.YAMLError as err:
+        raise ValueError(f"Config {path} is not valid YAML: {_one_line(str(err))}.") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"Config {path} is not a UTF-8 text file.") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise ValueError(f"Config {path} must be a mapping of keys to values, got a {kind}.")
+    return data
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """Copy of ``data`` with ``a.b.c = value`` set (intermediate mappings created)."""
+    out = dict(data)
+    head, _, rest = dotted.partition(".")
+    if rest:
+        inner = out.get(head) or {}
+        if not isinstance(inner, dict):
+            raise ValueError(f"Cannot set {dotted}: {head} is not a mapping.")
+        out[head] = set_dotted(inner, rest, value)
+    else:
+        out[head] = value
+    return out
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Validate a raw mapping; errors become one ``ValueError`` sentence naming the key.
+
+    ``hyperparams`` is validated first with the model of the chosen ``algorithm`` so that its
+    errors name the algorithm's valid keys.
+    """
+    algorithm = data.get("algorithm", "ppo")
+    params = data.get("hyperparams")
+    if isinstance(params, dict) and algorithm in ALGORITHMS:
+        model = hyperparams_model(algorithm)
+        try:
+            data = {**data, "hyperparams": model.model_validate(params)}
+        except ValidationError as err:
+            problems = format_validation_error(err, algorithm, prefix=("hyperparams",))
+            raise ValueError(f"Invalid {source}: {problems}") from None
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"Invalid {source}: {format_validation_error(err, algorithm)}") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load and validate a YAML config; ``overrides`` maps dotted keys to values (CLI flags).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the YAML is malformed or does not validate (the message names the key).
+    """
+    path = resolve_config_path(path)
+    data = read_yaml(path)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data = set_dotted(data, key, value)
+    return validate_config(data, source=f"config {path}")
+
+
+# --------------------------------------------------------------------------------------------
+# Error messages
+# --------------------------------------------------------------------------------------------
+def hyperparams_model(algorithm: str) -> type[PPOParams] | type[SACParams]:
+    """The hyperparameter model of an algorithm name."""
+    return SACParams if algorithm == "sac" else PPOParams
+
+
+def _valid_keys(parent: tuple[str, ...], algorithm: str) -> tuple[str, ...]:
+    """Valid keys of the config section at ``parent`` (for "did you mean" hints)."""
+    models: dict[tuple[str, ...], type[BaseModel]] = {
+        (): TrainConfig,
+        ("env",): EnvConfig,
+        ("normalize",): NormalizeConfig,
+        ("eval",): EvalConfig,
+        ("checkpoint",): CheckpointConfig,
+        ("hyperparams",): hyperparams_model(algorithm),
+        ("hyperparams", "policy_kwargs"): PolicyKwargs,
+    }
+    model = models.get(parent)
+    return tuple(model.model_fields) if model else ()
+
+
+def format_validation_error(
+    err: ValidationError, algorithm: Any = "ppo", prefix: tuple[str, ...] = ()
+) -> str:
+    """One clause per offending key (``key: what was expected, got VALUE``), joined by ``; ``."""
+    problems: dict[str, str] = {}
+    for item in err.errors():
+        loc = prefix + tuple(str(p) for p in item["loc"] if not _is_union_tag(p))
+        key = ".".join(loc) or "(top level)"
+        if any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in problems):
+            continue  # a union reports one error per member; the first says enough
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            valid = _valid_keys(loc[:-1], str(algorithm))
+            hint = difflib.get_close_matches(loc[-1], valid, n=1)
+            message = f"{key}: unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            if valid:
+                message += f"; valid keys here: {', '.join(valid)}"
+        elif kind == "missing":
+            message = f"{key}: required key is missing"
+        elif kind == "value_error":  # our own validators: the message is complete
+            text = item["msg"].removeprefix("Value error, ")
+            message = f"{key}: {text}" if loc else text
+        else:
+            text = item["msg"]
+            message = f"{key}: {text[0].lower() + text[1:]}, got {item.get('input')!r}"
+        problems[key] = message
+    return "; ".join(problems.values()) + "."
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Pydantic inserts the union member's type name into error locations; drop it."""
+    return isinstance(part, str) and (
+        part in ("str", "float", "int", "PPOParams", "SACParams")
+        or part.startswith(("tuple[", "dict[", "function-", "literal[", "constrained-"))
+    )
+
+
+def _unknown_name(what: str, name: str, valid: tuple[str, ...]) -> str:
+    hint = difflib.get_close_matches(name, valid, n=1)
+    return (
+        f"unknown {what} {name!r}"
+        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        + f"; valid: {', '.join(valid)}"
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

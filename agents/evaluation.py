@@ -1,0 +1,401 @@
+"""Evaluation harness: roll policies out on the batched core with common random numbers.
+
+Every policy meets the same campaigns, traffic and conversion luck on a given seed, so
+differences between policies are differences of decisions. ``evaluate`` returns one row per
+episode and a summary; ``compare`` evaluates the baselines, the oracle and any other policies
+on the same seeds and writes a leaderboard (JSON, Markdown) and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from budgetgym.agents.baselines import BASELINE_NAMES
+from budgetgym.agents.policy import ORACLE, Policy, load_policy, unknown_name_error
+from budgetgym.envs.campaigns import BatchedCampaigns
+from budgetgym.envs.channels import CHANNEL_NAMES
+from budgetgym.envs.scenarios import EVAL_SEED_START, HORIZON_HOURS, SCENARIO_NAMES
+
+#: Summary fields shown in the leaderboard (besides ``policy`` and ``scenario``).
+SUMMARY_FIELDS = (
+    "episodes",
+    "gmv_mean",
+    "gmv_ci95",
+    "spend_mean",
+    "roi_mean",
+    "roi_violation_rate",
+    "compensation_mean",
+    "budget_utilization_mean",
+    "pct_of_oracle_mean",
+    "pct_of_oracle_ci95",
+    "gmv_ratio_to_oracle_pct",
+    "score_mean",
+    "new_customers_mean",
+    "spend_share",
+)
+BOOTSTRAP_RESAMPLES = 2000
+
+_ORACLE_CACHE: dict[tuple[str, int, int, int], np.ndarray] = {}
+
+
+@dataclass
+class EvaluationResult:
+    """Outcome of :func:`evaluate`.
+
+    Attributes:
+        episodes: one dict per episode (seed, scenario, budget, gmv, spend, roi, ...).
+        summary: aggregate metrics (see ``SUMMARY_FIELDS``) plus ``policy``, ``scenario``,
+            ``seed_start``, ``horizon_hours``, ``elapsed_s`` and ``campaign_steps_per_s``.
+        traces: per-hour arrays for plots: ``spend_frac_by_hour (H, k)`` (mean spend / budget per
+            channel-hour), ``cum_spend_cny (N, H)`` and ``cum_gmv_cny (N, H)``.
+    """
+
+    episodes: list[dict]
+    summary: dict
+    traces: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+def check_scenario(name: str) -> str:
+    """Return ``name`` if it is a scenario, else raise ``ValueError`` with the valid names."""
+    if name not in SCENARIO_NAMES:
+        raise unknown_name_error("scenario", name, SCENARIO_NAMES)
+    return name
+
+
+def parse_scenarios(text: str) -> list[str]:
+    """``"all"`` or a comma-separated list of scenario names -> validated list."""
+    if text.strip() == "all":
+        return list(SCENARIO_NAMES)
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise ValueError("Give at least one scenario (or 'all').")
+    return [check_scenario(s) for s in names]
+
+
+def bootstrap_ci(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES) -> list[float]:
+    """95% percentile-bootstrap interval of the mean of ``values`` (fixed generator seed)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, values.size, size=(resamples, values.size))
+    means = values[idx].mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def rollout(
+    policy: Policy, campaigns: BatchedCampaigns, seeds: np.ndarray, on_step=None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Run one batch of episodes to the end of the horizon.
+
+    Returns the final info dict (arrays with leading ``n``) and traces: ``spend_cny (n, H, k)``,
+    ``cum_spend_cny (n, H)``, ``cum_gmv_cny (n, H)``.
+    """
+    obs, info = campaigns.reset(seeds)
+    policy.reset(campaigns)
+    n, horizon = len(seeds), campaigns.horizon_hours
+    spend = np.zeros((n, horizon, len(CHANNEL_NAMES)))
+    cum_spend, cum_gmv = np.zeros((n, horizon)), np.zeros((n, horizon))
+    in_spend = bool(getattr(policy, "acts_in_spend", False))
+    episode_start = np.ones(n, dtype=bool)
+    for hour in range(horizon):
+        if in_spend:
+            obs, _, _, info = campaigns.step_spend(policy.spend(obs))
+        else:
+            actions, _ = policy.predict(obs, episode_start=episode_start, deterministic=True)
+            obs, _, _, info = campaigns.step(np.clip(np.asarray(actions, np.float64), -1.0, 1.0))
+        episode_start[:] = False
+        spend[:, hour] = info["spend_cny"]
+        cum_spend[:, hour], cum_gmv[:, hour] = info["spend_total"], info["gmv_total"]
+        if on_step is not None:
+            on_step(n)
+    return info, {"spend_cny": spend, "cum_spend_cny": cum_spend, "cum_gmv_cny": cum_gmv}
+
+
+def oracle_gmv(
+    scenario: str,
+    seed_start: int,
+    episodes: int,
+    horizon_hours: int = HORIZON_HOURS,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Realized GMV ``(episodes,)`` of the oracle on the same seeds (cached per process)."""
+    key = (scenario, int(seed_start), int(episodes), int(horizon_hours))
+    if key not in _ORACLE_CACHE:
+        result = evaluate(
+            load_policy(ORACLE),
+            scenario,
+            episodes,
+            seed_start,
+            batch_size,
+            progress=False,
+            horizon_hours=horizon_hours,
+        )
+        _ORACLE_CACHE[key] = np.array([row["gmv"] for row in result.episodes])
+    return _ORACLE_CACHE[key]
+
+
+def evaluate(
+    policy: Policy,
+    scenario: str,
+    episodes: int,
+    seed_start: int = EVAL_SEED_START,
+    batch_size: int = 256,
+    progress: bool = True,
+    horizon_hours: int = HORIZON_HOURS,
+) -> EvaluationResult:
+    """Evaluate ``policy`` on ``episodes`` campaigns with seeds ``seed_start, seed_start + 1, ...``.
+
+    Args:
+        policy: any :class:`~budgetgym.agents.policy.Policy` (or an oracle-style spend planner).
+        scenario: scenario name (``SCENARIO_NAMES``).
+        episodes: number of campaigns (>= 1).
+        seed_start: first seed; the default is the held-out evaluation range.
+        batch_size: campaigns simulated together.
+        progress: show a progress bar over campaign-hours.
+        horizon_hours: episode length (shorter horizons are for tests).
+    """
+    check_scenario(scenario)
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if seed_start < 0:
+        raise ValueError(f"seed_start must be >= 0, got {seed_start}.")
+    name = str(getattr(policy, "name", type(policy).__name__))
+    campaigns = BatchedCampaigns(scenario, horizon_hours=horizon_hours)
+    seeds_all = seed_start + np.arange(episodes, dtype=np.int64)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=episodes * horizon_hours,
+            desc=f"{name} on {scenario}",
+            unit="step",
+            unit_scale=True,
+            leave=False,
+        )
+    started = time.perf_counter()
+    rows: list[dict] = []
+    spend_frac_sum = np.zeros((horizon_hours, len(CHANNEL_NAMES)))
+    cum_spend, cum_gmv = [], []
+    for first in range(0, episodes, batch_size):
+        seeds = seeds_all[first : first + batch_size]
+        info, trace = rollout(policy, campaigns, seeds, None if bar is None else bar.update)
+        rows.extend(_episode_rows(info, campaigns, seeds))
+        spend_frac_sum += (trace["spend_cny"] / info["budget"][:, None, None]).sum(axis=0)
+        cum_spend.append(trace["cum_spend_cny"])
+        cum_gmv.append(trace["cum_gmv_cny"])
+    elapsed = time.perf_counter() - started
+    if bar is not None:
+        bar.close()
+
+    if getattr(policy, "name", None) == ORACLE:
+        reference = np.array([row["gmv"] for row in rows])
+        _ORACLE_CACHE[(scenario, int(seed_start), int(episodes), int(horizon_hours))] = reference
+    else:
+        reference = oracle_gmv(scenario, seed_start, episodes, horizon_hours, batch_size)
+    for row, best in zip(rows, reference, strict=True):
+        row["oracle_gmv"] = float(best)
+        row["pct_of_oracle"] = float(100.0 * row["gmv"] / best) if best > 0 else float("nan")
+
+    summary = summarize(rows, name, scenario)
+    summary.update(
+        seed_start=int(seed_start),
+        horizon_hours=int(horizon_hours),
+        elapsed_s=round(elapsed, 3),
+        campaign_steps_per_s=round(episodes * horizon_hours / max(elapsed, 1e-9), 1),
+    )
+    traces = {
+        "spend_frac_by_hour": spend_frac_sum / episodes,
+        "cum_spend_cny": np.concatenate(cum_spend),
+        "cum_gmv_cny": np.concatenate(cum_gmv),
+    }
+    return EvaluationResult(rows, summary, traces)
+
+
+def _episode_rows(info: dict, campaigns: BatchedCampaigns, seeds: np.ndarray) -> list[dict]:
+    spend, gmv, target = info["spend_total"], info["gmv_total"], info["target_roi"]
+    roi = info["roi"]
+    score = gmv * np.minimum(1.0, np.divide(roi, target) ** 2)
+    score = np.where(spend > 0, score, gmv)
+    shares = np.divide(
+        info["spend_by_channel"],
+        spend[:, None],
+        out=np.zeros_like(info["spend_by_channel"]),
+        where=spend[:, None] > 0,
+    )
+    names = campaigns.params.scenario_names
+    rows = []
+    for i, seed in enumerate(seeds):
+        row = {
+            "seed": int(seed),
+            "scenario": names[i],
+            "budget": float(info["budget"][i]),
+            "target_roi": float(target[i]),
+            "gmv": float(gmv[i]),
+            "spend": float(spend[i]),
+            "roi": float(roi[i]),
+            "roi_violation": bool(gmv[i] < target[i] * spend[i] * (1.0 - 1e-9)),
+            "compensation": float(info["compensation"][i]),
+            "budget_utilization": float(spend[i] / info["budget"][i]),
+            "score": float(score[i]),
+            "new_customers": float(info["new_customers_total"][i]),
+            "conversions": float(info["conversions_total"][i]),
+        }
+        row.update({f"spend_share_{c}": float(shares[i, k]) for k, c in enumerate(CHANNEL_NAMES)})
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: list[dict], policy: str, scenario: str) -> dict:
+    """Aggregate episode rows into the summary fields (means, bootstrap CIs, spend shares)."""
+
+    def col(key: str) -> np.ndarray:
+        return np.array([row[key] for row in rows], dtype=np.float64)
+
+    spend = col("spend")
+    by_channel = {c: col(f"spend_share_{c}") * spend for c in CHANNEL_NAMES}
+    total = max(spend.sum(), 1e-12)
+    has_pct = bool(rows) and "pct_of_oracle" in rows[0]
+    pct = col("pct_of_oracle") if has_pct else np.full(len(rows), np.nan)
+    return {
+        "policy": policy,
+        "scenario": scenario,
+        "episodes": len(rows),
+        "gmv_mean": float(col("gmv").mean()),
+        "gmv_ci95": bootstrap_ci(col("gmv")),
+        "spend_mean": float(spend.mean()),
+        "roi_mean": float(col("roi").mean()),
+        "roi_violation_rate": float(col("roi_violation").mean()),
+        "compensation_mean": float(col("compensation").mean()),
+        "budget_utilization_mean": float(col("budget_utilization").mean()),
+        "pct_of_oracle_mean": float(np.nanmean(pct)) if np.isfinite(pct).any() else float("nan"),
+        "pct_of_oracle_ci95": bootstrap_ci(pct[np.isfinite(pct)]),
+        "gmv_ratio_to_oracle_pct": _ratio_of_means(rows),
+        "score_mean": float(col("score").mean()),
+        "new_customers_mean": float(col("new_customers").mean()),
+        "spend_share": {c: float(v.sum() / total) for c, v in by_channel.items()},
+    }
+
+
+def _ratio_of_means(rows: list[dict]) -> float:
+    """``100 * sum(GMV) / sum(oracle GMV)``: robust to episodes where the oracle spends little."""
+    if not rows or "oracle_gmv" not in rows[0]:
+        return float("nan")
+    oracle = sum(row["oracle_gmv"] for row in rows)
+    return float(100.0 * sum(row["gmv"] for row in rows) / oracle) if oracle > 0 else float("nan")
+
+
+def write_evaluation(result: EvaluationResult, out_dir: Path) -> None:
+    """Write ``episodes.csv`` (one row per episode) and ``summary.json`` into ``out_dir``."""
+    import csv
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "episodes.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(result.episodes[0]))
+        writer.writeheader()
+        writer.writerows(result.episodes)
+    (out_dir / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+
+
+def compare(
+    policy_specs: list[str],
+    scenarios: list[str],
+    episodes: int,
+    seed_start: int,
+    out_dir: Path,
+    extra_policies: dict[str, Policy] | None = None,
+    progress: bool = True,
+    horizon_hours: int = HORIZON_HOURS,
+    batch_size: int = 256,
+) -> list[dict]:
+    """Evaluate every baseline, the oracle and the given policies on the same seeds.
+
+    Writes ``leaderboard.json`` (list of rows: ``policy``, ``scenario`` and the summary fields),
+    ``leaderboard.md`` (one table per scenario, best score first) and PNG plots into
+    ``out_dir``; returns the rows.
+    """
+    scenarios = [check_scenario(s) for s in scenarios]
+    specs = list(dict.fromkeys([*BASELINE_NAMES, ORACLE, *policy_specs]))
+    policies: dict[str, Policy] = {}
+    for spec in specs:
+        policy = load_policy(spec)
+        label = spec if spec in BASELINE_NAMES or spec == ORACLE else _label(spec, policy)
+        policies[label] = policy
+    for label, policy in (extra_policies or {}).items():
+        policies[label] = policy
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    traces: dict[str, dict[str, dict]] = {}
+    started = time.perf_counter()
+    # The oracle first: its GMV is every other policy's reference on these seeds.
+    order = [ORACLE] + [label for label in policies if label != ORACLE]
+    for scenario in scenarios:
+        for label in order:
+            result = evaluate(
+                policies[label],
+                scenario,
+                episodes,
+                seed_start,
+                batch_size,
+                progress,
+                horizon_hours,
+            )
+            result.summary["policy"] = label
+            rows.append(result.summary)
+            traces.setdefault(scenario, {})[label] = result.traces
+    elapsed = time.perf_counter() - started
+    (out_dir / "leaderboard.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out_dir / "leaderboard.md").write_text(leaderboard_markdown(rows))
+    from budgetgym.agents.plots import write_plots
+
+    write_plots(rows, traces, out_dir)
+    steps = len(rows) * episodes * horizon_hours
+    timing = {
+        "elapsed_s": round(elapsed, 2),
+        "campaign_steps": steps,
+        "campaign_steps_per_s": round(steps / max(elapsed, 1e-9), 1),
+    }
+    (out_dir / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    return rows
+
+
+def _label(spec: str, policy: Policy) -> str:
+    name = getattr(policy, "name", None)
+    return str(name) if name and name not in BASELINE_NAMES and name != ORACLE else Path(spec).stem
+
+
+def leaderboard_markdown(rows: list[dict], header: str = "") -> str:
+    """One Markdown table per scenario, rows sorted by ROI-penalized score (best first)."""
+    lines = [header] if header else []
+    for scenario in dict.fromkeys(row["scenario"] for row in rows):
+        group = sorted(
+            (r for r in rows if r["scenario"] == scenario), key=lambda r: -r["score_mean"]
+        )
+        lines += [
+            f"### {scenario} ({group[0]['episodes']} episodes)",
+            "",
+            "| # | policy | GMV mean [95% CI] | % of oracle | GMV / oracle GMV | score | ROI | "
+            "ROI miss | compensation | budget used | new customers |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for rank, r in enumerate(group, 1):
+            lo, hi = r["gmv_ci95"]
+            lines.append(
+                f"| {rank} | {r['policy']} | {r['gmv_mean']:,.0f} [{lo:,.0f}, {hi:,.0f}] | "
+                f"{r['pct_of_oracle_mean']:.1f}% | {r['gmv_ratio_to_oracle_pct']:.1f}% | "
+                f"{r['score_mean']:,.0f} | {r['roi_mean']:.2f} | "
+                f"{100 * r['roi_violation_rate']:.0f}% | {r['compensation_mean']:,.0f} | "
+                f"{100 * r['budget_utilization_mean']:.0f}% | {r['new_customers_mean']:,.0f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,249 @@
+"""ONNX export of trained runs, and ``OnnxPolicy`` to evaluate an exported file.
+
+The exported graph takes the *raw* observation ``obs: float32 (batch, OBS_DIM)`` and returns
+the deterministic action ``action: float32 (batch, ACTION_DIM)`` in ``[-1, 1]``: observation
+normalization (the run's frozen ``VecNormalize`` statistics, with clipping) and the action
+post-processing (clipping for PPO's Gaussian, unscaling for SAC's squashed output) are part of
+the graph, so the file alone reproduces ``SB3Policy.predict(obs, deterministic=True)``. A
+sidecar JSON (``policy.json`` next to ``policy.onnx``) records the spaces, the scenario(s) the
+policy was trained on, the environment signature and the versions.
+
+Recurrent PPO is not exported (its LSTM state would need extra inputs and outputs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from budgetgym.agents.checkpoints import (
+    RunPaths,
+    SB3Policy,
+    check_obs,
+    env_signature,
+    load_run_policy,
+    read_meta,
+    resolve_checkpoint,
+    versions,
+    write_json,
+)
+from budgetgym.envs import ACTION_DIM, OBS_DIM, OBS_FEATURES
+
+ONNX_FORMAT = "budgetgym-onnx/1"
+INPUT_NAME = "obs"
+OUTPUT_NAME = "action"
+
+
+def _module(policy: SB3Policy) -> Any:
+    """A torch module ``raw obs -> deterministic action`` for an SB3 PPO or SAC policy."""
+    import torch
+    from torch import nn
+
+    class OnnxableSB3Policy(nn.Module):
+        """Normalization + SB3 actor + action post-processing in one ``forward``."""
+
+        def __init__(self, sb3_policy: Any, normalizer: Any, algorithm: str, low, high) -> None:
+            super().__init__()
+            self.policy = sb3_policy
+            self.algorithm = algorithm
+            self.normalize = bool(normalizer.enabled)
+            self.clip_obs = float(normalizer.clip_obs)
+            # float64 like VecNormalize, so that normalized inputs match SB3's bit for bit.
+            self.register_buffer("mean", torch.as_tensor(normalizer.mean, dtype=torch.float64))
+            std = np.sqrt(normalizer.var + normalizer.epsilon)
+            self.register_buffer("std", torch.as_tensor(std, dtype=torch.float64))
+            self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
+            self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            if self.normalize:
+                obs = (obs.to(torch.float64) - self.mean) / self.std
+                obs = torch.clamp(obs, -self.clip_obs, self.clip_obs).to(torch.float32)
+            if self.algorithm == "sac":
+                action = self.policy.actor(obs, deterministic=True)  # tanh-squashed in [-1, 1]
+                return self.low + 0.5 * (action + 1.0) * (self.high - self.low)
+            features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
+            latent = self.policy.mlp_extractor.forward_actor(features)
+            mean_action = self.policy.action_net(latent)
+            return torch.maximum(torch.minimum(mean_action, self.high), self.low)
+
+    space = policy.model.action_space
+    algorithm = "sac" if type(policy.model).__name__ == "SAC" else "ppo"
+    module = OnnxableSB3Policy(
+        policy.model.policy, policy.normalizer, algorithm, space.low, space.high
+    )
+    return module.eval()
+
+
+def default_export_path(run_dir: str | Path) -> Path:
+    """``DIR/export/policy.onnx`` for a run directory (or the run of a checkpoint directory)."""
+    path = Path(run_dir)
+    if (path / "meta.json").is_file() and not (path / "config.yaml").is_file():
+        path = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path / "export" / "policy.onnx"
+
+
+def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Export the run's policy (``best/``, else ``final/``, else the latest checkpoint) to ONNX.
+
+    Writes ``out`` (default ``DIR/export/policy.onnx``) and a sidecar ``.json``; checks the
+    file with ``onnx.checker``. Returns the ONNX path.
+
+    Raises:
+        FileNotFoundError: no such run.
+        ValueError: corrupt/incompatible checkpoint, or a recurrent policy.
+    """
+    import onnx
+    import torch
+
+    checkpoint = resolve_checkpoint(run_dir)
+    meta = read_meta(checkpoint)
+    if meta.get("algorithm") == "recurrent_ppo":
+        raise ValueError("Recurrent PPO policies cannot be exported to ONNX yet; use the run dir.")
+    policy = load_run_policy(run_dir)
+    module = _module(policy)
+    out_path = Path(out) if out is not None else default_export_path(run_dir)
+    if out_path.suffix != ".onnx":
+        raise ValueError(f"The output file must end in .onnx, got {out_path}.")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    example = (torch.zeros(2, OBS_DIM, dtype=torch.float32),)
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings(), _quiet_torch_logs():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            example,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={"obs": {0: batch}},
+            dynamo=True,
+            verbose=False,
+        )
+        program.save(str(out_path))
+    onnx.checker.check_model(str(out_path))
+    write_json(out_path.with_suffix(".json"), sidecar(run_dir, checkpoint, meta))
+    return out_path
+
+
+class _quiet_torch_logs:  # noqa: N801 (context manager used like a function)
+    """Silence torch.onnx's informational logging during export."""
+
+    def __enter__(self) -> None:
+        self.saved = {}
+        for name in ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx"):
+            logger = logging.getLogger(name)
+            self.saved[name] = logger.level
+            logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        for name, level in self.saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def sidecar(run_dir: str | Path, checkpoint: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Metadata written next to the ONNX file."""
+    config_path = RunPaths(Path(default_export_path(run_dir)).parent.parent).config
+    scenario: Any = None
+    if config_path.is_file():
+        import yaml
+
+        scenario = (yaml.safe_load(config_path.read_text()) or {}).get("env", {}).get("scenario")
+    return {
+        "format": ONNX_FORMAT,
+        "input": {"name": INPUT_NAME, "shape": ["batch", OBS_DIM], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", ACTION_DIM], "dtype": "float32"},
+        "observation_space": {"low": "-inf", "high": "inf", "shape": [OBS_DIM]},
+        "action_space": {"low": -1.0, "high": 1.0, "shape": [ACTION_DIM]},
+        "observation_features": list(OBS_FEATURES),
+        "obs_dim": OBS_DIM,
+        "action_dim": ACTION_DIM,
+        "env_signature": env_signature(),
+        "scenario": scenario,
+        "algorithm": meta.get("algorithm"),
+        "num_timesteps": meta.get("num_timesteps"),
+        "source_checkpoint": str(checkpoint),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": versions(),
+    }
+
+
+class OnnxPolicy:
+    """An exported ONNX policy behind the ``Policy`` interface (onnxruntime, CPU, 1 thread).
+
+    Args:
+        path: the ``.onnx`` file; its sidecar ``.json``, when present, is checked against this
+            simulator (observation size and environment signature).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a valid ONNX model, or made for another observation/action size.
+    """
+
+    def __init__(self, path: str | Path, name: str | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX policy {self.path} does not exist.")
+        self.name = name or self.path.stem
+        self.meta = self._read_sidecar()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # noqa: BLE001 (onnxruntime raises its own exception types)
+            text = " ".join(str(err).split())[:160]
+            raise ValueError(f"{self.path} is not a valid ONNX model ({text}).") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ValueError(f"{self.path} must have one observation input and an action output.")
+        self.input_name = inputs[0].name
+        in_dim, out_dim = inputs[0].shape[-1], outputs[0].shape[-1]
+        if in_dim != OBS_DIM or (isinstance(out_dim, int) and out_dim != ACTION_DIM):
+            raise ValueError(
+                f"ONNX policy {self.path} takes observations of size {in_dim} and returns actions "
+                f"of size {out_dim}, but this simulator has {OBS_DIM} and {ACTION_DIM}: it comes "
+                "from an incompatible environment version."
+            )
+
+    def _read_sidecar(self) -> dict[str, Any]:
+        path = self.path.with_suffix(".json")
+        if not path.is_file():
+            return {}
+        try:
+            meta = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise ValueError(f"Sidecar {path} of the ONNX policy is not valid JSON.") from None
+        signature = meta.get("env_signature")
+        if meta.get("obs_dim", OBS_DIM) != OBS_DIM or (signature and signature != env_signature()):
+            raise ValueError(
+                f"ONNX policy {self.path} was exported for another observation layout "
+                f"(obs_dim {meta.get('obs_dim')}, signature {signature}); this simulator has "
+                f"obs_dim {OBS_DIM}, signature {env_signature()}."
+            )
+        return meta
+
+    def reset(self, campaigns: Any = None) -> None:
+        """Stateless: nothing to reset."""
+
+    def predict(
+        self,
+        obs: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, None]:
+        """Deterministic actions ``(n, ACTION_DIM)`` for raw observations ``(n, OBS_DIM)``."""
+        arr = check_obs(obs)
+        (actions,) = self.session.run(None, {self.input_name: np.ascontiguousarray(arr)})[:1]
+        return actions, None

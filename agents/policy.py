@@ -1,0 +1,118 @@
+"""The policy interface shared by baselines, the oracle, trained agents and exported models.
+
+A policy acts on a batch: ``predict(obs (n, OBS_DIM)) -> (actions (n, ACTION_DIM), None)``
+with Stable-Baselines3's signature, after ``reset(campaigns)`` at the start of every batch of
+episodes. A policy that plans spend in CNY (the oracle) sets ``acts_in_spend = True`` and
+exposes ``spend(obs) -> (n, n_channels)`` instead; the evaluation harness then steps
+``BatchedCampaigns.step_spend``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from budgetgym.agents.baselines import BASELINE_NAMES, BASELINES
+from budgetgym.envs.campaigns import BatchedCampaigns
+
+ORACLE = "oracle"
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What the evaluation harness needs from a policy.
+
+    Attributes:
+        name: label used in reports.
+    """
+
+    name: str
+
+    def reset(self, campaigns: BatchedCampaigns) -> None:
+        """Start a batch of ``campaigns.n_envs`` episodes (clear per-episode state, plan)."""
+
+    def predict(
+        self,
+        obs: np.ndarray,
+        state: object = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, None]:
+        """Actions ``(n, ACTION_DIM)`` in ``[-1, 1]`` for observations ``(n, OBS_DIM)``."""
+
+
+def policy_names() -> tuple[str, ...]:
+    """Names ``load_policy`` accepts besides paths: the baselines and ``oracle``."""
+    return (*BASELINE_NAMES, ORACLE)
+
+
+def unknown_name_error(kind: str, name: str, valid: Sequence[str]) -> ValueError:
+    """A one-sentence ``ValueError`` naming the valid choices and the closest match."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"Unknown {kind} {name!r}.{hint} Valid: {', '.join(valid)}.")
+
+
+def load_policy(spec: str) -> Policy:
+    """Build a policy from a name or a path.
+
+    Args:
+        spec: a baseline name (``BASELINES``), ``"oracle"``, a ``.onnx`` file exported by
+            ``budgetgym export``, or a training run directory.
+
+    Raises:
+        ValueError: an unknown name (lists the valid ones and the closest match).
+        FileNotFoundError: a path that does not exist.
+    """
+    if spec in BASELINES:
+        return BASELINES[spec]()
+    if spec == ORACLE:
+        from budgetgym.agents.oracle import OraclePolicy
+
+        return OraclePolicy()
+    path = Path(spec)
+    looks_like_path = path.suffix == ".onnx" or "/" in spec or "\\" in spec or path.exists()
+    if not looks_like_path:
+        valid = (*policy_names(), "a run directory", "an .onnx file")
+        close = difflib.get_close_matches(spec, policy_names(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown policy {spec!r}.{hint} Valid: {', '.join(valid)}.")
+    if not path.exists():
+        raise FileNotFoundError(f"Policy path {spec!r} does not exist.")
+    if path.is_file():
+        if path.suffix != ".onnx":
+            raise ValueError(f"Policy file {spec!r} is not an .onnx model.")
+        check_onnx_input(path)
+        from budgetgym.agents.export import OnnxPolicy
+
+        return OnnxPolicy(path)
+    if not any(path.rglob("*.zip")) and not any(path.rglob("*.onnx")):
+        raise FileNotFoundError(
+            f"Run directory {spec!r} contains no model (no .zip checkpoint or .onnx file)."
+        )
+    from budgetgym.agents.checkpoints import load_run_policy
+
+    return load_run_policy(path)
+
+
+def check_onnx_input(path: Path) -> None:
+    """Raise ``ValueError`` unless the ONNX model at ``path`` takes ``(batch, OBS_DIM)`` inputs."""
+    import onnxruntime as ort
+
+    from budgetgym.envs.campaigns import OBS_DIM
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise ValueError(f"Cannot load ONNX model {str(path)!r}: {err}") from err
+    shape = session.get_inputs()[0].shape
+    size = shape[-1] if shape else None
+    if not isinstance(size, int) or size != OBS_DIM:
+        raise ValueError(
+            f"ONNX model {str(path)!r} takes inputs of size {size}, but the environment's "
+            f"observations have {OBS_DIM} features."
+        )

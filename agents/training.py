@@ -1,0 +1,749 @@
+"""Training with Stable-Baselines3 on the batched simulator: start, resume, several seeds.
+
+``train(config, run_dir)`` builds ``VecNormalize(VecMonitor(BudgetVecEnv))``, the algorithm from
+the config (``ALGO(policy, env, **config.sb3_kwargs())``), the callbacks (validation with
+domain metrics, checkpoints, progress, hparams, Ctrl-C) and runs ``learn``. At the end it saves
+``final/`` and compares the trained policy with every baseline and the oracle on held-out
+campaigns (``budgetgym compare``), writing ``eval/`` and ``report.md``.
+
+``resume(run_dir)`` continues from the latest checkpoint with the same step counter, optimizer
+state and normalization statistics. ``train_seeds`` trains several seeds in parallel processes
+and aggregates them (mean ± 95% CI, learning curves).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
+
+from budgetgym.agents.callbacks import (
+    HParamsCallback,
+    ProgressCallback,
+    RunCheckpointCallback,
+    StopOnRequestCallback,
+    ValidationCallback,
+    compute_references,
+    format_metrics,
+)
+from budgetgym.agents.checkpoints import (
+    RunPaths,
+    algorithm_class,
+    load_checkpoint,
+    load_vecnormalize,
+    python_command,
+    read_meta,
+    save_checkpoint,
+    versions,
+    write_json,
+)
+from budgetgym.agents.config import TrainConfig, load_config
+from budgetgym.envs import EVAL_SEED_START, SCENARIO_NAMES, TRAIN_SEED_LIMIT, BudgetVecEnv
+
+POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLstmPolicy"}
+
+
+class LinearSchedule:
+    """Learning rate decayed linearly to 0 (``progress_remaining`` goes from 1 to 0); picklable."""
+
+    def __init__(self, initial: float) -> None:
+        self.initial = initial
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.initial * max(progress_remaining, 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Environments
+# --------------------------------------------------------------------------------------------
+class MultiScenarioVecEnv(VecEnv):
+    """Several ``BudgetVecEnv`` (one per scenario) concatenated into one ``VecEnv``.
+
+    All share the horizon, so every campaign ends and resets in the same step.
+    """
+
+    def __init__(self, envs: Sequence[BudgetVecEnv]) -> None:
+        self.envs = list(envs)
+        self.sizes = [e.num_envs for e in self.envs]
+        first = self.envs[0]
+        super().__init__(sum(self.sizes), first.observation_space, first.action_space)
+        self._bounds = np.cumsum([0, *self.sizes])
+        self._actions: np.ndarray | None = None
+
+    def _slices(self) -> list[slice]:
+        return [slice(a, b) for a, b in zip(self._bounds[:-1], self._bounds[1:], strict=True)]
+
+    def reset(self) -> np.ndarray:
+        seed = self._seeds[0]
+        for i, env in enumerate(self.envs):
+            env.seed(None if seed is None else (seed + i * 100_003) % TRAIN_SEED_LIMIT)
+        self._reset_seeds()
+        return np.concatenate([env.reset() for env in self.envs])
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        obs, rewards, dones, infos = [], [], [], []
+        for env, part in zip(self.envs, self._slices(), strict=True):
+            o, r, d, i = env.step(self._actions[part])
+            obs.append(o)
+            rewards.append(r)
+            dones.append(d)
+            infos.extend(i)
+        return np.concatenate(obs), np.concatenate(rewards), np.concatenate(dones), infos
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        envs = [self.envs[self._env_of(i)] for i in self._idx(indices)]
+        return [getattr(env.campaigns, attr_name) for env in envs]
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        for env in self.envs:
+            env.set_attr(attr_name, value)
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list:
+        return [
+            getattr(self.envs[self._env_of(i)].campaigns, method_name)(*args, **kwargs)
+            for i in self._idx(indices)
+        ]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * len(self._idx(indices))
+
+    def _idx(self, indices: Any) -> list[int]:
+        return list(self._get_indices(indices))
+
+    def _env_of(self, index: int) -> int:
+        return int(np.searchsorted(self._bounds, index, side="right") - 1)
+
+
+def limit_threads() -> None:
+    """One torch thread and one numba thread: the simulator's batch is small and the machine
+    is shared, so extra threads only contend (numba's parallel kernels slow ~20x under load)."""
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except (ImportError, ValueError):
+        pass
+
+
+def env_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """Task arguments shared by training and evaluation environments."""
+    env = config.env
+    return {
+        "reward_mode": env.reward_mode,
+        "roi_penalty_coef": env.roi_penalty_coef,
+        "horizon_hours": env.horizon_hours,
+    }
+
+
+def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
+    """``VecMonitor(BudgetVecEnv)`` (or several concatenated), seeded with ``seed``."""
+    scenarios = config.env.scenarios
+    per = config.env.n_envs // len(scenarios)
+    with quiet_render_mode_warning():
+        envs = [BudgetVecEnv(per, scenario=s, **env_kwargs(config)) for s in scenarios]
+        venv: VecEnv = envs[0] if len(envs) == 1 else MultiScenarioVecEnv(envs)
+        venv.seed(seed)
+        return VecMonitor(venv)
+
+
+@contextlib.contextmanager
+def quiet_render_mode_warning() -> Iterator[None]:
+    """Silence SB3's "render_mode is not defined" warning (the simulator does not render)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*render_mode.*")
+        yield
+
+
+def campaign_seed(config: TrainConfig, num_timesteps: int) -> int:
+    """First training campaign seed: the config seed, shifted on resume so as not to repeat."""
+    offset = (num_timesteps // max(config.env.horizon_hours, 1)) * 7919
+    return int((config.seed + offset) % (TRAIN_SEED_LIMIT - config.env.n_envs))
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    num_timesteps: int
+    interrupted: bool
+    elapsed_s: float
+    checkpoint: Path
+    validation: dict[str, float] = field(default_factory=dict)
+    comparison: list[dict[str, Any]] | None = None
+
+
+def default_run_dir(config_path: str | Path, seed: int, root: Path = Path("runs")) -> Path:
+    """``runs/<config name>/<date-time>-seed<seed>``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return root / Path(config_path).stem / f"{stamp}-seed{seed}"
+
+
+def _check_new_run_dir(path: Path) -> None:
+    paths = RunPaths(path)
+    if paths.config.exists() or paths.checkpoints.exists() or paths.final.exists():
+        raise ValueError(
+            f"Run directory {path} already holds a run; resume it with "
+            f"`budgetgym train --resume {path}` or choose another --run-dir."
+        )
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"Run directory {path} exists and is not a directory.")
+
+
+# --------------------------------------------------------------------------------------------
+# Train / resume
+# --------------------------------------------------------------------------------------------
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    report: Callable[[int, dict[str, float]], None] | None = None,
+    final_comparison: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train a new run into ``run_dir`` (which must not already hold one)."""
+    limit_threads()
+    run_dir = Path(run_dir)
+    _check_new_run_dir(run_dir)
+    paths = RunPaths(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths.config.write_text(config.to_yaml())
+    write_json(paths.versions, versions())
+    _append_command(paths)
+
+    venv = make_train_env(config, campaign_seed(config, 0))
+    hp = config.hyperparams
+    with quiet_render_mode_warning():
+        vecnorm = VecNormalize(venv, gamma=hp.gamma, **config.normalize.model_dump())
+    algo = algorithm_class(config.algorithm)
+    model = algo(POLICY_NAMES[config.algorithm], vecnorm, verbose=0, **config.sb3_kwargs())
+    return _learn(model, config, paths, progress, report, final_comparison, log, resumed=False)
+
+
+def resume(
+    run_dir: str | Path,
+    total_timesteps: int | None = None,
+    *,
+    progress: bool = True,
+    report: Callable[[int, dict[str, float]], None] | None = None,
+    final_comparison: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Continue a run from its latest checkpoint (step counter, optimizer and normalization).
+
+    Args:
+        run_dir: the run directory.
+        total_timesteps: the new overall target (default: the config's ``total_timesteps``).
+
+    Raises:
+        FileNotFoundError: no such run or no checkpoint in it.
+        ValueError: corrupt/incompatible checkpoint, invalid config, or target already reached.
+    """
+    limit_threads()
+    paths = RunPaths(Path(run_dir))
+    if not paths.root.is_dir():
+        raise FileNotFoundError(f"Run directory {paths.root} does not exist.")
+    if not paths.config.is_file():
+        raise ValueError(f"{paths.root} is not a budgetgym run directory (no config.yaml).")
+    overrides = {"total_timesteps": total_timesteps} if total_timesteps is not None else None
+    config = load_config(paths.config, overrides)
+    checkpoint = paths.latest_checkpoint()
+    meta = read_meta(checkpoint)
+    done = int(meta.get("num_timesteps", 0))
+    if done >= config.total_timesteps:
+        raise ValueError(
+            f"Run {paths.root} is already at step {done:,} (target {config.total_timesteps:,}); "
+            "pass a larger --total-timesteps to continue it."
+        )
+    if meta.get("algorithm") != config.algorithm:
+        raise ValueError(
+            f"Checkpoint {checkpoint} holds a {meta.get('algorithm')} model but the run's config "
+            f"says {config.algorithm}."
+        )
+    # Validate the normalization statistics before building anything.
+    vecnorm = load_vecnormalize(checkpoint / "vecnormalize.pkl")
+    venv = make_train_env(config, campaign_seed(config, done))
+    vecnorm.set_venv(venv)
+    vecnorm.training = True
+    loaded = load_checkpoint(checkpoint, env=vecnorm)
+    model = loaded.model
+    replay = checkpoint / "replay_buffer.pkl"
+    if replay.is_file() and hasattr(model, "load_replay_buffer"):
+        model.load_replay_buffer(replay)
+    if config.total_timesteps != _config_target(paths):
+        paths.config.write_text(config.to_yaml())
+    _append_command(paths)
+    log(f"Resuming {paths.root} from {checkpoint} at step {model.num_timesteps:,}.")
+    return _learn(model, config, paths, progress, report, final_comparison, log, resumed=True)
+
+
+def _config_target(paths: RunPaths) -> int | None:
+    try:
+        return load_config(paths.config).total_timesteps
+    except (ValueError, FileNotFoundError):
+        return None
+
+
+def _append_command(paths: RunPaths) -> None:
+    with open(paths.command, "a") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {python_command()}\n")
+
+
+def _hparams(config: TrainConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {"algorithm": config.algorithm, "seed": config.seed}
+    flat["scenario"] = ",".join(config.env.scenarios)
+    flat["n_envs"] = config.env.n_envs
+    flat["reward_mode"] = config.env.reward_mode
+    flat["total_timesteps"] = config.total_timesteps
+    for key, value in config.hyperparams.model_dump(exclude={"policy_kwargs"}).items():
+        flat[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    kwargs = config.hyperparams.policy_kwargs
+    flat["net_arch"] = str(kwargs.net_arch)
+    flat["activation_fn"] = kwargs.activation_fn
+    return flat
+
+
+def _learn(
+    model: Any,
+    config: TrainConfig,
+    paths: RunPaths,
+    progress: bool,
+    report: Callable[[int, dict[str, float]], None] | None,
+    final_comparison: bool,
+    log: Callable[[str], None],
+    resumed: bool,
+) -> TrainResult:
+    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.logger import configure
+
+    model.set_logger(configure(str(paths.tensorboard), ["tensorboard"]))
+    scenarios = config.env.scenarios
+    references = None
+    if config.eval.references:
+        references = compute_references(
+            scenarios,
+            config.eval.n_eval_episodes,
+            env_kwargs(config),
+            cache=paths.root / "validation_references.json",
+        )
+    validation = ValidationCallback(
+        paths, scenarios, config.eval.n_eval_episodes, config.eval.eval_freq,
+        env_kwargs(config), references,
+    )  # fmt: skip
+    if resumed:
+        best = read_meta(paths.best) if (paths.best / "meta.json").is_file() else {}
+        validation.restore(best.get("best_mean_reward", -math.inf), model.num_timesteps)
+    checkpoints = RunCheckpointCallback(
+        paths,
+        config.checkpoint.save_freq,
+        config.checkpoint.keep_last,
+        save_replay_buffer=config.algorithm == "sac",
+        extra_meta=lambda: {"best_mean_reward": validation.best_mean_reward},
+    )
+    stop = StopOnRequestCallback()
+    callbacks = [validation, checkpoints, stop, HParamsCallback(_hparams(config))]
+    if progress or report is not None:
+        callbacks.append(ProgressCallback(config.total_timesteps, validation, report))
+
+    remaining = config.total_timesteps - model.num_timesteps
+    start = time.time()
+    previous = _install_sigint(stop, log)
+    try:
+        model.learn(
+            remaining,
+            callback=CallbackList(callbacks),
+            reset_num_timesteps=not resumed,
+            progress_bar=False,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    elapsed = time.time() - start
+
+    if stop.stop.is_set():
+        checkpoint = checkpoints.save_now(paths.checkpoint(model.num_timesteps))
+        log(
+            f"Interrupted at step {model.num_timesteps:,}: saved {checkpoint}; continue with "
+            f"`budgetgym train --resume {paths.root}`."
+        )
+        return TrainResult(paths.root, model.num_timesteps, True, elapsed, checkpoint)
+
+    if validation.last_eval_step != model.num_timesteps:
+        validation.evaluate()
+    extra = {
+        "best_mean_reward": validation.best_mean_reward,
+        "eval_metrics": validation.last_metrics,
+    }
+    checkpoint = save_checkpoint(model, model.get_vec_normalize_env(), paths.final, extra)
+    model.get_env().close()
+    log(f"Trained {model.num_timesteps:,} steps in {elapsed / 60:.1f} min; saved {checkpoint}.")
+    log(f"Validation: {format_metrics(validation.last_metrics)}")
+    result = TrainResult(
+        paths.root, model.num_timesteps, False, elapsed, checkpoint, validation.last_metrics
+    )
+    if final_comparison and config.eval.final_episodes > 0:
+        result.comparison = compare_run(paths, config, [str(paths.root)], progress, log)
+    return result
+
+
+def _install_sigint(stop: StopOnRequestCallback, log: Callable[[str], None]) -> Any:
+    """First Ctrl-C: finish the current step, save a checkpoint, exit. Second: abort."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.stop.is_set():
+            raise KeyboardInterrupt
+        log("Ctrl-C: stopping after this step and saving a checkpoint (again to abort).")
+        stop.request_stop()
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no handler
+        return signal.getsignal(signal.SIGINT)
+
+
+# --------------------------------------------------------------------------------------------
+# Final comparison (held-out seeds) and report
+# --------------------------------------------------------------------------------------------
+def baseline_names() -> list[str]:
+    """Names of the rule baselines (empty if the baselines module is unavailable)."""
+    try:
+        from budgetgym.agents.baselines import BASELINES
+    except ImportError:
+        return []
+    return list(BASELINES)
+
+
+def compare_run(
+    paths: RunPaths,
+    config: TrainConfig,
+    policy_specs: list[str],
+    progress: bool,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]] | None:
+    """Compare trained policies with every baseline and the oracle on held-out campaigns.
+
+    Writes ``eval/`` (leaderboard.json/.md and plots via ``budgetgym compare``) and
+    ``report.md``. Returns the leaderboard rows (None if the evaluation module is missing).
+    """
+    try:
+        from budgetgym.agents.evaluation import compare
+    except ImportError as err:
+        log(f"Skipping the final comparison: {err}.")
+        return None
+    scenarios = list(config.eval.final_scenarios or [s for s in SCENARIO_NAMES if s != "mixed"])
+    specs = [*policy_specs, *baseline_names(), "oracle"]
+    rows = compare(
+        list(policy_specs),  # compare adds every baseline and the oracle
+        scenarios,
+        config.eval.final_episodes,
+        EVAL_SEED_START,
+        paths.eval,
+        progress=progress,
+        horizon_hours=config.env.horizon_hours,
+    )
+    write_report(paths, config, rows, specs, scenarios)
+    log(f"Held-out comparison: {paths.eval / 'leaderboard.md'}; summary in {paths.report}.")
+    return rows
+
+
+def write_report(
+    paths: RunPaths,
+    config: TrainConfig,
+    rows: list[dict[str, Any]],
+    specs: list[str],
+    scenarios: list[str],
+) -> None:
+    """``report.md``: the command, the config and the held-out leaderboard."""
+    leaderboard = paths.eval / "leaderboard.md"
+    table = leaderboard.read_text() if leaderboard.is_file() else _rows_markdown(rows)
+    commands = paths.command.read_text().strip() if paths.command.is_file() else ""
+    text = [
+        f"# Run report: {paths.root.name}",
+        "",
+        f"Algorithm `{config.algorithm}`, seed {config.seed}, "
+        f"{config.total_timesteps:,} env steps, trained on `{', '.join(config.env.scenarios)}`.",
+        "",
+        "Commands:",
+        "",
+        "```",
+        commands,
+        "```",
+        "",
+        f"Held-out evaluation: {config.eval.final_episodes} campaigns per scenario, seeds from "
+        f"{EVAL_SEED_START:,}; scenarios {', '.join(scenarios)}; policies {', '.join(specs)}.",
+        "",
+        table,
+        "",
+        "Files: `eval/leaderboard.json`, `eval/leaderboard.md`, plots in `eval/`; "
+        "TensorBoard: `tensorboard --logdir " + str(paths.tensorboard) + "`.",
+        "",
+    ]
+    paths.report.write_text("\n".join(text))
+
+
+def _rows_markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no rows)"
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(k)) for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Several seeds in parallel
+# --------------------------------------------------------------------------------------------
+def _seed_worker(
+    config_json: str, run_dir: str, queue: Any, seed: int
+) -> tuple[int, str, bool, int]:
+    """Train one seed in a worker process (torch threads = 1), reporting progress to ``queue``."""
+    limit_threads()
+    config = TrainConfig.model_validate_json(config_json)
+
+    def report(step: int, metrics: dict[str, float]) -> None:
+        queue.put((seed, step, metrics))
+
+    result = train(
+        config, run_dir, progress=False, report=report, final_comparison=False, log=lambda _: None
+    )
+    return seed, run_dir, result.interrupted, result.num_timesteps
+
+
+def train_seeds(
+    config: TrainConfig,
+    seeds: Sequence[int],
+    workers: int,
+    root: str | Path,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train ``config`` once per seed in ``workers`` processes into ``root/seed_<s>``.
+
+    Then compares all seeds with the baselines and the oracle on held-out campaigns (one
+    leaderboard in ``root/eval``), and writes ``root/aggregate.json``/``.md`` (mean ± 95% CI
+    over seeds per metric) and ``root/learning_curves.png``.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError("--seeds needs one or more distinct seeds.")
+    if workers < 1:
+        raise ValueError("--workers must be >= 1.")
+    root = Path(root)
+    for seed in seeds:
+        _check_new_run_dir(root / f"seed_{seed}")
+    root.mkdir(parents=True, exist_ok=True)
+    paths = RunPaths(root)
+    paths.config.write_text(config.to_yaml())
+    write_json(paths.versions, versions())
+    _append_command(paths)
+
+    ctx = mp.get_context("spawn")
+    manager = ctx.Manager()
+    queue = manager.Queue()
+    bars = _SeedBars(seeds, config.total_timesteps, enabled=progress)
+    results = []
+    previous = signal.signal(signal.SIGINT, lambda *_: log("Ctrl-C: seeds save and stop..."))
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [
+                pool.submit(
+                    _seed_worker,
+                    config.model_copy(update={"seed": s}).model_dump_json(),
+                    str(root / f"seed_{s}"),
+                    queue,
+                    s,
+                )
+                for s in seeds
+            ]
+            while not all(f.done() for f in futures):
+                bars.drain(queue)
+                time.sleep(0.5)
+            bars.drain(queue)
+            results = [f.result() for f in futures]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bars.stop()
+        manager.shutdown()
+    if any(interrupted for _, _, interrupted, _ in results):
+        log(f"Interrupted: resume each seed with `budgetgym train --resume {root}/seed_<s>`.")
+        return {"interrupted": True}
+    run_dirs = [Path(run_dir) for _, run_dir, _, _ in results]
+    rows = None
+    if config.eval.final_episodes > 0:
+        rows = compare_run(paths, config, [str(d) for d in run_dirs], progress, log)
+    summary = aggregate_seeds(root, run_dirs, rows)
+    log(f"Aggregate over seeds {list(seeds)}: {root / 'aggregate.md'}")
+    return summary
+
+
+class _SeedBars:
+    """One rich progress row per seed, fed by worker reports."""
+
+    def __init__(self, seeds: Sequence[int], total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tasks: dict[int, Any] = {}
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("seed {task.fields[seed]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
+        )
+        self.progress.start()
+        for seed in seeds:
+            self.tasks[seed] = self.progress.add_task("", total=total, seed=seed, metrics="")
+
+    def drain(self, queue: Any) -> None:
+        while not queue.empty():
+            seed, step, metrics = queue.get()
+            if self.enabled:
+                self.progress.update(
+                    self.tasks[seed], completed=step, metrics=format_metrics(metrics)
+                )
+
+    def stop(self) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of the Student-t confidence interval (0 for a single value)."""
+    from scipy import stats
+
+    arr = np.asarray(values, dtype=np.float64)
+    if len(arr) < 2:
+        return float(arr.mean()), 0.0
+    half = stats.t.ppf(0.5 + level / 2, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr))
+    return float(arr.mean()), float(half)
+
+
+def read_evaluations(run_dir: Path) -> list[dict[str, Any]]:
+    """The validation records of a run (``evaluations.jsonl``)."""
+    path = RunPaths(run_dir).evaluations
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def aggregate_seeds(
+    root: Path, run_dirs: Sequence[Path], rows: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """Mean ± 95% CI over seeds of the final validation metrics and, when available, of the
+    held-out leaderboard metrics; plus one learning-curve plot."""
+    finals = [read_evaluations(d)[-1] for d in run_dirs if read_evaluations(d)]
+    keys = [k for k in (finals[0] if finals else {}) if k not in ("time", "new_best")]
+    validation = {k: mean_ci([f[k] for f in finals]) for k in keys if k != "num_timesteps"}
+    held_out: dict[str, dict[str, tuple[float, float]]] = {}
+    names = {d.name for d in run_dirs}
+    for row in rows or []:
+        if str(row.get("policy", "")).split("/")[-1] in names:
+            scenario = str(row.get("scenario", "all"))
+            held_out.setdefault(scenario, {})
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    held_out[scenario].setdefault(key, []).append(float(value))  # type: ignore[arg-type]
+    held_out_ci = {
+        s: {k: mean_ci(v) for k, v in metrics.items()}  # type: ignore[arg-type]
+        for s, metrics in held_out.items()
+    }
+    summary = {
+        "runs": [str(d) for d in run_dirs],
+        "validation": validation,
+        "held_out": held_out_ci,
+    }
+    write_json(root / "aggregate.json", summary)
+    lines = [f"# Aggregate over {len(run_dirs)} seeds (mean ± 95% CI)", "", "## Validation", ""]
+    lines += ["| metric | mean ± CI |", "|---|---|"]
+    lines += [f"| {k} | {m:,.4g} ± {h:,.3g} |" for k, (m, h) in validation.items()]
+    for scenario, metrics in held_out_ci.items():
+        lines += ["", f"## Held-out: {scenario}", "", "| metric | mean ± CI |", "|---|---|"]
+        lines += [f"| {k} | {m:,.4g} ± {h:,.3g} |" for k, (m, h) in metrics.items()]
+    (root / "aggregate.md").write_text("\n".join(lines) + "\n")
+    plot_learning_curves(run_dirs, root / "learning_curves.png")
+    return summary
+
+
+def plot_learning_curves(run_dirs: Sequence[Path], out: Path) -> Path:
+    """Validation GMV and % of oracle against env steps: one thin line per seed, mean in bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [("gmv", "validation GMV (CNY)"), ("roi_violation_rate", "ROI violation rate")]
+    if any("pct_of_oracle" in r for d in run_dirs for r in read_evaluations(d)):
+        metrics[0] = ("pct_of_oracle", "validation % of oracle GMV")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(11, 4))
+    for ax, (key, label) in zip(axes, metrics, strict=True):
+        curves = []
+        for run_dir in run_dirs:
+            records = [r for r in read_evaluations(run_dir) if key in r]
+            if not records:
+                continue
+            steps = [r["num_timesteps"] for r in records]
+            values = [r[key] for r in records]
+            ax.plot(steps, values, alpha=0.4, lw=1, label=run_dir.name)
+            curves.append((steps, values))
+        if curves:
+            length = min(len(c[0]) for c in curves)
+            mean = np.mean([c[1][:length] for c in curves], axis=0)
+            ax.plot(curves[0][0][:length], mean, color="black", lw=2, label="mean")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The resolved config of a run directory."""
+    return load_config(RunPaths(Path(run_dir)).config)

@@ -1,0 +1,141 @@
+"""Training verbs: ``train`` (new run, resume, several seeds) and ``export`` (ONNX)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` and ``export`` verbs."""
+    p = subparsers.add_parser(
+        "train",
+        help="Train a policy from a YAML config, resume a run, or train several seeds.",
+        description=(
+            "Train from --config (a file, or the name of a bundled config such as ppo_default), "
+            "or continue a run with --resume DIR."
+        ),
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="YAML experiment config (file path or bundled name).")
+    source.add_argument(
+        "--resume", metavar="DIR", help="Continue this run from its last checkpoint."
+    )
+    p.add_argument(
+        "--run-dir", help="Where to write the run (default: runs/<config>/<date-time>-seed<S>)."
+    )
+    p.add_argument("--seed", type=int, help="Override the config's seed.")
+    p.add_argument(
+        "--total-timesteps",
+        type=int,
+        help="Override total env steps (with --resume: the new overall target).",
+    )
+    p.add_argument(
+        "--seeds", type=int, nargs="+", metavar="S", help="Train one run per seed and aggregate."
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="Parallel processes for --seeds (default 1)."
+    )
+    p.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="Skip the final held-out comparison with the baselines and the oracle.",
+    )
+    p.add_argument("--no-progress", action="store_true", help="Do not draw progress bars.")
+    p.set_defaults(handler=train_command)
+
+    p = subparsers.add_parser(
+        "export",
+        help="Export a trained run to ONNX (normalization and action clipping included).",
+    )
+    p.add_argument("run_dir", metavar="DIR", help="Run directory (or a checkpoint directory).")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="Export format.")
+    p.add_argument("--out", help="Output file (default: DIR/export/policy.onnx).")
+    p.set_defaults(handler=export_command)
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    from budgetgym.scripts.cli import CLIError
+
+    if value is not None and value < 1:
+        raise CLIError(f"{name} must be >= 1, got {value}.")
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Handler of ``budgetgym train``."""
+    from rich.console import Console
+
+    from budgetgym.agents import training
+    from budgetgym.agents.config import load_config, resolve_config_path
+    from budgetgym.scripts.cli import CLIError
+
+    console = Console()
+    _check_positive("--total-timesteps", args.total_timesteps)
+    _check_positive("--workers", args.workers)
+    progress = not args.no_progress
+    if args.resume:
+        if args.seed is not None or args.seeds or args.run_dir:
+            raise CLIError("--resume takes only --total-timesteps: seed and run dir are fixed.")
+        result = training.resume(
+            args.resume,
+            args.total_timesteps,
+            progress=progress,
+            final_comparison=not args.no_compare,
+            log=console.print,
+        )
+        return _finish(console, result)
+
+    if args.seeds and args.seed is not None:
+        raise CLIError("Use either --seed or --seeds, not both.")
+    overrides = {"seed": args.seed, "total_timesteps": args.total_timesteps}
+    config = load_config(args.config, overrides)
+    config_path = resolve_config_path(args.config)
+    if args.seeds:
+        root = Path(args.run_dir) if args.run_dir else training.default_run_dir(config_path, 0)
+        if not args.run_dir:
+            root = root.with_name(root.name.replace("-seed0", "-seeds"))
+        if args.no_compare:
+            config = config.model_copy(
+                update={"eval": config.eval.model_copy(update={"final_episodes": 0})}
+            )
+        console.print(f"Training seeds {args.seeds} with {args.workers} workers into {root}")
+        summary = training.train_seeds(
+            config, args.seeds, args.workers, root, progress=progress, log=console.print
+        )
+        if summary.get("interrupted"):
+            return 130
+        console.print(f"Run directory: {root}")
+        console.print(f"TensorBoard: tensorboard --logdir {root}")
+        return 0
+
+    run_dir = (
+        Path(args.run_dir) if args.run_dir else training.default_run_dir(config_path, config.seed)
+    )
+    console.print(f"Training {config.algorithm} on {', '.join(config.env.scenarios)} "
+                  f"for {config.total_timesteps:,} steps into {run_dir}")  # fmt: skip
+    result = training.train(
+        config,
+        run_dir,
+        progress=progress,
+        final_comparison=not args.no_compare,
+        log=console.print,
+    )
+    return _finish(console, result)
+
+
+def _finish(console, result) -> int:  # noqa: ANN001
+    leaderboard = result.run_dir / "eval" / "leaderboard.md"
+    if result.comparison is not None and leaderboard.is_file():
+        console.print(leaderboard.read_text())
+    console.print(f"Run directory: {result.run_dir}")
+    console.print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tb'}")
+    return 130 if result.interrupted else 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """Handler of ``budgetgym export``."""
+    from budgetgym.agents.export import export_onnx
+
+    out = export_onnx(args.run_dir, args.out)
+    print(f"Wrote {out} and {out.with_suffix('.json')}")
+    return 0

@@ -1,0 +1,230 @@
+"""Rule baselines: action contract, observation-only decisions, the rules' defining behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from budgetgym.agents.baselines import (
+    BASELINE_NAMES,
+    BASELINES,
+    PAYS_PER_SALE,
+    make_baseline,
+    pace_to_action0,
+    shares_to_logits,
+)
+from budgetgym.agents.evaluation import evaluate
+from budgetgym.agents.policy import Policy
+from budgetgym.envs import ACTION_DIM, OBS_DIM, BatchedCampaigns, obs_index
+from budgetgym.envs.core import SHARE_TEMPERATURE
+
+HORIZON = 24
+PAID = np.flatnonzero(~PAYS_PER_SALE)
+
+
+def run_episode(name: str, scenario: str = "hit_product", n: int = 4, seed: int = 7_000_000):
+    campaigns = BatchedCampaigns(scenario, horizon_hours=HORIZON)
+    obs, _ = campaigns.reset(seed + np.arange(n))
+    policy = make_baseline(name)
+    policy.reset(campaigns)
+    observations, actions = [], []
+    for _ in range(HORIZON):
+        act, state = policy.predict(obs)
+        assert state is None
+        observations.append(obs)
+        actions.append(act)
+        obs, _, _, _ = campaigns.step(act)
+    return np.stack(observations), np.stack(actions)
+
+
+def synthetic_obs(n: int = 2, hour: int = 30, horizon: int = 168) -> np.ndarray:
+    """Observations of campaigns on schedule whose channels have equal, on-target ROI."""
+    obs = np.zeros((n, OBS_DIM), dtype=np.float32)
+    obs[:, obs_index("progress")] = hour / horizon
+    obs[:, obs_index("budget_left_frac")] = 1 - hour / horizon
+    obs[:, obs_index("target_roi")] = 2.4 / 3
+    spend = np.full(6, hour / horizon / 6)
+    obs[:, obs_index("cum_spend_frac")] = spend
+    obs[:, obs_index("cum_gmv_frac")] = spend  # ROI = target on every channel
+    obs[:, obs_index("spend_rate")] = 1.0
+    obs[:, obs_index("gmv_rate")] = 1.0 / 6
+    obs[:, obs_index("log_impressions")] = np.log1p(2000.0) / 10
+    return obs
+
+
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_actions_are_valid_batches(name):
+    _, actions = run_episode(name)
+    assert actions.shape == (HORIZON, 4, ACTION_DIM)
+    assert np.isfinite(actions).all()
+    assert np.abs(actions).max() <= 1.0
+
+
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_registry_and_protocol(name):
+    policy = BASELINES[name]()
+    assert isinstance(policy, Policy)
+    assert policy.name == name
+    assert not getattr(policy, "acts_in_spend", False)
+
+
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_decisions_use_observations_only(name):
+    """Same observations, different hidden campaigns -> identical actions."""
+    obs_seq, _ = run_episode(name, "hit_product")
+    for scenario in ("hit_product", "high_price_long_cycle"):
+        campaigns = BatchedCampaigns(scenario, horizon_hours=HORIZON)
+        campaigns.reset(123 + np.arange(4))  # other campaigns: the policy must not look
+        policy = make_baseline(name)
+        policy.reset(campaigns)
+        replayed = np.stack([policy.predict(o)[0] for o in obs_seq])
+        if scenario == "hit_product":
+            first = replayed
+        else:
+            np.testing.assert_array_equal(replayed, first)
+
+
+@pytest.mark.parametrize("name", [n for n in BASELINE_NAMES if n != "bandit"])
+def test_batch_rows_are_independent(name):
+    """A campaign's actions do not depend on which other campaigns share its batch."""
+    obs_seq, together = run_episode(name, n=4)
+    policy = make_baseline(name)
+    campaigns = BatchedCampaigns("hit_product", horizon_hours=HORIZON)
+    campaigns.reset([1])
+    policy.reset(campaigns)
+    alone = np.stack([policy.predict(o[2:3])[0] for o in obs_seq])
+    np.testing.assert_allclose(alone[:, 0], together[:, 2], atol=1e-6)
+
+
+def test_episode_start_clears_state_of_those_rows():
+    obs_seq, _ = run_episode("pid_pacing", n=2)
+    policy = make_baseline("pid_pacing")
+    fresh = make_baseline("pid_pacing")
+    for o in obs_seq[:10]:
+        policy.predict(o)
+    restart = np.array([True, False])
+    acted, _ = policy.predict(obs_seq[0], episode_start=restart)
+    expected, _ = fresh.predict(obs_seq[0][:1])
+    np.testing.assert_allclose(acted[0], expected[0], atol=1e-6)
+
+
+def test_uniform_is_the_zero_action():
+    actions, _ = make_baseline("uniform").predict(synthetic_obs())
+    np.testing.assert_array_equal(actions, 0.0)
+
+
+def test_pace_and_share_mappings_invert_the_core():
+    np.testing.assert_allclose(pace_to_action0(np.array([0.0, 1.0, 5.0])), [-1.0, 0.0, 1.0])
+    shares = np.array([[0.5, 0.2, 0.1, 0.1, 0.05, 0.05]])
+    logits = SHARE_TEMPERATURE * shares_to_logits(shares)
+    split = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(split, shares, rtol=1e-9)
+
+
+def test_best_channel_commits_to_best_observed_roi():
+    obs = synthetic_obs()
+    live = obs_index("cum_gmv_frac").start + 2
+    obs[:, live] *= 1.6  # live returns 60% more than the rest
+    policy = make_baseline("best_channel", explore_hours=12)
+    actions, _ = policy.predict(obs)
+    logits = actions[:, 1:]
+    assert np.all(logits[:, PAID].argmax(axis=1) == 2)
+    assert np.all(logits[:, [0, 1, 3, 5]] <= -0.9)
+
+
+def test_roi_proportional_orders_shares_by_roi():
+    obs = synthetic_obs()
+    gmv = obs_index("cum_gmv_frac")
+    obs[:, gmv] *= np.array([1.0, 1.3, 0.7, 1.0, 1.0, 0.5], dtype=np.float32)
+    logits = make_baseline("roi_proportional").predict(obs)[0][:, 1:]
+    assert np.all(logits[:, 1] > logits[:, 0])
+    assert np.all(logits[:, 0] > logits[:, 2])
+    assert np.all(logits[:, 2] > logits[:, 5])
+
+
+def test_pid_speeds_up_behind_schedule_and_throttles_below_target():
+    on_track = synthetic_obs()
+    behind = synthetic_obs()
+    behind[:, obs_index("budget_left_frac")] += 0.1
+    behind[:, obs_index("pace_gap")] = 0.1
+    poor = synthetic_obs()
+    poor[:, obs_index("cum_gmv_frac")] *= 0.5  # ROI at half the target
+
+    def pace(obs):
+        """Paid spend requested, as a multiple of even pacing of what is left."""
+        actions = make_baseline("pid_pacing").predict(obs)[0].astype(np.float64)
+        total = (4.0 ** actions[:, 0] - 0.25) / 0.75
+        split = np.exp(SHARE_TEMPERATURE * actions[:, 1:])
+        return total * split[:, PAID].sum(axis=1) / split.sum(axis=1)
+
+    assert np.all(pace(behind) > pace(on_track))
+    assert np.all(pace(poor) < pace(on_track))
+
+
+def test_greedy_marginal_moves_budget_toward_higher_returns():
+    obs = synthetic_obs()
+    obs[:, obs_index("cum_gmv_frac").start + 1] *= 2.0  # feed returns twice as much
+    policy = make_baseline("greedy_marginal", dither=0.0)
+    first = policy.predict(obs)[0][:, 1:]
+    later = first
+    for _ in range(5):
+        later = policy.predict(obs)[0][:, 1:]
+    assert np.all(later[:, 1] == later[:, PAID].max(axis=1))
+    assert np.all(later[:, 1] - later[:, 0] >= first[:, 1] - first[:, 0])
+
+
+def test_bandit_is_reproducible_and_explores():
+    obs_seq, first = run_episode("bandit")
+    _, second = run_episode("bandit")
+    np.testing.assert_array_equal(first, second)
+    paid = np.exp(SHARE_TEMPERATURE * first[:, :, 1:])[:, :, PAID]
+    paid /= paid.sum(axis=2, keepdims=True)
+    assert paid.min() > 0.01  # every paid arm keeps some exploration budget
+
+
+def test_bad_observations_are_rejected():
+    with pytest.raises(ValueError, match="shape"):
+        make_baseline("pid_pacing").predict(np.zeros((3, OBS_DIM - 1)))
+
+
+def test_unknown_baseline_suggests_closest():
+    with pytest.raises(ValueError, match="Did you mean 'bandit'"):
+        make_baseline("bandt")
+
+
+def test_a_strong_rule_beats_uniform():
+    """On held-out hit-product campaigns the best tuned rules earn more than the even split."""
+    kwargs = {"episodes": 32, "seed_start": 1_000_000, "progress": False}
+    uniform = evaluate(make_baseline("uniform"), "hit_product", **kwargs).summary
+    for name in ("roi_proportional", "pid_pacing", "bandit"):
+        summary = evaluate(make_baseline(name), "hit_product", **kwargs).summary
+        assert summary["score_mean"] > uniform["score_mean"], name
+        assert summary["gmv_mean"] > uniform["gmv_mean"], name
+
+
+def paced_obs() -> np.ndarray:
+    """``synthetic_obs`` with last hour's total spend at even pacing (1/6 per channel)."""
+    obs = synthetic_obs()
+    obs[:, obs_index("spend_rate")] = 1.0 / 6
+    return obs
+
+
+def test_dual_pacing_buys_more_where_marginal_return_is_higher():
+    obs = paced_obs()
+    obs[:, obs_index("cum_gmv_frac").start + 2] *= 1.8  # live returns 80% more
+    logits = make_baseline("dual_pacing", dither=0.0).predict(obs)[0][:, 1:]
+    assert np.all(logits[:, 2] == logits[:, PAID].max(axis=1))
+    assert np.all(logits[:, 2] > logits[:, 0])
+
+
+def test_dual_pacing_holds_back_when_projected_roi_misses_target():
+    fine, poor = paced_obs(), paced_obs()
+    poor[:, obs_index("cum_gmv_frac")] *= 0.6
+
+    def paid_request(obs):
+        actions = make_baseline("dual_pacing", dither=0.0).predict(obs)[0].astype(np.float64)
+        total = (4.0 ** actions[:, 0] - 0.25) / 0.75
+        split = np.exp(SHARE_TEMPERATURE * actions[:, 1:])
+        return total * split[:, PAID].sum(axis=1) / split.sum(axis=1)
+
+    assert np.all(paid_request(poor) < paid_request(fine))

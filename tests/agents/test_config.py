@@ -1,0 +1,120 @@
+"""Experiment configs: bundled files validate, bad keys and types fail with the key's name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from budgetgym.agents.config import (
+    EXPERIMENTS_DIR,
+    PPOParams,
+    SACParams,
+    TrainConfig,
+    load_config,
+    validate_config,
+)
+
+
+def write(tmp_path: Path, data: dict | str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_bundled_configs_validate(path: Path) -> None:
+    config = load_config(path)
+    assert config.total_timesteps > 0
+    # The resolved YAML loads back to the same config.
+    assert TrainConfig.model_validate(yaml.safe_load(config.to_yaml())) == config
+
+
+def test_default_config_trains_ppo_on_mixed() -> None:
+    config = load_config("ppo_default")
+    assert config.algorithm == "ppo"
+    assert config.env.scenarios == ("mixed",)
+
+
+def test_scientific_notation_is_a_number(tmp_path: Path) -> None:
+    path = write(tmp_path, "total_timesteps: 1e6\nhyperparams:\n  learning_rate: 3e-4\n")
+    config = load_config(path)
+    assert config.total_timesteps == 1_000_000
+    assert config.hyperparams.learning_rate == pytest.approx(3e-4)
+
+
+def test_ppo_fields_are_sb3_argument_names() -> None:
+    import inspect
+
+    from stable_baselines3 import PPO, SAC
+
+    for model, algo in ((PPOParams, PPO), (SACParams, SAC)):
+        sb3_args = set(inspect.signature(algo.__init__).parameters)
+        ours = set(model.model_fields) - {"lr_schedule"}
+        assert ours <= sb3_args, ours - sb3_args
+
+
+@pytest.mark.parametrize(
+    ("data", "fragments"),
+    [
+        ({"env": {"scenaro": "mixed"}}, ["env.scenaro", "unknown key", "'scenario'"]),
+        ({"hyperparams": {"n_stepz": 8}}, ["hyperparams.n_stepz", "'n_steps'"]),
+        ({"hyperparams": {"n_steps": "many"}}, ["hyperparams.n_steps", "integer", "'many'"]),
+        ({"env": {"scenario": "mixd"}}, ["env.scenario", "'mixd'", "did you mean 'mixed'"]),
+        ({"env": {"reward_mode": "revenue"}}, ["env.reward_mode", "'revenue'"]),
+        ({"algorithm": "dqn"}, ["algorithm", "'ppo', 'sac' or 'recurrent_ppo'"]),
+        ({"total_timesteps": 2.5}, ["total_timesteps", "integer"]),
+        ({"total_timesteps": -5}, ["total_timesteps", "greater than 0"]),
+        ({"algorithm": "sac", "hyperparams": {"n_epochs": 3}}, ["hyperparams.n_epochs"]),
+        (
+            {"hyperparams": {"policy_kwargs": {"activaton_fn": "relu"}}},
+            ["hyperparams.policy_kwargs.activaton_fn", "'activation_fn'"],
+        ),
+        ({"hyperparams": {"batch_size": 1000}}, ["batch_size (1000)", "factor of"]),
+        ({"env": {"scenario": ["hit_product", "mixed"], "n_envs": 5}}, ["multiple of"]),
+    ],
+)
+def test_invalid_configs_name_the_key(data: dict, fragments: list[str]) -> None:
+    with pytest.raises(ValueError) as err:
+        validate_config(data)
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_yaml_errors_are_value_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(write(tmp_path, "env: [unclosed\n"))
+    with pytest.raises(ValueError, match="mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(FileNotFoundError, match="bundled configs"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_overrides_take_precedence(tmp_path: Path) -> None:
+    path = write(tmp_path, {"seed": 3, "total_timesteps": 1000})
+    config = load_config(path, {"seed": 7, "total_timesteps": None})
+    assert (config.seed, config.total_timesteps) == (7, 1000)
+
+
+def test_scenario_list_and_algorithms() -> None:
+    config = validate_config(
+        {
+            "env": {"scenario": ["hit_product", "double11_promotion"], "n_envs": 4},
+            "hyperparams": {"n_steps": 8, "batch_size": 16},
+        }
+    )
+    assert config.env.scenarios == ("hit_product", "double11_promotion")
+    sac = validate_config({"algorithm": "sac"})
+    assert isinstance(sac.hyperparams, SACParams)
+    assert "buffer_size" in sac.sb3_kwargs()
+    recurrent = validate_config({"algorithm": "recurrent_ppo"})
+    assert "lstm_hidden_size" in recurrent.sb3_kwargs()["policy_kwargs"]
+
+
+def test_configs_are_frozen() -> None:
+    config = validate_config({})
+    with pytest.raises(Exception):  # noqa: B017 (pydantic's ValidationError)
+        config.seed = 3  # type: ignore[misc]

@@ -1,0 +1,220 @@
+"""Evaluation harness, leaderboard and CLI: outputs, common random numbers, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from budgetgym.agents.baselines import BASELINE_NAMES, make_baseline
+from budgetgym.agents.evaluation import (
+    SUMMARY_FIELDS,
+    bootstrap_ci,
+    compare,
+    evaluate,
+    parse_scenarios,
+    write_evaluation,
+)
+from budgetgym.agents.policy import load_policy
+from budgetgym.envs import EVAL_SEED_START, OBS_DIM, SCENARIO_NAMES
+
+HORIZON = 24
+SMALL = {"episodes": 6, "seed_start": EVAL_SEED_START, "progress": False, "horizon_hours": HORIZON}
+
+
+def test_evaluate_reports_every_field():
+    result = evaluate(make_baseline("pid_pacing"), "mixed", **SMALL)
+    assert len(result.episodes) == 6
+    seeds = [row["seed"] for row in result.episodes]
+    assert seeds == list(range(EVAL_SEED_START, EVAL_SEED_START + 6))
+    s = result.summary
+    for key in (*SUMMARY_FIELDS, "policy", "scenario"):
+        assert key in s, key
+    assert s["policy"] == "pid_pacing" and s["scenario"] == "mixed" and s["episodes"] == 6
+    lo, hi = s["gmv_ci95"]
+    assert lo <= s["gmv_mean"] <= hi
+    assert 0.0 <= s["roi_violation_rate"] <= 1.0
+    assert sum(s["spend_share"].values()) == pytest.approx(1.0)
+    gmv = np.array([row["gmv"] for row in result.episodes])
+    assert s["gmv_mean"] == pytest.approx(gmv.mean())
+    violated = [row["roi"] < row["target_roi"] for row in result.episodes]
+    assert s["roi_violation_rate"] == pytest.approx(np.mean(violated))
+    pct = [100 * row["gmv"] / row["oracle_gmv"] for row in result.episodes]
+    assert s["pct_of_oracle_mean"] == pytest.approx(np.mean(pct))
+    assert result.traces["cum_spend_cny"].shape == (6, HORIZON)
+
+
+def test_oracle_is_its_own_reference():
+    s = evaluate(load_policy("oracle"), "hit_product", **SMALL).summary
+    assert s["pct_of_oracle_mean"] == pytest.approx(100.0)
+
+
+def test_common_random_numbers_and_batch_invariance():
+    a = evaluate(make_baseline("roi_proportional"), "hit_product", batch_size=6, **SMALL)
+    b = evaluate(make_baseline("roi_proportional"), "hit_product", batch_size=4, **SMALL)
+    assert [r["gmv"] for r in a.episodes] == pytest.approx([r["gmv"] for r in b.episodes])
+    other = evaluate(make_baseline("uniform"), "hit_product", **SMALL)
+    assert [r["budget"] for r in other.episodes] == [r["budget"] for r in a.episodes]
+    assert [r["oracle_gmv"] for r in other.episodes] == [r["oracle_gmv"] for r in a.episodes]
+
+
+def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_data():
+    rng = np.random.default_rng(1)
+    small, large = rng.normal(10, 2, 20), rng.normal(10, 2, 2000)
+    lo_s, hi_s = bootstrap_ci(small)
+    lo_l, hi_l = bootstrap_ci(large)
+    assert lo_s < small.mean() < hi_s and lo_l < large.mean() < hi_l
+    assert hi_l - lo_l < hi_s - lo_s
+
+
+def test_write_evaluation(tmp_path):
+    result = evaluate(make_baseline("bandit"), "hit_product", **SMALL)
+    write_evaluation(result, tmp_path)
+    lines = (tmp_path / "episodes.csv").read_text().strip().splitlines()
+    assert len(lines) == 7 and lines[0].startswith("seed,")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["policy"] == "bandit"
+
+
+def test_compare_writes_leaderboard_and_plots(tmp_path):
+    rows = compare(
+        [],
+        ["hit_product", "double11_promotion"],
+        4,
+        EVAL_SEED_START,
+        tmp_path,
+        progress=False,
+        horizon_hours=HORIZON,
+    )
+    assert len(rows) == 2 * (len(BASELINE_NAMES) + 1)
+    saved = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert {(r["policy"], r["scenario"]) for r in saved} == {
+        (p, s) for p in (*BASELINE_NAMES, "oracle") for s in ("hit_product", "double11_promotion")
+    }
+    text = (tmp_path / "leaderboard.md").read_text()
+    assert text.count("### ") == 2 and "% of oracle" in text
+    for name in (
+        "gmv_vs_oracle.png",
+        "channel_spend_hit_product.png",
+        "typical_episode_double11_promotion.png",
+    ):
+        assert (tmp_path / name).stat().st_size > 1000, name
+    first_table = text.split("### ")[1]
+    scores = [
+        r["score_mean"]
+        for r in sorted(
+            (r for r in rows if r["scenario"] == "hit_product"), key=lambda r: -r["score_mean"]
+        )
+    ]
+    assert scores == sorted(scores, reverse=True)
+    assert first_table.index("| 1 |") < first_table.index("| 2 |")
+
+
+def test_parse_scenarios():
+    assert parse_scenarios("all") == list(SCENARIO_NAMES)
+    assert parse_scenarios("hit_product, mixed") == ["hit_product", "mixed"]
+    with pytest.raises(ValueError, match="Did you mean 'mixed'"):
+        parse_scenarios("hit_product,mixd")
+
+
+def test_unknown_policy_lists_valid_names():
+    with pytest.raises(ValueError, match=r"Did you mean 'pid_pacing'.*Valid: uniform"):
+        load_policy("pid_pacin")
+
+
+def test_missing_path_and_empty_run_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_policy(str(tmp_path / "nope" / "model.onnx"))
+    with pytest.raises(FileNotFoundError, match="no model"):
+        load_policy(str(tmp_path))
+
+
+def _tiny_onnx(path: Path, in_dim: int) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [in_dim, 7], [0.0] * (in_dim * 7))
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["obs", "w"], ["actions"])],
+        "tiny",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", in_dim])],
+        [helper.make_tensor_value_info("actions", TensorProto.FLOAT, ["batch", 7])],
+        initializer=[weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_onnx_with_wrong_input_size_is_rejected(tmp_path):
+    path = tmp_path / "wrong.onnx"
+    _tiny_onnx(path, OBS_DIM - 2)
+    with pytest.raises(ValueError, match=f"size {OBS_DIM - 2}.*{OBS_DIM} features"):
+        load_policy(str(path))
+
+
+def test_evaluate_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="Valid"):
+        evaluate(make_baseline("uniform"), "hit", 4, progress=False)
+    with pytest.raises(ValueError, match="episodes"):
+        evaluate(make_baseline("uniform"), "hit_product", 0, progress=False)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "budgetgym.scripts.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_evaluate_and_compare_smoke(tmp_path):
+    out = tmp_path / "eval"
+    done = _cli(
+        "evaluate",
+        "--policy",
+        "greedy_marginal",
+        "--scenario",
+        "low_ctr_creative",
+        "--episodes",
+        "3",
+        "--horizon-hours",
+        "12",
+        "--no-progress",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert (out / "episodes.csv").exists()
+    assert json.loads((out / "summary.json").read_text())["episodes"] == 3
+
+    board = tmp_path / "board"
+    done = _cli(
+        "compare",
+        "--scenarios",
+        "hit_product",
+        "--episodes",
+        "2",
+        "--horizon-hours",
+        "12",
+        "--no-progress",
+        "--out",
+        str(board),
+    )
+    assert done.returncode == 0, done.stderr
+    assert (board / "leaderboard.md").exists() and (board / "gmv_vs_oracle.png").exists()
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path):
+    done = _cli(
+        "evaluate", "--policy", "orcale", "--scenario", "hit_product", "--out", str(tmp_path)
+    )
+    assert done.returncode == 2
+    assert "Did you mean 'oracle'" in done.stdout and "Traceback" not in done.stdout + done.stderr
+    done = _cli("compare", "--scenarios", "hit_prodcut", "--episodes", "2", "--out", str(tmp_path))
+    assert done.returncode == 2 and "hit_product" in done.stdout

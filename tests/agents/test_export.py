@@ -1,0 +1,125 @@
+"""ONNX export: the exported graph reproduces the SB3 policy's deterministic predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from budgetgym.agents.checkpoints import (
+    load_checkpoint,
+    load_run_policy,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from budgetgym.agents.config import validate_config
+from budgetgym.agents.export import OnnxPolicy, export_onnx
+from budgetgym.agents.training import make_train_env, train
+from budgetgym.envs import ACTION_DIM, OBS_DIM, BatchedCampaigns
+
+TINY = {
+    "total_timesteps": 384,
+    "env": {"scenario": "mixed", "n_envs": 8, "horizon_hours": 24},
+    "hyperparams": {"n_steps": 24, "batch_size": 64, "n_epochs": 2, "learning_rate": 1.0e-3},
+    "eval": {"eval_freq": 0, "n_eval_episodes": 4, "references": False, "final_episodes": 0},
+    "checkpoint": {"save_freq": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    train(validate_config(TINY), run_dir, progress=False, log=lambda _: None)
+    # A briefly trained policy has near-zero actions; scale its action head so that many
+    # actions fall outside [-1, 1] and the test exercises the clipping baked into the graph.
+    checkpoint = resolve_checkpoint(run_dir)
+    loaded = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        loaded.model.policy.action_net.weight.mul_(30.0)
+    loaded.vecnormalize.set_venv(make_train_env(validate_config(TINY), seed=0))
+    save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
+    return run_dir, export_onnx(run_dir)
+
+
+def observations(n: int = 1000) -> np.ndarray:
+    """Real observations from many campaigns and hours, plus out-of-distribution noise."""
+    campaigns = BatchedCampaigns("mixed", horizon_hours=24)
+    obs, _ = campaigns.reset(np.arange(n // 4))
+    rng = np.random.default_rng(0)
+    batches = [obs]
+    for _ in range(3):
+        actions = rng.uniform(-1, 1, size=(n // 4, ACTION_DIM))
+        obs, _, _, _ = campaigns.step(actions)
+        batches.append(obs)
+    real = np.concatenate(batches)
+    real[::5] += rng.normal(0.0, 5.0, size=real[::5].shape).astype(np.float32)  # hits clipping
+    return real.astype(np.float32)
+
+
+def test_onnx_matches_sb3_predict(exported: tuple[Path, Path]) -> None:
+    run_dir, onnx_path = exported
+    obs = observations(1000)
+    assert obs.shape == (1000, OBS_DIM)
+    expected, _ = load_run_policy(run_dir).predict(obs, deterministic=True)
+    actual, _ = OnnxPolicy(onnx_path).predict(obs)
+    assert actual.shape == (1000, ACTION_DIM)
+    assert np.abs(actual - expected).max() <= 1e-5
+    assert np.abs(actual).max() <= 1.0  # clipping is in the graph
+    assert (np.abs(actual) == 1.0).any(), "test observations should exercise the clipping"
+
+
+def test_sidecar_describes_spaces_scenario_and_versions(exported: tuple[Path, Path]) -> None:
+    _, onnx_path = exported
+    meta = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert meta["input"]["shape"] == ["batch", OBS_DIM]
+    assert meta["action_space"]["shape"] == [ACTION_DIM]
+    assert meta["scenario"] == "mixed"
+    assert {"torch", "stable_baselines3", "budgetgym"} <= set(meta["versions"])
+
+
+def test_exported_policy_evaluates_like_the_run(exported: tuple[Path, Path]) -> None:
+    from budgetgym.agents.evaluation import evaluate
+    from budgetgym.agents.policy import load_policy
+
+    run_dir, onnx_path = exported
+    kwargs = {"scenario": "hit_product", "episodes": 8, "seed_start": 1_000_000,
+              "progress": False, "horizon_hours": 24}  # fmt: skip
+    from_run = evaluate(load_policy(str(run_dir)), **kwargs).summary
+    from_onnx = evaluate(load_policy(str(onnx_path)), **kwargs).summary
+    for key in ("gmv_mean", "roi_mean", "roi_violation_rate", "budget_utilization_mean"):
+        assert from_onnx[key] == pytest.approx(from_run[key], rel=1e-6), key
+
+
+def test_onnx_policy_rejects_wrong_inputs(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    _, onnx_path = exported
+    policy = OnnxPolicy(onnx_path)
+    with pytest.raises(ValueError, match=f"shape \\(n, {OBS_DIM}\\)"):
+        policy.predict(np.zeros((3, OBS_DIM - 1), dtype=np.float32))
+    # A sidecar from another environment version.
+    copy = tmp_path / "other.onnx"
+    copy.write_bytes(onnx_path.read_bytes())
+    meta = json.loads(onnx_path.with_suffix(".json").read_text())
+    copy.with_suffix(".json").write_text(json.dumps({**meta, "obs_dim": OBS_DIM + 4}))
+    with pytest.raises(ValueError, match="another observation layout"):
+        OnnxPolicy(copy)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00\x01 not onnx")
+    with pytest.raises(ValueError, match="not a valid ONNX model"):
+        OnnxPolicy(garbage)
+    with pytest.raises(FileNotFoundError):
+        OnnxPolicy(tmp_path / "missing.onnx")
+
+
+def test_export_cli(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    from budgetgym.scripts.cli import main
+
+    run_dir, _ = exported
+    out = tmp_path / "policy.onnx"
+    assert main(["export", str(run_dir), "--format", "onnx", "--out", str(out)]) == 0
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    assert main(["export", str(tmp_path / "nowhere")]) == 2
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["algorithm"] == "ppo"

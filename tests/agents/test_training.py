@@ -1,0 +1,245 @@
+"""Training pipeline end to end: CLI smoke test, resume, Ctrl-C, seeds, bad input loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from budgetgym.agents.checkpoints import (
+    RunPaths,
+    load_checkpoint,
+    load_run_policy,
+    read_meta,
+)
+from budgetgym.agents.config import validate_config
+from budgetgym.agents.training import make_train_env, resume, train
+from budgetgym.envs import OBS_DIM
+
+TINY = {
+    "seed": 0,
+    "total_timesteps": 192,
+    "env": {"scenario": "hit_product", "n_envs": 4, "horizon_hours": 24},
+    "hyperparams": {"n_steps": 24, "batch_size": 48, "n_epochs": 1},
+    "eval": {"eval_freq": 96, "n_eval_episodes": 4, "references": False, "final_episodes": 0},
+    "checkpoint": {"save_freq": 96, "keep_last": 2},
+}
+
+
+def tiny(**changes: dict) -> dict:
+    data = json.loads(json.dumps(TINY))
+    for section, values in changes.items():
+        if isinstance(values, dict):
+            data[section] = {**data.get(section, {}), **values}
+        else:
+            data[section] = values
+    return data
+
+
+def write_config(tmp_path: Path, data: dict, name: str = "tiny.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "budgetgym.scripts.cli", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120, env=env, **kwargs,
+    )  # fmt: skip
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
+    data = tiny(eval={"references": True, "final_episodes": 2, "final_scenarios": ["hit_product"]})
+    config = write_config(tmp_path, data)
+    proc = cli("train", "--config", str(config), "--run-dir", "run", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = RunPaths(tmp_path / "run")
+    assert yaml.safe_load(run.config.read_text())["total_timesteps"] == 192
+    info = json.loads(run.versions.read_text())
+    for key in ("python", "torch", "gymnasium", "stable_baselines3", "budgetgym", "git_commit"):
+        assert key in info
+    assert info["obs_dim"] == OBS_DIM
+    for directory in (run.best, run.final, *run.list_checkpoints()):
+        names = {p.name for p in directory.iterdir()}
+        assert {"model.zip", "vecnormalize.pkl", "meta.json"} <= names
+    assert len(run.list_checkpoints()) == 2  # keep_last
+    assert read_meta(run.final)["num_timesteps"] >= 192
+    # Held-out comparison with every baseline and the oracle.
+    rows = json.loads((run.eval / "leaderboard.json").read_text())
+    policies = {row["policy"] for row in rows}
+    assert {"oracle", "run"} <= policies and len(policies) > 3
+    assert "budgetgym train --config" in run.report.read_text()
+    # TensorBoard: SB3 scalars, domain scalars, references.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run.tensorboard))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {"train/value_loss", "eval/gmv", "eval/roi", "eval/roi_violation_rate",
+                "eval/pct_of_oracle", "eval/budget_utilization", "eval/spend_share/search",
+                "reference/oracle_gmv", "reference/best_baseline_gmv"}  # fmt: skip
+    assert expected <= tags, expected - tags
+    assert events.PluginTagToContent("hparams")
+    evaluations = [json.loads(line) for line in run.evaluations.read_text().splitlines()]
+    steps = [e["num_timesteps"] for e in evaluations]
+    assert len(steps) >= 2 and steps == sorted(steps)
+
+
+def test_run_dir_is_never_overwritten(tmp_path: Path) -> None:
+    config = validate_config(tiny())
+    train(config, tmp_path / "run", progress=False, log=quiet)
+    before = read_meta(tmp_path / "run" / "final")
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(config, tmp_path / "run", progress=False, log=quiet)
+    assert read_meta(tmp_path / "run" / "final") == before
+
+
+def test_resume_keeps_step_counter_optimizer_and_normalization(tmp_path: Path) -> None:
+    config = validate_config(tiny())
+    first = train(config, tmp_path / "run", progress=False, log=quiet)
+    saved = load_checkpoint(first.checkpoint)
+    saved_count = saved.vecnormalize.obs_rms.count
+    assert saved.model.policy.optimizer.state_dict()["state"], "optimizer state not saved"
+
+    second = resume(tmp_path / "run", total_timesteps=384, progress=False, log=quiet)
+    assert not second.interrupted
+    assert second.num_timesteps >= 384
+    after = load_checkpoint(tmp_path / "run" / "final")
+    # Normalization statistics continued from the checkpoint rather than restarting.
+    assert after.vecnormalize.obs_rms.count > saved_count + 96
+    assert after.model.num_timesteps == second.num_timesteps
+    # The new target is recorded; a target already reached is a clear error.
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["total_timesteps"] == 384
+    with pytest.raises(ValueError, match="already at step"):
+        resume(tmp_path / "run", total_timesteps=300, progress=False, log=quiet)
+
+
+def test_corrupt_and_foreign_checkpoints_fail_clearly_and_lose_nothing(tmp_path: Path) -> None:
+    config = validate_config(tiny())
+    train(config, tmp_path / "run", progress=False, log=quiet)
+    run = RunPaths(tmp_path / "run")
+    latest = run.latest_checkpoint() / "model.zip"
+    latest.write_bytes(b"not a zip archive")
+    files = sorted(p for p in run.root.rglob("*") if p.is_file() and "tb" not in p.parts)
+    before = {p: p.read_bytes() for p in files}
+
+    proc = cli("train", "--resume", str(run.root), "--total-timesteps", "400", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "corrupt" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+    after = sorted(p for p in run.root.rglob("*") if p.is_file() and "tb" not in p.parts)
+    assert after == files and {p: p.read_bytes() for p in files} == before  # nothing lost
+
+    # A checkpoint from an environment with another observation size.
+    meta_path = run.best / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "obs_dim": OBS_DIM - 2}))
+    with pytest.raises(ValueError, match="incompatible environment version"):
+        load_run_policy(run.root)
+    # A foreign directory and corrupt normalization statistics.
+    with pytest.raises(ValueError, match="not a budgetgym"):
+        load_run_policy(tmp_path)
+    checkpoint = run.list_checkpoints()[-1]
+    (checkpoint / "vecnormalize.pkl").write_bytes(b"\x80garbage")
+    with pytest.raises(ValueError, match="corrupt"):
+        load_run_policy(checkpoint)
+
+
+def test_bad_config_on_the_command_line(tmp_path: Path) -> None:
+    data = tiny(hyperparams={"n_steps": 24, "batch_size": 48, "n_epochz": 1})
+    proc = cli("train", "--config", str(write_config(tmp_path, data)), cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert "hyperparams.n_epochz" in proc.stdout and "n_epochs" in proc.stdout
+    assert "Traceback" not in proc.stderr and len(lines) <= 3
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path: Path) -> None:
+    data = tiny(total_timesteps=200_000, checkpoint={"save_freq": 0})
+    config = write_config(tmp_path, data)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "budgetgym.scripts.cli", "train", "--config", str(config),
+         "--run-dir", "run", "--no-progress"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    run = RunPaths(tmp_path / "run")
+    deadline = time.time() + 60
+    while time.time() < deadline and not run.evaluations.exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err
+    saved = run.list_checkpoints()
+    assert len(saved) == 1
+    step = read_meta(saved[0])["num_timesteps"]
+    assert 0 < step < 200_000
+    assert not run.final.exists()
+    result = resume(run.root, total_timesteps=step + 96, progress=False, log=quiet)
+    assert result.num_timesteps >= step + 96
+
+
+def test_scenario_list_trains_on_each_scenario(tmp_path: Path) -> None:
+    config = validate_config(tiny(env={"scenario": ["hit_product", "double11_promotion"]}))
+    venv = make_train_env(config, seed=5)
+    obs = venv.reset()
+    assert obs.shape == (4, OBS_DIM)
+    names = venv.get_attr("scenario")
+    assert names == ["hit_product", "hit_product", "double11_promotion", "double11_promotion"]
+    for _ in range(24):
+        obs, reward, done, infos = venv.step(np.zeros((4, 7), dtype=np.float32))
+    assert done.all() and "terminal_observation" in infos[0] and "episode" in infos[0]
+    result = train(config, tmp_path / "run", progress=False, log=quiet)
+    assert result.num_timesteps >= 192
+
+
+def test_several_seeds_in_parallel(tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny(total_timesteps=96))
+    proc = cli("train", "--config", str(config), "--seeds", "0", "1", "--workers", "2",
+               "--run-dir", "seeds", "--no-progress", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    root = tmp_path / "seeds"
+    summary = json.loads((root / "aggregate.json").read_text())
+    mean, half_width = summary["validation"]["gmv"]
+    assert mean > 0 and half_width >= 0
+    assert (root / "learning_curves.png").stat().st_size > 0
+    configs = [root / f"seed_{s}" / "config.yaml" for s in (0, 1)]
+    seeds = [yaml.safe_load(path.read_text())["seed"] for path in configs]
+    assert seeds == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "hyperparams"),
+    [
+        ("sac", {"learning_starts": 0, "buffer_size": 1000, "batch_size": 32}),
+        ("recurrent_ppo", {"n_steps": 24, "batch_size": 48, "n_epochs": 1,
+                           "policy_kwargs": {"lstm_hidden_size": 16}}),
+    ],
+)  # fmt: skip
+def test_other_algorithms_train_resume_and_load(
+    tmp_path: Path, algorithm: str, hyperparams: dict
+) -> None:
+    data = {**tiny(total_timesteps=48), "algorithm": algorithm, "hyperparams": hyperparams}
+    train(validate_config(data), tmp_path / "run", progress=False, log=quiet)
+    first = read_meta(tmp_path / "run" / "final")["num_timesteps"]
+    result = resume(tmp_path / "run", total_timesteps=first + 48, progress=False, log=quiet)
+    assert result.num_timesteps >= first + 48
+    assert read_meta(tmp_path / "run" / "final")["algorithm"] == algorithm
+    policy = load_run_policy(tmp_path / "run")
+    obs = np.zeros((3, OBS_DIM), dtype=np.float32)
+    actions, _ = policy.predict(obs)
+    assert actions.shape == (3, 7) and np.abs(actions).max() <= 1.0
