@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from budgetgym.envs import random as crn
 from budgetgym.envs.campaigns import OBS_DIM, BatchedCampaigns, obs_index
 from budgetgym.envs.channels import DEFAULT_CHANNELS
 from budgetgym.envs.core import ACTION_DIM, MAX_PACE_MULT, SHARE_TEMPERATURE
@@ -40,6 +41,7 @@ N_PER_SALE = int(PAYS_PER_SALE.sum())
 DELAY_IMMEDIATE_FRAC = np.repeat([0.1, 0.35, 0.6], 3)
 DELAY_MEAN_HOURS = np.tile([8.0, 24.0, 72.0], 3)
 PRIOR_KERNEL = 4  # (0.35, 24 h)
+_BANDIT_DOMAIN = 1_000  # counter-based key domain of the bandit's draws (plus its seed)
 
 _I = {name: obs_index(name) for name in ("progress", "budget_left_frac", "pace_gap", "target_roi")}
 _C = {
@@ -414,8 +416,9 @@ class ThompsonBanditPolicy(RulePolicy):
     pacing.
 
     Source: Thompson sampling / probability matching for budget allocation (Scott 2010; the
-    multi-channel budget bandits of Deng et al., ICML 2023). Draws come from the policy's own
-    generator, seeded at every reset, so evaluations are reproducible.
+    multi-channel budget bandits of Deng et al., ICML 2023). Draws are counter-based on
+    (campaign seed, hour, draw, channel), like the simulator's: a campaign gets the same
+    decisions whatever the batch it is evaluated in, and evaluations are reproducible.
     """
 
     name = "bandit"
@@ -428,21 +431,25 @@ class ThompsonBanditPolicy(RulePolicy):
         seed: int = 0,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
         self.prior_sd, self.samples, self.min_share, self.seed = prior_sd, samples, min_share, seed
-        self.rng = np.random.default_rng(seed)
+        self._counters = crn.counters(0, samples, N_CHANNELS)
+        self.keys = np.zeros(0, dtype=np.uint64)
+        super().__init__(**kwargs)
 
     def reset(self, campaigns: BatchedCampaigns) -> None:
         super().reset(campaigns)
-        self.rng = np.random.default_rng(self.seed)
+        self.keys = crn.campaign_keys(campaigns.params.seeds, _BANDIT_DOMAIN + self.seed)
+
 
     def decide(self, view):
         roi = view["roi"]
         n = roi.shape[0]
         sd = self.prior_sd / np.sqrt(1.0 + view["matured_spend"])
-        draws = np.log(roi)[:, None, :] + sd[:, None, :] * self.rng.standard_normal(
-            (n, self.samples, N_CHANNELS)
-        )
+        if self.keys.shape[0] != n:  # predict without reset(campaigns): number by position
+            self.keys = crn.campaign_keys(np.arange(n), _BANDIT_DOMAIN + self.seed)
+        hour_keys = crn.splitmix64(self.keys ^ self.hour.astype(np.uint64))
+        noise = crn.normals(crn.uniforms(hour_keys, self._counters))  # (n, samples, k)
+        draws = np.log(roi)[:, None, :] + sd[:, None, :] * noise
         draws[:, :, PAYS_PER_SALE] = -np.inf  # always on, outside the bandit
         winner = draws.argmax(axis=2)  # (n, samples)
         wins = np.zeros((n, N_CHANNELS))

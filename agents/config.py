@@ -63,6 +63,8 @@ class EnvConfig(_Frozen):
     """Weight of the end-of-campaign penalty for missing the target ROI."""
     horizon_hours: PositiveInt = HORIZON_HOURS
     """Episode length in hours (168 = one week)."""
+    reward_shaping: Literal["none", "dense_roi_penalty"] = "none"
+    """``dense_roi_penalty``: charge the ROI penalty hourly as it changes (training only)."""
 
     @field_validator("scenario")
     @classmethod
@@ -83,6 +85,15 @@ class EnvConfig(_Frozen):
         if value not in REWARD_MODES:
             raise ValueError(_unknown_name("reward mode", value, REWARD_MODES))
         return value
+
+    @model_validator(mode="after")
+    def _shaping_needs_penalty(self) -> EnvConfig:
+        if self.reward_shaping == "dense_roi_penalty" and self.reward_mode != "gmv_roi_penalty":
+            raise ValueError(
+                "reward_shaping dense_roi_penalty spreads the ROI penalty of reward_mode "
+                f"gmv_roi_penalty over the hours; it does not apply to {self.reward_mode!r}"
+            )
+        return self
 
     @property
     def scenarios(self) -> tuple[str, ...]:

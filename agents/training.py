@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
 
 from budgetgym.agents.callbacks import (
     HParamsCallback,
@@ -131,6 +131,40 @@ class MultiScenarioVecEnv(VecEnv):
         return int(np.searchsorted(self._bounds, index, side="right") - 1)
 
 
+class DenseRoiPenalty(VecEnvWrapper):
+    """Charge ``gmv_roi_penalty``'s end-of-campaign ROI penalty hour by hour (training only).
+
+    Wraps campaigns built with ``reward_mode="gmv"``. Each hour it subtracts the change in
+    ``coef * max(0, R * spend_so_far - GMV_so_far) / B`` (from the info totals), so the penalty
+    telescopes: an episode's return equals ``gmv_roi_penalty``'s, but the credit arrives in the
+    hour the spend or GMV that moved it happened (GMV arriving late from conversion delays pays
+    the penalty back). Evaluation always uses the environment's own reward and metrics.
+    """
+
+    def __init__(self, venv: VecEnv, coef: float) -> None:
+        super().__init__(venv)
+        self.coef = float(coef)
+        self._owed = np.zeros(self.num_envs)
+
+    def reset(self) -> np.ndarray:
+        self._owed = np.zeros(self.num_envs)
+        return self.venv.reset()
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        obs, reward, done, infos = self.venv.step_wait()
+        owed = np.array(
+            [
+                max(float(i["target_roi"]) * float(i["spend_total"]) - float(i["gmv_total"]), 0.0)
+                / float(i["budget"])
+                for i in infos
+            ]
+        )
+        owed *= self.coef
+        shaped = reward.astype(np.float64) - (owed - self._owed)
+        self._owed = np.where(done, 0.0, owed)
+        return obs, shaped.astype(np.float32), done, infos
+
+
 def limit_threads() -> None:
     """One torch thread and one numba thread: the simulator's batch is small and the machine
     is shared, so extra threads only contend (numba's parallel kernels slow ~20x under load)."""
@@ -156,13 +190,20 @@ def env_kwargs(config: TrainConfig) -> dict[str, Any]:
 
 
 def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
-    """``VecMonitor(BudgetVecEnv)`` (or several concatenated), seeded with ``seed``."""
+    """``VecMonitor(BudgetVecEnv)`` (or several concatenated, or with ``DenseRoiPenalty``
+    for ``reward_shaping: dense_roi_penalty``), seeded with ``seed``."""
     scenarios = config.env.scenarios
     per = config.env.n_envs // len(scenarios)
+    kwargs = env_kwargs(config)
+    dense = config.env.reward_shaping == "dense_roi_penalty"
+    if dense:  # the wrapper charges the penalty; the campaigns pay only GMV
+        kwargs["reward_mode"] = "gmv"
     with quiet_render_mode_warning():
-        envs = [BudgetVecEnv(per, scenario=s, **env_kwargs(config)) for s in scenarios]
+        envs = [BudgetVecEnv(per, scenario=s, **kwargs) for s in scenarios]
         venv: VecEnv = envs[0] if len(envs) == 1 else MultiScenarioVecEnv(envs)
         venv.seed(seed)
+        if dense:
+            venv = DenseRoiPenalty(venv, config.env.roi_penalty_coef)
         return VecMonitor(venv)
 
 

@@ -228,3 +228,18 @@ def test_dual_pacing_holds_back_when_projected_roi_misses_target():
         return total * split[:, PAID].sum(axis=1) / split.sum(axis=1)
 
     assert np.all(paid_request(poor) < paid_request(fine))
+
+
+def test_bandit_decisions_do_not_depend_on_the_batch():
+    """Counter-based draws: a campaign's trajectory is the same alone or in a batch."""
+    from budgetgym.agents.evaluation import rollout
+
+    seeds = 1_000_000 + np.arange(6)
+    batch = BatchedCampaigns("new_product_cold_start", horizon_hours=24)
+    info_batch, _ = rollout(make_baseline("bandit"), batch, seeds)
+    alone = BatchedCampaigns("new_product_cold_start", horizon_hours=24)
+    info_alone, _ = rollout(make_baseline("bandit"), alone, seeds[[4]])
+    assert info_batch["gmv_total"][4] == info_alone["gmv_total"][0]
+    np.testing.assert_array_equal(
+        info_batch["spend_by_channel"][4], info_alone["spend_by_channel"][0]
+    )

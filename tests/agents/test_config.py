@@ -73,6 +73,11 @@ def test_ppo_fields_are_sb3_argument_names() -> None:
         ),
         ({"hyperparams": {"batch_size": 1000}}, ["batch_size (1000)", "factor of"]),
         ({"env": {"scenario": ["hit_product", "mixed"], "n_envs": 5}}, ["multiple of"]),
+        ({"env": {"reward_shaping": "dense"}}, ["env.reward_shaping", "'dense_roi_penalty'"]),
+        (
+            {"env": {"reward_shaping": "dense_roi_penalty", "reward_mode": "gmv"}},
+            ["dense_roi_penalty", "'gmv'"],
+        ),
     ],
 )
 def test_invalid_configs_name_the_key(data: dict, fragments: list[str]) -> None:

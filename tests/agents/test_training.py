@@ -21,8 +21,8 @@ from budgetgym.agents.checkpoints import (
     read_meta,
 )
 from budgetgym.agents.config import validate_config
-from budgetgym.agents.training import make_train_env, resume, train
-from budgetgym.envs import OBS_DIM
+from budgetgym.agents.training import DenseRoiPenalty, make_train_env, resume, train
+from budgetgym.envs import OBS_DIM, BudgetVecEnv
 
 TINY = {
     "seed": 0,
@@ -205,6 +205,35 @@ def test_scenario_list_trains_on_each_scenario(tmp_path: Path) -> None:
     assert done.all() and "terminal_observation" in infos[0] and "episode" in infos[0]
     result = train(config, tmp_path / "run", progress=False, log=quiet)
     assert result.num_timesteps >= 192
+
+
+def test_dense_roi_penalty_telescopes_to_the_terminal_penalty() -> None:
+    """Hourly penalty changes sum to ``gmv_roi_penalty``'s end-of-campaign penalty."""
+    horizon, coef, n = 24, 2.0, 6
+    terminal = BudgetVecEnv(n, "high_price_long_cycle", "gmv_roi_penalty", coef, horizon)
+    dense = DenseRoiPenalty(BudgetVecEnv(n, "high_price_long_cycle", "gmv", 0.0, horizon), coef)
+    for venv in (terminal, dense):
+        venv.seed(11)
+        venv.reset()
+    rng = np.random.default_rng(0)
+    totals = np.zeros((2, n))
+    hourly_penalty = False
+    for hour in range(horizon):
+        actions = rng.uniform(-1, 1, (n, 7)).astype(np.float32)
+        actions[:, 0] = 0.8  # overspend early so that the ROI target is missed
+        _, r_terminal, done, _ = terminal.step(actions)
+        _, r_dense, done_dense, infos = dense.step(actions)
+        assert (done == done_dense).all()
+        if hour < horizon - 1:
+            hourly_penalty |= bool((r_dense < r_terminal - 1e-6).any())
+        totals += [r_terminal, r_dense]
+    assert done.all()
+    assert hourly_penalty  # the penalty is charged before the last hour
+    missed = np.array([i["compensation"] > 0 for i in infos])
+    assert missed.any()  # the terminal penalty is not zero for every campaign
+    np.testing.assert_allclose(totals[1], totals[0], rtol=1e-5, atol=1e-5)
+    config = validate_config(tiny(env={"reward_shaping": "dense_roi_penalty"}))
+    assert isinstance(make_train_env(config, seed=1).venv, DenseRoiPenalty)
 
 
 def test_several_seeds_in_parallel(tmp_path: Path) -> None:
