@@ -30,6 +30,7 @@ from budgetgym.envs import random as crn
 from budgetgym.envs.campaigns import OBS_DIM, BatchedCampaigns, obs_index
 from budgetgym.envs.channels import DEFAULT_CHANNELS
 from budgetgym.envs.core import ACTION_DIM, MAX_PACE_MULT, SHARE_TEMPERATURE
+from budgetgym.envs.errors import unknown_name_error
 from budgetgym.envs.scenarios import HORIZON_HOURS
 
 N_CHANNELS = len(DEFAULT_CHANNELS)
@@ -440,7 +441,6 @@ class ThompsonBanditPolicy(RulePolicy):
         super().reset(campaigns)
         self.keys = crn.campaign_keys(campaigns.params.seeds, _BANDIT_DOMAIN + self.seed)
 
-
     def decide(self, view):
         roi = view["roi"]
         n = roi.shape[0]
@@ -546,7 +546,5 @@ BASELINE_NAMES: tuple[str, ...] = tuple(BASELINES)
 def make_baseline(name: str, **kwargs) -> RulePolicy:
     """Instantiate a registered baseline by name (keyword arguments go to its constructor)."""
     if name not in BASELINES:
-        from budgetgym.agents.policy import unknown_name_error
-
         raise unknown_name_error("baseline", name, BASELINE_NAMES)
     return BASELINES[name](**kwargs)

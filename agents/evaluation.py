@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from budgetgym.agents.baselines import BASELINE_NAMES
-from budgetgym.agents.policy import ORACLE, Policy, load_policy, unknown_name_error
+from budgetgym.agents.policy import ORACLE, Policy, load_policy
 from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.channels import CHANNEL_NAMES
-from budgetgym.envs.scenarios import EVAL_SEED_START, HORIZON_HOURS, SCENARIO_NAMES
+from budgetgym.envs.scenarios import EVAL_SEED_START, HORIZON_HOURS, SCENARIO_NAMES, check_scenario
 
 #: Summary fields shown in the leaderboard (besides ``policy`` and ``scenario``).
 SUMMARY_FIELDS = (
@@ -58,13 +58,6 @@ class EvaluationResult:
     episodes: list[dict]
     summary: dict
     traces: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-
-
-def check_scenario(name: str) -> str:
-    """Return ``name`` if it is a scenario, else raise ``ValueError`` with the valid names."""
-    if name not in SCENARIO_NAMES:
-        raise unknown_name_error("scenario", name, SCENARIO_NAMES)
-    return name
 
 
 def parse_scenarios(text: str) -> list[str]:

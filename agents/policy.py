@@ -9,8 +9,6 @@ exposes ``spend(obs) -> (n, n_channels)`` instead; the evaluation harness then s
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -18,6 +16,7 @@ import numpy as np
 
 from budgetgym.agents.baselines import BASELINE_NAMES, BASELINES
 from budgetgym.envs.campaigns import BatchedCampaigns
+from budgetgym.envs.errors import unknown_name_error
 
 ORACLE = "oracle"
 
@@ -50,13 +49,6 @@ def policy_names() -> tuple[str, ...]:
     return (*BASELINE_NAMES, ORACLE)
 
 
-def unknown_name_error(kind: str, name: str, valid: Sequence[str]) -> ValueError:
-    """A one-sentence ``ValueError`` naming the valid choices and the closest match."""
-    close = difflib.get_close_matches(name, list(valid), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"Unknown {kind} {name!r}.{hint} Valid: {', '.join(valid)}.")
-
-
 def load_policy(spec: str) -> Policy:
     """Build a policy from a name or a path.
 
@@ -78,9 +70,7 @@ def load_policy(spec: str) -> Policy:
     looks_like_path = path.suffix == ".onnx" or "/" in spec or "\\" in spec or path.exists()
     if not looks_like_path:
         valid = (*policy_names(), "a run directory", "an .onnx file")
-        close = difflib.get_close_matches(spec, policy_names(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown policy {spec!r}.{hint} Valid: {', '.join(valid)}.")
+        raise unknown_name_error("policy", spec, valid)
     if not path.exists():
         raise FileNotFoundError(f"Policy path {spec!r} does not exist.")
     if path.is_file():

@@ -41,12 +41,12 @@ class MultiChannelBudgetEnv(gym.Env):
     NaN/inf, values outside [-1, 1], a wrong shape or a non-numeric dtype raise ``ValueError``.
 
     ## Observation Space
-    ``Box((62,), float32)``, bounds per feature: 14 global features (time of day and week, progress,
+    ``Box((68,), float32)``, bounds per feature: 14 global features (time of day and week, progress,
     public event calendar, budget left, pacing gap, target ROI, realized ROI so far, GMV so far,
-    own price) and 8 lagged features per channel (spend, impressions, clicks, attributed
-    conversions and GMV of the last hour, cumulative spend and GMV, observed CPM). Names and
-    scalings are in ``budgetgym.envs.OBS_FEATURES``. True CVRs, future traffic and other hidden
-    parameters are never observed.
+    own price) and 9 lagged features per channel (spend, impressions, clicks, attributed
+    conversions and GMV of the last hour, cumulative spend and GMV, observed CPM, recent
+    spend). Names and scalings are in ``budgetgym.envs.OBS_FEATURES``. True CVRs, future
+    traffic and other hidden parameters are never observed.
 
     ## Rewards
     Per hour: attributed GMV (plus, in acquisition scenarios, the value of new customers),

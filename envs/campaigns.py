@@ -32,6 +32,7 @@ from budgetgym.envs.scenarios import (
     REFERENCE_PRICE_CNY,
     WARMUP_HOURS,
     CampaignParams,
+    check_scenario,
     sample_campaigns,
 )
 
@@ -182,7 +183,9 @@ class BatchedCampaigns:
             )
         if not np.isfinite(roi_penalty_coef) or roi_penalty_coef < 0:
             raise ValueError(f"roi_penalty_coef must be finite and >= 0, got {roi_penalty_coef}.")
-        sample_campaigns(scenario, [0], horizon_hours)  # validates the name and horizon early
+        check_scenario(scenario)
+        if int(horizon_hours) < 1:
+            raise ValueError(f"horizon_hours must be >= 1, got {horizon_hours}.")
         self.scenario = scenario
         self.reward_mode = reward_mode
         self.roi_penalty_coef = float(roi_penalty_coef)

@@ -16,6 +16,7 @@ import numpy as np
 
 from budgetgym.envs import random as crn
 from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec, channel_array
+from budgetgym.envs.errors import unknown_name_error
 
 EVAL_SEED_START = 1_000_000
 VALIDATION_SEED_START = 900_000
@@ -141,16 +142,18 @@ def scenario_description(name: str) -> str:
     return MIXED_DESCRIPTION if name == MIXED else resolve_scenario(name).description
 
 
-def resolve_scenario(name: str) -> ScenarioSpec:
-    """The spec of a named scenario; unknown names raise ``ValueError`` listing the valid ones."""
-    if name not in SCENARIOS:
-        import difflib
+def check_scenario(name: str) -> str:
+    """Return ``name`` if it names a scenario (``mixed`` included), else raise ``ValueError``
+    listing the valid names and the closest match."""
+    if name not in SCENARIO_NAMES:
+        raise unknown_name_error("scenario", name, SCENARIO_NAMES)
+    return name
 
-        close = difflib.get_close_matches(name, SCENARIO_NAMES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"Unknown scenario {name!r}.{hint} Valid scenarios: {', '.join(SCENARIO_NAMES)}."
-        )
+
+def resolve_scenario(name: str) -> ScenarioSpec:
+    """The spec of a named scenario (not ``mixed``); unknown names raise ``ValueError``."""
+    if name not in SCENARIOS:
+        raise unknown_name_error("scenario", name, tuple(SCENARIOS))
     return SCENARIOS[name]
 
 
@@ -307,6 +310,7 @@ __all__ = [
     "ScenarioSpec",
     "TRAIN_SEED_LIMIT",
     "VALIDATION_SEED_START",
+    "check_scenario",
     "resolve_scenario",
     "sample_campaigns",
     "scenario_description",

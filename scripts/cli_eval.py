@@ -62,8 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def evaluate_cmd(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from budgetgym.agents.evaluation import check_scenario, evaluate, write_evaluation
+    from budgetgym.agents.evaluation import evaluate, write_evaluation
     from budgetgym.agents.policy import load_policy
+    from budgetgym.envs import check_scenario
 
     check_scenario(args.scenario)
     policy = load_policy(args.policy)

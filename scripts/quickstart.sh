@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Set up .venv (if needed) and run the main job: simulate a few held-out campaigns.
+# The main job on a fresh machine: set up .venv (if needed), train a short PPO run on the `mixed`
+# scenario, compare it with every baseline and the hindsight oracle on held-out campaigns, and
+# print the leaderboard, the run directory and the TensorBoard command.
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 budgetgym list-scenarios
-budgetgym simulate --scenario mixed --campaigns 8
+budgetgym train --config ppo_quick --run-dir "runs/quickstart-$(date +%Y%m%d-%H%M%S)"

@@ -108,5 +108,5 @@ def test_reward_modes_and_penalty():
 
 
 def test_unknown_scenario_lists_valid_names():
-    with pytest.raises(ValueError, match="Did you mean 'hit_product'.*Valid scenarios"):
+    with pytest.raises(ValueError, match="Did you mean 'hit_product'.*Valid: "):
         MultiChannelBudgetEnv(scenario="hit_prodcut")
