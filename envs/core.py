@@ -440,9 +440,11 @@ def _simulate_hour_loop(
             conv = immediate + old
             new = imm_new + old_new
             gmv = imm_gmv + old_gmv
-            pend_conv[i, k] += purchases - conv
-            pend_new[i, k] += conv_new - new
-            pend_gmv[i, k] += purchase_gmv - gmv
+            # Each part leaves its pool exactly once: a pool taken whole is left at exactly zero,
+            # so rounding never leaves a negative residue of GMV.
+            pend_conv[i, k] = (pend_conv[i, k] - old) + (purchases - immediate)
+            pend_new[i, k] = (pend_new[i, k] - old_new) + (conv_new - imm_new)
+            pend_gmv[i, k] = (pend_gmv[i, k] - old_gmv) + (purchase_gmv - imm_gmv)
             if settle:
                 # End of horizon: what arrives within the attribution window counts now.
                 p_window = 1.0 - (1.0 - hazard[i]) ** window_hours
