@@ -19,17 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Baseline name, 'oracle', a training run directory or an exported .onnx file.",
     )
     p.add_argument("--scenario", default="mixed", help="Scenario name (see list-scenarios).")
-    p.add_argument("--episodes", type=int, default=256, help="Number of campaigns to evaluate.")
-    p.add_argument(
-        "--seed-start",
-        type=int,
-        default=EVAL_SEED_START,
-        help="First campaign seed (default: the held-out evaluation range).",
-    )
-    p.add_argument("--out", type=Path, required=True, help="Output directory.")
-    p.add_argument("--batch-size", type=int, default=256, help="Campaigns simulated together.")
-    p.add_argument("--horizon-hours", type=int, default=168, help="Episode length in hours.")
-    p.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    _add_campaign_options(p)
     p.set_defaults(handler=evaluate_cmd)
 
     p = subparsers.add_parser(
@@ -38,14 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "write leaderboard.json, leaderboard.md and plots.",
     )
     p.add_argument("--scenarios", default="all", help="'all' or comma-separated scenario names.")
-    p.add_argument("--episodes", type=int, default=256, help="Campaigns per scenario.")
-    p.add_argument(
-        "--seed-start",
-        type=int,
-        default=EVAL_SEED_START,
-        help="First campaign seed (default: the held-out evaluation range).",
-    )
-    p.add_argument("--out", type=Path, required=True, help="Output directory.")
     p.add_argument(
         "--policy",
         action="append",
@@ -53,10 +35,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="P",
         help="Extra policy (run directory or .onnx file); repeat for several.",
     )
+    _add_campaign_options(p)
+    p.set_defaults(handler=compare_cmd)
+
+
+def _add_campaign_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by evaluate and compare: which campaigns, where to write, how to run."""
+    p.add_argument("--episodes", type=int, default=256, help="Campaigns (per scenario).")
+    p.add_argument(
+        "--seed-start",
+        type=int,
+        default=EVAL_SEED_START,
+        help="First campaign seed (default: the held-out evaluation range).",
+    )
+    p.add_argument("--out", type=Path, required=True, help="Output directory.")
     p.add_argument("--batch-size", type=int, default=256, help="Campaigns simulated together.")
     p.add_argument("--horizon-hours", type=int, default=168, help="Episode length in hours.")
     p.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
-    p.set_defaults(handler=compare_cmd)
 
 
 def evaluate_cmd(args: argparse.Namespace) -> int:
