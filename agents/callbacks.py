@@ -346,6 +346,32 @@ class StopOnRequestCallback(BaseCallback):
         return not self.stop.is_set()
 
 
+def training_progress(label: str, *extra_fields: str) -> Any:
+    """A rich progress bar for training: label, bar, steps done / total, the ``extra_fields``
+    (rich column templates), elapsed and remaining time, and the latest validation metrics
+    (task field ``metrics``)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *(TextColumn(field) for field in extra_fields),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        refresh_per_second=4,
+    )
+
+
 class ProgressCallback(BaseCallback):
     """Rich progress bar: steps, steps/s, elapsed and remaining time, latest validation metrics.
 
@@ -377,26 +403,7 @@ class ProgressCallback(BaseCallback):
         if self.report is not None:
             self.report(self.num_timesteps, {})
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            refresh_per_second=4,
-        )
+        self._progress = training_progress("[bold]train", "{task.fields[speed]}")
         self._progress.start()
         self._task = self._progress.add_task(
             "train", total=self.total, completed=self.num_timesteps, speed="", metrics=""

@@ -35,6 +35,7 @@ from budgetgym.agents.callbacks import (
     ValidationCallback,
     compute_references,
     format_metrics,
+    training_progress,
 )
 from budgetgym.agents.checkpoints import (
     RunPaths,
@@ -658,24 +659,7 @@ class _SeedBars:
         self.tasks: dict[int, Any] = {}
         if not enabled:
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("seed {task.fields[seed]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[metrics]}"),
-        )
+        self.progress = training_progress("seed {task.fields[seed]}")
         self.progress.start()
         for seed in seeds:
             self.tasks[seed] = self.progress.add_task("", total=total, seed=seed, metrics="")
