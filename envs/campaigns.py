@@ -206,10 +206,7 @@ class BatchedCampaigns:
 
     def step(self, actions: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         """Advance one hour. Returns ``obs (n, OBS_DIM)``, ``reward (n,)``, ``done (n,)``, info."""
-        if self.state is None or self.params is None:
-            raise RuntimeError("Call reset() before step().")
-        if self.state.hour >= self.horizon_hours:
-            raise RuntimeError("Episode is over: call reset() before stepping again.")
+        self._check_running()
         acts = validate_actions(actions, self.n_envs)
         hours_left = self.horizon_hours - self.state.hour
         request = action_to_spend_request(acts, self.state.budget_left_cny, hours_left)
@@ -222,14 +219,19 @@ class BatchedCampaigns:
 
         Used by the oracle's replay; policies go through :meth:`step`.
         """
-        if self.state is None or self.state.hour >= self.horizon_hours:
-            raise RuntimeError("Call reset() before stepping (and after the episode ends).")
+        self._check_running()
         request = np.asarray(spend_request_cny, dtype=np.float64)
         if request.shape != (self.n_envs, len(CHANNEL_NAMES)) or not np.isfinite(request).all():
             raise ValueError(
                 f"Spend request must be finite with shape ({self.n_envs}, {len(CHANNEL_NAMES)})."
             )
         return self._advance(request)
+
+    def _check_running(self) -> None:
+        if self.state is None or self.params is None:
+            raise RuntimeError("Call reset() before step().")
+        if self.state.hour >= self.horizon_hours:
+            raise RuntimeError("Episode is over: call reset() before stepping again.")
 
     def _advance(self, request: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         cohort = simulate_hour(self.params, self.state, request)
