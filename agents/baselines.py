@@ -528,6 +528,27 @@ class DualPacingPolicy(GreedyMarginalPolicy):
         return total / even, shares + 1e-12
 
 
+class ObsPacingPolicy(RulePolicy):
+    """``pid_pacing`` without memory: pace and split from the current observation alone.
+
+    The pace follows the pace gap (``exp(8 gap)``), throttled by ``(ROI / target)^4`` while the
+    delay-corrected ROI so far (the ``log_matured_roi`` feature) is below the target; paid
+    channels split it in proportion to their ``(ROI_k / target)^2``. Being a pure function of
+    the observation, it is the base of residual PPO policies
+    (:mod:`budgetgym.agents.residual`, exported inside their ONNX graph).
+
+    Source: the PID budget pacing of ``pid_pacing`` (proportional term only) on the simulator's
+    delay-corrected ROI features.
+    """
+
+    name = "obs_pacing"
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        from budgetgym.agents.residual import base_action
+
+        return base_action(self.name, obs), None
+
+
 BASELINES: dict[str, type[RulePolicy]] = {
     cls.name: cls
     for cls in (
@@ -536,6 +557,7 @@ BASELINES: dict[str, type[RulePolicy]] = {
         RoiProportionalPolicy,
         GreedyMarginalPolicy,
         PIDPacingPolicy,
+        ObsPacingPolicy,
         ThompsonBanditPolicy,
         DualPacingPolicy,
     )

@@ -30,6 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import HParam
 
 from budgetgym.agents.checkpoints import ObsNormalizer, RunPaths, SB3Policy, save_checkpoint
+from budgetgym.agents.residual import residual_base_of
 from budgetgym.envs import CHANNEL_NAMES, VALIDATION_SEED_START, BatchedCampaigns
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +235,7 @@ class ValidationCallback(BaseCallback):
         self.last_eval_step = self.num_timesteps
         vecnorm = self.model.get_vec_normalize_env()
         normalizer = ObsNormalizer.from_vecnormalize(vecnorm)
-        policy = SB3Policy(self.model, normalizer, name="current")
+        policy = SB3Policy(self.model, normalizer, "current", residual_base_of(vecnorm))
         oracle = (self.references or {}).get("oracle_gmv", {})
         per_scenario = {}
         for scenario in self.scenarios:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 import budgetgym
+from budgetgym.agents.residual import add_residual, check_residual_base, residual_base_of
 from budgetgym.envs import ACTION_DIM, CHANNEL_NAMES, OBS_DIM, OBS_FEATURES
 
 CHECKPOINT_FORMAT = "budgetgym-checkpoint/1"
@@ -220,6 +221,7 @@ def save_checkpoint(
         "obs_dim": int(model.observation_space.shape[0]),
         "action_dim": int(model.action_space.shape[0]),
         "env_signature": env_signature(),
+        "residual_base": residual_base_of(vecnormalize),
         "budgetgym": budgetgym.__version__,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra_meta or {}),
@@ -459,10 +461,13 @@ class SB3Policy:
     LSTM state between calls; ``reset`` starts new campaigns.
     """
 
-    def __init__(self, model: Any, normalizer: ObsNormalizer, name: str) -> None:
+    def __init__(
+        self, model: Any, normalizer: ObsNormalizer, name: str, residual_base: str = "none"
+    ) -> None:
         self.model = model
         self.normalizer = normalizer
         self.name = name
+        self.residual_base = check_residual_base(residual_base)
         self.recurrent = algorithm_name(model) == "recurrent_ppo"
         self._state: Any = None
         self._episode_start: np.ndarray | None = None
@@ -484,7 +489,7 @@ class SB3Policy:
         norm = self.normalizer(arr)
         if not self.recurrent:
             actions, _ = self.model.predict(norm, deterministic=deterministic)
-            return actions, None
+            return add_residual(self.residual_base, arr, actions), None
         if episode_start is None:
             if self._state is None or self._state[0][0].shape[1] != len(arr):
                 starts = np.ones(len(arr), dtype=bool)
@@ -496,7 +501,7 @@ class SB3Policy:
         actions, self._state = self.model.predict(
             norm, state=self._state, episode_start=starts, deterministic=deterministic
         )
-        return actions, None
+        return add_residual(self.residual_base, arr, actions), None
 
 
 def load_run_policy(run_dir: str | Path, name: str | None = None) -> SB3Policy:
@@ -515,7 +520,12 @@ def load_run_policy(run_dir: str | Path, name: str | None = None) -> SB3Policy:
     if name is None:
         root = Path(run_dir).resolve()
         name = root.name if root != directory.resolve() else f"{root.parent.name}/{root.name}"
-    return SB3Policy(loaded.model, ObsNormalizer.from_vecnormalize(loaded.vecnormalize), name)
+    normalizer = ObsNormalizer.from_vecnormalize(loaded.vecnormalize)
+    try:
+        residual_base = check_residual_base(str(loaded.meta.get("residual_base", "none")))
+    except ValueError as err:
+        raise ValueError(f"Checkpoint {directory}: {err}") from None
+    return SB3Policy(loaded.model, normalizer, name, residual_base)
 
 
 def read_versions(run_dir: Path) -> dict[str, Any]:

@@ -312,6 +312,9 @@ class TrainConfig(_Frozen):
     """Env steps to train for (one step = one campaign-hour)."""
     device: str = "cpu"
     """Torch device."""
+    residual_base: Literal["none", "obs_pacing"] = "none"
+    """``obs_pacing``: the network learns a correction added to that rule's action
+    (:mod:`budgetgym.agents.residual`); ``none``: it outputs the action itself."""
     env: EnvConfig = EnvConfig()
     hyperparams: PPOParams | SACParams = PPOParams()
     normalize: NormalizeConfig = NormalizeConfig()

@@ -3,8 +3,9 @@
 The exported graph takes the *raw* observation ``obs: float32 (batch, OBS_DIM)`` and returns
 the deterministic action ``action: float32 (batch, ACTION_DIM)`` in ``[-1, 1]``: observation
 normalization (the run's frozen ``VecNormalize`` statistics, with clipping) and the action
-post-processing (clipping for PPO's Gaussian, unscaling for SAC's squashed output) are part of
-the graph, so the file alone reproduces ``SB3Policy.predict(obs, deterministic=True)``. A
+post-processing (clipping for PPO's Gaussian, unscaling for SAC's squashed output, and for a
+residual policy the base rule's action added to the raw observation's) are part of the graph,
+so the file alone reproduces ``SB3Policy.predict(obs, deterministic=True)``. A
 sidecar JSON (``policy.json`` next to ``policy.onnx``) records the spaces, the scenario(s) the
 policy was trained on, the environment signature and the versions.
 
@@ -33,6 +34,7 @@ from budgetgym.agents.checkpoints import (
     versions,
     write_json,
 )
+from budgetgym.agents.residual import obs_pacing_torch
 from budgetgym.envs import ACTION_DIM, OBS_DIM, OBS_FEATURES
 
 ONNX_FORMAT = "budgetgym-onnx/1"
@@ -48,10 +50,13 @@ def _module(policy: SB3Policy) -> Any:
     class OnnxableSB3Policy(nn.Module):
         """Normalization + SB3 actor + action post-processing in one ``forward``."""
 
-        def __init__(self, sb3_policy: Any, normalizer: Any, algorithm: str, low, high) -> None:
+        def __init__(
+            self, sb3_policy: Any, normalizer: Any, algorithm: str, low, high, residual_base: str
+        ) -> None:
             super().__init__()
             self.policy = sb3_policy
             self.algorithm = algorithm
+            self.residual = residual_base == "obs_pacing"
             self.normalize = bool(normalizer.enabled)
             self.clip_obs = float(normalizer.clip_obs)
             # float64 like VecNormalize, so that normalized inputs match SB3's bit for bit.
@@ -61,7 +66,14 @@ def _module(policy: SB3Policy) -> Any:
             self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
             self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
 
-        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:  # name used by dynamic_shapes
+            action = self.action(obs)
+            if self.residual:  # see budgetgym.agents.residual
+                action = torch.clamp(obs_pacing_torch(obs) + action, -1.0, 1.0)
+            return action
+
+        def action(self, obs: torch.Tensor) -> torch.Tensor:
+            """The network's deterministic action (the correction, for a residual policy)."""
             if self.normalize:
                 obs = (obs.to(torch.float64) - self.mean) / self.std
                 obs = torch.clamp(obs, -self.clip_obs, self.clip_obs).to(torch.float32)
@@ -76,8 +88,9 @@ def _module(policy: SB3Policy) -> Any:
     space = policy.model.action_space
     algorithm = "sac" if type(policy.model).__name__ == "SAC" else "ppo"
     module = OnnxableSB3Policy(
-        policy.model.policy, policy.normalizer, algorithm, space.low, space.high
-    )
+        policy.model.policy, policy.normalizer, algorithm, space.low, space.high,
+        policy.residual_base,
+    )  # fmt: skip
     return module.eval()
 
 
@@ -166,6 +179,7 @@ def sidecar(run_dir: str | Path, checkpoint: Path, meta: dict[str, Any]) -> dict
         "env_signature": env_signature(),
         "scenario": scenario,
         "algorithm": meta.get("algorithm"),
+        "residual_base": meta.get("residual_base", "none"),
         "num_timesteps": meta.get("num_timesteps"),
         "source_checkpoint": str(checkpoint),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

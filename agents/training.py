@@ -49,6 +49,7 @@ from budgetgym.agents.checkpoints import (
     write_json,
 )
 from budgetgym.agents.config import TrainConfig, load_config
+from budgetgym.agents.residual import ResidualAction
 from budgetgym.envs import EVAL_SEED_START, SCENARIO_NAMES, TRAIN_SEED_LIMIT, BudgetVecEnv
 
 POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLstmPolicy"}
@@ -192,7 +193,8 @@ def env_kwargs(config: TrainConfig) -> dict[str, Any]:
 
 def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
     """``VecMonitor(BudgetVecEnv)`` (or several concatenated, or with ``DenseRoiPenalty``
-    for ``reward_shaping: dense_roi_penalty``), seeded with ``seed``."""
+    for ``reward_shaping: dense_roi_penalty``), under ``ResidualAction`` for a residual policy,
+    seeded with ``seed``."""
     scenarios = config.env.scenarios
     per = config.env.n_envs // len(scenarios)
     kwargs = env_kwargs(config)
@@ -205,7 +207,10 @@ def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
         venv.seed(seed)
         if dense:
             venv = DenseRoiPenalty(venv, config.env.roi_penalty_coef)
-        return VecMonitor(venv)
+        venv = VecMonitor(venv)
+        if config.residual_base != "none":
+            venv = ResidualAction(venv, config.residual_base)
+        return venv
 
 
 @contextlib.contextmanager

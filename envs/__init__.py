@@ -11,6 +11,7 @@ from budgetgym.envs.campaigns import (
     OBS_DIM,
     OBS_FEATURES,
     BatchedCampaigns,
+    channel_slice,
     obs_index,
 )
 from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec
@@ -68,6 +69,7 @@ __all__ = [
     "MultiChannelBudgetVectorEnv",
     "action_to_spend_request",
     "check_scenario",
+    "channel_slice",
     "obs_index",
     "register_envs",
     "resolve_scenario",

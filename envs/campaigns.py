@@ -12,6 +12,8 @@ import numpy as np
 from budgetgym.envs.channels import CHANNEL_NAMES
 from budgetgym.envs.core import (
     ACTION_DIM,
+    CALENDAR,
+    CHANNEL_TABLE,
     CLICKS,
     CONVERSIONS,
     GMV,
@@ -22,11 +24,17 @@ from budgetgym.envs.core import (
     SPEND,
     BatchKernel,
     CampaignState,
-    action_to_spend_request,
+    action_row_to_request,
+    check_actions,
+    hour_counters,
+    hour_profile,
     initial_state,
-    simulate_hour,
+    kernel_params,
+    kernel_state,
+    simulate_campaign,
 )
 from budgetgym.envs.scenarios import (
+    ATTRIBUTION_WINDOW_HOURS,
     EVENT_LENGTH_HOURS,
     HORIZON_HOURS,
     REFERENCE_PRICE_CNY,
@@ -51,6 +59,7 @@ GLOBAL_FEATURES = (
     "roi_to_target",  # attributed GMV / (spend + 1% of budget) / target ROI
     "gmv_frac",  # attributed GMV / (budget * target ROI)
     "log_price",  # log(own product price / 150 CNY)
+    "log_matured_roi",  # log(delay-corrected ROI so far / target), shrunk to 0, in [-5, 5]
 )
 CHANNEL_FEATURES = (
     "spend_rate",  # last hour's spend / (budget / horizon)
@@ -62,78 +71,110 @@ CHANNEL_FEATURES = (
     "cum_gmv_frac",  # attributed GMV so far / (budget * target ROI)
     "log_cpm",  # log1p(1000 * last hour's spend / impressions) / 4, observed price
     "recent_spend_frac",  # spend with a 24 h exponential memory / budget (not yet converted)
+    "log_matured_roi",  # log(delay-corrected ROI so far / target), shrunk to 0, in [-5, 5]
 )
 OBS_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + tuple(
     f"{channel}/{feature}" for feature in CHANNEL_FEATURES for channel in CHANNEL_NAMES
 )
 OBS_DIM = len(OBS_FEATURES)
 # Bounds of each feature: [-1, 1] for angles, shares and clipped differences, [0, 1] for
-# fractions and flags, and a wide finite cap for the unbounded ratios (money and counts).
-_GLOBAL_BOUNDS = {"hour_sin": -1, "hour_cos": -1, "weekday_sin": -1, "weekday_cos": -1,
-                  "hours_to_event": -1, "pace_gap": -1, "log_price": -10}  # fmt: skip
-OBS_LOW = np.array(
-    [_GLOBAL_BOUNDS.get(f, 0.0) for f in GLOBAL_FEATURES]
-    + [0.0] * (OBS_DIM - len(GLOBAL_FEATURES)),
-    dtype=np.float32,
-)
-OBS_HIGH = np.array(
-    [1.0] * 10 + [1e6] * 4 + [1e6] * (OBS_DIM - len(GLOBAL_FEATURES)), dtype=np.float32
-)
+# fractions and flags, [-5, 5] for the clipped log-ROI, and a wide finite cap for the unbounded
+# ratios (money and counts).
+_LOW = {"hour_sin": -1, "hour_cos": -1, "weekday_sin": -1, "weekday_cos": -1,
+        "hours_to_event": -1, "pace_gap": -1, "log_price": -10, "log_matured_roi": -5}  # fmt: skip
+_HIGH = {"log_matured_roi": 5, **{f: 1 for f in GLOBAL_FEATURES[:10]}}
+OBS_LOW = np.array([_LOW.get(f.split("/")[-1], 0.0) for f in OBS_FEATURES], dtype=np.float32)
+OBS_HIGH = np.array([_HIGH.get(f.split("/")[-1], 1e6) for f in OBS_FEATURES], dtype=np.float32)
+#: Share of spend assumed still unconverted per unit of ``recent_spend`` (public Criteo prior:
+#: 35% of conversions within the hour, the rest with a ~24 h mean delay; Chapelle 2014).
+LATE_SHARE = 0.65
+#: Shrinkage of ``log_matured_roi`` toward the target: hours of even-pacing spend at ROI = target.
+ROI_PRIOR_HOURS = 3.0
 
 
 # Passed as an argument: numba's cache would not see an edit of these constants in scenarios.py.
 _OBS_CALENDAR = (float(EVENT_LENGTH_HOURS), float(WARMUP_HOURS), REFERENCE_PRICE_CNY)
 
 
-def _observe_loop(
-    hour, horizon, budget, target_roi, price, event_start, budget_left, last, totals,
-    recent_spend, calendar, out,
-):  # fmt: skip
-    """Fill ``out (n, OBS_DIM)`` in the order of ``OBS_FEATURES`` (scalings documented there)."""
-    n_ch = last.shape[2]
+def _clock(hour):
+    """Time-of-day and day-of-week angles of ``hour`` as (sin, cos, sin, cos)."""
     hour_angle = 2.0 * np.pi * (hour % 24) / 24.0
     day_angle = 2.0 * np.pi * ((hour // 24) % 7) / 7.0
-    clock = (np.sin(hour_angle), np.cos(hour_angle), np.sin(day_angle), np.cos(day_angle))
+    return np.sin(hour_angle), np.cos(hour_angle), np.sin(day_angle), np.cos(day_angle)
+
+
+def _observe_campaign(i, hour, horizon, clock, params, state, calendar, out):
+    """Fill ``out[i]`` in the order of ``OBS_FEATURES`` (scalings documented there)."""
+    budget, target_roi, price = params[0], params[1], params[2]
+    event_start = params[11]
+    budget_left, last, totals, recent_spend = state[1], state[6], state[7], state[8]
+    n_ch = last.shape[2]
     event_length, warmup_length, reference_price = calendar
+    b, roi = budget[i], target_roi[i]
+    even_rate = b / horizon
+    spend_total, gmv_total = 0.0, 0.0
+    for k in range(n_ch):
+        spend_total += totals[SPEND, i, k]
+        gmv_total += totals[GMV, i, k]
+    since = hour - event_start[i]
+    for j in range(4):
+        out[i, j] = clock[j]
+    out[i, 4] = hour / horizon
+    out[i, 5] = 1.0 if 0 <= since < event_length else 0.0
+    out[i, 6] = 1.0 if -warmup_length <= since < 0 else 0.0
+    out[i, 7] = min(max(-since / horizon, -1.0), 1.0)
+    out[i, 8] = budget_left[i] / b
+    out[i, 9] = budget_left[i] / b - (horizon - hour) / horizon
+    out[i, 10] = roi / 3.0
+    out[i, 11] = gmv_total / (spend_total + 0.01 * b) / roi
+    out[i, 12] = gmv_total / (b * roi)
+    out[i, 13] = np.log(price[i] / reference_price)
+    base = len(GLOBAL_FEATURES)
+    # Delay-corrected ROI: attributed GMV over the spend whose conversions should have
+    # arrived by now, shrunk toward the target (log 0) until a few hours have matured.
+    prior_cny = ROI_PRIOR_HOURS * even_rate
+    matured_total = 0.0
+    for k in range(n_ch):
+        matured = max(totals[SPEND, i, k] - LATE_SHARE * recent_spend[i, k], 0.0)
+        matured_total += matured
+        prior_k = prior_cny / n_ch
+        log_roi = np.log((totals[GMV, i, k] + roi * prior_k) / (roi * (matured + prior_k)))
+        out[i, base + 9 * n_ch + k] = min(max(log_roi, -5.0), 5.0)
+    log_roi = np.log((gmv_total + roi * prior_cny) / (roi * (matured_total + prior_cny)))
+    out[i, 14] = min(max(log_roi, -5.0), 5.0)
+    for k in range(n_ch):
+        impressions = last[IMPRESSIONS, i, k]
+        cpm = 1000.0 * last[SPEND, i, k] / impressions if impressions > 0 else 0.0
+        out[i, base + k] = last[SPEND, i, k] / even_rate
+        out[i, base + n_ch + k] = np.log1p(impressions) / 10.0
+        out[i, base + 2 * n_ch + k] = np.log1p(last[CLICKS, i, k]) / 6.0
+        out[i, base + 3 * n_ch + k] = np.log1p(last[CONVERSIONS, i, k]) / 3.0
+        out[i, base + 4 * n_ch + k] = last[GMV, i, k] / (roi * even_rate)
+        out[i, base + 5 * n_ch + k] = totals[SPEND, i, k] / b
+        out[i, base + 6 * n_ch + k] = totals[GMV, i, k] / (b * roi)
+        out[i, base + 7 * n_ch + k] = np.log1p(cpm) / 4.0
+        out[i, base + 8 * n_ch + k] = recent_spend[i, k] / b
+
+
+def _observe_loop(hour, horizon, params, state, calendar, out):
+    """Fill ``out (n, OBS_DIM)`` for every campaign."""
+    clock = _clock(hour)
     for i in numba.prange(out.shape[0]):
-        b, roi = budget[i], target_roi[i]
-        even_rate = b / horizon
-        spend_total, gmv_total = 0.0, 0.0
-        for k in range(n_ch):
-            spend_total += totals[SPEND, i, k]
-            gmv_total += totals[GMV, i, k]
-        since = hour - event_start[i]
-        for j in range(4):
-            out[i, j] = clock[j]
-        out[i, 4] = hour / horizon
-        out[i, 5] = 1.0 if 0 <= since < event_length else 0.0
-        out[i, 6] = 1.0 if -warmup_length <= since < 0 else 0.0
-        out[i, 7] = min(max(-since / horizon, -1.0), 1.0)
-        out[i, 8] = budget_left[i] / b
-        out[i, 9] = budget_left[i] / b - (horizon - hour) / horizon
-        out[i, 10] = roi / 3.0
-        out[i, 11] = gmv_total / (spend_total + 0.01 * b) / roi
-        out[i, 12] = gmv_total / (b * roi)
-        out[i, 13] = np.log(price[i] / reference_price)
-        base = len(GLOBAL_FEATURES)
-        for k in range(n_ch):
-            impressions = last[IMPRESSIONS, i, k]
-            cpm = 1000.0 * last[SPEND, i, k] / impressions if impressions > 0 else 0.0
-            out[i, base + k] = last[SPEND, i, k] / even_rate
-            out[i, base + n_ch + k] = np.log1p(impressions) / 10.0
-            out[i, base + 2 * n_ch + k] = np.log1p(last[CLICKS, i, k]) / 6.0
-            out[i, base + 3 * n_ch + k] = np.log1p(last[CONVERSIONS, i, k]) / 3.0
-            out[i, base + 4 * n_ch + k] = last[GMV, i, k] / (roi * even_rate)
-            out[i, base + 5 * n_ch + k] = totals[SPEND, i, k] / b
-            out[i, base + 6 * n_ch + k] = totals[GMV, i, k] / (b * roi)
-            out[i, base + 7 * n_ch + k] = np.log1p(cpm) / 4.0
-            out[i, base + 8 * n_ch + k] = recent_spend[i, k] / b
+        _observe_campaign(i, hour, horizon, clock, params, state, calendar, out)
 
 
 def obs_index(name: str) -> int | slice:
-    """Position of a global feature, or the ``(n_channels,)`` slice of a per-channel feature."""
+    """Position of a global feature, or the ``(n_channels,)`` slice of a per-channel feature.
+
+    ``log_matured_roi`` is both: this returns the global one; see :func:`channel_slice`.
+    """
     if name in GLOBAL_FEATURES:
         return GLOBAL_FEATURES.index(name)
+    return channel_slice(name)
+
+
+def channel_slice(name: str) -> slice:
+    """The ``(n_channels,)`` slice of a per-channel feature in the observation."""
     if name in CHANNEL_FEATURES:
         start = len(GLOBAL_FEATURES) + CHANNEL_FEATURES.index(name) * len(CHANNEL_NAMES)
         return slice(start, start + len(CHANNEL_NAMES))
@@ -208,9 +249,8 @@ class BatchedCampaigns:
         """Advance one hour. Returns ``obs (n, OBS_DIM)``, ``reward (n,)``, ``done (n,)``, info."""
         self._check_running()
         acts = validate_actions(actions, self.n_envs)
-        hours_left = self.horizon_hours - self.state.hour
-        request = action_to_spend_request(acts, self.state.budget_left_cny, hours_left)
-        return self._advance(request)
+        check_actions(acts)
+        return self._advance(acts, np.empty((self.n_envs, len(CHANNEL_NAMES))))
 
     def step_spend(
         self, spend_request_cny: np.ndarray
@@ -225,7 +265,7 @@ class BatchedCampaigns:
             raise ValueError(
                 f"Spend request must be finite with shape ({self.n_envs}, {len(CHANNEL_NAMES)})."
             )
-        return self._advance(request)
+        return self._advance(None, np.ascontiguousarray(request))
 
     def _check_running(self) -> None:
         if self.state is None or self.params is None:
@@ -233,32 +273,43 @@ class BatchedCampaigns:
         if self.state.hour >= self.horizon_hours:
             raise RuntimeError("Episode is over: call reset() before stepping again.")
 
-    def _advance(self, request: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        cohort = simulate_hour(self.params, self.state, request)
-        done = self.state.hour >= self.horizon_hours
-        totals, reward = self._summarize(done)
-        return self.observe(), reward, np.full(self.n_envs, done), self._info(totals, cohort)
+    def _advance(
+        self, actions: np.ndarray | None, request: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Step with checked ``actions``, or with the spend ``request`` when ``actions`` is None
+        (the request is then filled from the actions)."""
+        p, s = self.params, self.state
+        n, k = request.shape
+        purchases, purchase_gmv = np.empty((n, k)), np.empty((n, k))
+        totals, reward = np.empty((n, len(TOTAL_KEYS))), np.empty(n)
+        obs = np.empty((n, OBS_DIM), dtype=np.float32)
+        _STEP.for_batch(n)(
+            s.hour, p.horizon_hours, float(ATTRIBUTION_WINDOW_HOURS), actions, request,
+            kernel_params(p), kernel_state(s), CHANNEL_TABLE, CALENDAR, purchases, purchase_gmv,
+            REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, _OBS_CALENDAR, totals,
+            reward, obs,
+        )  # fmt: skip
+        s.hour += 1
+        done = np.full(n, s.hour >= self.horizon_hours)
+        cohort = {"purchases": purchases, "purchase_gmv_cny": purchase_gmv}
+        return obs, reward, done, self._info(totals, cohort)
 
     def _summarize(self, done: bool) -> tuple[np.ndarray, np.ndarray]:
         """Totals ``(n, len(TOTAL_KEYS))`` for the info, and the reward ``(n,)``."""
-        p, s = self.params, self.state
-        totals, reward = np.empty((p.n_envs, len(TOTAL_KEYS))), np.empty(p.n_envs)
-        _SUMMARY.for_batch(p.n_envs)(
-            REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, done, p.budget_cny,
-            p.target_roi, p.gross_margin_frac, p.new_customer_value_cny, s.budget_left_cny,
-            s.last, s.totals, s.pending_conversions, s.pending_gmv_cny,
-            s.unattributed_conversions, s.unattributed_gmv_cny, totals, reward,
+        n = self.n_envs
+        totals, reward = np.empty((n, len(TOTAL_KEYS))), np.empty(n)
+        _SUMMARY.for_batch(n)(
+            REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, done,
+            kernel_params(self.params), kernel_state(self.state), totals, reward,
         )  # fmt: skip
         return totals, reward
 
     def observe(self) -> np.ndarray:
         """Observations ``(n_envs, OBS_DIM)`` float32 of what an advertiser can see."""
-        p, s = self.params, self.state
-        obs = np.empty((p.n_envs, OBS_DIM), dtype=np.float32)
-        _OBSERVE.for_batch(p.n_envs)(
-            s.hour, self.horizon_hours, p.budget_cny, p.target_roi, p.price_cny,
-            p.event_start_hour, s.budget_left_cny, s.last, s.totals, s.recent_spend_cny,
-            _OBS_CALENDAR, obs,
+        obs = np.empty((self.n_envs, OBS_DIM), dtype=np.float32)
+        _OBSERVE.for_batch(self.n_envs)(
+            self.state.hour, self.horizon_hours, kernel_params(self.params),
+            kernel_state(self.state), _OBS_CALENDAR, obs,
         )  # fmt: skip
         return obs
 
@@ -306,49 +357,81 @@ TOTAL_KEYS = (
 )
 
 
-def _summary_loop(
-    mode, penalty_coef, done, budget, target_roi, margin, new_customer_value, budget_left, last,
-    totals, pending_conv, pending_gmv, unattr_conv, unattr_gmv, out, reward,
-):  # fmt: skip
-    """Fill ``out`` with ``TOTAL_KEYS`` columns and ``reward`` (see ``BatchedCampaigns``)."""
+def _summary_campaign(i, mode, penalty_coef, done, params, state, out, reward):
+    """Fill ``out[i]`` with ``TOTAL_KEYS`` and ``reward[i]`` (see ``BatchedCampaigns``)."""
+    budget, target_roi, margin, new_customer_value = params[0], params[1], params[13], params[14]
+    budget_left, pending_conv, pending_gmv = state[1], state[3], state[5]
+    last, totals, unattr_conv, unattr_gmv = state[6], state[7], state[9], state[10]
     n_ch = last.shape[2]
+    spend = gmv = conv = new = pend_c = pend_g = 0.0
+    h_spend = h_gmv = h_new = 0.0
+    for k in range(n_ch):
+        spend += totals[SPEND, i, k]
+        gmv += totals[GMV, i, k]
+        conv += totals[CONVERSIONS, i, k]
+        new += totals[NEW_CUSTOMERS, i, k]
+        pend_c += pending_conv[i, k]
+        pend_g += pending_gmv[i, k]
+        h_spend += last[SPEND, i, k]
+        h_gmv += last[GMV, i, k]
+        h_new += last[NEW_CUSTOMERS, i, k]
+    b, roi = budget[i], target_roi[i]
+    out[i, 0] = b
+    out[i, 1] = budget_left[i]
+    out[i, 2] = roi
+    out[i, 3] = spend
+    out[i, 4] = gmv
+    out[i, 5] = gmv / spend if spend > 0 else 0.0
+    out[i, 6] = max(spend - gmv / roi, 0.0)
+    out[i, 7] = conv
+    out[i, 8] = new
+    out[i, 9] = conv - new
+    out[i, 10] = pend_c
+    out[i, 11] = pend_g
+    out[i, 12] = unattr_conv[i]
+    out[i, 13] = unattr_gmv[i]
+    value = h_gmv if mode != 2 else margin[i] * h_gmv - h_spend  # mode 2: profit
+    r = (value + new_customer_value[i] * h_new) / b
+    if mode == 1 and done:  # gmv_roi_penalty: the compensation owed, at the end
+        r -= penalty_coef * max(roi * spend - gmv, 0.0) / b
+    reward[i] = r
+
+
+def _summary_loop(mode, penalty_coef, done, params, state, out, reward):
+    """Fill ``out (n, len(TOTAL_KEYS))`` and ``reward (n,)`` for every campaign."""
     for i in numba.prange(out.shape[0]):
-        spend = gmv = conv = new = pend_c = pend_g = 0.0
-        h_spend = h_gmv = h_new = 0.0
-        for k in range(n_ch):
-            spend += totals[SPEND, i, k]
-            gmv += totals[GMV, i, k]
-            conv += totals[CONVERSIONS, i, k]
-            new += totals[NEW_CUSTOMERS, i, k]
-            pend_c += pending_conv[i, k]
-            pend_g += pending_gmv[i, k]
-            h_spend += last[SPEND, i, k]
-            h_gmv += last[GMV, i, k]
-            h_new += last[NEW_CUSTOMERS, i, k]
-        b, roi = budget[i], target_roi[i]
-        out[i, 0] = b
-        out[i, 1] = budget_left[i]
-        out[i, 2] = roi
-        out[i, 3] = spend
-        out[i, 4] = gmv
-        out[i, 5] = gmv / spend if spend > 0 else 0.0
-        out[i, 6] = max(spend - gmv / roi, 0.0)
-        out[i, 7] = conv
-        out[i, 8] = new
-        out[i, 9] = conv - new
-        out[i, 10] = pend_c
-        out[i, 11] = pend_g
-        out[i, 12] = unattr_conv[i]
-        out[i, 13] = unattr_gmv[i]
-        value = h_gmv if mode != 2 else margin[i] * h_gmv - h_spend  # mode 2: profit
-        r = (value + new_customer_value[i] * h_new) / b
-        if mode == 1 and done:  # gmv_roi_penalty: the compensation owed, at the end
-            r -= penalty_coef * max(roi * spend - gmv, 0.0) / b
-        reward[i] = r
+        _summary_campaign(i, mode, penalty_coef, done, params, state, out, reward)
 
 
+def _step_loop(
+    hour, horizon, window_hours, action, request, params, state, ch, cal, purchases,
+    purchase_gmv, mode, penalty_coef, obs_calendar, totals_out, reward, obs,
+):  # fmt: skip
+    """One hour of every campaign in one pass: actions (checked, or ``None`` to step the given
+    ``request``) -> spend request -> dynamics -> totals and reward -> next observation."""
+    settle = hour + 1 >= horizon
+    counter, profile = hour_counters(hour, request.shape[1]), hour_profile(hour, cal)
+    clock = _clock(hour + 1)
+    budget_left = state[1]
+    for i in numba.prange(request.shape[0]):
+        if action is not None:
+            action_row_to_request(action, i, budget_left[i], horizon - hour, request)
+        simulate_campaign(
+            i, hour, window_hours, settle, counter, profile, params, state, ch, cal, request,
+            purchases, purchase_gmv,
+        )  # fmt: skip
+        _summary_campaign(i, mode, penalty_coef, settle, params, state, totals_out, reward)
+        _observe_campaign(i, hour + 1, horizon, clock, params, state, obs_calendar, obs)
+
+
+# Per-campaign functions are compiled on their own (numba inlines into parallel loops wrongly:
+# ``inline="always"`` there broke in-place writes through the tuples of arrays).
+_observe_campaign = numba.njit(cache=True, error_model="numpy")(_observe_campaign)
+_summary_campaign = numba.njit(cache=True, error_model="numpy")(_summary_campaign)
+_clock = numba.njit(cache=True, error_model="numpy")(_clock)
 _OBSERVE = BatchKernel(_observe_loop)
 _SUMMARY = BatchKernel(_summary_loop)
+_STEP = BatchKernel(_step_loop)
 
 
 def info_at(info: dict[str, np.ndarray], index: int) -> dict:

@@ -1,12 +1,14 @@
 """Batched simulator core: steps ``n_envs`` campaigns at once over ``(n_envs, n_channels)`` arrays.
 
-The dynamics live in one compiled kernel (numba), :func:`simulate_hour`: a pure function of the
-campaign parameters, the state, the spend request and the hour, looping over campaigns and
-channels in machine code. Numpy vectorization alone cannot reach the speed targets: one step
-needs ~150 array operations, each costing a microsecond of call overhead even for one campaign,
-and the exact small-count binomial draws need data-dependent loops. Every view (the single
-``gymnasium.Env``, the gymnasium ``VectorEnv``, the SB3 ``VecEnv``, the oracle) goes through
-:class:`~budgetgym.envs.campaigns.BatchedCampaigns`, which adds actions, observations, rewards.
+The dynamics of one campaign-hour live in one compiled function (numba),
+:func:`simulate_campaign`: a pure function of the campaign parameters, the state, the spend
+request and the hour, looping over channels in machine code. Numpy vectorization alone cannot
+reach the speed targets: one step needs ~150 array operations, each costing a microsecond of
+call overhead even for one campaign, and the exact small-count binomial draws need
+data-dependent loops. Every view (the single ``gymnasium.Env``, the gymnasium ``VectorEnv``,
+the SB3 ``VecEnv``, the oracle) goes through
+:class:`~budgetgym.envs.campaigns.BatchedCampaigns`, which adds actions, observations and
+rewards, and runs all of it for every campaign in one parallel loop per hour.
 
 Randomness is counter-based (see ``random.py``): the uniform of (campaign, hour, stream, channel)
 is ``splitmix64(key[campaign] ^ splitmix64(hour * 4096 + stream * n_channels + channel))``, so
@@ -29,7 +31,6 @@ import numpy as np
 from budgetgym.envs import random as crn
 from budgetgym.envs.channels import CHANNEL_NAMES, channel_array
 from budgetgym.envs.scenarios import (
-    ATTRIBUTION_WINDOW_HOURS,
     COLDSTART_DECAY_HOURS,
     EVENT_CVR_MULT,
     EVENT_LENGTH_HOURS,
@@ -105,43 +106,57 @@ def action_to_spend_request(
         ValueError: NaN/inf in the actions, or values outside ``[-1, 1]`` (never clipped).
     """
     action = np.ascontiguousarray(action, dtype=np.float64)
+    check_actions(action)
     request = np.empty((action.shape[0], action.shape[1] - 1))
-    status = _action_kernel(action, budget_left_cny, float(hours_left), request)
+    _requests_kernel(action, budget_left_cny, float(hours_left), request)
+    return request
+
+
+def check_actions(action: np.ndarray) -> None:
+    """Raise ``ValueError`` for NaN/inf or values outside ``[-1, 1]`` in ``(n, dim)`` actions."""
+    status = _check_actions_kernel(action)
     if status == 1:
         raise ValueError("Actions contain NaN or inf.")
     if status == 2:
         raise ValueError(
             f"Actions must lie in [-1, 1], got values in [{action.min():.4g}, {action.max():.4g}]."
         )
-    return request
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _check_actions_kernel(action):
+    """Returns 0 (ok), 1 (NaN/inf) or 2 (out of [-1, 1])."""
+    for a in action.ravel():
+        if not np.isfinite(a):
+            return 1
+        if abs(a) > 1.0 + 1e-6:  # tolerance for float32 round-off only
+            return 2
+    return 0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _requests_kernel(action, budget_left, hours_left, out):
+    for i in range(action.shape[0]):
+        action_row_to_request(action, i, budget_left[i], hours_left, out)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _action_kernel(action, budget_left, hours_left, out):
-    """Returns 0 (ok), 1 (NaN/inf) or 2 (out of [-1, 1]); fills ``out`` when ok."""
-    n, dim = action.shape
-    for i in range(n):
-        for j in range(dim):
-            a = action[i, j]
-            if not np.isfinite(a):
-                return 1
-            if abs(a) > 1.0 + 1e-6:  # tolerance for float32 round-off only
-                return 2
-    for i in range(n):
-        a0 = min(max(action[i, 0], -1.0), 1.0)
-        pace = (4.0**a0 - 0.25) / 0.75
-        total = max(min(pace * budget_left[i] / hours_left, budget_left[i]), 0.0)
-        top = -np.inf
-        for j in range(1, dim):
-            top = max(top, action[i, j])
-        norm = 0.0
-        for j in range(1, dim):
-            w = math.exp(SHARE_TEMPERATURE * (action[i, j] - top))
-            out[i, j - 1] = w
-            norm += w
-        for j in range(1, dim):
-            out[i, j - 1] *= total / norm
-    return 0
+def action_row_to_request(action, i, budget_left, hours_left, out):
+    """Fill ``out[i]`` with the spend request of the checked action ``action[i]`` (see above)."""
+    dim = action.shape[1]
+    a0 = min(max(action[i, 0], -1.0), 1.0)
+    pace = (4.0**a0 - 0.25) / 0.75
+    total = max(min(pace * budget_left / hours_left, budget_left), 0.0)
+    top = -np.inf
+    for j in range(1, dim):
+        top = max(top, action[i, j])
+    norm = 0.0
+    for j in range(1, dim):
+        w = math.exp(SHARE_TEMPERATURE * (action[i, j] - top))
+        out[i, j - 1] = w
+        norm += w
+    for j in range(1, dim):
+        out[i, j - 1] *= total / norm
 
 
 @dataclass
@@ -221,7 +236,7 @@ def _uniform(key, counter):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _counters(hour, n_channels):
+def hour_counters(hour, n_channels):
     """Mixed counters of one hour, ``(n_streams, n_channels)``, as ``random.counters``."""
     out = np.empty((_N_STREAMS, n_channels), dtype=np.uint64)
     for stream in range(_N_STREAMS):
@@ -231,7 +246,7 @@ def _counters(hour, n_channels):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _hour_profile(hour, cal):
+def hour_profile(hour, cal):
     """Calendar factors shared by every campaign: daily cycle, weekend, launch-boost decay."""
     evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak 20:00, trough 08:00
     weekly = 1.15 if (hour // 24) % 7 >= 5 else 1.0
@@ -368,108 +383,129 @@ def _split(count, new, gmv, taken):
     return new_taken, gmv * ratio
 
 
-def _simulate_hour_loop(
-    hour, horizon, window_hours, keys, budget_left, pool, pend_conv, pend_new, pend_gmv,
-    last, totals, recent_spend, unattr_conv, unattr_gmv, request, volume_ref, price_ref, ctr,
-    cvr_new, cvr_ret, price_cny, immediate_frac, hazard, pool_half, event_start, boost, ch, cal,
+def kernel_params(params: CampaignParams) -> tuple[np.ndarray, ...]:
+    """The parameter arrays the compiled kernels read, in kernel order (a tuple: one argument)."""
+    return (
+        params.budget_cny, params.target_roi, params.price_cny, params.volume_per_hour,
+        params.price_median_cny, params.ctr, params.cvr_new, params.cvr_returning,
+        params.immediate_frac, params.delay_hazard_per_hour, params.pool_half_saturation,
+        params.event_start_hour, params.coldstart_boost, params.gross_margin_frac,
+        params.new_customer_value_cny,
+    )  # fmt: skip
+
+
+def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
+    """The state arrays the compiled kernels read and write (in place), in kernel order."""
+    return (
+        state.keys, state.budget_left_cny, state.returning_pool, state.pending_conversions,
+        state.pending_new_customers, state.pending_gmv_cny, state.last, state.totals,
+        state.recent_spend_cny, state.unattributed_conversions, state.unattributed_gmv_cny,
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy")
+def simulate_campaign(
+    i, hour, window_hours, settle, counter, profile, params, state, ch, cal, request,
     purchases_out, purchase_gmv_out,
 ):  # fmt: skip
-    n, n_ch = request.shape
-    settle = hour + 1 >= horizon
-    counter = _counters(hour, n_ch)
-    profile = _hour_profile(hour, cal)
-    for i in numba.prange(n):  # campaigns are independent: parallel over the batch
-        key = keys[i]
-        total_request = 0.0
-        for k in range(n_ch):
-            total_request += max(request[i, k], 0.0)
-        scale = 1.0
-        if total_request > budget_left[i]:
-            scale = budget_left[i] / total_request
-        # Budget that pay-per-sale commissions may use: whatever paid channels did not request.
-        commission_room = budget_left[i]
-        for k in range(n_ch):
-            if ch[_COMMISSION, k] == 0.0:
-                commission_room -= max(request[i, k], 0.0) * scale
-        returning_frac_base = pool[i] / (pool[i] + pool_half[i])
-        spent, new_arrived = 0.0, 0.0
-        for k in range(n_ch):
-            volume, _, max_spend, cvr_mult = _market_cell(
-                hour, profile, key, counter, k, volume_ref[i, k], price_ref[i, k], event_start[i],
-                boost[i], ch, cal,
-            )  # fmt: skip
-            allocated = min(max(request[i, k], 0.0) * scale, MAX_WIN_FRAC * max_spend)
-            expected_impressions = _win_impressions(allocated, volume, max_spend, ch[_SIGMA, k])
-            impressions = np.floor(expected_impressions + 0.5)
-            clicks = _binomial(impressions, ctr[i, k], _uniform(key, counter[_S_CLICKS, k]))
-            u_ret = _uniform(key, counter[_S_RETURNING, k])
-            clicks_ret = _binomial(clicks, ch[_AFFINITY, k] * returning_frac_base, u_ret)
-            p_new = min(cvr_new[i, k] * cvr_mult, 0.95)
-            p_ret = min(cvr_ret[i, k] * cvr_mult, 0.95)
-            conv_new = _binomial(clicks - clicks_ret, p_new, _uniform(key, counter[_S_CONV_NEW, k]))
-            conv_ret = _binomial(clicks_ret, p_ret, _uniform(key, counter[_S_CONV_RET, k]))
-            purchases = conv_new + conv_ret
-            order_value = price_cny[i]
-            if purchases > 0.0:
-                # Mean order value of the cohort: lognormal per order, averaged over the cohort.
-                sigma = ORDER_VALUE_SIGMA / math.sqrt(purchases)
-                z = _ndtri(_uniform(key, counter[_S_ORDER_VALUE, k]))
-                order_value *= math.exp(sigma * z - 0.5 * sigma * sigma)
-            purchase_gmv = purchases * order_value
-            cost = allocated
-            commission_frac = ch[_COMMISSION, k]
-            if commission_frac > 0.0:
-                # Pay per sale: the allocation buys reach, the cost is commission x GMV. Sales
-                # that the budget left could not pay for are not made (the programme stops).
-                commission = commission_frac * purchase_gmv
-                if commission > 0.0 and commission > commission_room:
-                    keep = max(commission_room, 0.0) / commission
-                    conv_new = np.floor(conv_new * keep)
-                    conv_ret = np.floor(conv_ret * keep)
-                    purchases = conv_new + conv_ret
-                    purchase_gmv = purchases * order_value
-                cost = commission_frac * purchase_gmv
-                commission_room -= cost
-            # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
-            u_imm = _uniform(key, counter[_S_IMMEDIATE, k])
-            immediate = _binomial(purchases, immediate_frac[i], u_imm)
-            u_arr = _uniform(key, counter[_S_ARRIVAL, k])
-            old = _binomial(pend_conv[i, k], hazard[i], u_arr)
-            imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
-            old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
-            conv = immediate + old
-            new = imm_new + old_new
-            gmv = imm_gmv + old_gmv
-            # Each part leaves its pool exactly once: a pool taken whole is left at exactly zero,
-            # so rounding never leaves a negative residue of GMV.
-            pend_conv[i, k] = (pend_conv[i, k] - old) + (purchases - immediate)
-            pend_new[i, k] = (pend_new[i, k] - old_new) + (conv_new - imm_new)
-            pend_gmv[i, k] = (pend_gmv[i, k] - old_gmv) + (purchase_gmv - imm_gmv)
-            if settle:
-                # End of horizon: what arrives within the attribution window counts now.
-                p_window = 1.0 - (1.0 - hazard[i]) ** window_hours
-                u_set = _uniform(key, counter[_S_SETTLE, k])
-                settled = _binomial(pend_conv[i, k], p_window, u_set)
-                s_new, s_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], settled)
-                conv += settled
-                new += s_new
-                gmv += s_gmv
-                unattr_conv[i] += pend_conv[i, k] - settled
-                unattr_gmv[i] += pend_gmv[i, k] - s_gmv
-                pend_conv[i, k] = 0.0
-                pend_new[i, k] = 0.0
-                pend_gmv[i, k] = 0.0
-            hourly = (cost, impressions, clicks, conv, new, gmv)
-            for m in range(6):
-                last[m, i, k] = hourly[m]
-                totals[m, i, k] += hourly[m]
-            recent_spend[i, k] = RECENT_SPEND_DECAY * recent_spend[i, k] + cost
-            purchases_out[i, k] = purchases
-            purchase_gmv_out[i, k] = purchase_gmv
-            spent += cost
-            new_arrived += new
-        budget_left[i] = max(budget_left[i] - spent, 0.0)
-        pool[i] += new_arrived
+    """Advance campaign ``i`` by one hour in place (``state`` and ``params`` as
+    :func:`kernel_state` / :func:`kernel_params`; ``counter``, ``profile`` of the hour)."""
+    (_, _, price_cny, volume_ref, price_ref, ctr, cvr_new, cvr_ret, immediate_frac, hazard,
+     pool_half, event_start, boost, _, _) = params  # fmt: skip
+    (keys, budget_left, pool, pend_conv, pend_new, pend_gmv, last, totals, recent_spend,
+     unattr_conv, unattr_gmv) = state  # fmt: skip
+    n_ch = request.shape[1]
+    key = keys[i]
+    total_request = 0.0
+    for k in range(n_ch):
+        total_request += max(request[i, k], 0.0)
+    scale = 1.0
+    if total_request > budget_left[i]:
+        scale = budget_left[i] / total_request
+    # Budget that pay-per-sale commissions may use: whatever paid channels did not request.
+    commission_room = budget_left[i]
+    for k in range(n_ch):
+        if ch[_COMMISSION, k] == 0.0:
+            commission_room -= max(request[i, k], 0.0) * scale
+    returning_frac_base = pool[i] / (pool[i] + pool_half[i])
+    spent, new_arrived = 0.0, 0.0
+    for k in range(n_ch):
+        volume, _, max_spend, cvr_mult = _market_cell(
+            hour, profile, key, counter, k, volume_ref[i, k], price_ref[i, k], event_start[i],
+            boost[i], ch, cal,
+        )  # fmt: skip
+        allocated = min(max(request[i, k], 0.0) * scale, MAX_WIN_FRAC * max_spend)
+        expected_impressions = _win_impressions(allocated, volume, max_spend, ch[_SIGMA, k])
+        impressions = np.floor(expected_impressions + 0.5)
+        clicks = _binomial(impressions, ctr[i, k], _uniform(key, counter[_S_CLICKS, k]))
+        u_ret = _uniform(key, counter[_S_RETURNING, k])
+        clicks_ret = _binomial(clicks, ch[_AFFINITY, k] * returning_frac_base, u_ret)
+        p_new = min(cvr_new[i, k] * cvr_mult, 0.95)
+        p_ret = min(cvr_ret[i, k] * cvr_mult, 0.95)
+        conv_new = _binomial(clicks - clicks_ret, p_new, _uniform(key, counter[_S_CONV_NEW, k]))
+        conv_ret = _binomial(clicks_ret, p_ret, _uniform(key, counter[_S_CONV_RET, k]))
+        purchases = conv_new + conv_ret
+        order_value = price_cny[i]
+        if purchases > 0.0:
+            # Mean order value of the cohort: lognormal per order, averaged over the cohort.
+            sigma = ORDER_VALUE_SIGMA / math.sqrt(purchases)
+            z = _ndtri(_uniform(key, counter[_S_ORDER_VALUE, k]))
+            order_value *= math.exp(sigma * z - 0.5 * sigma * sigma)
+        purchase_gmv = purchases * order_value
+        cost = allocated
+        commission_frac = ch[_COMMISSION, k]
+        if commission_frac > 0.0:
+            # Pay per sale: the allocation buys reach, the cost is commission x GMV. Sales
+            # that the budget left could not pay for are not made (the programme stops).
+            commission = commission_frac * purchase_gmv
+            if commission > 0.0 and commission > commission_room:
+                keep = max(commission_room, 0.0) / commission
+                conv_new = np.floor(conv_new * keep)
+                conv_ret = np.floor(conv_ret * keep)
+                purchases = conv_new + conv_ret
+                purchase_gmv = purchases * order_value
+            cost = commission_frac * purchase_gmv
+            commission_room -= cost
+        # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
+        u_imm = _uniform(key, counter[_S_IMMEDIATE, k])
+        immediate = _binomial(purchases, immediate_frac[i], u_imm)
+        u_arr = _uniform(key, counter[_S_ARRIVAL, k])
+        old = _binomial(pend_conv[i, k], hazard[i], u_arr)
+        imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
+        old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
+        conv = immediate + old
+        new = imm_new + old_new
+        gmv = imm_gmv + old_gmv
+        # Each part leaves its pool exactly once: a pool taken whole is left at exactly zero,
+        # so rounding never leaves a negative residue of GMV.
+        pend_conv[i, k] = (pend_conv[i, k] - old) + (purchases - immediate)
+        pend_new[i, k] = (pend_new[i, k] - old_new) + (conv_new - imm_new)
+        pend_gmv[i, k] = (pend_gmv[i, k] - old_gmv) + (purchase_gmv - imm_gmv)
+        if settle:
+            # End of horizon: what arrives within the attribution window counts now.
+            p_window = 1.0 - (1.0 - hazard[i]) ** window_hours
+            u_set = _uniform(key, counter[_S_SETTLE, k])
+            settled = _binomial(pend_conv[i, k], p_window, u_set)
+            s_new, s_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], settled)
+            conv += settled
+            new += s_new
+            gmv += s_gmv
+            unattr_conv[i] += pend_conv[i, k] - settled
+            unattr_gmv[i] += pend_gmv[i, k] - s_gmv
+            pend_conv[i, k] = 0.0
+            pend_new[i, k] = 0.0
+            pend_gmv[i, k] = 0.0
+        hourly = (cost, impressions, clicks, conv, new, gmv)
+        for m in range(6):
+            last[m, i, k] = hourly[m]
+            totals[m, i, k] += hourly[m]
+        recent_spend[i, k] = RECENT_SPEND_DECAY * recent_spend[i, k] + cost
+        purchases_out[i, k] = purchases
+        purchase_gmv_out[i, k] = purchase_gmv
+        spent += cost
+        new_arrived += new
+    budget_left[i] = max(budget_left[i] - spent, 0.0)
+    pool[i] += new_arrived
 
 
 class BatchKernel:
@@ -490,42 +526,6 @@ class BatchKernel:
 
 
 PARALLEL_MIN_ENVS = 256
-_SIMULATE_HOUR = BatchKernel(_simulate_hour_loop)
-
-
-def simulate_hour(
-    params: CampaignParams, state: CampaignState, spend_request_cny: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Advance every campaign by one hour in place; return the hour's hidden cohort.
-
-    Args:
-        params: fixed campaign parameters.
-        state: mutated in place (``state.hour`` is the hour simulated and is incremented);
-            ``state.last`` then holds the hour's metrics.
-        spend_request_cny: ``(n_envs, n_channels)`` non-negative spend wanted this hour. Requests
-            beyond the remaining budget are scaled down; requests beyond what the market sells
-            are not spent (the money stays in the budget).
-
-    Returns:
-        ``purchases`` and ``purchase_gmv_cny`` ``(n_envs, n_channels)``: what this hour's clicks
-        will eventually buy (ground truth; conversions arrive with delays).
-    """
-    n, k = spend_request_cny.shape
-    purchases, purchase_gmv = np.empty((n, k)), np.empty((n, k))
-    _SIMULATE_HOUR.for_batch(n)(
-        state.hour, params.horizon_hours, float(ATTRIBUTION_WINDOW_HOURS), state.keys,
-        state.budget_left_cny, state.returning_pool, state.pending_conversions,
-        state.pending_new_customers, state.pending_gmv_cny, state.last, state.totals,
-        state.recent_spend_cny,
-        state.unattributed_conversions, state.unattributed_gmv_cny,
-        np.ascontiguousarray(spend_request_cny, dtype=np.float64), params.volume_per_hour,
-        params.price_median_cny, params.ctr, params.cvr_new, params.cvr_returning,
-        params.price_cny, params.immediate_frac, params.delay_hazard_per_hour,
-        params.pool_half_saturation, params.event_start_hour, params.coldstart_boost,
-        CHANNEL_TABLE, CALENDAR, purchases, purchase_gmv,
-    )  # fmt: skip
-    state.hour += 1
-    return {"purchases": purchases, "purchase_gmv_cny": purchase_gmv}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -536,7 +536,7 @@ def simulate_hour(
 def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, ch, cal, out):
     n, n_ch = volume_ref.shape
     for t in range(horizon):
-        counter, profile = _counters(t, n_ch), _hour_profile(t, cal)
+        counter, profile = hour_counters(t, n_ch), hour_profile(t, cal)
         for i in range(n):
             for k in range(n_ch):
                 volume, _, max_spend, cvr = _market_cell(

@@ -1,0 +1,136 @@
+"""Residual policies: a learned correction added to a stateless rule's action.
+
+A residual policy (Silver et al. 2018, "Residual Policy Learning"; Johannink et al. 2019) acts
+``clip(base(obs) + delta, -1, 1)``: the network learns ``delta`` and starts where the rule is,
+so exploration begins from a sensible allocation instead of uniform spend. The base must be a
+pure function of the current observation — no episode state — so that it can sit inside the
+exported ONNX graph (raw observation in, action out) and the residual policy stays one file.
+
+``obs_pacing`` is that base: the pacing-and-split logic of the ``pid_pacing`` baseline,
+computed from the simulator's delay-corrected ROI features (``log_matured_roi``) instead of the
+rule's own running estimates. On validation campaigns it matches ``pid_pacing`` within ~1% of
+GMV (``docs/training.md``).
+
+The one implementation is in torch (it is traced into the ONNX export); numpy callers go
+through :func:`base_action`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+from budgetgym.envs.campaigns import OBS_DIM, channel_slice, obs_index
+from budgetgym.envs.channels import DEFAULT_CHANNELS
+from budgetgym.envs.core import MAX_PACE_MULT, SHARE_TEMPERATURE
+from budgetgym.envs.errors import unknown_name_error
+
+RESIDUAL_BASES = ("none", "obs_pacing")
+#: Constants of ``obs_pacing``, those of the ``pid_pacing`` / ``roi_proportional`` baselines.
+PACE_GAIN = 8.0  # log-pace per unit of pace gap (budget fraction behind even pacing)
+ROI_GAIN = 4.0  # pace multiplier (ROI / target)^4 while below the target
+SHARE_POWER = 2.0  # paid shares proportional to (ROI / target)^2
+PER_SALE_ALLOCATION = 4.0  # standing hourly allocation of pay-per-sale channels, x even pacing
+_PAYS_PER_SALE = [c.billing == "commission" for c in DEFAULT_CHANNELS]
+_PROGRESS, _BUDGET_LEFT = obs_index("progress"), obs_index("budget_left_frac")
+_PACE_GAP, _LOG_ROI = obs_index("pace_gap"), obs_index("log_matured_roi")
+_LOG_ROI_BY_CHANNEL = channel_slice("log_matured_roi")
+
+
+def check_residual_base(name: str) -> str:
+    """Return ``name`` if it is a known residual base; ``ValueError`` otherwise."""
+    if name not in RESIDUAL_BASES:
+        raise unknown_name_error("residual base", name, RESIDUAL_BASES)
+    return name
+
+
+def obs_pacing_torch(obs: Any) -> Any:
+    """``obs_pacing`` actions ``(n, 7)`` in ``[-1, 1]`` for raw observations ``(n, OBS_DIM)``.
+
+    Pace (multiple of even pacing of what is left): ``exp(8 * pace_gap)``, capped at 1 while the
+    delay-corrected ROI so far is below the target and then multiplied by ``(ROI / R)^4``.
+    Paid channels split that spend in proportion to ``(ROI_k / R)^2``; pay-per-sale channels
+    keep a standing allocation of 4x even pacing (only their commissions are spent).
+    """
+    import torch
+
+    obs = obs.to(torch.float64)
+    n_ch = len(_PAYS_PER_SALE)
+    per_sale = torch.tensor(_PAYS_PER_SALE, dtype=torch.bool)
+    hours_left_frac = torch.clamp(1.0 - obs[:, _PROGRESS], min=1e-3)
+    even = torch.clamp(obs[:, _BUDGET_LEFT] / hours_left_frac, min=1e-9)
+    log_roi = obs[:, _LOG_ROI]
+    log_pace = PACE_GAIN * obs[:, _PACE_GAP]
+    throttled = log_roi < 0.0
+    log_pace = torch.where(throttled, torch.clamp(log_pace, max=0.0) + ROI_GAIN * log_roi, log_pace)
+    pace = torch.clamp(torch.exp(torch.clamp(log_pace, -3.0, 1.6)), max=MAX_PACE_MULT)
+    weights = torch.exp(SHARE_POWER * obs[:, _LOG_ROI_BY_CHANNEL])
+    weights = torch.where(per_sale, torch.zeros_like(weights), weights)
+    paid = (pace * even)[:, None] * weights / weights.sum(dim=1, keepdim=True)
+    n_per_sale = max(sum(_PAYS_PER_SALE), 1)
+    room = torch.clamp(MAX_PACE_MULT * even - paid.sum(dim=1), min=0.0) / n_per_sale
+    standing = torch.clamp(room, max=PER_SALE_ALLOCATION)[:, None].expand(-1, n_ch)
+    request = torch.where(per_sale, standing, paid)
+    total = request.sum(dim=1)
+    rate = torch.clamp(total / even, max=MAX_PACE_MULT)
+    a0 = torch.clamp(torch.log(0.75 * rate + 0.25) / np.log(4.0), -1.0, 1.0)
+    logits = torch.log(request + 1e-9 * total[:, None]) / SHARE_TEMPERATURE
+    logits = torch.clamp(logits - logits.max(dim=1, keepdim=True).values + 1.0, -1.0, 1.0)
+    return torch.cat([a0[:, None], logits], dim=1).to(torch.float32)
+
+
+def base_action(name: str, obs: np.ndarray) -> np.ndarray:
+    """Actions ``(n, 7)`` float32 of residual base ``name`` for raw observations ``(n, OBS_DIM)``
+    (zeros for ``none``)."""
+    obs = np.asarray(obs)
+    if obs.ndim != 2 or obs.shape[1] != OBS_DIM:
+        raise ValueError(f"Observations must have shape (n, {OBS_DIM}), got {obs.shape}.")
+    if check_residual_base(name) == "none":
+        return np.zeros((obs.shape[0], 1 + len(_PAYS_PER_SALE)), dtype=np.float32)
+    import torch
+
+    with torch.no_grad():
+        return obs_pacing_torch(torch.from_numpy(np.ascontiguousarray(obs))).numpy()
+
+
+def add_residual(name: str, obs: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """The residual policy's action ``clip(base(obs) + delta, -1, 1)``, float32 ``(n, 7)``."""
+    if name == "none":
+        return np.asarray(delta, dtype=np.float32)
+    return np.clip(base_action(name, obs) + delta, -1.0, 1.0).astype(np.float32)
+
+
+class ResidualAction(VecEnvWrapper):
+    """Adds a stateless rule's action to the agent's: the env steps ``clip(base(obs) + a)``.
+
+    Sits below ``VecNormalize`` so the rule sees raw observations (see
+    :mod:`budgetgym.agents.residual`); ``residual_base`` names the rule for checkpoints.
+    """
+
+    def __init__(self, venv: VecEnv, residual_base: str) -> None:
+        super().__init__(venv)
+        self.residual_base = check_residual_base(residual_base)
+        self._obs = np.zeros((venv.num_envs, *venv.observation_space.shape), dtype=np.float32)
+
+    def reset(self) -> np.ndarray:
+        self._obs = self.venv.reset()
+        return self._obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.venv.step_async(add_residual(self.residual_base, self._obs, actions))
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self._obs = obs  # after an episode ends: the next episode's first observation
+        return obs, rewards, dones, infos
+
+
+def residual_base_of(venv: Any) -> str:
+    """The residual base of a wrapped VecEnv stack (``"none"`` without ``ResidualAction``)."""
+    while venv is not None:
+        if isinstance(venv, ResidualAction):
+            return venv.residual_base
+        venv = getattr(venv, "venv", None)
+    return "none"

@@ -1,0 +1,153 @@
+"""Residual policies: the base rule, the training wrapper, run loading and the ONNX export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from budgetgym.agents.baselines import PAYS_PER_SALE, make_baseline
+from budgetgym.agents.checkpoints import (
+    load_checkpoint,
+    load_run_policy,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from budgetgym.agents.config import validate_config
+from budgetgym.agents.evaluation import evaluate
+from budgetgym.agents.export import OnnxPolicy, export_onnx
+from budgetgym.agents.residual import ResidualAction, add_residual, base_action, residual_base_of
+from budgetgym.agents.training import make_train_env, train
+from budgetgym.envs import (
+    ACTION_DIM,
+    OBS_DIM,
+    BatchedCampaigns,
+    BudgetVecEnv,
+    action_to_spend_request,
+)
+from budgetgym.envs.campaigns import channel_slice, obs_index
+
+TINY = {
+    "total_timesteps": 384,
+    "residual_base": "obs_pacing",
+    "env": {"scenario": "mixed", "n_envs": 8, "horizon_hours": 24},
+    "hyperparams": {"n_steps": 24, "batch_size": 64, "n_epochs": 2, "learning_rate": 1.0e-3},
+    "eval": {"eval_freq": 0, "n_eval_episodes": 4, "references": False, "final_episodes": 0},
+    "checkpoint": {"save_freq": 0},
+}
+EVAL = {"scenario": "hit_product", "episodes": 16, "seed_start": 1_000_000, "progress": False,
+        "horizon_hours": 24}  # fmt: skip
+
+
+def trajectory_obs(n: int = 64) -> np.ndarray:
+    """Observations of a week of campaigns under random actions."""
+    campaigns = BatchedCampaigns("mixed")
+    obs, _ = campaigns.reset(np.arange(n))
+    rng = np.random.default_rng(0)
+    seen = [obs]
+    for _ in range(168):
+        obs, _, _, _ = campaigns.step(rng.uniform(-1, 1, (n, ACTION_DIM)))
+        seen.append(obs)
+    return np.concatenate(seen)
+
+
+def test_base_is_a_valid_action_and_a_pure_function_of_the_observation() -> None:
+    obs = trajectory_obs()
+    actions = base_action("obs_pacing", obs)
+    assert actions.shape == (len(obs), ACTION_DIM) and actions.dtype == np.float32
+    assert np.isfinite(actions).all() and np.abs(actions).max() <= 1.0
+    np.testing.assert_array_equal(base_action("obs_pacing", obs[::-1]), actions[::-1])
+    np.testing.assert_array_equal(add_residual("obs_pacing", obs, np.zeros_like(actions)), actions)
+    assert np.abs(add_residual("obs_pacing", obs, np.ones_like(actions))).max() <= 1.0
+    with pytest.raises(ValueError, match="residual base"):
+        base_action("pid", obs)
+    with pytest.raises(ValueError, match=f"\\(n, {OBS_DIM}\\)"):
+        base_action("obs_pacing", obs[:, :-1])
+
+
+def test_base_paces_and_throttles_like_pid_pacing() -> None:
+    """Behind even pacing it speeds up, below the ROI target it slows down, and it favours
+    channels with a higher delay-corrected ROI."""
+    obs = np.zeros((3, OBS_DIM), dtype=np.float32)
+    obs[:, obs_index("budget_left_frac")] = 0.5
+    obs[:, obs_index("progress")] = 0.5
+    obs[1, obs_index("pace_gap")] = 0.05  # behind even pacing
+    obs[2, obs_index("log_matured_roi")] = -0.3  # below target
+    obs[0, channel_slice("log_matured_roi")] = [0.4, 0, 0, 0, 0, 0]  # search pays best
+    request = action_to_spend_request(base_action("obs_pacing", obs), np.full(3, 1e4), 84)
+    paid = request[:, ~PAYS_PER_SALE].sum(axis=1)
+    assert paid[1] > paid[0] > paid[2]
+    assert request[0, 0] > 2 * request[0, 1]
+    assert (request[:, PAYS_PER_SALE] > 0).all()  # pay-per-sale channels stay on
+
+
+def test_wrapper_with_zero_corrections_plays_the_base_rule() -> None:
+    venv = ResidualAction(BudgetVecEnv(8, scenario="hit_product", horizon_hours=24), "obs_pacing")
+    assert residual_base_of(venv) == "obs_pacing"
+    venv.seed(5)
+    obs = venv.reset()
+    rule = make_baseline("obs_pacing")
+    campaigns = BatchedCampaigns("hit_product", horizon_hours=24)
+    direct, _ = campaigns.reset(venv.venv.campaigns.params.seeds)
+    np.testing.assert_array_equal(obs, direct)
+    for _ in range(24):
+        venv.step_async(np.zeros((8, ACTION_DIM), dtype=np.float32))
+        obs, reward, done, _ = venv.step_wait()
+        direct, r, _, _ = campaigns.step(rule.predict(direct)[0])
+        np.testing.assert_allclose(reward, r)
+    assert done.all()
+
+
+@pytest.fixture(scope="module")
+def residual_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("residual") / "run"
+    train(validate_config(TINY), run_dir, progress=False, log=lambda _: None)
+    return run_dir
+
+
+def test_residual_run_loads_with_its_base(residual_run: Path) -> None:
+    policy = load_run_policy(residual_run)
+    assert policy.residual_base == "obs_pacing"
+    # With the network's correction zeroed, the trained policy is exactly the base rule.
+    checkpoint = resolve_checkpoint(residual_run)
+    loaded = load_checkpoint(checkpoint)
+    assert loaded.meta["residual_base"] == "obs_pacing"
+    with torch.no_grad():
+        loaded.model.policy.action_net.weight.zero_()
+        loaded.model.policy.action_net.bias.zero_()
+    loaded.vecnormalize.set_venv(make_train_env(validate_config(TINY), seed=0))
+    save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
+    as_run = evaluate(load_run_policy(residual_run), **EVAL).summary
+    as_rule = evaluate(make_baseline("obs_pacing"), **EVAL).summary
+    assert as_run["gmv_mean"] == pytest.approx(as_rule["gmv_mean"], rel=1e-9)
+
+
+def test_residual_onnx_matches_predict(residual_run: Path, tmp_path: Path) -> None:
+    checkpoint = resolve_checkpoint(residual_run)
+    loaded = load_checkpoint(checkpoint)
+    with torch.no_grad():  # large corrections, so that the sum exercises the clipping
+        loaded.model.policy.action_net.weight.normal_(0.0, 0.5)
+    loaded.vecnormalize.set_venv(make_train_env(validate_config(TINY), seed=0))
+    save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
+    onnx_path = export_onnx(residual_run, tmp_path / "policy.onnx")
+    obs = trajectory_obs(8)
+    expected, _ = load_run_policy(residual_run).predict(obs)
+    actual, _ = OnnxPolicy(onnx_path).predict(obs)
+    assert np.abs(actual - expected).max() <= 1e-5
+    assert (np.abs(actual) == 1.0).any()
+    assert not np.allclose(expected, base_action("obs_pacing", obs), atol=1e-3)
+
+
+def test_unknown_residual_base_in_a_checkpoint_fails_clearly(residual_run: Path) -> None:
+    import json
+
+    meta_path = resolve_checkpoint(residual_run) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "residual_base": "magic"}))
+    try:
+        with pytest.raises(ValueError, match="residual base"):
+            load_run_policy(residual_run)
+    finally:
+        meta_path.write_text(json.dumps(meta))
