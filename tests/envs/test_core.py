@@ -173,3 +173,35 @@ def test_pending_pools_never_go_negative():
         assert all(space.contains(row) for row in obs)
         assert (info["gmv_cny"] >= 0).all()
         assert (campaigns.state.pending_gmv_cny >= 0).all()
+
+
+def test_matured_roi_feature_is_computed_from_observed_history():
+    """``log_matured_roi`` follows from what the advertiser saw: hourly spend (for the 24 h
+    memory of unconverted spend), cumulative spend and attributed GMV, budget and target."""
+    from budgetgym.envs.campaigns import LATE_SHARE, ROI_PRIOR_HOURS, channel_slice, obs_index
+    from budgetgym.envs.core import RECENT_SPEND_DECAY
+
+    n, horizon = 16, 48
+    campaigns = BatchedCampaigns("high_price_long_cycle", horizon_hours=horizon)
+    _, info = campaigns.reset(np.arange(n))
+    rng = np.random.default_rng(3)
+    recent = np.zeros((n, len(CHANNEL_NAMES)))
+    for _ in range(horizon):
+        obs, _, _, info = campaigns.step(rng.uniform(-1, 1, (n, 1 + len(CHANNEL_NAMES))))
+        recent = RECENT_SPEND_DECAY * recent + info["spend_cny"]
+        target = info["target_roi"][:, None]
+        prior = ROI_PRIOR_HOURS * info["budget"][:, None] / horizon
+        matured = np.maximum(info["spend_by_channel"] - LATE_SHARE * recent, 0.0)
+        k = len(CHANNEL_NAMES)
+        per_channel = np.log(
+            (info["gmv_by_channel"] + target * prior / k) / (target * (matured + prior / k))
+        )
+        total = np.log(
+            (info["gmv_total"] + target[:, 0] * prior[:, 0])
+            / (target[:, 0] * (matured.sum(axis=1) + prior[:, 0]))
+        )
+        np.testing.assert_allclose(obs[:, channel_slice("log_matured_roi")],
+                                   np.clip(per_channel, -5, 5), atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(obs[:, obs_index("log_matured_roi")], np.clip(total, -5, 5),
+                                   atol=1e-5)  # fmt: skip
+    assert np.ptp(obs[:, channel_slice("log_matured_roi")]) > 0.5  # informative, not constant
