@@ -8,8 +8,8 @@ exported ONNX graph (raw observation in, action out) and the residual policy sta
 
 ``obs_pacing`` is that base: the pacing-and-split logic of the ``pid_pacing`` baseline,
 computed from the simulator's delay-corrected ROI features (``log_matured_roi``) instead of the
-rule's own running estimates. On validation campaigns it matches ``pid_pacing`` within ~1% of
-GMV (``docs/training.md``).
+rule's own running estimates. On the held-out leaderboard it is within 0.5 points of
+``pid_pacing``'s share of the oracle's GMV in every scenario (``docs/benchmark.md``).
 
 The one implementation is in torch (it is traced into the ONNX export); numpy callers go
 through :func:`base_action`.

@@ -105,9 +105,8 @@ def _clock(hour):
 
 def _observe_campaign(i, hour, horizon, clock, params, state, calendar, out):
     """Fill ``out[i]`` in the order of ``OBS_FEATURES`` (scalings documented there)."""
-    budget, target_roi, price = params[0], params[1], params[2]
-    event_start = params[11]
-    budget_left, last, totals, recent_spend = state[1], state[6], state[7], state[8]
+    (budget, target_roi, price, _, _, _, _, _, _, _, _, event_start, _, _, _) = params
+    (_, budget_left, _, _, _, _, last, totals, recent_spend, _, _) = state
     n_ch = last.shape[2]
     event_length, warmup_length, reference_price = calendar
     b, roi = budget[i], target_roi[i]
@@ -276,8 +275,8 @@ class BatchedCampaigns:
     def _advance(
         self, actions: np.ndarray | None, request: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Step with checked ``actions``, or with the spend ``request`` when ``actions`` is None
-        (the request is then filled from the actions)."""
+        """Step with checked ``actions`` (their spend requests are written into ``request``),
+        or, when ``actions`` is None, with the given spend ``request``."""
         p, s = self.params, self.state
         n, k = request.shape
         purchases, purchase_gmv = np.empty((n, k)), np.empty((n, k))
@@ -359,9 +358,9 @@ TOTAL_KEYS = (
 
 def _summary_campaign(i, mode, penalty_coef, done, params, state, out, reward):
     """Fill ``out[i]`` with ``TOTAL_KEYS`` and ``reward[i]`` (see ``BatchedCampaigns``)."""
-    budget, target_roi, margin, new_customer_value = params[0], params[1], params[13], params[14]
-    budget_left, pending_conv, pending_gmv = state[1], state[3], state[5]
-    last, totals, unattr_conv, unattr_gmv = state[6], state[7], state[9], state[10]
+    (budget, target_roi, _, _, _, _, _, _, _, _, _, _, _, margin, new_customer_value) = params
+    (_, budget_left, _, pending_conv, _, pending_gmv, last, totals, _, unattr_conv,
+     unattr_gmv) = state  # fmt: skip
     n_ch = last.shape[2]
     spend = gmv = conv = new = pend_c = pend_g = 0.0
     h_spend = h_gmv = h_new = 0.0
@@ -412,7 +411,7 @@ def _step_loop(
     settle = hour + 1 >= horizon
     counter, profile = hour_counters(hour, request.shape[1]), hour_profile(hour, cal)
     clock = _clock(hour + 1)
-    budget_left = state[1]
+    budget_left = state[1]  # see kernel_state
     for i in numba.prange(request.shape[0]):
         if action is not None:
             action_row_to_request(action, i, budget_left[i], horizon - hour, request)

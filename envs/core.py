@@ -230,7 +230,7 @@ def _splitmix(x):
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _uniform(key, counter):
-    """Uniform in (0, 1) of one campaign key and one mixed counter (see ``_counters``)."""
+    """Uniform in (0, 1) of one campaign key and one mixed counter (see ``hour_counters``)."""
     bits = _splitmix(key ^ counter)
     return (float(bits >> np.uint64(11)) + 0.5) * 2.0**-53
 
