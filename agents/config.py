@@ -197,6 +197,11 @@ class PPOParams(_Frozen):
     """Early stop of an update when the approximate KL exceeds this (None: off)."""
     normalize_advantage: bool = True
     """Normalize advantages per minibatch."""
+    use_sde: bool = False
+    """Generalized state-dependent exploration (gSDE, Raffin et al. 2022) instead of independent
+    Gaussian noise; ``log_std_init`` then sets the noise weights' log-sd (rl-zoo uses -2)."""
+    sde_sample_freq: Annotated[int, Field(ge=-1)] = -1
+    """With ``use_sde``: resample the noise every this many steps (-1: once per rollout)."""
     policy_kwargs: PolicyKwargs = PolicyKwargs()
     """Network architecture."""
 

@@ -123,3 +123,20 @@ def test_export_cli(exported: tuple[Path, Path], tmp_path: Path) -> None:
     assert out.is_file() and out.with_suffix(".json").is_file()
     assert main(["export", str(tmp_path / "nowhere")]) == 2
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["algorithm"] == "ppo"
+
+
+def test_gsde_policy_exports_its_mean_action(tmp_path: Path) -> None:
+    """With ``use_sde`` the deterministic action is still the actor's mean: ONNX matches."""
+    config = validate_config(
+        {**TINY, "hyperparams": {**TINY["hyperparams"], "use_sde": True, "sde_sample_freq": 4}}
+    )
+    run_dir = tmp_path / "run"
+    train(config, run_dir, progress=False, log=lambda _: None)
+    policy = load_run_policy(run_dir)
+    assert policy.model.use_sde
+    obs = observations(200)
+    expected, _ = policy.predict(obs, deterministic=True)
+    actual, _ = OnnxPolicy(export_onnx(run_dir)).predict(obs)
+    assert np.abs(actual - expected).max() <= 1e-5
+    stochastic, _ = policy.predict(obs, deterministic=False)
+    assert not np.allclose(stochastic, expected)  # the exploration noise is really on
