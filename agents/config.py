@@ -122,6 +122,9 @@ class PolicyKwargs(_Frozen):
     """Activation between hidden layers."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian actions (PPO, recurrent PPO)."""
+    log_std_init_logits: float | None = None
+    """Initial log-sd of the six channel logits (``action[1:]``) when it should differ from the
+    pace's: a logit's noise is multiplied by the softmax temperature 3 (PPO without gSDE)."""
     ortho_init: bool = True
     """Orthogonal initialisation (PPO, recurrent PPO)."""
     lstm_hidden_size: PositiveInt = 64
@@ -212,6 +215,12 @@ class PPOParams(_Frozen):
         kwargs["policy_kwargs"] = self.policy_kwargs.sb3_kwargs(algorithm)
         return kwargs
 
+    @model_validator(mode="after")
+    def _logits_noise_without_sde(self) -> PPOParams:
+        if self.use_sde and self.policy_kwargs.log_std_init_logits is not None:
+            raise ValueError("policy_kwargs.log_std_init_logits does not apply with use_sde")
+        return self
+
 
 class SACParams(_Frozen):
     """Arguments of ``stable_baselines3.SAC``."""
@@ -238,6 +247,12 @@ class SACParams(_Frozen):
     """Entropy coefficient, or ``auto`` to learn it."""
     policy_kwargs: PolicyKwargs = PolicyKwargs(net_arch=(256, 256), activation_fn="relu")
     """Network architecture."""
+
+    @model_validator(mode="after")
+    def _no_logits_noise(self) -> SACParams:
+        if self.policy_kwargs.log_std_init_logits is not None:
+            raise ValueError("policy_kwargs.log_std_init_logits applies to PPO only")
+        return self
 
     def sb3_kwargs(self, algorithm: str, total_timesteps: int) -> dict[str, Any]:
         """Keyword arguments for the SB3 constructor."""

@@ -78,6 +78,15 @@ def test_ppo_fields_are_sb3_argument_names() -> None:
             {"env": {"reward_shaping": "dense_roi_penalty", "reward_mode": "gmv"}},
             ["dense_roi_penalty", "'gmv'"],
         ),
+        (
+            {"hyperparams": {"use_sde": True, "policy_kwargs": {"log_std_init_logits": -2}}},
+            ["log_std_init_logits", "use_sde"],
+        ),
+        (
+            {"algorithm": "sac", "hyperparams": {"policy_kwargs": {"log_std_init_logits": -2}}},
+            ["log_std_init_logits", "PPO only"],
+        ),
+        ({"residual_base": "pid"}, ["residual_base", "'obs_pacing'"]),
     ],
 )
 def test_invalid_configs_name_the_key(data: dict, fragments: list[str]) -> None:

@@ -107,6 +107,17 @@ def residual_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
+def test_logits_get_their_own_initial_noise(tmp_path: Path) -> None:
+    config = validate_config(
+        {**TINY, "total_timesteps": 192,
+         "hyperparams": {**TINY["hyperparams"], "n_epochs": 1, "learning_rate": 1e-6,
+                         "policy_kwargs": {"log_std_init": -0.5, "log_std_init_logits": -2.0}}}
+    )  # fmt: skip
+    train(config, tmp_path / "run", progress=False, log=lambda _: None)
+    log_std = load_run_policy(tmp_path / "run").model.policy.log_std.detach().numpy()
+    np.testing.assert_allclose(log_std, [-0.5] + [-2.0] * (ACTION_DIM - 1), atol=1e-3)
+
+
 def test_residual_run_loads_with_its_base(residual_run: Path) -> None:
     policy = load_run_policy(residual_run)
     assert policy.residual_base == "obs_pacing"
