@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
+from budgetgym.agents.baselines import N_PER_SALE, PAYS_PER_SALE
 from budgetgym.envs.campaigns import OBS_DIM, channel_slice, obs_index
-from budgetgym.envs.channels import DEFAULT_CHANNELS
 from budgetgym.envs.core import MAX_PACE_MULT, SHARE_TEMPERATURE
 from budgetgym.envs.errors import unknown_name_error
 
@@ -33,7 +33,6 @@ PACE_GAIN = 8.0  # log-pace per unit of pace gap (budget fraction behind even pa
 ROI_GAIN = 4.0  # pace multiplier (ROI / target)^4 while below the target
 SHARE_POWER = 2.0  # paid shares proportional to (ROI / target)^2
 PER_SALE_ALLOCATION = 4.0  # standing hourly allocation of pay-per-sale channels, x even pacing
-_PAYS_PER_SALE = [c.billing == "commission" for c in DEFAULT_CHANNELS]
 _PROGRESS, _BUDGET_LEFT = obs_index("progress"), obs_index("budget_left_frac")
 _PACE_GAP, _LOG_ROI = obs_index("pace_gap"), obs_index("log_matured_roi")
 _LOG_ROI_BY_CHANNEL = channel_slice("log_matured_roi")
@@ -57,8 +56,8 @@ def obs_pacing_torch(obs: Any) -> Any:
     import torch
 
     obs = obs.to(torch.float64)
-    n_ch = len(_PAYS_PER_SALE)
-    per_sale = torch.tensor(_PAYS_PER_SALE, dtype=torch.bool)
+    n_ch = PAYS_PER_SALE.size
+    per_sale = torch.from_numpy(PAYS_PER_SALE)  # no copy: built once, not per call
     hours_left_frac = torch.clamp(1.0 - obs[:, _PROGRESS], min=1e-3)
     even = torch.clamp(obs[:, _BUDGET_LEFT] / hours_left_frac, min=1e-9)
     log_roi = obs[:, _LOG_ROI]
@@ -69,8 +68,7 @@ def obs_pacing_torch(obs: Any) -> Any:
     weights = torch.exp(SHARE_POWER * obs[:, _LOG_ROI_BY_CHANNEL])
     weights = torch.where(per_sale, torch.zeros_like(weights), weights)
     paid = (pace * even)[:, None] * weights / weights.sum(dim=1, keepdim=True)
-    n_per_sale = max(sum(_PAYS_PER_SALE), 1)
-    room = torch.clamp(MAX_PACE_MULT * even - paid.sum(dim=1), min=0.0) / n_per_sale
+    room = torch.clamp(MAX_PACE_MULT * even - paid.sum(dim=1), min=0.0) / max(N_PER_SALE, 1)
     standing = torch.clamp(room, max=PER_SALE_ALLOCATION)[:, None].expand(-1, n_ch)
     request = torch.where(per_sale, standing, paid)
     total = request.sum(dim=1)
@@ -88,7 +86,7 @@ def base_action(name: str, obs: np.ndarray) -> np.ndarray:
     if obs.ndim != 2 or obs.shape[1] != OBS_DIM:
         raise ValueError(f"Observations must have shape (n, {OBS_DIM}), got {obs.shape}.")
     if check_residual_base(name) == "none":
-        return np.zeros((obs.shape[0], 1 + len(_PAYS_PER_SALE)), dtype=np.float32)
+        return np.zeros((obs.shape[0], 1 + PAYS_PER_SALE.size), dtype=np.float32)
     import torch
 
     with torch.no_grad():

@@ -288,7 +288,7 @@ def train(
         vecnorm = VecNormalize(venv, gamma=hp.gamma, **config.normalize.model_dump())
     algo = algorithm_class(config.algorithm)
     model = algo(POLICY_NAMES[config.algorithm], vecnorm, verbose=0, **config.sb3_kwargs())
-    logits_log_std = getattr(hp.policy_kwargs, "log_std_init_logits", None)
+    logits_log_std = hp.policy_kwargs.log_std_init_logits  # validated: PPO without gSDE only
     if logits_log_std is not None:  # SB3 takes one initial log-sd for every action dimension
         model.policy.log_std.data[1:] = logits_log_std
     return _learn(model, config, paths, progress, report, final_comparison, log, resumed=False)
