@@ -54,9 +54,9 @@ HOURLY_METRICS = ("spend_cny", "impressions", "clicks", "conversions", "new_cust
 SPEND, IMPRESSIONS, CLICKS, CONVERSIONS, NEW_CUSTOMERS, GMV = range(len(HOURLY_METRICS))
 
 # Stream indices of the per-step counter-based draws.
-_S_VOLUME, _S_PRICE, _S_CLICKS, _S_RETURNING, _S_CONV_NEW, _S_CONV_RET = range(6)
-_S_ORDER_VALUE, _S_IMMEDIATE, _S_ARRIVAL, _S_SETTLE = range(6, 10)
-_N_STREAMS = 10
+_S_VOLUME, _S_PRICE, _S_CLICKS, _S_PURCHASES, _S_RETURNING_BUYERS = range(5)
+_S_ORDER_VALUE, _S_IMMEDIATE, _S_ARRIVAL, _S_SETTLE = range(5, 9)
+_N_STREAMS = 9
 
 PRICE_SIGMA = channel_array("price_sigma")
 VOLUME_SIGMA = channel_array("volume_noise_sigma")
@@ -69,9 +69,11 @@ BOOSTED = np.array([c not in ("affiliate", "social") for c in CHANNEL_NAMES], dt
 # globals: numba's on-disk cache is keyed on this file alone, so a global edited elsewhere would
 # be silently stale.
 CHANNEL_TABLE = np.stack(
-    [PRICE_SIGMA, VOLUME_SIGMA, DIURNAL_STRENGTH, RETURNING_AFFINITY, COMMISSION_FRAC, BOOSTED]
-)
-_SIGMA, _VOLUME_SIGMA, _DIURNAL, _AFFINITY, _COMMISSION, _BOOSTED = range(6)
+    [PRICE_SIGMA, VOLUME_SIGMA, DIURNAL_STRENGTH, RETURNING_AFFINITY, COMMISSION_FRAC, BOOSTED,
+     np.exp(0.5 * PRICE_SIGMA**2)]
+)  # fmt: skip
+# _MEAN_PRICE: mean over median of the lognormal competing price, exp(sigma^2 / 2).
+_SIGMA, _VOLUME_SIGMA, _DIURNAL, _AFFINITY, _COMMISSION, _BOOSTED, _MEAN_PRICE = range(7)
 CALENDAR = np.array(
     [EVENT_LENGTH_HOURS, WARMUP_HOURS, EVENT_TRAFFIC_MULT, EVENT_PRICE_MULT, EVENT_CVR_MULT,
      WARMUP_CVR_MULT, COLDSTART_DECAY_HOURS], dtype=np.float64,
@@ -322,13 +324,28 @@ def _binomial(n, p, u):
     normal approximation with continuity correction above (error far below the model's noise)."""
     if n <= 0.0 or p <= 0.0:
         return 0.0
+    return _binomial_logq(n, p, _log_q(p), u)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _log_q(p):
+    """``log(1 - p)``: glibc's ``log1p`` costs ~3x ``log`` here, and the precision ``log1p`` keeps
+    for tiny ``p`` (relative 1e-16 / p) is far below what the draws need."""
+    return math.log(1.0 - p) if p < 1.0 else -np.inf
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _binomial_logq(n, p, log_q, u):
+    """``_binomial`` given ``log_q = log(1 - p)`` (hoisted out of loops when ``p`` is fixed)."""
+    if n <= 0.0 or p <= 0.0:
+        return 0.0
     if p >= 1.0:
         return n
     mean = n * p
     if mean >= 12.0:
         x = np.floor(mean + math.sqrt(mean * (1.0 - p)) * _ndtri(u) + 0.5)
         return min(max(x, 0.0), n)
-    pmf = math.exp(n * math.log1p(-p))
+    pmf = math.exp(n * log_q)
     cdf = pmf
     odds = p / (1.0 - p)
     k = 0.0
@@ -367,7 +384,7 @@ def _market_cell(
     volume *= launch * noise
     price_noise = PRICE_NOISE_SIGMA * _ndtri(_uniform(key, counter[_S_PRICE, k]))
     price = price_ref * (1.0 + 0.25 * evening) * price_mult * math.exp(price_noise)
-    max_spend = volume * price * math.exp(0.5 * ch[_SIGMA, k] ** 2)
+    max_spend = volume * price * ch[_MEAN_PRICE, k]
     return volume, price, max_spend, cvr
 
 
@@ -428,6 +445,7 @@ def simulate_campaign(
         if ch[_COMMISSION, k] == 0.0:
             commission_room -= max(request[i, k], 0.0) * scale
     returning_frac_base = pool[i] / (pool[i] + pool_half[i])
+    log_q_immediate, log_q_arrival = _log_q(immediate_frac[i]), _log_q(hazard[i])
     spent, new_arrived = 0.0, 0.0
     for k in range(n_ch):
         volume, _, max_spend, cvr_mult = _market_cell(
@@ -438,13 +456,15 @@ def simulate_campaign(
         expected_impressions = _win_impressions(allocated, volume, max_spend, ch[_SIGMA, k])
         impressions = np.floor(expected_impressions + 0.5)
         clicks = _binomial(impressions, ctr[i, k], _uniform(key, counter[_S_CLICKS, k]))
-        u_ret = _uniform(key, counter[_S_RETURNING, k])
-        clicks_ret = _binomial(clicks, ch[_AFFINITY, k] * returning_frac_base, u_ret)
-        p_new = min(cvr_new[i, k] * cvr_mult, 0.95)
-        p_ret = min(cvr_ret[i, k] * cvr_mult, 0.95)
-        conv_new = _binomial(clicks - clicks_ret, p_new, _uniform(key, counter[_S_CONV_NEW, k]))
-        conv_ret = _binomial(clicks_ret, p_ret, _uniform(key, counter[_S_CONV_RET, k]))
-        purchases = conv_new + conv_ret
+        # Each click is a returning customer's purchase, a new customer's, or none: a multinomial,
+        # drawn as purchases, then the returning buyers among them (no draw when nobody buys).
+        returning_frac = ch[_AFFINITY, k] * returning_frac_base
+        p_ret = returning_frac * min(cvr_ret[i, k] * cvr_mult, 0.95)
+        p_buy = p_ret + (1.0 - returning_frac) * min(cvr_new[i, k] * cvr_mult, 0.95)
+        purchases = _binomial(clicks, p_buy, _uniform(key, counter[_S_PURCHASES, k]))
+        u_ret = _uniform(key, counter[_S_RETURNING_BUYERS, k])
+        conv_ret = _binomial(purchases, p_ret / p_buy, u_ret) if purchases > 0.0 else 0.0
+        conv_new = purchases - conv_ret
         order_value = price_cny[i]
         if purchases > 0.0:
             # Mean order value of the cohort: lognormal per order, averaged over the cohort.
@@ -468,9 +488,9 @@ def simulate_campaign(
             commission_room -= cost
         # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
         u_imm = _uniform(key, counter[_S_IMMEDIATE, k])
-        immediate = _binomial(purchases, immediate_frac[i], u_imm)
+        immediate = _binomial_logq(purchases, immediate_frac[i], log_q_immediate, u_imm)
         u_arr = _uniform(key, counter[_S_ARRIVAL, k])
-        old = _binomial(pend_conv[i, k], hazard[i], u_arr)
+        old = _binomial_logq(pend_conv[i, k], hazard[i], log_q_arrival, u_arr)
         imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
         old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
         conv = immediate + old

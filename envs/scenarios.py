@@ -237,7 +237,8 @@ def sample_campaigns(
         idx = np.full(n, list(SCENARIOS).index(resolve_scenario(scenario).name), dtype=np.int64)
 
     def per_scenario(attr: str) -> np.ndarray:
-        return np.array([getattr(specs[i], attr) for i in idx], dtype=np.float64).reshape(n, -1)
+        table = np.array([getattr(spec, attr) for spec in specs], dtype=np.float64)
+        return table[idx].reshape(n, -1)
 
     budget = _log_uniform(u[:, 1, 0], per_scenario("budget_cny"))
     roi_lo, roi_hi = per_scenario("target_roi").T

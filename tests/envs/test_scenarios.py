@@ -83,12 +83,13 @@ def test_timing_matters_in_double11():
         actions[:, 0] = np.where(obs[:, active] > 0, 1.0, -0.6)
         return actions
 
-    seeds = EVAL_SEED_START + np.arange(32)
+    # The gain is ~5% (512 campaigns); 128 campaigns measure it to about +-0.3%.
+    seeds = EVAL_SEED_START + np.arange(128)
     gmv = {}
     for name, policy in (("even", constant_policy(0.0)), ("timed", save_for_event)):
         campaigns = BatchedCampaigns("double11_promotion", reward_mode="gmv")
         gmv[name] = rollout(campaigns, seeds, policy)[-1][3]["gmv_total"].mean()
-    assert gmv["timed"] > 1.05 * gmv["even"], gmv
+    assert gmv["timed"] > 1.03 * gmv["even"], gmv
 
 
 def test_list_scenarios_cli():
