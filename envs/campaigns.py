@@ -60,6 +60,9 @@ GLOBAL_FEATURES = (
     "gmv_frac",  # attributed GMV / (budget * target ROI)
     "log_price",  # log(own product price / 150 CNY)
     "log_matured_roi",  # log(delay-corrected ROI so far / target), shrunk to 0, in [-5, 5]
+    # What the merchant declares when setting up the campaign (its goal and product):
+    "new_product",  # 1 for a product launched with the platform's cold-start support
+    "new_customer_value",  # the goal's extra value of a new customer / price (0: none)
 )
 CHANNEL_FEATURES = (
     "spend_rate",  # last hour's spend / (budget / horizon)
@@ -82,7 +85,7 @@ OBS_DIM = len(OBS_FEATURES)
 # ratios (money and counts).
 _LOW = {"hour_sin": -1, "hour_cos": -1, "weekday_sin": -1, "weekday_cos": -1,
         "hours_to_event": -1, "pace_gap": -1, "log_price": -10, "log_matured_roi": -5}  # fmt: skip
-_HIGH = {"log_matured_roi": 5, **{f: 1 for f in GLOBAL_FEATURES[:10]}}
+_HIGH = {"log_matured_roi": 5, "new_product": 1, **{f: 1 for f in GLOBAL_FEATURES[:10]}}
 OBS_LOW = np.array([_LOW.get(f.split("/")[-1], 0.0) for f in OBS_FEATURES], dtype=np.float32)
 OBS_HIGH = np.array([_HIGH.get(f.split("/")[-1], 1e6) for f in OBS_FEATURES], dtype=np.float32)
 #: Share of spend assumed still unconverted per unit of ``recent_spend`` (public Criteo prior:
@@ -105,7 +108,7 @@ def _clock(hour):
 
 def _observe_campaign(i, hour, horizon, clock, params, state, calendar, out):
     """Fill ``out[i]`` in the order of ``OBS_FEATURES`` (scalings documented there)."""
-    (budget, target_roi, price, _, _, _, _, _, _, _, _, event_start, _, _, _) = params
+    (budget, target_roi, price, _, _, _, _, _, _, _, _, event_start, boost, _, new_value) = params
     (_, budget_left, _, _, _, _, last, totals, recent_spend, _, _) = state
     n_ch = last.shape[2]
     event_length, warmup_length, reference_price = calendar
@@ -128,6 +131,8 @@ def _observe_campaign(i, hour, horizon, clock, params, state, calendar, out):
     out[i, 11] = gmv_total / (spend_total + 0.01 * b) / roi
     out[i, 12] = gmv_total / (b * roi)
     out[i, 13] = np.log(price[i] / reference_price)
+    out[i, 15] = 1.0 if boost[i] > 0.0 else 0.0
+    out[i, 16] = new_value[i] / price[i]
     base = len(GLOBAL_FEATURES)
     # Delay-corrected ROI: attributed GMV over the spend whose conversions should have
     # arrived by now, shrunk toward the target (log 0) until a few hours have matured.

@@ -105,3 +105,22 @@ def test_list_scenarios_cli():
     )
     assert [line.split()[0] for line in out] == list(SCENARIO_NAMES)
     assert all(len(line.split(maxsplit=1)) == 2 for line in out)
+
+
+def test_declared_goal_is_observed():
+    """The goal the merchant picks is in the observation: a new product (cold-start support) and
+    the value of a new customer the reward pays for, which only acquisition campaigns have."""
+    new_product, new_value = obs_index("new_product"), obs_index("new_customer_value")
+    for name in SCENARIO_NAMES:
+        obs, _ = BatchedCampaigns(name).reset(np.arange(64))
+        params = sample_campaigns(name, np.arange(64))
+        np.testing.assert_array_equal(obs[:, new_product], params.coldstart_boost > 0)
+        np.testing.assert_allclose(
+            obs[:, new_value], params.new_customer_value_cny / params.price_cny, rtol=1e-6
+        )
+        if name == "new_product_cold_start":
+            assert (obs[:, new_product] == 1).all()
+        if name == "new_customer_acquisition":
+            assert (obs[:, new_value] > 0).all()
+        if name in ("hit_product", "high_price_long_cycle"):
+            assert (obs[:, new_product] == 0).all() and (obs[:, new_value] == 0).all()
