@@ -148,7 +148,8 @@ def _observe_campaign(i, hour, horizon, clock, params, state, calendar, out):
     out[i, 14] = min(max(log_roi, -5.0), 5.0)
     # Reciprocals once per campaign (a division costs several multiplications), and log(1 + x)
     # rather than log1p: glibc's log1p costs 3x its log, and x >= 0 needs no extra precision.
-    inv_even, inv_b, inv_gmv_even, inv_gmv_b = 1.0 / even_rate, 1.0 / b, 1.0 / (roi * even_rate), 1.0 / (b * roi)
+    inv_even, inv_b = 1.0 / even_rate, 1.0 / b
+    inv_gmv_even, inv_gmv_b = inv_even / roi, inv_b / roi
     for k in range(n_ch):
         impressions = last[IMPRESSIONS, i, k]
         cpm = 1000.0 * last[SPEND, i, k] / impressions if impressions > 0 else 0.0
