@@ -21,9 +21,11 @@ docs/simulator.md states the model with its equations.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import types
 from dataclasses import dataclass
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -528,17 +530,38 @@ def simulate_campaign(
     pool[i] += new_arrived
 
 
+def sources_digest(*paths: str | Path) -> str:
+    """Short digest of the contents of source files (names the cached builds of a kernel)."""
+    digest = hashlib.sha1()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _renamed(function, suffix: str):
+    renamed = types.FunctionType(function.__code__, function.__globals__, function.__name__)
+    renamed.__qualname__ = f"{function.__qualname__}_{suffix}"
+    return renamed
+
+
 class BatchKernel:
     """A numba kernel over a batch, compiled twice: serial for small batches (a single env pays
-    no thread start-up), parallel over campaigns (``numba.prange``) for large ones."""
+    no thread start-up), parallel over campaigns (``numba.prange``) for large ones.
+
+    numba's on-disk cache names an entry after the function and checks only the file that
+    defines it, although the machine code also contains every compiled function it calls: a
+    kernel calling :func:`simulate_campaign` from another module would keep running the old
+    dynamics after this file is edited. Both builds are therefore cached under a name carrying
+    a digest of this file and the kernel's own (and the parallel one under its own name: the
+    cache does not tell compile flags apart either).
+    """
 
     def __init__(self, function) -> None:
-        self.serial = numba.njit(cache=True, error_model="numpy")(function)
-        # numba's on-disk cache keys entries by the function's name and signature, not by compile
-        # flags: under its own name, the parallel build cannot load the serial one from the cache.
-        renamed = types.FunctionType(function.__code__, function.__globals__, function.__name__)
-        renamed.__qualname__ = function.__qualname__ + "_parallel"
-        self.parallel = numba.njit(cache=True, error_model="numpy", parallel=True)(renamed)
+        digest = sources_digest(__file__, function.__code__.co_filename)
+        self.serial = numba.njit(cache=True, error_model="numpy")(_renamed(function, digest))
+        self.parallel = numba.njit(cache=True, error_model="numpy", parallel=True)(
+            _renamed(function, f"{digest}_parallel")
+        )
 
     def for_batch(self, n_envs: int):
         """The build to call for ``n_envs`` campaigns."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from budgetgym.envs import CHANNEL_NAMES, BatchedCampaigns, sample_campaigns
+from budgetgym.envs import CHANNEL_NAMES, BatchedCampaigns, core, sample_campaigns
+from budgetgym.envs import campaigns as campaigns_module
 from budgetgym.envs.core import PARALLEL_MIN_ENVS, hourly_markets, win_curve
 from tests.conftest import constant_policy, rollout
 
@@ -205,3 +206,18 @@ def test_matured_roi_feature_is_computed_from_observed_history():
         np.testing.assert_allclose(obs[:, obs_index("log_matured_roi")], np.clip(total, -5, 5),
                                    atol=1e-5)  # fmt: skip
     assert np.ptp(obs[:, channel_slice("log_matured_roi")]) > 0.5  # informative, not constant
+
+
+def test_kernel_cache_names_follow_the_dynamics_source(tmp_path):
+    """numba's cache checks only the file defining a function, while the step kernel's machine
+    code includes core.py's dynamics: its cache names carry a digest of both files, so an edited
+    core.py can never run from a stale build."""
+    step = campaigns_module._STEP
+    digest = core.sources_digest(core.__file__, campaigns_module.__file__)
+    assert step.serial.py_func.__qualname__ == f"_step_loop_{digest}"
+    assert step.parallel.py_func.__qualname__ == f"_step_loop_{digest}_parallel"
+    source = tmp_path / "dynamics.py"
+    source.write_text("RATE = 1\n")
+    before = core.sources_digest(source)
+    source.write_text("RATE = 2\n")
+    assert core.sources_digest(source) != before
