@@ -21,6 +21,7 @@ docs/simulator.md states the model with its equations.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import types
@@ -538,6 +539,16 @@ def sources_digest(*paths: str | Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def prune_stale_builds(function, digest: str) -> None:
+    """Delete ``function``'s cached builds under other digests from numba's in-tree cache
+    (``__pycache__`` beside the source; a cache elsewhere, or a read-only one, is left alone)."""
+    source = Path(function.__code__.co_filename)
+    current = f"{source.stem}.{function.__qualname__}_{digest}"
+    for path in (source.parent / "__pycache__").glob(f"{source.stem}.{function.__qualname__}_*"):
+        if not path.name.startswith(current):
+            path.unlink(missing_ok=True)
+
+
 def _renamed(function, suffix: str):
     renamed = types.FunctionType(function.__code__, function.__globals__, function.__name__)
     renamed.__qualname__ = f"{function.__qualname__}_{suffix}"
@@ -553,11 +564,13 @@ class BatchKernel:
     kernel calling :func:`simulate_campaign` from another module would keep running the old
     dynamics after this file is edited. Both builds are therefore cached under a name carrying
     a digest of this file and the kernel's own (and the parallel one under its own name: the
-    cache does not tell compile flags apart either).
+    cache does not tell compile flags apart either); builds under older digests are deleted.
     """
 
     def __init__(self, function) -> None:
         digest = sources_digest(__file__, function.__code__.co_filename)
+        with contextlib.suppress(OSError):
+            prune_stale_builds(function, digest)
         self.serial = numba.njit(cache=True, error_model="numpy")(_renamed(function, digest))
         self.parallel = numba.njit(cache=True, error_model="numpy", parallel=True)(
             _renamed(function, f"{digest}_parallel")

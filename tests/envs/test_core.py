@@ -221,3 +221,26 @@ def test_kernel_cache_names_follow_the_dynamics_source(tmp_path):
     before = core.sources_digest(source)
     source.write_text("RATE = 2\n")
     assert core.sources_digest(source) != before
+
+
+def test_stale_kernel_builds_are_pruned(tmp_path):
+    """Cached builds of a kernel under an older digest are deleted; the current build, other
+    functions' builds and other modules' files are kept."""
+    source = tmp_path / "kernels.py"
+    source.write_text("def step_loop():\n    return 0\n")
+    namespace: dict = {}
+    exec(compile(source.read_text(), str(source), "exec"), namespace)
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    names = {
+        "kernels.step_loop_new-1.py311.nbi": True,
+        "kernels.step_loop_new_parallel-1.py311.1.nbc": True,
+        "kernels.step_loop_old-1.py311.nbi": False,
+        "kernels.step_loop_old_parallel-1.py311.1.nbc": False,
+        "kernels.observe_loop_old-1.py311.nbi": True,
+        "other.step_loop_old-1.py311.nbi": True,
+    }
+    for name in names:
+        (cache / name).write_text("")
+    core.prune_stale_builds(namespace["step_loop"], "new")
+    assert {p.name for p in cache.iterdir()} == {name for name, kept in names.items() if kept}
