@@ -127,6 +127,10 @@ class PolicyKwargs(_Frozen):
     pace's: a logit's noise is multiplied by the softmax temperature 3 (PPO without gSDE)."""
     ortho_init: bool = True
     """Orthogonal initialisation (PPO, recurrent PPO)."""
+    action_weight_decay: NonNegFloat = 0.0
+    """Decoupled weight decay (AdamW) of the action head only, pulling the mean action toward 0
+    (toward the rule for a residual policy; ``budgetgym.agents.residual.ActionDecayPolicy``).
+    PPO only; 0 keeps SB3's ``MlpPolicy``."""
     lstm_hidden_size: PositiveInt = 64
     """LSTM width (recurrent PPO only)."""
     enable_critic_lstm: bool = True
@@ -161,6 +165,8 @@ class PolicyKwargs(_Frozen):
         kwargs: dict[str, Any] = {"net_arch": arch, "activation_fn": activation}
         if algorithm in ("ppo", "recurrent_ppo"):
             kwargs.update(log_std_init=self.log_std_init, ortho_init=self.ortho_init)
+        if self.action_weight_decay > 0:  # validated: PPO only
+            kwargs.update(action_weight_decay=self.action_weight_decay)
         else:
             kwargs.update(log_std_init=self.log_std_init)
         if algorithm == "recurrent_ppo":
@@ -362,6 +368,8 @@ class TrainConfig(_Frozen):
         expected = hyperparams_model(self.algorithm)
         if not isinstance(hp, expected):
             raise ValueError(f"hyperparams are not those of algorithm {self.algorithm!r}")
+        if hp.policy_kwargs.action_weight_decay > 0 and self.algorithm != "ppo":
+            raise ValueError("policy_kwargs.action_weight_decay applies to algorithm ppo only")
         if isinstance(hp, PPOParams):
             rollout = hp.n_steps * self.env.n_envs
             if rollout % hp.batch_size:

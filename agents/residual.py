@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from budgetgym.agents.baselines import N_PER_SALE, PAYS_PER_SALE
@@ -132,3 +133,44 @@ def residual_base_of(venv: Any) -> str:
             return venv.residual_base
         venv = getattr(venv, "venv", None)
     return "none"
+
+
+class ActionDecayPolicy(ActorCriticPolicy):
+    """SB3's MLP actor-critic with decoupled weight decay (AdamW, Loshchilov & Hutter 2019) on
+    the action head only.
+
+    The decay pulls the policy's mean output toward zero at rate ``learning_rate x
+    action_weight_decay`` per gradient step; a consistent policy gradient holds it away, noise
+    does not. Under a residual base that is a pull toward the rule: the correction survives
+    where it pays (the Double-11 surge) and decays where the rule is already near its best.
+    Other parameters (hidden layers, critic, log-sd) are not decayed.
+
+    Args:
+        action_weight_decay: decoupled weight decay of ``action_net`` (0: plain Adam).
+        *args, **kwargs: as ``ActorCriticPolicy``.
+    """
+
+    def __init__(self, *args: Any, action_weight_decay: float = 0.0, **kwargs: Any) -> None:
+        self.action_weight_decay = float(action_weight_decay)
+        super().__init__(*args, **kwargs)
+
+    def _build(self, lr_schedule: Any) -> None:
+        import torch
+
+        super()._build(lr_schedule)
+        head = list(self.action_net.parameters())
+        head_ids = {id(p) for p in head}
+        rest = [p for p in self.parameters() if id(p) not in head_ids]
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": rest, "weight_decay": 0.0},
+                {"params": head, "weight_decay": self.action_weight_decay},
+            ],
+            lr=lr_schedule(1),
+            **self.optimizer_kwargs,
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data["action_weight_decay"] = self.action_weight_decay
+        return data

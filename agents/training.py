@@ -49,7 +49,7 @@ from budgetgym.agents.checkpoints import (
     write_json,
 )
 from budgetgym.agents.config import TrainConfig, load_config
-from budgetgym.agents.residual import ResidualAction
+from budgetgym.agents.residual import ActionDecayPolicy, ResidualAction
 from budgetgym.envs import EVAL_SEED_START, SCENARIO_NAMES, TRAIN_SEED_LIMIT, BudgetVecEnv
 
 POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLstmPolicy"}
@@ -287,7 +287,9 @@ def train(
     with quiet_render_mode_warning():
         vecnorm = VecNormalize(venv, gamma=hp.gamma, **config.normalize.model_dump())
     algo = algorithm_class(config.algorithm)
-    model = algo(POLICY_NAMES[config.algorithm], vecnorm, verbose=0, **config.sb3_kwargs())
+    decay = hp.policy_kwargs.action_weight_decay > 0  # validated: PPO only
+    policy = ActionDecayPolicy if decay else POLICY_NAMES[config.algorithm]
+    model = algo(policy, vecnorm, verbose=0, **config.sb3_kwargs())
     logits_log_std = hp.policy_kwargs.log_std_init_logits  # validated: PPO without gSDE only
     if logits_log_std is not None:  # SB3 takes one initial log-sd for every action dimension
         model.policy.log_std.data[1:] = logits_log_std
@@ -368,12 +370,16 @@ def _hparams(config: TrainConfig) -> dict[str, Any]:
     flat["scenario"] = ",".join(config.env.scenarios)
     flat["n_envs"] = config.env.n_envs
     flat["reward_mode"] = config.env.reward_mode
+    flat["roi_penalty_coef"] = config.env.roi_penalty_coef
+    flat["residual_base"] = config.residual_base
     flat["total_timesteps"] = config.total_timesteps
     for key, value in config.hyperparams.model_dump(exclude={"policy_kwargs"}).items():
         flat[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
     kwargs = config.hyperparams.policy_kwargs
     flat["net_arch"] = str(kwargs.net_arch)
     flat["activation_fn"] = kwargs.activation_fn
+    flat["log_std_init"] = kwargs.log_std_init
+    flat["action_weight_decay"] = kwargs.action_weight_decay
     return flat
 
 

@@ -18,8 +18,14 @@ from budgetgym.agents.checkpoints import (
 from budgetgym.agents.config import validate_config
 from budgetgym.agents.evaluation import evaluate
 from budgetgym.agents.export import OnnxPolicy, export_onnx
-from budgetgym.agents.residual import ResidualAction, add_residual, base_action, residual_base_of
-from budgetgym.agents.training import make_train_env, train
+from budgetgym.agents.residual import (
+    ActionDecayPolicy,
+    ResidualAction,
+    add_residual,
+    base_action,
+    residual_base_of,
+)
+from budgetgym.agents.training import make_train_env, resume, train
 from budgetgym.envs import (
     ACTION_DIM,
     OBS_DIM,
@@ -116,6 +122,43 @@ def test_logits_get_their_own_initial_noise(tmp_path: Path) -> None:
     train(config, tmp_path / "run", progress=False, log=lambda _: None)
     log_std = load_run_policy(tmp_path / "run").model.policy.log_std.detach().numpy()
     np.testing.assert_allclose(log_std, [-0.5] + [-2.0] * (ACTION_DIM - 1), atol=1e-3)
+
+
+def test_action_weight_decay_pulls_only_the_action_head_and_survives_resume(
+    tmp_path: Path,
+) -> None:
+    hyperparams = {**TINY["hyperparams"], "policy_kwargs": {"action_weight_decay": 2.0}}
+    config = validate_config({**TINY, "total_timesteps": 192, "hyperparams": hyperparams})
+    train(config, tmp_path / "run", progress=False, log=lambda _: None)
+    model = load_checkpoint(resolve_checkpoint(tmp_path / "run")).model
+    policy = model.policy
+    assert isinstance(policy, ActionDecayPolicy) and policy.action_weight_decay == 2.0
+    # With zero gradients and no momentum only the decay moves parameters: the head shrinks,
+    # nothing else moves.
+    before = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    policy.optimizer.state.clear()
+    for p in policy.parameters():
+        p.grad = torch.zeros_like(p)
+    lr = policy.optimizer.param_groups[1]["lr"]
+    policy.optimizer.step()
+    for name, p in policy.named_parameters():
+        decay = 1.0 - lr * 2.0 if name.startswith("action_net") else 1.0
+        torch.testing.assert_close(p.detach(), before[name] * decay)
+    # The optimizer's two parameter groups load back on resume.
+    resumed = resume(tmp_path / "run", total_timesteps=384, progress=False, log=lambda _: None)
+    final = load_checkpoint(tmp_path / "run" / "final").model
+    assert resumed.num_timesteps >= 384 and final.num_timesteps == resumed.num_timesteps
+    assert isinstance(final.policy, ActionDecayPolicy)
+    assert len(final.policy.optimizer.param_groups) == 2
+
+
+def test_action_weight_decay_is_ppo_only() -> None:
+    with pytest.raises(ValueError, match="action_weight_decay"):
+        validate_config(
+            {"algorithm": "sac", "hyperparams": {"policy_kwargs": {"action_weight_decay": 1.0}}}
+        )
+    with pytest.raises(ValueError, match="action_weight_decay"):
+        validate_config({"hyperparams": {"policy_kwargs": {"action_weight_decay": -1.0}}})
 
 
 def test_residual_run_loads_with_its_base(residual_run: Path) -> None:
