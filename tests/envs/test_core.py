@@ -208,6 +208,30 @@ def test_matured_roi_feature_is_computed_from_observed_history():
     assert np.ptp(obs[:, channel_slice("log_matured_roi")]) > 0.5  # informative, not constant
 
 
+def test_count_features_are_log1p_of_last_hours_counts():
+    """The tabulated ``log(1 + count)`` of the count features equals ``log1p`` below and above
+    the table's size (impressions run past it, conversions rarely reach it)."""
+    from budgetgym.envs.campaigns import _LOG1P_COUNTS, channel_slice
+
+    n = 64
+    campaigns = BatchedCampaigns("mixed")
+    campaigns.reset(np.arange(n))
+    rng = np.random.default_rng(5)
+    seen = []
+    for _ in range(24):
+        obs, _, _, info = campaigns.step(rng.uniform(-1, 1, (n, 1 + len(CHANNEL_NAMES))))
+        for feature, metric, scale in (("log_impressions", "impressions", 10.0),
+                                       ("log_clicks", "clicks", 6.0),
+                                       ("log_conversions", "conversions", 3.0)):  # fmt: skip
+            np.testing.assert_allclose(
+                obs[:, channel_slice(feature)], np.log1p(info[metric]) / scale, rtol=1e-6
+            )
+            seen.append(info[metric].ravel())
+    seen = np.concatenate(seen)
+    # Both sides of the table were exercised.
+    assert (seen < _LOG1P_COUNTS.size).mean() > 0.5 and (seen >= _LOG1P_COUNTS.size).any()
+
+
 def test_kernel_cache_names_follow_the_dynamics_source(tmp_path):
     """numba's cache checks only the file defining a function, while the step kernel's machine
     code includes core.py's dynamics: its cache names carry a digest of both files, so an edited
