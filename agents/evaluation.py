@@ -37,6 +37,7 @@ SUMMARY_FIELDS = (
     "score_mean",
     "new_customers_mean",
     "spend_share",
+    "spend_share_by_day",
 )
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -210,7 +211,15 @@ def evaluate(
         "cum_spend_cny": np.concatenate(cum_spend),
         "cum_gmv_cny": np.concatenate(cum_gmv),
     }
+    summary["spend_share_by_day"] = spend_share_by_day(traces["spend_frac_by_hour"])
     return EvaluationResult(rows, summary, traces)
+
+
+def spend_share_by_day(spend_frac_by_hour: np.ndarray) -> list[float]:
+    """The pacing profile: mean share of the budget spent on each day of the horizon (a last,
+    shorter day when the horizon is not a whole number of days), from ``(H, k)`` hourly shares."""
+    hourly = spend_frac_by_hour.sum(axis=1)
+    return [float(day) for day in np.add.reduceat(hourly, np.arange(0, hourly.size, 24))]
 
 
 def _episode_rows(info: dict, campaigns: BatchedCampaigns, seeds: np.ndarray) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Leaderboard plots (PNG): GMV vs oracle, spend by channel over time, a typical episode.
+"""Leaderboard plots (PNG): GMV vs oracle, pacing, spend by channel over time, a typical episode.
 
 All functions take the rows and traces produced by ``budgetgym.agents.evaluation.compare`` and
 write files; they import matplotlib with the non-interactive ``Agg`` backend.
@@ -78,6 +78,38 @@ def plot_channel_spend(traces: dict[str, dict], scenario: str, path: Path) -> No
     plt.close(fig)
 
 
+def plot_pacing(traces: dict[str, dict[str, dict]], path: Path) -> None:
+    """Cumulative share of the budget spent over the horizon (mean over episodes), one panel per
+    scenario and one line per policy, against even pacing: where a policy front-loads, holds
+    back or leaves budget unspent."""
+    plt = _pyplot()
+    scenarios = list(traces)
+    cols = min(4, len(scenarios))
+    rows_n = int(np.ceil(len(scenarios) / cols))
+    fig, axes = plt.subplots(
+        rows_n, cols, figsize=(3.8 * cols, 3.2 * rows_n), sharey=True, squeeze=False
+    )
+    for ax, scenario in zip(axes.flat, scenarios, strict=False):
+        for label, trace in traces[scenario].items():
+            spent = 100.0 * np.cumsum(trace["spend_frac_by_hour"].sum(axis=1))
+            style = {"color": "black", "linewidth": 2} if label == "oracle" else {"linewidth": 1}
+            ax.plot(np.arange(1, spent.size + 1), spent, label=label, **style)
+        horizon = spent.size
+        ax.plot([0, horizon], [0, 100], color="grey", linestyle=":", label="even pacing")
+        ax.set_xticks(np.arange(0, horizon + 1, 24))
+        ax.grid(alpha=0.3)
+        ax.set_title(scenario, fontsize=9)
+        ax.set_xlabel("hour")
+    for ax in axes.flat[len(scenarios) :]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("budget spent so far, %")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.suptitle("Pacing: mean cumulative spend over the horizon")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def typical_episode(traces: dict[str, dict]) -> int:
     """Index of the episode whose oracle GMV is the median (else policy 0's)."""
     ref = traces.get("oracle", next(iter(traces.values())))
@@ -108,8 +140,9 @@ def plot_typical_episode(traces: dict[str, dict], scenario: str, path: Path) -> 
 def write_plots(rows: list[dict], traces: dict[str, dict[str, dict]], out_dir: Path) -> list[Path]:
     """Write all leaderboard plots into ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
-    paths = [out_dir / "gmv_vs_oracle.png"]
+    paths = [out_dir / "gmv_vs_oracle.png", out_dir / "pacing.png"]
     plot_gmv_vs_oracle(rows, paths[0])
+    plot_pacing(traces, paths[1])
     for scenario, per_policy in traces.items():
         spend_path = out_dir / f"channel_spend_{scenario}.png"
         episode_path = out_dir / f"typical_episode_{scenario}.png"

@@ -17,6 +17,7 @@ from budgetgym.agents.evaluation import (
     compare,
     evaluate,
     parse_scenarios,
+    spend_share_by_day,
     write_evaluation,
 )
 from budgetgym.agents.policy import load_policy
@@ -46,6 +47,14 @@ def test_evaluate_reports_every_field():
     pct = [100 * row["gmv"] / row["oracle_gmv"] for row in result.episodes]
     assert s["pct_of_oracle_mean"] == pytest.approx(np.mean(pct))
     assert result.traces["cum_spend_cny"].shape == (6, HORIZON)
+    # The pacing profile adds up to the budget used (one day: the horizon is 24 h).
+    assert len(s["spend_share_by_day"]) == 1
+    assert sum(s["spend_share_by_day"]) == pytest.approx(s["budget_utilization_mean"])
+
+
+def test_spend_share_by_day_sums_hours_into_days():
+    hourly = np.full((30, 2), 1.0 / 60.0)  # 30 hours: a whole day, then 6 hours
+    assert spend_share_by_day(hourly) == pytest.approx([0.8, 0.2])
 
 
 def test_oracle_is_its_own_reference():
@@ -99,6 +108,7 @@ def test_compare_writes_leaderboard_and_plots(tmp_path):
     assert text.count("### ") == 2 and "% of oracle" in text
     for name in (
         "gmv_vs_oracle.png",
+        "pacing.png",
         "channel_spend_hit_product.png",
         "typical_episode_double11_promotion.png",
     ):
