@@ -376,8 +376,68 @@ def _label(spec: str, policy: Policy) -> str:
     return str(name) if name and name not in BASELINE_NAMES and name != ORACLE else Path(spec).stem
 
 
+def versus_best_rule(rows: list[dict]) -> list[dict]:
+    """Each policy that is neither a rule baseline nor the oracle against the best rule by mean
+    GMV, per scenario: the bar a learned policy has to clear (more GMV, no more ROI misses).
+
+    Returns one dict per (policy, scenario): ``policy, scenario, rule, gmv_ratio`` (policy's mean
+    GMV / the rule's), ``roi_violation_rate, rule_roi_violation_rate`` and ``beats_rule``.
+    """
+    out = []
+    for scenario in dict.fromkeys(row["scenario"] for row in rows):
+        group = [r for r in rows if r["scenario"] == scenario]
+        rules = [r for r in group if r["policy"] in BASELINE_NAMES]
+        if not rules:
+            continue
+        rule = max(rules, key=lambda r: r["gmv_mean"])
+        for row in group:
+            if row["policy"] in BASELINE_NAMES or row["policy"] == ORACLE:
+                continue
+            out.append(
+                {
+                    "policy": row["policy"],
+                    "scenario": scenario,
+                    "rule": rule["policy"],
+                    "gmv_ratio": row["gmv_mean"] / rule["gmv_mean"],
+                    "roi_violation_rate": row["roi_violation_rate"],
+                    "rule_roi_violation_rate": rule["roi_violation_rate"],
+                    "beats_rule": bool(
+                        row["gmv_mean"] > rule["gmv_mean"]
+                        and row["roi_violation_rate"] <= rule["roi_violation_rate"]
+                    ),
+                }
+            )
+    return out
+
+
+def versus_best_rule_markdown(rows: list[dict]) -> str:
+    """:func:`versus_best_rule` as a Markdown section ("" when no policy but rules and oracle)."""
+    verdicts = versus_best_rule(rows)
+    if not verdicts:
+        return ""
+    lines = [
+        "### Against the best rule",
+        "",
+        "Each policy against the rule with the most GMV in the scenario: it beats the rule with "
+        "more GMV and no more ROI misses.",
+        "",
+        "| policy | scenario | best rule by GMV | GMV ratio | ROI miss (policy vs rule) "
+        "| beats it |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        lines.append(
+            f"| {v['policy']} | {v['scenario']} | {v['rule']} | {v['gmv_ratio']:.3f}x | "
+            f"{100 * v['roi_violation_rate']:.1f}% vs {100 * v['rule_roi_violation_rate']:.1f}% | "
+            f"{'yes' if v['beats_rule'] else 'no'} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
 def leaderboard_markdown(rows: list[dict], header: str = "") -> str:
-    """One Markdown table per scenario, rows sorted by ROI-penalized score (best first)."""
+    """One Markdown table per scenario, rows sorted by ROI-penalized score (best first), then
+    each non-rule policy against the best rule (:func:`versus_best_rule_markdown`)."""
     lines = [header] if header else []
     for scenario in dict.fromkeys(row["scenario"] for row in rows):
         group = sorted(
@@ -400,4 +460,5 @@ def leaderboard_markdown(rows: list[dict], header: str = "") -> str:
                 f"{100 * r['budget_utilization_mean']:.0f}% | {r['new_customers_mean']:,.0f} |"
             )
         lines.append("")
-    return "\n".join(lines)
+    versus = versus_best_rule_markdown(rows)
+    return "\n".join([*lines, versus] if versus else lines)

@@ -18,6 +18,7 @@ from budgetgym.agents.evaluation import (
     evaluate,
     parse_scenarios,
     spend_share_by_day,
+    versus_best_rule,
     write_evaluation,
 )
 from budgetgym.agents.policy import load_policy
@@ -55,6 +56,26 @@ def test_evaluate_reports_every_field():
 def test_spend_share_by_day_sums_hours_into_days():
     hourly = np.full((30, 2), 1.0 / 60.0)  # 30 hours: a whole day, then 6 hours
     assert spend_share_by_day(hourly) == pytest.approx([0.8, 0.2])
+
+
+def test_versus_best_rule_applies_the_acceptance_bar():
+    def row(policy, scenario, gmv, miss):
+        return {"policy": policy, "scenario": scenario, "gmv_mean": gmv, "roi_violation_rate": miss}
+
+    rows = [
+        row("oracle", "a", 200.0, 0.0),
+        row("pid_pacing", "a", 100.0, 0.20),
+        row("bandit", "a", 90.0, 0.10),  # fewer misses, but not the best rule by GMV
+        row("ppo", "a", 101.0, 0.20),  # more GMV, as many misses: beats it
+        row("pid_pacing", "b", 100.0, 0.20),
+        row("ppo", "b", 105.0, 0.21),  # more GMV, one more miss: does not
+    ]
+    verdicts = {v["scenario"]: v for v in versus_best_rule(rows)}
+    assert set(verdicts) == {"a", "b"} and all(v["policy"] == "ppo" for v in verdicts.values())
+    assert verdicts["a"]["rule"] == "pid_pacing"
+    assert verdicts["a"]["gmv_ratio"] == pytest.approx(1.01)
+    assert verdicts["a"]["beats_rule"] and not verdicts["b"]["beats_rule"]
+    assert versus_best_rule([r for r in rows if r["policy"] != "ppo"]) == []
 
 
 def test_oracle_is_its_own_reference():

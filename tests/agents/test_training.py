@@ -82,7 +82,9 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     rows = json.loads((run.eval / "leaderboard.json").read_text())
     policies = {row["policy"] for row in rows}
     assert {"oracle", "run"} <= policies and len(policies) > 3
-    assert "budgetgym train --config" in run.report.read_text()
+    report = run.report.read_text()
+    assert "budgetgym train --config" in report
+    assert "### Against the best rule" in report and "| run | hit_product |" in report
     # TensorBoard: SB3 scalars, domain scalars, references.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
