@@ -106,9 +106,10 @@ def plot_pacing(traces: dict[str, dict[str, dict]], path: Path) -> None:
         ax.set_title(scenario, fontsize=9)
         ax.set_xlabel("hour")
     axes[0, 0].set_ylabel("spent - even pacing, % of budget")
-    axes[0, 0].legend(fontsize=7, loc="lower left")
+    # One legend beside the grid: inside a panel it would hide the curves.
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="center right", fontsize=8)
     fig.suptitle("Pacing: budget spent so far relative to even pacing (mean over episodes)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 0.88, 1.0))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
