@@ -86,7 +86,7 @@ def batched_steps(n_envs: int, scenario: str) -> Callable[[], int]:
     return run
 
 
-def best_of_round_robin(
+def round_robin_samples(
     views: dict[str, Callable[[], int]], seconds: float, repeats: int
 ) -> dict[str, list[float]]:
     """Time every view ``repeats`` times, one round over all views after another."""
@@ -109,7 +109,7 @@ def main() -> None:
 
     views = {"single": single_env_steps(args.scenario), "sync": sync_vector_steps(args.scenario)}
     views.update({f"batched_{n}": batched_steps(n, args.scenario) for n in BATCH_SIZES})
-    samples = best_of_round_robin(views, args.seconds, args.repeats)
+    samples = round_robin_samples(views, args.seconds, args.repeats)
     single, sync = max(samples["single"]), max(samples["sync"])
     batched = {n: max(samples[f"batched_{n}"]) for n in BATCH_SIZES}
     result = {
@@ -130,8 +130,10 @@ def main() -> None:
         "budgetgym": budgetgym.__version__,
     }
 
-    title = f"budgetgym simulator throughput ({args.scenario}, {os.cpu_count()} CPUs, best of "
-    table = Table(title=f"{title}{args.repeats})")
+    table = Table(
+        title=f"budgetgym simulator throughput ({args.scenario}, {os.cpu_count()} CPUs, "
+        f"best of {args.repeats})"
+    )
     table.add_column("view")
     table.add_column("env-steps / s", justify="right")
     table.add_row("gymnasium.make, 1 env", f"{single:,.0f}")
