@@ -65,6 +65,10 @@ class EnvConfig(_Frozen):
     """Episode length in hours (168 = one week)."""
     reward_shaping: Literal["none", "dense_roi_penalty"] = "none"
     """``dense_roi_penalty``: charge the ROI penalty hourly as it changes (training only)."""
+    roi_miss_penalty: NonNegFloat = 0.0
+    """Training only: subtracted from the reward at the end of each campaign that misses its ROI
+    target, whatever the size of the shortfall (the evaluation's ROI-miss rate counts misses,
+    not their size). In reward units: GMV / budget, so 0.1 is a tenth of the budget in GMV."""
 
     @field_validator("scenario")
     @classmethod

@@ -167,6 +167,25 @@ class DenseRoiPenalty(VecEnvWrapper):
         return obs, shaped.astype(np.float32), done, infos
 
 
+class RoiMissPenalty(VecEnvWrapper):
+    """Subtract ``penalty`` from the reward of the last hour of every campaign that ends below
+    its ROI target (``roi_miss_penalty``, training only): a fixed price per missed campaign, on
+    top of the penalty proportional to the shortfall. Reads the final totals from the info."""
+
+    def __init__(self, venv: VecEnv, penalty: float) -> None:
+        super().__init__(venv)
+        self.penalty = float(penalty)
+
+    def reset(self) -> np.ndarray:
+        return self.venv.reset()
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        obs, reward, done, infos = self.venv.step_wait()
+        missed = np.array([i["gmv_total"] < i["target_roi"] * i["spend_total"] for i in infos])
+        shaped = reward.astype(np.float64) - self.penalty * (done & missed)
+        return obs, shaped.astype(np.float32), done, infos
+
+
 def limit_threads() -> None:
     """One torch thread and one numba thread: the simulator's batch is small and the machine
     is shared, so extra threads only contend (numba's parallel kernels slow ~20x under load)."""
@@ -193,8 +212,8 @@ def env_kwargs(config: TrainConfig) -> dict[str, Any]:
 
 def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
     """``VecMonitor(BudgetVecEnv)`` (or several concatenated, or with ``DenseRoiPenalty``
-    for ``reward_shaping: dense_roi_penalty``), under ``ResidualAction`` for a residual policy,
-    seeded with ``seed``."""
+    for ``reward_shaping: dense_roi_penalty`` and ``RoiMissPenalty`` for ``roi_miss_penalty``),
+    under ``ResidualAction`` for a residual policy, seeded with ``seed``."""
     scenarios = config.env.scenarios
     per = config.env.n_envs // len(scenarios)
     kwargs = env_kwargs(config)
@@ -207,6 +226,8 @@ def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
         venv.seed(seed)
         if dense:
             venv = DenseRoiPenalty(venv, config.env.roi_penalty_coef)
+        if config.env.roi_miss_penalty > 0:
+            venv = RoiMissPenalty(venv, config.env.roi_miss_penalty)
         venv = VecMonitor(venv)
         if config.residual_base != "none":
             venv = ResidualAction(venv, config.residual_base)
@@ -371,6 +392,7 @@ def _hparams(config: TrainConfig) -> dict[str, Any]:
     flat["n_envs"] = config.env.n_envs
     flat["reward_mode"] = config.env.reward_mode
     flat["roi_penalty_coef"] = config.env.roi_penalty_coef
+    flat["roi_miss_penalty"] = config.env.roi_miss_penalty
     flat["residual_base"] = config.residual_base
     flat["total_timesteps"] = config.total_timesteps
     for key, value in config.hyperparams.model_dump(exclude={"policy_kwargs"}).items():

@@ -21,7 +21,13 @@ from budgetgym.agents.checkpoints import (
     read_meta,
 )
 from budgetgym.agents.config import validate_config
-from budgetgym.agents.training import DenseRoiPenalty, make_train_env, resume, train
+from budgetgym.agents.training import (
+    DenseRoiPenalty,
+    RoiMissPenalty,
+    make_train_env,
+    resume,
+    train,
+)
 from budgetgym.envs import OBS_DIM, BudgetVecEnv
 
 TINY = {
@@ -236,6 +242,29 @@ def test_dense_roi_penalty_telescopes_to_the_terminal_penalty() -> None:
     np.testing.assert_allclose(totals[1], totals[0], rtol=1e-5, atol=1e-5)
     config = validate_config(tiny(env={"reward_shaping": "dense_roi_penalty"}))
     assert isinstance(make_train_env(config, seed=1).venv, DenseRoiPenalty)
+
+
+def test_roi_miss_penalty_charges_each_missed_campaign_once_at_the_end() -> None:
+    horizon, n, penalty = 12, 8, 0.25
+    args = (n, "hit_product", "gmv_roi_penalty", 1.0, horizon)
+    plain, priced = BudgetVecEnv(*args), RoiMissPenalty(BudgetVecEnv(*args), penalty)
+    for venv in (plain, priced):
+        venv.seed(3)
+        venv.reset()
+    rng = np.random.default_rng(1)
+    for _ in range(horizon):
+        actions = rng.uniform(-1, 1, (n, 7)).astype(np.float32)
+        actions[: n // 2, 0] = -1.0  # spend nothing: these campaigns cannot miss
+        _, r_plain, _, _ = plain.step(actions)
+        _, r_priced, done, infos = priced.step(actions)
+        missed = np.array([i["compensation"] > 0 for i in infos])  # ROI below target
+        expected = r_plain - penalty * (done & missed)
+        np.testing.assert_allclose(r_priced, expected, rtol=1e-6, atol=1e-6)
+    assert done.all() and missed.any() and not missed.all()  # both kinds of campaign were seen
+    config = validate_config(tiny(env={"roi_miss_penalty": 0.1}))
+    assert isinstance(make_train_env(config, seed=1).venv, RoiMissPenalty)
+    with pytest.raises(ValueError, match="roi_miss_penalty"):
+        validate_config(tiny(env={"roi_miss_penalty": -1.0}))
 
 
 def test_several_seeds_in_parallel(tmp_path: Path) -> None:
