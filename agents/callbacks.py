@@ -32,6 +32,7 @@ from stable_baselines3.common.logger import HParam
 from budgetgym.agents.checkpoints import ObsNormalizer, RunPaths, SB3Policy, save_checkpoint
 from budgetgym.agents.residual import residual_base_of
 from budgetgym.envs import CHANNEL_NAMES, VALIDATION_SEED_START, BatchedCampaigns
+from budgetgym.envs.campaigns import roi_target_missed
 
 # --------------------------------------------------------------------------------------------
 # Rollouts and domain metrics
@@ -53,8 +54,8 @@ class EpisodeBatch:
 
     @property
     def roi_violation(self) -> np.ndarray:
-        """Campaigns whose delivered ROI is below the target (with spend > 0)."""
-        return (self.roi < self.target_roi - 1e-9) & (self.spend_cny > 0)
+        """Campaigns whose delivered ROI is below the target (none that spent nothing)."""
+        return roi_target_missed(self.gmv_cny, self.target_roi, self.spend_cny)
 
 
 def rollout(

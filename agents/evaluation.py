@@ -17,7 +17,7 @@ import numpy as np
 
 from budgetgym.agents.baselines import BASELINE_NAMES
 from budgetgym.agents.policy import ORACLE, Policy, load_policy
-from budgetgym.envs.campaigns import BatchedCampaigns
+from budgetgym.envs.campaigns import BatchedCampaigns, roi_target_missed
 from budgetgym.envs.channels import CHANNEL_NAMES
 from budgetgym.envs.scenarios import EVAL_SEED_START, HORIZON_HOURS, SCENARIO_NAMES, check_scenario
 
@@ -224,6 +224,7 @@ def spend_share_by_day(spend_frac_by_hour: np.ndarray) -> list[float]:
 
 def _episode_rows(info: dict, campaigns: BatchedCampaigns, seeds: np.ndarray) -> list[dict]:
     spend, gmv, target = info["spend_total"], info["gmv_total"], info["target_roi"]
+    missed = roi_target_missed(gmv, target, spend)
     roi = info["roi"]
     score = gmv * np.minimum(1.0, np.divide(roi, target) ** 2)
     score = np.where(spend > 0, score, gmv)
@@ -244,7 +245,7 @@ def _episode_rows(info: dict, campaigns: BatchedCampaigns, seeds: np.ndarray) ->
             "gmv": float(gmv[i]),
             "spend": float(spend[i]),
             "roi": float(roi[i]),
-            "roi_violation": bool(gmv[i] < target[i] * spend[i] * (1.0 - 1e-9)),
+            "roi_violation": bool(missed[i]),
             "compensation": float(info["compensation"][i]),
             "budget_utilization": float(spend[i] / info["budget"][i]),
             "score": float(score[i]),

@@ -51,6 +51,7 @@ from budgetgym.agents.checkpoints import (
 from budgetgym.agents.config import TrainConfig, load_config
 from budgetgym.agents.residual import ActionDecayPolicy, ResidualAction
 from budgetgym.envs import EVAL_SEED_START, SCENARIO_NAMES, TRAIN_SEED_LIMIT, BudgetVecEnv
+from budgetgym.envs.campaigns import roi_target_missed
 
 POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLstmPolicy"}
 
@@ -181,7 +182,10 @@ class RoiMissPenalty(VecEnvWrapper):
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         obs, reward, done, infos = self.venv.step_wait()
-        missed = np.array([i["gmv_total"] < i["target_roi"] * i["spend_total"] for i in infos])
+        gmv, target, spend = (
+            np.array([i[key] for i in infos]) for key in ("gmv_total", "target_roi", "spend_total")
+        )
+        missed = roi_target_missed(gmv, target, spend)
         shaped = reward.astype(np.float64) - self.penalty * (done & missed)
         return obs, shaped.astype(np.float32), done, infos
 

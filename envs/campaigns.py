@@ -385,6 +385,15 @@ TOTAL_KEYS = (
 )
 
 
+def roi_target_missed(
+    gmv_cny: np.ndarray, target_roi: np.ndarray, spend_cny: np.ndarray
+) -> np.ndarray:
+    """Whether campaigns ended below their ROI target: ``GMV < R * spend`` (a campaign that spent
+    nothing has not missed), with a 1e-9 relative tolerance for float round-off. The one rule
+    behind every ROI-miss rate (evaluation, validation) and the training's miss penalty."""
+    return np.asarray(gmv_cny) < np.asarray(target_roi) * np.asarray(spend_cny) * (1.0 - 1e-9)
+
+
 def _summary_campaign(i, mode, penalty_coef, done, params, state, out, reward):
     """Fill ``out[i]`` with ``TOTAL_KEYS`` and ``reward[i]`` (see ``BatchedCampaigns``)."""
     (budget, target_roi, _, _, _, _, _, _, _, _, _, _, _, margin, new_customer_value) = params
