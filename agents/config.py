@@ -44,7 +44,11 @@ NonNegFloat = Annotated[float, Field(ge=0.0)]
 class _Frozen(BaseModel):
     """Base of every config model: immutable, unknown keys rejected, strict-ish types."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # allow_inf_nan=False: a YAML `.inf` or `.nan` (say, an infinite penalty) fails here, by name,
+    # instead of turning rewards or losses into inf/NaN mid-training.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
 
 
 # --------------------------------------------------------------------------------------------

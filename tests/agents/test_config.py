@@ -87,6 +87,9 @@ def test_ppo_fields_are_sb3_argument_names() -> None:
             ["log_std_init_logits", "PPO only"],
         ),
         ({"residual_base": "pid"}, ["residual_base", "'obs_pacing'"]),
+        ({"env": {"roi_miss_penalty": float("inf")}}, ["env.roi_miss_penalty", "finite"]),
+        ({"hyperparams": {"learning_rate": float("nan")}}, ["hyperparams.learning_rate", "finite"]),
+        ({"env": {"roi_miss_penalty": -0.1}}, ["env.roi_miss_penalty", "greater than or equal"]),
     ],
 )
 def test_invalid_configs_name_the_key(data: dict, fragments: list[str]) -> None:
