@@ -134,6 +134,11 @@ class MultiScenarioVecEnv(VecEnv):
         return int(np.searchsorted(self._bounds, index, side="right") - 1)
 
 
+def info_columns(infos: list[dict], *keys: str) -> list[np.ndarray]:
+    """The ``(n_envs,)`` float64 array of each info key, from SB3's per-env info dicts."""
+    return [np.array([float(info[key]) for info in infos]) for key in keys]
+
+
 class DenseRoiPenalty(VecEnvWrapper):
     """Charge ``gmv_roi_penalty``'s end-of-campaign ROI penalty hour by hour (training only).
 
@@ -155,14 +160,10 @@ class DenseRoiPenalty(VecEnvWrapper):
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         obs, reward, done, infos = self.venv.step_wait()
-        owed = np.array(
-            [
-                max(float(i["target_roi"]) * float(i["spend_total"]) - float(i["gmv_total"]), 0.0)
-                / float(i["budget"])
-                for i in infos
-            ]
+        target, spend, gmv, budget = info_columns(
+            infos, "target_roi", "spend_total", "gmv_total", "budget"
         )
-        owed *= self.coef
+        owed = self.coef * np.maximum(target * spend - gmv, 0.0) / budget
         shaped = reward.astype(np.float64) - (owed - self._owed)
         self._owed = np.where(done, 0.0, owed)
         return obs, shaped.astype(np.float32), done, infos
@@ -182,10 +183,7 @@ class RoiMissPenalty(VecEnvWrapper):
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         obs, reward, done, infos = self.venv.step_wait()
-        gmv, target, spend = (
-            np.array([i[key] for i in infos]) for key in ("gmv_total", "target_roi", "spend_total")
-        )
-        missed = roi_target_missed(gmv, target, spend)
+        missed = roi_target_missed(*info_columns(infos, "gmv_total", "target_roi", "spend_total"))
         shaped = reward.astype(np.float64) - self.penalty * (done & missed)
         return obs, shaped.astype(np.float32), done, infos
 
