@@ -113,8 +113,8 @@ def compare_cmd(args: argparse.Namespace) -> int:
         group = [r for r in rows if r["scenario"] == scenario and r["policy"] != "oracle"]
         best = max(group, key=lambda r: r["score_mean"])
         console.print(
-            f"{scenario}: best rule {best['policy']} (score {best['score_mean']:,.0f}, total GMV "
-            f"{best['gmv_ratio_to_oracle_pct']:.1f}% of the oracle's)",
+            f"{scenario}: best by score {best['policy']} (score {best['score_mean']:,.0f}, "
+            f"total GMV {best['gmv_ratio_to_oracle_pct']:.1f}% of the oracle's)",
             highlight=False,
         )
     console.print(f"leaderboard -> {args.out / 'leaderboard.md'}", highlight=False)
