@@ -73,6 +73,12 @@ class EnvConfig(_Frozen):
     """Training only: subtracted from the reward at the end of each campaign that misses its ROI
     target, whatever the size of the shortfall (the evaluation's ROI-miss rate counts misses,
     not their size). In reward units: GMV / budget, so 0.1 is a tenth of the budget in GMV."""
+    paired_baseline: Literal["none", "obs_pacing"] = "none"
+    """Training only: a control variate from common random numbers. Each training campaign has a
+    twin on the same seed (same traffic, prices and conversion luck) run by this rule; the
+    twin's hourly reward is subtracted from the agent's. The twin does not depend on the
+    agent's actions, so the policy gradient keeps its expectation, while the campaign's luck
+    (its hidden CVR, the traffic it met) leaves the returns."""
 
     @field_validator("scenario")
     @classmethod

@@ -23,6 +23,7 @@ from budgetgym.agents.checkpoints import (
 from budgetgym.agents.config import validate_config
 from budgetgym.agents.training import (
     DenseRoiPenalty,
+    PairedBaseline,
     RoiMissPenalty,
     make_train_env,
     resume,
@@ -265,6 +266,51 @@ def test_roi_miss_penalty_charges_each_missed_campaign_once_at_the_end() -> None
     assert isinstance(make_train_env(config, seed=1).venv, RoiMissPenalty)
     with pytest.raises(ValueError, match="roi_miss_penalty"):
         validate_config(tiny(env={"roi_miss_penalty": -1.0}))
+
+
+def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return() -> None:
+    # The residual policy with a zero correction is its base rule, so each campaign and its twin
+    # (same seed, same rule) earn the same reward every hour: the paired reward is exactly
+    # zero, across the episode boundary and in both scenarios' slices.
+    horizon = 6
+    config = validate_config(
+        tiny(
+            residual_base="obs_pacing",
+            env={
+                "scenario": ["hit_product", "double11_promotion"],
+                "n_envs": 6,
+                "reward_mode": "gmv",
+                "horizon_hours": horizon,
+                "paired_baseline": "obs_pacing",
+            },
+        )  # fmt: skip
+    )
+    venv = make_train_env(config, seed=5)
+    assert isinstance(venv.venv, PairedBaseline)
+    venv.reset()
+    zero = np.zeros((6, 7), dtype=np.float32)
+    for _ in range(2 * horizon):  # two episodes: the twins follow the reset to new seeds
+        _, reward, done, infos = venv.step(zero)
+        np.testing.assert_array_equal(reward, 0.0)
+    assert done.all()
+    assert all(info["episode"]["r"] > 0 for info in infos)  # VecMonitor logs the absolute return
+    # Another policy: the paired reward is its reward minus the rule's on the same seeds.
+    rng = np.random.default_rng(2)
+    unpaired = {**config.env.model_dump(), "paired_baseline": "none"}
+    plain, rule = (
+        make_train_env(validate_config(tiny(residual_base="obs_pacing", env=unpaired)), seed=5)
+        for _ in range(2)
+    )
+    for env in (venv, plain, rule):
+        env.seed(9)
+        env.reset()
+    for _ in range(horizon):
+        actions = rng.uniform(-0.5, 0.5, (6, 7)).astype(np.float32)
+        _, paired, _, _ = venv.step(actions)
+        _, own, _, _ = plain.step(actions)
+        _, base, _, _ = rule.step(zero)
+        np.testing.assert_allclose(paired, own - base, rtol=1e-5, atol=1e-6)
+        assert np.abs(paired).max() > 0  # the correction changed something
 
 
 def test_several_seeds_in_parallel(tmp_path: Path) -> None:
