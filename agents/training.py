@@ -203,6 +203,8 @@ class PairedBaseline(VecEnvWrapper):
     traffic, price and conversion draws; common random numbers) cancels from the returns. For
     the rules and the residual policy here the variance of a campaign's return falls 40-100x
     (docs/training.md). Sits above ``VecMonitor``, so logged episode returns stay absolute.
+    Pair it with ``gae_lambda: 1.0``: the critic cannot see the twin, and under GAE's
+    bootstrapping its errors bias the advantages (with 0.95, PPO got worse as it trained).
 
     Args:
         venv: the wrapped training env; its campaigns are those of ``envs``, in order.
@@ -220,7 +222,7 @@ class PairedBaseline(VecEnvWrapper):
                 env.campaigns.reward_mode,
                 env.campaigns.roi_penalty_coef,
                 env.campaigns.horizon_hours,
-            )  # fmt: skip
+            )
             for env in self.envs
         ]
         self._twin_obs: list[np.ndarray] = []
