@@ -197,8 +197,9 @@ class PairedBaseline(VecEnvWrapper):
     """Subtract the hourly reward of a rule playing a twin of each campaign (training only).
 
     ``paired_baseline``: every campaign of ``envs`` gets a twin, a campaign on the same seed and
-    scenario, which the stateless rule ``rule`` (a residual base) plays. Its reward does not
-    depend on the agent's actions, so subtracting it is a control variate: the policy
+    scenario, which the stateless rule ``rule`` (a residual base) plays. Its reward (the
+    campaigns' own: GMV alone under ``dense_roi_penalty``, whose charge only the agent pays)
+    does not depend on the agent's actions, so subtracting it is a control variate: the policy
     gradient's expectation is unchanged, while the luck both campaigns share (hidden CVR,
     traffic, price and conversion draws; common random numbers) cancels from the returns. For
     the rules and the residual policy here the variance of a campaign's return falls 40-100x
@@ -277,7 +278,8 @@ def env_kwargs(config: TrainConfig) -> dict[str, Any]:
 def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
     """``VecMonitor(BudgetVecEnv)`` (or several concatenated, or with ``DenseRoiPenalty``
     for ``reward_shaping: dense_roi_penalty`` and ``RoiMissPenalty`` for ``roi_miss_penalty``),
-    under ``ResidualAction`` for a residual policy, seeded with ``seed``."""
+    then ``PairedBaseline`` for ``paired_baseline``, under ``ResidualAction`` for a residual
+    policy, seeded with ``seed``."""
     scenarios = config.env.scenarios
     per = config.env.n_envs // len(scenarios)
     kwargs = env_kwargs(config)
