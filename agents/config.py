@@ -79,6 +79,10 @@ class EnvConfig(_Frozen):
     twin's hourly reward is subtracted from the agent's. The twin does not depend on the
     agent's actions, so the policy gradient keeps its expectation, while the campaign's luck
     (its hidden CVR, the traffic it met) leaves the returns."""
+    twin_pays_roi_charge: bool = False
+    """With ``paired_baseline`` and ``reward_shaping: dense_roi_penalty``: the twin pays its
+    own hourly ROI charge too, so what is subtracted is its full shaped reward (the luck in the
+    ROI penalty cancels as well). Without it the twin's subtracted reward is its GMV alone."""
 
     @field_validator("scenario")
     @classmethod
@@ -106,6 +110,13 @@ class EnvConfig(_Frozen):
             raise ValueError(
                 "reward_shaping dense_roi_penalty spreads the ROI penalty of reward_mode "
                 f"gmv_roi_penalty over the hours; it does not apply to {self.reward_mode!r}"
+            )
+        if self.twin_pays_roi_charge and (
+            self.paired_baseline == "none" or self.reward_shaping != "dense_roi_penalty"
+        ):
+            raise ValueError(
+                "twin_pays_roi_charge needs paired_baseline (a twin) and reward_shaping "
+                "dense_roi_penalty (an hourly charge for it to pay)"
             )
         return self
 

@@ -144,6 +144,32 @@ def info_columns(infos: list[dict], *keys: str) -> list[np.ndarray]:
     return [np.array([float(info[key]) for info in infos]) for key in keys]
 
 
+class ShortfallLedger:
+    """The ROI penalty owed so far, ``coef * max(0, R * spend - GMV) / B`` per campaign, and its
+    change since the last hour (what ``DenseRoiPenalty`` charges). Arrays ``(n_envs,)``."""
+
+    def __init__(self, n_envs: int, coef: float) -> None:
+        self.coef = float(coef)
+        self._owed = np.zeros(n_envs)
+
+    def reset(self) -> None:
+        self._owed = np.zeros_like(self._owed)
+
+    def charge(
+        self,
+        target_roi: np.ndarray,
+        spend_cny: np.ndarray,
+        gmv_cny: np.ndarray,
+        budget_cny: np.ndarray,
+        done: np.ndarray,
+    ) -> np.ndarray:
+        """This hour's change of the penalty owed (reward units); a finished campaign owes 0."""
+        owed = self.coef * np.maximum(target_roi * spend_cny - gmv_cny, 0.0) / budget_cny
+        change = owed - self._owed
+        self._owed = np.where(done, 0.0, owed)
+        return change
+
+
 class DenseRoiPenalty(VecEnvWrapper):
     """Charge ``gmv_roi_penalty``'s end-of-campaign ROI penalty hour by hour (training only).
 
@@ -156,21 +182,16 @@ class DenseRoiPenalty(VecEnvWrapper):
 
     def __init__(self, venv: VecEnv, coef: float) -> None:
         super().__init__(venv)
-        self.coef = float(coef)
-        self._owed = np.zeros(self.num_envs)
+        self.ledger = ShortfallLedger(self.num_envs, coef)
 
     def reset(self) -> np.ndarray:
-        self._owed = np.zeros(self.num_envs)
+        self.ledger.reset()
         return self.venv.reset()
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         obs, reward, done, infos = self.venv.step_wait()
-        target, spend, gmv, budget = info_columns(
-            infos, "target_roi", "spend_total", "gmv_total", "budget"
-        )
-        owed = self.coef * np.maximum(target * spend - gmv, 0.0) / budget
-        shaped = reward.astype(np.float64) - (owed - self._owed)
-        self._owed = np.where(done, 0.0, owed)
+        columns = info_columns(infos, "target_roi", "spend_total", "gmv_total", "budget")
+        shaped = reward.astype(np.float64) - self.ledger.charge(*columns, done)
         return obs, shaped.astype(np.float32), done, infos
 
 
@@ -211,12 +232,24 @@ class PairedBaseline(VecEnvWrapper):
         venv: the wrapped training env; its campaigns are those of ``envs``, in order.
         envs: the ``BudgetVecEnv`` per scenario whose campaigns get twins.
         rule: residual base name playing the twins (see :mod:`budgetgym.agents.residual`).
+        roi_charge_coef: when set (``twin_pays_roi_charge``), the twins also pay
+            ``DenseRoiPenalty``'s hourly charge at this coefficient, so the subtracted reward is
+            the twin's full shaped reward and the ROI penalty's luck cancels too.
     """
 
-    def __init__(self, venv: VecEnv, envs: Sequence[BudgetVecEnv], rule: str) -> None:
+    def __init__(
+        self,
+        venv: VecEnv,
+        envs: Sequence[BudgetVecEnv],
+        rule: str,
+        roi_charge_coef: float | None = None,
+    ) -> None:
         super().__init__(venv)
         self.rule = check_residual_base(rule)
         self.envs = list(envs)
+        self.ledger = (
+            None if roi_charge_coef is None else ShortfallLedger(venv.num_envs, roi_charge_coef)
+        )
         self.twins = [
             BatchedCampaigns(
                 env.campaigns.scenario,
@@ -229,6 +262,8 @@ class PairedBaseline(VecEnvWrapper):
         self._twin_obs: list[np.ndarray] = []
 
     def _reset_twins(self) -> None:
+        if self.ledger is not None:
+            self.ledger.reset()
         self._twin_obs = [
             twin.reset(env.campaigns.params.seeds)[0]
             for twin, env in zip(self.twins, self.envs, strict=True)
@@ -241,13 +276,21 @@ class PairedBaseline(VecEnvWrapper):
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         obs, reward, done, infos = self.venv.step_wait()
-        twin_reward = []
+        twin_reward, twin_infos = [], []
         for j, twin in enumerate(self.twins):
-            self._twin_obs[j], r, _, _ = twin.step(base_action(self.rule, self._twin_obs[j]))
+            self._twin_obs[j], r, _, info = twin.step(base_action(self.rule, self._twin_obs[j]))
             twin_reward.append(r.astype(np.float32))  # rounded as the campaigns' own reward
+            twin_infos.append(info)
+        twin_return = np.concatenate(twin_reward).astype(np.float64)
+        if self.ledger is not None:
+            keys = ("target_roi", "spend_total", "gmv_total", "budget")
+            columns = [np.concatenate([info[key] for info in twin_infos]) for key in keys]
+            twin_return -= self.ledger.charge(*columns, done)
+            # rounded as the agent's shaped reward is (DenseRoiPenalty returns float32)
+            twin_return = twin_return.astype(np.float32).astype(np.float64)
         if done.all():  # the campaigns were reset to new seeds: so are their twins
             self._reset_twins()
-        paired = reward.astype(np.float64) - np.concatenate(twin_reward)
+        paired = reward.astype(np.float64) - twin_return
         return obs, paired.astype(np.float32), done, infos
 
 
@@ -296,7 +339,8 @@ def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
             venv = RoiMissPenalty(venv, config.env.roi_miss_penalty)
         venv = VecMonitor(venv)
         if config.env.paired_baseline != "none":
-            venv = PairedBaseline(venv, envs, config.env.paired_baseline)
+            charge = config.env.roi_penalty_coef if config.env.twin_pays_roi_charge else None
+            venv = PairedBaseline(venv, envs, config.env.paired_baseline, charge)
         if config.residual_base != "none":
             venv = ResidualAction(venv, config.residual_base)
         return venv
@@ -462,6 +506,7 @@ def _hparams(config: TrainConfig) -> dict[str, Any]:
     flat["roi_penalty_coef"] = config.env.roi_penalty_coef
     flat["roi_miss_penalty"] = config.env.roi_miss_penalty
     flat["paired_baseline"] = config.env.paired_baseline
+    flat["twin_pays_roi_charge"] = config.env.twin_pays_roi_charge
     flat["residual_base"] = config.residual_base
     flat["total_timesteps"] = config.total_timesteps
     for key, value in config.hyperparams.model_dump(exclude={"policy_kwargs"}).items():

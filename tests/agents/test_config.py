@@ -91,6 +91,10 @@ def test_ppo_fields_are_sb3_argument_names() -> None:
         ({"hyperparams": {"learning_rate": float("nan")}}, ["hyperparams.learning_rate", "finite"]),
         ({"env": {"roi_miss_penalty": -0.1}}, ["env.roi_miss_penalty", "greater than or equal"]),
         ({"env": {"paired_baseline": "pid_pacing"}}, ["env.paired_baseline", "'obs_pacing'"]),
+        (
+            {"env": {"paired_baseline": "obs_pacing", "twin_pays_roi_charge": True}},
+            ["twin_pays_roi_charge", "dense_roi_penalty"],
+        ),
     ],
 )
 def test_invalid_configs_name_the_key(data: dict, fragments: list[str]) -> None:

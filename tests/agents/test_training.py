@@ -268,7 +268,18 @@ def test_roi_miss_penalty_charges_each_missed_campaign_once_at_the_end() -> None
         validate_config(tiny(env={"roi_miss_penalty": -1.0}))
 
 
-def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return() -> None:
+@pytest.mark.parametrize(
+    "reward",
+    [
+        {"reward_mode": "gmv"},
+        # the twin pays the hourly ROI charge too (early hours owe it: conversions lag spend)
+        {"reward_shaping": "dense_roi_penalty", "twin_pays_roi_charge": True},
+    ],
+    ids=["gmv", "dense-charged-twin"],
+)
+def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return(
+    reward: dict,
+) -> None:
     # The residual policy with a zero correction is its base rule, so each campaign and its twin
     # (same seed, same rule) earn the same reward every hour: the paired reward is exactly
     # zero, across the episode boundary and in both scenarios' slices.
@@ -279,9 +290,9 @@ def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return(
             env={
                 "scenario": ["hit_product", "double11_promotion"],
                 "n_envs": 6,
-                "reward_mode": "gmv",
                 "horizon_hours": horizon,
                 "paired_baseline": "obs_pacing",
+                **reward,
             },
         )  # fmt: skip
     )
@@ -293,10 +304,11 @@ def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return(
         _, reward, done, infos = venv.step(zero)
         np.testing.assert_array_equal(reward, 0.0)
     assert done.all()
-    assert all(info["episode"]["r"] > 0 for info in infos)  # VecMonitor logs the absolute return
+    # VecMonitor logs the absolute return (the paired one is exactly zero)
+    assert all(info["episode"]["r"] != 0 for info in infos)
     # Another policy: the paired reward is its reward minus the rule's on the same seeds.
     rng = np.random.default_rng(2)
-    unpaired = {**config.env.model_dump(), "paired_baseline": "none"}
+    unpaired = {**config.env.model_dump(), "paired_baseline": "none", "twin_pays_roi_charge": False}
     plain, rule = (
         make_train_env(validate_config(tiny(residual_base="obs_pacing", env=unpaired)), seed=5)
         for _ in range(2)
