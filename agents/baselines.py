@@ -549,6 +549,20 @@ class ObsPacingPolicy(RulePolicy):
         return base_action(self.name, obs), None
 
 
+class ObsPacingUnthrottledPolicy(ObsPacingPolicy):
+    """``obs_pacing`` without the ROI throttle: the pace follows the pace gap alone
+    (``exp(8 gap)``, as ``bandit`` and ``roi_proportional`` pace), the paid split is
+    ``obs_pacing``'s. It spends the budget whether or not the target ROI is in reach, so it
+    buys GMV below the target where throttling would only have saved money; it is also a
+    residual base (:mod:`budgetgym.agents.residual`).
+
+    Source: even budget pacing with a ROI-weighted split, on the simulator's delay-corrected
+    ROI features.
+    """
+
+    name = "obs_pacing_unthrottled"
+
+
 BASELINES: dict[str, type[RulePolicy]] = {
     cls.name: cls
     for cls in (
@@ -558,6 +572,7 @@ BASELINES: dict[str, type[RulePolicy]] = {
         GreedyMarginalPolicy,
         PIDPacingPolicy,
         ObsPacingPolicy,
+        ObsPacingUnthrottledPolicy,
         ThompsonBanditPolicy,
         DualPacingPolicy,
     )

@@ -363,7 +363,7 @@ class TrainConfig(_Frozen):
     """Env steps to train for (one step = one campaign-hour)."""
     device: str = "cpu"
     """Torch device."""
-    residual_base: Literal["none", "obs_pacing"] = "none"
+    residual_base: Literal["none", "obs_pacing", "obs_pacing_unthrottled"] = "none"
     """``obs_pacing``: the network learns a correction added to that rule's action
     (:mod:`budgetgym.agents.residual`); ``none``: it outputs the action itself."""
     env: EnvConfig = EnvConfig()

@@ -34,7 +34,7 @@ from budgetgym.agents.checkpoints import (
     versions,
     write_json,
 )
-from budgetgym.agents.residual import obs_pacing_torch
+from budgetgym.agents.residual import base_action_torch
 from budgetgym.envs import ACTION_DIM, OBS_DIM, OBS_FEATURES
 
 ONNX_FORMAT = "budgetgym-onnx/1"
@@ -56,7 +56,7 @@ def _module(policy: SB3Policy) -> Any:
             super().__init__()
             self.policy = sb3_policy
             self.algorithm = algorithm
-            self.residual = residual_base == "obs_pacing"
+            self.residual_base = residual_base
             self.normalize = bool(normalizer.enabled)
             self.clip_obs = float(normalizer.clip_obs)
             # float64 like VecNormalize, so that normalized inputs match SB3's bit for bit.
@@ -68,8 +68,8 @@ def _module(policy: SB3Policy) -> Any:
 
         def forward(self, obs: torch.Tensor) -> torch.Tensor:  # name used by dynamic_shapes
             action = self.action(obs)
-            if self.residual:  # see budgetgym.agents.residual
-                action = torch.clamp(obs_pacing_torch(obs) + action, -1.0, 1.0)
+            if self.residual_base != "none":  # see budgetgym.agents.residual
+                action = torch.clamp(base_action_torch(self.residual_base, obs) + action, -1.0, 1.0)
             return action
 
         def action(self, obs: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from budgetgym.envs.campaigns import OBS_DIM, channel_slice, obs_index
 from budgetgym.envs.core import MAX_PACE_MULT, SHARE_TEMPERATURE
 from budgetgym.envs.errors import unknown_name_error
 
-RESIDUAL_BASES = ("none", "obs_pacing")
+RESIDUAL_BASES = ("none", "obs_pacing", "obs_pacing_unthrottled")
 #: Constants of ``obs_pacing``, those of the ``pid_pacing`` / ``roi_proportional`` baselines.
 PACE_GAIN = 8.0  # log-pace per unit of pace gap (budget fraction behind even pacing)
 ROI_GAIN = 4.0  # pace multiplier (ROI / target)^4 while below the target
@@ -46,13 +46,15 @@ def check_residual_base(name: str) -> str:
     return name
 
 
-def obs_pacing_torch(obs: Any) -> Any:
+def obs_pacing_torch(obs: Any, throttle: bool = True) -> Any:
     """``obs_pacing`` actions ``(n, 7)`` in ``[-1, 1]`` for raw observations ``(n, OBS_DIM)``.
 
     Pace (multiple of even pacing of what is left): ``exp(8 * pace_gap)``, capped at 1 while the
-    delay-corrected ROI so far is below the target and then multiplied by ``(ROI / R)^4``.
-    Paid channels split that spend in proportion to ``(ROI_k / R)^2``; pay-per-sale channels
-    keep a standing allocation of 4x even pacing (only their commissions are spent).
+    delay-corrected ROI so far is below the target and then multiplied by ``(ROI / R)^4``
+    (``throttle=False``, the base ``obs_pacing_unthrottled``: the pace gap alone, as the
+    ``bandit`` and ``roi_proportional`` rules pace). Paid channels split that spend in
+    proportion to ``(ROI_k / R)^2``; pay-per-sale channels keep a standing allocation of 4x even
+    pacing (only their commissions are spent).
     """
     import torch
 
@@ -63,7 +65,7 @@ def obs_pacing_torch(obs: Any) -> Any:
     even = torch.clamp(obs[:, _BUDGET_LEFT] / hours_left_frac, min=1e-9)
     log_roi = obs[:, _LOG_ROI]
     log_pace = PACE_GAIN * obs[:, _PACE_GAP]
-    throttled = log_roi < 0.0
+    throttled = log_roi < 0.0 if throttle else torch.zeros_like(log_roi, dtype=torch.bool)
     log_pace = torch.where(throttled, torch.clamp(log_pace, max=0.0) + ROI_GAIN * log_roi, log_pace)
     pace = torch.clamp(torch.exp(torch.clamp(log_pace, -3.0, 1.6)), max=MAX_PACE_MULT)
     weights = torch.exp(SHARE_POWER * obs[:, _LOG_ROI_BY_CHANNEL])
@@ -91,7 +93,13 @@ def base_action(name: str, obs: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return obs_pacing_torch(torch.from_numpy(np.ascontiguousarray(obs))).numpy()
+        return base_action_torch(name, torch.from_numpy(np.ascontiguousarray(obs))).numpy()
+
+
+def base_action_torch(name: str, obs: Any) -> Any:
+    """Actions ``(n, 7)`` of residual base ``name`` (not ``none``) for a raw observation
+    tensor ``(n, OBS_DIM)``: the one implementation, also traced into the ONNX export."""
+    return obs_pacing_torch(obs, throttle=check_residual_base(name) == "obs_pacing")
 
 
 def add_residual(name: str, obs: np.ndarray, delta: np.ndarray) -> np.ndarray:

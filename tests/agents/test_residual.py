@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from budgetgym.agents.baselines import PAYS_PER_SALE, make_baseline
 from budgetgym.agents.checkpoints import (
@@ -89,6 +90,26 @@ def test_base_paces_and_throttles_like_pid_pacing() -> None:
     assert (request[:, PAYS_PER_SALE] > 0).all()  # pay-per-sale channels stay on
 
 
+def test_unthrottled_base_paces_on_the_pace_gap_alone() -> None:
+    """Below the ROI target ``obs_pacing`` slows down; ``obs_pacing_unthrottled`` keeps the pace
+    it has at the target, and splits the spend as ``obs_pacing`` does."""
+    obs = np.zeros((3, OBS_DIM), dtype=np.float32)
+    obs[:, obs_index("budget_left_frac")] = 0.5
+    obs[:, obs_index("progress")] = 0.5
+    obs[1, obs_index("log_matured_roi")] = -0.3  # below target
+    obs[2, obs_index("pace_gap")] = 0.05  # behind even pacing
+    obs[:, channel_slice("log_matured_roi")] = [0.4, 0, 0, -0.2, 0, 0]
+    budget = np.full(3, 1e4)
+    throttled = action_to_spend_request(base_action("obs_pacing", obs), budget, 84)
+    request = action_to_spend_request(base_action("obs_pacing_unthrottled", obs), budget, 84)
+    paid = request[:, ~PAYS_PER_SALE].sum(axis=1)
+    np.testing.assert_allclose(paid[1], paid[0], rtol=1e-6)
+    assert paid[2] > paid[0] and paid[1] > 2 * throttled[1, ~PAYS_PER_SALE].sum()
+    np.testing.assert_allclose(request[0], throttled[0], rtol=1e-6)  # at the target: the same
+    shares = request[:, ~PAYS_PER_SALE] / paid[:, None]
+    np.testing.assert_allclose(shares[1], shares[0], rtol=1e-5)
+
+
 def test_wrapper_with_zero_corrections_plays_the_base_rule() -> None:
     venv = ResidualAction(BudgetVecEnv(8, scenario="hit_product", horizon_hours=24), "obs_pacing")
     assert residual_base_of(venv) == "obs_pacing"
@@ -106,11 +127,17 @@ def test_wrapper_with_zero_corrections_plays_the_base_rule() -> None:
     assert done.all()
 
 
-@pytest.fixture(scope="module")
-def residual_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["obs_pacing", "obs_pacing_unthrottled"])
+def residual_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short residual run on each base (the base is the run's ``config.residual_base``)."""
     run_dir = tmp_path_factory.mktemp("residual") / "run"
-    train(validate_config(TINY), run_dir, progress=False, log=lambda _: None)
+    config = validate_config({**TINY, "residual_base": request.param})
+    train(config, run_dir, progress=False, log=lambda _: None)
     return run_dir
+
+
+def base_of(run_dir: Path) -> str:
+    return validate_config(yaml.safe_load((run_dir / "config.yaml").read_text())).residual_base
 
 
 def test_logits_get_their_own_initial_noise(tmp_path: Path) -> None:
@@ -162,19 +189,21 @@ def test_action_weight_decay_is_ppo_only() -> None:
 
 
 def test_residual_run_loads_with_its_base(residual_run: Path) -> None:
+    base = base_of(residual_run)
     policy = load_run_policy(residual_run)
-    assert policy.residual_base == "obs_pacing"
+    assert policy.residual_base == base
     # With the network's correction zeroed, the trained policy is exactly the base rule.
     checkpoint = resolve_checkpoint(residual_run)
     loaded = load_checkpoint(checkpoint)
-    assert loaded.meta["residual_base"] == "obs_pacing"
+    assert loaded.meta["residual_base"] == base
     with torch.no_grad():
         loaded.model.policy.action_net.weight.zero_()
         loaded.model.policy.action_net.bias.zero_()
-    loaded.vecnormalize.set_venv(make_train_env(validate_config(TINY), seed=0))
+    run_config = validate_config({**TINY, "residual_base": base_of(residual_run)})
+    loaded.vecnormalize.set_venv(make_train_env(run_config, seed=0))  # its meta names the base
     save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
     as_run = evaluate(load_run_policy(residual_run), **EVAL).summary
-    as_rule = evaluate(make_baseline("obs_pacing"), **EVAL).summary
+    as_rule = evaluate(make_baseline(base), **EVAL).summary
     assert as_run["gmv_mean"] == pytest.approx(as_rule["gmv_mean"], rel=1e-9)
 
 
@@ -183,7 +212,8 @@ def test_residual_onnx_matches_predict(residual_run: Path, tmp_path: Path) -> No
     loaded = load_checkpoint(checkpoint)
     with torch.no_grad():  # large corrections, so that the sum exercises the clipping
         loaded.model.policy.action_net.weight.normal_(0.0, 0.5)
-    loaded.vecnormalize.set_venv(make_train_env(validate_config(TINY), seed=0))
+    run_config = validate_config({**TINY, "residual_base": base_of(residual_run)})
+    loaded.vecnormalize.set_venv(make_train_env(run_config, seed=0))  # its meta names the base
     save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
     onnx_path = export_onnx(residual_run, tmp_path / "policy.onnx")
     obs = trajectory_obs(8)
@@ -191,7 +221,7 @@ def test_residual_onnx_matches_predict(residual_run: Path, tmp_path: Path) -> No
     actual, _ = OnnxPolicy(onnx_path).predict(obs)
     assert np.abs(actual - expected).max() <= 1e-5
     assert (np.abs(actual) == 1.0).any()
-    assert not np.allclose(expected, base_action("obs_pacing", obs), atol=1e-3)
+    assert not np.allclose(expected, base_action(base_of(residual_run), obs), atol=1e-3)
 
 
 def test_unknown_residual_base_in_a_checkpoint_fails_clearly(residual_run: Path) -> None:
