@@ -364,8 +364,9 @@ class TrainConfig(_Frozen):
     device: str = "cpu"
     """Torch device."""
     residual_base: Literal["none", "obs_pacing", "obs_pacing_unthrottled"] = "none"
-    """``obs_pacing``: the network learns a correction added to that rule's action
-    (:mod:`budgetgym.agents.residual`); ``none``: it outputs the action itself."""
+    """``obs_pacing`` or ``obs_pacing_unthrottled``: the network learns a correction added to
+    that rule's action (:mod:`budgetgym.agents.residual`); ``none``: it outputs the action
+    itself."""
     env: EnvConfig = EnvConfig()
     hyperparams: PPOParams | SACParams = PPOParams()
     normalize: NormalizeConfig = NormalizeConfig()

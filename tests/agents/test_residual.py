@@ -199,7 +199,7 @@ def test_residual_run_loads_with_its_base(residual_run: Path) -> None:
     with torch.no_grad():
         loaded.model.policy.action_net.weight.zero_()
         loaded.model.policy.action_net.bias.zero_()
-    run_config = validate_config({**TINY, "residual_base": base_of(residual_run)})
+    run_config = validate_config({**TINY, "residual_base": base})
     loaded.vecnormalize.set_venv(make_train_env(run_config, seed=0))  # its meta names the base
     save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
     as_run = evaluate(load_run_policy(residual_run), **EVAL).summary
