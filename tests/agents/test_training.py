@@ -269,7 +269,7 @@ def test_roi_miss_penalty_charges_each_missed_campaign_once_at_the_end() -> None
 
 
 @pytest.mark.parametrize(
-    "reward",
+    "reward_config",
     [
         {"reward_mode": "gmv"},
         # the twin pays the hourly ROI charge too (early hours owe it: conversions lag spend)
@@ -278,7 +278,7 @@ def test_roi_miss_penalty_charges_each_missed_campaign_once_at_the_end() -> None
     ids=["gmv", "dense-charged-twin"],
 )
 def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return(
-    reward: dict,
+    reward_config: dict,
 ) -> None:
     # The residual policy with a zero correction is its base rule, so each campaign and its twin
     # (same seed, same rule) earn the same reward every hour: the paired reward is exactly
@@ -292,7 +292,7 @@ def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return(
                 "n_envs": 6,
                 "horizon_hours": horizon,
                 "paired_baseline": "obs_pacing",
-                **reward,
+                **reward_config,
             },
         )  # fmt: skip
     )
@@ -304,8 +304,9 @@ def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return(
         _, reward, done, infos = venv.step(zero)
         np.testing.assert_array_equal(reward, 0.0)
     assert done.all()
-    # VecMonitor logs the absolute return (the paired one is exactly zero)
-    assert all(info["episode"]["r"] != 0 for info in infos)
+    # VecMonitor logs the absolute return (the paired one is exactly zero); GMV alone is > 0
+    logged = np.array([info["episode"]["r"] for info in infos])
+    assert (logged > 0).all() if reward_config.get("reward_mode") == "gmv" else (logged != 0).all()
     # Another policy: the paired reward is its reward minus the rule's on the same seeds.
     rng = np.random.default_rng(2)
     unpaired = {**config.env.model_dump(), "paired_baseline": "none", "twin_pays_roi_charge": False}
