@@ -563,6 +563,23 @@ class ObsPacingUnthrottledPolicy(ObsPacingPolicy):
     name = "obs_pacing_unthrottled"
 
 
+class ObsThompsonPolicy(ObsPacingPolicy):
+    """Thompson sampling's split with ``obs_pacing_unthrottled``'s pace, from the observation.
+
+    Paid channels split the spend by probability matching, as ``bandit`` does, but on the
+    observation's delay-corrected ROI (``log_matured_roi`` per channel) and with the same fixed
+    normal quantiles every hour instead of fresh draws, so the rule is a pure function of the
+    observation. The pace follows the pace gap, throttled like ``obs_pacing``'s only while a
+    promotion is on the calendar: there money saved in a weak warm-up buys the event's surge.
+    Also a residual base (:mod:`budgetgym.agents.residual`).
+
+    Source: Thompson sampling / probability matching (Scott 2010) made deterministic
+    (quasi-Monte Carlo draws), on the simulator's delay-corrected ROI features.
+    """
+
+    name = "obs_thompson"
+
+
 BASELINES: dict[str, type[RulePolicy]] = {
     cls.name: cls
     for cls in (
@@ -573,6 +590,7 @@ BASELINES: dict[str, type[RulePolicy]] = {
         PIDPacingPolicy,
         ObsPacingPolicy,
         ObsPacingUnthrottledPolicy,
+        ObsThompsonPolicy,
         ThompsonBanditPolicy,
         DualPacingPolicy,
     )

@@ -39,6 +39,8 @@ ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
+#: A stateless rule of budgetgym.agents.residual (RESIDUAL_BASES), or none.
+RuleBase = Literal["none", "obs_pacing", "obs_pacing_unthrottled", "obs_thompson"]
 
 
 class _Frozen(BaseModel):
@@ -73,7 +75,7 @@ class EnvConfig(_Frozen):
     """Training only: subtracted from the reward at the end of each campaign that misses its ROI
     target, whatever the size of the shortfall (the evaluation's ROI-miss rate counts misses,
     not their size). In reward units: GMV / budget, so 0.1 is a tenth of the budget in GMV."""
-    paired_baseline: Literal["none", "obs_pacing"] = "none"
+    paired_baseline: RuleBase = "none"
     """Training only: a control variate from common random numbers. Each training campaign has a
     twin on the same seed (same traffic, prices and conversion luck) run by this rule; the
     twin's hourly reward is subtracted from the agent's. The twin does not depend on the
@@ -363,10 +365,10 @@ class TrainConfig(_Frozen):
     """Env steps to train for (one step = one campaign-hour)."""
     device: str = "cpu"
     """Torch device."""
-    residual_base: Literal["none", "obs_pacing", "obs_pacing_unthrottled"] = "none"
-    """``obs_pacing`` or ``obs_pacing_unthrottled``: the network learns a correction added to
-    that rule's action (:mod:`budgetgym.agents.residual`); ``none``: it outputs the action
-    itself."""
+    residual_base: RuleBase = "none"
+    """``obs_pacing``, ``obs_pacing_unthrottled`` or ``obs_thompson``: the network learns a
+    correction added to that rule's action (:mod:`budgetgym.agents.residual`); ``none``: it
+    outputs the action itself."""
     env: EnvConfig = EnvConfig()
     hyperparams: PPOParams | SACParams = PPOParams()
     normalize: NormalizeConfig = NormalizeConfig()

@@ -24,11 +24,18 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from budgetgym.agents.baselines import N_PER_SALE, PAYS_PER_SALE
-from budgetgym.envs.campaigns import OBS_DIM, channel_slice, obs_index
+from budgetgym.envs.campaigns import LATE_SHARE, OBS_DIM, channel_slice, obs_index
 from budgetgym.envs.core import MAX_PACE_MULT, SHARE_TEMPERATURE
 from budgetgym.envs.errors import unknown_name_error
+from budgetgym.envs.scenarios import HORIZON_HOURS
 
-RESIDUAL_BASES = ("none", "obs_pacing", "obs_pacing_unthrottled")
+#: The stateless rules a residual policy can start from: (pace throttle, paid split) of each.
+_BASE_RULES = {
+    "obs_pacing": ("always", "roi"),
+    "obs_pacing_unthrottled": ("never", "roi"),
+    "obs_thompson": ("promotion", "thompson"),
+}
+RESIDUAL_BASES = ("none", *_BASE_RULES)
 #: Constants of ``obs_pacing``, those of the ``pid_pacing`` / ``roi_proportional`` baselines.
 PACE_GAIN = 8.0  # log-pace per unit of pace gap (budget fraction behind even pacing)
 ROI_GAIN = 4.0  # pace multiplier (ROI / target)^4 while below the target
@@ -37,6 +44,13 @@ PER_SALE_ALLOCATION = 4.0  # standing hourly allocation of pay-per-sale channels
 _PROGRESS, _BUDGET_LEFT = obs_index("progress"), obs_index("budget_left_frac")
 _PACE_GAP, _LOG_ROI = obs_index("pace_gap"), obs_index("log_matured_roi")
 _LOG_ROI_BY_CHANNEL = channel_slice("log_matured_roi")
+_HOURS_TO_EVENT = obs_index("hours_to_event")
+_CUM_SPEND_BY_CHANNEL = channel_slice("cum_spend_frac")
+_RECENT_SPEND_BY_CHANNEL = channel_slice("recent_spend_frac")
+#: Constants of ``obs_thompson``'s split, those of the ``bandit`` baseline.
+THOMPSON_PRIOR_SD = 0.5  # sd of a channel's log ROI before any matured spend
+THOMPSON_MIN_SHARE = 0.02  # exploration share of each paid channel
+THOMPSON_SAMPLES = 64  # fixed draws per channel
 
 
 def check_residual_base(name: str) -> str:
@@ -46,15 +60,57 @@ def check_residual_base(name: str) -> str:
     return name
 
 
-def obs_pacing_torch(obs: Any, throttle: bool = True) -> Any:
-    """``obs_pacing`` actions ``(n, 7)`` in ``[-1, 1]`` for raw observations ``(n, OBS_DIM)``.
+def thompson_quantiles(samples: int = THOMPSON_SAMPLES) -> np.ndarray:
+    """Fixed standard-normal draws ``(samples, n_channels)`` of ``obs_thompson``: the midpoints of
+    an unscrambled Sobol sequence (stratified in every channel, jointly spread; no RNG, so the
+    base is the same function in every version and inside the ONNX graph)."""
+    from scipy.stats import norm, qmc
 
-    Pace (multiple of even pacing of what is left): ``exp(8 * pace_gap)``, capped at 1 while the
-    delay-corrected ROI so far is below the target and then multiplied by ``(ROI / R)^4``
-    (``throttle=False``, the base ``obs_pacing_unthrottled``: the pace gap alone, as the
-    ``bandit`` and ``roi_proportional`` rules pace). Paid channels split that spend in
-    proportion to ``(ROI_k / R)^2``; pay-per-sale channels keep a standing allocation of 4x even
-    pacing (only their commissions are spent).
+    points = qmc.Sobol(d=PAYS_PER_SALE.size, scramble=False).random(samples)
+    return norm.ppf(points + 0.5 / samples)
+
+
+_THOMPSON_Z = thompson_quantiles()
+
+
+def thompson_shares_torch(obs: Any) -> Any:
+    """Paid-channel split of ``obs_thompson`` ``(n, n_channels)`` for raw observations: the
+    share of fixed normal draws (:func:`thompson_quantiles`) each paid channel wins when its log
+    ROI is drawn from ``N(log_matured_roi_k, (0.5 / sqrt(1 + matured_k))^2)``, mixed with 2%
+    exploration per paid channel; pay-per-sale channels get 0. ``matured_k``: the channel's spend
+    so far less the share of recent spend not yet converted, in hours of even pacing.
+
+    Probability matching as in the ``bandit`` rule (Thompson sampling), made a deterministic
+    function of the observation by drawing the same quantiles every hour.
+    """
+    import torch
+
+    obs = obs.to(torch.float64)
+    horizon = float(HORIZON_HOURS)
+    spend = obs[:, _CUM_SPEND_BY_CHANNEL] - LATE_SHARE * obs[:, _RECENT_SPEND_BY_CHANNEL]
+    sd = THOMPSON_PRIOR_SD / torch.sqrt(1.0 + torch.clamp(spend, min=0.0) * horizon)
+    z = torch.from_numpy(_THOMPSON_Z)
+    draws = obs[:, None, _LOG_ROI_BY_CHANNEL] + sd[:, None, :] * z[None]  # (n, samples, k)
+    draws = torch.where(torch.from_numpy(PAYS_PER_SALE), torch.full_like(draws, -1e9), draws)
+    wins = (draws == draws.max(dim=2, keepdim=True).values).to(torch.float64).mean(dim=1)
+    n_paid = PAYS_PER_SALE.size - N_PER_SALE
+    shares = (1.0 - THOMPSON_MIN_SHARE * n_paid) * wins + THOMPSON_MIN_SHARE
+    return torch.where(torch.from_numpy(PAYS_PER_SALE), torch.zeros_like(shares), shares)
+
+
+def obs_pacing_torch(obs: Any, throttle: str = "always", split: str = "roi") -> Any:
+    """Actions ``(n, 7)`` in ``[-1, 1]`` of the ``obs_*`` rules for raw observations
+    ``(n, OBS_DIM)``.
+
+    Pace (multiple of even pacing of what is left): ``exp(8 * pace_gap)``. Where throttled, it is
+    capped at 1 while the delay-corrected ROI so far is below the target and then multiplied by
+    ``(ROI / R)^4``. ``throttle``: ``"always"`` (``obs_pacing``), ``"never"``
+    (``obs_pacing_unthrottled``: the pace gap alone, as the ``bandit`` and ``roi_proportional``
+    rules pace), ``"promotion"`` (``obs_thompson``: only while a promotion is on the calendar,
+    where saving money for the event pays). Paid channels split that spend in proportion to
+    ``(ROI_k / R)^2`` (``split="roi"``) or by :func:`thompson_shares_torch` (``"thompson"``);
+    pay-per-sale channels keep a standing allocation of 4x even pacing (only their commissions
+    are spent).
     """
     import torch
 
@@ -65,11 +121,19 @@ def obs_pacing_torch(obs: Any, throttle: bool = True) -> Any:
     even = torch.clamp(obs[:, _BUDGET_LEFT] / hours_left_frac, min=1e-9)
     log_roi = obs[:, _LOG_ROI]
     log_pace = PACE_GAIN * obs[:, _PACE_GAP]
-    throttled = log_roi < 0.0 if throttle else torch.zeros_like(log_roi, dtype=torch.bool)
+    throttled = log_roi < 0.0
+    if throttle == "never":
+        throttled = torch.zeros_like(throttled)
+    elif throttle == "promotion":
+        # hours_to_event is clipped to 1 when no event falls within the horizon
+        throttled = throttled & (obs[:, _HOURS_TO_EVENT] < 1.0)
     log_pace = torch.where(throttled, torch.clamp(log_pace, max=0.0) + ROI_GAIN * log_roi, log_pace)
     pace = torch.clamp(torch.exp(torch.clamp(log_pace, -3.0, 1.6)), max=MAX_PACE_MULT)
-    weights = torch.exp(SHARE_POWER * obs[:, _LOG_ROI_BY_CHANNEL])
-    weights = torch.where(per_sale, torch.zeros_like(weights), weights)
+    if split == "thompson":
+        weights = thompson_shares_torch(obs)
+    else:
+        weights = torch.exp(SHARE_POWER * obs[:, _LOG_ROI_BY_CHANNEL])
+        weights = torch.where(per_sale, torch.zeros_like(weights), weights)
     paid = (pace * even)[:, None] * weights / weights.sum(dim=1, keepdim=True)
     room = torch.clamp(MAX_PACE_MULT * even - paid.sum(dim=1), min=0.0) / max(N_PER_SALE, 1)
     standing = torch.clamp(room, max=PER_SALE_ALLOCATION)[:, None].expand(-1, n_ch)
@@ -99,7 +163,8 @@ def base_action(name: str, obs: np.ndarray) -> np.ndarray:
 def base_action_torch(name: str, obs: Any) -> Any:
     """Actions ``(n, 7)`` of residual base ``name`` (not ``none``) for a raw observation
     tensor ``(n, OBS_DIM)``: the one implementation, also traced into the ONNX export."""
-    return obs_pacing_torch(obs, throttle=check_residual_base(name) == "obs_pacing")
+    throttle, split = _BASE_RULES[check_residual_base(name)]
+    return obs_pacing_torch(obs, throttle=throttle, split=split)
 
 
 def add_residual(name: str, obs: np.ndarray, delta: np.ndarray) -> np.ndarray:

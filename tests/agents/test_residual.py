@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,11 @@ from budgetgym.agents.checkpoints import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from budgetgym.agents.config import validate_config
+from budgetgym.agents.config import RuleBase, validate_config
 from budgetgym.agents.evaluation import evaluate
 from budgetgym.agents.export import OnnxPolicy, export_onnx
 from budgetgym.agents.residual import (
+    RESIDUAL_BASES,
     ActionDecayPolicy,
     ResidualAction,
     add_residual,
@@ -110,6 +112,41 @@ def test_unthrottled_base_paces_on_the_pace_gap_alone() -> None:
     np.testing.assert_allclose(shares[1], shares[0], rtol=1e-5)
 
 
+def test_configs_name_exactly_the_residual_bases() -> None:
+    assert typing.get_args(RuleBase) == RESIDUAL_BASES
+    for base in RESIDUAL_BASES[1:]:
+        assert make_baseline(base).name == base  # each base is also a leaderboard rule
+
+
+def test_thompson_base_explores_unmeasured_channels_and_throttles_only_before_a_promotion() -> None:
+    """``obs_thompson`` splits evenly among channels it knows nothing about, gives nearly all the
+    spend to a well-measured best channel, and slows down below the ROI target only while a
+    promotion is on the calendar (where it paces exactly as ``obs_pacing``)."""
+    obs = np.zeros((5, OBS_DIM), dtype=np.float32)
+    obs[:, obs_index("budget_left_frac")] = 0.5
+    obs[:, obs_index("progress")] = 0.5
+    obs[:, obs_index("hours_to_event")] = 1.0  # no event within the horizon
+    obs[1:3, channel_slice("log_matured_roi")] = [0.4, 0, 0, 0, 0, 0]
+    obs[2, channel_slice("cum_spend_frac")] = 0.2  # 34 hours of even pacing each: measured
+    obs[3:, obs_index("log_matured_roi")] = -0.3  # below target
+    obs[4, obs_index("hours_to_event")] = 0.25  # a promotion in 42 hours
+    budget = np.full(5, 1e4)
+    request = action_to_spend_request(base_action("obs_thompson", obs), budget, 84)
+    paid = request[:, ~PAYS_PER_SALE]
+    shares = paid / paid.sum(axis=1, keepdims=True)
+    n_paid = int((~PAYS_PER_SALE).sum())
+    np.testing.assert_allclose(shares[0], 1.0 / n_paid, atol=0.06)  # nothing measured
+    assert 0.3 < shares[1, 0] < 0.9  # a better estimate, still uncertain
+    assert shares[2, 0] > 1.0 - 0.02 * n_paid  # measured: the rest is the exploration floor
+    assert (shares > 0.015).all()
+    unthrottled = action_to_spend_request(base_action("obs_pacing_unthrottled", obs), budget, 84)
+    throttled = action_to_spend_request(base_action("obs_pacing", obs), budget, 84)
+    total = paid.sum(axis=1)
+    np.testing.assert_allclose(total[3], unthrottled[3, ~PAYS_PER_SALE].sum(), rtol=1e-5)
+    np.testing.assert_allclose(total[4], throttled[4, ~PAYS_PER_SALE].sum(), rtol=1e-5)
+    assert total[4] < 0.5 * total[3]
+
+
 def test_wrapper_with_zero_corrections_plays_the_base_rule() -> None:
     venv = ResidualAction(BudgetVecEnv(8, scenario="hit_product", horizon_hours=24), "obs_pacing")
     assert residual_base_of(venv) == "obs_pacing"
@@ -127,7 +164,7 @@ def test_wrapper_with_zero_corrections_plays_the_base_rule() -> None:
     assert done.all()
 
 
-@pytest.fixture(scope="module", params=["obs_pacing", "obs_pacing_unthrottled"])
+@pytest.fixture(scope="module", params=["obs_pacing", "obs_pacing_unthrottled", "obs_thompson"])
 def residual_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short residual run on each base (the base is the run's ``config.residual_base``)."""
     run_dir = tmp_path_factory.mktemp("residual") / "run"
