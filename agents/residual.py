@@ -71,6 +71,9 @@ def thompson_quantiles(samples: int = THOMPSON_SAMPLES) -> np.ndarray:
 
 
 _THOMPSON_Z = thompson_quantiles()
+_PAID = np.flatnonzero(~PAYS_PER_SALE)
+_THOMPSON_Z_PAID = np.ascontiguousarray(_THOMPSON_Z[:, _PAID])
+_PAID_TO_ALL = np.eye(PAYS_PER_SALE.size)[_PAID]  # (n_paid, n_channels) selection
 
 
 def thompson_shares_torch(obs: Any) -> Any:
@@ -89,13 +92,14 @@ def thompson_shares_torch(obs: Any) -> Any:
     horizon = float(HORIZON_HOURS)
     spend = obs[:, _CUM_SPEND_BY_CHANNEL] - LATE_SHARE * obs[:, _RECENT_SPEND_BY_CHANNEL]
     sd = THOMPSON_PRIOR_SD / torch.sqrt(1.0 + torch.clamp(spend, min=0.0) * horizon)
-    z = torch.from_numpy(_THOMPSON_Z)
-    draws = obs[:, None, _LOG_ROI_BY_CHANNEL] + sd[:, None, :] * z[None]  # (n, samples, k)
-    draws = torch.where(torch.from_numpy(PAYS_PER_SALE), torch.full_like(draws, -1e9), draws)
-    wins = (draws == draws.max(dim=2, keepdim=True).values).to(torch.float64).mean(dim=1)
-    n_paid = PAYS_PER_SALE.size - N_PER_SALE
-    shares = (1.0 - THOMPSON_MIN_SHARE * n_paid) * wins + THOMPSON_MIN_SHARE
-    return torch.where(torch.from_numpy(PAYS_PER_SALE), torch.zeros_like(shares), shares)
+    # Only paid channels draw (pay-per-sale ones are outside the bandit): (n, samples, n_paid).
+    paid = torch.from_numpy(_PAID)
+    log_roi = obs[:, _LOG_ROI_BY_CHANNEL][:, paid]
+    draws = log_roi[:, None, :] + sd[:, paid][:, None, :] * torch.from_numpy(_THOMPSON_Z_PAID)[None]
+    won = (draws == draws.amax(dim=2, keepdim=True)).sum(dim=1)  # ties: a win each
+    wins = won.to(torch.float64) / float(_THOMPSON_Z.shape[0])
+    shares = (1.0 - THOMPSON_MIN_SHARE * _PAID.size) * wins + THOMPSON_MIN_SHARE
+    return shares @ torch.from_numpy(_PAID_TO_ALL)  # back to all channels, 0 where per sale
 
 
 def obs_pacing_torch(obs: Any, throttle: str = "always", split: str = "roi") -> Any:
