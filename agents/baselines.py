@@ -43,6 +43,10 @@ DELAY_IMMEDIATE_FRAC = np.repeat([0.1, 0.35, 0.6], 3)
 DELAY_MEAN_HOURS = np.tile([8.0, 24.0, 72.0], 3)
 PRIOR_KERNEL = 4  # (0.35, 24 h)
 _BANDIT_DOMAIN = 1_000  # counter-based key domain of the bandit's draws (plus its seed)
+#: Thompson sampling's defaults, shared by ``bandit`` and ``obs_thompson``'s split.
+THOMPSON_PRIOR_SD = 0.5  # sd of a channel's log ROI before any matured spend
+THOMPSON_SAMPLES = 64  # draws per paid channel and hour
+THOMPSON_MIN_SHARE = 0.02  # exploration share of each paid channel
 
 _I = {name: obs_index(name) for name in ("progress", "budget_left_frac", "pace_gap", "target_roi")}
 _C = {
@@ -426,9 +430,9 @@ class ThompsonBanditPolicy(RulePolicy):
 
     def __init__(
         self,
-        prior_sd: float = 0.5,
-        samples: int = 64,
-        min_share: float = 0.02,
+        prior_sd: float = THOMPSON_PRIOR_SD,
+        samples: int = THOMPSON_SAMPLES,
+        min_share: float = THOMPSON_MIN_SHARE,
         seed: int = 0,
         **kwargs,
     ) -> None:

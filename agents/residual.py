@@ -23,7 +23,13 @@ import numpy as np
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from budgetgym.agents.baselines import N_PER_SALE, PAYS_PER_SALE
+from budgetgym.agents.baselines import (
+    N_PER_SALE,
+    PAYS_PER_SALE,
+    THOMPSON_MIN_SHARE,
+    THOMPSON_PRIOR_SD,
+    THOMPSON_SAMPLES,
+)
 from budgetgym.envs.campaigns import LATE_SHARE, OBS_DIM, channel_slice, obs_index
 from budgetgym.envs.core import MAX_PACE_MULT, SHARE_TEMPERATURE
 from budgetgym.envs.errors import unknown_name_error
@@ -47,10 +53,6 @@ _LOG_ROI_BY_CHANNEL = channel_slice("log_matured_roi")
 _HOURS_TO_EVENT = obs_index("hours_to_event")
 _CUM_SPEND_BY_CHANNEL = channel_slice("cum_spend_frac")
 _RECENT_SPEND_BY_CHANNEL = channel_slice("recent_spend_frac")
-#: Constants of ``obs_thompson``'s split, those of the ``bandit`` baseline.
-THOMPSON_PRIOR_SD = 0.5  # sd of a channel's log ROI before any matured spend
-THOMPSON_MIN_SHARE = 0.02  # exploration share of each paid channel
-THOMPSON_SAMPLES = 64  # fixed draws per channel
 
 
 def check_residual_base(name: str) -> str:
@@ -81,7 +83,8 @@ def thompson_shares_torch(obs: Any) -> Any:
     share of fixed normal draws (:func:`thompson_quantiles`) each paid channel wins when its log
     ROI is drawn from ``N(log_matured_roi_k, (0.5 / sqrt(1 + matured_k))^2)``, mixed with 2%
     exploration per paid channel; pay-per-sale channels get 0. ``matured_k``: the channel's spend
-    so far less the share of recent spend not yet converted, in hours of even pacing.
+    so far less the share of recent spend not yet converted, in hours of even pacing over the
+    default horizon (the observation does not carry the horizon).
 
     Probability matching as in the ``bandit`` rule (Thompson sampling), made a deterministic
     function of the observation by drawing the same quantiles every hour.
@@ -118,6 +121,8 @@ def obs_pacing_torch(obs: Any, throttle: str = "always", split: str = "roi") -> 
     """
     import torch
 
+    if throttle not in ("always", "never", "promotion") or split not in ("roi", "thompson"):
+        raise ValueError(f"Unknown throttle {throttle!r} or split {split!r}.")
     obs = obs.to(torch.float64)
     n_ch = PAYS_PER_SALE.size
     per_sale = torch.from_numpy(PAYS_PER_SALE)  # no copy: built once, not per call

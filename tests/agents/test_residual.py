@@ -26,6 +26,7 @@ from budgetgym.agents.residual import (
     ResidualAction,
     add_residual,
     base_action,
+    obs_pacing_torch,
     residual_base_of,
 )
 from budgetgym.agents.training import make_train_env, resume, train
@@ -74,6 +75,8 @@ def test_base_is_a_valid_action_and_a_pure_function_of_the_observation() -> None
         base_action("pid", obs)
     with pytest.raises(ValueError, match=f"\\(n, {OBS_DIM}\\)"):
         base_action("obs_pacing", obs[:, :-1])
+    with pytest.raises(ValueError, match="split 'thompsom'"):
+        obs_pacing_torch(torch.from_numpy(obs), split="thompsom")
 
 
 def test_base_paces_and_throttles_like_pid_pacing() -> None:
