@@ -325,9 +325,13 @@ def _ndtr(x):
 def _binomial(n, p, u):
     """Binomial(n, p) by inversion of one uniform: exact (sequential search) for means < 12,
     normal approximation with continuity correction above (error far below the model's noise)."""
-    if n <= 0.0 or p <= 0.0:
-        return 0.0
-    return _binomial_logq(n, p, _log_q(p), u)
+    return _binomial_logq(n, p, _LOG_Q_LAZY, u)
+
+
+# A ``log_q`` no probability has (``log(1 - p) <= 0``): computed only by the exact search, which
+# draws with a mean under 12 (the search needs it; the normal approximation, 77% of click draws,
+# does not).
+_LOG_Q_LAZY = 1.0
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -339,7 +343,8 @@ def _log_q(p):
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _binomial_logq(n, p, log_q, u):
-    """``_binomial`` given ``log_q = log(1 - p)`` (hoisted out of loops when ``p`` is fixed)."""
+    """``_binomial`` given ``log_q = log(1 - p)`` (hoisted out of loops when ``p`` is fixed), or
+    ``_LOG_Q_LAZY`` to compute it only if needed."""
     if n <= 0.0 or p <= 0.0:
         return 0.0
     if p >= 1.0:
@@ -348,6 +353,8 @@ def _binomial_logq(n, p, log_q, u):
     if mean >= 12.0:
         x = np.floor(mean + math.sqrt(mean * (1.0 - p)) * _ndtri(u) + 0.5)
         return min(max(x, 0.0), n)
+    if log_q == _LOG_Q_LAZY:
+        log_q = _log_q(p)
     pmf = math.exp(n * log_q)
     cdf = pmf
     odds = p / (1.0 - p)
