@@ -584,6 +584,23 @@ class ObsThompsonPolicy(ObsPacingPolicy):
     name = "obs_thompson"
 
 
+class ObsPriceAwarePolicy(ObsPacingPolicy):
+    """``obs_thompson``, except that items priced from 1,000 CNY split like
+    ``obs_pacing_unthrottled`` (paid shares proportional to ``(ROI_k / target)^2``).
+
+    A dear item converts rarely and days after the click: its channels' ROI so far is mostly
+    conversions still in transit, and probability matching on such estimates concentrates the
+    spend on whichever channel happened to convert first. The advertiser knows the price, so the
+    rule reads it from the observation (``log_price``). Also a residual base
+    (:mod:`budgetgym.agents.residual`).
+
+    Source: ``obs_thompson`` and ``obs_pacing_unthrottled``, chosen by order value (validation
+    seeds: each wins the leaderboard's scenarios on its side of the threshold).
+    """
+
+    name = "obs_price_aware"
+
+
 BASELINES: dict[str, type[RulePolicy]] = {
     cls.name: cls
     for cls in (
@@ -595,6 +612,7 @@ BASELINES: dict[str, type[RulePolicy]] = {
         ObsPacingPolicy,
         ObsPacingUnthrottledPolicy,
         ObsThompsonPolicy,
+        ObsPriceAwarePolicy,
         ThompsonBanditPolicy,
         DualPacingPolicy,
     )

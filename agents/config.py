@@ -40,7 +40,9 @@ ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 #: A stateless rule of budgetgym.agents.residual (RESIDUAL_BASES), or none.
-RuleBase = Literal["none", "obs_pacing", "obs_pacing_unthrottled", "obs_thompson"]
+RuleBase = Literal[
+    "none", "obs_pacing", "obs_pacing_unthrottled", "obs_thompson", "obs_price_aware"
+]
 
 
 class _Frozen(BaseModel):
@@ -366,9 +368,9 @@ class TrainConfig(_Frozen):
     device: str = "cpu"
     """Torch device."""
     residual_base: RuleBase = "none"
-    """``obs_pacing``, ``obs_pacing_unthrottled`` or ``obs_thompson``: the network learns a
-    correction added to that rule's action (:mod:`budgetgym.agents.residual`); ``none``: it
-    outputs the action itself."""
+    """``obs_pacing``, ``obs_pacing_unthrottled``, ``obs_thompson`` or ``obs_price_aware``: the
+    network learns a correction added to that rule's action
+    (:mod:`budgetgym.agents.residual`); ``none``: it outputs the action itself."""
     env: EnvConfig = EnvConfig()
     hyperparams: PPOParams | SACParams = PPOParams()
     normalize: NormalizeConfig = NormalizeConfig()

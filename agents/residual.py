@@ -33,13 +33,14 @@ from budgetgym.agents.baselines import (
 from budgetgym.envs.campaigns import LATE_SHARE, OBS_DIM, channel_slice, obs_index
 from budgetgym.envs.core import MAX_PACE_MULT, SHARE_TEMPERATURE
 from budgetgym.envs.errors import unknown_name_error
-from budgetgym.envs.scenarios import HORIZON_HOURS
+from budgetgym.envs.scenarios import HORIZON_HOURS, REFERENCE_PRICE_CNY
 
 #: The stateless rules a residual policy can start from: (pace throttle, paid split) of each.
 _BASE_RULES = {
     "obs_pacing": ("always", "roi"),
     "obs_pacing_unthrottled": ("never", "roi"),
     "obs_thompson": ("promotion", "thompson"),
+    "obs_price_aware": ("promotion", "by_price"),
 }
 RESIDUAL_BASES = ("none", *_BASE_RULES)
 #: Constants of ``obs_pacing``, those of the ``pid_pacing`` / ``roi_proportional`` baselines.
@@ -53,6 +54,11 @@ _LOG_ROI_BY_CHANNEL = channel_slice("log_matured_roi")
 _HOURS_TO_EVENT = obs_index("hours_to_event")
 _CUM_SPEND_BY_CHANNEL = channel_slice("cum_spend_frac")
 _RECENT_SPEND_BY_CHANNEL = channel_slice("recent_spend_frac")
+_LOG_PRICE = obs_index("log_price")
+#: Order value from which ``obs_price_aware`` splits by ROI instead of probability matching:
+#: items this dear convert rarely and days after the click, so a channel's ROI so far is mostly
+#: conversions still in transit, and matching on it chases noise (docs/benchmark.md).
+HIGH_PRICE_CNY = 1_000.0
 
 
 def check_residual_base(name: str) -> str:
@@ -105,6 +111,9 @@ def thompson_shares_torch(obs: Any) -> Any:
     return shares @ torch.from_numpy(_PAID_TO_ALL)  # back to all channels, 0 where per sale
 
 
+_SPLITS = ("roi", "thompson", "by_price")
+
+
 def obs_pacing_torch(obs: Any, throttle: str = "always", split: str = "roi") -> Any:
     """Actions ``(n, 7)`` in ``[-1, 1]`` of the ``obs_*`` rules for raw observations
     ``(n, OBS_DIM)``.
@@ -113,15 +122,16 @@ def obs_pacing_torch(obs: Any, throttle: str = "always", split: str = "roi") -> 
     capped at 1 while the delay-corrected ROI so far is below the target and then multiplied by
     ``(ROI / R)^4``. ``throttle``: ``"always"`` (``obs_pacing``), ``"never"``
     (``obs_pacing_unthrottled``: the pace gap alone, as the ``bandit`` and ``roi_proportional``
-    rules pace), ``"promotion"`` (``obs_thompson``: only while a promotion is on the calendar,
-    where saving money for the event pays). Paid channels split that spend in proportion to
-    ``(ROI_k / R)^2`` (``split="roi"``) or by :func:`thompson_shares_torch` (``"thompson"``);
-    pay-per-sale channels keep a standing allocation of 4x even pacing (only their commissions
-    are spent).
+    rules pace), ``"promotion"`` (``obs_thompson``, ``obs_price_aware``: only while a promotion
+    is on the calendar, where saving money for the event pays). Paid channels split that spend in
+    proportion to ``(ROI_k / R)^2`` (``split="roi"``), by :func:`thompson_shares_torch`
+    (``"thompson"``), or by the first for items priced from ``HIGH_PRICE_CNY`` and the second
+    below (``"by_price"``); pay-per-sale channels keep a standing allocation of 4x even pacing
+    (only their commissions are spent).
     """
     import torch
 
-    if throttle not in ("always", "never", "promotion") or split not in ("roi", "thompson"):
+    if throttle not in ("always", "never", "promotion") or split not in _SPLITS:
         raise ValueError(f"Unknown throttle {throttle!r} or split {split!r}.")
     obs = obs.to(torch.float64)
     n_ch = PAYS_PER_SALE.size
@@ -143,6 +153,10 @@ def obs_pacing_torch(obs: Any, throttle: str = "always", split: str = "roi") -> 
     else:
         weights = torch.exp(SHARE_POWER * obs[:, _LOG_ROI_BY_CHANNEL])
         weights = torch.where(per_sale, torch.zeros_like(weights), weights)
+    if split == "by_price":
+        high_price = obs[:, _LOG_PRICE] >= np.log(HIGH_PRICE_CNY / REFERENCE_PRICE_CNY)
+        roi_shares = weights / weights.sum(dim=1, keepdim=True)
+        weights = torch.where(high_price[:, None], roi_shares, thompson_shares_torch(obs))
     paid = (pace * even)[:, None] * weights / weights.sum(dim=1, keepdim=True)
     room = torch.clamp(MAX_PACE_MULT * even - paid.sum(dim=1), min=0.0) / max(N_PER_SALE, 1)
     standing = torch.clamp(room, max=PER_SALE_ALLOCATION)[:, None].expand(-1, n_ch)

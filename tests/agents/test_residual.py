@@ -21,6 +21,7 @@ from budgetgym.agents.config import RuleBase, validate_config
 from budgetgym.agents.evaluation import evaluate
 from budgetgym.agents.export import OnnxPolicy, export_onnx
 from budgetgym.agents.residual import (
+    HIGH_PRICE_CNY,
     RESIDUAL_BASES,
     ActionDecayPolicy,
     ResidualAction,
@@ -38,6 +39,7 @@ from budgetgym.envs import (
     action_to_spend_request,
 )
 from budgetgym.envs.campaigns import channel_slice, obs_index
+from budgetgym.envs.scenarios import REFERENCE_PRICE_CNY
 
 TINY = {
     "total_timesteps": 384,
@@ -150,6 +152,24 @@ def test_thompson_base_explores_unmeasured_channels_and_throttles_only_before_a_
     assert total[4] < 0.5 * total[3]
 
 
+def test_price_aware_base_splits_by_thompson_below_the_price_threshold_and_by_roi_above() -> None:
+    obs = np.zeros((4, OBS_DIM), dtype=np.float32)
+    obs[:, obs_index("budget_left_frac")] = 0.5
+    obs[:, obs_index("progress")] = 0.5
+    obs[:, obs_index("hours_to_event")] = 1.0  # no event within the horizon
+    obs[:, channel_slice("log_matured_roi")] = [0.4, 0, 0, -0.2, 0, 0]
+    obs[:, channel_slice("cum_spend_frac")] = 0.2
+    price_cny = np.array([80.0, HIGH_PRICE_CNY * 0.99, HIGH_PRICE_CNY * 1.01, 6_000.0])
+    obs[:, obs_index("log_price")] = np.log(price_cny / REFERENCE_PRICE_CNY)
+    actions = base_action("obs_price_aware", obs)
+    cheap, dear = slice(0, 2), slice(2, 4)
+    np.testing.assert_array_equal(actions[cheap], base_action("obs_thompson", obs)[cheap])
+    np.testing.assert_allclose(
+        actions[dear], base_action("obs_pacing_unthrottled", obs)[dear], atol=1e-6
+    )
+    assert not np.allclose(actions[1], actions[2], atol=1e-3)  # the two splits differ here
+
+
 def test_wrapper_with_zero_corrections_plays_the_base_rule() -> None:
     venv = ResidualAction(BudgetVecEnv(8, scenario="hit_product", horizon_hours=24), "obs_pacing")
     assert residual_base_of(venv) == "obs_pacing"
@@ -167,9 +187,11 @@ def test_wrapper_with_zero_corrections_plays_the_base_rule() -> None:
     assert done.all()
 
 
-@pytest.fixture(scope="module", params=["obs_pacing", "obs_pacing_unthrottled", "obs_thompson"])
+@pytest.fixture(scope="module", params=["obs_pacing", "obs_pacing_unthrottled", "obs_price_aware"])
 def residual_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A short residual run on each base (the base is the run's ``config.residual_base``)."""
+    """A short residual run on each split of the bases (the base is the run's
+    ``config.residual_base``; ``obs_price_aware`` runs ``obs_thompson``'s split below its price
+    threshold)."""
     run_dir = tmp_path_factory.mktemp("residual") / "run"
     config = validate_config({**TINY, "residual_base": request.param})
     train(config, run_dir, progress=False, log=lambda _: None)
