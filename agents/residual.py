@@ -179,7 +179,7 @@ def base_action(name: str, obs: np.ndarray) -> np.ndarray:
         return np.zeros((obs.shape[0], 1 + PAYS_PER_SALE.size), dtype=np.float32)
     import torch
 
-    with torch.no_grad():
+    with torch.inference_mode():  # no autograd bookkeeping: ~10% of the call here
         return base_action_torch(name, torch.from_numpy(np.ascontiguousarray(obs))).numpy()
 
 
