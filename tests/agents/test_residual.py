@@ -191,7 +191,7 @@ def test_wrapper_with_zero_corrections_plays_the_base_rule() -> None:
 def residual_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short residual run on each split of the bases (the base is the run's
     ``config.residual_base``; ``obs_price_aware`` runs ``obs_thompson``'s split below its price
-    threshold)."""
+    threshold and ``obs_pacing_unthrottled``'s above)."""
     run_dir = tmp_path_factory.mktemp("residual") / "run"
     config = validate_config({**TINY, "residual_base": request.param})
     train(config, run_dir, progress=False, log=lambda _: None)
@@ -279,6 +279,9 @@ def test_residual_onnx_matches_predict(residual_run: Path, tmp_path: Path) -> No
     save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
     onnx_path = export_onnx(residual_run, tmp_path / "policy.onnx")
     obs = trajectory_obs(8)
+    # Half the rows priced above obs_price_aware's threshold (these 8 campaigns are all below it),
+    # so the graph is checked on both of its splits.
+    obs[::2, obs_index("log_price")] = np.log(2 * HIGH_PRICE_CNY / REFERENCE_PRICE_CNY)
     expected, _ = load_run_policy(residual_run).predict(obs)
     actual, _ = OnnxPolicy(onnx_path).predict(obs)
     assert np.abs(actual - expected).max() <= 1e-5
