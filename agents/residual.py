@@ -111,6 +111,7 @@ def thompson_shares_torch(obs: Any) -> Any:
     return shares @ torch.from_numpy(_PAID_TO_ALL)  # back to all channels, 0 where per sale
 
 
+_THROTTLES = ("always", "never", "promotion")
 _SPLITS = ("roi", "thompson", "by_price")
 
 
@@ -131,7 +132,7 @@ def obs_pacing_torch(obs: Any, throttle: str = "always", split: str = "roi") -> 
     """
     import torch
 
-    if throttle not in ("always", "never", "promotion") or split not in _SPLITS:
+    if throttle not in _THROTTLES or split not in _SPLITS:
         raise ValueError(f"Unknown throttle {throttle!r} or split {split!r}.")
     obs = obs.to(torch.float64)
     n_ch = PAYS_PER_SALE.size
