@@ -322,9 +322,10 @@ def compare(
 ) -> list[dict]:
     """Evaluate every baseline, the oracle and the given policies on the same seeds.
 
-    Writes ``leaderboard.json`` (list of rows: ``policy``, ``scenario`` and the summary fields),
-    ``leaderboard.md`` (one table per scenario, best score first) and PNG plots into
-    ``out_dir``; returns the rows.
+    Writes ``leaderboard.json`` (list of rows: ``policy``, ``scenario``, the summary fields and,
+    for policies other than the rules and the oracle, ``paired``: see
+    :func:`add_paired_differences`), ``leaderboard.md`` (one table per scenario, best score
+    first) and PNG plots into ``out_dir``; returns the rows.
     """
     scenarios = [check_scenario(s) for s in scenarios]
     specs = list(dict.fromkeys([*BASELINE_NAMES, ORACLE, *policy_specs]))
@@ -339,6 +340,7 @@ def compare(
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     traces: dict[str, dict[str, dict]] = {}
+    episode_rows: dict[tuple[str, str], list[dict]] = {}
     started = time.perf_counter()
     # The oracle first: its GMV is every other policy's reference on these seeds.
     order = [ORACLE] + [label for label in policies if label != ORACLE]
@@ -356,7 +358,9 @@ def compare(
             result.summary["policy"] = label
             rows.append(result.summary)
             traces.setdefault(scenario, {})[label] = result.traces
+            episode_rows[(scenario, label)] = result.episodes
     elapsed = time.perf_counter() - started
+    add_paired_differences(rows, episode_rows)
     (out_dir / "leaderboard.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out_dir / "leaderboard.md").write_text(leaderboard_markdown(rows))
     from budgetgym.agents.plots import write_plots
@@ -377,23 +381,74 @@ def _label(spec: str, policy: Policy) -> str:
     return str(name) if name and name not in BASELINE_NAMES and name != ORACLE else Path(spec).stem
 
 
+def _best_rule(group: list[dict]) -> dict | None:
+    """The rule baseline with the most mean GMV among one scenario's rows (None without rules)."""
+    rules = [r for r in group if r["policy"] in BASELINE_NAMES]
+    return max(rules, key=lambda r: r["gmv_mean"]) if rules else None
+
+
+def _is_contender(row: dict) -> bool:
+    return row["policy"] not in BASELINE_NAMES and row["policy"] != ORACLE
+
+
+def add_paired_differences(
+    rows: list[dict], episode_rows: dict[tuple[str, str], list[dict]]
+) -> None:
+    """Add ``paired`` to each summary row of a policy other than the rules and the oracle: its
+    per-campaign difference from the best rule by mean GMV on the same seeds (common random
+    numbers, so the campaigns' own luck cancels and the interval is far narrower than the two
+    GMV intervals suggest).
+
+    ``paired``: ``rule``, ``gmv_diff_mean`` (CNY per campaign), ``gmv_diff_ci95`` (bootstrap),
+    ``gmv_diff_pct`` and ``gmv_diff_pct_ci95`` (the same in % of the rule's mean GMV),
+    ``missed_only_policy`` / ``missed_only_rule`` (campaigns below their ROI target under one
+    of the two only). An interval containing 0 is a tie at this many campaigns.
+
+    Args:
+        rows: summaries, one per (scenario, policy); changed in place.
+        episode_rows: ``(scenario, policy) -> evaluate(...).episodes``, in seed order.
+    """
+    for scenario in dict.fromkeys(row["scenario"] for row in rows):
+        group = [r for r in rows if r["scenario"] == scenario]
+        rule = _best_rule(group)
+        if rule is None:
+            continue
+        theirs = episode_rows[(scenario, rule["policy"])]
+        for row in filter(_is_contender, group):
+            ours = episode_rows[(scenario, row["policy"])]
+            if [e["seed"] for e in ours] != [e["seed"] for e in theirs]:
+                raise ValueError(f"{row['policy']} and {rule['policy']} met different seeds.")
+            pairs = list(zip(ours, theirs, strict=True))
+            diff = np.array([a["gmv"] - b["gmv"] for a, b in pairs])
+            missed = np.array([[a["roi_violation"], b["roi_violation"]] for a, b in pairs])
+            ci = bootstrap_ci(diff)
+            scale = 100.0 / rule["gmv_mean"] if rule["gmv_mean"] > 0 else float("nan")
+            row["paired"] = {
+                "rule": rule["policy"],
+                "gmv_diff_mean": float(diff.mean()),
+                "gmv_diff_ci95": ci,
+                "gmv_diff_pct": float(diff.mean() * scale),
+                "gmv_diff_pct_ci95": [c * scale for c in ci],
+                "missed_only_policy": int((missed[:, 0] & ~missed[:, 1]).sum()),
+                "missed_only_rule": int((missed[:, 1] & ~missed[:, 0]).sum()),
+            }
+
+
 def versus_best_rule(rows: list[dict]) -> list[dict]:
     """Each policy that is neither a rule baseline nor the oracle against the best rule by mean
     GMV, per scenario: the bar a learned policy has to clear (more GMV, no more ROI misses).
 
     Returns one dict per (policy, scenario): ``policy, scenario, rule, gmv_ratio`` (policy's mean
-    GMV / the rule's), ``roi_violation_rate, rule_roi_violation_rate`` and ``beats_rule``.
+    GMV / the rule's), ``roi_violation_rate, rule_roi_violation_rate``, ``beats_rule`` and the
+    row's ``paired`` differences when it has them (:func:`add_paired_differences`).
     """
     out = []
     for scenario in dict.fromkeys(row["scenario"] for row in rows):
         group = [r for r in rows if r["scenario"] == scenario]
-        rules = [r for r in group if r["policy"] in BASELINE_NAMES]
-        if not rules:
+        rule = _best_rule(group)
+        if rule is None:
             continue
-        rule = max(rules, key=lambda r: r["gmv_mean"])
-        for row in group:
-            if row["policy"] in BASELINE_NAMES or row["policy"] == ORACLE:
-                continue
+        for row in filter(_is_contender, group):
             out.append(
                 {
                     "policy": row["policy"],
@@ -406,6 +461,7 @@ def versus_best_rule(rows: list[dict]) -> list[dict]:
                         row["gmv_mean"] > rule["gmv_mean"]
                         and row["roi_violation_rate"] <= rule["roi_violation_rate"]
                     ),
+                    **({"paired": row["paired"]} if "paired" in row else {}),
                 }
             )
     return out
@@ -420,17 +476,25 @@ def versus_best_rule_markdown(rows: list[dict]) -> str:
         "### Against the best rule",
         "",
         "Each policy against the rule with the most GMV in the scenario: it beats the rule with "
-        "more GMV and no more ROI misses.",
+        "more GMV and no more ROI misses. Paired: the per-campaign difference on the same "
+        "seeds, with its 95% bootstrap interval in % of the rule's GMV (an interval across 0 is "
+        "a tie at this many campaigns), and the campaigns only one of the two left below target.",
         "",
-        "| policy | scenario | best rule by GMV | GMV ratio | ROI miss (policy vs rule) "
-        "| beats it |",
-        "|---|---|---|---|---|---|",
+        "| policy | scenario | best rule by GMV | GMV ratio | GMV difference, paired [95% CI] "
+        "| ROI miss (policy vs rule) | missed by policy only / rule only | beats it |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for v in verdicts:
+        paired = v.get("paired")
+        diff = only = "–"
+        if paired:
+            lo, hi = paired["gmv_diff_pct_ci95"]
+            diff = f"{paired['gmv_diff_pct']:+.2f}% [{lo:+.2f}, {hi:+.2f}]"
+            only = f"{paired['missed_only_policy']} / {paired['missed_only_rule']}"
         lines.append(
-            f"| {v['policy']} | {v['scenario']} | {v['rule']} | {v['gmv_ratio']:.3f}x | "
+            f"| {v['policy']} | {v['scenario']} | {v['rule']} | {v['gmv_ratio']:.3f}x | {diff} | "
             f"{100 * v['roi_violation_rate']:.1f}% vs {100 * v['rule_roi_violation_rate']:.1f}% | "
-            f"{'yes' if v['beats_rule'] else 'no'} |"
+            f"{only} | {'yes' if v['beats_rule'] else 'no'} |"
         )
     lines.append("")
     return "\n".join(lines)

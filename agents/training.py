@@ -49,6 +49,7 @@ from budgetgym.agents.checkpoints import (
     write_json,
 )
 from budgetgym.agents.config import TrainConfig, load_config
+from budgetgym.agents.evaluation import versus_best_rule
 from budgetgym.agents.residual import (
     ActionDecayPolicy,
     ResidualAction,
@@ -227,6 +228,8 @@ class PairedBaseline(VecEnvWrapper):
     (docs/training.md). Sits above ``VecMonitor``, so logged episode returns stay absolute.
     Pair it with ``gae_lambda: 1.0``: the critic cannot see the twin, and under GAE's
     bootstrapping its errors bias the advantages (with 0.95, PPO got worse as it trained).
+    A ``ResidualAction`` above on the same rule computes the twins' actions in its own call
+    (``twin_actions``, see :class:`~budgetgym.agents.residual.TwinCampaigns`).
 
     Args:
         venv: the wrapped training env; its campaigns are those of ``envs``, in order.
@@ -260,6 +263,13 @@ class PairedBaseline(VecEnvWrapper):
             for env in self.envs
         ]
         self._twin_obs: list[np.ndarray] = []
+        self._twin_bounds = np.cumsum([env.num_envs for env in self.envs])[:-1]
+        self.twin_actions: np.ndarray | None = None  # see ``TwinCampaigns``
+
+    @property
+    def twin_obs(self) -> np.ndarray:
+        """Current raw observations of all twins ``(n_envs, OBS_DIM)``, in campaign order."""
+        return np.concatenate(self._twin_obs)
 
     def _reset_twins(self) -> None:
         if self.ledger is not None:
@@ -276,9 +286,14 @@ class PairedBaseline(VecEnvWrapper):
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         obs, reward, done, infos = self.venv.step_wait()
+        actions = self.twin_actions
+        if actions is None:  # no ResidualAction above computed them
+            actions = base_action(self.rule, self.twin_obs)
+        self.twin_actions = None
         twin_reward, twin_infos = [], []
-        for j, twin in enumerate(self.twins):
-            self._twin_obs[j], r, _, info = twin.step(base_action(self.rule, self._twin_obs[j]))
+        parts = np.split(actions, self._twin_bounds)
+        for j, (twin, action) in enumerate(zip(self.twins, parts, strict=True)):
+            self._twin_obs[j], r, _, info = twin.step(action)
             twin_reward.append(r.astype(np.float32))  # rounded as the campaigns' own reward
             twin_infos.append(info)
         twin_return = np.concatenate(twin_reward).astype(np.float64)
@@ -338,11 +353,13 @@ def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
         if config.env.roi_miss_penalty > 0:
             venv = RoiMissPenalty(venv, config.env.roi_miss_penalty)
         venv = VecMonitor(venv)
+        paired = None
         if config.env.paired_baseline != "none":
             charge = config.env.roi_penalty_coef if config.env.twin_pays_roi_charge else None
-            venv = PairedBaseline(venv, envs, config.env.paired_baseline, charge)
+            venv = paired = PairedBaseline(venv, envs, config.env.paired_baseline, charge)
         if config.residual_base != "none":
-            venv = ResidualAction(venv, config.residual_base)
+            same_rule = paired is not None and paired.rule == config.residual_base
+            venv = ResidualAction(venv, config.residual_base, paired if same_rule else None)
         return venv
 
 
@@ -850,19 +867,25 @@ def aggregate_seeds(
     root: Path, run_dirs: Sequence[Path], rows: list[dict[str, Any]] | None
 ) -> dict[str, Any]:
     """Mean ± 95% CI over seeds of the final validation metrics and, when available, of the
-    held-out leaderboard metrics; plus one learning-curve plot."""
+    held-out leaderboard metrics (with the paired differences from the best rule as
+    ``paired_*``) and each seed's verdict against the best rule; plus one learning-curve plot."""
     finals = [read_evaluations(d)[-1] for d in run_dirs if read_evaluations(d)]
     keys = [k for k in (finals[0] if finals else {}) if k not in ("time", "new_best")]
     validation = {k: mean_ci([f[k] for f in finals]) for k in keys if k != "num_timesteps"}
     held_out: dict[str, dict[str, tuple[float, float]]] = {}
     names = {d.name for d in run_dirs}
-    for row in rows or []:
-        if str(row.get("policy", "")).split("/")[-1] in names:
-            scenario = str(row.get("scenario", "all"))
-            held_out.setdefault(scenario, {})
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    held_out[scenario].setdefault(key, []).append(float(value))  # type: ignore[arg-type]
+    ours = [r for r in rows or [] if str(r.get("policy", "")).split("/")[-1] in names]
+    for row in ours:
+        scenario = str(row.get("scenario", "all"))
+        held_out.setdefault(scenario, {})
+        paired = {f"paired_{k}": v for k, v in row.get("paired", {}).items()}
+        for key, value in {**row, **paired}.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                held_out[scenario].setdefault(key, []).append(float(value))  # type: ignore[arg-type]
+    verdicts: dict[str, list[dict[str, Any]]] = {}
+    for verdict in versus_best_rule(rows or []):
+        if verdict["policy"].split("/")[-1] in names:
+            verdicts.setdefault(verdict["scenario"], []).append(verdict)
     held_out_ci = {
         s: {k: mean_ci(v) for k, v in metrics.items()}  # type: ignore[arg-type]
         for s, metrics in held_out.items()
@@ -871,6 +894,9 @@ def aggregate_seeds(
         "runs": [str(d) for d in run_dirs],
         "validation": validation,
         "held_out": held_out_ci,
+        "beats_best_rule": {
+            scenario: [v["beats_rule"] for v in group] for scenario, group in verdicts.items()
+        },
     }
     write_json(root / "aggregate.json", summary)
     lines = [f"# Aggregate over {len(run_dirs)} seeds (mean ± 95% CI)", "", "## Validation", ""]
@@ -879,6 +905,18 @@ def aggregate_seeds(
     for scenario, metrics in held_out_ci.items():
         lines += ["", f"## Held-out: {scenario}", "", "| metric | mean ± CI |", "|---|---|"]
         lines += [f"| {k} | {m:,.4g} ± {h:,.3g} |" for k, (m, h) in metrics.items()]
+    if verdicts:
+        lines += ["", "## Against the best rule (held out)", ""]
+        lines += ["| scenario | seeds that beat it | GMV ratio per seed | ROI miss per seed |"]
+        lines += ["|---|---|---|---|"]
+        for scenario, group in verdicts.items():
+            met = sum(v["beats_rule"] for v in group)
+            ratios = " / ".join(f"{v['gmv_ratio']:.3f}" for v in group)
+            misses = (
+                " / ".join(f"{100 * v['roi_violation_rate']:.1f}" for v in group)
+                + f" vs {100 * group[0]['rule_roi_violation_rate']:.1f}%"
+            )
+            lines.append(f"| {scenario} | {met} of {len(group)} | {ratios} | {misses} |")
     (root / "aggregate.md").write_text("\n".join(lines) + "\n")
     plot_learning_curves(run_dirs, root / "learning_curves.png")
     return summary

@@ -13,6 +13,7 @@ import pytest
 from budgetgym.agents.baselines import BASELINE_NAMES, make_baseline
 from budgetgym.agents.evaluation import (
     SUMMARY_FIELDS,
+    add_paired_differences,
     bootstrap_ci,
     compare,
     evaluate,
@@ -76,6 +77,38 @@ def test_versus_best_rule_applies_the_acceptance_bar():
     assert verdicts["a"]["gmv_ratio"] == pytest.approx(1.01)
     assert verdicts["a"]["beats_rule"] and not verdicts["b"]["beats_rule"]
     assert versus_best_rule([r for r in rows if r["policy"] != "ppo"]) == []
+
+
+def test_paired_differences_are_per_campaign_on_the_same_seeds():
+    def episodes(gmv, missed):
+        return [
+            {"seed": seed, "gmv": g, "roi_violation": m}
+            for seed, g, m in zip(range(4), gmv, missed, strict=True)
+        ]
+
+    rows = [
+        {"policy": "pid_pacing", "scenario": "a", "gmv_mean": 100.0, "roi_violation_rate": 0.5},
+        {"policy": "bandit", "scenario": "a", "gmv_mean": 90.0, "roi_violation_rate": 0.5},
+        {"policy": "ppo", "scenario": "a", "gmv_mean": 101.0, "roi_violation_rate": 0.5},
+        {"policy": "oracle", "scenario": "a", "gmv_mean": 200.0, "roi_violation_rate": 0.5},
+    ]
+    by_policy = {
+        "pid_pacing": episodes([80, 90, 110, 120], [True, True, False, False]),
+        "bandit": episodes([70, 80, 100, 110], [False] * 4),
+        "ppo": episodes([81, 91, 111, 121], [True, False, True, False]),
+        "oracle": episodes([150, 180, 220, 250], [False] * 4),
+    }
+    add_paired_differences(rows, {("a", name): eps for name, eps in by_policy.items()})
+    assert [("paired" in r) for r in rows] == [False, False, True, False]
+    paired = rows[2]["paired"]
+    # +1 on every campaign: the GMV intervals overlap, the paired one is exactly [1, 1]
+    assert paired["rule"] == "pid_pacing" and paired["gmv_diff_mean"] == 1.0
+    assert paired["gmv_diff_ci95"] == [1.0, 1.0] and paired["gmv_diff_pct"] == pytest.approx(1.0)
+    assert (paired["missed_only_policy"], paired["missed_only_rule"]) == (1, 1)
+    assert versus_best_rule(rows)[0]["paired"] == paired
+    shifted = {**by_policy, "ppo": [{**e, "seed": e["seed"] + 1} for e in by_policy["ppo"]]}
+    with pytest.raises(ValueError, match="different seeds"):
+        add_paired_differences(rows, {("a", name): eps for name, eps in shifted.items()})
 
 
 def test_oracle_is_its_own_reference():
@@ -143,6 +176,32 @@ def test_compare_writes_leaderboard_and_plots(tmp_path):
     ]
     assert scores == sorted(scores, reverse=True)
     assert first_table.index("| 1 |") < first_table.index("| 2 |")
+
+
+def test_compare_pairs_other_policies_with_the_best_rule(tmp_path):
+    rows = compare(
+        [],
+        ["hit_product"],
+        6,
+        EVAL_SEED_START,
+        tmp_path,
+        extra_policies={"uniform_again": make_baseline("uniform")},
+        progress=False,
+        horizon_hours=HORIZON,
+    )
+    ours = next(r for r in rows if r["policy"] == "uniform_again")
+    rule = max((r for r in rows if r["policy"] in BASELINE_NAMES), key=lambda r: r["gmv_mean"])
+    paired = ours["paired"]
+    assert paired["rule"] == rule["policy"] != "uniform"
+    # the mean of per-campaign differences is the difference of the means (the same seeds)
+    assert paired["gmv_diff_mean"] == pytest.approx(ours["gmv_mean"] - rule["gmv_mean"])
+    lo, hi = paired["gmv_diff_pct_ci95"]
+    assert lo <= paired["gmv_diff_pct"] <= hi < 0  # uniform spreading loses on every seed here
+    misses = 6 * (ours["roi_violation_rate"] - rule["roi_violation_rate"])
+    assert paired["missed_only_policy"] - paired["missed_only_rule"] == pytest.approx(misses)
+    assert all("paired" not in r for r in rows if r is not ours)
+    text = (tmp_path / "leaderboard.md").read_text()
+    assert "| uniform_again | hit_product |" in text and "paired" in text
 
 
 def test_parse_scenarios():

@@ -21,6 +21,7 @@ from budgetgym.agents.checkpoints import (
     read_meta,
 )
 from budgetgym.agents.config import validate_config
+from budgetgym.agents.residual import ResidualAction, base_action
 from budgetgym.agents.training import (
     DenseRoiPenalty,
     PairedBaseline,
@@ -298,6 +299,7 @@ def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return(
     )
     venv = make_train_env(config, seed=5)
     assert isinstance(venv.venv, PairedBaseline)
+    assert venv.twins is venv.venv  # one base call for the campaigns and their twins
     venv.reset()
     zero = np.zeros((6, 7), dtype=np.float32)
     for _ in range(2 * horizon):  # two episodes: the twins follow the reset to new seeds
@@ -324,6 +326,30 @@ def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return(
         _, base, _, _ = rule.step(zero)
         np.testing.assert_allclose(paired, own - base, rtol=1e-5, atol=1e-6)
         assert np.abs(paired).max() > 0  # the correction changed something
+
+
+def test_paired_baseline_plays_its_rule_alone_and_residual_action_checks_the_twins_rule() -> None:
+    # Without a residual policy on the same rule the twins' actions come from their own call:
+    # playing that rule on the campaigns earns exactly the twins' reward.
+    horizon = 4
+    env = {"scenario": "hit_product", "n_envs": 4, "horizon_hours": horizon}
+    config = validate_config(
+        tiny(
+            residual_base="none", env={**env, "paired_baseline": "obs_pacing", "reward_mode": "gmv"}
+        )
+    )
+    venv = make_train_env(config, seed=3)
+    assert isinstance(venv, PairedBaseline)
+    obs = venv.reset()
+    for _ in range(horizon):
+        obs, reward, _, _ = venv.step(base_action("obs_pacing", obs))
+        np.testing.assert_array_equal(reward, 0.0)
+    with pytest.raises(ValueError, match="twins' rule 'obs_pacing' is not the residual base"):
+        ResidualAction(venv, "obs_thompson", venv)
+    other = validate_config(
+        tiny(residual_base="obs_thompson", env={**env, "paired_baseline": "obs_pacing"})
+    )
+    assert make_train_env(other, seed=3).twins is None
 
 
 def test_several_seeds_in_parallel(tmp_path: Path) -> None:
