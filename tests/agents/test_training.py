@@ -353,7 +353,8 @@ def test_paired_baseline_plays_its_rule_alone_and_residual_action_checks_the_twi
 
 
 def test_several_seeds_in_parallel(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny(total_timesteps=96))
+    final = {"final_episodes": 3, "final_scenarios": ["hit_product"]}
+    config = write_config(tmp_path, tiny(total_timesteps=96, eval=final))
     proc = cli("train", "--config", str(config), "--seeds", "0", "1", "--workers", "2",
                "--run-dir", "seeds", "--no-progress", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -365,6 +366,11 @@ def test_several_seeds_in_parallel(tmp_path: Path) -> None:
     configs = [root / f"seed_{s}" / "config.yaml" for s in (0, 1)]
     seeds = [yaml.safe_load(path.read_text())["seed"] for path in configs]
     assert seeds == [0, 1]
+    # held out: each seed's paired difference from the best rule, and its verdict
+    held_out = summary["held_out"]["hit_product"]
+    assert held_out["episodes"] == [3.0, 0.0] and "paired_gmv_diff_pct" in held_out
+    assert len(summary["beats_best_rule"]["hit_product"]) == 2
+    assert "| hit_product | " in (root / "aggregate.md").read_text().split("Against the best")[1]
 
 
 @pytest.mark.parametrize(
