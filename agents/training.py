@@ -874,8 +874,11 @@ def aggregate_seeds(
     validation = {k: mean_ci([f[k] for f in finals]) for k in keys if k != "num_timesteps"}
     held_out: dict[str, dict[str, tuple[float, float]]] = {}
     names = {d.name for d in run_dirs}
-    ours = [r for r in rows or [] if str(r.get("policy", "")).split("/")[-1] in names]
-    for row in ours:
+
+    def is_seed_run(policy: object) -> bool:
+        return str(policy).split("/")[-1] in names
+
+    for row in (r for r in rows or [] if is_seed_run(r.get("policy", ""))):
         scenario = str(row.get("scenario", "all"))
         held_out.setdefault(scenario, {})
         paired = {f"paired_{k}": v for k, v in row.get("paired", {}).items()}
@@ -883,9 +886,8 @@ def aggregate_seeds(
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 held_out[scenario].setdefault(key, []).append(float(value))  # type: ignore[arg-type]
     verdicts: dict[str, list[dict[str, Any]]] = {}
-    for verdict in versus_best_rule(rows or []):
-        if verdict["policy"].split("/")[-1] in names:
-            verdicts.setdefault(verdict["scenario"], []).append(verdict)
+    for verdict in filter(lambda v: is_seed_run(v["policy"]), versus_best_rule(rows or [])):
+        verdicts.setdefault(verdict["scenario"], []).append(verdict)
     held_out_ci = {
         s: {k: mean_ci(v) for k, v in metrics.items()}  # type: ignore[arg-type]
         for s, metrics in held_out.items()
