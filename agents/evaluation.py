@@ -333,8 +333,14 @@ def compare(
     for spec in specs:
         policy = load_policy(spec)
         label = spec if spec in BASELINE_NAMES or spec == ORACLE else _label(spec, policy)
+        if label in policies:  # two runs named alike (``a/seed_0``, ``b/seed_0``)
+            label = f"{Path(spec).parent.name}/{label}"
+        if label in policies:
+            raise ValueError(f"Two policies would share the label {label!r}: rename one ({spec}).")
         policies[label] = policy
     for label, policy in (extra_policies or {}).items():
+        if label in policies:
+            raise ValueError(f"Extra policy {label!r} has the name of another policy.")
         policies[label] = policy
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

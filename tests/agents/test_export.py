@@ -94,6 +94,31 @@ def test_exported_policy_evaluates_like_the_run(exported: tuple[Path, Path]) -> 
         assert from_onnx[key] == pytest.approx(from_run[key], rel=1e-6), key
 
 
+def test_compare_tells_apart_policies_named_alike(
+    exported: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from budgetgym.agents.baselines import make_baseline
+    from budgetgym.agents.evaluation import compare
+
+    _, onnx_path = exported
+    copies = []
+    for folder in ("a", "b"):  # the same file name in two folders: two policies, two labels
+        (tmp_path / folder).mkdir()
+        for sidecar in onnx_path.parent.glob(f"{onnx_path.stem}*"):
+            shutil.copy(sidecar, tmp_path / folder / sidecar.name)
+        copies.append(str(tmp_path / folder / onnx_path.name))
+    kwargs = {"progress": False, "horizon_hours": 24}
+    rows = compare(copies, ["hit_product"], 2, 1_000_000, tmp_path / "out", **kwargs)
+    labels = [r["policy"] for r in rows if "paired" in r]
+    assert len(labels) == 2 and labels[1] == f"b/{labels[0]}"
+    assert rows[-1]["gmv_mean"] == rows[-2]["gmv_mean"]
+    with pytest.raises(ValueError, match="has the name of another policy"):
+        compare([], ["hit_product"], 2, 1_000_000, tmp_path / "out2",
+                extra_policies={"uniform": make_baseline("uniform")}, **kwargs)  # fmt: skip
+
+
 def test_onnx_policy_rejects_wrong_inputs(exported: tuple[Path, Path], tmp_path: Path) -> None:
     _, onnx_path = exported
     policy = OnnxPolicy(onnx_path)
