@@ -62,7 +62,12 @@ class EnvConfig(_Frozen):
     """The training environment: one batched ``BudgetVecEnv`` per scenario."""
 
     scenario: str | tuple[str, ...] = "mixed"
-    """Scenario name, or a list of names (campaigns are split evenly between them)."""
+    """Scenario name, or a list of names (campaigns are split between them, see
+    ``scenario_weights``)."""
+    scenario_weights: tuple[PositiveInt, ...] | None = None
+    """Relative numbers of training campaigns of the listed scenarios (default: equal). ``[3,
+    1]`` with ``n_envs: 64`` trains 48 campaigns of the first and 16 of the second; each share
+    of ``n_envs`` must be whole. Validation still weighs the listed scenarios equally."""
     n_envs: PositiveInt = 64
     """Campaigns stepped in parallel (the total over all listed scenarios)."""
     reward_mode: str = "gmv_roi_penalty"
@@ -129,12 +134,24 @@ class EnvConfig(_Frozen):
         """The scenario names as a tuple (one element for a single scenario)."""
         return (self.scenario,) if isinstance(self.scenario, str) else tuple(self.scenario)
 
+    @property
+    def campaigns_per_scenario(self) -> tuple[int, ...]:
+        """Training campaigns of each listed scenario (``n_envs`` split by the weights)."""
+        weights = self.scenario_weights or (1,) * len(self.scenarios)
+        return tuple(self.n_envs * w // sum(weights) for w in weights)
+
     @model_validator(mode="after")
-    def _split_evenly(self) -> EnvConfig:
-        if self.n_envs % len(self.scenarios):
+    def _split_exactly(self) -> EnvConfig:
+        weights = self.scenario_weights or (1,) * len(self.scenarios)
+        if len(weights) != len(self.scenarios):
             raise ValueError(
-                f"n_envs ({self.n_envs}) must be a multiple of the number of scenarios "
-                f"({len(self.scenarios)}) so that each gets the same number of campaigns"
+                f"scenario_weights has {len(weights)} weights for {len(self.scenarios)} "
+                "scenarios; give one per listed scenario"
+            )
+        if any(self.n_envs * w % sum(weights) for w in weights):
+            raise ValueError(
+                f"n_envs ({self.n_envs}) does not split into whole numbers of campaigns in the "
+                f"proportions {list(weights)} of the scenarios {list(self.scenarios)}"
             )
         return self
 

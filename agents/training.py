@@ -339,13 +339,15 @@ def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
     then ``PairedBaseline`` for ``paired_baseline``, under ``ResidualAction`` for a residual
     policy, seeded with ``seed``."""
     scenarios = config.env.scenarios
-    per = config.env.n_envs // len(scenarios)
     kwargs = env_kwargs(config)
     dense = config.env.reward_shaping == "dense_roi_penalty"
     if dense:  # the wrapper charges the penalty; the campaigns pay only GMV
         kwargs["reward_mode"] = "gmv"
     with quiet_render_mode_warning():
-        envs = [BudgetVecEnv(per, scenario=s, **kwargs) for s in scenarios]
+        sizes = config.env.campaigns_per_scenario
+        envs = [
+            BudgetVecEnv(n, scenario=s, **kwargs) for s, n in zip(scenarios, sizes, strict=True)
+        ]
         venv: VecEnv = envs[0] if len(envs) == 1 else MultiScenarioVecEnv(envs)
         venv.seed(seed)
         if dense:
@@ -518,6 +520,7 @@ def _append_command(paths: RunPaths) -> None:
 def _hparams(config: TrainConfig) -> dict[str, Any]:
     flat: dict[str, Any] = {"algorithm": config.algorithm, "seed": config.seed}
     flat["scenario"] = ",".join(config.env.scenarios)
+    flat["campaigns_per_scenario"] = ",".join(map(str, config.env.campaigns_per_scenario))
     flat["n_envs"] = config.env.n_envs
     flat["reward_mode"] = config.env.reward_mode
     flat["roi_penalty_coef"] = config.env.roi_penalty_coef

@@ -72,7 +72,16 @@ def test_ppo_fields_are_sb3_argument_names() -> None:
             ["hyperparams.policy_kwargs.activaton_fn", "'activation_fn'"],
         ),
         ({"hyperparams": {"batch_size": 1000}}, ["batch_size (1000)", "factor of"]),
-        ({"env": {"scenario": ["hit_product", "mixed"], "n_envs": 5}}, ["multiple of"]),
+        ({"env": {"scenario": ["hit_product", "mixed"], "n_envs": 5}}, ["whole numbers"]),
+        (
+            {"env": {"scenario": ["hit_product", "mixed"], "scenario_weights": [3, 1, 1]}},
+            ["3 weights for 2 scenarios"],
+        ),
+        (
+            {"env": {"scenario": ["hit_product", "mixed"], "scenario_weights": [2, 1]}},
+            ["n_envs (64)", "proportions [2, 1]"],
+        ),
+        ({"env": {"scenario_weights": [0]}}, ["env.scenario_weights.0", "greater than 0"]),
         ({"env": {"reward_shaping": "dense"}}, ["env.reward_shaping", "'dense_roi_penalty'"]),
         (
             {"env": {"reward_shaping": "dense_roi_penalty", "reward_mode": "gmv"}},
@@ -129,6 +138,11 @@ def test_scenario_list_and_algorithms() -> None:
         }
     )
     assert config.env.scenarios == ("hit_product", "double11_promotion")
+    assert config.env.campaigns_per_scenario == (2, 2)
+    weighted = validate_config(
+        {"env": {"scenario": ["mixed", "hit_product"], "scenario_weights": [3, 1]}}
+    )
+    assert weighted.env.campaigns_per_scenario == (48, 16)
     sac = validate_config({"algorithm": "sac"})
     assert isinstance(sac.hyperparams, SACParams)
     assert "buffer_size" in sac.sb3_kwargs()

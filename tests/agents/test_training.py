@@ -273,8 +273,13 @@ def test_roi_miss_penalty_charges_each_missed_campaign_once_at_the_end() -> None
     "reward_config",
     [
         {"reward_mode": "gmv"},
-        # the twin pays the hourly ROI charge too (early hours owe it: conversions lag spend)
-        {"reward_shaping": "dense_roi_penalty", "twin_pays_roi_charge": True},
+        # the twin pays the hourly ROI charge too (early hours owe it: conversions lag spend);
+        # unequal scenario slices (4 and 2 campaigns)
+        {
+            "reward_shaping": "dense_roi_penalty",
+            "twin_pays_roi_charge": True,
+            "scenario_weights": [2, 1],
+        },
     ],
     ids=["gmv", "dense-charged-twin"],
 )
@@ -300,6 +305,8 @@ def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return(
     venv = make_train_env(config, seed=5)
     assert isinstance(venv.venv, PairedBaseline)
     assert venv.twins is venv.venv  # one base call for the campaigns and their twins
+    sizes = [env.num_envs for env in venv.venv.envs]
+    assert sizes == [4, 2] if "scenario_weights" in reward_config else sizes == [3, 3]
     venv.reset()
     zero = np.zeros((6, 7), dtype=np.float32)
     for _ in range(2 * horizon):  # two episodes: the twins follow the reset to new seeds
