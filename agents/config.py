@@ -135,14 +135,17 @@ class EnvConfig(_Frozen):
         return (self.scenario,) if isinstance(self.scenario, str) else tuple(self.scenario)
 
     @property
+    def _weights(self) -> tuple[int, ...]:
+        return self.scenario_weights or (1,) * len(self.scenarios)
+
+    @property
     def campaigns_per_scenario(self) -> tuple[int, ...]:
         """Training campaigns of each listed scenario (``n_envs`` split by the weights)."""
-        weights = self.scenario_weights or (1,) * len(self.scenarios)
-        return tuple(self.n_envs * w // sum(weights) for w in weights)
+        return tuple(self.n_envs * w // sum(self._weights) for w in self._weights)
 
     @model_validator(mode="after")
     def _split_exactly(self) -> EnvConfig:
-        weights = self.scenario_weights or (1,) * len(self.scenarios)
+        weights = self._weights
         if len(weights) != len(self.scenarios):
             raise ValueError(
                 f"scenario_weights has {len(weights)} weights for {len(self.scenarios)} "
