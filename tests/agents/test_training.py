@@ -306,7 +306,7 @@ def test_paired_baseline_cancels_the_campaign_luck_and_leaves_the_logged_return(
     assert isinstance(venv.venv, PairedBaseline)
     assert venv.twins is venv.venv  # one base call for the campaigns and their twins
     sizes = [env.num_envs for env in venv.venv.envs]
-    assert sizes == [4, 2] if "scenario_weights" in reward_config else sizes == [3, 3]
+    assert sizes == ([4, 2] if "scenario_weights" in reward_config else [3, 3])
     venv.reset()
     zero = np.zeros((6, 7), dtype=np.float32)
     for _ in range(2 * horizon):  # two episodes: the twins follow the reset to new seeds
