@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import time
 import warnings
@@ -309,12 +310,18 @@ class PairedBaseline(VecEnvWrapper):
         return obs, paired.astype(np.float32), done, infos
 
 
-def limit_threads() -> None:
-    """One torch thread and one numba thread: the simulator's batch is small and the machine
-    is shared, so extra threads only contend (numba's parallel kernels slow ~20x under load)."""
+def default_torch_threads(workers: int = 1) -> int:
+    """Torch threads per training process: the machine's cores shared among ``workers``."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def limit_threads(torch_threads: int = 1) -> None:
+    """Set torch's threads and one numba thread. Training steps small batches (the serial
+    simulator kernel), so numba threads only contend (its parallel kernels slow ~20x under load);
+    torch's threads speed up the gradient updates, about half of a run, when cores are free."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(torch_threads)
     try:
         import numba
 
@@ -423,15 +430,21 @@ def train(
     report: Callable[[int, dict[str, float]], None] | None = None,
     final_comparison: bool = True,
     log: Callable[[str], None] = print,
+    torch_threads: int | None = None,
 ) -> TrainResult:
-    """Train a new run into ``run_dir`` (which must not already hold one)."""
-    limit_threads()
+    """Train a new run into ``run_dir`` (which must not already hold one).
+
+    ``torch_threads`` defaults to every core (:func:`default_torch_threads`); it is recorded in
+    ``versions.json``, since the float sums of the gradient updates depend on it.
+    """
+    torch_threads = torch_threads or default_torch_threads()
+    limit_threads(torch_threads)
     run_dir = Path(run_dir)
     _check_new_run_dir(run_dir)
     paths = RunPaths(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(config.to_yaml())
-    write_json(paths.versions, versions())
+    write_json(paths.versions, {**versions(), "torch_threads": torch_threads})
     _append_command(paths)
 
     venv = make_train_env(config, campaign_seed(config, 0))
@@ -456,18 +469,20 @@ def resume(
     report: Callable[[int, dict[str, float]], None] | None = None,
     final_comparison: bool = True,
     log: Callable[[str], None] = print,
+    torch_threads: int | None = None,
 ) -> TrainResult:
     """Continue a run from its latest checkpoint (step counter, optimizer and normalization).
 
     Args:
         run_dir: the run directory.
         total_timesteps: the new overall target (default: the config's ``total_timesteps``).
+        torch_threads: as :func:`train`.
 
     Raises:
         FileNotFoundError: no such run or no checkpoint in it.
         ValueError: corrupt/incompatible checkpoint, invalid config, or target already reached.
     """
-    limit_threads()
+    limit_threads(torch_threads or default_torch_threads())
     paths = RunPaths(Path(run_dir))
     if not paths.root.is_dir():
         raise FileNotFoundError(f"Run directory {paths.root} does not exist.")
@@ -736,17 +751,22 @@ def _fmt(value: Any) -> str:
 # Several seeds in parallel
 # --------------------------------------------------------------------------------------------
 def _seed_worker(
-    config_json: str, run_dir: str, queue: Any, seed: int
+    config_json: str, run_dir: str, queue: Any, seed: int, torch_threads: int
 ) -> tuple[int, str, bool, int]:
-    """Train one seed in a worker process (torch threads = 1), reporting progress to ``queue``."""
-    limit_threads()
+    """Train one seed in a worker process, reporting progress to ``queue``."""
     config = TrainConfig.model_validate_json(config_json)
 
     def report(step: int, metrics: dict[str, float]) -> None:
         queue.put((seed, step, metrics))
 
     result = train(
-        config, run_dir, progress=False, report=report, final_comparison=False, log=lambda _: None
+        config,
+        run_dir,
+        progress=False,
+        report=report,
+        final_comparison=False,
+        log=lambda _: None,
+        torch_threads=torch_threads,
     )
     return seed, run_dir, result.interrupted, result.num_timesteps
 
@@ -759,8 +779,10 @@ def train_seeds(
     *,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    torch_threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train ``config`` once per seed in ``workers`` processes into ``root/seed_<s>``.
+    """Train ``config`` once per seed in ``workers`` processes into ``root/seed_<s>``, each with
+    ``torch_threads`` (default: the cores shared among the workers, at least one).
 
     Then compares all seeds with the baselines and the oracle on held-out campaigns (one
     leaderboard in ``root/eval``), and writes ``root/aggregate.json``/``.md`` (mean ± 95% CI
@@ -797,6 +819,7 @@ def train_seeds(
                     str(root / f"seed_{s}"),
                     queue,
                     s,
+                    torch_threads or default_torch_threads(workers),
                 )
                 for s in seeds
             ]

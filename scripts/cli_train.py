@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--workers", type=int, default=1, help="Parallel processes for --seeds (default 1)."
     )
     p.add_argument(
+        "--torch-threads",
+        type=int,
+        help="Torch threads per training process (default: CPU cores / --workers).",
+    )
+    p.add_argument(
         "--no-compare",
         action="store_true",
         help="Skip the final held-out comparison with the baselines and the oracle.",
@@ -72,6 +77,7 @@ def train_command(args: argparse.Namespace) -> int:
     console = Console()
     _check_positive("--total-timesteps", args.total_timesteps)
     _check_positive("--workers", args.workers)
+    _check_positive("--torch-threads", args.torch_threads)
     progress = not args.no_progress
     if args.resume:
         if args.seed is not None or args.seeds or args.run_dir:
@@ -82,6 +88,7 @@ def train_command(args: argparse.Namespace) -> int:
             progress=progress,
             final_comparison=not args.no_compare,
             log=console.print,
+            torch_threads=args.torch_threads,
         )
         return _finish(console, result)
 
@@ -100,7 +107,13 @@ def train_command(args: argparse.Namespace) -> int:
             )
         console.print(f"Training seeds {args.seeds} with {args.workers} workers into {root}")
         summary = training.train_seeds(
-            config, args.seeds, args.workers, root, progress=progress, log=console.print
+            config,
+            args.seeds,
+            args.workers,
+            root,
+            progress=progress,
+            log=console.print,
+            torch_threads=args.torch_threads,
         )
         if summary.get("interrupted"):
             return 130
@@ -119,6 +132,7 @@ def train_command(args: argparse.Namespace) -> int:
         progress=progress,
         final_comparison=not args.no_compare,
         log=console.print,
+        torch_threads=args.torch_threads,
     )
     return _finish(console, result)
 

@@ -26,6 +26,7 @@ from budgetgym.agents.training import (
     DenseRoiPenalty,
     PairedBaseline,
     RoiMissPenalty,
+    default_torch_threads,
     make_train_env,
     resume,
     train,
@@ -81,6 +82,7 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     for key in ("python", "torch", "gymnasium", "stable_baselines3", "budgetgym", "git_commit"):
         assert key in info
     assert info["obs_dim"] == OBS_DIM
+    assert info["torch_threads"] == default_torch_threads() == (os.cpu_count() or 1)
     for directory in (run.best, run.final, *run.list_checkpoints()):
         names = {p.name for p in directory.iterdir()}
         assert {"model.zip", "vecnormalize.pkl", "meta.json"} <= names
@@ -175,6 +177,8 @@ def test_bad_config_on_the_command_line(tmp_path: Path) -> None:
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert "hyperparams.n_epochz" in proc.stdout and "n_epochs" in proc.stdout
     assert "Traceback" not in proc.stderr and len(lines) <= 3
+    proc = cli("train", "--config", "ppo_quick", "--torch-threads", "0", cwd=tmp_path)
+    assert proc.returncode == 2 and "--torch-threads must be >= 1, got 0" in proc.stdout
     assert not (tmp_path / "runs").exists()
 
 
@@ -373,6 +377,10 @@ def test_several_seeds_in_parallel(tmp_path: Path) -> None:
     configs = [root / f"seed_{s}" / "config.yaml" for s in (0, 1)]
     seeds = [yaml.safe_load(path.read_text())["seed"] for path in configs]
     assert seeds == [0, 1]
+    # the workers share the cores
+    for s in (0, 1):
+        info = json.loads(RunPaths(root / f"seed_{s}").versions.read_text())
+        assert info["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)
     # held out: each seed's paired difference from the best rule, and its verdict
     held_out = summary["held_out"]["hit_product"]
     assert held_out["episodes"] == [3.0, 0.0] and "paired_gmv_diff_pct" in held_out
