@@ -20,8 +20,10 @@ COMMAND_MODULES = [cli_env, cli_train, cli_eval]
 console = Console()
 
 
-class CLIError(Exception):
-    """A user-facing error: printed as one sentence, exit code 2, no traceback."""
+class CLIError(ValueError):
+    """A user-facing error: printed as one sentence, exit code 2, no traceback. A ValueError, so
+    that ``python -m budgetgym.scripts.cli`` catches it too: there this module runs as
+    ``__main__`` and the verbs' modules raise the class of a second copy of it."""
 
 
 def build_parser() -> argparse.ArgumentParser:
