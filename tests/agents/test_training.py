@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from budgetgym.agents.checkpoints import (
@@ -118,6 +119,19 @@ def test_run_dir_is_never_overwritten(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="already holds a run"):
         train(config, tmp_path / "run", progress=False, log=quiet)
     assert read_meta(tmp_path / "run" / "final") == before
+
+
+def test_a_seed_reproduces_its_weights_with_several_torch_threads(tmp_path: Path) -> None:
+    def weights(name: str, seed: int) -> dict:
+        config = validate_config(tiny(seed=seed))
+        train(config, tmp_path / name, progress=False, log=quiet, torch_threads=2)
+        info = json.loads(RunPaths(tmp_path / name).versions.read_text())
+        assert info["torch_threads"] == 2
+        return load_checkpoint(tmp_path / name / "final").model.policy.state_dict()
+
+    first, again, other = weights("a", 0), weights("b", 0), weights("c", 1)
+    assert all(torch.equal(first[key], again[key]) for key in first)
+    assert not all(torch.equal(first[key], other[key]) for key in first)
 
 
 def test_resume_keeps_step_counter_optimizer_and_normalization(tmp_path: Path) -> None:
