@@ -58,7 +58,7 @@ from budgetgym.agents.residual import (
     check_residual_base,
 )
 from budgetgym.envs import EVAL_SEED_START, SCENARIO_NAMES, TRAIN_SEED_LIMIT, BudgetVecEnv
-from budgetgym.envs.campaigns import BatchedCampaigns, roi_target_missed
+from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_missed
 
 POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLstmPolicy"}
 
@@ -139,11 +139,6 @@ class MultiScenarioVecEnv(VecEnv):
 
     def _env_of(self, index: int) -> int:
         return int(np.searchsorted(self._bounds, index, side="right") - 1)
-
-
-def info_columns(infos: list[dict], *keys: str) -> list[np.ndarray]:
-    """The ``(n_envs,)`` float64 array of each info key, from SB3's per-env info dicts."""
-    return [np.array([float(info[key]) for info in infos]) for key in keys]
 
 
 class ShortfallLedger:

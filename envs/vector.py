@@ -18,7 +18,7 @@ from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from budgetgym.envs.budget_env import action_space, observation_space
-from budgetgym.envs.campaigns import BatchedCampaigns, info_at
+from budgetgym.envs.campaigns import BatchedCampaigns, CampaignInfo
 from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
 
 
@@ -97,8 +97,10 @@ class MultiChannelBudgetVectorEnv(gym.vector.VectorEnv):
 class BudgetVecEnv(VecEnv):
     """``num_envs`` campaigns as a Stable-Baselines3 ``VecEnv`` over the batched core.
 
-    Sets ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"] = False`` at
-    the end of an episode (the horizon is observed, so it is a true termination), and resets all
+    ``infos[i]`` is a :class:`~budgetgym.envs.campaigns.CampaignInfo`, a mapping that reads
+    campaign ``i``'s entries from the batch info on access. Sets
+    ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"] = False`` at the
+    end of an episode (the horizon is observed, so it is a true termination), and resets all
     campaigns in the same step.
     """
 
@@ -127,7 +129,7 @@ class BudgetVecEnv(VecEnv):
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         obs, reward, done, info = self.campaigns.step(self._actions)
-        infos = [info_at(info, i) for i in range(self.num_envs)]
+        infos = [CampaignInfo(info, i) for i in range(self.num_envs)]
         if done.all():
             for i, item in enumerate(infos):
                 item["terminal_observation"] = obs[i]
