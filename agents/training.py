@@ -45,6 +45,7 @@ from budgetgym.agents.checkpoints import (
     load_vecnormalize,
     python_command,
     read_meta,
+    read_versions,
     save_checkpoint,
     versions,
     write_json,
@@ -471,16 +472,17 @@ def resume(
     Args:
         run_dir: the run directory.
         total_timesteps: the new overall target (default: the config's ``total_timesteps``).
-        torch_threads: as :func:`train`.
+        torch_threads: default: the count the run recorded (``versions.json``), else every core.
 
     Raises:
         FileNotFoundError: no such run or no checkpoint in it.
         ValueError: corrupt/incompatible checkpoint, invalid config, or target already reached.
     """
-    limit_threads(torch_threads or default_torch_threads())
     paths = RunPaths(Path(run_dir))
     if not paths.root.is_dir():
         raise FileNotFoundError(f"Run directory {paths.root} does not exist.")
+    torch_threads = torch_threads or _recorded_torch_threads(paths) or default_torch_threads()
+    limit_threads(torch_threads)
     if not paths.config.is_file():
         raise ValueError(f"{paths.root} is not a budgetgym run directory (no config.yaml).")
     overrides = {"total_timesteps": total_timesteps} if total_timesteps is not None else None
@@ -511,8 +513,19 @@ def resume(
     if config.total_timesteps != _config_target(paths):
         paths.config.write_text(config.to_yaml())
     _append_command(paths)
-    log(f"Resuming {paths.root} from {checkpoint} at step {model.num_timesteps:,}.")
+    log(
+        f"Resuming {paths.root} from {checkpoint} at step {model.num_timesteps:,}; "
+        f"torch threads: {torch_threads}."
+    )
     return _learn(model, config, paths, progress, report, final_comparison, log, resumed=True)
+
+
+def _recorded_torch_threads(paths: RunPaths) -> int | None:
+    """The run's torch thread count from ``versions.json``; None if absent (older runs) or not
+    a count (the file is untrusted)."""
+    info = read_versions(paths.root)
+    threads = info.get("torch_threads") if isinstance(info, dict) else None
+    return threads if type(threads) is int and threads >= 1 else None
 
 
 def _config_target(paths: RunPaths) -> int | None:

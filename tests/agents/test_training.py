@@ -136,13 +136,15 @@ def test_a_seed_reproduces_its_weights_with_several_torch_threads(tmp_path: Path
 
 def test_resume_keeps_step_counter_optimizer_and_normalization(tmp_path: Path) -> None:
     config = validate_config(tiny())
-    first = train(config, tmp_path / "run", progress=False, log=quiet)
+    first = train(config, tmp_path / "run", progress=False, log=quiet, torch_threads=1)
     saved = load_checkpoint(first.checkpoint)
     saved_count = saved.vecnormalize.obs_rms.count
     assert saved.model.policy.optimizer.state_dict()["state"], "optimizer state not saved"
 
-    second = resume(tmp_path / "run", total_timesteps=384, progress=False, log=quiet)
+    messages: list[str] = []
+    second = resume(tmp_path / "run", total_timesteps=384, progress=False, log=messages.append)
     assert not second.interrupted
+    assert "torch threads: 1." in messages[0]  # the count the run recorded
     assert second.num_timesteps >= 384
     after = load_checkpoint(tmp_path / "run" / "final")
     # Normalization statistics continued from the checkpoint rather than restarting.
