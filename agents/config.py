@@ -255,6 +255,9 @@ class PPOParams(_Frozen):
     """Early stop of an update when the approximate KL exceeds this (None: off)."""
     normalize_advantage: bool = True
     """Normalize advantages per minibatch."""
+    scenario_advantage_norm: bool = False
+    """Before each update, standardize the advantages within each scenario's campaigns
+    (``ScenarioAdvantageNorm``), so that no scenario's noise sets the others' step size."""
     use_sde: bool = False
     """Generalized state-dependent exploration (gSDE, Raffin et al. 2022) instead of independent
     Gaussian noise; ``log_std_init`` then sets the noise weights' log-sd (rl-zoo uses -2)."""
@@ -265,7 +268,9 @@ class PPOParams(_Frozen):
 
     def sb3_kwargs(self, algorithm: str, total_timesteps: int) -> dict[str, Any]:
         """Keyword arguments for the SB3 constructor."""
-        kwargs = self.model_dump(exclude={"policy_kwargs", "lr_schedule"})
+        kwargs = self.model_dump(
+            exclude={"policy_kwargs", "lr_schedule", "scenario_advantage_norm"}
+        )
         kwargs["learning_rate"] = _schedule(self.learning_rate, self.lr_schedule)
         kwargs["policy_kwargs"] = self.policy_kwargs.sb3_kwargs(algorithm)
         return kwargs

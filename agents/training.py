@@ -32,6 +32,7 @@ from budgetgym.agents.callbacks import (
     HParamsCallback,
     ProgressCallback,
     RunCheckpointCallback,
+    ScenarioAdvantageNorm,
     StopOnRequestCallback,
     ValidationCallback,
     compute_references,
@@ -601,6 +602,8 @@ def _learn(
     )
     stop = StopOnRequestCallback()
     callbacks = [validation, checkpoints, stop, HParamsCallback(_hparams(config))]
+    if getattr(config.hyperparams, "scenario_advantage_norm", False):  # PPO only
+        callbacks.append(ScenarioAdvantageNorm())
     if progress or report is not None:
         callbacks.append(ProgressCallback(config.total_timesteps, validation, report))
 

@@ -10,11 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
 import yaml
+from stable_baselines3.common.vec_env import DummyVecEnv
 
+from budgetgym.agents.callbacks import (
+    ScenarioAdvantageNorm,
+    campaign_scenarios,
+    standardize_by_group,
+)
 from budgetgym.agents.checkpoints import (
     RunPaths,
     load_checkpoint,
@@ -33,6 +40,7 @@ from budgetgym.agents.training import (
     train,
 )
 from budgetgym.envs import OBS_DIM, BudgetVecEnv
+from budgetgym.envs.scenarios import SCENARIOS
 
 TINY = {
     "seed": 0,
@@ -233,8 +241,16 @@ def test_scenario_list_trains_on_each_scenario(tmp_path: Path) -> None:
     for _ in range(24):
         obs, reward, done, infos = venv.step(np.zeros((4, 7), dtype=np.float32))
     assert done.all() and "terminal_observation" in infos[0] and "episode" in infos[0]
+    # ... and with the advantages standardized per scenario.
+    config = validate_config(
+        tiny(
+            env={"scenario": ["hit_product", "double11_promotion"]},
+            hyperparams={"scenario_advantage_norm": True},
+        )
+    )
     result = train(config, tmp_path / "run", progress=False, log=quiet)
     assert result.num_timesteps >= 192
+    assert "scenario_advantage_norm: true" in RunPaths(tmp_path / "run").config.read_text()
 
 
 def test_dense_roi_penalty_telescopes_to_the_terminal_penalty() -> None:
@@ -425,3 +441,67 @@ def test_other_algorithms_train_resume_and_load(
     obs = np.zeros((3, OBS_DIM), dtype=np.float32)
     actions, _ = policy.predict(obs)
     assert actions.shape == (3, 7) and np.abs(actions).max() <= 1.0
+
+
+def test_standardize_by_group_gives_each_group_mean_0_and_sd_1() -> None:
+    values = np.array([[1.0, 10.0, 5.0], [3.0, 30.0, 5.0], [2.0, 20.0, 7.0]])
+    groups = np.array([[0, 1, 2], [0, 1, 2], [0, 1, 3]])
+    out = standardize_by_group(values, groups)
+    for group in (0, 1):
+        part = out[groups == group]
+        assert part.mean() == pytest.approx(0.0, abs=1e-12)
+        assert part.std() == pytest.approx(1.0, rel=1e-6)
+    # Groups 0 and 1 differ 10x in scale and come out the same.
+    np.testing.assert_allclose(out[:, 0], out[:, 1], rtol=1e-6)
+    assert (out[groups >= 2] == 0.0).all()  # constant and single-value groups: centred only
+
+
+def test_scenario_advantage_norm_records_each_steps_scenarios_across_episodes() -> None:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    # Rollouts of 36 hours over 24-hour episodes: campaigns change mid-rollout.
+    config = validate_config(
+        tiny(
+            env={"scenario": "mixed", "n_envs": 12},
+            hyperparams={"n_steps": 36, "scenario_advantage_norm": True},
+        )
+    )
+    venv = make_train_env(config, seed=3)
+    norm = ScenarioAdvantageNorm()
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    class Probe(BaseCallback):
+        def _on_rollout_start(self) -> None:
+            self.first = campaign_scenarios(self.training_env)
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            seen.append((np.stack(norm._rows), self.model.rollout_buffer.advantages.copy()))
+
+    model = PPO("MlpPolicy", venv, n_steps=36, batch_size=48, n_epochs=1, seed=0)
+    model.learn(36 * 12 * 2, callback=[norm, Probe()])
+    (rows, advantages), _ = seen
+    assert rows.shape == advantages.shape == (36, 12)
+    first, second = rows[0], rows[24]
+    assert (rows[:24] == first).all() and (rows[24:] == second).all()
+    assert (first != second).any()  # new campaigns, new scenarios
+    assert len(np.unique(rows)) >= 3
+    for scenario in np.unique(rows):
+        part = advantages[rows == scenario]
+        if part.size > 1 and np.ptp(part) > 0:
+            assert part.mean() == pytest.approx(0.0, abs=1e-6)
+            assert part.std() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_campaign_scenarios_of_a_scenario_list_and_a_bare_vec_env() -> None:
+    config = validate_config(tiny(env={"scenario": ["hit_product", "double11_promotion"]}))
+    venv = make_train_env(config, seed=5)
+    venv.reset()
+    names = list(SCENARIOS)
+    hit, d11 = names.index("hit_product"), names.index("double11_promotion")
+    np.testing.assert_array_equal(campaign_scenarios(venv), [hit, hit, d11, d11])
+    with pytest.raises(ValueError, match="No BudgetVecEnv"):
+        campaign_scenarios(DummyVecEnv([lambda: gymnasium.make("CartPole-v1")]))
