@@ -180,10 +180,23 @@ class PolicyKwargs(_Frozen):
     """Decoupled weight decay (AdamW) of the action head only, pulling the mean action toward 0
     (toward the rule for a residual policy; ``budgetgym.agents.residual.ActionDecayPolicy``).
     PPO only; 0 keeps SB3's ``MlpPolicy``."""
+    exclude_features: tuple[str, ...] = ()
+    """Observation features the networks do not read (``budgetgym.agents.features``): feature
+    names (a per-channel one for every channel), one channel's (``search/log_cpm``), or
+    ``last_hour`` for last hour's per-channel outcomes. The rules and the residual base still
+    see the whole observation."""
     lstm_hidden_size: PositiveInt = 64
     """LSTM width (recurrent PPO only)."""
     enable_critic_lstm: bool = True
     """Separate LSTM for the critic (recurrent PPO only)."""
+
+    @field_validator("exclude_features")
+    @classmethod
+    def _known_features(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from budgetgym.agents.features import excluded_indices
+
+        excluded_indices(value)
+        return value
 
     @field_validator("net_arch")
     @classmethod
@@ -218,12 +231,23 @@ class PolicyKwargs(_Frozen):
             kwargs.update(action_weight_decay=self.action_weight_decay)
         else:
             kwargs.update(log_std_init=self.log_std_init)
+        if self.exclude_features:
+            from budgetgym.agents.features import ObservationSubset
+
+            kwargs.update(
+                features_extractor_class=ObservationSubset,
+                features_extractor_kwargs={"exclude": list(self.exclude_features)},
+            )
         if algorithm == "recurrent_ppo":
             kwargs.update(
                 lstm_hidden_size=self.lstm_hidden_size,
                 enable_critic_lstm=self.enable_critic_lstm,
             )
         return kwargs
+
+
+#: Hyperparameters of budgetgym's own, not SB3 constructor arguments.
+OWN_FIELDS = frozenset({"lr_schedule", "scenario_advantage_norm"})
 
 
 class PPOParams(_Frozen):
@@ -268,9 +292,7 @@ class PPOParams(_Frozen):
 
     def sb3_kwargs(self, algorithm: str, total_timesteps: int) -> dict[str, Any]:
         """Keyword arguments for the SB3 constructor."""
-        kwargs = self.model_dump(
-            exclude={"policy_kwargs", "lr_schedule", "scenario_advantage_norm"}
-        )
+        kwargs = self.model_dump(exclude={"policy_kwargs", *OWN_FIELDS})
         kwargs["learning_rate"] = _schedule(self.learning_rate, self.lr_schedule)
         kwargs["policy_kwargs"] = self.policy_kwargs.sb3_kwargs(algorithm)
         return kwargs
@@ -316,7 +338,7 @@ class SACParams(_Frozen):
 
     def sb3_kwargs(self, algorithm: str, total_timesteps: int) -> dict[str, Any]:
         """Keyword arguments for the SB3 constructor."""
-        kwargs = self.model_dump(exclude={"policy_kwargs", "lr_schedule"})
+        kwargs = self.model_dump(exclude={"policy_kwargs", *OWN_FIELDS})
         kwargs["learning_rate"] = _schedule(self.learning_rate, self.lr_schedule)
         kwargs["policy_kwargs"] = self.policy_kwargs.sb3_kwargs(algorithm)
         return kwargs

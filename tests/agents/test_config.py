@@ -9,6 +9,7 @@ import yaml
 
 from budgetgym.agents.config import (
     EXPERIMENTS_DIR,
+    OWN_FIELDS,
     PPOParams,
     SACParams,
     TrainConfig,
@@ -51,7 +52,7 @@ def test_ppo_fields_are_sb3_argument_names() -> None:
 
     for model, algo in ((PPOParams, PPO), (SACParams, SAC)):
         sb3_args = set(inspect.signature(algo.__init__).parameters)
-        ours = set(model.model_fields) - {"lr_schedule"}
+        ours = set(model.model_fields) - OWN_FIELDS
         assert ours <= sb3_args, ours - sb3_args
 
 
@@ -100,6 +101,10 @@ def test_ppo_fields_are_sb3_argument_names() -> None:
         ({"hyperparams": {"learning_rate": float("nan")}}, ["hyperparams.learning_rate", "finite"]),
         ({"env": {"roi_miss_penalty": -0.1}}, ["env.roi_miss_penalty", "greater than or equal"]),
         ({"env": {"paired_baseline": "pid_pacing"}}, ["env.paired_baseline", "'obs_pacing'"]),
+        (
+            {"hyperparams": {"policy_kwargs": {"exclude_features": ["log_cmp"]}}},
+            ["hyperparams.policy_kwargs.exclude_features", "'log_cmp'", "'log_cpm'"],
+        ),
         (
             {"env": {"paired_baseline": "obs_pacing", "twin_pays_roi_charge": True}},
             ["twin_pays_roi_charge", "dense_roi_penalty"],

@@ -18,6 +18,7 @@ from budgetgym.agents.checkpoints import (
 )
 from budgetgym.agents.config import validate_config
 from budgetgym.agents.export import OnnxPolicy, export_onnx
+from budgetgym.agents.features import excluded_indices
 from budgetgym.agents.training import make_train_env, train
 from budgetgym.envs import ACTION_DIM, OBS_DIM, BatchedCampaigns
 
@@ -165,3 +166,26 @@ def test_gsde_policy_exports_its_mean_action(tmp_path: Path) -> None:
     assert np.abs(actual - expected).max() <= 1e-5
     stochastic, _ = policy.predict(obs, deterministic=False)
     assert not np.allclose(stochastic, expected)  # the exploration noise is really on
+
+
+def test_policy_reading_a_subset_of_the_observation_trains_exports_and_ignores_the_rest(
+    tmp_path: Path,
+) -> None:
+    hyperparams = {**TINY["hyperparams"], "policy_kwargs": {"exclude_features": ["last_hour"]}}
+    config = validate_config({**TINY, "hyperparams": hyperparams})
+    run_dir = tmp_path / "run"
+    train(config, run_dir, progress=False, log=lambda _: None)
+    policy = load_run_policy(run_dir)
+    dropped = excluded_indices(["last_hour"])
+    assert policy.model.policy.features_extractor.features_dim == OBS_DIM - dropped.size == 41
+    obs = observations(200)
+    expected, _ = policy.predict(obs)
+    changed = obs.copy()
+    changed[:, dropped] += 3.0
+    np.testing.assert_array_equal(policy.predict(changed)[0], expected)
+    kept = np.setdiff1d(np.arange(OBS_DIM), dropped)
+    changed = obs.copy()
+    changed[:, kept[kept != 0]] += 3.0
+    assert not np.allclose(policy.predict(changed)[0], expected)
+    actual, _ = OnnxPolicy(export_onnx(run_dir)).predict(obs)
+    assert np.abs(actual - expected).max() <= 1e-5

@@ -505,3 +505,17 @@ def test_campaign_scenarios_of_a_scenario_list_and_a_bare_vec_env() -> None:
     np.testing.assert_array_equal(campaign_scenarios(venv), [hit, hit, d11, d11])
     with pytest.raises(ValueError, match="No BudgetVecEnv"):
         campaign_scenarios(DummyVecEnv([lambda: gymnasium.make("CartPole-v1")]))
+
+
+def test_excluded_features_by_name_channel_and_group() -> None:
+    from budgetgym.agents.features import LAST_HOUR_FEATURES, excluded_indices
+    from budgetgym.envs.campaigns import OBS_FEATURES
+
+    names = [OBS_FEATURES[i] for i in excluded_indices(["last_hour"])]
+    assert len(names) == len(LAST_HOUR_FEATURES) * 6
+    assert {name.split("/")[1] for name in names} == set(LAST_HOUR_FEATURES)
+    both = [OBS_FEATURES[i] for i in excluded_indices(["progress", "search/log_cpm"])]
+    assert both == ["progress", "search/log_cpm"]
+    assert len(excluded_indices(["log_matured_roi"])) == 7  # the global one and each channel's
+    with pytest.raises(ValueError, match="leaves no observation feature"):
+        excluded_indices(list(OBS_FEATURES))
