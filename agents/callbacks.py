@@ -371,7 +371,7 @@ class ScenarioAdvantageNorm(BaseCallback):
 
     With a mix of scenarios, one minibatch-wide scale lets the noisiest scenario set the step
     size of all: late in training the high-price campaigns' advantages (conversions days after
-    the click) spread 3-5x wider than the others', so their noise dominates the gradient shared
+    the click) spread 2-6x wider than the others', so their noise dominates the gradient shared
     by every scenario. Standardizing per scenario gives each an equal say, as per-task
     normalization does in multi-task RL (PopArt, Hessel et al. 2019; here on the policy's
     advantages only, the critic's targets are untouched). The scenario is training-side
