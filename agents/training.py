@@ -560,6 +560,7 @@ def _hparams(config: TrainConfig) -> dict[str, Any]:
     flat["activation_fn"] = kwargs.activation_fn
     flat["log_std_init"] = kwargs.log_std_init
     flat["action_weight_decay"] = kwargs.action_weight_decay
+    flat["exclude_features"] = ",".join(kwargs.exclude_features) or "none"
     return flat
 
 
