@@ -445,17 +445,24 @@ def train(
     _append_command(paths)
 
     venv = make_train_env(config, campaign_seed(config, 0))
-    hp = config.hyperparams
     with quiet_render_mode_warning():
-        vecnorm = VecNormalize(venv, gamma=hp.gamma, **config.normalize.model_dump())
-    algo = algorithm_class(config.algorithm)
+        vecnorm = VecNormalize(
+            venv, gamma=config.hyperparams.gamma, **config.normalize.model_dump()
+        )
+    model = new_model(config, vecnorm)
+    return _learn(model, config, paths, progress, report, final_comparison, log, resumed=False)
+
+
+def new_model(config: TrainConfig, venv: VecEnv) -> Any:
+    """A freshly initialised SB3 model of ``config``'s algorithm and policy on ``venv``."""
+    hp = config.hyperparams
     decay = hp.policy_kwargs.action_weight_decay > 0  # validated: PPO only
     policy = ActionDecayPolicy if decay else POLICY_NAMES[config.algorithm]
-    model = algo(policy, vecnorm, verbose=0, **config.sb3_kwargs())
+    model = algorithm_class(config.algorithm)(policy, venv, verbose=0, **config.sb3_kwargs())
     logits_log_std = hp.policy_kwargs.log_std_init_logits  # validated: PPO without gSDE only
     if logits_log_std is not None:  # SB3 takes one initial log-sd for every action dimension
         model.policy.log_std.data[1:] = logits_log_std
-    return _learn(model, config, paths, progress, report, final_comparison, log, resumed=False)
+    return model
 
 
 def resume(

@@ -26,14 +26,13 @@ import numpy as np
 
 def _learn_rate(config, make_venv, timesteps: int) -> float:
     """Env steps per second of ``PPO.learn`` on the VecEnv from ``make_venv``."""
-    from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from budgetgym.agents.training import quiet_render_mode_warning
+    from budgetgym.agents.training import new_model, quiet_render_mode_warning
 
     with quiet_render_mode_warning():
         venv = VecNormalize(make_venv(), gamma=config.hyperparams.gamma)
-    model = PPO("MlpPolicy", venv, verbose=0, **config.sb3_kwargs())
+    model = new_model(config, venv)
     start = time.perf_counter()
     model.learn(timesteps)
     elapsed = time.perf_counter() - start
@@ -74,12 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     import budgetgym  # noqa: F401 (registers the single env)
-    from budgetgym.agents.config import load_config
+    from budgetgym.agents.config import read_yaml, resolve_config_path, validate_config
     from budgetgym.agents.training import limit_threads
     from budgetgym.envs import ENV_ID, BudgetVecEnv
 
     limit_threads()
-    config = load_config(args.config, {"env.scenario": "mixed"})
+    # Both views step `mixed` campaigns, whatever mix the config trains on.
+    data = read_yaml(resolve_config_path(args.config))
+    data["env"] = {**data.get("env", {}), "scenario": "mixed", "scenario_weights": None}
+    config = validate_config(data, source=f"config {args.config}")
     n_envs, n_steps = config.env.n_envs, config.hyperparams.n_steps
     timesteps = args.timesteps or 4 * n_steps * n_envs
     env_kwargs = {"reward_mode": config.env.reward_mode, "horizon_hours": config.env.horizon_hours}

@@ -519,3 +519,26 @@ def test_excluded_features_by_name_channel_and_group() -> None:
     assert len(excluded_indices(["log_matured_roi"])) == 7  # the global one and each channel's
     with pytest.raises(ValueError, match="leaves no observation feature"):
         excluded_indices(list(OBS_FEATURES))
+
+
+def test_bench_train_runs_the_configs_policy(tmp_path: Path) -> None:
+    """The benchmark builds the model as training does (custom policy class, feature subset,
+    scenario mix replaced by ``mixed``) and writes its JSON."""
+    data = tiny(
+        env={"scenario": ["mixed", "new_product_cold_start"], "scenario_weights": [1, 1]},
+        hyperparams={
+            "policy_kwargs": {"action_weight_decay": 2.0, "exclude_features": ["last_hour"]}
+        },
+    )
+    config = write_config(tmp_path, data)
+    out = tmp_path / "bench.json"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_train.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--config", str(config), "--timesteps", "96", "--json",
+         str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["ppo_env_steps_per_s"] > 0 and result["ppo_dummyvec_env_steps_per_s"] > 0
+    assert result["n_envs"] == 4
