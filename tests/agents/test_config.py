@@ -32,10 +32,11 @@ def test_bundled_configs_validate(path: Path) -> None:
     assert TrainConfig.model_validate(yaml.safe_load(config.to_yaml())) == config
 
 
-def test_default_config_trains_ppo_on_mixed() -> None:
+def test_default_config_trains_ppo_on_mixed_and_more_cold_starts() -> None:
     config = load_config("ppo_default")
     assert config.algorithm == "ppo"
-    assert config.env.scenarios == ("mixed",)
+    assert config.env.scenarios == ("mixed", "new_product_cold_start")
+    assert config.env.campaigns_per_scenario == (48, 16)
 
 
 def test_scientific_notation_is_a_number(tmp_path: Path) -> None:
