@@ -32,7 +32,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import HParam
 
 from budgetgym.agents.checkpoints import ObsNormalizer, RunPaths, SB3Policy, save_checkpoint
-from budgetgym.agents.residual import residual_base_of
+from budgetgym.agents.residual import residual_base_of, vec_env_stack
 from budgetgym.envs import CHANNEL_NAMES, VALIDATION_SEED_START, BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
 from budgetgym.envs.vector import BudgetVecEnv
@@ -355,13 +355,12 @@ def campaign_scenarios(venv: Any) -> np.ndarray:
     """Scenario index (into ``SCENARIOS``) of the campaign each env of a training VecEnv stack
     plays now, ``(num_envs,)``: read from the ``BudgetVecEnv`` (or the list of them) below the
     wrappers."""
-    while venv is not None:
-        if isinstance(venv, BudgetVecEnv):
-            return venv.campaigns.params.scenario_index.copy()
-        envs = getattr(venv, "envs", None)
+    for layer in vec_env_stack(venv):
+        if isinstance(layer, BudgetVecEnv):
+            return layer.campaigns.params.scenario_index.copy()
+        envs = getattr(layer, "envs", None)
         if isinstance(envs, list) and envs and all(isinstance(e, BudgetVecEnv) for e in envs):
             return np.concatenate([e.campaigns.params.scenario_index for e in envs])
-        venv = getattr(venv, "venv", None)
     raise ValueError("No BudgetVecEnv below this VecEnv: cannot tell the campaigns' scenarios.")
 
 

@@ -67,7 +67,6 @@ class ObservationSubset(BaseFeaturesExtractor):
         dropped = excluded_indices(exclude)
         kept = np.setdiff1d(np.arange(observation_space.shape[0]), dropped)
         super().__init__(observation_space, features_dim=int(kept.size))
-        self.exclude = tuple(exclude)
         self.register_buffer("kept", torch.from_numpy(kept), persistent=False)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ through :func:`base_action`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -260,12 +261,18 @@ class ResidualAction(VecEnvWrapper):
         return obs, rewards, dones, infos
 
 
+def vec_env_stack(venv: Any) -> Iterator[Any]:
+    """``venv`` and every VecEnv it wraps, outermost first (following ``.venv``)."""
+    while venv is not None:
+        yield venv
+        venv = getattr(venv, "venv", None)
+
+
 def residual_base_of(venv: Any) -> str:
     """The residual base of a wrapped VecEnv stack (``"none"`` without ``ResidualAction``)."""
-    while venv is not None:
-        if isinstance(venv, ResidualAction):
-            return venv.residual_base
-        venv = getattr(venv, "venv", None)
+    for layer in vec_env_stack(venv):
+        if isinstance(layer, ResidualAction):
+            return layer.residual_base
     return "none"
 
 

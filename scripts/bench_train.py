@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     limit_threads()
     # Both views step `mixed` campaigns, whatever mix the config trains on.
     data = read_yaml(resolve_config_path(args.config))
-    data["env"] = {**data.get("env", {}), "scenario": "mixed", "scenario_weights": None}
+    env = data.setdefault("env", {})
+    if isinstance(env, dict):  # anything else: validation names the error below
+        env.update(scenario="mixed", scenario_weights=None)
     config = validate_config(data, source=f"config {args.config}")
     n_envs, n_steps = config.env.n_envs, config.hyperparams.n_steps
     timesteps = args.timesteps or 4 * n_steps * n_envs
