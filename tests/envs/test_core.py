@@ -7,7 +7,12 @@ import pytest
 
 from budgetgym.envs import CHANNEL_NAMES, BatchedCampaigns, core, sample_campaigns
 from budgetgym.envs import campaigns as campaigns_module
-from budgetgym.envs.core import PARALLEL_MIN_ENVS, hourly_markets, win_curve
+from budgetgym.envs.core import (
+    CAMPAIGNS_PER_CHUNK,
+    PARALLEL_MIN_ENVS,
+    hourly_markets,
+    win_curve,
+)
 from tests.conftest import constant_policy, rollout
 
 SCENARIOS = ["hit_product", "high_price_long_cycle", "double11_promotion", "mixed"]
@@ -79,20 +84,28 @@ def test_same_seed_same_actions_identical():
 @pytest.mark.parametrize("batch", [7, PARALLEL_MIN_ENVS + 3])
 def test_campaign_identical_alone_and_in_batch(batch):
     """Counter-based draws: a campaign's trajectory does not depend on its batch (serial and
-    parallel kernels alike)."""
+    parallel kernels alike), wherever it sits in the kernels' chunks of campaigns."""
     seeds = 1_000_000 + np.arange(batch)
+    edges = [0, 5, CAMPAIGNS_PER_CHUNK - 1, CAMPAIGNS_PER_CHUNK, batch - 1]
+    picked = sorted({i for i in edges if i < batch})
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, size=(24, batch, 7))
     together = BatchedCampaigns("mixed", horizon_hours=24)
     together.reset(seeds)
     alone = BatchedCampaigns("mixed", horizon_hours=24)
     alone.reset(seeds[[5]])
+    apart = BatchedCampaigns("mixed", horizon_hours=24)
+    apart.reset(seeds[picked])
     for t in range(24):
         obs_b, rew_b, _, info_b = together.step(actions[t])
         obs_a, rew_a, _, info_a = alone.step(actions[t, [5]])
         np.testing.assert_array_equal(obs_b[5], obs_a[0])
         np.testing.assert_array_equal(rew_b[5], rew_a[0])
         np.testing.assert_array_equal(info_b["gmv_cny"][5], info_a["gmv_cny"][0])
+        obs_p, rew_p, _, info_p = apart.step(actions[t, picked])
+        np.testing.assert_array_equal(obs_b[picked], obs_p)
+        np.testing.assert_array_equal(rew_b[picked], rew_p)
+        np.testing.assert_array_equal(info_b["pending_gmv"][picked], info_p["pending_gmv"])
 
 
 def test_market_does_not_depend_on_actions():
