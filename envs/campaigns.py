@@ -402,7 +402,8 @@ def roi_target_missed(
 
 
 def _summary_campaigns(start, stop, mode, penalty_coef, done, params, state, out, reward):
-    """Fill ``out[start:stop]`` with ``TOTAL_KEYS`` and ``reward[i]`` (see ``BatchedCampaigns``)."""
+    """Fill ``out[start:stop]`` with ``TOTAL_KEYS`` and ``reward[start:stop]`` (see
+    ``BatchedCampaigns``)."""
     (budget, target_roi, _, _, _, _, _, _, _, _, _, _, _, margin, new_customer_value) = params
     (_, budget_left, _, pending_conv, _, pending_gmv, last, totals, _, unattr_conv,
      unattr_gmv) = state  # fmt: skip
