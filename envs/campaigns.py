@@ -33,6 +33,7 @@ from budgetgym.envs.core import (
     hour_counters,
     hour_profile,
     initial_state,
+    inline_log,
     kernel_params,
     kernel_state,
     n_chunks,
@@ -115,7 +116,7 @@ def _log1p_count_table(size):
     """``log(1 + n)`` for the counts ``n < size``, by the same compiled ``log`` as the kernels."""
     out = np.empty(size)
     for n in range(size):
-        out[n] = np.log(1.0 + n)
+        out[n] = inline_log(1.0 + n)
     return out
 
 
@@ -126,7 +127,7 @@ def _log1p_count(count):
     173 ns per campaign."""
     if count < _LOG1P_COUNTS.size:
         return _LOG1P_COUNTS[int(count)]
-    return np.log(1.0 + count)
+    return inline_log(1.0 + count)
 
 
 def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calendar, out):
@@ -154,7 +155,7 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
         out[i, 10] = roi / 3.0
         out[i, 11] = gmv_total / (spend_total + 0.01 * b) / roi
         out[i, 12] = gmv_total / (b * roi)
-        out[i, 13] = np.log(price[i] / reference_price)
+        out[i, 13] = inline_log(price[i] / reference_price)
         out[i, 15] = 1.0 if boost[i] > 0.0 else 0.0
         out[i, 16] = new_value[i] / price[i]
         base = len(GLOBAL_FEATURES)
@@ -166,9 +167,9 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
             matured = max(totals[SPEND, i, k] - LATE_SHARE * recent_spend[i, k], 0.0)
             matured_total += matured
             prior_k = prior_cny / n_ch
-            log_roi = np.log((totals[GMV, i, k] + roi * prior_k) / (roi * (matured + prior_k)))
+            log_roi = inline_log((totals[GMV, i, k] + roi * prior_k) / (roi * (matured + prior_k)))
             out[i, base + 9 * n_ch + k] = min(max(log_roi, -5.0), 5.0)
-        log_roi = np.log((gmv_total + roi * prior_cny) / (roi * (matured_total + prior_cny)))
+        log_roi = inline_log((gmv_total + roi * prior_cny) / (roi * (matured_total + prior_cny)))
         out[i, 14] = min(max(log_roi, -5.0), 5.0)
         # Reciprocals once per campaign (a division costs several multiplications), and log(1 + x)
         # rather than log1p: glibc's log1p costs 3x its log, and x >= 0 needs no extra precision.
@@ -184,7 +185,7 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
             out[i, base + 4 * n_ch + k] = last[GMV, i, k] * inv_gmv_even
             out[i, base + 5 * n_ch + k] = totals[SPEND, i, k] * inv_b
             out[i, base + 6 * n_ch + k] = totals[GMV, i, k] * inv_gmv_b
-            out[i, base + 7 * n_ch + k] = np.log(1.0 + cpm) * 0.25
+            out[i, base + 7 * n_ch + k] = inline_log(1.0 + cpm) * 0.25
             out[i, base + 8 * n_ch + k] = recent_spend[i, k] * inv_b
 
 

@@ -30,6 +30,9 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types as nbtypes
+from numba.extending import intrinsic
 
 from budgetgym.envs import random as crn
 from budgetgym.envs.channels import CHANNEL_NAMES, channel_array
@@ -48,6 +51,7 @@ N_CHANNELS = len(CHANNEL_NAMES)
 ACTION_DIM = N_CHANNELS + 1
 MAX_PACE_MULT = 5.0  # action[0] = +1 spends 5x the even-pacing rate
 SHARE_TEMPERATURE = 3.0  # action logits are multiplied by this before the softmax
+_LN4 = math.log(4.0)
 MAX_WIN_FRAC = 0.95  # spend can buy at most this share of a channel-hour's market
 REWARD_MODES = ("gmv", "gmv_roi_penalty", "profit")
 DYNAMICS_DOMAIN = 2
@@ -150,14 +154,14 @@ def action_row_to_request(action, i, budget_left, hours_left, out):
     """Fill ``out[i]`` with the spend request of the checked action ``action[i]`` (see above)."""
     dim = action.shape[1]
     a0 = min(max(action[i, 0], -1.0), 1.0)
-    pace = (4.0**a0 - 0.25) / 0.75
+    pace = (inline_exp(a0 * _LN4) - 0.25) / 0.75
     total = max(min(pace * budget_left / hours_left, budget_left), 0.0)
     top = -np.inf
     for j in range(1, dim):
         top = max(top, action[i, j])
     norm = 0.0
     for j in range(1, dim):
-        w = math.exp(SHARE_TEMPERATURE * (action[i, j] - top))
+        w = inline_exp(SHARE_TEMPERATURE * (action[i, j] - top))
         out[i, j - 1] = w
         norm += w
     for j in range(1, dim):
@@ -218,6 +222,143 @@ def initial_state(params: CampaignParams) -> CampaignState:
 
 
 # ----------------------------------------------------------------------------------------------
+# exp and log in plain float64 arithmetic, inlined into the kernels. glibc's exp and log took ~30%
+# of a step: opaque calls, one after another, that keep the loops around them from using SIMD.
+# These polynomials are inlined, scheduled and vectorized by the compiler. Being plain IEEE
+# arithmetic (no fused multiply-add: numba contracts only under ``fastmath``), they give the same
+# bits in a SIMD lane as in scalar code, so a campaign's trajectory still does not depend on its
+# batch. Within 2 ulp of the correctly rounded result (tests/envs/test_core.py). Here, not in a
+# module of their own: numba's cache of a kernel checks only the kernel's own file.
+
+
+@intrinsic
+def _float_bits(typingctx, x):
+    """The IEEE-754 bits of a float64 as an int64 (a register move, no memory)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return nbtypes.int64(nbtypes.float64), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, bits):
+    """The float64 whose IEEE-754 bits are the int64 ``bits``."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return nbtypes.float64(nbtypes.int64), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (IEEE-754 fusedMultiplyAdd: the same bits on any machine)."""
+
+    def codegen(context, builder, signature, args):
+        double = ir.DoubleType()
+        fma = builder.module.declare_intrinsic(
+            "llvm.fma", [double], ir.FunctionType(double, [double, double, double])
+        )
+        return builder.call(fma, args)
+
+    return nbtypes.float64(nbtypes.float64, nbtypes.float64, nbtypes.float64), codegen
+
+
+@intrinsic
+def _sqrt(typingctx, x):
+    """Square root (IEEE-754, correctly rounded) as an LLVM intrinsic: ``math.sqrt`` compiles to
+    a libm call that loops cannot vectorize."""
+
+    def codegen(context, builder, signature, args):
+        double = ir.DoubleType()
+        signature = ir.FunctionType(double, [double])
+        sqrt = builder.module.declare_intrinsic("llvm.sqrt", [double], signature)
+        return builder.call(sqrt, args)
+
+    return nbtypes.float64(nbtypes.float64), codegen
+
+
+_EXP_TABLE_BITS = 7
+_EXP_TABLE_SIZE = 1 << _EXP_TABLE_BITS
+#: Bits of 2^(j/128), j < 128; adding n << 52 to them multiplies by 2^n.
+_EXP2_TABLE_BITS = np.array([2.0 ** (j / _EXP_TABLE_SIZE) for j in range(_EXP_TABLE_SIZE)]).view(
+    np.int64
+)
+_INV_LN2_N = _EXP_TABLE_SIZE / math.log(2.0)
+_LN2_HI = 6.93147180369123816490e-01  # fdlibm's split of ln2: n * _LN2_HI is exact for |n| < 2^20
+_LN2_LO = 1.90821492927058770002e-10
+_LN2_N_HI, _LN2_N_LO = _LN2_HI / _EXP_TABLE_SIZE, _LN2_LO / _EXP_TABLE_SIZE  # exact scalings
+_ROUND_SHIFT = 1.5 * 2.0**52  # adding it rounds to an integer, held in the low bits
+_ROUND_SHIFT_BITS = 0x4338000000000000
+_EXP_MAX = 709.0  # exp(709) < max float64; above: inf
+_EXP_MIN = -708.0  # exp(-708) > smallest normal; below: 0 (no subnormal results)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def inline_exp(x):
+    """``e^x`` for a float64 (inf above 709, 0 below -708, NaN for NaN)."""
+    clamped = min(max(x, _EXP_MIN), _EXP_MAX)
+    shifted = clamped * _INV_LN2_N + _ROUND_SHIFT
+    k = _float_bits(shifted) - _ROUND_SHIFT_BITS  # round(x * 128 / ln2)
+    kd = shifted - _ROUND_SHIFT
+    r = _fma(kd, -_LN2_N_LO, _fma(kd, -_LN2_N_HI, clamped))  # |r| <= ln2 / 256
+    r2 = r * r
+    # e^r - 1, Taylor to degree 5 (truncation < 1e-18), evaluated pairwise for a short latency.
+    tail = _fma(r2 * r2, _fma(r, 1.0 / 120.0, 1.0 / 24.0), _fma(r2, _fma(r, 1.0 / 6.0, 0.5), r))
+    exponent = (k >> _EXP_TABLE_BITS) << 52  # 2^n, added to the exponent bits of 2^(j/128)
+    scale = _bits_float(_EXP2_TABLE_BITS[k & (_EXP_TABLE_SIZE - 1)] + exponent)
+    result = _fma(scale, tail, scale)  # NaN for NaN: the clamp keeps it
+    # Comparisons, not equality tests with inf (which compile to class tests that stop SIMD).
+    return np.inf if x >= _EXP_MAX else (0.0 if x < _EXP_MIN else result)
+
+
+_LOG_TABLE_BITS = 7
+_LOG_OFFSET_BITS = 0x3FE6000000000000  # 0.6875: x is reduced to z = x / 2^k in [0.6875, 1.375)
+
+
+def _log_table() -> tuple[np.ndarray, np.ndarray]:
+    """``1/c`` and ``log(c)`` for the 128 intervals of ``z`` indexed by its top mantissa bits
+    (``c`` their midpoints; ``c = 1`` on the two intervals next to 1, where ``log`` is small)."""
+    size = 1 << _LOG_TABLE_BITS
+    edges = (_LOG_OFFSET_BITS + (np.arange(size + 1, dtype=np.int64) << 45)).view(np.float64)
+    inv_c = 1.0 / (0.5 * (edges[:-1] + edges[1:]))
+    inv_c[(edges[:-1] >= 1.0 - 2.0**-8) & (edges[1:] <= 1.0 + 2.0**-7)] = 1.0
+    return inv_c, np.array([-math.log(v) for v in inv_c])
+
+
+_LOG_INV_C, _LOG_C = _log_table()
+_MIN_NORMAL = 2.2250738585072014e-308
+_TWO_POW_54 = 2.0**54
+_MAX_FLOAT = float(np.finfo(np.float64).max)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def inline_log(x):
+    """Natural log of a float64 (-inf at 0, NaN below 0 or for NaN, inf at inf)."""
+    # Selects, not branches, for the special cases: the loops around stay vectorizable.
+    subnormal = x < _MIN_NORMAL
+    bits = _float_bits(x * _TWO_POW_54 if subnormal else x)
+    offset = bits - _LOG_OFFSET_BITS
+    index = (offset >> (52 - _LOG_TABLE_BITS)) & ((1 << _LOG_TABLE_BITS) - 1)
+    k = (offset >> 52) - (54 if subnormal else 0)  # x = 2^k z
+    z = _bits_float(bits - ((offset >> 52) << 52))
+    r = _fma(z, _LOG_INV_C[index], -1.0)  # |r| < 0.008: log(z) = log(1 + r) + log(c)
+    r2 = r * r
+    # log(1 + r) = r + r^2 q(r), Taylor to degree 9 (truncation < 1e-20), pairwise.
+    q = _fma(
+        r2 * r2,
+        _fma(r2, _fma(r, 1.0 / 9.0, -0.125), _fma(r, 1.0 / 7.0, -1.0 / 6.0)),
+        _fma(r2, _fma(r, 0.2, -0.25), _fma(r, 1.0 / 3.0, -0.5)),
+    )
+    kd = float(k)
+    result = (kd * _LN2_HI + _LOG_C[index]) + (r + _fma(r2, q, kd * _LN2_LO))
+    if (x > 0.0) & (x <= _MAX_FLOAT):
+        return result
+    return -np.inf if x == 0.0 else (np.inf if x > _MAX_FLOAT else np.nan)
+
+
+# ----------------------------------------------------------------------------------------------
 # Scalar building blocks, compiled.
 
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -255,65 +396,70 @@ def hour_profile(hour, cal):
     """Calendar factors shared by every campaign: daily cycle, weekend, launch-boost decay."""
     evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak 20:00, trough 08:00
     weekly = 1.15 if (hour // 24) % 7 >= 5 else 1.0
-    return evening, weekly, math.exp(-hour / cal[_DECAY])
+    return evening, weekly, inline_exp(-hour / cal[_DECAY])
+
+
+# Inverse standard normal CDF: Acklam's rational approximation (relative error < 1.2e-9), with
+# a central region and two tails. ``_ndtri`` branches between them (scalar code), ``_ndtri_lanes``
+# computes both and selects (vectorized loops); the two give the same bits.
+_ACKLAM_LOW = 0.02425
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _ndtri(p):
-    """Inverse standard normal CDF, Acklam's rational approximation (relative error < 1.2e-9)."""
-    if p <= 0.0:
-        return -np.inf
-    if p >= 1.0:
-        return np.inf
-    if p < 0.02425 or p > 0.97575:
-        q = math.sqrt(-2.0 * math.log(min(p, 1.0 - p)))
-        x = (
-            (
-                ((-7.784894002430293e-03 * q - 3.223964580411365e-01) * q - 2.400758277161838e00)
-                * q
-                - 2.549732539343734e00
-            )
-            * q
-            + 4.374664141464968e00
-        ) * q + 2.938163982698783e00
-        x /= (
-            ((7.784695709041462e-03 * q + 3.224671290700398e-01) * q + 2.445134137142996e00) * q
-            + 3.754408661907416e00
-        ) * q + 1.0
-        if p > 0.5:
-            x = -x
-    else:
-        q = p - 0.5
-        r = q * q
-        x = (
+def _ndtri_central(p):
+    q = p - 0.5
+    r = q * q
+    num = (
+        (
             (
                 ((-3.969683028665376e01 * r + 2.209460984245205e02) * r - 2.759285104469687e02) * r
                 + 1.383577518672690e02
             )
             * r
             - 3.066479806614716e01
-        ) * r + 2.506628277459239e00
-        x = (
-            x
-            * q
-            / (
-                (
-                    (
-                        (
-                            (-5.447609879822406e01 * r + 1.615858368580409e02) * r
-                            - 1.556989798598866e02
-                        )
-                        * r
-                        + 6.680131188771972e01
-                    )
-                    * r
-                    - 1.328068155288572e01
-                )
-                * r
-                + 1.0
-            )
         )
-    return x
+        * r
+        + 2.506628277459239e00
+    ) * q
+    den = (((((-5.447609879822406e01 * r + 1.615858368580409e02) * r - 1.556989798598866e02) * r
+             + 6.680131188771972e01) * r - 1.328068155288572e01) * r + 1.0)  # fmt: skip
+    return num / den
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _ndtri_tail(p):
+    q = _sqrt(-2.0 * inline_log(min(p, 1.0 - p)))
+    num = (
+        (
+            ((-7.784894002430293e-03 * q - 3.223964580411365e-01) * q - 2.400758277161838e00) * q
+            - 2.549732539343734e00
+        )
+        * q
+        + 4.374664141464968e00
+    ) * q + 2.938163982698783e00
+    den = (((7.784695709041462e-03 * q + 3.224671290700398e-01) * q + 2.445134137142996e00) * q
+           + 3.754408661907416e00) * q + 1.0  # fmt: skip
+    x = num / den
+    return -x if p > 0.5 else x
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _ndtri(p):
+    """Inverse standard normal CDF of ``p`` (``-inf`` at 0, ``inf`` at 1)."""
+    if p <= 0.0:
+        return -np.inf
+    if p >= 1.0:
+        return np.inf
+    if p < _ACKLAM_LOW or p > 1.0 - _ACKLAM_LOW:
+        return _ndtri_tail(p)
+    return _ndtri_central(p)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _ndtri_lanes(p):
+    """``_ndtri`` for ``p`` in (0, 1), without branches."""
+    tail = p < _ACKLAM_LOW or p > 1.0 - _ACKLAM_LOW
+    return _ndtri_tail(p) if tail else _ndtri_central(p)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -325,37 +471,34 @@ def _ndtr(x):
 def _binomial(n, p, u):
     """Binomial(n, p) by inversion of one uniform: exact (sequential search) for means < 12,
     normal approximation with continuity correction above (error far below the model's noise)."""
-    return _binomial_logq(n, p, _LOG_Q_LAZY, u)
+    return _binomial_draw(n, p, _log_q(p), u, _Z_LAZY)
 
 
-# A ``log_q`` no probability has (``log(1 - p) <= 0``): computed only by the exact search, which
-# draws with a mean under 12 (the search needs it; the normal approximation, 77% of click draws,
-# does not).
-_LOG_Q_LAZY = 1.0
+_Z_LAZY = np.nan  # ``z`` not given: computed only if the normal approximation needs it
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _log_q(p):
     """``log(1 - p)``: glibc's ``log1p`` costs ~3x ``log`` here, and the precision ``log1p`` keeps
     for tiny ``p`` (relative 1e-16 / p) is far below what the draws need."""
-    return math.log(1.0 - p) if p < 1.0 else -np.inf
+    return inline_log(1.0 - p) if p < 1.0 else -np.inf
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _binomial_logq(n, p, log_q, u):
-    """``_binomial`` given ``log_q = log(1 - p)`` (hoisted out of loops when ``p`` is fixed), or
-    ``_LOG_Q_LAZY`` to compute it only if needed."""
+def _binomial_draw(n, p, log_q, u, z):
+    """``_binomial`` given ``log_q = log(1 - p)`` and ``z = _ndtri(u)`` (computed beforehand in
+    SIMD lanes), or ``_Z_LAZY``."""
     if n <= 0.0 or p <= 0.0:
         return 0.0
     if p >= 1.0:
         return n
     mean = n * p
     if mean >= 12.0:
-        x = np.floor(mean + math.sqrt(mean * (1.0 - p)) * _ndtri(u) + 0.5)
+        if z != z:  # _Z_LAZY
+            z = _ndtri(u)
+        x = np.floor(mean + math.sqrt(mean * (1.0 - p)) * z + 0.5)
         return min(max(x, 0.0), n)
-    if log_q == _LOG_Q_LAZY:
-        log_q = _log_q(p)
-    pmf = math.exp(n * log_q)
+    pmf = inline_exp(n * log_q)
     cdf = pmf
     odds = p / (1.0 - p)
     k = 0.0
@@ -376,26 +519,45 @@ def _win_impressions(spend, volume, max_spend, sigma):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _market_cell(
-    hour, profile, key, counter, k, volume_ref, price_ref, event_start, boost, ch, cal
-):
-    """Volume, median price, cost of the whole market and CVR multiplier of one channel-hour."""
+def _channel_market(ch, counter, k):
+    """What every campaign's market cell in channel ``k`` shares this hour, as a tuple of scalars
+    (an array passed into the cell's loop would be reference-counted at every campaign)."""
+    return (
+        ch[_BOOSTED, k], ch[_VOLUME_SIGMA, k], ch[_DIURNAL, k], ch[_MEAN_PRICE, k],
+        counter[_S_VOLUME, k], counter[_S_PRICE, k],
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _calendar_factors(cal):
+    """The calendar's event and warm-up windows and multipliers, as a tuple of scalars."""
+    return (
+        cal[_EVENT_LEN], cal[_WARMUP_LEN], cal[_EVENT_TRAFFIC], cal[_EVENT_PRICE],
+        cal[_EVENT_CVR], cal[_WARMUP_CVR],
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _market_cell(hour, profile, calendar, channel, key, volume_ref, price_ref, event_start, boost):
+    """Volume, cost of the whole market and CVR multiplier of one channel-hour (``calendar``
+    and ``channel`` from ``_calendar_factors`` and ``_channel_market``). Without branches: it
+    runs in SIMD lanes."""
     evening, weekly, decay = profile
+    event_len, warmup_len, event_traffic, event_price, event_cvr, warmup_cvr = calendar
+    boosted, vs, diurnal, mean_price, counter_volume, counter_price = channel
     since = hour - event_start
-    traffic, price_mult, cvr = 1.0, 1.0, 1.0
-    if 0 <= since < cal[_EVENT_LEN]:
-        traffic, price_mult, cvr = cal[_EVENT_TRAFFIC], cal[_EVENT_PRICE], cal[_EVENT_CVR]
-    elif -cal[_WARMUP_LEN] <= since < 0:
-        traffic, price_mult, cvr = 1.2, 1.1, cal[_WARMUP_CVR]
-    launch = 1.0 + boost * decay * ch[_BOOSTED, k]
-    vs = ch[_VOLUME_SIGMA, k]
-    noise = math.exp(vs * _ndtri(_uniform(key, counter[_S_VOLUME, k])) - 0.5 * vs * vs)
-    volume = volume_ref * (1.0 + 0.6 * ch[_DIURNAL, k] * evening) * weekly * traffic
+    event = (since >= 0) & (since < event_len)
+    warmup = (since >= -warmup_len) & (since < 0)
+    traffic = event_traffic if event else (1.2 if warmup else 1.0)
+    price_mult = event_price if event else (1.1 if warmup else 1.0)
+    cvr = event_cvr if event else (warmup_cvr if warmup else 1.0)
+    launch = 1.0 + boost * decay * boosted
+    noise = inline_exp(vs * _ndtri_lanes(_uniform(key, counter_volume)) - 0.5 * vs * vs)
+    volume = volume_ref * (1.0 + 0.6 * diurnal * evening) * weekly * traffic
     volume *= launch * noise
-    price_noise = PRICE_NOISE_SIGMA * _ndtri(_uniform(key, counter[_S_PRICE, k]))
-    price = price_ref * (1.0 + 0.25 * evening) * price_mult * math.exp(price_noise)
-    max_spend = volume * price * ch[_MEAN_PRICE, k]
-    return volume, price, max_spend, cvr
+    price_noise = PRICE_NOISE_SIGMA * _ndtri_lanes(_uniform(key, counter_price))
+    price = price_ref * (1.0 + 0.25 * evening) * price_mult * inline_exp(price_noise)
+    return volume, volume * price * mean_price, cvr
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -430,59 +592,130 @@ def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
     )  # fmt: skip
 
 
+# The vectorized pass of ``simulate_campaigns`` reads a chunk's inputs from and writes its
+# results to one ``(n_channels, _N_LANE_FIELDS, CAMPAIGNS_PER_CHUNK)`` scratch array: rows the
+# compiler can load into SIMD registers, at constant distances it can prove do not overlap.
+(_L_VOLUME_REF, _L_PRICE_REF, _L_REQUEST, _L_CTR, _L_CVR_NEW, _L_CVR_RET, _L_EVENT_START,
+ _L_BOOST, _L_RETURNING_BASE) = range(9)  # fmt: skip
+(_C_VOLUME, _C_MAX_SPEND, _C_ALLOCATED, _C_WIN_Z, _C_U_CLICKS, _C_Z_CLICKS, _C_LOGQ_CLICKS,
+ _C_P_BUY, _C_LOGQ_BUY, _C_RET_SHARE, _C_LOGQ_RET, _C_U_BUY, _C_U_RET, _C_Z_ORDER, _C_U_IMM,
+ _C_U_ARR) = range(9, 25)  # fmt: skip
+_N_LANE_FIELDS = 25
+
+
 @numba.njit(cache=True, error_model="numpy")
 def simulate_campaigns(
     start, stop, hour, window_hours, settle, counter, profile, params, state, ch, cal, request,
     purchases_out, purchase_gmv_out,
 ):  # fmt: skip
     """Advance campaigns ``start:stop`` by one hour in place (``state`` and ``params`` as
-    :func:`kernel_state` / :func:`kernel_params`; ``counter``, ``profile`` of the hour)."""
+    :func:`kernel_state` / :func:`kernel_params`; ``counter``, ``profile`` of the hour).
+
+    Two passes: what depends only on the market, the request and the uniforms (market, win
+    curve, uniforms and normal quantiles, purchase probabilities) for every channel-campaign in
+    SIMD lanes, then the draws that depend on earlier draws (counts by sequential search,
+    delays, the budget), one campaign after another."""
     (_, _, price_cny, volume_ref, price_ref, ctr, cvr_new, cvr_ret, immediate_frac, hazard,
      pool_half, event_start, boost, _, _) = params  # fmt: skip
     (keys, budget_left, pool, pend_conv, pend_new, pend_gmv, last, totals, recent_spend,
      unattr_conv, unattr_gmv) = state  # fmt: skip
-    n_ch = request.shape[1]
-    for i in range(start, stop):
-        key = keys[i]
+    n_ch, m = request.shape[1], stop - start
+    if m > CAMPAIGNS_PER_CHUNK:
+        raise ValueError("simulate_campaigns steps at most CAMPAIGNS_PER_CHUNK campaigns a call")
+    lanes = np.empty((n_ch, _N_LANE_FIELDS, CAMPAIGNS_PER_CHUNK))
+    scale = np.empty(m)
+    for j in range(m):
+        i = start + j
         total_request = 0.0
         for k in range(n_ch):
             total_request += max(request[i, k], 0.0)
-        scale = 1.0
-        if total_request > budget_left[i]:
-            scale = budget_left[i] / total_request
+        # The share of each request the budget left covers.
+        scale[j] = budget_left[i] / total_request if total_request > budget_left[i] else 1.0
+        returning_base = pool[i] / (pool[i] + pool_half[i])
+        for k in range(n_ch):
+            lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
+            lanes[k, _L_PRICE_REF, j] = price_ref[i, k]
+            lanes[k, _L_REQUEST, j] = max(request[i, k], 0.0) * scale[j]
+            lanes[k, _L_CTR, j] = ctr[i, k]
+            lanes[k, _L_CVR_NEW, j] = cvr_new[i, k]
+            lanes[k, _L_CVR_RET, j] = cvr_ret[i, k]
+            lanes[k, _L_EVENT_START, j] = event_start[i]
+            lanes[k, _L_BOOST, j] = boost[i]
+            lanes[k, _L_RETURNING_BASE, j] = returning_base
+    chunk_keys, calendar = keys[start:stop], _calendar_factors(cal)
+    for k in range(n_ch):
+        sigma, affinity, channel = ch[_SIGMA, k], ch[_AFFINITY, k], _channel_market(ch, counter, k)
+        # The counters of the draws, as scalars (see ``_channel_market``).
+        c_clicks, c_buy, c_ret = (counter[_S_CLICKS, k], counter[_S_PURCHASES, k],
+                                  counter[_S_RETURNING_BUYERS, k])  # fmt: skip
+        c_order, c_imm, c_arr = (counter[_S_ORDER_VALUE, k], counter[_S_IMMEDIATE, k],
+                                 counter[_S_ARRIVAL, k])  # fmt: skip
+        for j in range(m):
+            key = chunk_keys[j]
+            volume, max_spend, cvr_mult = _market_cell(
+                hour, profile, calendar, channel, key, lanes[k, _L_VOLUME_REF, j],
+                lanes[k, _L_PRICE_REF, j], lanes[k, _L_EVENT_START, j], lanes[k, _L_BOOST, j],
+            )  # fmt: skip
+            allocated = min(lanes[k, _L_REQUEST, j], MAX_WIN_FRAC * max_spend)
+            lanes[k, _C_VOLUME, j] = volume
+            lanes[k, _C_MAX_SPEND, j] = max_spend
+            lanes[k, _C_ALLOCATED, j] = allocated
+            # Quantile of the win curve (see ``_win_impressions``; unused when nothing is spent).
+            lanes[k, _C_WIN_Z, j] = _ndtri_lanes(min(allocated / max_spend, MAX_WIN_FRAC)) + sigma
+            u_clicks = _uniform(key, c_clicks)
+            lanes[k, _C_U_CLICKS, j] = u_clicks
+            lanes[k, _C_Z_CLICKS, j] = _ndtri_lanes(u_clicks)
+            lanes[k, _C_LOGQ_CLICKS, j] = _log_q(lanes[k, _L_CTR, j])
+            # Each click is a returning customer's purchase, a new customer's, or none: a
+            # multinomial, drawn as purchases, then the returning buyers among them.
+            returning_frac = affinity * lanes[k, _L_RETURNING_BASE, j]
+            p_ret = returning_frac * min(lanes[k, _L_CVR_RET, j] * cvr_mult, 0.95)
+            p_buy = p_ret + (1.0 - returning_frac) * min(lanes[k, _L_CVR_NEW, j] * cvr_mult, 0.95)
+            ret_share = p_ret / p_buy if p_buy > 0.0 else 0.0
+            lanes[k, _C_P_BUY, j] = p_buy
+            lanes[k, _C_LOGQ_BUY, j] = _log_q(p_buy)
+            lanes[k, _C_RET_SHARE, j] = ret_share
+            lanes[k, _C_LOGQ_RET, j] = _log_q(ret_share)
+            lanes[k, _C_U_BUY, j] = _uniform(key, c_buy)
+            lanes[k, _C_U_RET, j] = _uniform(key, c_ret)
+            lanes[k, _C_Z_ORDER, j] = _ndtri_lanes(_uniform(key, c_order))
+            lanes[k, _C_U_IMM, j] = _uniform(key, c_imm)
+            lanes[k, _C_U_ARR, j] = _uniform(key, c_arr)
+    for j in range(m):
+        i = start + j
+        key = keys[i]
         # Budget that pay-per-sale commissions may use: whatever paid channels did not request.
         commission_room = budget_left[i]
         for k in range(n_ch):
             if ch[_COMMISSION, k] == 0.0:
-                commission_room -= max(request[i, k], 0.0) * scale
-        returning_frac_base = pool[i] / (pool[i] + pool_half[i])
+                commission_room -= lanes[k, _L_REQUEST, j]
         log_q_immediate, log_q_arrival = _log_q(immediate_frac[i]), _log_q(hazard[i])
         spent, new_arrived = 0.0, 0.0
         for k in range(n_ch):
-            volume, _, max_spend, cvr_mult = _market_cell(
-                hour, profile, key, counter, k, volume_ref[i, k], price_ref[i, k], event_start[i],
-                boost[i], ch, cal,
-            )  # fmt: skip
-            allocated = min(max(request[i, k], 0.0) * scale, MAX_WIN_FRAC * max_spend)
-            expected_impressions = _win_impressions(allocated, volume, max_spend, ch[_SIGMA, k])
+            allocated = lanes[k, _C_ALLOCATED, j]
+            expected_impressions = 0.0
+            if allocated > 0.0 and lanes[k, _C_MAX_SPEND, j] > 0.0:
+                expected_impressions = lanes[k, _C_VOLUME, j] * _ndtr(lanes[k, _C_WIN_Z, j])
             impressions = np.floor(expected_impressions + 0.5)
-            clicks = _binomial(impressions, ctr[i, k], _uniform(key, counter[_S_CLICKS, k]))
-            # Each click is a returning customer's purchase, a new customer's, or none: a
-            # multinomial, drawn as purchases, then the returning buyers among them (no draw when
-            # nobody buys).
-            returning_frac = ch[_AFFINITY, k] * returning_frac_base
-            p_ret = returning_frac * min(cvr_ret[i, k] * cvr_mult, 0.95)
-            p_buy = p_ret + (1.0 - returning_frac) * min(cvr_new[i, k] * cvr_mult, 0.95)
-            purchases = _binomial(clicks, p_buy, _uniform(key, counter[_S_PURCHASES, k]))
-            u_ret = _uniform(key, counter[_S_RETURNING_BUYERS, k])
-            conv_ret = _binomial(purchases, p_ret / p_buy, u_ret) if purchases > 0.0 else 0.0
+            clicks = _binomial_draw(
+                impressions, ctr[i, k], lanes[k, _C_LOGQ_CLICKS, j], lanes[k, _C_U_CLICKS, j],
+                lanes[k, _C_Z_CLICKS, j],
+            )  # fmt: skip
+            purchases = _binomial_draw(
+                clicks, lanes[k, _C_P_BUY, j], lanes[k, _C_LOGQ_BUY, j], lanes[k, _C_U_BUY, j],
+                _Z_LAZY,
+            )  # fmt: skip
+            conv_ret = _binomial_draw(
+                purchases, lanes[k, _C_RET_SHARE, j], lanes[k, _C_LOGQ_RET, j],
+                lanes[k, _C_U_RET, j], _Z_LAZY,
+            )  # fmt: skip
             conv_new = purchases - conv_ret
             order_value = price_cny[i]
             if purchases > 0.0:
                 # Mean order value of the cohort: lognormal per order, averaged over the cohort.
                 sigma = ORDER_VALUE_SIGMA / math.sqrt(purchases)
-                z = _ndtri(_uniform(key, counter[_S_ORDER_VALUE, k]))
-                order_value *= math.exp(sigma * z - 0.5 * sigma * sigma)
+                z = lanes[k, _C_Z_ORDER, j]
+                order_value *= inline_exp(sigma * z - 0.5 * sigma * sigma)
             purchase_gmv = purchases * order_value
             cost = allocated
             commission_frac = ch[_COMMISSION, k]
@@ -499,10 +732,12 @@ def simulate_campaigns(
                 cost = commission_frac * purchase_gmv
                 commission_room -= cost
             # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
-            u_imm = _uniform(key, counter[_S_IMMEDIATE, k])
-            immediate = _binomial_logq(purchases, immediate_frac[i], log_q_immediate, u_imm)
-            u_arr = _uniform(key, counter[_S_ARRIVAL, k])
-            old = _binomial_logq(pend_conv[i, k], hazard[i], log_q_arrival, u_arr)
+            immediate = _binomial_draw(
+                purchases, immediate_frac[i], log_q_immediate, lanes[k, _C_U_IMM, j], _Z_LAZY
+            )
+            old = _binomial_draw(
+                pend_conv[i, k], hazard[i], log_q_arrival, lanes[k, _C_U_ARR, j], _Z_LAZY
+            )
             imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
             old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
             conv = immediate + old
@@ -528,9 +763,9 @@ def simulate_campaigns(
                 pend_new[i, k] = 0.0
                 pend_gmv[i, k] = 0.0
             hourly = (cost, impressions, clicks, conv, new, gmv)
-            for m in range(6):
-                last[m, i, k] = hourly[m]
-                totals[m, i, k] += hourly[m]
+            for metric in range(6):
+                last[metric, i, k] = hourly[metric]
+                totals[metric, i, k] += hourly[metric]
             recent_spend[i, k] = RECENT_SPEND_DECAY * recent_spend[i, k] + cost
             purchases_out[i, k] = purchases
             purchase_gmv_out[i, k] = purchase_gmv
@@ -618,13 +853,15 @@ def chunk_bounds(chunk, n_envs):
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, ch, cal, out):
     n, n_ch = volume_ref.shape
+    calendar = _calendar_factors(cal)
     for t in range(horizon):
         counter, profile = hour_counters(t, n_ch), hour_profile(t, cal)
-        for i in range(n):
-            for k in range(n_ch):
-                volume, _, max_spend, cvr = _market_cell(
-                    t, profile, keys[i], counter, k, volume_ref[i, k], price_ref[i, k],
-                    event_start[i], boost[i], ch, cal,
+        for k in range(n_ch):
+            channel = _channel_market(ch, counter, k)
+            for i in range(n):
+                volume, max_spend, cvr = _market_cell(
+                    t, profile, calendar, channel, keys[i], volume_ref[i, k], price_ref[i, k],
+                    event_start[i], boost[i],
                 )  # fmt: skip
                 out[0, i, t, k] = volume
                 out[1, i, t, k] = max_spend
