@@ -496,7 +496,7 @@ def _binomial_draw(n, p, log_q, u, z):
     if mean >= 12.0:
         if z != z:  # _Z_LAZY
             z = _ndtri(u)
-        x = np.floor(mean + math.sqrt(mean * (1.0 - p)) * z + 0.5)
+        x = np.floor(mean + _sqrt(mean * (1.0 - p)) * z + 0.5)
         return min(max(x, 0.0), n)
     pmf = inline_exp(n * log_q)
     cdf = pmf
@@ -623,19 +623,18 @@ def simulate_campaigns(
     if m > CAMPAIGNS_PER_CHUNK:
         raise ValueError("simulate_campaigns steps at most CAMPAIGNS_PER_CHUNK campaigns a call")
     lanes = np.empty((n_ch, _N_LANE_FIELDS, CAMPAIGNS_PER_CHUNK))
-    scale = np.empty(m)
     for j in range(m):
         i = start + j
         total_request = 0.0
         for k in range(n_ch):
             total_request += max(request[i, k], 0.0)
         # The share of each request the budget left covers.
-        scale[j] = budget_left[i] / total_request if total_request > budget_left[i] else 1.0
+        scale = budget_left[i] / total_request if total_request > budget_left[i] else 1.0
         returning_base = pool[i] / (pool[i] + pool_half[i])
         for k in range(n_ch):
             lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
             lanes[k, _L_PRICE_REF, j] = price_ref[i, k]
-            lanes[k, _L_REQUEST, j] = max(request[i, k], 0.0) * scale[j]
+            lanes[k, _L_REQUEST, j] = max(request[i, k], 0.0) * scale
             lanes[k, _L_CTR, j] = ctr[i, k]
             lanes[k, _L_CVR_NEW, j] = cvr_new[i, k]
             lanes[k, _L_CVR_RET, j] = cvr_ret[i, k]
@@ -713,7 +712,7 @@ def simulate_campaigns(
             order_value = price_cny[i]
             if purchases > 0.0:
                 # Mean order value of the cohort: lognormal per order, averaged over the cohort.
-                sigma = ORDER_VALUE_SIGMA / math.sqrt(purchases)
+                sigma = ORDER_VALUE_SIGMA / _sqrt(purchases)
                 z = lanes[k, _C_Z_ORDER, j]
                 order_value *= inline_exp(sigma * z - 0.5 * sigma * sigma)
             purchase_gmv = purchases * order_value
