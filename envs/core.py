@@ -1,13 +1,13 @@
 """Batched simulator core: steps ``n_envs`` campaigns at once over ``(n_envs, n_channels)`` arrays.
 
-The dynamics of one campaign-hour live in one compiled function (numba),
-:func:`simulate_campaign`: a pure function of the campaign parameters, the state, the spend
-request and the hour, looping over channels in machine code. Numpy vectorization alone cannot
-reach the speed targets: one step needs ~150 array operations, each costing a microsecond of
-call overhead even for one campaign, and the exact small-count binomial draws need
-data-dependent loops. Every view (the single ``gymnasium.Env``, the gymnasium ``VectorEnv``,
-the SB3 ``VecEnv``, the oracle) goes through
-:class:`~budgetgym.envs.campaigns.BatchedCampaigns`, which adds actions, observations and
+The dynamics live in one compiled function (numba), :func:`simulate_campaigns`: a pure function
+of the campaign parameters, the state, the spend requests and the hour, stepping a chunk of
+campaigns in two passes (what can run in SIMD lanes, then the sequential draws; see
+docs/simulator.md section 9). Numpy vectorization alone cannot reach the speed targets: one
+step needs ~150 array operations, each costing a microsecond of call overhead even for one
+campaign, and the exact small-count binomial draws need data-dependent loops. Every view (the
+single ``gymnasium.Env``, the gymnasium ``VectorEnv``, the SB3 ``VecEnv``, the oracle) goes
+through :class:`~budgetgym.envs.campaigns.BatchedCampaigns`, which adds actions, observations and
 rewards, and runs all of it for every campaign in one parallel loop per hour.
 
 Randomness is counter-based (see ``random.py``): the uniform of (campaign, hour, stream, channel)
