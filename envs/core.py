@@ -479,8 +479,8 @@ _Z_LAZY = np.nan  # ``z`` not given: computed only if the normal approximation n
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _log_q(p):
-    """``log(1 - p)``: glibc's ``log1p`` costs ~3x ``log`` here, and the precision ``log1p`` keeps
-    for tiny ``p`` (relative 1e-16 / p) is far below what the draws need."""
+    """``log(1 - p)``, by the inlined ``log`` (vectorizable): the extra precision ``log1p``
+    keeps for tiny ``p`` (relative 1e-16 / p) is far below what the draws need."""
     return inline_log(1.0 - p) if p < 1.0 else -np.inf
 
 

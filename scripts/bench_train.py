@@ -33,6 +33,10 @@ def _learn_rate(config, make_venv, timesteps: int) -> float:
     with quiet_render_mode_warning():
         venv = VecNormalize(make_venv(), gamma=config.hyperparams.gamma)
     model = new_model(config, venv)
+    # Compile (or load) the simulator's kernels before timing: after an edit of the simulator,
+    # compiling inside `learn` made the first view look several times slower.
+    venv.reset()
+    venv.step(np.zeros((venv.num_envs, *venv.action_space.shape), dtype=np.float32))
     start = time.perf_counter()
     model.learn(timesteps)
     elapsed = time.perf_counter() - start
