@@ -51,7 +51,7 @@ N_CHANNELS = len(CHANNEL_NAMES)
 ACTION_DIM = N_CHANNELS + 1
 MAX_PACE_MULT = 5.0  # action[0] = +1 spends 5x the even-pacing rate
 SHARE_TEMPERATURE = 3.0  # action logits are multiplied by this before the softmax
-_LN4 = math.log(4.0)
+_LN4 = math.log(4.0)  # the pace 4**a0 is computed as exp(a0 ln 4)
 MAX_WIN_FRAC = 0.95  # spend can buy at most this share of a channel-hour's market
 REWARD_MODES = ("gmv", "gmv_roi_penalty", "profit")
 DYNAMICS_DOMAIN = 2
@@ -224,11 +224,12 @@ def initial_state(params: CampaignParams) -> CampaignState:
 # ----------------------------------------------------------------------------------------------
 # exp and log in plain float64 arithmetic, inlined into the kernels. glibc's exp and log took ~30%
 # of a step: opaque calls, one after another, that keep the loops around them from using SIMD.
-# These polynomials are inlined, scheduled and vectorized by the compiler. Being plain IEEE
-# arithmetic (no fused multiply-add: numba contracts only under ``fastmath``), they give the same
-# bits in a SIMD lane as in scalar code, so a campaign's trajectory still does not depend on its
-# batch. Within 2 ulp of the correctly rounded result (tests/envs/test_core.py). Here, not in a
-# module of their own: numba's cache of a kernel checks only the kernel's own file.
+# These polynomials are inlined, scheduled and vectorized by the compiler. They are IEEE
+# arithmetic with explicit fused multiply-adds (one rounding, and numba never fuses a * b + c
+# on its own without ``fastmath``), so they give the same bits in a SIMD lane as in scalar code
+# and a campaign's trajectory still does not depend on its batch. Within 2 ulp of glibc's
+# (tests/envs/test_core.py). Here, not in a module of their own: numba's cache of a kernel
+# checks only the kernel's own file.
 
 
 @intrinsic
