@@ -172,7 +172,7 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
         log_roi = inline_log((gmv_total + roi * prior_cny) / (roi * (matured_total + prior_cny)))
         out[i, 14] = min(max(log_roi, -5.0), 5.0)
         # Reciprocals once per campaign (a division costs several multiplications), and log(1 + x)
-        # rather than log1p: glibc's log1p costs 3x its log, and x >= 0 needs no extra precision.
+        # rather than log1p: the kernels' log is inlined, and x >= 0 needs no extra precision.
         inv_even, inv_b = 1.0 / even_rate, 1.0 / b
         inv_gmv_even, inv_gmv_b = inv_even / roi, inv_b / roi
         for k in range(n_ch):
