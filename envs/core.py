@@ -828,7 +828,7 @@ class BatchKernel:
 PARALLEL_MIN_ENVS = 256
 #: Campaigns per iteration of the kernels' parallel loops. Each call of a per-campaign function
 #: takes ~30 arrays out of its argument tuples, and numba counts a reference to each with an
-#: atomic increment and decrement on counters both threads share: once per campaign that was
+#: atomic increment and decrement on counters both threads share: once per campaign that is
 #: ~9% of a step on one thread (perf); once per 32 campaigns it is negligible.
 CAMPAIGNS_PER_CHUNK = 32
 

@@ -186,8 +186,8 @@ def test_conversion_delay_shape():
 
 
 def test_pending_pools_never_go_negative():
-    """Regression: rounding once left a -5e-18 CNY residue in an emptied pending pool, which then
-    arrived as negative GMV (found by the property test)."""
+    """An emptied pending pool holds exactly 0, not a rounding residue (such as -5e-18 CNY)
+    that would arrive as negative GMV (a case the property test finds)."""
     from budgetgym.envs.budget_env import observation_space
 
     space = observation_space()
