@@ -41,12 +41,38 @@ class MultiChannelBudgetEnv(gym.Env):
     NaN/inf, values outside [-1, 1], a wrong shape or a non-numeric dtype raise ``ValueError``.
 
     ## Observation Space
-    ``Box((68,), float32)``, bounds per feature: 14 global features (time of day and week, progress,
-    public event calendar, budget left, pacing gap, target ROI, realized ROI so far, GMV so far,
-    own price) and 9 lagged features per channel (spend, impressions, clicks, attributed
-    conversions and GMV of the last hour, cumulative spend and GMV, observed CPM, recent
-    spend). Names and scalings are in ``budgetgym.envs.OBS_FEATURES``. True CVRs, future
-    traffic and other hidden parameters are never observed.
+    ``Box((77,), float32)``: 17 campaign features, then 10 features for each of the 6 channels,
+    named ``"<channel>/<feature>"`` (``"search/spend_rate"``); the order is
+    ``budgetgym.envs.OBS_FEATURES``, the bounds are per feature. Only what an advertiser sees:
+    true CTRs and CVRs, future traffic and other hidden parameters are never observed.
+
+    | campaign feature | meaning (scaling) |
+    |---|---|
+    | ``hour_sin``, ``hour_cos`` | time of day (sin, cos of 2 pi hour / 24) |
+    | ``weekday_sin``, ``weekday_cos`` | day of the week (sin, cos of 2 pi day / 7) |
+    | ``progress`` | hours elapsed / horizon |
+    | ``event_active``, ``event_warmup`` | 1 during a promotion on the public calendar, during its warm-up |
+    | ``hours_to_event`` | (event start - hour) / horizon in [-1, 1]; 1 without an event |
+    | ``budget_left_frac`` | budget left / budget |
+    | ``pace_gap`` | budget_left_frac - hours left / horizon (> 0: behind even pacing) |
+    | ``target_roi`` | target ROI / 3 |
+    | ``roi_to_target`` | attributed GMV / (spend + 1% of budget) / target ROI |
+    | ``gmv_frac`` | attributed GMV / (budget x target ROI) |
+    | ``log_price`` | log(own product price / 150 CNY) |
+    | ``log_matured_roi`` | log(delay-corrected ROI so far / target), shrunk toward 0, in [-5, 5] |
+    | ``new_product`` | 1 for a product launched with the platform's cold-start support |
+    | ``new_customer_value`` | the goal's extra value of a new customer / price (0: none) |
+
+    | channel feature | meaning (scaling) |
+    |---|---|
+    | ``spend_rate`` | last hour's spend / (budget / horizon) |
+    | ``log_impressions``, ``log_clicks`` | log1p of last hour's impressions / 10, clicks / 6 |
+    | ``log_conversions`` | log1p(conversions attributed last hour) / 3 |
+    | ``gmv_rate`` | GMV attributed last hour / (target ROI x budget / horizon) |
+    | ``cum_spend_frac``, ``cum_gmv_frac`` | spend so far / budget, GMV so far / (budget x target ROI) |
+    | ``log_cpm`` | log1p(observed cost per 1,000 impressions last hour) / 4 |
+    | ``recent_spend_frac`` | spend with a 24 h exponential memory / budget (not yet converted) |
+    | ``log_matured_roi`` | the channel's delay-corrected ROI so far, as the campaign's |
 
     ## Rewards
     Per hour: attributed GMV (plus, in acquisition scenarios, the value of new customers),
