@@ -51,7 +51,7 @@ class MultiChannelBudgetEnv(gym.Env):
     | ``hour_sin``, ``hour_cos`` | time of day (sin, cos of 2 pi hour / 24) |
     | ``weekday_sin``, ``weekday_cos`` | day of the week (sin, cos of 2 pi day / 7) |
     | ``progress`` | hours elapsed / horizon |
-    | ``event_active``, ``event_warmup`` | 1 during a promotion on the public calendar, during its warm-up |
+    | ``event_active``, ``event_warmup`` | 1 during a promotion (public calendar), its warm-up |
     | ``hours_to_event`` | (event start - hour) / horizon in [-1, 1]; 1 without an event |
     | ``budget_left_frac`` | budget left / budget |
     | ``pace_gap`` | budget_left_frac - hours left / horizon (> 0: behind even pacing) |
@@ -69,7 +69,7 @@ class MultiChannelBudgetEnv(gym.Env):
     | ``log_impressions``, ``log_clicks`` | log1p of last hour's impressions / 10, clicks / 6 |
     | ``log_conversions`` | log1p(conversions attributed last hour) / 3 |
     | ``gmv_rate`` | GMV attributed last hour / (target ROI x budget / horizon) |
-    | ``cum_spend_frac``, ``cum_gmv_frac`` | spend so far / budget, GMV so far / (budget x target ROI) |
+    | ``cum_spend_frac``, ``cum_gmv_frac`` | spend so far / budget, GMV / (budget x target ROI) |
     | ``log_cpm`` | log1p(observed cost per 1,000 impressions last hour) / 4 |
     | ``recent_spend_frac`` | spend with a 24 h exponential memory / budget (not yet converted) |
     | ``log_matured_roi`` | the channel's delay-corrected ROI so far, as the campaign's |
