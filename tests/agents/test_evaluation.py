@@ -127,7 +127,7 @@ def test_policies_are_scored_against_the_oracle_on_the_same_campaigns():
     np.testing.assert_allclose([r["oracle_gmv"] for r in rows], oracle, rtol=1e-12)
     gmv = np.array([r["gmv"] for r in rows])
     np.testing.assert_allclose([r["pct_of_oracle"] for r in rows], 100.0 * gmv / oracle)
-    assert (gmv < oracle).any()  # the rule is not the oracle: the ratio carries information
+    assert not np.allclose(gmv, oracle, rtol=1e-3)  # a reference other than the rule's own GMV
 
 
 def test_common_random_numbers_and_batch_invariance():
