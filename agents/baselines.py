@@ -1,8 +1,11 @@
 """Rule-based baselines: allocation rules used in practice, acting on observations only.
 
 Every rule sees the same ``(n, OBS_DIM)`` observation batch as a learned policy — never the
-campaign parameters — and keeps a little per-episode state (running sums, controller memory)
-sized at :meth:`RulePolicy.reset`. All arithmetic is vectorized over ``(n, n_channels)``.
+campaign parameters — and keeps a little per-episode state (running sums, controller memory):
+arrays with one row per campaign, declared by :meth:`RulePolicy.initial_state`, so that one
+campaign can start a new episode while the others go on. All arithmetic is vectorized over
+``(n, n_channels)``. The ``obs_*`` rules keep no state: they are one array-API function of the
+observation (:func:`obs_rule_actions`), which residual policies also run on torch tensors.
 
 Shared building blocks (:class:`RulePolicy`):
 
@@ -102,8 +105,9 @@ def shares_to_logits(shares: np.ndarray) -> np.ndarray:
 class RulePolicy:
     """Base class of the rule baselines: per-episode statistics and the action mapping.
 
-    Subclasses implement :meth:`decide`. ``predict`` follows SB3's signature; ``episode_start``
-    (``(n,)`` bool), when given, clears the state of those rows.
+    Subclasses implement :meth:`decide` and, if they remember anything, extend
+    :meth:`initial_state`. ``predict`` follows SB3's signature; ``episode_start`` (``(n,)``
+    bool), when given, starts a new episode for those rows (the others keep their state).
 
     Args:
         prior_weight_hours: hours of even-pacing spend worth of prior belief that a channel's
