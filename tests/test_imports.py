@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import budgetgym
 
 ROOT = Path(budgetgym.__file__).parent
