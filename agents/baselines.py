@@ -1,8 +1,11 @@
 """Rule-based baselines: allocation rules used in practice, acting on observations only.
 
 Every rule sees the same ``(n, OBS_DIM)`` observation batch as a learned policy — never the
-campaign parameters — and keeps a little per-episode state (running sums, controller memory)
-sized at :meth:`RulePolicy.reset`. All arithmetic is vectorized over ``(n, n_channels)``.
+campaign parameters — and keeps a little per-episode state (running sums, controller memory):
+arrays with one row per campaign, declared by :meth:`RulePolicy.initial_state`, so that one
+campaign can start a new episode while the others go on. All arithmetic is vectorized over
+``(n, n_channels)``. The ``obs_*`` rules keep no state: they are one array-API function of the
+observation (:func:`obs_rule_actions`), which residual policies also run on torch tensors.
 
 Shared building blocks (:class:`RulePolicy`):
 
@@ -24,14 +27,19 @@ Shared building blocks (:class:`RulePolicy`):
 
 from __future__ import annotations
 
+import functools
+import math
+from typing import Any
+
 import numpy as np
+from array_api_compat import array_namespace, device
 
 from budgetgym.envs import random as crn
-from budgetgym.envs.campaigns import OBS_DIM, BatchedCampaigns, obs_index
+from budgetgym.envs.campaigns import LATE_SHARE, OBS_DIM, BatchedCampaigns, channel_slice, obs_index
 from budgetgym.envs.channels import DEFAULT_CHANNELS
 from budgetgym.envs.core import ACTION_DIM, MAX_PACE_MULT, SHARE_TEMPERATURE
 from budgetgym.envs.errors import unknown_name_error
-from budgetgym.envs.scenarios import HORIZON_HOURS
+from budgetgym.envs.scenarios import HORIZON_HOURS, REFERENCE_PRICE_CNY
 
 N_CHANNELS = len(DEFAULT_CHANNELS)
 #: ``(k,)`` bool, public channel billing: pay-per-sale channels cost nothing unless they sell.
@@ -47,12 +55,30 @@ _BANDIT_DOMAIN = 1_000  # counter-based key domain of the bandit's draws (plus i
 THOMPSON_PRIOR_SD = 0.5  # sd of a channel's log ROI before any matured spend
 THOMPSON_SAMPLES = 64  # draws per paid channel and hour
 THOMPSON_MIN_SHARE = 0.02  # exploration share of each paid channel
+#: Standing hourly allocation of pay-per-sale channels, in units of even pacing.
+PER_SALE_ALLOCATION = 4.0
+#: Constants of the ``obs_*`` rules, those of the ``pid_pacing`` / ``roi_proportional`` rules.
+PACE_GAIN = 8.0  # log-pace per unit of pace gap (budget fraction behind even pacing)
+ROI_GAIN = 4.0  # pace multiplier (ROI / target)^4 while below the target
+SHARE_POWER = 2.0  # paid shares proportional to (ROI / target)^2
+#: Order value from which ``obs_price_aware`` splits by ROI instead of probability matching:
+#: items this dear convert rarely and days after the click, so a channel's ROI so far is mostly
+#: conversions still in transit, and matching on it chases noise (docs/benchmark.md).
+HIGH_PRICE_CNY = 1_000.0
 
 _I = {name: obs_index(name) for name in ("progress", "budget_left_frac", "pace_gap", "target_roi")}
 _C = {
     name: obs_index(name)
     for name in ("spend_rate", "log_impressions", "gmv_rate", "cum_spend_frac", "cum_gmv_frac")
 }
+
+
+def check_obs_batch(obs: Any) -> np.ndarray:
+    """``obs`` as a numpy array of shape ``(n, OBS_DIM)``; ``ValueError`` for any other shape."""
+    obs = np.asarray(obs)
+    if obs.ndim != 2 or obs.shape[1] != OBS_DIM:
+        raise ValueError(f"Observations must have shape (n, {OBS_DIM}), got {obs.shape}.")
+    return obs
 
 
 def view_even_rate(budget_left_frac: np.ndarray, policy: RulePolicy) -> np.ndarray:
@@ -79,8 +105,9 @@ def shares_to_logits(shares: np.ndarray) -> np.ndarray:
 class RulePolicy:
     """Base class of the rule baselines: per-episode statistics and the action mapping.
 
-    Subclasses implement :meth:`decide`. ``predict`` follows SB3's signature; ``episode_start``
-    (``(n,)`` bool), when given, clears the state of those rows.
+    Subclasses implement :meth:`decide` and, if they remember anything, extend
+    :meth:`initial_state`. ``predict`` follows SB3's signature; ``episode_start`` (``(n,)``
+    bool), when given, starts a new episode for those rows (the others keep their state).
 
     Args:
         prior_weight_hours: hours of even-pacing spend worth of prior belief that a channel's
@@ -92,10 +119,11 @@ class RulePolicy:
     name = "rule"
     acts_in_spend = False
 
-    def __init__(self, prior_weight_hours: float = 3.0, per_sale_allocation: float = 4.0) -> None:
+    def __init__(
+        self, prior_weight_hours: float = 3.0, per_sale_allocation: float = PER_SALE_ALLOCATION
+    ) -> None:
         self.prior_weight_hours = prior_weight_hours
         self.per_sale_allocation = per_sale_allocation
-        self.n_envs = 0
         self.horizon_hours = HORIZON_HOURS
         self._init_state(0)
 
@@ -105,27 +133,29 @@ class RulePolicy:
         self.horizon_hours = int(campaigns.horizon_hours)
         self._init_state(campaigns.n_envs)
 
-    def _init_state(self, n: int) -> None:
-        """Allocate per-episode arrays, each with a leading ``(n,)`` axis."""
-        self.n_envs = n
-        self.hour = np.zeros(n, dtype=np.int64)
+    def initial_state(self, n: int) -> dict[str, np.ndarray]:
+        """The per-episode state of ``n`` campaigns at the start of an episode: attribute name ->
+        array whose axis 0 is the campaign. Subclasses with memory extend it."""
         n_kernels = DELAY_MEAN_HOURS.size
-        # spend (B/H units) whose conversions have not arrived, per candidate delay kernel
-        self.pending_spend = np.zeros((n, n_kernels, N_CHANNELS))
-        self.kernel_sse = np.zeros((n, n_kernels))  # squared error of predicted GMV arrivals
-        self.kernel_roi = np.zeros((n, n_kernels))  # last hour's total ROI per kernel
+        return {
+            "hour": np.zeros(n, dtype=np.int64),
+            # spend (B/H units) whose conversions have not arrived, per candidate delay kernel
+            "pending_spend": np.zeros((n, n_kernels, N_CHANNELS)),
+            "kernel_sse": np.zeros((n, n_kernels)),  # squared error of predicted GMV arrivals
+            "kernel_roi": np.zeros((n, n_kernels)),  # last hour's total ROI per kernel
+        }
+
+    def _init_state(self, n: int) -> None:
+        """Start an episode for ``n`` campaigns: set every attribute of :meth:`initial_state`."""
+        self.n_envs = n
+        for key, value in self.initial_state(n).items():
+            setattr(self, key, value)
 
     def _clear_rows(self, rows: np.ndarray) -> None:
-        """Reset the state of the campaigns flagged in ``rows`` ``(n,)`` bool."""
-        before = {k: v for k, v in self.__dict__.items() if isinstance(v, np.ndarray)}
-        n = self.n_envs
-        self._init_state(int(rows.sum()))
-        fresh = {k: getattr(self, k) for k in before}
-        for key, old in before.items():
-            if old.shape[:1] == (n,):
-                old[rows] = fresh[key]
-            setattr(self, key, old)
-        self.n_envs = n
+        """Start a new episode for the campaigns flagged in ``rows`` ``(n,)`` bool: their rows of
+        every state array go back to :meth:`initial_state`; the other rows are untouched."""
+        for key, value in self.initial_state(int(rows.sum())).items():
+            getattr(self, key)[rows] = value
 
     # -- observation statistics ------------------------------------------------------------
     def _observe(self, obs: np.ndarray) -> dict[str, np.ndarray]:
@@ -189,9 +219,7 @@ class RulePolicy:
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
         """Actions ``(n, ACTION_DIM)`` in ``[-1, 1]`` for observations ``(n, OBS_DIM)``."""
-        obs = np.asarray(obs, dtype=np.float64)
-        if obs.ndim != 2 or obs.shape[1] != OBS_DIM:
-            raise ValueError(f"Observations must have shape (n, {OBS_DIM}), got {obs.shape}.")
+        obs = check_obs_batch(obs).astype(np.float64)
         if obs.shape[0] != self.n_envs:
             self._init_state(obs.shape[0])
         if episode_start is not None and np.any(episode_start):
@@ -228,10 +256,7 @@ class UniformPolicy(RulePolicy):
         return np.ones(n), np.ones((n, N_CHANNELS))
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
-        obs = np.asarray(obs)
-        if obs.ndim != 2 or obs.shape[1] != OBS_DIM:
-            raise ValueError(f"Observations must have shape (n, {OBS_DIM}), got {obs.shape}.")
-        return np.zeros((obs.shape[0], ACTION_DIM), dtype=np.float32), None
+        return np.zeros((check_obs_batch(obs).shape[0], ACTION_DIM), dtype=np.float32), None
 
 
 class BestChannelPolicy(RulePolicy):
@@ -315,14 +340,11 @@ class GreedyMarginalPolicy(RulePolicy):
         self.floor_frac = floor_frac
         self.dither = dither
 
-    def _init_state(self, n: int) -> None:
-        super()._init_state(n)
-        self.log_share = np.full((n, N_CHANNELS), -np.log(N_CHANNELS))
-        self.mx = np.zeros((n, N_CHANNELS))
-        self.my = np.zeros((n, N_CHANNELS))
-        self.sxx = np.zeros((n, N_CHANNELS))
-        self.sxy = np.zeros((n, N_CHANNELS))
-        self.weight = np.zeros((n, N_CHANNELS))
+    def initial_state(self, n: int) -> dict[str, np.ndarray]:
+        # log shares and the exponentially weighted log-log regression of impressions on spend
+        fits = {key: np.zeros((n, N_CHANNELS)) for key in ("mx", "my", "sxx", "sxy", "weight")}
+        log_share = np.full((n, N_CHANNELS), -np.log(N_CHANNELS))
+        return {**super().initial_state(n), "log_share": log_share, **fits}
 
     def _update_elasticity(self, view: dict[str, np.ndarray]) -> np.ndarray:
         spend = view["spend_rate"]
@@ -390,10 +412,8 @@ class PIDPacingPolicy(RoiProportionalPolicy):
         super().__init__(**kwargs)
         self.kp, self.ki, self.kd, self.roi_gain = kp, ki, kd, roi_gain
 
-    def _init_state(self, n: int) -> None:
-        super()._init_state(n)
-        self.integral = np.zeros(n)
-        self.prev_error = np.zeros(n)
+    def initial_state(self, n: int) -> dict[str, np.ndarray]:
+        return {**super().initial_state(n), "integral": np.zeros(n), "prev_error": np.zeros(n)}
 
     def decide(self, view):
         error = view["pace_gap"]
@@ -423,7 +443,9 @@ class ThompsonBanditPolicy(RulePolicy):
     Source: Thompson sampling / probability matching for budget allocation (Scott 2010; the
     multi-channel budget bandits of Deng et al., ICML 2023). Draws are counter-based on
     (campaign seed, hour, draw, channel), like the simulator's: a campaign gets the same
-    decisions whatever the batch it is evaluated in, and evaluations are reproducible.
+    decisions whatever the batch it is evaluated in, and evaluations are reproducible. The keys
+    name the campaign slots (``reset(campaigns)``), not the episode: a slot that restarts
+    (``episode_start``) keeps its key and replays the draws of hour 0 onwards.
     """
 
     name = "bandit"
@@ -532,13 +554,121 @@ class DualPacingPolicy(GreedyMarginalPolicy):
         return total / even, shares + 1e-12
 
 
+_PROGRESS, _BUDGET_LEFT = obs_index("progress"), obs_index("budget_left_frac")
+_PACE_GAP, _LOG_ROI = obs_index("pace_gap"), obs_index("log_matured_roi")
+_LOG_ROI_BY_CHANNEL = channel_slice("log_matured_roi")
+_HOURS_TO_EVENT = obs_index("hours_to_event")
+_CUM_SPEND_BY_CHANNEL = channel_slice("cum_spend_frac")
+_RECENT_SPEND_BY_CHANNEL = channel_slice("recent_spend_frac")
+_LOG_PRICE = obs_index("log_price")
+_PAID = np.flatnonzero(~PAYS_PER_SALE)
+_PAID_TO_ALL = np.eye(PAYS_PER_SALE.size)[_PAID]  # (n_paid, n_channels) selection
+THROTTLES = ("always", "never", "promotion")
+SPLITS = ("roi", "thompson", "by_price")
+
+
+@functools.cache
+def thompson_quantiles(samples: int = THOMPSON_SAMPLES) -> np.ndarray:
+    """Fixed standard-normal draws ``(samples, n_channels)`` of ``obs_thompson``: the midpoints of
+    an unscrambled Sobol sequence (stratified in every channel, jointly spread; no RNG, so the
+    rule is the same function in every version and inside the ONNX graph)."""
+    from scipy.stats import norm, qmc
+
+    points = qmc.Sobol(d=PAYS_PER_SALE.size, scramble=False).random(samples)
+    return norm.ppf(points + 0.5 / samples)
+
+
+def thompson_shares(obs: Any) -> Any:
+    """Paid-channel split of ``obs_thompson`` ``(n, n_channels)`` float64 for raw observations
+    ``(n, OBS_DIM)`` (any array-API array: numpy, torch): the share of fixed normal draws
+    (:func:`thompson_quantiles`) each paid channel wins when its log ROI is drawn from
+    ``N(log_matured_roi_k, (0.5 / sqrt(1 + matured_k))^2)``, mixed with 2% exploration per paid
+    channel; pay-per-sale channels get 0. ``matured_k``: the channel's spend so far less the
+    share of recent spend not yet converted, in hours of even pacing over the default horizon
+    (the observation does not carry the horizon).
+
+    Probability matching as in the ``bandit`` rule (Thompson sampling), made a deterministic
+    function of the observation by drawing the same quantiles every hour.
+    """
+    xp = array_namespace(obs)
+    obs = xp.astype(obs, xp.float64)
+    z = thompson_quantiles()
+    paid = xp.asarray(_PAID, device=device(obs))
+    quantiles = xp.asarray(np.ascontiguousarray(z[:, _PAID]), device=device(obs))
+    spend = obs[:, _CUM_SPEND_BY_CHANNEL] - LATE_SHARE * obs[:, _RECENT_SPEND_BY_CHANNEL]
+    sd = THOMPSON_PRIOR_SD / xp.sqrt(1.0 + xp.clip(spend, min=0.0) * float(HORIZON_HOURS))
+    # Only paid channels draw (pay-per-sale ones are outside the bandit): (n, samples, n_paid).
+    log_roi = xp.take(obs[:, _LOG_ROI_BY_CHANNEL], paid, axis=1)
+    draws = log_roi[:, None, :] + xp.take(sd, paid, axis=1)[:, None, :] * quantiles[None, ...]
+    won = draws == xp.max(draws, axis=2, keepdims=True)  # ties: a win each
+    wins = xp.sum(xp.astype(won, xp.float64), axis=1) / float(z.shape[0])
+    shares = (1.0 - THOMPSON_MIN_SHARE * _PAID.size) * wins + THOMPSON_MIN_SHARE
+    # back to all channels, 0 where per sale
+    return shares @ xp.asarray(_PAID_TO_ALL, device=device(obs))
+
+
+def obs_rule_actions(obs: Any, throttle: str = "always", split: str = "roi") -> Any:
+    """Actions ``(n, ACTION_DIM)`` float32 in ``[-1, 1]`` of the ``obs_*`` rules for raw
+    observations ``(n, OBS_DIM)``: one implementation, written against the array API standard,
+    that the rules run on numpy arrays and residual policies on torch tensors (also traced into
+    their ONNX graph).
+
+    Pace (multiple of even pacing of what is left): ``exp(8 * pace_gap)``. Where throttled, it is
+    capped at 1 while the delay-corrected ROI so far is below the target and then multiplied by
+    ``(ROI / R)^4``. ``throttle``: ``"always"`` (``obs_pacing``), ``"never"``
+    (``obs_pacing_unthrottled``: the pace gap alone, as the ``bandit`` and ``roi_proportional``
+    rules pace), ``"promotion"`` (``obs_thompson``, ``obs_price_aware``: only while a promotion
+    is on the calendar, where saving money for the event pays). Paid channels split that spend in
+    proportion to ``(ROI_k / R)^2`` (``split="roi"``), by :func:`thompson_shares`
+    (``"thompson"``), or by the first for items priced from ``HIGH_PRICE_CNY`` and the second
+    below (``"by_price"``); pay-per-sale channels keep a standing allocation of 4x even pacing
+    (only their commissions are spent).
+    """
+    if throttle not in THROTTLES or split not in SPLITS:
+        raise ValueError(f"Unknown throttle {throttle!r} or split {split!r}.")
+    xp = array_namespace(obs)
+    obs = xp.astype(obs, xp.float64)
+    per_sale = xp.asarray(PAYS_PER_SALE, device=device(obs))
+    hours_left_frac = xp.clip(1.0 - obs[:, _PROGRESS], min=1e-3)
+    even = xp.clip(obs[:, _BUDGET_LEFT] / hours_left_frac, min=1e-9)
+    log_roi = obs[:, _LOG_ROI]
+    log_pace = PACE_GAIN * obs[:, _PACE_GAP]
+    throttled = log_roi < 0.0
+    if throttle == "never":
+        throttled = xp.zeros_like(throttled)
+    elif throttle == "promotion":
+        # hours_to_event is clipped to 1 when no event falls within the horizon
+        throttled = throttled & (obs[:, _HOURS_TO_EVENT] < 1.0)
+    log_pace = xp.where(throttled, xp.clip(log_pace, max=0.0) + ROI_GAIN * log_roi, log_pace)
+    pace = xp.clip(xp.exp(xp.clip(log_pace, min=-3.0, max=1.6)), max=MAX_PACE_MULT)
+    if split == "thompson":
+        weights = thompson_shares(obs)
+    else:
+        weights = xp.exp(SHARE_POWER * obs[:, _LOG_ROI_BY_CHANNEL])
+        weights = xp.where(per_sale, xp.zeros_like(weights), weights)
+    if split == "by_price":
+        high_price = obs[:, _LOG_PRICE] >= math.log(HIGH_PRICE_CNY / REFERENCE_PRICE_CNY)
+        roi_shares = weights / xp.sum(weights, axis=1, keepdims=True)
+        weights = xp.where(high_price[:, None], roi_shares, thompson_shares(obs))
+    paid = (pace * even)[:, None] * weights / xp.sum(weights, axis=1, keepdims=True)
+    room = xp.clip(MAX_PACE_MULT * even - xp.sum(paid, axis=1), min=0.0) / max(N_PER_SALE, 1)
+    standing = xp.broadcast_to(xp.clip(room, max=PER_SALE_ALLOCATION)[:, None], paid.shape)
+    request = xp.where(per_sale, standing, paid)
+    total = xp.sum(request, axis=1)
+    rate = xp.clip(total / even, max=MAX_PACE_MULT)
+    a0 = xp.clip(xp.log(0.75 * rate + 0.25) / math.log(4.0), min=-1.0, max=1.0)
+    logits = xp.log(request + 1e-9 * total[:, None]) / SHARE_TEMPERATURE
+    logits = xp.clip(logits - xp.max(logits, axis=1, keepdims=True) + 1.0, min=-1.0, max=1.0)
+    return xp.astype(xp.concat([a0[:, None], logits], axis=1), xp.float32)
+
+
 class ObsPacingPolicy(RulePolicy):
     """``pid_pacing`` without memory: pace and split from the current observation alone.
 
     The pace follows the pace gap (``exp(8 gap)``), throttled by ``(ROI / target)^4`` while the
     delay-corrected ROI so far (the ``log_matured_roi`` feature) is below the target; paid
     channels split it in proportion to their ``(ROI_k / target)^2``. Being a pure function of
-    the observation, it is the base of residual PPO policies
+    the observation (:func:`obs_rule_actions`), it is a base of residual PPO policies
     (:mod:`budgetgym.agents.residual`, exported inside their ONNX graph).
 
     Source: the PID budget pacing of ``pid_pacing`` (proportional term only) on the simulator's
@@ -546,11 +676,11 @@ class ObsPacingPolicy(RulePolicy):
     """
 
     name = "obs_pacing"
+    #: :func:`obs_rule_actions`'s pace throttle and paid split of this rule.
+    throttle, split = "always", "roi"
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
-        from budgetgym.agents.residual import base_action
-
-        return base_action(self.name, obs), None
+        return obs_rule_actions(check_obs_batch(obs), self.throttle, self.split), None
 
 
 class ObsPacingUnthrottledPolicy(ObsPacingPolicy):
@@ -565,6 +695,7 @@ class ObsPacingUnthrottledPolicy(ObsPacingPolicy):
     """
 
     name = "obs_pacing_unthrottled"
+    throttle, split = "never", "roi"
 
 
 class ObsThompsonPolicy(ObsPacingPolicy):
@@ -582,6 +713,7 @@ class ObsThompsonPolicy(ObsPacingPolicy):
     """
 
     name = "obs_thompson"
+    throttle, split = "promotion", "thompson"
 
 
 class ObsPriceAwarePolicy(ObsPacingPolicy):
@@ -599,6 +731,7 @@ class ObsPriceAwarePolicy(ObsPacingPolicy):
     """
 
     name = "obs_price_aware"
+    throttle, split = "promotion", "by_price"
 
 
 BASELINES: dict[str, type[RulePolicy]] = {

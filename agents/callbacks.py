@@ -35,7 +35,7 @@ from budgetgym.agents.checkpoints import ObsNormalizer, RunPaths, SB3Policy, sav
 from budgetgym.agents.residual import residual_base_of, vec_env_stack
 from budgetgym.envs import CHANNEL_NAMES, VALIDATION_SEED_START, BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
-from budgetgym.envs.vector import BudgetVecEnv
+from budgetgym.envs.sb3_vec_env import BudgetVecEnv
 
 # --------------------------------------------------------------------------------------------
 # Rollouts and domain metrics

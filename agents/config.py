@@ -344,11 +344,19 @@ class SACParams(_Frozen):
         return kwargs
 
 
+class LinearSchedule:
+    """Learning rate decayed linearly to 0 (``progress_remaining`` goes from 1 to 0); picklable."""
+
+    def __init__(self, initial: float) -> None:
+        self.initial = initial
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.initial * max(progress_remaining, 0.0)
+
+
 def _schedule(value: float, kind: str) -> Any:
     if kind == "constant":
         return value
-    from budgetgym.agents.training import LinearSchedule
-
     return LinearSchedule(value)
 
 

@@ -51,7 +51,9 @@ from budgetgym.agents.checkpoints import (
     versions,
     write_json,
 )
-from budgetgym.agents.config import TrainConfig, load_config
+
+# LinearSchedule: checkpoints that pickled it as budgetgym.agents.training.LinearSchedule load it.
+from budgetgym.agents.config import LinearSchedule, TrainConfig, load_config  # noqa: F401
 from budgetgym.agents.evaluation import versus_best_rule
 from budgetgym.agents.residual import (
     ActionDecayPolicy,
@@ -63,16 +65,6 @@ from budgetgym.envs import EVAL_SEED_START, SCENARIO_NAMES, TRAIN_SEED_LIMIT, Bu
 from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_missed
 
 POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLstmPolicy"}
-
-
-class LinearSchedule:
-    """Learning rate decayed linearly to 0 (``progress_remaining`` goes from 1 to 0); picklable."""
-
-    def __init__(self, initial: float) -> None:
-        self.initial = initial
-
-    def __call__(self, progress_remaining: float) -> float:
-        return self.initial * max(progress_remaining, 0.0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,13 @@
-"""The budgetgym simulator: batched numpy core, Gymnasium env and vector views, scenarios."""
+"""The budgetgym simulator: batched numpy core, Gymnasium env and vector views, scenarios.
+
+Needs only the core dependencies (numpy, scipy, numba, gymnasium): the Stable-Baselines3 view
+``BudgetVecEnv`` (``budgetgym[train]``) is imported on first access, so that importing the
+environment does not import torch.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import gymnasium as gym
 
@@ -29,9 +36,23 @@ from budgetgym.envs.scenarios import (
     sample_campaigns,
     scenario_description,
 )
-from budgetgym.envs.vector import BudgetVecEnv, MultiChannelBudgetVectorEnv
+from budgetgym.envs.vector import MultiChannelBudgetVectorEnv
 
 ENV_ID = "budgetgym/MultiChannelBudget-v0"
+
+
+def __getattr__(name: str) -> Any:
+    """``BudgetVecEnv``, imported on first access (it needs Stable-Baselines3)."""
+    if name == "BudgetVecEnv":
+        try:
+            from budgetgym.envs.sb3_vec_env import BudgetVecEnv
+        except ModuleNotFoundError as error:
+            raise ImportError(
+                f"BudgetVecEnv needs Stable-Baselines3 ({error.name} is missing): "
+                'pip install "budgetgym[train]".'
+            ) from error
+        return BudgetVecEnv
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register_envs() -> None:

@@ -1,6 +1,7 @@
-"""Vector views of the batched core: a gymnasium ``VectorEnv`` and a Stable-Baselines3 ``VecEnv``.
+"""The gymnasium ``VectorEnv`` view of the batched core (the Stable-Baselines3 ``VecEnv`` view,
+:class:`~budgetgym.envs.sb3_vec_env.BudgetVecEnv`, shares its seeding).
 
-Both step all campaigns with one numpy call (no Python loop per env). All campaigns of a batch
+Both views step all campaigns with one numpy call (no Python loop per env). All campaigns of a batch
 share the horizon, so they end together and are reset together (autoreset in the same step:
 the returned observation is the new episode's first, the final one is in the info).
 
@@ -15,10 +16,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector.utils import batch_space
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from budgetgym.envs.budget_env import action_space, observation_space
-from budgetgym.envs.campaigns import BatchedCampaigns, CampaignInfo
+from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
 
 
@@ -41,7 +41,8 @@ class CampaignSeeder:
         return self.rng.integers(0, TRAIN_SEED_LIMIT, size=self.n_envs)
 
 
-def _check_num_envs(num_envs: int) -> int:
+def check_num_envs(num_envs: int) -> int:
+    """``num_envs`` as an int; ``ValueError`` below 1."""
     if int(num_envs) < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
     return int(num_envs)
@@ -64,7 +65,7 @@ class MultiChannelBudgetVectorEnv(gym.vector.VectorEnv):
         roi_penalty_coef: float = 1.0,
         horizon_hours: int = HORIZON_HOURS,
     ) -> None:
-        num_envs = _check_num_envs(num_envs)
+        num_envs = check_num_envs(num_envs)
         self.campaigns = BatchedCampaigns(scenario, reward_mode, roi_penalty_coef, horizon_hours)
         self.num_envs = num_envs
         self.single_observation_space = observation_space()
@@ -92,65 +93,3 @@ class MultiChannelBudgetVectorEnv(gym.vector.VectorEnv):
             obs, info = self.campaigns.reset(self.seeder.next())
             info = {**info, **final}
         return obs, reward, done, np.zeros_like(done), info
-
-
-class BudgetVecEnv(VecEnv):
-    """``num_envs`` campaigns as a Stable-Baselines3 ``VecEnv`` over the batched core.
-
-    ``infos[i]`` is a :class:`~budgetgym.envs.campaigns.CampaignInfo`, a mapping that reads
-    campaign ``i``'s entries from the batch info on access. Sets
-    ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"] = False`` at the
-    end of an episode (the horizon is observed, so it is a true termination), and resets all
-    campaigns in the same step.
-    """
-
-    def __init__(
-        self,
-        num_envs: int = 1,
-        scenario: str = "hit_product",
-        reward_mode: str = "gmv_roi_penalty",
-        roi_penalty_coef: float = 1.0,
-        horizon_hours: int = HORIZON_HOURS,
-    ) -> None:
-        num_envs = _check_num_envs(num_envs)
-        self.campaigns = BatchedCampaigns(scenario, reward_mode, roi_penalty_coef, horizon_hours)
-        super().__init__(num_envs, observation_space(), action_space())
-        self.seeder = CampaignSeeder(self.num_envs)
-        self._actions: np.ndarray | None = None
-
-    def reset(self) -> np.ndarray:
-        seed = self._seeds[0]
-        obs, _ = self.campaigns.reset(self.seeder.first(seed))
-        self._reset_seeds()
-        return obs
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = actions
-
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        obs, reward, done, info = self.campaigns.step(self._actions)
-        infos = [CampaignInfo(info, i) for i in range(self.num_envs)]
-        if done.all():
-            for i, item in enumerate(infos):
-                item["terminal_observation"] = obs[i]
-                item["TimeLimit.truncated"] = False
-            obs, _ = self.campaigns.reset(self.seeder.next())
-        return obs, reward.astype(np.float32), done, infos
-
-    def close(self) -> None:
-        pass
-
-    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        # The simulator renders nothing; SB3 asks for render_mode when it builds the VecEnv.
-        value = None if attr_name == "render_mode" else getattr(self.campaigns, attr_name)
-        return [value] * len(self._get_indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        setattr(self.campaigns, attr_name, value)
-
-    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list:
-        result = getattr(self.campaigns, method_name)(*args, **kwargs)
-        return [result] * len(self._get_indices(indices))
-
-    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))

@@ -96,16 +96,28 @@ def test_batch_rows_are_independent(name):
     np.testing.assert_allclose(alone[:, 0], together[:, 2], atol=1e-6)
 
 
-def test_episode_start_clears_state_of_those_rows():
-    obs_seq, _ = run_episode("pid_pacing", n=2)
-    policy = make_baseline("pid_pacing")
-    fresh = make_baseline("pid_pacing")
-    for o in obs_seq[:10]:
-        policy.predict(o)
-    restart = np.array([True, False])
-    acted, _ = policy.predict(obs_seq[0], episode_start=restart)
-    expected, _ = fresh.predict(obs_seq[0][:1])
-    np.testing.assert_allclose(acted[0], expected[0], atol=1e-6)
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_partial_episode_start_restarts_only_those_rows(name):
+    """Campaigns 0 and 2 start a new episode at hour 10 while 1 and 3 go on: the restarted rows
+    act as a freshly reset rule on the new campaigns, the others as if nothing had happened."""
+    old_obs, _ = run_episode(name, seed=7_000_000)
+    new_obs, _ = run_episode(name, seed=8_000_000)
+    restart = np.array([True, False, True, False])
+    campaigns = BatchedCampaigns("hit_product", horizon_hours=HORIZON)
+    campaigns.reset(7_000_000 + np.arange(4))  # the slots' identity (the bandit's draw keys)
+    policy, uninterrupted, fresh = (make_baseline(name) for _ in range(3))
+    for rule in (policy, uninterrupted, fresh):
+        rule.reset(campaigns)
+    for obs in old_obs[:10]:
+        policy.predict(obs)
+        uninterrupted.predict(obs)
+    for hour in range(6):
+        mixed = np.where(restart[:, None], new_obs[hour], old_obs[10 + hour])
+        acted, _ = policy.predict(mixed, episode_start=restart if hour == 0 else None)
+        np.testing.assert_array_equal(acted[restart], fresh.predict(new_obs[hour])[0][restart])
+        np.testing.assert_array_equal(
+            acted[~restart], uninterrupted.predict(old_obs[10 + hour])[0][~restart]
+        )
 
 
 def test_uniform_is_the_zero_action():

@@ -10,7 +10,12 @@ import pytest
 import torch
 import yaml
 
-from budgetgym.agents.baselines import PAYS_PER_SALE, make_baseline
+from budgetgym.agents.baselines import (
+    HIGH_PRICE_CNY,
+    PAYS_PER_SALE,
+    make_baseline,
+    obs_rule_actions,
+)
 from budgetgym.agents.checkpoints import (
     load_checkpoint,
     load_run_policy,
@@ -21,13 +26,12 @@ from budgetgym.agents.config import RuleBase, validate_config
 from budgetgym.agents.evaluation import evaluate
 from budgetgym.agents.export import OnnxPolicy, export_onnx
 from budgetgym.agents.residual import (
-    HIGH_PRICE_CNY,
     RESIDUAL_BASES,
     ActionDecayPolicy,
     ResidualAction,
     add_residual,
     base_action,
-    obs_pacing_torch,
+    base_action_torch,
     residual_base_of,
 )
 from budgetgym.agents.training import make_train_env, resume, train
@@ -78,7 +82,19 @@ def test_base_is_a_valid_action_and_a_pure_function_of_the_observation() -> None
     with pytest.raises(ValueError, match=f"\\(n, {OBS_DIM}\\)"):
         base_action("obs_pacing", obs[:, :-1])
     with pytest.raises(ValueError, match="split 'thompsom'"):
-        obs_pacing_torch(torch.from_numpy(obs), split="thompsom")
+        obs_rule_actions(obs, split="thompsom")
+
+
+@pytest.mark.parametrize("base", RESIDUAL_BASES[1:])
+def test_base_is_one_function_on_numpy_arrays_and_torch_tensors(base: str) -> None:
+    """The rule (numpy) and the residual base inside the policy and its export (torch) run the
+    same array-API code: the same actions to float32 rounding."""
+    obs = trajectory_obs(16)
+    obs[::2, obs_index("log_price")] = np.log(2 * HIGH_PRICE_CNY / REFERENCE_PRICE_CNY)
+    on_numpy = make_baseline(base).predict(obs)[0]
+    on_torch = base_action_torch(base, torch.from_numpy(obs))
+    assert isinstance(on_torch, torch.Tensor) and on_torch.dtype == torch.float32
+    np.testing.assert_allclose(on_torch.numpy(), on_numpy, rtol=0, atol=1e-6)
 
 
 def test_base_paces_and_throttles_like_pid_pacing() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -36,6 +37,8 @@ from budgetgym.agents.training import (
     RoiMissPenalty,
     default_torch_threads,
     make_train_env,
+    mean_ci,
+    read_evaluations,
     resume,
     train,
 )
@@ -206,6 +209,18 @@ def test_bad_config_on_the_command_line(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+def wait_for_file(path: Path, proc: subprocess.Popen, safety_net_s: float = 900.0) -> None:
+    """Wait until the process writes ``path``; fail with its output if it ends first. The
+    timeout only guards against a hung run (a cold compile on a busy machine is far shorter)."""
+    deadline = time.monotonic() + safety_net_s
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"{path.name} never appeared (exit code {proc.returncode}):\n{out}{err}")
+        time.sleep(0.2)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path: Path) -> None:
     data = tiny(total_timesteps=200_000, checkpoint={"save_freq": 0})
     config = write_config(tmp_path, data)
@@ -215,9 +230,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path: Path) -> None:
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     run = RunPaths(tmp_path / "run")
-    deadline = time.time() + 60
-    while time.time() < deadline and not run.evaluations.exists():
-        time.sleep(0.2)
+    wait_for_file(run.evaluations, proc)  # training is under way: the first validation is done
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
@@ -395,6 +408,18 @@ def test_paired_baseline_plays_its_rule_alone_and_residual_action_checks_the_twi
     assert make_train_env(other, seed=3).twins is None
 
 
+#: Student t distribution's 97.5% quantile: 1 degree of freedom (Cauchy, tan(0.475 pi)) and 3.
+T_975_1_DOF, T_975_3_DOF = math.tan(0.475 * math.pi), 3.18244630528371
+
+
+def test_mean_ci_is_the_student_t_interval() -> None:
+    # 1, 2, 3, 4: mean 2.5, sd sqrt(5/3), half-width t(0.975, 3) * sd / 2.
+    assert mean_ci([1.0, 2.0, 3.0, 4.0]) == pytest.approx(
+        (2.5, T_975_3_DOF * np.sqrt(5.0 / 3.0) / 2.0), rel=1e-10
+    )
+    assert mean_ci([7.0]) == (7.0, 0.0)
+
+
 def test_several_seeds_in_parallel(tmp_path: Path) -> None:
     final = {"final_episodes": 3, "final_scenarios": ["hit_product"]}
     config = write_config(tmp_path, tiny(total_timesteps=96, eval=final))
@@ -403,8 +428,12 @@ def test_several_seeds_in_parallel(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = tmp_path / "seeds"
     summary = json.loads((root / "aggregate.json").read_text())
-    mean, half_width = summary["validation"]["gmv"]
-    assert mean > 0 and half_width >= 0
+    # Validation GMV over the two seeds: the mean and the Student-t 95% half-width of their final
+    # validations, t(0.975, 1 dof) * sd / sqrt(2) = t * |a - b| / 2.
+    finals = [read_evaluations(root / f"seed_{s}")[-1]["gmv"] for s in (0, 1)]
+    assert finals[0] != finals[1]
+    expected = (sum(finals) / 2, T_975_1_DOF * abs(finals[0] - finals[1]) / 2)
+    assert summary["validation"]["gmv"] == pytest.approx(expected, rel=1e-10)
     assert (root / "learning_curves.png").stat().st_size > 0
     configs = [root / f"seed_{s}" / "config.yaml" for s in (0, 1)]
     seeds = [yaml.safe_load(path.read_text())["seed"] for path in configs]

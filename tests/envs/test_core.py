@@ -182,7 +182,15 @@ def test_conversion_delay_shape():
     arrived = np.stack([s[3]["conversions"].sum(axis=1) for s in steps[1:]])
     # Arrivals lag purchases: by mid-horizon fewer have arrived than were made.
     assert arrived[:84].sum() < 0.8 * purchases[:84].sum()
-    assert steps[-1][3]["unattributed_conversions"].sum() >= 0
+    # At the end, what is still pending arrives within the attribution window or never: each
+    # campaign's attributed and unattributed conversions add up to its purchases exactly, and in
+    # this long sales cycle some purchases do fall outside the window.
+    final = steps[-1][3]
+    np.testing.assert_array_equal(
+        final["conversions_total"] + final["unattributed_conversions"], purchases.sum(axis=0)
+    )
+    assert final["unattributed_conversions"].sum() > 0
+    assert (final["unattributed_conversions"] < purchases.sum(axis=0)).all()
 
 
 def test_pending_pools_never_go_negative():
