@@ -30,6 +30,7 @@ import json
 import os
 import pickle
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -540,8 +541,9 @@ def read_versions(run_dir: Path) -> dict[str, Any]:
 
 
 def python_command() -> str:
-    """The current command line, for ``command.txt`` (``budgetgym ...`` for the CLI)."""
+    """The current command line, for ``command.txt`` (``budgetgym ...`` for the CLI), quoted
+    for a POSIX shell so that it can be pasted back (``--set 'net_arch=[32, 32]'``)."""
     program = Path(sys.argv[0]).name
     if program in ("budgetgym", "cli.py", "__main__.py"):
         program = "budgetgym"
-    return " ".join([program, *sys.argv[1:]])
+    return shlex.join([program, *sys.argv[1:]])

@@ -17,13 +17,15 @@ algorithm is ``ALGO(**config.hyperparams.sb3_kwargs())``. Validation errors are 
 ``ValueError`` sentence naming the key, what was expected and, for a misspelt key, the closest
 valid one.
 
-Precedence is defaults < YAML < command-line overrides, resolved in :func:`load_config`.
+Precedence is defaults < YAML < ``KEY=VALUE`` overrides (``budgetgym train --set``) < dedicated
+command-line flags (``--seed``, ``--total-timesteps``), resolved in :func:`load_config`.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -149,7 +151,7 @@ class EnvConfig(_Frozen):
         if len(weights) != len(self.scenarios):
             raise ValueError(
                 f"scenario_weights has {len(weights)} weights for {len(self.scenarios)} "
-                "scenarios; give one per listed scenario"
+                "scenarios; give one per listed scenario, or null for equal shares"
             )
         if any(self.n_envs * w % sum(weights) for w in weights):
             raise ValueError(
@@ -543,16 +545,20 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """Copy of ``data`` with ``a.b.c = value`` set (intermediate mappings created)."""
+    """Copy of ``data`` with ``a.b.c = value`` set (intermediate mappings created or copied)."""
+    *parents, leaf = dotted.split(".")
     out = dict(data)
-    head, _, rest = dotted.partition(".")
-    if rest:
-        inner = out.get(head) or {}
+    node = out
+    for depth, key in enumerate(parents):
+        inner = node.get(key)
+        if inner is None:
+            inner = {}
         if not isinstance(inner, dict):
-            raise ValueError(f"Cannot set {dotted}: {head} is not a mapping.")
-        out[head] = set_dotted(inner, rest, value)
-    else:
-        out[head] = value
+            where = ".".join(parents[: depth + 1])
+            raise ValueError(f"Cannot set {dotted}: {where} is {inner!r}, not a mapping.")
+        node[key] = dict(inner)
+        node = node[key]
+    node[leaf] = value
     return out
 
 
@@ -577,19 +583,58 @@ def validate_config(data: dict[str, Any], source: str = "config") -> TrainConfig
         raise ValueError(f"Invalid {source}: {format_validation_error(err, algorithm)}") from None
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Load and validate a YAML config; ``overrides`` maps dotted keys to values (CLI flags).
+def parse_dotlist(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` overrides (``budgetgym train --set``) as ``{dotted key: value}``.
+
+    The key is a dotted path into the config mapping (``hyperparams.learning_rate``), as in
+    OmegaConf's and Hydra's dotlists. The value is read as YAML, exactly as in a config file:
+    ``1e-4`` and ``2e6`` are numbers, ``true`` a boolean, ``null`` is None, ``[mixed,
+    hit_product]`` a list, ``{pi: [64], vf: [64]}`` a mapping, anything else a string. A key
+    given twice keeps its last value.
+
+    Raises:
+        ValueError: an item without ``=``, with an empty key part, or a value that is not YAML.
+    """
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not all(key.split(".")):
+            raise ValueError(
+                f"Override {item!r} is not KEY=VALUE with a dotted KEY such as "
+                "hyperparams.learning_rate=1e-4."
+            )
+        try:
+            parsed[key] = yaml.load(text, Loader=_YamlLoader)  # noqa: S506
+        except yaml.YAMLError as err:
+            message = f"Override {item!r}: the value is not YAML ({_one_line(str(err))})."
+            raise ValueError(message) from None
+    return parsed
+
+
+def load_config(
+    path: str | Path, overrides: dict[str, Any] | None = None, dotlist: Sequence[str] = ()
+) -> TrainConfig:
+    """Load and validate a YAML config with command-line overrides.
+
+    Precedence: the schema's defaults < the YAML < ``dotlist`` (``KEY=VALUE`` items, see
+    :func:`parse_dotlist`) < ``overrides`` (dedicated flags such as ``--seed``: dotted keys to
+    values, None meaning the flag was not given).
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the YAML is malformed or does not validate (the message names the key).
+        ValueError: the YAML or an override is malformed, or the result does not validate (the
+            message names the dotted key and, for a misspelt one, the closest valid key).
     """
     path = resolve_config_path(path)
     data = read_yaml(path)
+    for key, value in parse_dotlist(dotlist).items():
+        data = set_dotted(data, key, value)
     for key, value in (overrides or {}).items():
         if value is not None:
             data = set_dotted(data, key, value)
-    return validate_config(data, source=f"config {path}")
+    source = f"config {path}" + (f" with overrides {' '.join(dotlist)}" if dotlist else "")
+    return validate_config(data, source=source)
 
 
 # --------------------------------------------------------------------------------------------

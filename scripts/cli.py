@@ -12,7 +12,9 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
+import budgetgym
 from budgetgym.scripts import cli_env, cli_eval, cli_train
+from budgetgym.scripts.cli_common import CLIError
 
 # Modules that add verbs; each defines register(subparsers) and sets ``handler`` defaults.
 COMMAND_MODULES = [cli_env, cli_train, cli_eval]
@@ -20,17 +22,13 @@ COMMAND_MODULES = [cli_env, cli_train, cli_eval]
 console = Console()
 
 
-class CLIError(ValueError):
-    """A user-facing error: printed as one sentence, exit code 2, no traceback. A ValueError, so
-    that ``python -m budgetgym.scripts.cli`` catches it too: there this module runs as
-    ``__main__`` and the verbs' modules raise the class of a second copy of it."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="budgetgym",
         description="Reinforcement learning for multi-channel advertising budget allocation.",
+        epilog="Run 'budgetgym COMMAND --help' for a command's options and their defaults.",
     )
+    parser.add_argument("--version", action="version", version=f"budgetgym {budgetgym.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(subparsers)
@@ -42,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError) as err:
+    except (CLIError, ValueError, OSError) as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         return 2
     except KeyboardInterrupt:

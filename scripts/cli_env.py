@@ -5,17 +5,32 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from budgetgym.envs import ACTION_DIM, SCENARIO_NAMES, BatchedCampaigns, scenario_description
+from budgetgym.scripts.cli_common import add_verb, check_positive, compile_simulator
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "list-scenarios", help="Print each scenario with a one-line description."
+    """Add the ``list-scenarios`` and ``simulate`` verbs."""
+    p = add_verb(
+        subparsers,
+        "list-scenarios",
+        help="Print each scenario with a one-line description.",
+        description="Print the name of each scenario and what makes it hard, one per line "
+        "(the names that --scenario, --scenarios and a config's env.scenario accept).",
     )
     p.set_defaults(handler=list_scenarios)
 
-    p = subparsers.add_parser(
+    p = add_verb(
+        subparsers,
         "simulate",
         help="Simulate a few campaigns with even pacing and a uniform split; print their metrics.",
+        description="Run whole campaigns of a scenario with the neutral action (even pacing, "
+        "the same share for every channel) and print each campaign's budget, spend, GMV, ROI "
+        "against its target, compensation and new customers: a look at the simulator "
+        "without any policy.",
     )
     p.add_argument("--scenario", default="mixed", help="Scenario name (see list-scenarios).")
     p.add_argument("--campaigns", type=int, default=8, help="Number of campaigns.")
@@ -26,22 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_scenarios(args: argparse.Namespace) -> int:
-    from budgetgym.envs import SCENARIO_NAMES, scenario_description
-
+    """Handler of ``budgetgym list-scenarios``."""
     for name in SCENARIO_NAMES:
         print(f"{name}  {scenario_description(name)}")
     return 0
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from budgetgym.envs import ACTION_DIM, BatchedCampaigns
-
-    if args.campaigns < 1:
-        raise ValueError("--campaigns must be >= 1.")
+    """Handler of ``budgetgym simulate``."""
+    check_positive("--campaigns", args.campaigns)
     campaigns = BatchedCampaigns(args.scenario)
+    console = Console()
+    compile_simulator(console, [args.campaigns])
     seeds = args.seed_start + np.arange(args.campaigns)
     campaigns.reset(seeds)
     actions = np.zeros((args.campaigns, ACTION_DIM))
@@ -73,5 +84,5 @@ def simulate(args: argparse.Namespace) -> int:
             f"{info['compensation'][i]:,.0f}",
             f"{info['new_customers_total'][i]:,.0f}",
         )
-    Console().print(table)
+    console.print(table)
     return 0

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-EVAL_SEED_START = 1_000_000  # = budgetgym.envs.EVAL_SEED_START (kept literal: cheap parser)
+from rich.console import Console
+
+from budgetgym.envs import EVAL_SEED_START, check_scenario
+from budgetgym.scripts.cli_common import (
+    EVAL_ROOT,
+    add_verb,
+    check_positive,
+    check_writable,
+    compile_simulator,
+    default_eval_dir,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    """Add the ``evaluate`` and ``compare`` verbs."""
+    p = add_verb(
+        subparsers,
         "evaluate",
         help="Evaluate one policy on one scenario; write episodes.csv and summary.json.",
+        description=(
+            "Run one policy on held-out campaigns of one scenario (the same seeds for every "
+            "policy) and write one row per campaign (episodes.csv) and the mean metrics with "
+            "their 95% intervals, the ROI-miss rate and the share of the hindsight oracle's "
+            "GMV (summary.json)."
+        ),
     )
     p.add_argument(
         "--policy",
@@ -19,13 +38,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Baseline name, 'oracle', a training run directory or an exported .onnx file.",
     )
     p.add_argument("--scenario", default="mixed", help="Scenario name (see list-scenarios).")
-    _add_campaign_options(p)
+    _add_campaign_options(p, f"{EVAL_ROOT}/<policy>-<YYYYmmdd-HHMMSS>")
     p.set_defaults(handler=evaluate_cmd)
 
-    p = subparsers.add_parser(
+    p = add_verb(
+        subparsers,
         "compare",
         help="Evaluate every baseline, the oracle and given policies on the same seeds; "
         "write leaderboard.json, leaderboard.md and plots.",
+        description=(
+            "Evaluate every rule-based baseline, the hindsight oracle and the policies given "
+            "with --policy on the same held-out campaigns of each scenario; write the "
+            "leaderboard (leaderboard.md with the command that made it, leaderboard.json), the "
+            "throughput (timing.json) and plots."
+        ),
     )
     p.add_argument("--scenarios", default="all", help="'all' or comma-separated scenario names.")
     p.add_argument(
@@ -35,34 +61,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="P",
         help="Extra policy (run directory or .onnx file); repeat for several.",
     )
-    _add_campaign_options(p)
+    _add_campaign_options(p, f"{EVAL_ROOT}/compare-<YYYYmmdd-HHMMSS>")
     p.set_defaults(handler=compare_cmd)
 
 
-def _add_campaign_options(p: argparse.ArgumentParser) -> None:
+def _add_campaign_options(p: argparse.ArgumentParser, default_out: str) -> None:
     """Options shared by evaluate and compare: which campaigns, where to write, how to run."""
     p.add_argument("--episodes", type=int, default=256, help="Campaigns (per scenario).")
     p.add_argument(
         "--seed-start",
         type=int,
         default=EVAL_SEED_START,
-        help="First campaign seed (default: the held-out evaluation range).",
+        help="First campaign seed (the held-out evaluation range starts at 1,000,000).",
     )
-    p.add_argument("--out", type=Path, required=True, help="Output directory.")
+    p.add_argument("--out", type=Path, help=f"Output directory (default: {default_out}).")
     p.add_argument("--batch-size", type=int, default=256, help="Campaigns simulated together.")
     p.add_argument("--horizon-hours", type=int, default=168, help="Episode length in hours.")
     p.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
 
 
-def evaluate_cmd(args: argparse.Namespace) -> int:
-    from rich.console import Console
+def _prepare(args: argparse.Namespace, label: str, console: Console) -> Path:
+    """Check the shared options and the output directory before the long work; load (or
+    compile) the simulator's kernels. Returns the output directory."""
+    check_positive("--episodes", args.episodes)
+    check_positive("--batch-size", args.batch_size)
+    check_positive("--horizon-hours", args.horizon_hours)
+    out = args.out if args.out is not None else default_eval_dir(label)
+    check_writable(out)
+    batch = min(args.episodes, args.batch_size)
+    compile_simulator(console, (batch, args.episodes % batch))
+    return out
 
+
+def _policy_label(spec: str) -> str:
+    """A short name for a policy argument: the baseline's name, the run directory's, or the
+    .onnx file's stem (the run's name for ``budgetgym export``'s RUN/export/policy.onnx)."""
+    path = Path(spec)
+    if path.suffix == ".onnx":
+        return path.parent.parent.name if path.parent.name == "export" else path.stem
+    return path.name
+
+
+def evaluate_cmd(args: argparse.Namespace) -> int:
+    """Handler of ``budgetgym evaluate``."""
     from budgetgym.agents.evaluation import evaluate, write_evaluation
     from budgetgym.agents.policy import load_policy
-    from budgetgym.envs import check_scenario
 
+    console = Console()
     check_scenario(args.scenario)
     policy = load_policy(args.policy)
+    out = _prepare(args, _policy_label(args.policy), console)
     result = evaluate(
         policy,
         args.scenario,
@@ -72,43 +120,44 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         horizon_hours=args.horizon_hours,
     )
-    write_evaluation(result, args.out)
+    write_evaluation(result, out)
     s = result.summary
     lo, hi = s["gmv_ci95"]
-    Console().print(
+    console.print(
         f"{s['policy']} on {s['scenario']} ({s['episodes']} episodes): GMV {s['gmv_mean']:,.0f} "
         f"[{lo:,.0f}, {hi:,.0f}], {s['pct_of_oracle_mean']:.1f}% of oracle, ROI "
-        f"{s['roi_mean']:.2f}, ROI missed in {100 * s['roi_violation_rate']:.0f}% -> {args.out}",
+        f"{s['roi_mean']:.2f}, ROI missed in {100 * s['roi_violation_rate']:.0f}%",
         highlight=False,
     )
+    console.print(f"Wrote episodes.csv and summary.json to {out}", highlight=False, soft_wrap=True)
     return 0
 
 
 def compare_cmd(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    """Handler of ``budgetgym compare``."""
     from budgetgym.agents.evaluation import compare, parse_scenarios
 
+    console = Console()
     scenarios = parse_scenarios(args.scenarios)
+    out = _prepare(args, "compare", console)
     rows = compare(
         args.policy,
         scenarios,
         args.episodes,
         args.seed_start,
-        args.out,
+        out,
         progress=not args.no_progress,
         horizon_hours=args.horizon_hours,
         batch_size=args.batch_size,
     )
     command = (
         f"budgetgym compare --scenarios {args.scenarios} --episodes {args.episodes} "
-        f"--seed-start {args.seed_start} --out {args.out}"
+        f"--seed-start {args.seed_start} --out {out}"
         + "".join(f" --policy {p}" for p in args.policy)
         + (f" --horizon-hours {args.horizon_hours}" if args.horizon_hours != 168 else "")
     )
-    board = args.out / "leaderboard.md"
-    board.write_text(leaderboard_header(command, args.out / "timing.json") + board.read_text())
-    console = Console()
+    board = out / "leaderboard.md"
+    board.write_text(leaderboard_header(command, out / "timing.json") + board.read_text())
     for scenario in scenarios:
         group = [r for r in rows if r["scenario"] == scenario and r["policy"] != "oracle"]
         best = max(group, key=lambda r: r["score_mean"])
@@ -117,14 +166,16 @@ def compare_cmd(args: argparse.Namespace) -> int:
             f"total GMV {best['gmv_ratio_to_oracle_pct']:.1f}% of the oracle's)",
             highlight=False,
         )
-    console.print(f"leaderboard -> {args.out / 'leaderboard.md'}", highlight=False)
+    console.print(
+        f"Wrote the leaderboard (leaderboard.md, .json) and plots to {out}",
+        highlight=False,
+        soft_wrap=True,
+    )
     return 0
 
 
 def leaderboard_header(command: str, timing_path: Path) -> str:
     """Title, reproduction command and timing line placed above the leaderboard tables."""
-    import json
-
     timing = json.loads(timing_path.read_text())
     return (
         "# budgetgym leaderboard\n\n"

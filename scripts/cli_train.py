@@ -4,22 +4,49 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from budgetgym.scripts.cli_common import (
+    CLIError,
+    add_verb,
+    check_positive,
+    check_writable,
+    compile_simulator,
+)
+
+if TYPE_CHECKING:  # the config schema imports pydantic: loaded by the handlers only
+    from budgetgym.agents.config import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` and ``export`` verbs."""
-    p = subparsers.add_parser(
+    p = add_verb(
+        subparsers,
         "train",
         help="Train a policy from a YAML config, resume a run, or train several seeds.",
         description=(
             "Train from --config (a file, or the name of a bundled config such as ppo_default), "
-            "or continue a run with --resume DIR."
+            "or continue a run with --resume DIR. Precedence: the config schema's defaults < the "
+            "YAML < --set KEY=VALUE < the dedicated flags (--seed, --total-timesteps). The run "
+            "directory records the resolved config (config.yaml) and the command (command.txt)."
         ),
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="YAML experiment config (file path or bundled name).")
     source.add_argument(
         "--resume", metavar="DIR", help="Continue this run from its last checkpoint."
+    )
+    p.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override config fields by dotted path, values read as YAML (quote lists for the "
+        "shell): --set 'env.scenario=[mixed, hit_product]' hyperparams.learning_rate=1e-4 "
+        "total_timesteps=2e6.",
     )
     p.add_argument(
         "--run-dir", help="Where to write the run (default: runs/<config>/<date-time>-seed<S>)."
@@ -33,9 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seeds", type=int, nargs="+", metavar="S", help="Train one run per seed and aggregate."
     )
-    p.add_argument(
-        "--workers", type=int, default=1, help="Parallel processes for --seeds (default 1)."
-    )
+    p.add_argument("--workers", type=int, default=1, help="Parallel processes for --seeds.")
     p.add_argument(
         "--torch-threads",
         type=int,
@@ -49,39 +74,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="Do not draw progress bars.")
     p.set_defaults(handler=train_command)
 
-    p = subparsers.add_parser(
+    p = add_verb(
+        subparsers,
         "export",
         help="Export a trained run to ONNX (normalization and action clipping included).",
+        description=(
+            "Export the policy of a training run (its best/ checkpoint, else final/, else the "
+            "latest periodic one) as an ONNX graph that maps the raw observation to the "
+            "deterministic action, observation normalization, residual base rule and action "
+            "clipping included, with a .json sidecar. 'budgetgym evaluate --policy FILE' runs it."
+        ),
     )
     p.add_argument("run_dir", metavar="DIR", help="Run directory (or a checkpoint directory).")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="Export format.")
-    p.add_argument("--out", help="Output file (default: DIR/export/policy.onnx).")
+    p.add_argument("--out", type=Path, help="Output file (default: DIR/export/policy.onnx).")
     p.set_defaults(handler=export_command)
 
 
-def _check_positive(name: str, value: int | None) -> None:
-    from budgetgym.scripts.cli import CLIError
-
-    if value is not None and value < 1:
-        raise CLIError(f"{name} must be >= 1, got {value}.")
+def _training_batch_sizes(config: TrainConfig) -> tuple[int, ...]:
+    """Campaigns stepped together in training (per scenario) and in its validation."""
+    return (*config.env.campaigns_per_scenario, config.eval.n_eval_episodes)
 
 
 def train_command(args: argparse.Namespace) -> int:
     """Handler of ``budgetgym train``."""
-    from rich.console import Console
-
     from budgetgym.agents import training
+    from budgetgym.agents.checkpoints import RunPaths
     from budgetgym.agents.config import load_config, resolve_config_path
-    from budgetgym.scripts.cli import CLIError
 
     console = Console()
-    _check_positive("--total-timesteps", args.total_timesteps)
-    _check_positive("--workers", args.workers)
-    _check_positive("--torch-threads", args.torch_threads)
+    check_positive("--total-timesteps", args.total_timesteps)
+    check_positive("--workers", args.workers)
+    check_positive("--torch-threads", args.torch_threads)
     progress = not args.no_progress
     if args.resume:
-        if args.seed is not None or args.seeds or args.run_dir:
-            raise CLIError("--resume takes only --total-timesteps: seed and run dir are fixed.")
+        if args.seed is not None or args.seeds or args.run_dir or args.set:
+            raise CLIError(
+                "--resume takes only --total-timesteps: the seed, run dir and config are the "
+                "run's own."
+            )
+        recorded = RunPaths(Path(args.resume)).config
+        if recorded.is_file():
+            compile_simulator(console, _training_batch_sizes(load_config(recorded)))
         result = training.resume(
             args.resume,
             args.total_timesteps,
@@ -94,8 +128,8 @@ def train_command(args: argparse.Namespace) -> int:
 
     if args.seeds and args.seed is not None:
         raise CLIError("Use either --seed or --seeds, not both.")
-    overrides = {"seed": args.seed, "total_timesteps": args.total_timesteps}
-    config = load_config(args.config, overrides)
+    flags = {"seed": args.seed, "total_timesteps": args.total_timesteps}
+    config = load_config(args.config, flags, dotlist=args.set)
     config_path = resolve_config_path(args.config)
     if args.seeds:
         root = Path(args.run_dir) if args.run_dir else training.default_run_dir(config_path, 0)
@@ -106,6 +140,7 @@ def train_command(args: argparse.Namespace) -> int:
                 update={"eval": config.eval.model_copy(update={"final_episodes": 0})}
             )
         console.print(f"Training seeds {args.seeds} with {args.workers} workers into {root}")
+        compile_simulator(console, _training_batch_sizes(config))
         summary = training.train_seeds(
             config,
             args.seeds,
@@ -126,6 +161,7 @@ def train_command(args: argparse.Namespace) -> int:
     )
     console.print(f"Training {config.algorithm} on {', '.join(config.env.scenarios)} "
                   f"for {config.total_timesteps:,} steps into {run_dir}")  # fmt: skip
+    compile_simulator(console, _training_batch_sizes(config))
     result = training.train(
         config,
         run_dir,
@@ -148,8 +184,11 @@ def _finish(console, result) -> int:  # noqa: ANN001
 
 def export_command(args: argparse.Namespace) -> int:
     """Handler of ``budgetgym export``."""
-    from budgetgym.agents.export import export_onnx
+    from budgetgym.agents.export import default_export_path, export_onnx
 
-    out = export_onnx(args.run_dir, args.out)
+    out = args.out if args.out is not None else default_export_path(args.run_dir)
+    if Path(args.run_dir).exists():
+        check_writable(out, directory=False)
+    out = export_onnx(args.run_dir, out)
     print(f"Wrote {out} and {out.with_suffix('.json')}")
     return 0

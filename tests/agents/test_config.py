@@ -14,6 +14,7 @@ from budgetgym.agents.config import (
     SACParams,
     TrainConfig,
     load_config,
+    parse_dotlist,
     validate_config,
 )
 
@@ -134,6 +135,57 @@ def test_overrides_take_precedence(tmp_path: Path) -> None:
     path = write(tmp_path, {"seed": 3, "total_timesteps": 1000})
     config = load_config(path, {"seed": 7, "total_timesteps": None})
     assert (config.seed, config.total_timesteps) == (7, 1000)
+
+
+def test_set_overrides_nested_keys_lists_numbers_and_nulls(tmp_path: Path) -> None:
+    path = write(tmp_path, {"env": {"scenario": "mixed"}, "hyperparams": {"target_kl": 0.02}})
+    config = load_config(
+        path,
+        dotlist=[
+            "env.scenario=[mixed, hit_product]",
+            "hyperparams.learning_rate=1e-4",
+            "hyperparams.policy_kwargs.net_arch={pi: [32], vf: [64, 64]}",
+            "hyperparams.target_kl=null",
+            "total_timesteps=2e6",
+            "eval.references=false",
+        ],
+    )
+    assert config.env.scenario == ("mixed", "hit_product")
+    assert config.hyperparams.learning_rate == 1e-4
+    assert config.hyperparams.policy_kwargs.net_arch == {"pi": (32,), "vf": (64, 64)}
+    assert config.hyperparams.target_kl is None
+    assert config.total_timesteps == 2_000_000 and isinstance(config.total_timesteps, int)
+    assert config.eval.references is False
+    assert config.env.n_envs == 64  # untouched keys keep the YAML's (here the default) value
+
+
+def test_set_sits_between_the_yaml_and_the_dedicated_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, {"seed": 1, "total_timesteps": 1000})
+    config = load_config(path, {"seed": 7}, dotlist=["seed=5", "total_timesteps=3000"])
+    assert (config.seed, config.total_timesteps) == (7, 3000)
+    assert parse_dotlist(["seed=1", "seed=2"]) == {"seed": 2}  # the last one wins
+
+
+@pytest.mark.parametrize(
+    ("item", "fragments"),
+    [
+        ("hyperparams.learnng_rate=1e-4", ["hyperparams.learnng_rate", "'learning_rate'"]),
+        ("hyperparam.learning_rate=1e-4", ["hyperparam: unknown key", "'hyperparams'"]),
+        ("env.scenario=[mixed, hit_prodcut]", ["env.scenario", "'hit_product'"]),
+        ("env.n_envs.x=3", ["env.n_envs.x", "env.n_envs is 64, not a mapping"]),
+        ("total_timesteps=2.5e6.1", ["total_timesteps", "'2.5e6.1'"]),
+        ("learning_rate", ["'learning_rate' is not KEY=VALUE"]),
+        ("env..scenario=mixed", ["'env..scenario=mixed' is not KEY=VALUE"]),
+        ("env.scenario=[mixed", ["'env.scenario=[mixed'", "not YAML"]),
+    ],
+)
+def test_a_bad_override_names_its_key(tmp_path: Path, item: str, fragments: list[str]) -> None:
+    with pytest.raises(ValueError) as info:
+        load_config(write(tmp_path, {"env": {"n_envs": 64}}), dotlist=[item])
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
 
 
 def test_scenario_list_and_algorithms() -> None:

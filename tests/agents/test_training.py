@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -86,10 +87,16 @@ def quiet(_: str) -> None:
 def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     data = tiny(eval={"references": True, "final_episodes": 2, "final_scenarios": ["hit_product"]})
     config = write_config(tmp_path, data)
-    proc = cli("train", "--config", str(config), "--run-dir", "run", "--no-progress", cwd=tmp_path)
+    overrides = ("hyperparams.learning_rate=1e-3", "hyperparams.policy_kwargs.net_arch=[32, 32]")
+    proc = cli("train", "--config", str(config), "--run-dir", "run", "--no-progress",
+               "--set", *overrides, cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = RunPaths(tmp_path / "run")
-    assert yaml.safe_load(run.config.read_text())["total_timesteps"] == 192
+    recorded = yaml.safe_load(run.config.read_text())
+    assert recorded["total_timesteps"] == 192
+    assert recorded["hyperparams"]["learning_rate"] == 1e-3
+    assert recorded["hyperparams"]["policy_kwargs"]["net_arch"] == [32, 32]
+    assert shlex.join(["--set", *overrides]) in run.command.read_text()
     info = json.loads(run.versions.read_text())
     for key in ("python", "torch", "gymnasium", "stable_baselines3", "budgetgym", "git_commit"):
         assert key in info
