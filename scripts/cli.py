@@ -21,6 +21,23 @@ COMMAND_MODULES = [cli_env, cli_train, cli_eval]
 
 console = Console()
 
+# Top-level modules of the `train` extra: a verb that needs one on an env-only install says so.
+TRAIN_EXTRA_MODULES = frozenset(
+    {
+        "torch",
+        "stable_baselines3",
+        "sb3_contrib",
+        "tensorboard",
+        "onnx",
+        "onnxscript",
+        "onnxruntime",
+        "yaml",
+        "pydantic",
+        "matplotlib",
+        "tqdm",
+    }
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -42,6 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except (CLIError, ValueError, OSError) as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
+        return 2
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        console.print(
+            f"[bold red]error:[/] 'budgetgym {args.command}' needs {err.name}, part of the train "
+            'extra: pip install "budgetgym\\[train]"',
+            highlight=False,
+        )
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
