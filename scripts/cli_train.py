@@ -138,11 +138,11 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _finish(console, result) -> int:  # noqa: ANN001
-    leaderboard = result.run_dir / "eval" / "leaderboard.md"
-    if result.comparison is not None and leaderboard.is_file():
-        console.print(leaderboard.read_text())
-    console.print(f"Run directory: {result.run_dir}")
-    console.print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tb'}")
+    from budgetgym.agents.report import closing_lines, verdict_lines
+
+    compared = result.comparison is not None
+    for line in [*verdict_lines(result.comparison or []), *closing_lines(result.run_dir, compared)]:
+        console.print(line, highlight=False, soft_wrap=True)
     return 130 if result.interrupted else 0
 
 
