@@ -108,7 +108,7 @@ def _legend_below(fig, handles: list, labels: list[str]) -> None:  # noqa: ANN00
     policies lead it."""
     by_label = dict(zip(labels, handles, strict=True))
     order = _prominent_first(list(by_label))
-    ncol = min(6, len(order))
+    ncol = min(6, len(order), max(2, int(fig.get_figwidth() / 1.7)))  # about 1.7 in a column
     fig.legend([by_label[k] for k in order], order, loc="outside lower center", ncol=ncol,
                fontsize=8)  # fmt: skip
 
@@ -143,6 +143,7 @@ def plot_gmv_vs_oracle(rows: list[dict], path: Path) -> None:
             capsize=1.5,
         )
     ax.axhline(100.0, color="black", linewidth=1.5, linestyle="--", label="oracle")
+    ax.set_ylim(0.0, 1.05 * max(100.0, ax.get_ylim()[1]))  # the oracle's line off the frame
     ax.set_xticks(x, scenarios, rotation=20, ha="right")
     ax.set_ylabel("total GMV, % of the hindsight oracle's (same seeds)")
     ax.set_title("GMV relative to the oracle: ratio of totals (95% bootstrap CI)")

@@ -76,7 +76,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     s = result.summary
     lo, hi = s["gmv_ci95"]
     checkpoint = f" ({s['checkpoint']})" if "checkpoint" in s else ""
-    Console().print(
+    Console(soft_wrap=True).print(  # soft wrap: no line break inside the path
         f"{s['policy']}{checkpoint} on {s['scenario']} ({s['episodes']} episodes): GMV "
         f"{s['gmv_mean']:,.0f} [{lo:,.0f}, {hi:,.0f}], total GMV "
         f"{s['gmv_ratio_to_oracle_pct']:.1f}% of the oracle's, ROI {s['roi_mean']:.2f}, ROI "
@@ -111,7 +111,7 @@ def compare_cmd(args: argparse.Namespace) -> int:
     )
     board = args.out / "leaderboard.md"
     board.write_text(leaderboard_header(command, args.out / "timing.json") + board.read_text())
-    console = Console()
+    console = Console(soft_wrap=True)  # no line breaks inside paths
     for scenario in scenarios:
         group = [r for r in rows if r["scenario"] == scenario and r["policy"] != "oracle"]
         best = max(group, key=lambda r: r["score_mean"])
@@ -121,7 +121,7 @@ def compare_cmd(args: argparse.Namespace) -> int:
             highlight=False,
         )
     for line in verdict_lines(rows):
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, markup=False)
     console.print(f"leaderboard -> {args.out / 'leaderboard.md'}", highlight=False)
     console.print(f"plots -> {args.out}/*.png", highlight=False)
     return 0

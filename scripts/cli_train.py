@@ -74,7 +74,7 @@ def train_command(args: argparse.Namespace) -> int:
     from budgetgym.agents.config import load_config, resolve_config_path
     from budgetgym.scripts.cli import CLIError
 
-    console = Console()
+    console = Console(soft_wrap=True)  # no line breaks inside paths
     _check_positive("--total-timesteps", args.total_timesteps)
     _check_positive("--workers", args.workers)
     _check_positive("--torch-threads", args.torch_threads)
@@ -142,7 +142,7 @@ def _finish(console, result) -> int:  # noqa: ANN001
 
     compared = result.comparison is not None
     for line in [*verdict_lines(result.comparison or []), *closing_lines(result.run_dir, compared)]:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, markup=False)
     return 130 if result.interrupted else 0
 
 
