@@ -522,8 +522,9 @@ def versus_best_rule_markdown(rows: list[dict]) -> str:
         "seeds, with its 95% bootstrap interval in % of the rule's GMV (an interval across 0 is "
         "a tie at this many campaigns), and the campaigns only one of the two left below target.",
         "",
-        "| policy | scenario | best rule by GMV | GMV ratio | GMV difference, paired [95% CI] "
-        "| ROI miss (policy vs rule) | missed by policy only / rule only | beats it |",
+        "| policy | scenario | best rule by GMV | GMV / rule's GMV | "
+        "GMV difference, paired [95% CI] | ROI miss (policy vs rule) | "
+        "missed by policy only / rule only | beats it |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for v in verdicts:

@@ -873,7 +873,9 @@ def aggregate_seeds(
         lines += [f"| {k} | {m:,.4g} ± {h:,.3g} |" for k, (m, h) in metrics.items()]
     if verdicts:
         lines += ["", "## Against the best rule (held out)", ""]
-        lines += ["| scenario | seeds that beat it | GMV ratio per seed | ROI miss per seed |"]
+        lines += [
+            "| scenario | seeds that beat it | GMV / rule's GMV per seed | ROI miss per seed |"
+        ]
         lines += ["|---|---|---|---|"]
         for scenario, group in verdicts.items():
             met = sum(v["beats_rule"] for v in group)

@@ -78,6 +78,19 @@ def test_progress_callback_without_a_terminal_logs_lines(tmp_path: Path) -> None
     assert lines[-1].startswith("train: 100% (192/192 steps)") and "steps/s" in lines[-1]
 
 
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_callback_on_a_terminal_draws_a_bar() -> None:
+    env = BudgetVecEnv(4, scenario="hit_product", horizon_hours=HORIZON)
+    model = PPO("MlpPolicy", env, n_steps=HORIZON, batch_size=48, n_epochs=1, seed=0)
+    out = FakeTerminal()
+    model.learn(96, callback=ProgressCallback(96, stream=out))
+    assert "96/96" in out.getvalue() and "train: " not in out.getvalue()
+
+
 def test_evaluation_without_a_terminal_logs_lines(capsys: pytest.CaptureFixture) -> None:
     from budgetgym.agents.baselines import make_baseline
 
