@@ -8,7 +8,6 @@ only :func:`verdict_lines` (one line per scenario against the best rule) and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ def compare_run(
     config: TrainConfig,
     policy_specs: list[str],
     progress: bool,
-    log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Compare trained policies with every rule and the oracle on held-out campaigns.
 
@@ -47,7 +45,6 @@ def compare_run(
         title=f"# Held-out comparison: {paths.root.name}",
     )
     write_report(paths, config, rows, scenarios)
-    log(f"Held-out comparison: {paths.eval / 'leaderboard.md'}; summary in {paths.report}.")
     return rows
 
 
@@ -134,7 +131,7 @@ def verdict_lines(rows: list[dict[str, Any]], name_checkpoints: bool = True) -> 
     episodes = {(r["policy"], r["scenario"]): r["episodes"] for r in rows}
     several = len({v["policy"] for v in verdicts}) > 1
     used = checkpoints_used(rows) if name_checkpoints else {}
-    lines = [f"{policy}: {text}" for policy, text in used.items()]
+    lines = [f"Evaluated {policy}: {text}" for policy, text in used.items()]
     lines.append(
         "Against the best rule by GMV on the same held-out campaigns "
         "(paired GMV difference, 95% interval; ROI target missed: policy vs rule):"

@@ -654,7 +654,7 @@ def _learn(
         paths.root, model.num_timesteps, False, elapsed, checkpoint, validation.last_metrics
     )
     if final_comparison and config.eval.final_episodes > 0:
-        result.comparison = compare_run(paths, config, [str(paths.root)], progress, log)
+        result.comparison = compare_run(paths, config, [str(paths.root)], progress)
     return result
 
 
@@ -764,7 +764,8 @@ def train_seeds(
     run_dirs = [Path(run_dir) for _, run_dir, _, _ in results]
     rows = None
     if config.eval.final_episodes > 0:
-        rows = compare_run(paths, config, [str(d) for d in run_dirs], progress, log)
+        rows = compare_run(paths, config, [str(d) for d in run_dirs], progress)
+        log(f"Held-out comparison: {paths.eval / 'leaderboard.md'}; summary in {paths.report}.")
     summary = aggregate_seeds(root, run_dirs, rows)
     log(f"Aggregate over seeds {list(seeds)}: {root / 'aggregate.md'}")
     return summary

@@ -185,7 +185,7 @@ def test_verdict_lines_one_per_scenario_with_the_interval_misses_and_checkpoint(
                     "gmv_diff_pct_ci95": [-3.75, 1.25]}),
     ]  # fmt: skip
     lines = verdict_lines(rows)
-    assert lines[0] == "run: best/ at step 4"
+    assert lines[0] == "Evaluated run: best/ at step 4"
     body = lines[2:]
     assert len(body) == 2
     assert body[0].split()[:2] == ["hit_product", "won"]

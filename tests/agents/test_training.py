@@ -117,7 +117,7 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert "| # | policy" not in proc.stdout
     verdict = proc.stdout[proc.stdout.index("Against the best rule") :].splitlines()
     assert verdict[1].split()[0] == "hit_product" and verdict[1].split()[1] in OUTCOMES
-    assert f"run: {used}" in proc.stdout
+    assert f"Evaluated run: {used}" in proc.stdout
     for line in (f"Report: {run.report.relative_to(tmp_path)}", "tensorboard --logdir run/tb"):
         assert line in proc.stdout
     # TensorBoard: SB3 scalars, domain scalars, references.
