@@ -2,14 +2,16 @@
 
 * :class:`ValidationCallback` (``EvalCallback``-style): every ``eval_freq`` env steps, runs the
   deterministic policy on fixed validation campaigns (seeds from 900,000), logs ``eval/gmv``,
-  ``eval/roi``, ``eval/roi_violation_rate``, ``eval/pct_of_oracle``, ``eval/budget_utilization``,
+  ``eval/roi``, ``eval/roi_violation_rate``, ``eval/gmv_ratio_to_oracle_pct`` (sum of GMV / sum
+  of the oracle's GMV over every validation campaign), ``eval/pct_of_oracle`` (the mean over
+  campaigns of each one's ratio), ``eval/budget_utilization``,
   ``eval/spend_share/<channel>`` and ``eval/mean_reward``, plus constant ``reference/*`` scalars
   for the best rule baseline and the oracle on the same campaigns, and saves the best model
   (by mean episode reward) with its normalization statistics to ``best/``.
 * :class:`RunCheckpointCallback`: SB3's ``CheckpointCallback`` writing budgetgym checkpoints
   (model + optimizer + ``VecNormalize`` + metadata together) and pruning old ones.
-* :class:`ProgressCallback`: a rich progress bar with elapsed/remaining time and the latest
-  validation metrics.
+* :class:`ProgressCallback`: a rich progress bar (plain lines when the output is not a terminal)
+  with elapsed/remaining time and the latest validation metrics.
 * :class:`StopOnRequestCallback`: ends ``learn`` cleanly at the next step after Ctrl-C.
 * :class:`HParamsCallback`: logs the hyperparameters to TensorBoard's HParams tab.
 * :class:`ScenarioAdvantageNorm`: standardizes PPO's advantages scenario by scenario before each
@@ -20,18 +22,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import HParam
 
 from budgetgym.agents.checkpoints import ObsNormalizer, RunPaths, SB3Policy, save_checkpoint
+from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.residual import residual_base_of, vec_env_stack
 from budgetgym.envs import CHANNEL_NAMES, VALIDATION_SEED_START, BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
@@ -118,6 +122,14 @@ def summarize(batch: EpisodeBatch, oracle_gmv_cny: np.ndarray | None = None) -> 
     return out
 
 
+def ratio_of_totals(batches: list[EpisodeBatch], oracle_gmv_cny: list[np.ndarray]) -> float:
+    """``100 * sum(GMV) / sum(oracle GMV)`` over every campaign of ``batches`` (the oracle's
+    GMV per campaign in the same order): the policy's share of what the oracle earns in all."""
+    gmv = sum(float(batch.gmv_cny.sum()) for batch in batches)
+    oracle = sum(float(np.sum(ref)) for ref in oracle_gmv_cny)
+    return 100.0 * gmv / oracle if oracle > 0 else float("nan")
+
+
 def validation_seeds(n_episodes: int) -> np.ndarray:
     """The fixed validation campaigns: ``900,000 .. 900,000 + n - 1``."""
     return VALIDATION_SEED_START + np.arange(n_episodes)
@@ -169,10 +181,14 @@ def compute_references(
     oracle_gmv = {s: rollout(OraclePolicy(), s, seeds, **env_kwargs).gmv_cny for s in scenarios}
     baseline_metrics: dict[str, dict[str, float]] = {}
     for name, policy in baseline_policies().items():
-        per_scenario = {
-            s: summarize(rollout(policy, s, seeds, **env_kwargs), oracle_gmv[s]) for s in scenarios
+        batches = {s: rollout(policy, s, seeds, **env_kwargs) for s in scenarios}
+        per_scenario = {s: summarize(batch, oracle_gmv[s]) for s, batch in batches.items()}
+        baseline_metrics[name] = {
+            **mean_over_scenarios(per_scenario),
+            "gmv_ratio_to_oracle_pct": ratio_of_totals(
+                list(batches.values()), [oracle_gmv[s] for s in batches]
+            ),
         }
-        baseline_metrics[name] = mean_over_scenarios(per_scenario)
     best = max(baseline_metrics, key=lambda n: baseline_metrics[n]["gmv"], default=None)
     result = {
         "key": key,
@@ -241,12 +257,14 @@ class ValidationCallback(BaseCallback):
         normalizer = ObsNormalizer.from_vecnormalize(vecnorm)
         policy = SB3Policy(self.model, normalizer, "current", residual_base_of(vecnorm))
         oracle = (self.references or {}).get("oracle_gmv", {})
-        per_scenario = {}
-        for scenario in self.scenarios:
-            batch = rollout(policy, scenario, self.seeds, **self.env_kwargs)
-            ref = np.asarray(oracle[scenario]) if scenario in oracle else None
-            per_scenario[scenario] = summarize(batch, ref)
+        batches = {s: rollout(policy, s, self.seeds, **self.env_kwargs) for s in self.scenarios}
+        refs = {s: np.asarray(oracle[s]) for s in self.scenarios if s in oracle}
+        per_scenario = {s: summarize(batch, refs.get(s)) for s, batch in batches.items()}
         metrics = mean_over_scenarios(per_scenario)
+        if len(refs) == len(batches):
+            metrics["gmv_ratio_to_oracle_pct"] = ratio_of_totals(
+                list(batches.values()), [refs[s] for s in batches]
+            )
         for key, value in metrics.items():
             self.logger.record(f"eval/{key}", value)
         if len(self.scenarios) > 1:
@@ -279,7 +297,8 @@ class ValidationCallback(BaseCallback):
         self.logger.record("reference/oracle_gmv", refs["oracle_gmv_mean"])
         best = refs.get("best_baseline")
         if best is not None:
-            for key in ("gmv", "roi", "roi_violation_rate", "pct_of_oracle", "mean_reward"):
+            keys = ("gmv", "roi", "roi_violation_rate", "pct_of_oracle", "gmv_ratio_to_oracle_pct")
+            for key in (*keys, "mean_reward"):
                 value = refs["baseline_metrics"][best].get(key)
                 if value is not None:
                     self.logger.record(f"reference/best_baseline_{key}", value)
@@ -408,10 +427,11 @@ def standardize_by_group(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
-def training_progress(label: str, *extra_fields: str) -> Any:
-    """A rich progress bar for training: label, bar, steps done / total, the ``extra_fields``
-    (rich column templates), elapsed and remaining time, and the latest validation metrics
-    (task field ``metrics``)."""
+def training_progress(label: str, *extra_fields: str, stream: TextIO | None = None) -> Any:
+    """A rich progress bar for training on ``stream`` (default stdout): label, bar, steps done /
+    total, the ``extra_fields`` (rich column templates), elapsed and remaining time, and the
+    latest validation metrics (task field ``metrics``). For terminals (:func:`is_terminal`)."""
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -430,12 +450,17 @@ def training_progress(label: str, *extra_fields: str) -> Any:
         TextColumn("eta"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[metrics]}"),
+        console=Console(file=stream),
         refresh_per_second=4,
     )
 
 
 class ProgressCallback(BaseCallback):
-    """Rich progress bar: steps, steps/s, elapsed and remaining time, latest validation metrics.
+    """Training progress: steps, steps/s, elapsed and remaining time, latest validation metrics.
+
+    On a terminal a rich bar; otherwise (a log file, CI) one plain line per
+    ``LINE_EVERY_PCT`` percent of the steps (:class:`~budgetgym.agents.progress.LineProgress`),
+    so that logs hold no carriage returns.
 
     Args:
         total_timesteps: the overall target (the bar starts at the model's current step).
@@ -443,6 +468,7 @@ class ProgressCallback(BaseCallback):
         report: optional function called with ``(num_timesteps, metrics)`` instead of drawing a
             bar (used by parallel seed workers to report to the parent process).
         report_every: env steps between calls to ``report``.
+        stream: where the bar or the lines go (default: ``sys.stdout`` at training start).
     """
 
     def __init__(
@@ -451,26 +477,33 @@ class ProgressCallback(BaseCallback):
         validation: ValidationCallback | None = None,
         report: Callable[[int, dict[str, float]], None] | None = None,
         report_every: int = 10_000,
+        stream: TextIO | None = None,
     ) -> None:
         super().__init__()
         self.total = total_timesteps
         self.validation = validation
         self.report = report
         self.report_every = report_every
+        self.stream = stream
         self._progress: Any = None
         self._task: Any = None
+        self._lines: LineProgress | None = None
         self._last_report = 0
 
     def _on_training_start(self) -> None:
         if self.report is not None:
             self.report(self.num_timesteps, {})
             return
-        self._progress = training_progress("[bold]train", "{task.fields[speed]}")
+        stream = sys.stdout if self.stream is None else self.stream
+        self._start = (time.time(), self.num_timesteps)
+        if not is_terminal(stream):
+            self._lines = LineProgress("train", self.total, stream, initial=self.num_timesteps)
+            return
+        self._progress = training_progress("[bold]train", "{task.fields[speed]}", stream=stream)
         self._progress.start()
         self._task = self._progress.add_task(
             "train", total=self.total, completed=self.num_timesteps, speed="", metrics=""
         )
-        self._start = (time.time(), self.num_timesteps)
 
     def _on_step(self) -> bool:
         metrics = self.validation.last_metrics if self.validation else {}
@@ -480,12 +513,13 @@ class ProgressCallback(BaseCallback):
                 self.report(self.num_timesteps, metrics)
             return True
         elapsed = max(time.time() - self._start[0], 1e-9)
-        speed = (self.num_timesteps - self._start[1]) / elapsed
+        speed = f"{(self.num_timesteps - self._start[1]) / elapsed:,.0f} steps/s"
+        if self._lines is not None:
+            self._lines.set_postfix_str(" | ".join(filter(None, [speed, format_metrics(metrics)])))
+            self._lines.update(self.num_timesteps - self._lines.n)
+            return True
         self._progress.update(
-            self._task,
-            completed=self.num_timesteps,
-            speed=f"{speed:,.0f} steps/s",
-            metrics=format_metrics(metrics),
+            self._task, completed=self.num_timesteps, speed=speed, metrics=format_metrics(metrics)
         )
         return True
 
@@ -505,8 +539,8 @@ def format_metrics(metrics: dict[str, float]) -> str:
         return ""
     parts = [f"gmv {metrics['gmv']:,.0f}", f"roi {metrics['roi']:.2f}"]
     parts.append(f"viol {100 * metrics['roi_violation_rate']:.0f}%")
-    if "pct_of_oracle" in metrics:
-        parts.append(f"{metrics['pct_of_oracle']:.1f}% of oracle")
+    if "gmv_ratio_to_oracle_pct" in metrics:
+        parts.append(f"total GMV {metrics['gmv_ratio_to_oracle_pct']:.1f}% of the oracle's")
     return " | ".join(parts)
 
 
@@ -518,6 +552,7 @@ class HParamsCallback(BaseCallback):
         "eval/roi",
         "eval/roi_violation_rate",
         "eval/pct_of_oracle",
+        "eval/gmv_ratio_to_oracle_pct",
         "eval/mean_reward",
     )
 

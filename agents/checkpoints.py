@@ -410,6 +410,56 @@ def resolve_checkpoint(path: Path | str) -> Path:
     )
 
 
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Which checkpoint of a run a policy comes from.
+
+    Attributes:
+        directory: the checkpoint directory.
+        folder: its name as a reader of the run finds it: ``best/``, ``final/`` or
+            ``checkpoints/step_000400000/`` (the path when it is not inside a run).
+        step: env steps the model had trained when saved (``meta.json``).
+        run_steps: env steps of the run's most recent checkpoint (None outside a run).
+    """
+
+    directory: Path
+    folder: str
+    step: int
+    run_steps: int | None
+
+    def __str__(self) -> str:
+        """``best/ at step 400,000 of the run's 800,000`` (``final/ at step 800,000, the run's
+        last`` when it is the most recent)."""
+        text = f"{self.folder} at step {self.step:,}"
+        if self.run_steps is None:
+            return text
+        if self.run_steps == self.step:
+            return f"{text}, the run's last"
+        return f"{text} of the run's {self.run_steps:,}"
+
+
+def describe_checkpoint(path: Path | str) -> CheckpointInfo:
+    """The checkpoint a run directory or checkpoint path stands for (:func:`resolve_checkpoint`)
+    with its step and the run's; ``str()`` of the result names both for messages and reports.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: neither a run nor a checkpoint directory.
+    """
+    directory = resolve_checkpoint(path)
+    step = int(read_meta(directory).get("num_timesteps", 0))
+    if directory.parent.name == RunPaths(directory.parent.parent).checkpoints.name:
+        root, folder = directory.parent.parent, f"checkpoints/{directory.name}/"
+    else:
+        root, folder = directory.parent, f"{directory.name}/"
+    run = RunPaths(root)
+    saved = [d for d in (run.best, run.final, *run.list_checkpoints()) if (d / META_FILE).is_file()]
+    if directory not in saved:
+        return CheckpointInfo(directory, str(directory), step, None)
+    run_steps = max(int(read_meta(d).get("num_timesteps", 0)) for d in saved)
+    return CheckpointInfo(directory, folder, step, run_steps)
+
+
 # --------------------------------------------------------------------------------------------
 # Trained policies behind the shared Policy interface
 # --------------------------------------------------------------------------------------------
@@ -433,6 +483,11 @@ class ObsNormalizer:
             clip_obs=float(vecnorm.clip_obs),
             enabled=bool(vecnorm.norm_obs),
         )
+
+    @classmethod
+    def identity(cls) -> ObsNormalizer:
+        """No normalization: observations pass through (as float32)."""
+        return cls(np.zeros(OBS_DIM), np.ones(OBS_DIM), 0.0, np.inf, enabled=False)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if not self.enabled:
@@ -459,13 +514,20 @@ class SB3Policy:
 
     ``predict`` takes raw observations ``(n, OBS_DIM)`` and returns actions ``(n, ACTION_DIM)``
     in ``[-1, 1]`` (SB3 clips Gaussian actions to the action space). Recurrent models keep their
-    LSTM state between calls; ``reset`` starts new campaigns.
+    LSTM state between calls; ``reset`` starts new campaigns. ``checkpoint`` names the
+    checkpoint the model comes from (None for a model in memory).
     """
 
     def __init__(
-        self, model: Any, normalizer: ObsNormalizer, name: str, residual_base: str = "none"
+        self,
+        model: Any,
+        normalizer: ObsNormalizer,
+        name: str,
+        residual_base: str = "none",
+        checkpoint: CheckpointInfo | None = None,
     ) -> None:
         self.model = model
+        self.checkpoint = checkpoint
         self.normalizer = normalizer
         self.name = name
         self.residual_base = check_residual_base(residual_base)
@@ -526,7 +588,7 @@ def load_run_policy(run_dir: str | Path, name: str | None = None) -> SB3Policy:
         residual_base = check_residual_base(str(loaded.meta.get("residual_base", "none")))
     except ValueError as err:
         raise ValueError(f"Checkpoint {directory}: {err}") from None
-    return SB3Policy(loaded.model, normalizer, name, residual_base)
+    return SB3Policy(loaded.model, normalizer, name, residual_base, describe_checkpoint(directory))
 
 
 def read_versions(run_dir: Path) -> dict[str, Any]:

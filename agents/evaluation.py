@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from budgetgym.agents.baselines import BASELINE_NAMES
-from budgetgym.agents.policy import ORACLE, Policy, load_policy
+from budgetgym.agents.policy import ORACLE, Policy, as_policy, load_policy
+from budgetgym.agents.progress import ProgressBar, evaluation_progress
 from budgetgym.envs.campaigns import BatchedCampaigns, roi_target_missed
 from budgetgym.envs.channels import CHANNEL_NAMES
 from budgetgym.envs.scenarios import EVAL_SEED_START, HORIZON_HOURS, SCENARIO_NAMES, check_scenario
@@ -34,6 +35,7 @@ SUMMARY_FIELDS = (
     "pct_of_oracle_mean",
     "pct_of_oracle_ci95",
     "gmv_ratio_to_oracle_pct",
+    "gmv_ratio_to_oracle_ci95",
     "score_mean",
     "new_customers_mean",
     "spend_share",
@@ -71,15 +73,34 @@ def parse_scenarios(text: str) -> list[str]:
     return [check_scenario(s) for s in names]
 
 
+def _resampled_means(values: np.ndarray, resamples: int) -> np.ndarray:
+    """Column means of ``resamples`` bootstrap resamples of the rows of ``values`` ``(n, ...)``
+    -> ``(resamples, ...)`` (fixed generator seed)."""
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(values), size=(resamples, len(values)))
+    return values[idx].mean(axis=1)
+
+
 def bootstrap_ci(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES) -> list[float]:
     """95% percentile-bootstrap interval of the mean of ``values`` (fixed generator seed)."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return [float("nan"), float("nan")]
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, values.size, size=(resamples, values.size))
-    means = values[idx].mean(axis=1)
+    means = _resampled_means(values, resamples)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def bootstrap_ratio_ci(
+    numerator: np.ndarray, denominator: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES
+) -> list[float]:
+    """95% percentile-bootstrap interval of ``sum(numerator) / sum(denominator)``, resampling
+    the pairs ``(n,)`` together (fixed generator seed)."""
+    pairs = np.stack([numerator, denominator], axis=1).astype(np.float64)
+    if len(pairs) == 0 or pairs[:, 1].sum() <= 0:
+        return [float("nan"), float("nan")]
+    means = _resampled_means(pairs, resamples)
+    ratios = means[:, 0] / means[:, 1]
+    return [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
 
 
 def rollout(
@@ -140,21 +161,26 @@ def evaluate(
     episodes: int,
     seed_start: int = EVAL_SEED_START,
     batch_size: int = 256,
-    progress: bool = True,
+    progress: bool | ProgressBar = True,
     horizon_hours: int = HORIZON_HOURS,
 ) -> EvaluationResult:
     """Evaluate ``policy`` on ``episodes`` campaigns with seeds ``seed_start, seed_start + 1, ...``.
 
     Args:
-        policy: any :class:`~budgetgym.agents.policy.Policy` (or an oracle-style spend planner).
+        policy: any :class:`~budgetgym.agents.policy.Policy` (or an oracle-style spend planner),
+            or a Stable-Baselines3 model, wrapped by :func:`~budgetgym.agents.policy.as_policy`
+            (read its note on observation normalization).
         scenario: scenario name (``SCENARIO_NAMES``).
         episodes: number of campaigns (>= 1).
         seed_start: first seed; the default is the held-out evaluation range.
         batch_size: campaigns simulated together.
-        progress: show a progress bar over campaign-hours.
+        progress: ``True`` shows the progress over campaign-hours (a bar on a terminal, a line
+            per 10% otherwise: :func:`~budgetgym.agents.progress.evaluation_progress`), or an
+            open bar to advance (and leave open: ``compare`` shares one over its evaluations).
         horizon_hours: episode length (shorter horizons are for tests).
     """
     check_scenario(scenario)
+    policy = as_policy(policy)
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}.")
     if batch_size < 1:
@@ -164,17 +190,11 @@ def evaluate(
     name = str(getattr(policy, "name", type(policy).__name__))
     campaigns = BatchedCampaigns(scenario, horizon_hours=horizon_hours)
     seeds_all = seed_start + np.arange(episodes, dtype=np.int64)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=episodes * horizon_hours,
-            desc=f"{name} on {scenario}",
-            unit="step",
-            unit_scale=True,
-            leave=False,
-        )
+    own_bar = progress is True
+    if own_bar:
+        bar = evaluation_progress(f"{name} on {scenario}", episodes * horizon_hours)
+    else:
+        bar = None if progress is False else progress
     started = time.perf_counter()
     rows: list[dict] = []
     spend_frac_sum = np.zeros((horizon_hours, len(CHANNEL_NAMES)))
@@ -187,7 +207,7 @@ def evaluate(
         cum_spend.append(trace["cum_spend_cny"])
         cum_gmv.append(trace["cum_gmv_cny"])
     elapsed = time.perf_counter() - started
-    if bar is not None:
+    if own_bar:
         bar.close()
 
     if getattr(policy, "name", None) == ORACLE:
@@ -200,6 +220,9 @@ def evaluate(
         row["pct_of_oracle"] = float(100.0 * row["gmv"] / best) if best > 0 else float("nan")
 
     summary = summarize(rows, name, scenario)
+    checkpoint = getattr(policy, "checkpoint", None)
+    if checkpoint is not None:
+        summary["checkpoint"] = str(checkpoint)
     summary.update(
         seed_start=int(seed_start),
         horizon_hours=int(horizon_hours),
@@ -281,14 +304,19 @@ def summarize(rows: list[dict], policy: str, scenario: str) -> dict:
         "budget_utilization_mean": float(col("budget_utilization").mean()),
         "pct_of_oracle_mean": float(np.nanmean(pct)) if np.isfinite(pct).any() else float("nan"),
         "pct_of_oracle_ci95": bootstrap_ci(pct[np.isfinite(pct)]),
-        "gmv_ratio_to_oracle_pct": _ratio_of_means(rows),
+        "gmv_ratio_to_oracle_pct": _ratio_of_totals(rows),
+        "gmv_ratio_to_oracle_ci95": (
+            [100.0 * c for c in bootstrap_ratio_ci(col("gmv"), col("oracle_gmv"))]
+            if has_pct
+            else [float("nan"), float("nan")]
+        ),
         "score_mean": float(col("score").mean()),
         "new_customers_mean": float(col("new_customers").mean()),
         "spend_share": {c: float(v.sum() / total) for c, v in by_channel.items()},
     }
 
 
-def _ratio_of_means(rows: list[dict]) -> float:
+def _ratio_of_totals(rows: list[dict]) -> float:
     """``100 * sum(GMV) / sum(oracle GMV)``: robust to episodes where the oracle spends little."""
     if not rows or "oracle_gmv" not in rows[0]:
         return float("nan")
@@ -319,13 +347,15 @@ def compare(
     progress: bool = True,
     horizon_hours: int = HORIZON_HOURS,
     batch_size: int = 256,
+    title: str = "",
 ) -> list[dict]:
     """Evaluate every baseline, the oracle and the given policies on the same seeds.
 
-    Writes ``leaderboard.json`` (list of rows: ``policy``, ``scenario``, the summary fields and,
-    for policies other than the rules and the oracle, ``paired``: see
-    :func:`add_paired_differences`), ``leaderboard.md`` (one table per scenario, best score
-    first) and PNG plots into ``out_dir``; returns the rows.
+    Writes ``leaderboard.json`` (list of rows: ``policy``, ``scenario``, the summary fields,
+    ``checkpoint`` for a policy from a run, and, for policies other than the rules and the
+    oracle, ``paired``: see :func:`add_paired_differences`), ``leaderboard.md`` (``title``,
+    then one table per scenario, best score first) and PNG plots into ``out_dir``; returns the
+    rows.
     """
     scenarios = [check_scenario(s) for s in scenarios]
     specs = list(dict.fromkeys([*BASELINE_NAMES, ORACLE, *policy_specs]))
@@ -350,15 +380,19 @@ def compare(
     started = time.perf_counter()
     # The oracle first: its GMV is every other policy's reference on these seeds.
     order = [ORACLE] + [label for label in policies if label != ORACLE]
+    total = len(scenarios) * len(order) * episodes * horizon_hours
+    bar = evaluation_progress("compare", total) if progress else None
     for scenario in scenarios:
         for label in order:
+            if bar is not None:
+                bar.set_description(f"compare ({label} on {scenario})")
             result = evaluate(
                 policies[label],
                 scenario,
                 episodes,
                 seed_start,
                 batch_size,
-                progress,
+                False if bar is None else bar,
                 horizon_hours,
             )
             result.summary["policy"] = label
@@ -366,9 +400,11 @@ def compare(
             traces.setdefault(scenario, {})[label] = result.traces
             episode_rows[(scenario, label)] = result.episodes
     elapsed = time.perf_counter() - started
+    if bar is not None:
+        bar.close()
     add_paired_differences(rows, episode_rows)
     (out_dir / "leaderboard.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out_dir / "leaderboard.md").write_text(leaderboard_markdown(rows))
+    (out_dir / "leaderboard.md").write_text(leaderboard_markdown(rows, title))
     from budgetgym.agents.plots import write_plots
 
     write_plots(rows, traces, out_dir)
@@ -486,8 +522,9 @@ def versus_best_rule_markdown(rows: list[dict]) -> str:
         "seeds, with its 95% bootstrap interval in % of the rule's GMV (an interval across 0 is "
         "a tie at this many campaigns), and the campaigns only one of the two left below target.",
         "",
-        "| policy | scenario | best rule by GMV | GMV ratio | GMV difference, paired [95% CI] "
-        "| ROI miss (policy vs rule) | missed by policy only / rule only | beats it |",
+        "| policy | scenario | best rule by GMV | GMV / rule's GMV | "
+        "GMV difference, paired [95% CI] | ROI miss (policy vs rule) | "
+        "missed by policy only / rule only | beats it |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for v in verdicts:
@@ -508,8 +545,20 @@ def versus_best_rule_markdown(rows: list[dict]) -> str:
 
 def leaderboard_markdown(rows: list[dict], header: str = "") -> str:
     """One Markdown table per scenario, rows sorted by ROI-penalized score (best first), then
-    each non-rule policy against the best rule (:func:`versus_best_rule_markdown`)."""
-    lines = [header] if header else []
+    each non-rule policy against the best rule (:func:`versus_best_rule_markdown`). The
+    checkpoint of each policy from a run is named under ``header``.
+
+    GMV against the oracle comes twice, each column named by its ratio: the ratio of totals
+    (sum of GMV / sum of the oracle's GMV over the campaigns) and the mean over campaigns of
+    each one's GMV / the oracle's (above 100% where a policy buys GMV below its ROI target on
+    campaigns where the oracle, bound by the target, spends little).
+    """
+    lines = [header, ""] if header else []
+    checkpoints = {r["policy"]: r["checkpoint"] for r in rows if r.get("checkpoint")}
+    if checkpoints:
+        lines += ["Checkpoints evaluated:", ""]
+        lines += [f"- `{policy}`: `{text}`" for policy, text in checkpoints.items()]
+        lines.append("")
     for scenario in dict.fromkeys(row["scenario"] for row in rows):
         group = sorted(
             (r for r in rows if r["scenario"] == scenario), key=lambda r: -r["score_mean"]
@@ -517,15 +566,16 @@ def leaderboard_markdown(rows: list[dict], header: str = "") -> str:
         lines += [
             f"### {scenario} ({group[0]['episodes']} episodes)",
             "",
-            "| # | policy | GMV mean [95% CI] | % of oracle | GMV / oracle GMV | score | ROI | "
-            "ROI miss | compensation | budget used | new customers |",
+            "| # | policy | GMV mean [95% CI] | GMV % of oracle, ratio of totals | "
+            "GMV % of oracle, mean per campaign | score | ROI | ROI miss | compensation | "
+            "budget used | new customers |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for rank, r in enumerate(group, 1):
             lo, hi = r["gmv_ci95"]
             lines.append(
                 f"| {rank} | {r['policy']} | {r['gmv_mean']:,.0f} [{lo:,.0f}, {hi:,.0f}] | "
-                f"{r['pct_of_oracle_mean']:.1f}% | {r['gmv_ratio_to_oracle_pct']:.1f}% | "
+                f"{r['gmv_ratio_to_oracle_pct']:.1f}% | {r['pct_of_oracle_mean']:.1f}% | "
                 f"{r['score_mean']:,.0f} | {r['roi_mean']:.2f} | "
                 f"{100 * r['roi_violation_rate']:.0f}% | {r['compensation_mean']:,.0f} | "
                 f"{100 * r['budget_utilization_mean']:.0f}% | {r['new_customers_mean']:,.0f} |"

@@ -1,16 +1,76 @@
 """Leaderboard plots (PNG): GMV vs oracle, pacing, spend by channel over time, a typical episode.
 
 All functions take the rows and traces produced by ``budgetgym.agents.evaluation.compare`` and
-write files; they import matplotlib with the non-interactive ``Agg`` backend.
+write files; they import matplotlib with the non-interactive ``Agg`` backend. Every policy keeps
+its colour and line style across plots and runs (:func:`policy_styles`): the rules thin, in
+fixed styles, the oracle and the trained policies thick, in colours no rule uses, drawn on top.
+Legends sit outside the axes, below the panels.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from budgetgym.agents.baselines import BASELINE_NAMES
 from budgetgym.envs.channels import CHANNEL_NAMES
+
+#: The hindsight reference, drawn black and thick.
+REFERENCES = ("oracle",)
+#: Colour and line style of each rule: thin lines, so the policies that matter stand out.
+RULE_STYLES: dict[str, tuple[str, str]] = {
+    "uniform": ("#7f7f7f", ":"),
+    "best_channel": ("#bcbd22", "--"),
+    "roi_proportional": ("#17becf", "-."),
+    "greedy_marginal": ("#8c564b", "-"),
+    "pid_pacing": ("#9467bd", "--"),
+    "obs_pacing": ("#1f77b4", "-"),
+    "obs_pacing_unthrottled": ("#6baed6", "--"),
+    "obs_thompson": ("#2ca02c", "-"),
+    "obs_price_aware": ("#98df8a", "--"),
+    "bandit": ("#e377c2", ":"),
+    "dual_pacing": ("#c49c94", "-."),
+}
+#: Colours of the trained (and any other) policies, in order of appearance: none is a rule's.
+LEARNED_COLORS = ("#d62728", "#ff7f0e", "#7b0000", "#f781bf", "#b8860b", "#3f007d")
+LEARNED_LINESTYLES = ("-", "--", "-.", ":")
+RULE_WIDTH, PROMINENT_WIDTH = 1.1, 2.6
+
+
+def policy_styles(labels: list[str]) -> dict[str, dict[str, Any]]:
+    """Matplotlib line keywords (``color``, ``linestyle``, ``linewidth``, ``zorder``) per policy.
+
+    The oracle is black; each rule has its fixed entry of ``RULE_STYLES`` (thin, below); every
+    other label (trained policies) takes the next of ``LEARNED_COLORS``, thick and on top, with
+    the next line style once the colours run out. A rule without an entry is an error, so that
+    no two rules can come to share a style.
+    """
+    styles: dict[str, dict[str, Any]] = {}
+    learned = 0
+    for label in labels:
+        if label in REFERENCES:
+            styles[label] = {"color": "black", "linestyle": "-", "linewidth": PROMINENT_WIDTH,
+                             "zorder": 4}  # fmt: skip
+        elif label in BASELINE_NAMES:
+            if label not in RULE_STYLES:
+                raise ValueError(f"Rule {label!r} has no entry in RULE_STYLES (plots.py).")
+            color, linestyle = RULE_STYLES[label]
+            styles[label] = {"color": color, "linestyle": linestyle, "linewidth": RULE_WIDTH,
+                             "zorder": 2}  # fmt: skip
+        else:
+            color = LEARNED_COLORS[learned % len(LEARNED_COLORS)]
+            linestyle = LEARNED_LINESTYLES[learned // len(LEARNED_COLORS) % len(LEARNED_LINESTYLES)]
+            styles[label] = {"color": color, "linestyle": linestyle,
+                             "linewidth": PROMINENT_WIDTH, "zorder": 3}  # fmt: skip
+            learned += 1
+    return styles
+
+
+def _prominent_first(labels: list[str]) -> list[str]:
+    """The references, then the trained policies, then the rules (order kept within each)."""
+    return sorted(labels, key=lambda label: (label not in REFERENCES, label in BASELINE_NAMES))
 
 
 def _pyplot():
@@ -23,65 +83,90 @@ def _pyplot():
 
 
 def _panel_grid(n_panels: int, panel_inches: tuple[float, float]):
-    """pyplot, a figure and a grid of ``n_panels`` panels (at most 4 a row, shared y axis);
-    grid cells beyond ``n_panels`` are hidden."""
+    """pyplot, a figure (constrained layout, room for a legend below) and a grid of
+    ``n_panels`` panels (at most 4 a row, shared y axis); grid cells beyond ``n_panels`` are
+    hidden."""
     plt = _pyplot()
     cols = min(4, n_panels)
     rows_n = int(np.ceil(n_panels / cols))
     width, height = panel_inches
     fig, axes = plt.subplots(
-        rows_n, cols, figsize=(width * cols, height * rows_n), sharey=True, squeeze=False
+        rows_n,
+        cols,
+        figsize=(width * cols, height * rows_n + 1.0),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     for ax in axes.flat[n_panels:]:
         ax.axis("off")
     return plt, fig, axes
 
 
+def _legend_below(fig, handles: list, labels: list[str]) -> None:  # noqa: ANN001
+    """One legend for the figure, outside the panels, below them; the references and trained
+    policies lead it."""
+    by_label = dict(zip(labels, handles, strict=True))
+    order = _prominent_first(list(by_label))
+    ncol = min(6, len(order), max(2, int(fig.get_figwidth() / 1.7)))  # about 1.7 in a column
+    fig.legend([by_label[k] for k in order], order, loc="outside lower center", ncol=ncol,
+               fontsize=8)  # fmt: skip
+
+
 def plot_gmv_vs_oracle(rows: list[dict], path: Path) -> None:
-    """Grouped bars: mean GMV as % of the oracle (95% bootstrap CI) per scenario and policy."""
+    """Grouped bars: total GMV as % of the oracle's total (ratio of totals, 95% bootstrap CI)
+    per scenario and policy; the trained policies' bars outlined."""
     plt = _pyplot()
     scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
-    policies = [p for p in dict.fromkeys(r["policy"] for r in rows) if p != "oracle"]
+    policies = [p for p in dict.fromkeys(r["policy"] for r in rows) if p not in REFERENCES]
+    styles = policy_styles(policies)
     table = {(r["scenario"], r["policy"]): r for r in rows}
     width = 0.8 / max(len(policies), 1)
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(scenarios)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(scenarios)), 5.5), layout="constrained")
     x = np.arange(len(scenarios))
     for j, policy in enumerate(policies):
         found = [table.get((s, policy)) for s in scenarios]
-        mean = np.array([r["pct_of_oracle_mean"] if r else np.nan for r in found])
-        lo = np.array([r["pct_of_oracle_ci95"][0] if r else np.nan for r in found])
-        hi = np.array([r["pct_of_oracle_ci95"][1] if r else np.nan for r in found])
+        mean = np.array([r["gmv_ratio_to_oracle_pct"] if r else np.nan for r in found])
+        lo = np.array([r["gmv_ratio_to_oracle_ci95"][0] if r else np.nan for r in found])
+        hi = np.array([r["gmv_ratio_to_oracle_ci95"][1] if r else np.nan for r in found])
+        learned = policy not in BASELINE_NAMES
         ax.bar(
             x + (j - (len(policies) - 1) / 2) * width,
             mean,
             width,
             label=policy,
+            color=styles[policy]["color"],
+            edgecolor="black" if learned else "none",
+            linewidth=1.2 if learned else 0,
             yerr=np.stack([mean - lo, hi - mean]),
-            capsize=2,
+            error_kw={"elinewidth": 0.8},
+            capsize=1.5,
         )
-    ax.axhline(100.0, color="black", linewidth=1, linestyle="--", label="oracle")
+    ax.axhline(100.0, color="black", linewidth=1.5, linestyle="--", label="oracle")
+    ax.set_ylim(0.0, 1.05 * max(100.0, ax.get_ylim()[1]))  # the oracle's line off the frame
     ax.set_xticks(x, scenarios, rotation=20, ha="right")
-    ax.set_ylabel("GMV, % of hindsight oracle (same seeds)")
-    ax.set_title("GMV relative to the oracle (mean, 95% bootstrap CI)")
-    ax.legend(ncol=4, fontsize=8)
-    fig.tight_layout()
+    ax.set_ylabel("total GMV, % of the hindsight oracle's (same seeds)")
+    ax.set_title("GMV relative to the oracle: ratio of totals (95% bootstrap CI)")
+    ax.grid(axis="y", alpha=0.3)
+    _legend_below(fig, *ax.get_legend_handles_labels())
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def plot_channel_spend(traces: dict[str, dict], scenario: str, path: Path) -> None:
-    """Stacked per-channel spend per hour (mean share of budget), one panel per policy."""
-    labels = list(traces)
+    """Stacked per-channel spend per hour (mean share of budget), one panel per policy (the
+    references and trained policies first)."""
+    labels = _prominent_first(list(traces))
     plt, fig, axes = _panel_grid(len(labels), (3.6, 2.8))
     for ax, label in zip(axes.flat, labels, strict=False):
         frac = 100.0 * traces[label]["spend_frac_by_hour"]  # (H, k) % of budget per hour
         ax.stackplot(np.arange(frac.shape[0]), frac.T, labels=CHANNEL_NAMES)
-        ax.set_title(label, fontsize=9)
+        bold = label in REFERENCES or label not in BASELINE_NAMES
+        ax.set_title(label, fontsize=9, fontweight="bold" if bold else "normal")
         ax.set_xlabel("hour")
     axes[0, 0].set_ylabel("spend, % of budget per hour")
-    axes[0, 0].legend(fontsize=7, loc="upper left")
+    _legend_below(fig, *axes[0, 0].get_legend_handles_labels())
     fig.suptitle(f"{scenario}: mean spend by channel over the horizon")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -95,21 +180,19 @@ def plot_pacing(traces: dict[str, dict[str, dict]], path: Path) -> None:
     scenarios = list(traces)
     plt, fig, axes = _panel_grid(len(scenarios), (3.8, 3.2))
     for ax, scenario in zip(axes.flat, scenarios, strict=False):
+        styles = policy_styles(list(traces[scenario]))
         for label, trace in traces[scenario].items():
             spent = 100.0 * np.cumsum(trace["spend_frac_by_hour"].sum(axis=1))
             hours = np.arange(1, spent.size + 1)
-            style = {"color": "black", "linewidth": 2} if label == "oracle" else {"linewidth": 1}
-            ax.plot(hours, spent - 100.0 * hours / spent.size, label=label, **style)
+            ax.plot(hours, spent - 100.0 * hours / spent.size, label=label, **styles[label])
         ax.axhline(0.0, color="grey", linestyle=":", linewidth=1)
         ax.set_xticks(np.arange(0, spent.size + 1, 24))
         ax.grid(alpha=0.3)
         ax.set_title(scenario, fontsize=9)
         ax.set_xlabel("hour")
     axes[0, 0].set_ylabel("spent - even pacing, % of budget")
-    # One legend beside the grid: inside a panel it would hide the curves.
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="center right", fontsize=8)
+    _legend_below(fig, *axes[0, 0].get_legend_handles_labels())
     fig.suptitle("Pacing: budget spent so far relative to even pacing (mean over episodes)")
-    fig.tight_layout(rect=(0.0, 0.0, 0.88, 1.0))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -125,18 +208,18 @@ def plot_typical_episode(traces: dict[str, dict], scenario: str, path: Path) -> 
     """Cumulative spend and GMV over the horizon of one typical episode, one line per policy."""
     plt = _pyplot()
     i = typical_episode(traces)
-    fig, (ax_s, ax_g) = plt.subplots(1, 2, figsize=(11, 4))
+    styles = policy_styles(list(traces))
+    fig, (ax_s, ax_g) = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
     for label, trace in traces.items():
-        style = {"color": "black", "linewidth": 2} if label == "oracle" else {}
-        ax_s.plot(trace["cum_spend_cny"][i], label=label, **style)
-        ax_g.plot(trace["cum_gmv_cny"][i], label=label, **style)
+        ax_s.plot(trace["cum_spend_cny"][i], label=label, **styles[label])
+        ax_g.plot(trace["cum_gmv_cny"][i], label=label, **styles[label])
     ax_s.set_title("cumulative spend (CNY)")
     ax_g.set_title("cumulative attributed GMV (CNY)")
     for ax in (ax_s, ax_g):
         ax.set_xlabel("hour")
-    ax_g.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    _legend_below(fig, *ax_g.get_legend_handles_labels())
     fig.suptitle(f"{scenario}: typical episode (median oracle GMV), episode #{i}")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

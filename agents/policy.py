@@ -4,13 +4,15 @@ A policy acts on a batch: ``predict(obs (n, OBS_DIM)) -> (actions (n, ACTION_DIM
 with Stable-Baselines3's signature, after ``reset(campaigns)`` at the start of every batch of
 episodes. A policy that plans spend in CNY (the oracle) sets ``acts_in_spend = True`` and
 exposes ``spend(obs) -> (n, n_channels)`` instead; the evaluation harness then steps
-``BatchedCampaigns.step_spend``.
+``BatchedCampaigns.step_spend``. :func:`as_policy` wraps a Stable-Baselines3 model into this
+interface (the evaluation harness calls it, so such a model can be passed as it is).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -42,6 +44,34 @@ class Policy(Protocol):
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
         """Actions ``(n, ACTION_DIM)`` in ``[-1, 1]`` for observations ``(n, OBS_DIM)``."""
+
+
+def as_policy(policy: Any) -> Policy:
+    """``policy`` as the harness needs it: a Stable-Baselines3 model (any ``BaseAlgorithm``)
+    wrapped into :class:`~budgetgym.agents.checkpoints.SB3Policy`, anything else unchanged.
+
+    The wrapper feeds the model the observations it was trained on: normalized by the
+    ``VecNormalize`` in the model's env when it has one (its statistics are copied, frozen), and
+    raw otherwise. A model trained under ``VecNormalize`` but loaded on its own
+    (``PPO.load(path)`` with no env) has lost those statistics, so it would see raw observations
+    and act on numbers unlike any it trained on: load it with its env
+    (``PPO.load(path, env=VecNormalize.load(stats, venv))``), or load a run directory with
+    :func:`load_policy`. Likewise a residual policy adds its rule's action only when the
+    model's env holds the ``ResidualAction`` wrapper that names the rule.
+    """
+    base_class = sys.modules.get("stable_baselines3.common.base_class")  # absent: not SB3
+    if base_class is None or not isinstance(policy, base_class.BaseAlgorithm):
+        return policy
+    from budgetgym.agents.checkpoints import ObsNormalizer, SB3Policy, algorithm_name
+    from budgetgym.agents.residual import residual_base_of
+
+    vecnorm = policy.get_vec_normalize_env()
+    normalizer = (
+        ObsNormalizer.identity() if vecnorm is None else ObsNormalizer.from_vecnormalize(vecnorm)
+    )
+    env = policy.get_env()
+    residual_base = "none" if env is None else residual_base_of(env)
+    return SB3Policy(policy, normalizer, algorithm_name(policy), residual_base)
 
 
 def policy_names() -> tuple[str, ...]:

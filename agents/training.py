@@ -4,7 +4,7 @@
 the config (``ALGO(policy, env, **config.sb3_kwargs())``), the callbacks (validation with
 domain metrics, checkpoints, progress, hparams, Ctrl-C) and runs ``learn``. At the end it saves
 ``final/`` and compares the trained policy with every baseline and the oracle on held-out
-campaigns (``budgetgym compare``), writing ``eval/`` and ``report.md``.
+campaigns (:func:`~budgetgym.agents.report.compare_run`), writing ``eval/`` and ``report.md``.
 
 ``resume(run_dir)`` continues from the latest checkpoint with the same step counter, optimizer
 state and normalization statistics. ``train_seeds`` trains several seeds in parallel processes
@@ -18,12 +18,13 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
@@ -55,13 +56,15 @@ from budgetgym.agents.checkpoints import (
 # LinearSchedule: checkpoints that pickled it as budgetgym.agents.training.LinearSchedule load it.
 from budgetgym.agents.config import LinearSchedule, TrainConfig, load_config  # noqa: F401
 from budgetgym.agents.evaluation import versus_best_rule
+from budgetgym.agents.progress import LineProgress, is_terminal
+from budgetgym.agents.report import compare_run
 from budgetgym.agents.residual import (
     ActionDecayPolicy,
     ResidualAction,
     base_action,
     check_residual_base,
 )
-from budgetgym.envs import EVAL_SEED_START, SCENARIO_NAMES, TRAIN_SEED_LIMIT, BudgetVecEnv
+from budgetgym.envs import TRAIN_SEED_LIMIT, BudgetVecEnv
 from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_missed
 
 POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLstmPolicy"}
@@ -643,7 +646,7 @@ def _learn(
         paths.root, model.num_timesteps, False, elapsed, checkpoint, validation.last_metrics
     )
     if final_comparison and config.eval.final_episodes > 0:
-        result.comparison = compare_run(paths, config, [str(paths.root)], progress, log)
+        result.comparison = compare_run(paths, config, [str(paths.root)], progress)
     return result
 
 
@@ -660,102 +663,6 @@ def _install_sigint(stop: StopOnRequestCallback, log: Callable[[str], None]) -> 
         return signal.signal(signal.SIGINT, handler)
     except ValueError:  # not the main thread: no handler
         return signal.getsignal(signal.SIGINT)
-
-
-# --------------------------------------------------------------------------------------------
-# Final comparison (held-out seeds) and report
-# --------------------------------------------------------------------------------------------
-def baseline_names() -> list[str]:
-    """Names of the rule baselines (empty if the baselines module is unavailable)."""
-    try:
-        from budgetgym.agents.baselines import BASELINES
-    except ImportError:
-        return []
-    return list(BASELINES)
-
-
-def compare_run(
-    paths: RunPaths,
-    config: TrainConfig,
-    policy_specs: list[str],
-    progress: bool,
-    log: Callable[[str], None] = print,
-) -> list[dict[str, Any]] | None:
-    """Compare trained policies with every baseline and the oracle on held-out campaigns.
-
-    Writes ``eval/`` (leaderboard.json/.md and plots via ``budgetgym compare``) and
-    ``report.md``. Returns the leaderboard rows (None if the evaluation module is missing).
-    """
-    try:
-        from budgetgym.agents.evaluation import compare
-    except ImportError as err:
-        log(f"Skipping the final comparison: {err}.")
-        return None
-    scenarios = list(config.eval.final_scenarios or [s for s in SCENARIO_NAMES if s != "mixed"])
-    specs = [*policy_specs, *baseline_names(), "oracle"]
-    rows = compare(
-        list(policy_specs),  # compare adds every baseline and the oracle
-        scenarios,
-        config.eval.final_episodes,
-        EVAL_SEED_START,
-        paths.eval,
-        progress=progress,
-        horizon_hours=config.env.horizon_hours,
-    )
-    write_report(paths, config, rows, specs, scenarios)
-    log(f"Held-out comparison: {paths.eval / 'leaderboard.md'}; summary in {paths.report}.")
-    return rows
-
-
-def write_report(
-    paths: RunPaths,
-    config: TrainConfig,
-    rows: list[dict[str, Any]],
-    specs: list[str],
-    scenarios: list[str],
-) -> None:
-    """``report.md``: the command, the config and the held-out leaderboard."""
-    leaderboard = paths.eval / "leaderboard.md"
-    table = leaderboard.read_text() if leaderboard.is_file() else _rows_markdown(rows)
-    commands = paths.command.read_text().strip() if paths.command.is_file() else ""
-    text = [
-        f"# Run report: {paths.root.name}",
-        "",
-        f"Algorithm `{config.algorithm}`, seed {config.seed}, "
-        f"{config.total_timesteps:,} env steps, trained on `{', '.join(config.env.scenarios)}`.",
-        "",
-        "Commands:",
-        "",
-        "```",
-        commands,
-        "```",
-        "",
-        f"Held-out evaluation: {config.eval.final_episodes} campaigns per scenario, seeds from "
-        f"{EVAL_SEED_START:,}; scenarios {', '.join(scenarios)}; policies {', '.join(specs)}.",
-        "",
-        table,
-        "",
-        "Files: `eval/leaderboard.json`, `eval/leaderboard.md`, plots in `eval/`; "
-        "TensorBoard: `tensorboard --logdir " + str(paths.tensorboard) + "`.",
-        "",
-    ]
-    paths.report.write_text("\n".join(text))
-
-
-def _rows_markdown(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "(no rows)"
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(k)) for k in keys) + " |")
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4g}"
-    return str(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -849,21 +756,31 @@ def train_seeds(
     run_dirs = [Path(run_dir) for _, run_dir, _, _ in results]
     rows = None
     if config.eval.final_episodes > 0:
-        rows = compare_run(paths, config, [str(d) for d in run_dirs], progress, log)
+        rows = compare_run(paths, config, [str(d) for d in run_dirs], progress)
+        log(f"Held-out comparison: {paths.eval / 'leaderboard.md'}; summary in {paths.report}.")
     summary = aggregate_seeds(root, run_dirs, rows)
     log(f"Aggregate over seeds {list(seeds)}: {root / 'aggregate.md'}")
     return summary
 
 
 class _SeedBars:
-    """One rich progress row per seed, fed by worker reports."""
+    """One rich progress row per seed on a terminal, else one :class:`LineProgress` per seed
+    (plain lines, no carriage returns); fed by worker reports."""
 
-    def __init__(self, seeds: Sequence[int], total: int, enabled: bool) -> None:
+    def __init__(
+        self, seeds: Sequence[int], total: int, enabled: bool, stream: TextIO | None = None
+    ) -> None:
         self.enabled = enabled
         self.tasks: dict[int, Any] = {}
+        self.lines: dict[int, LineProgress] = {}
+        self.progress: Any = None
         if not enabled:
             return
-        self.progress = training_progress("seed {task.fields[seed]}")
+        stream = sys.stdout if stream is None else stream
+        if not is_terminal(stream):
+            self.lines = {seed: LineProgress(f"seed {seed}", total, stream) for seed in seeds}
+            return
+        self.progress = training_progress("seed {task.fields[seed]}", stream=stream)
         self.progress.start()
         for seed in seeds:
             self.tasks[seed] = self.progress.add_task("", total=total, seed=seed, metrics="")
@@ -871,13 +788,16 @@ class _SeedBars:
     def drain(self, queue: Any) -> None:
         while not queue.empty():
             seed, step, metrics = queue.get()
-            if self.enabled:
+            if seed in self.lines:
+                self.lines[seed].set_postfix_str(format_metrics(metrics))
+                self.lines[seed].update(step - self.lines[seed].n)
+            elif self.progress is not None:
                 self.progress.update(
                     self.tasks[seed], completed=step, metrics=format_metrics(metrics)
                 )
 
     def stop(self) -> None:
-        if self.enabled:
+        if self.progress is not None:
             self.progress.stop()
 
 
@@ -946,7 +866,9 @@ def aggregate_seeds(
         lines += [f"| {k} | {m:,.4g} ± {h:,.3g} |" for k, (m, h) in metrics.items()]
     if verdicts:
         lines += ["", "## Against the best rule (held out)", ""]
-        lines += ["| scenario | seeds that beat it | GMV ratio per seed | ROI miss per seed |"]
+        lines += [
+            "| scenario | seeds that beat it | GMV / rule's GMV per seed | ROI miss per seed |"
+        ]
         lines += ["|---|---|---|---|"]
         for scenario, group in verdicts.items():
             met = sum(v["beats_rule"] for v in group)
@@ -962,15 +884,16 @@ def aggregate_seeds(
 
 
 def plot_learning_curves(run_dirs: Sequence[Path], out: Path) -> Path:
-    """Validation GMV and % of oracle against env steps: one thin line per seed, mean in bold."""
+    """Validation GMV (as % of the oracle's total when recorded) and ROI violation rate against
+    env steps: one thin line per seed, their mean in bold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metrics = [("gmv", "validation GMV (CNY)"), ("roi_violation_rate", "ROI violation rate")]
-    if any("pct_of_oracle" in r for d in run_dirs for r in read_evaluations(d)):
-        metrics[0] = ("pct_of_oracle", "validation % of oracle GMV")
+    if any("gmv_ratio_to_oracle_pct" in r for d in run_dirs for r in read_evaluations(d)):
+        metrics[0] = ("gmv_ratio_to_oracle_pct", "validation total GMV, % of the oracle's")
     fig, axes = plt.subplots(1, len(metrics), figsize=(11, 4))
     for ax, (key, label) in zip(axes, metrics, strict=True):
         curves = []

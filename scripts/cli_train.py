@@ -102,7 +102,7 @@ def train_command(args: argparse.Namespace) -> int:
     from budgetgym.agents.checkpoints import RunPaths
     from budgetgym.agents.config import load_config, resolve_config_path
 
-    console = Console()
+    console = Console(soft_wrap=True)  # no line breaks inside paths
     check_positive("--total-timesteps", args.total_timesteps)
     check_positive("--workers", args.workers)
     check_positive("--torch-threads", args.torch_threads)
@@ -174,11 +174,11 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _finish(console, result) -> int:  # noqa: ANN001
-    leaderboard = result.run_dir / "eval" / "leaderboard.md"
-    if result.comparison is not None and leaderboard.is_file():
-        console.print(leaderboard.read_text())
-    console.print(f"Run directory: {result.run_dir}")
-    console.print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tb'}")
+    from budgetgym.agents.report import closing_lines, verdict_lines
+
+    compared = result.comparison is not None
+    for line in [*verdict_lines(result.comparison or []), *closing_lines(result.run_dir, compared)]:
+        console.print(line, highlight=False, markup=False)
     return 130 if result.interrupted else 0
 
 

@@ -49,6 +49,10 @@ def test_evaluate_reports_every_field():
     assert s["roi_violation_rate"] == pytest.approx(np.mean(violated))
     pct = [100 * row["gmv"] / row["oracle_gmv"] for row in result.episodes]
     assert s["pct_of_oracle_mean"] == pytest.approx(np.mean(pct))
+    oracle = np.array([row["oracle_gmv"] for row in result.episodes])
+    assert s["gmv_ratio_to_oracle_pct"] == pytest.approx(100 * gmv.sum() / oracle.sum())
+    lo, hi = s["gmv_ratio_to_oracle_ci95"]
+    assert lo < s["gmv_ratio_to_oracle_pct"] < hi
     assert result.traces["cum_spend_cny"].shape == (6, HORIZON)
     # The pacing profile adds up to the budget used (one day: the horizon is 24 h).
     assert len(s["spend_share_by_day"]) == 1
@@ -173,7 +177,9 @@ def test_compare_writes_leaderboard_and_plots(tmp_path):
         (p, s) for p in (*BASELINE_NAMES, "oracle") for s in ("hit_product", "double11_promotion")
     }
     text = (tmp_path / "leaderboard.md").read_text()
-    assert text.count("### ") == 2 and "% of oracle" in text
+    assert text.count("### ") == 2
+    assert "GMV % of oracle, ratio of totals" in text
+    assert "GMV % of oracle, mean per campaign" in text
     for name in (
         "gmv_vs_oracle.png",
         "pacing.png",
@@ -295,7 +301,9 @@ def test_cli_evaluate_and_compare_smoke(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (out / "episodes.csv").exists()
-    assert json.loads((out / "summary.json").read_text())["episodes"] == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] == 3
+    assert f"total GMV {summary['gmv_ratio_to_oracle_pct']:.1f}% of the oracle's" in done.stdout
 
     board = tmp_path / "board"
     done = _cli(
@@ -312,6 +320,8 @@ def test_cli_evaluate_and_compare_smoke(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (board / "leaderboard.md").exists() and (board / "gmv_vs_oracle.png").exists()
+    assert "| # | policy" not in done.stdout and "of the oracle's" in done.stdout
+    assert f"to {board}\n" in done.stdout  # the output folder, on one unbroken line
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):

@@ -26,11 +26,13 @@ from budgetgym.agents.callbacks import (
 )
 from budgetgym.agents.checkpoints import (
     RunPaths,
+    describe_checkpoint,
     load_checkpoint,
     load_run_policy,
     read_meta,
 )
 from budgetgym.agents.config import validate_config
+from budgetgym.agents.report import OUTCOMES
 from budgetgym.agents.residual import ResidualAction, base_action
 from budgetgym.agents.training import (
     DenseRoiPenalty,
@@ -88,9 +90,12 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     data = tiny(eval={"references": True, "final_episodes": 2, "final_scenarios": ["hit_product"]})
     config = write_config(tmp_path, data)
     overrides = ("hyperparams.learning_rate=1e-3", "hyperparams.policy_kwargs.net_arch=[32, 32]")
-    proc = cli("train", "--config", str(config), "--run-dir", "run", "--no-progress",
-               "--set", *overrides, cwd=tmp_path)  # fmt: skip
+    proc = cli("train", "--config", str(config), "--run-dir", "run", "--set", *overrides,
+               cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Not a terminal: progress as plain lines, no bars redrawn with carriage returns.
+    assert "\r" not in proc.stdout + proc.stderr
+    assert "train: 100% (192/192 steps)" in proc.stdout
     run = RunPaths(tmp_path / "run")
     recorded = yaml.safe_load(run.config.read_text())
     assert recorded["total_timesteps"] == 192
@@ -114,6 +119,17 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     report = run.report.read_text()
     assert "budgetgym train --config" in report
     assert "### Against the best rule" in report and "| run | hit_product |" in report
+    # The checkpoint evaluated is named in the report, the leaderboard and the terminal.
+    used = str(describe_checkpoint(run.root))
+    assert used.startswith(("best/ at step ", "final/ at step "))
+    assert f"`run`: `{used}`" in report and used in (run.eval / "leaderboard.md").read_text()
+    # The terminal ends with the verdict and the paths, not the tables.
+    assert "| # | policy" not in proc.stdout
+    verdict = proc.stdout[proc.stdout.index("Against the best rule") :].splitlines()
+    assert verdict[1].split()[0] == "hit_product" and verdict[1].split()[1] in OUTCOMES
+    assert f"Evaluated run: {used}" in proc.stdout
+    for line in (f"Report: {run.report.relative_to(tmp_path)}", "tensorboard --logdir run/tb"):
+        assert line in proc.stdout
     # TensorBoard: SB3 scalars, domain scalars, references.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -121,7 +137,8 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     events.Reload()
     tags = set(events.Tags()["scalars"])
     expected = {"train/value_loss", "eval/gmv", "eval/roi", "eval/roi_violation_rate",
-                "eval/pct_of_oracle", "eval/budget_utilization", "eval/spend_share/search",
+                "eval/pct_of_oracle", "eval/gmv_ratio_to_oracle_pct", "eval/budget_utilization",
+                "eval/spend_share/search",
                 "reference/oracle_gmv", "reference/best_baseline_gmv"}  # fmt: skip
     assert expected <= tags, expected - tags
     assert events.PluginTagToContent("hparams")
