@@ -38,7 +38,9 @@ class MultiChannelBudgetEnv(gym.Env):
     ``(4**a0 - 0.25) / 0.75 * budget_left / hours_left`` (-1: nothing, 0: even pacing, +1: five
     times even pacing), never more than the budget left. ``a[1:]`` are channel logits; the
     split is ``softmax(3 * a[1:])``. Money a channel cannot absorb stays in the budget.
-    NaN/inf, values outside [-1, 1], a wrong shape or a non-numeric dtype raise ``ValueError``.
+    NaN/inf, values outside [-1, 1] (however close: float32 holds ±1 exactly, so float32
+    clipping lands inside), a wrong shape or a non-numeric dtype raise ``ValueError`` naming
+    the offending entry and its exact value.
 
     ## Observation Space
     ``Box((77,), float32)``: 17 campaign features, then 10 features for each of the 6 channels,
