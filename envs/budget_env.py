@@ -9,7 +9,7 @@ import numpy as np
 
 from budgetgym.envs.campaigns import OBS_HIGH, OBS_LOW, BatchedCampaigns, info_at
 from budgetgym.envs.core import ACTION_DIM
-from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
+from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT, check_seed
 
 
 def observation_space() -> gym.spaces.Box:
@@ -109,10 +109,16 @@ class MultiChannelBudgetEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict]:
-        """Start a campaign: ``seed`` picks it (the same seed is always the same campaign)."""
+        """Start a campaign: ``seed`` picks it (the same seed is always the same campaign).
+
+        Raises:
+            ValueError: ``seed`` is not a non-negative integer.
+        """
+        if seed is not None:
+            seed = check_seed(seed)
         super().reset(seed=seed)
         if seed is not None:
-            self.campaign_seed = int(seed)
+            self.campaign_seed = seed
         else:
             self.campaign_seed = int(self.np_random.integers(0, TRAIN_SEED_LIMIT))
         obs, info = self.campaigns.reset([self.campaign_seed])
