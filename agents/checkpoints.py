@@ -113,11 +113,15 @@ class RunPaths:
         return self.checkpoints / f"step_{step:09d}"
 
     def list_checkpoints(self) -> list[Path]:
-        """Complete periodic checkpoints, oldest first."""
+        """Complete periodic checkpoints, oldest first by the step their metadata records.
+
+        The folder names order them only below 1e9 steps (``step_1000000000`` sorts before
+        ``step_999500000``). Raises ``ValueError`` for a checkpoint whose metadata is corrupt.
+        """
         if not self.checkpoints.is_dir():
             return []
         found = [p for p in self.checkpoints.glob("step_*") if (p / META_FILE).is_file()]
-        return sorted(found, key=lambda p: p.name)
+        return sorted(found, key=checkpoint_step)
 
     def latest_checkpoint(self) -> Path:
         """The most recent checkpoint (periodic or final); ``FileNotFoundError`` if none."""
@@ -126,7 +130,7 @@ class RunPaths:
             candidates.append(self.final)
         if not candidates:
             raise FileNotFoundError(f"No checkpoint in run directory {self.root} to resume from.")
-        return max(candidates, key=lambda p: (read_meta(p).get("num_timesteps", -1), p.name))
+        return max(candidates, key=lambda p: (checkpoint_step(p), p.name))
 
 
 def versions() -> dict[str, Any]:
@@ -284,6 +288,21 @@ def read_meta(directory: Path) -> dict[str, Any]:
             f"{path} is not budgetgym checkpoint metadata (expected format {CHECKPOINT_FORMAT})."
         )
     return meta
+
+
+def checkpoint_step(directory: Path) -> int:
+    """Env steps a checkpoint was saved at (``num_timesteps`` in its metadata).
+
+    Raises:
+        ValueError: the metadata is missing, corrupt, foreign or has no step count.
+    """
+    step = read_meta(directory).get("num_timesteps")
+    if type(step) is not int or step < 0:
+        raise ValueError(
+            f"Checkpoint metadata {Path(directory) / META_FILE} is corrupt (num_timesteps "
+            f"{step!r} is not a step count)."
+        )
+    return step
 
 
 def check_compatible(meta: dict[str, Any], where: Path) -> None:

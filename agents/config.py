@@ -11,9 +11,12 @@ A config has five parts::
     eval: {eval_freq: 100000, n_eval_episodes: 64, ...}
     checkpoint: {save_freq: 200000}
 
-Every model rejects unknown keys (``extra="forbid"``) and is immutable. Hyperparameter fields
-are named exactly as the Stable-Baselines3 constructor arguments, so the mapping to the
-algorithm is ``ALGO(**config.hyperparams.sb3_kwargs())``. Validation errors are turned into one
+Every model rejects unknown keys (``extra="forbid"``) and is immutable, and its scalars are
+strictly typed (``n_envs: true`` or ``norm_obs: "yes"`` fail; a whole float such as ``6.0e+6``
+counts as an integer). A key given twice in one YAML mapping and an empty (or comment-only)
+file are refused: ``algorithm: ppo`` asks for the defaults. Hyperparameter fields are named
+exactly as the Stable-Baselines3 constructor arguments, so the mapping to the algorithm is
+``ALGO(**config.hyperparams.sb3_kwargs())``. Validation errors are turned into one
 ``ValueError`` sentence naming the key, what was expected and, for a misspelt key, the closest
 valid one.
 
@@ -29,8 +32,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 import budgetgym
 from budgetgym.envs import HORIZON_HOURS, REWARD_MODES, SCENARIO_NAMES
@@ -39,8 +54,21 @@ EXPERIMENTS_DIR = Path(budgetgym.__file__).parent / "experiments"
 ALGORITHMS = ("ppo", "sac", "recurrent_ppo")
 ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0.0)]
+
+def _as_int(value: Any) -> Any:
+    """A float without a fraction (YAML configs write counts as ``6.0e+6``) or a numpy integer
+    as an int; anything else unchanged, for the strict check."""
+    if (isinstance(value, float) and value.is_integer()) or isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# Strict scalar types: pydantic's lax mode would read `n_envs: true` as 1 and `norm_obs: 1` or
+# `"yes"` as true. An integer field takes an int or a whole float (not a bool, a string or a
+# fraction); a float field takes an int or a float (not a bool or a string).
+Integer = Annotated[int, Strict(), BeforeValidator(_as_int)]
+PositiveInt = Annotated[Integer, Field(gt=0)]
+NonNegFloat = Annotated[StrictFloat, Field(ge=0.0)]
 #: A stateless rule of budgetgym.agents.residual (RESIDUAL_BASES), or none.
 RuleBase = Literal[
     "none", "obs_pacing", "obs_pacing_unthrottled", "obs_thompson", "obs_price_aware"
@@ -48,7 +76,8 @@ RuleBase = Literal[
 
 
 class _Frozen(BaseModel):
-    """Base of every config model: immutable, unknown keys rejected, strict-ish types."""
+    """Base of every config model: immutable, unknown keys rejected; fields use the strict
+    scalar types above."""
 
     # allow_inf_nan=False: a YAML `.inf` or `.nan` (say, an infinite penalty) fails here, by name,
     # instead of turning rewards or losses into inf/NaN mid-training.
@@ -90,7 +119,7 @@ class EnvConfig(_Frozen):
     twin's hourly reward is subtracted from the agent's. The twin does not depend on the
     agent's actions, so the policy gradient keeps its expectation, while the campaign's luck
     (its hidden CVR, the traffic it met) leaves the returns."""
-    twin_pays_roi_charge: bool = False
+    twin_pays_roi_charge: StrictBool = False
     """With ``paired_baseline`` and ``reward_shaping: dense_roi_penalty``: the twin pays its
     own hourly ROI charge too, so what is subtracted is its full shaped reward (the luck in the
     ROI penalty cancels as well). Without it the twin's subtracted reward is its GMV alone."""
@@ -171,12 +200,12 @@ class PolicyKwargs(_Frozen):
     """Hidden layer sizes: shared ``[64, 64]`` or ``{pi: [...], vf: [...]}`` (``qf`` for SAC)."""
     activation_fn: Literal[ACTIVATIONS] = "tanh"  # type: ignore[valid-type]
     """Activation between hidden layers."""
-    log_std_init: float = 0.0
+    log_std_init: StrictFloat = 0.0
     """Initial log standard deviation of the Gaussian actions (PPO, recurrent PPO)."""
-    log_std_init_logits: float | None = None
+    log_std_init_logits: StrictFloat | None = None
     """Initial log-sd of the six channel logits (``action[1:]``) when it should differ from the
     pace's: a logit's noise is multiplied by the softmax temperature 3 (PPO without gSDE)."""
-    ortho_init: bool = True
+    ortho_init: StrictBool = True
     """Orthogonal initialisation (PPO, recurrent PPO)."""
     action_weight_decay: NonNegFloat = 0.0
     """Decoupled weight decay (AdamW) of the action head only, pulling the mean action toward 0
@@ -189,7 +218,7 @@ class PolicyKwargs(_Frozen):
     see the whole observation."""
     lstm_hidden_size: PositiveInt = 64
     """LSTM width (recurrent PPO only)."""
-    enable_critic_lstm: bool = True
+    enable_critic_lstm: StrictBool = True
     """Separate LSTM for the critic (recurrent PPO only)."""
 
     @field_validator("exclude_features")
@@ -255,7 +284,7 @@ OWN_FIELDS = frozenset({"lr_schedule", "scenario_advantage_norm"})
 class PPOParams(_Frozen):
     """Arguments of ``stable_baselines3.PPO`` (and ``sb3_contrib.RecurrentPPO``)."""
 
-    learning_rate: Annotated[float, Field(gt=0)] = 3.0e-4
+    learning_rate: Annotated[StrictFloat, Field(gt=0)] = 3.0e-4
     """Adam step size (constant, or linearly decayed with ``lr_schedule: linear``)."""
     lr_schedule: Literal["constant", "linear"] = "constant"
     """``linear`` decays the learning rate to 0 at ``total_timesteps`` (rl-zoo's ``lin_``)."""
@@ -265,29 +294,29 @@ class PPOParams(_Frozen):
     """Minibatch size; must divide ``n_steps * n_envs``."""
     n_epochs: PositiveInt = 10
     """Passes over each rollout."""
-    gamma: Annotated[float, Field(gt=0, le=1)] = 0.995
+    gamma: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.995
     """Discount factor (also used by reward normalization)."""
-    gae_lambda: Annotated[float, Field(ge=0, le=1)] = 0.95
+    gae_lambda: Annotated[StrictFloat, Field(ge=0, le=1)] = 0.95
     """GAE bias-variance trade-off."""
-    clip_range: Annotated[float, Field(gt=0)] = 0.2
+    clip_range: Annotated[StrictFloat, Field(gt=0)] = 0.2
     """PPO ratio clipping."""
     ent_coef: NonNegFloat = 0.0
     """Entropy bonus."""
     vf_coef: NonNegFloat = 0.5
     """Value-loss weight."""
-    max_grad_norm: Annotated[float, Field(gt=0)] = 0.5
+    max_grad_norm: Annotated[StrictFloat, Field(gt=0)] = 0.5
     """Gradient clipping norm."""
-    target_kl: Annotated[float, Field(gt=0)] | None = None
+    target_kl: Annotated[StrictFloat, Field(gt=0)] | None = None
     """Early stop of an update when the approximate KL exceeds this (None: off)."""
-    normalize_advantage: bool = True
+    normalize_advantage: StrictBool = True
     """Normalize advantages per minibatch."""
-    scenario_advantage_norm: bool = False
+    scenario_advantage_norm: StrictBool = False
     """Before each update, standardize the advantages within each scenario's campaigns
     (``ScenarioAdvantageNorm``), so that no scenario's noise sets the others' step size."""
-    use_sde: bool = False
+    use_sde: StrictBool = False
     """Generalized state-dependent exploration (gSDE, Raffin et al. 2022) instead of independent
     Gaussian noise; ``log_std_init`` then sets the noise weights' log-sd (rl-zoo uses -2)."""
-    sde_sample_freq: Annotated[int, Field(ge=-1)] = -1
+    sde_sample_freq: Annotated[Integer, Field(ge=-1)] = -1
     """With ``use_sde``: resample the noise every this many steps (-1: once per rollout)."""
     policy_kwargs: PolicyKwargs = PolicyKwargs()
     """Network architecture."""
@@ -309,25 +338,25 @@ class PPOParams(_Frozen):
 class SACParams(_Frozen):
     """Arguments of ``stable_baselines3.SAC``."""
 
-    learning_rate: Annotated[float, Field(gt=0)] = 3.0e-4
+    learning_rate: Annotated[StrictFloat, Field(gt=0)] = 3.0e-4
     """Adam step size."""
     lr_schedule: Literal["constant", "linear"] = "constant"
     """``linear`` decays the learning rate to 0 at ``total_timesteps``."""
     buffer_size: PositiveInt = 300_000
     """Replay buffer capacity (transitions)."""
-    learning_starts: Annotated[int, Field(ge=0)] = 10_000
+    learning_starts: Annotated[Integer, Field(ge=0)] = 10_000
     """Transitions collected before the first update."""
     batch_size: PositiveInt = 512
     """Minibatch size."""
-    tau: Annotated[float, Field(gt=0, le=1)] = 0.005
+    tau: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.005
     """Target network soft-update rate."""
-    gamma: Annotated[float, Field(gt=0, le=1)] = 0.995
+    gamma: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.995
     """Discount factor."""
     train_freq: PositiveInt = 1
     """Env steps (of all campaigns at once) between updates."""
-    gradient_steps: int = 4
+    gradient_steps: Integer = 4
     """Gradient steps per update (-1: as many as transitions collected)."""
-    ent_coef: str | float = "auto"
+    ent_coef: str | StrictFloat = "auto"
     """Entropy coefficient, or ``auto`` to learn it."""
     policy_kwargs: PolicyKwargs = PolicyKwargs(net_arch=(256, 256), activation_fn="relu")
     """Network architecture."""
@@ -368,26 +397,26 @@ def _schedule(value: float, kind: str) -> Any:
 class NormalizeConfig(_Frozen):
     """``VecNormalize`` arguments (its ``gamma`` is the algorithm's)."""
 
-    norm_obs: bool = True
+    norm_obs: StrictBool = True
     """Running mean/std normalization of observations."""
-    norm_reward: bool = True
+    norm_reward: StrictBool = True
     """Scale rewards by the running std of the discounted return."""
-    clip_obs: Annotated[float, Field(gt=0)] = 10.0
+    clip_obs: Annotated[StrictFloat, Field(gt=0)] = 10.0
     """Clip normalized observations to ``[-clip_obs, clip_obs]``."""
-    clip_reward: Annotated[float, Field(gt=0)] = 10.0
+    clip_reward: Annotated[StrictFloat, Field(gt=0)] = 10.0
     """Clip normalized rewards."""
 
 
 class EvalConfig(_Frozen):
     """Periodic evaluation on validation seeds and the final held-out comparison."""
 
-    eval_freq: Annotated[int, Field(ge=0)] = 200_000
+    eval_freq: Annotated[Integer, Field(ge=0)] = 200_000
     """Env steps (all campaigns counted) between evaluations; 0 disables periodic evaluation."""
     n_eval_episodes: PositiveInt = 64
     """Validation campaigns per scenario (seeds from 900,000)."""
-    references: bool = True
+    references: StrictBool = True
     """Log constant reference scalars for the best baseline and the oracle on the same seeds."""
-    final_episodes: Annotated[int, Field(ge=0)] = 200
+    final_episodes: Annotated[Integer, Field(ge=0)] = 200
     """Held-out campaigns per scenario in the final comparison (seeds from 1,000,000; 0: skip)."""
     final_scenarios: tuple[str, ...] | None = None
     """Scenarios of the final comparison (default: every scenario)."""
@@ -404,7 +433,7 @@ class EvalConfig(_Frozen):
 class CheckpointConfig(_Frozen):
     """Periodic checkpoints (model, optimizer and normalization statistics together)."""
 
-    save_freq: Annotated[int, Field(ge=0)] = 500_000
+    save_freq: Annotated[Integer, Field(ge=0)] = 500_000
     """Env steps between checkpoints (0: only at the end or on Ctrl-C)."""
     keep_last: PositiveInt = 3
     """Periodic checkpoints kept on disk (older ones are deleted)."""
@@ -418,7 +447,7 @@ class TrainConfig(_Frozen):
 
     algorithm: Literal[ALGORITHMS] = "ppo"  # type: ignore[valid-type]
     """``ppo`` (default), ``sac`` or ``recurrent_ppo`` (sb3-contrib)."""
-    seed: Annotated[int, Field(ge=0, lt=800_000)] = 0
+    seed: Annotated[Integer, Field(ge=0, lt=800_000)] = 0
     """Seeds torch, numpy and the training campaigns (evaluation seeds are fixed ranges)."""
     total_timesteps: PositiveInt = 2_000_000
     """Env steps to train for (one step = one campaign-hour)."""
@@ -495,8 +524,28 @@ def _factor_near(total: int, wanted: int) -> int:
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping in a YAML file gives the same key twice (YAML requires unique keys)."""
+
+
 class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e6`` and ``3e-4`` as floats (YAML 1.2 numbers)."""
+    """SafeLoader that also reads ``1e6`` and ``3e-4`` as floats (YAML 1.2 numbers) and raises
+    ``DuplicateKeyError`` for a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # `<<` merges may be overridden; complex keys get SafeLoader's checks
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise DuplicateKeyError(
+                    f"key {key!r} appears twice in one mapping (lines {first_line[key]} and "
+                    f"{line}); keep one"
+                )
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _FLOAT = re.compile(
@@ -528,7 +577,8 @@ def resolve_config_path(path: str | Path) -> Path:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a syntax error or a non-mapping raises ``ValueError``."""
+    """Read a YAML mapping; a syntax error, a repeated key, an empty file or a non-mapping
+    raises ``ValueError``."""
     path = Path(path)
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)  # noqa: S506
@@ -537,7 +587,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValueError(f"Config {path} is not a UTF-8 text file.") from None
     if data is None:
-        data = {}
+        raise ValueError(
+            f"Config {path} is empty (or only comments); to train with the defaults, write "
+            "`algorithm: ppo` (or `{}`) in it."
+        )
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise ValueError(f"Config {path} must be a mapping of keys to values, got a {kind}.")

@@ -9,7 +9,7 @@ import numpy as np
 
 from budgetgym.envs.campaigns import OBS_HIGH, OBS_LOW, BatchedCampaigns, info_at
 from budgetgym.envs.core import ACTION_DIM
-from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
+from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT, check_seed
 
 
 def observation_space() -> gym.spaces.Box:
@@ -38,7 +38,9 @@ class MultiChannelBudgetEnv(gym.Env):
     ``(4**a0 - 0.25) / 0.75 * budget_left / hours_left`` (-1: nothing, 0: even pacing, +1: five
     times even pacing), never more than the budget left. ``a[1:]`` are channel logits; the
     split is ``softmax(3 * a[1:])``. Money a channel cannot absorb stays in the budget.
-    NaN/inf, values outside [-1, 1], a wrong shape or a non-numeric dtype raise ``ValueError``.
+    NaN/inf, values outside [-1, 1] (however close: float32 holds ±1 exactly, so float32
+    clipping lands inside), a wrong shape or a non-numeric dtype raise ``ValueError`` naming
+    the offending entry and its exact value.
 
     ## Observation Space
     ``Box((77,), float32)``: 17 campaign features, then 10 features for each of the 6 channels,
@@ -107,10 +109,16 @@ class MultiChannelBudgetEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict]:
-        """Start a campaign: ``seed`` picks it (the same seed is always the same campaign)."""
+        """Start a campaign: ``seed`` picks it (the same seed is always the same campaign).
+
+        Raises:
+            ValueError: ``seed`` is not a non-negative integer.
+        """
+        if seed is not None:
+            seed = check_seed(seed)
         super().reset(seed=seed)
         if seed is not None:
-            self.campaign_seed = int(seed)
+            self.campaign_seed = seed
         else:
             self.campaign_seed = int(self.np_random.integers(0, TRAIN_SEED_LIMIT))
         obs, info = self.campaigns.reset([self.campaign_seed])

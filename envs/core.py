@@ -122,25 +122,35 @@ def action_to_spend_request(
 
 
 def check_actions(action: np.ndarray) -> None:
-    """Raise ``ValueError`` for NaN/inf or values outside ``[-1, 1]`` in ``(n, dim)`` actions."""
+    """Raise ``ValueError`` for NaN/inf or values outside ``[-1, 1]`` in ``(n, dim)`` actions.
+
+    The bounds are exact, with no tolerance: float32 holds -1 and 1 exactly, so actions clipped
+    in float32 (SB3's ``predict``, the ONNX export, the residual wrapper) or in float64 are
+    inside. The message names the first offending entry and its exact value.
+    """
     status = _check_actions_kernel(action)
+    if status == 0:
+        return
+    bad = ~np.isfinite(action) if status == 1 else np.abs(action) > 1.0
+    where = np.argwhere(bad)
+    row, col = where[0]
+    first = f"actions[{row}, {col}] = {float(action[row, col])!r}"
+    more = f" (and {len(where) - 1} more)" if len(where) > 1 else ""
     if status == 1:
-        raise ValueError("Actions contain NaN or inf.")
-    if status == 2:
-        raise ValueError(
-            f"Actions must lie in [-1, 1], got values in [{action.min():.4g}, {action.max():.4g}]."
-        )
+        raise ValueError(f"Actions contain NaN or inf: {first}{more}.")
+    raise ValueError(f"Actions must lie in [-1, 1] (they are never clipped): {first}{more}.")
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _check_actions_kernel(action):
-    """Returns 0 (ok), 1 (NaN/inf) or 2 (out of [-1, 1])."""
+    """Returns 0 (ok), 1 (NaN/inf somewhere) or 2 (finite, but out of [-1, 1] somewhere)."""
+    status = 0
     for a in action.ravel():
         if not np.isfinite(a):
             return 1
-        if abs(a) > 1.0 + 1e-6:  # tolerance for float32 round-off only
-            return 2
-    return 0
+        if abs(a) > 1.0:
+            status = 2
+    return status
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -6,6 +6,7 @@ loads it on first access. Seeding and resets as in :mod:`budgetgym.envs.vector`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from budgetgym.envs.budget_env import action_space, observation_space
 from budgetgym.envs.campaigns import BatchedCampaigns, CampaignInfo
-from budgetgym.envs.scenarios import HORIZON_HOURS
+from budgetgym.envs.scenarios import HORIZON_HOURS, check_seed
 from budgetgym.envs.vector import CampaignSeeder, check_num_envs
 
 
@@ -40,6 +41,18 @@ class BudgetVecEnv(VecEnv):
         super().__init__(num_envs, observation_space(), action_space())
         self.seeder = CampaignSeeder(self.num_envs)
         self._actions: np.ndarray | None = None
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """Campaigns ``seed, ..., seed + n - 1`` at the next ``reset``; None: random training
+        seeds (SB3's default draws any 32-bit seed, the held-out range included).
+
+        Raises:
+            ValueError: ``seed`` is not a non-negative integer.
+        """
+        if seed is None:
+            self._reset_seeds()
+            return self._seeds
+        return super().seed(check_seed(seed))
 
     def reset(self) -> np.ndarray:
         seed = self._seeds[0]

@@ -137,6 +137,14 @@ COLDSTART_DECAY_HOURS = 72.0
 NO_EVENT_HOUR = 10_000  # an event start past any horizon
 
 
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` as an int: a Python or numpy integer >= 0; anything else (a bool, a float even
+    if whole, a string) raises ``ValueError`` naming ``what`` and the value."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {seed!r}.")
+    return int(seed)
+
+
 def scenario_description(name: str) -> str:
     """One-line description of a scenario name (including ``mixed``)."""
     return MIXED_DESCRIPTION if name == MIXED else resolve_scenario(name).description

@@ -5,12 +5,14 @@ Both views step all campaigns with one numpy call (no Python loop per env). All 
 share the horizon, so they end together and are reset together (autoreset in the same step:
 the returned observation is the new episode's first, the final one is in the info).
 
-Seeds: ``reset(seed=s)`` starts campaigns ``s, s+1, ..., s+n-1``; later episodes draw campaign
-seeds from a generator seeded with ``s``, always in the training range (< 900,000).
+Seeds: ``reset(seed=s)`` starts campaigns ``s, s+1, ..., s+n-1``; ``reset(seed=[s0, ..., sn-1])``
+(gymnasium's one seed per sub-env) starts those campaigns. Later episodes draw campaign seeds
+from a generator seeded with the given seed(s), always in the training range (< 900,000).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -19,7 +21,10 @@ from gymnasium.vector.utils import batch_space
 
 from budgetgym.envs.budget_env import action_space, observation_space
 from budgetgym.envs.campaigns import BatchedCampaigns
-from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
+from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT, check_seed
+
+#: A vector env's ``reset`` seed: one int for all, one per sub-env (None: a random one), or None.
+VectorSeed = int | Sequence[int | None] | None
 
 
 class CampaignSeeder:
@@ -29,12 +34,27 @@ class CampaignSeeder:
         self.n_envs = n_envs
         self.rng = np.random.default_rng()
 
-    def first(self, seed: int | None) -> np.ndarray:
-        """Seeds of the first episode: ``seed + arange(n)``, or random training seeds."""
+    def first(self, seed: VectorSeed) -> np.ndarray:
+        """Seeds of the first episode: ``seed + arange(n)`` for an int, the given seeds for a
+        list (``None`` entries: random training seeds), random training seeds for None.
+
+        Raises:
+            ValueError: a seed that is not a non-negative integer, or a list of the wrong length.
+        """
         if seed is None:
             return self.next()
-        self.rng = np.random.default_rng(seed)
-        return int(seed) + np.arange(self.n_envs)
+        if not isinstance(seed, (list, tuple, np.ndarray)):
+            start = check_seed(seed)
+            self.rng = np.random.default_rng(start)
+            return start + np.arange(self.n_envs)
+        if len(seed) != self.n_envs:
+            raise ValueError(
+                f"reset(seed=[...]) needs one seed per env ({self.n_envs}), got {len(seed)}."
+            )
+        seeds = [None if s is None else check_seed(s, f"seed[{i}]") for i, s in enumerate(seed)]
+        self.rng = np.random.default_rng(None if None in seeds else seeds)
+        draws = [self.rng.integers(TRAIN_SEED_LIMIT) if s is None else s for s in seeds]
+        return np.array(draws, dtype=np.int64)
 
     def next(self) -> np.ndarray:
         """Seeds of the next episode, drawn from the training range."""
@@ -51,8 +71,9 @@ def check_num_envs(num_envs: int) -> int:
 class MultiChannelBudgetVectorEnv(gym.vector.VectorEnv):
     """``num_envs`` campaigns as a gymnasium ``VectorEnv`` (autoreset mode ``SAME_STEP``).
 
-    Accepts the same keyword arguments as ``MultiChannelBudgetEnv``. ``reset`` accepts
-    ``options={"campaign_seeds": [...]}`` to choose each campaign explicitly.
+    Accepts the same keyword arguments as ``MultiChannelBudgetEnv``. ``reset(seed=...)`` takes
+    an int or a list of one seed per env (see the module docstring); ``options={"campaign_seeds":
+    [...]}`` chooses each campaign explicitly without seeding later episodes.
     """
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
@@ -75,13 +96,15 @@ class MultiChannelBudgetVectorEnv(gym.vector.VectorEnv):
         self.seeder = CampaignSeeder(self.num_envs)
 
     def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+        self, *, seed: VectorSeed = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict]:
         seeds = (options or {}).get("campaign_seeds")
         if seeds is None:
             seeds = self.seeder.first(seed)
         elif len(seeds) != self.num_envs:
             raise ValueError(f"campaign_seeds needs {self.num_envs} seeds, got {len(seeds)}.")
+        else:
+            seeds = [check_seed(s, f"campaign_seeds[{i}]") for i, s in enumerate(seeds)]
         return self.campaigns.reset(seeds)
 
     def step(
