@@ -62,9 +62,10 @@ class CampaignSeeder:
 
 
 def check_num_envs(num_envs: int) -> int:
-    """``num_envs`` as an int; ``ValueError`` below 1."""
-    if int(num_envs) < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
+    """``num_envs`` as an int: a Python or numpy integer >= 1; anything else (below 1, a bool, a
+    float even if whole) raises ``ValueError``."""
+    if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}.")
     return int(num_envs)
 
 

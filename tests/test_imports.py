@@ -126,7 +126,8 @@ import tempfile
 from budgetgym.scripts.cli import main
 assert main(["list-scenarios"]) == 0
 with tempfile.TemporaryDirectory() as out:
-    assert main(["evaluate", "--policy", "uniform", "--episodes", "2", "--out", out]) == 2
+    assert main(["evaluate", "--policy", "uniform", "--episodes", "2", "--out", out]) == 0
+    assert main(["train", "--config", "ppo_quick", "--run-dir", out + "/run"]) == 2
 print("ok", sorted(gmv))
 """
 
@@ -140,7 +141,8 @@ def test_environment_rules_and_oracle_need_no_training_dependencies() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok" in proc.stdout
-    # The CLI's env verbs work; a verb that needs the train extra names it.
+    # The CLI's env verbs and a rule's evaluation work; a verb that needs the train extra names
+    # it.
     assert "double11_promotion" in proc.stdout
     assert 'pip install "budgetgym[train]"' in " ".join(proc.stdout.split())
 

@@ -120,3 +120,11 @@ def test_sb3_vecenv_and_single_env_seeds_are_checked() -> None:
         env.reset(seed=1.7)
     env.reset(seed=np.int64(5))
     assert env.campaign_seed == 5
+
+
+@pytest.mark.parametrize("num_envs", [0, 1.7, 2.0, True, "2"])
+def test_a_bad_number_of_envs_is_a_value_error(num_envs) -> None:
+    with pytest.raises(ValueError, match=f"num_envs must be an integer >= 1, got {num_envs!r}"):
+        gym.make_vec(ENV_ID, num_envs=num_envs, horizon_hours=2)
+    with pytest.raises(ValueError, match="num_envs must be an integer"):
+        BudgetVecEnv(num_envs, horizon_hours=2)
