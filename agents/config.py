@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import torch
 import yaml
 from pydantic import (
     BaseModel,
@@ -48,10 +49,19 @@ from pydantic import (
 )
 
 import budgetgym
+from budgetgym.agents.limits import (
+    check_campaigns,
+    check_episodes,
+    check_horizon,
+    observation_bytes,
+    oracle_market_bytes,
+)
 from budgetgym.envs import HORIZON_HOURS, REWARD_MODES, SCENARIO_NAMES
 
 EXPERIMENTS_DIR = Path(budgetgym.__file__).parent / "experiments"
 ALGORITHMS = ("ppo", "sac", "recurrent_ppo")
+#: Torch device types a run trains on (``device``; or ``auto``).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
 
 
@@ -135,6 +145,18 @@ class EnvConfig(_Frozen):
                 raise ValueError(_unknown_name("scenario", name, SCENARIO_NAMES))
         if len(set(names)) != len(names):
             raise ValueError("lists a scenario twice")
+        return value
+
+    @field_validator("n_envs")
+    @classmethod
+    def _bounded_n_envs(cls, value: int) -> int:
+        check_campaigns(value, "one hour of their observations", observation_bytes(value))
+        return value
+
+    @field_validator("horizon_hours")
+    @classmethod
+    def _bounded_horizon(cls, value: int) -> int:
+        check_horizon(value)
         return value
 
     @field_validator("reward_mode")
@@ -421,6 +443,12 @@ class EvalConfig(_Frozen):
     final_scenarios: tuple[str, ...] | None = None
     """Scenarios of the final comparison (default: every scenario)."""
 
+    @field_validator("final_episodes")
+    @classmethod
+    def _bounded_final_episodes(cls, value: int) -> int:
+        check_episodes(value)
+        return value
+
     @field_validator("final_scenarios")
     @classmethod
     def _known(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -452,7 +480,9 @@ class TrainConfig(_Frozen):
     total_timesteps: PositiveInt = 2_000_000
     """Env steps to train for (one step = one campaign-hour)."""
     device: str = "cpu"
-    """Torch device."""
+    """Torch device: ``cpu``, ``cuda``, ``cuda:N``, ``mps``, ... or ``auto`` (a GPU when
+    available). Checked against torch's device types here and against this machine's devices
+    when training starts (:func:`check_device_available`)."""
     residual_base: RuleBase = "none"
     """``obs_pacing``, ``obs_pacing_unthrottled``, ``obs_thompson`` or ``obs_price_aware``: the
     network learns a correction added to that rule's action
@@ -478,8 +508,30 @@ class TrainConfig(_Frozen):
             return {**data, "hyperparams": model.model_validate(params)}
         return data
 
+    @field_validator("device")
+    @classmethod
+    def _torch_device(cls, value: str) -> str:
+        if value == "auto":
+            return value
+        try:
+            kind = torch.device(value).type
+        except RuntimeError:
+            kind = None
+        if kind not in DEVICE_TYPES:
+            raise ValueError(
+                f"{value!r} is not a training device; use cpu, cuda, cuda:N, mps or auto"
+            )
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
+        n_eval, horizon = self.eval.n_eval_episodes, self.env.horizon_hours
+        check_campaigns(
+            n_eval,
+            "the oracle's hourly market of the validation campaigns",
+            oracle_market_bytes(n_eval, horizon),
+            key="eval.n_eval_episodes",
+        )
         hp = self.hyperparams
         expected = hyperparams_model(self.algorithm)
         if not isinstance(hp, expected):
@@ -506,6 +558,24 @@ class TrainConfig(_Frozen):
     def to_yaml(self) -> str:
         """The resolved config as YAML (loads back to an equal config)."""
         return yaml.safe_dump(_plain(self.model_dump(mode="json")), sort_keys=False)
+
+
+def check_device_available(device: str, where: str = "device") -> None:
+    """Raise ``ValueError`` when the torch ``device`` (a valid name, see ``TrainConfig.device``)
+    is not on this machine: a CUDA or MPS device torch cannot reach, or a GPU index past the
+    last. ``where`` names the setting in the message."""
+    if device == "auto":
+        return
+    target = torch.device(device)
+    if target.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (target.index or 0) >= count:
+            raise ValueError(
+                f"{where} {device!r} is not available: torch sees {count} CUDA device(s) on "
+                "this machine; use cpu or auto."
+            )
+    elif target.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{where} 'mps' is not available on this machine; use cpu or auto.")
 
 
 def _plain(value: Any) -> Any:
@@ -733,7 +803,7 @@ def format_validation_error(
         elif kind == "missing":
             message = f"{key}: required key is missing"
         elif kind == "value_error":  # our own validators: the message is complete
-            text = item["msg"].removeprefix("Value error, ")
+            text = item["msg"].removeprefix("Value error, ").removesuffix(".")
             message = f"{key}: {text}" if loc else text
         else:
             text = item["msg"]

@@ -8,6 +8,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from budgetgym.agents.limits import (
+    check_campaigns,
+    check_episodes,
+    check_horizon,
+    oracle_market_bytes,
+)
 from budgetgym.envs import EVAL_SEED_START, check_scenario
 from budgetgym.scripts.cli_common import (
     EVAL_ROOT,
@@ -86,6 +92,10 @@ def _prepare(args: argparse.Namespace, label: str, console: Console) -> Path:
     check_positive("--episodes", args.episodes)
     check_positive("--batch-size", args.batch_size)
     check_positive("--horizon-hours", args.horizon_hours)
+    check_episodes(args.episodes, key="--episodes")
+    check_horizon(args.horizon_hours, key="--horizon-hours")
+    market = oracle_market_bytes(args.batch_size, args.horizon_hours)
+    check_campaigns(args.batch_size, "the oracle's hourly market", market, key="--batch-size")
     out = args.out if args.out is not None else default_eval_dir(label)
     check_writable(out)
     batch = min(args.episodes, args.batch_size)

@@ -100,7 +100,11 @@ def train_command(args: argparse.Namespace) -> int:
     """Handler of ``budgetgym train``."""
     from budgetgym.agents import training
     from budgetgym.agents.checkpoints import RunPaths
-    from budgetgym.agents.config import load_config, resolve_config_path
+    from budgetgym.agents.config import (
+        check_device_available,
+        load_config,
+        resolve_config_path,
+    )
 
     console = Console(soft_wrap=True)  # no line breaks inside paths
     check_positive("--total-timesteps", args.total_timesteps)
@@ -115,7 +119,9 @@ def train_command(args: argparse.Namespace) -> int:
             )
         recorded = RunPaths(Path(args.resume)).config
         if recorded.is_file():
-            compile_simulator(console, _training_batch_sizes(load_config(recorded)))
+            config = load_config(recorded)
+            check_device_available(config.device, f"device of {recorded}")
+            compile_simulator(console, _training_batch_sizes(config))
         result = training.resume(
             args.resume,
             args.total_timesteps,
@@ -130,6 +136,7 @@ def train_command(args: argparse.Namespace) -> int:
         raise CLIError("Use either --seed or --seeds, not both.")
     flags = {"seed": args.seed, "total_timesteps": args.total_timesteps}
     config = load_config(args.config, flags, dotlist=args.set)
+    check_device_available(config.device)
     config_path = resolve_config_path(args.config)
     if args.seeds:
         root = Path(args.run_dir) if args.run_dir else training.default_run_dir(config_path, 0)
