@@ -25,11 +25,13 @@ Checkpoint files are pickles/zip archives executed on load: only load runs you t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import pickle
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -179,10 +181,87 @@ def git_state() -> dict[str, Any]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary file + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically: into this process's temporary sibling (:func:`staging_path`),
+    then renamed; a failed write (a full disk) removes the temporary file."""
+    path = Path(path)
+    tmp = staging_path(path, "tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def staging_path(path: Path, kind: str) -> Path:
+    """``.NAME.tmp-PID`` (what this process is writing) or ``.NAME.old-PID`` (what it is
+    replacing) beside ``path``: unique per process, and recognised by
+    :func:`remove_partial_checkpoints` after a crash."""
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
+
+
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-\d+$")
+
+
+def remove_partial_checkpoints(run_dir: Path) -> list[str]:
+    """Clear what interrupted writes left in a run directory and its ``checkpoints/``; only
+    safe while holding the run's lock (:mod:`budgetgym.agents.runlock`).
+
+    A process killed inside :func:`save_checkpoint` or :func:`write_json` leaves temporary
+    siblings (:func:`staging_path`). A checkpoint whose own folder is missing gets back its
+    newest complete version: the temporary one when its ``meta.json`` (written last) is there,
+    else the one it was replacing. Every other leftover is removed.
+
+    Returns one line per action taken (``removed PATH``, ``restored PATH from NAME``).
+    """
+    run_dir = Path(run_dir)
+    actions: list[str] = []
+    folders = [run_dir, run_dir / "checkpoints"]
+    leftovers = [p for f in folders if f.is_dir() for p in sorted(f.iterdir())]
+    # Complete new versions first, then the versions they were replacing.
+    for kind in ("tmp", "old"):
+        for path in leftovers:
+            match = _STAGING.match(path.name)
+            if match is None or match["kind"] != kind or not path.exists():
+                continue
+            target = path.with_name(match["name"])
+            complete = kind == "old" or (path / META_FILE).is_file()
+            if path.is_dir() and complete and not target.exists():
+                os.replace(path, target)
+                actions.append(f"restored {target} from {path.name}")
+            elif path.is_dir():
+                shutil.rmtree(path)
+                actions.append(f"removed {path}")
+            else:
+                path.unlink()
+                actions.append(f"removed {path}")
+    return actions
+
+
+def _removes_staging_on_failure(save: Any) -> Any:
+    """Decorate :func:`save_checkpoint`: when writing fails, remove the temporary directory;
+    a failed write (a full disk: ``OSError``, or torch's writer's ``RuntimeError``) becomes
+    one ``OSError`` sentence naming the checkpoint."""
+
+    @functools.wraps(save)
+    def wrapper(model: Any, vecnormalize: Any, directory: Path, *args: Any, **kwargs: Any) -> Path:
+        try:
+            return save(model, vecnormalize, directory, *args, **kwargs)
+        except BaseException as err:
+            shutil.rmtree(staging_path(Path(directory), "tmp"), ignore_errors=True)
+            if isinstance(err, OSError) or _is_torch_write_failure(err):
+                raise OSError(
+                    f"Could not write checkpoint {directory} ({_short(err)}); the previous "
+                    "checkpoints are intact: free space or fix the folder, then resume the run."
+                ) from err
+            raise
+
+    return wrapper
+
+
+def _is_torch_write_failure(err: BaseException) -> bool:
+    """torch's archive writer reports a failed write (a full disk) as a ``RuntimeError``."""
+    return isinstance(err, RuntimeError) and "PytorchStreamWriter failed writing" in str(err)
 
 
 def _json_default(value: Any) -> Any:
@@ -198,6 +277,7 @@ def _json_default(value: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # Saving
 # --------------------------------------------------------------------------------------------
+@_removes_staging_on_failure
 def save_checkpoint(
     model: Any,
     vecnormalize: Any,
@@ -211,7 +291,7 @@ def save_checkpoint(
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    tmp = staging_path(directory, "tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -233,7 +313,7 @@ def save_checkpoint(
     }
     write_json(tmp / META_FILE, meta)
     if directory.exists():
-        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+        old = staging_path(directory, "old")
         os.replace(directory, old)
         os.replace(tmp, directory)
         shutil.rmtree(old, ignore_errors=True)

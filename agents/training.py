@@ -64,6 +64,7 @@ from budgetgym.agents.residual import (
     base_action,
     check_residual_base,
 )
+from budgetgym.agents.runlock import holds_run_lock
 from budgetgym.envs import TRAIN_SEED_LIMIT, BudgetVecEnv
 from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_missed
 
@@ -414,6 +415,7 @@ def _check_new_run_dir(path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # Train / resume
 # --------------------------------------------------------------------------------------------
+@holds_run_lock("run_dir", create=True)
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -460,6 +462,7 @@ def new_model(config: TrainConfig, venv: VecEnv) -> Any:
     return model
 
 
+@holds_run_lock("run_dir")
 def resume(
     run_dir: str | Path,
     total_timesteps: int | None = None,
@@ -689,6 +692,7 @@ def _seed_worker(
     return seed, run_dir, result.interrupted, result.num_timesteps
 
 
+@holds_run_lock("root", create=True)
 def train_seeds(
     config: TrainConfig,
     seeds: Sequence[int],

@@ -119,6 +119,7 @@ def train_command(args: argparse.Namespace) -> int:
             )
         recorded = RunPaths(Path(args.resume)).config
         if recorded.is_file():
+            check_writable(Path(args.resume))
             config = load_config(recorded)
             check_device_available(config.device, f"device of {recorded}")
             compile_simulator(console, _training_batch_sizes(config))
@@ -146,6 +147,7 @@ def train_command(args: argparse.Namespace) -> int:
             config = config.model_copy(
                 update={"eval": config.eval.model_copy(update={"final_episodes": 0})}
             )
+        check_writable(root)
         console.print(f"Training seeds {args.seeds} with {args.workers} workers into {root}")
         compile_simulator(console, _training_batch_sizes(config))
         summary = training.train_seeds(
@@ -166,6 +168,7 @@ def train_command(args: argparse.Namespace) -> int:
     run_dir = (
         Path(args.run_dir) if args.run_dir else training.default_run_dir(config_path, config.seed)
     )
+    check_writable(run_dir)
     console.print(f"Training {config.algorithm} on {', '.join(config.env.scenarios)} "
                   f"for {config.total_timesteps:,} steps into {run_dir}")  # fmt: skip
     compile_simulator(console, _training_batch_sizes(config))
