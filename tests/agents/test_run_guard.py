@@ -301,12 +301,21 @@ def test_a_failed_checkpoint_write_is_one_oserror_and_leaves_no_temporary_folder
     assert read_meta(target)["num_timesteps"] == 0  # the previous checkpoint is intact
 
 
-def test_a_failed_json_write_leaves_no_temporary_file(tmp_path: Path) -> None:
-    with pytest.raises(TypeError):
-        write_json(tmp_path / "x.json", {"bad": object()})
-    assert list(tmp_path.iterdir()) == []
-    write_json(tmp_path / "x.json", {"ok": 1})
-    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+def test_json_writes_use_a_temporary_file_of_their_own(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "versions.json"
+    other = tmp_path / "versions.json.tmp"  # another writer's temporary file, mid-write
+    other.write_text("another process")
+    write_json(target, {"ok": 1})
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert other.read_text() == "another process"
+
+    def full_disk(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_json(target, {"ok": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["versions.json", "versions.json.tmp"]
 
 
 @contextlib.contextmanager
