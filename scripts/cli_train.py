@@ -184,11 +184,13 @@ def _finish(console, result) -> int:  # noqa: ANN001
 
 def export_command(args: argparse.Namespace) -> int:
     """Handler of ``budgetgym export``."""
+    from budgetgym.agents.checkpoints import describe_checkpoint
     from budgetgym.agents.export import default_export_path, export_onnx
 
     out = args.out if args.out is not None else default_export_path(args.run_dir)
     if Path(args.run_dir).exists():
         check_writable(out, directory=False)
     out = export_onnx(args.run_dir, out)
+    print(f"Exported {describe_checkpoint(args.run_dir)} of {args.run_dir}")
     print(f"Wrote {out} and {out.with_suffix('.json')}")
     return 0

@@ -199,13 +199,19 @@ def test_onnx_policy_rejects_wrong_inputs(exported: tuple[Path, Path], tmp_path:
         OnnxPolicy(tmp_path / "missing.onnx")
 
 
-def test_export_cli(exported: tuple[Path, Path], tmp_path: Path) -> None:
+def test_export_cli(
+    exported: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from budgetgym.agents.checkpoints import describe_checkpoint
     from budgetgym.scripts.cli import main
 
     run_dir, _ = exported
     out = tmp_path / "policy.onnx"
     assert main(["export", str(run_dir), "--format", "onnx", "--out", str(out)]) == 0
     assert out.is_file() and out.with_suffix(".json").is_file()
+    used = describe_checkpoint(run_dir)  # the message names the checkpoint and its step
+    assert f"Exported {used} of {run_dir}" in capsys.readouterr().out
+    assert f"at step {used.step:,}" in str(used)
     assert main(["export", str(tmp_path / "nowhere")]) == 2
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["algorithm"] == "ppo"
 
