@@ -157,7 +157,9 @@ def test_resume_with_every_state_corrupt_names_each_and_changes_nothing(tmp_path
     assert {p: p.read_bytes() for p in run.root.rglob("*") if p.is_file()} == before
 
 
-def test_pruning_skips_a_checkpoint_with_corrupt_metadata(tmp_path: Path) -> None:
+def test_pruning_skips_a_checkpoint_with_corrupt_metadata(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     venv = VecNormalize(BudgetVecEnv(2, horizon_hours=4))
     model = PPO("MlpPolicy", venv, n_steps=4, batch_size=8, device="cpu", seed=0)
     run = RunPaths(tmp_path / "run")
@@ -165,8 +167,7 @@ def test_pruning_skips_a_checkpoint_with_corrupt_metadata(tmp_path: Path) -> Non
         model.num_timesteps = step
         save_checkpoint(model, venv, run.checkpoint(step))
     (run.checkpoint(100) / "meta.json").write_text("{")
-    messages: list[str] = []
-    callback = RunCheckpointCallback(run, save_freq=100, keep_last=1, log=messages.append)
+    callback = RunCheckpointCallback(run, save_freq=100, keep_last=1)  # reports with print
     callback.init_callback(model)
     for step in (300, 400):
         model.num_timesteps = step
@@ -174,6 +175,7 @@ def test_pruning_skips_a_checkpoint_with_corrupt_metadata(tmp_path: Path) -> Non
     intact, skipped = run.scan_checkpoints()
     assert [read_meta(p)["num_timesteps"] for p in intact] == [400]
     assert [s.directory for s in skipped] == [run.checkpoint(100)]
+    messages = capsys.readouterr().out.splitlines()
     assert len(messages) == 1 and "not valid JSON" in messages[0]  # reported once
 
 
@@ -210,8 +212,11 @@ def test_a_second_ctrl_c_says_the_save_is_under_way_and_a_third_aborts(tmp_path:
     config = validate_config(tiny())
     handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
     messages: list[str] = []
-    result = train(config, tmp_path / "a", progress=False, log=messages.append,
-                   report=interrupting(2))  # fmt: skip
+    try:
+        result = train(config, tmp_path / "a", progress=False, log=messages.append,
+                       report=interrupting(2))  # fmt: skip
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C aborted without saving")
     assert result.interrupted and result.stop_signal == signal.SIGINT
     assert any("being saved" in m for m in messages), messages
     (saved,) = RunPaths(tmp_path / "a").list_checkpoints()
