@@ -8,7 +8,7 @@ Run directory layout (created by ``budgetgym train``)::
       versions.json        python, torch, gymnasium, SB3, budgetgym, git commit, env signature
       tb/                  TensorBoard event files
       evaluations.jsonl    periodic validation metrics (one JSON object per evaluation)
-      checkpoints/step_000500000/   periodic checkpoints (and one on Ctrl-C)
+      checkpoints/step_000500000/   periodic checkpoints (and one on Ctrl-C or SIGTERM)
       best/                best model on validation seeds
       final/               model at the end of training
       eval/                final comparison with the baselines and the oracle (leaderboard)
@@ -461,7 +461,7 @@ def resolve_checkpoint(path: Path | str) -> Path:
     """The checkpoint to use for a run directory or checkpoint path.
 
     A checkpoint directory is returned as is; a run directory gives ``best/``, else ``final/``,
-    else its latest periodic checkpoint.
+    else its latest periodic checkpoint whose metadata reads.
     """
     path = Path(path)
     if not path.exists():
@@ -476,8 +476,9 @@ def resolve_checkpoint(path: Path | str) -> Path:
     for candidate in (paths.best, paths.final):
         if (candidate / META_FILE).is_file():
             return candidate
-    if paths.list_checkpoints():
-        return paths.latest_checkpoint()
+    periodic, _ = paths.scan_checkpoints()
+    if periodic:
+        return periodic[-1]
     raise ValueError(
         f"{path} is not a budgetgym run directory (no best/, final/ or checkpoints/ inside)."
     )
@@ -526,7 +527,7 @@ def describe_checkpoint(path: Path | str) -> CheckpointInfo:
     else:
         root, folder = directory.parent, f"{directory.name}/"
     run = RunPaths(root)
-    saved = [d for d in (run.best, run.final, *run.list_checkpoints()) if (d / META_FILE).is_file()]
+    saved, _ = run.saved_states()  # those whose metadata reads
     if directory not in saved:
         return CheckpointInfo(directory, str(directory), step, None)
     run_steps = max(int(read_meta(d).get("num_timesteps", 0)) for d in saved)

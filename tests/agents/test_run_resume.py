@@ -17,7 +17,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from budgetgym.agents import training
 from budgetgym.agents.callbacks import RunCheckpointCallback
-from budgetgym.agents.checkpoints import RunPaths, read_meta, save_checkpoint
+from budgetgym.agents.checkpoints import (
+    RunPaths,
+    describe_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
 from budgetgym.agents.config import validate_config
 from budgetgym.agents.training import read_evaluations, resume, train
 from budgetgym.envs import BudgetVecEnv
@@ -103,6 +108,8 @@ def test_a_checkpoint_folder_is_a_resume_target_and_later_states_go(tmp_path: Pa
     train(validate_config(data), tmp_path / "run", progress=False, log=quiet)
     run = RunPaths(tmp_path / "run")
     assert max(steps_of(run)) == 288
+    with open(run.evaluations, "a") as handle:
+        handle.write('{"num_timesteps": 3')  # a line kill -9 cut short
 
     messages: list[str] = []
     target = run.checkpoint(192)
@@ -110,7 +117,7 @@ def test_a_checkpoint_folder_is_a_resume_target_and_later_states_go(tmp_path: Pa
     text = "\n".join(messages)
     assert "from checkpoints/step_000000192/ at step 192" in text
     assert "checkpoints/step_000000288" in text and "final" in text  # removed, and said so
-    assert "Dropped 2 validation record(s)" in text  # those at 240 and 288
+    assert "Dropped 3 validation record(s)" in text  # those at 240 and 288, the cut line
     assert result.num_timesteps >= 384
     assert [read_meta(p)["num_timesteps"] for p in run.list_checkpoints()] == [192, 288, 384]
     assert_steps_only_advance(run)
@@ -129,6 +136,7 @@ def test_resume_falls_back_past_corrupt_states_and_names_them(tmp_path: Path) ->
         (state / "model.zip").write_bytes(b"cut short")
     if read_meta(run.best)["num_timesteps"] > 192:
         (run.best / "model.zip").write_bytes(b"cut short")
+    assert describe_checkpoint(run.checkpoint(192)).run_steps == 288  # evaluation reads on
 
     messages: list[str] = []
     result = resume(run.root, total_timesteps=480, progress=False, log=messages.append)
