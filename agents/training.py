@@ -603,7 +603,7 @@ def _newest_intact_state(
             break
         except ValueError as err:
             skipped.append(SkippedCheckpoint(directory, str(err)))
-    reasons = [f"{_folder(paths, bad.directory)} ({bad.reason})" for bad in skipped]
+    reasons = [f"{_folder(paths, bad.directory)} ({bad.reason.rstrip('.')})" for bad in skipped]
     if loaded is None:
         fresh = (
             f"start it afresh with `budgetgym train --config {paths.config} --run-dir "
@@ -618,8 +618,8 @@ def _newest_intact_state(
             f"No intact checkpoint in run directory {paths.root} to resume from; skipped "
             f"{'; '.join(reasons)}: {fresh}."
         )
-    for reason in reasons:
-        log(f"Skipped {reason}")
+    for bad in skipped:
+        log(f"Skipped {_folder(paths, bad.directory)}: {bad.reason}")
     return loaded
 
 

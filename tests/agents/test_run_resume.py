@@ -143,7 +143,7 @@ def test_resume_falls_back_past_corrupt_states_and_names_them(tmp_path: Path) ->
     text = "\n".join(messages)
     assert "from checkpoints/step_000000192/ at step 192" in text
     for skipped in ("final/", "checkpoints/step_000000288/", "checkpoints/step_000000096/"):
-        assert f"Skipped {skipped} (" in text, text
+        assert f"Skipped {skipped}: " in text, text
     assert "not valid JSON" in text and "corrupt" in text
     # Pruning went on around the corrupt checkpoint, left in place, and reported it.
     assert any(m.startswith("Pruning skips") and "step_000000096" in m for m in messages)
