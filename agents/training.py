@@ -759,7 +759,11 @@ def _learn(
         result = _learn_and_save(
             model, config, paths, progress, report, log, resumed_meta, stop, signals
         )
-    if result.interrupted or not final_comparison or config.eval.final_episodes <= 0:
+    if not final_comparison or config.eval.final_episodes <= 0:
+        return result
+    if result.interrupted:
+        if result.checkpoint == paths.final:  # a signal while final/ was saved
+            log(f"The final comparison runs with `budgetgym train --resume {paths.root}`.")
         return result
     result.comparison = compare_run(paths, config, [str(paths.root)], progress)
     return result
@@ -841,11 +845,8 @@ def _learn_and_save(
     model.get_env().close()
     log(f"Trained {model.num_timesteps:,} steps in {elapsed / 60:.1f} min; saved {checkpoint}.")
     log(f"Validation: {format_metrics(validation.last_metrics)}")
-    interrupted = stop.stop.is_set()  # a signal while final/ was saved: compare on resume
-    if interrupted:
-        log(f"Interrupted: the final comparison runs with `budgetgym train --resume {paths.root}`.")
     return TrainResult(
-        paths.root, model.num_timesteps, interrupted, elapsed, checkpoint,
+        paths.root, model.num_timesteps, stop.stop.is_set(), elapsed, checkpoint,
         validation.last_metrics, stop_signal=signals.received,
     )  # fmt: skip
 

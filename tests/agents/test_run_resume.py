@@ -263,3 +263,24 @@ def test_resume_completes_a_final_comparison_cut_short(
     assert run.report.is_file()
     with pytest.raises(ValueError, match="already at step"):
         resume(run.root, progress=False, log=quiet)
+
+
+def test_ctrl_c_as_training_ends_keeps_final_and_leaves_the_comparison_to_resume(
+    tmp_path: Path,
+) -> None:
+    data = tiny(eval={"final_episodes": 2, "final_scenarios": ["hit_product"]})
+    run = RunPaths(tmp_path / "run")
+
+    def ctrl_c_at_the_end(step: int, metrics: dict) -> None:
+        if step >= 192:  # the report of training's end, before final/ is saved
+            os.kill(os.getpid(), signal.SIGINT)
+
+    messages: list[str] = []
+    result = train(validate_config(data), run.root, progress=False, log=messages.append,
+                   report=ctrl_c_at_the_end)  # fmt: skip
+    assert result.interrupted and result.checkpoint == run.final and result.comparison is None
+    assert any("final comparison runs with" in m for m in messages), messages
+    assert read_meta(run.final)["num_timesteps"] == 192 and not run.report.exists()
+
+    result = resume(run.root, progress=False, log=quiet)
+    assert result.comparison and run.report.is_file()
