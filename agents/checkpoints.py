@@ -8,7 +8,7 @@ Run directory layout (created by ``budgetgym train``)::
       versions.json        python, torch, gymnasium, SB3, budgetgym, git commit, env signature
       tb/                  TensorBoard event files
       evaluations.jsonl    periodic validation metrics (one JSON object per evaluation)
-      checkpoints/step_000500000/   periodic checkpoints (and one on Ctrl-C)
+      checkpoints/step_000500000/   periodic checkpoints (and one on Ctrl-C or SIGTERM)
       best/                best model on validation seeds
       final/               model at the end of training
       eval/                final comparison with the baselines and the oracle (leaderboard)
@@ -118,12 +118,46 @@ class RunPaths:
         """Complete periodic checkpoints, oldest first by the step their metadata records.
 
         The folder names order them only below 1e9 steps (``step_1000000000`` sorts before
-        ``step_999500000``). Raises ``ValueError`` for a checkpoint whose metadata is corrupt.
+        ``step_999500000``). Raises ``ValueError`` for a checkpoint whose metadata is corrupt
+        (:meth:`scan_checkpoints` skips it instead).
         """
+        return sorted(self._periodic(), key=checkpoint_step)
+
+    def _periodic(self) -> list[Path]:
         if not self.checkpoints.is_dir():
             return []
-        found = [p for p in self.checkpoints.glob("step_*") if (p / META_FILE).is_file()]
-        return sorted(found, key=checkpoint_step)
+        return [p for p in self.checkpoints.glob("step_*") if (p / META_FILE).is_file()]
+
+    def scan_checkpoints(self) -> tuple[list[Path], list[SkippedCheckpoint]]:
+        """Periodic checkpoints whose metadata reads, oldest first by step, and those skipped
+        because their metadata is corrupt (each with the reason)."""
+        found, skipped = self._steps([*self._periodic()])
+        return [path for _, path in sorted(found)], skipped
+
+    def saved_states(self) -> tuple[list[Path], list[SkippedCheckpoint]]:
+        """Every saved state of the run (``checkpoints/step_*``, ``best/``, ``final/``) whose
+        metadata reads, newest first, and those skipped for corrupt metadata.
+
+        Newest means the most env steps; at equal steps ``final/`` comes before a periodic
+        checkpoint, which comes before ``best/`` (a periodic checkpoint also holds SAC's replay
+        buffer). Whether the model and statistics load is checked by the caller.
+        """
+        rank = {self.final: 2, self.best: 0}
+        states = [d for d in (self.final, self.best) if (d / META_FILE).is_file()]
+        found, skipped = self._steps([*states, *self._periodic()])
+        found.sort(key=lambda item: (item[0], rank.get(item[1], 1)), reverse=True)
+        return [path for _, path in found], skipped
+
+    @staticmethod
+    def _steps(paths: list[Path]) -> tuple[list[tuple[int, Path]], list[SkippedCheckpoint]]:
+        found: list[tuple[int, Path]] = []
+        skipped: list[SkippedCheckpoint] = []
+        for path in paths:
+            try:
+                found.append((checkpoint_step(path), path))
+            except ValueError as err:
+                skipped.append(SkippedCheckpoint(path, str(err)))
+        return found, skipped
 
     def latest_checkpoint(self) -> Path:
         """The most recent checkpoint (periodic or final); ``FileNotFoundError`` if none."""
@@ -133,6 +167,26 @@ class RunPaths:
         if not candidates:
             raise FileNotFoundError(f"No checkpoint in run directory {self.root} to resume from.")
         return max(candidates, key=lambda p: (checkpoint_step(p), p.name))
+
+
+@dataclass(frozen=True)
+class SkippedCheckpoint:
+    """A saved state that cannot be used, and why (one sentence)."""
+
+    directory: Path
+    reason: str
+
+
+def run_of_checkpoint(directory: Path) -> RunPaths | None:
+    """The run a checkpoint directory belongs to (``RUN/best``, ``RUN/final`` or
+    ``RUN/checkpoints/step_*``), None for a directory that is not a checkpoint of a run."""
+    directory = Path(directory)
+    parent = directory.parent
+    if parent.name == "checkpoints" and directory.name.startswith("step_"):
+        return RunPaths(parent.parent)
+    if directory.name in ("best", "final"):
+        return RunPaths(parent)
+    return None
 
 
 def versions() -> dict[str, Any]:
@@ -487,7 +541,7 @@ def resolve_checkpoint(path: Path | str) -> Path:
     """The checkpoint to use for a run directory or checkpoint path.
 
     A checkpoint directory is returned as is; a run directory gives ``best/``, else ``final/``,
-    else its latest periodic checkpoint.
+    else its latest periodic checkpoint whose metadata reads.
     """
     path = Path(path)
     if not path.exists():
@@ -502,8 +556,9 @@ def resolve_checkpoint(path: Path | str) -> Path:
     for candidate in (paths.best, paths.final):
         if (candidate / META_FILE).is_file():
             return candidate
-    if paths.list_checkpoints():
-        return paths.latest_checkpoint()
+    periodic, _ = paths.scan_checkpoints()
+    if periodic:
+        return periodic[-1]
     raise ValueError(
         f"{path} is not a budgetgym run directory (no best/, final/ or checkpoints/ inside)."
     )
@@ -552,7 +607,7 @@ def describe_checkpoint(path: Path | str) -> CheckpointInfo:
     else:
         root, folder = directory.parent, f"{directory.name}/"
     run = RunPaths(root)
-    saved = [d for d in (run.best, run.final, *run.list_checkpoints()) if (d / META_FILE).is_file()]
+    saved, _ = run.saved_states()  # those whose metadata reads
     if directory not in saved:
         return CheckpointInfo(directory, str(directory), step, None)
     run_steps = max(int(read_meta(d).get("num_timesteps", 0)) for d in saved)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from budgetgym.agents.checkpoints import remove_partial_checkpoints
+from budgetgym.agents.checkpoints import RunPaths, remove_partial_checkpoints, run_of_checkpoint
 
 #: The lock file inside a run directory; it holds the holder's PID, command and start time.
 LOCK_FILE = ".lock"
@@ -94,8 +94,9 @@ def _in_use_message(run_dir: Path, holder: dict[str, Any]) -> str:
 
 
 def holds_run_lock(argument: str = "run_dir", create: bool = False) -> Callable[[F], F]:
-    """Decorate a function that works in the run directory passed as ``argument``: it runs
-    holding :func:`run_lock`, after the leftovers of interrupted checkpoint writes are cleared.
+    """Decorate a function that works in the run directory passed as ``argument`` (or in the
+    run of the checkpoint folder passed): it runs holding :func:`run_lock`, after the leftovers
+    of interrupted checkpoint writes are cleared.
 
     ``create``: make the directory first when it does not exist (a new run). A path that is not
     a directory is left to the function to report.
@@ -106,7 +107,7 @@ def holds_run_lock(argument: str = "run_dir", create: bool = False) -> Callable[
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            run_dir = Path(signature.bind(*args, **kwargs).arguments[argument])
+            run_dir = _run_root(Path(signature.bind(*args, **kwargs).arguments[argument]))
             if create and not run_dir.exists():
                 run_dir.mkdir(parents=True)
             if not run_dir.is_dir():
@@ -118,3 +119,10 @@ def holds_run_lock(argument: str = "run_dir", create: bool = False) -> Callable[
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _run_root(path: Path) -> Path:
+    """The run directory ``path`` names: itself, or the run of a checkpoint folder inside one
+    (``train --resume RUN/checkpoints/step_*`` locks ``RUN``)."""
+    run = None if RunPaths(path).config.is_file() else run_of_checkpoint(path)
+    return run.root if run is not None and run.config.is_file() else path

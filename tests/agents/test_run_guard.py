@@ -218,6 +218,16 @@ def test_the_lock_names_no_pid_while_the_holder_has_not_written_it(tmp_path: Pat
                 pass
 
 
+def test_resuming_a_checkpoint_folder_takes_its_runs_lock(tmp_path: Path) -> None:
+    from budgetgym.agents.training import resume
+
+    run = trained_run(tmp_path)
+    with run_lock(run.root):
+        with pytest.raises(RunInUseError, match=f"Run directory {run.root} is in use"):
+            resume(run.list_checkpoints()[-1], total_timesteps=288, progress=False)
+    assert not (run.checkpoints / run.list_checkpoints()[-1].name / LOCK_FILE).exists()
+
+
 # --------------------------------------------------------------------------------------------
 # Leftovers of interrupted writes, failed writes, unwritable folders
 # --------------------------------------------------------------------------------------------
