@@ -24,6 +24,7 @@ from budgetgym.agents.checkpoints import (
     save_checkpoint,
 )
 from budgetgym.agents.config import validate_config
+from budgetgym.agents.runlock import LOCK_FILE
 from budgetgym.agents.training import read_evaluations, resume, train
 from budgetgym.envs import BudgetVecEnv
 from tests.agents.test_training import cli, quiet, tiny, wait_for_file, write_config
@@ -152,17 +153,22 @@ def test_resume_falls_back_past_corrupt_states_and_names_them(tmp_path: Path) ->
     assert [read_meta(p)["num_timesteps"] for p in run.scan_checkpoints()[0]] == [288, 384, 480]
 
 
+def run_files(root: Path) -> dict[Path, bytes]:
+    """Every file of a run but the lock file, which records its latest holder."""
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and p.name != LOCK_FILE}
+
+
 def test_resume_with_every_state_corrupt_names_each_and_changes_nothing(tmp_path: Path) -> None:
     train(validate_config(tiny()), tmp_path / "run", progress=False, log=quiet)
     run = RunPaths(tmp_path / "run")
     for state in (*run.list_checkpoints(), run.best, run.final):
         (state / "meta.json").write_text("[]")
-    before = {p: p.read_bytes() for p in run.root.rglob("*") if p.is_file()}
+    before = run_files(run.root)
     proc = cli("train", "--resume", str(run.root), "--total-timesteps", "400", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
     text = " ".join(proc.stdout.split())
     assert "No intact checkpoint" in text and "best/ (" in text and "final/ (" in text
-    assert {p: p.read_bytes() for p in run.root.rglob("*") if p.is_file()} == before
+    assert run_files(run.root) == before
 
 
 def test_pruning_skips_a_checkpoint_with_corrupt_metadata(
