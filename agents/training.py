@@ -44,7 +44,7 @@ from budgetgym.agents.checkpoints import (
     RunPaths,
     algorithm_class,
     load_checkpoint,
-    load_vecnormalize,
+    load_normalization,
     python_command,
     read_meta,
     read_versions,
@@ -53,8 +53,7 @@ from budgetgym.agents.checkpoints import (
     write_json,
 )
 
-# LinearSchedule: checkpoints that pickled it as budgetgym.agents.training.LinearSchedule load it.
-from budgetgym.agents.config import LinearSchedule, TrainConfig, load_config  # noqa: F401
+from budgetgym.agents.config import TrainConfig, load_config
 from budgetgym.agents.evaluation import versus_best_rule
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.report import compare_run
@@ -448,11 +447,18 @@ def train(
     return _learn(model, config, paths, progress, report, final_comparison, log, resumed=False)
 
 
-def new_model(config: TrainConfig, venv: VecEnv) -> Any:
-    """A freshly initialised SB3 model of ``config``'s algorithm and policy on ``venv``."""
+def new_model(config: TrainConfig, venv: VecEnv | None = None) -> Any:
+    """A freshly initialised SB3 model of ``config``'s algorithm and policy on ``venv``.
+
+    Without ``venv`` the model gets an idle ``BudgetVecEnv`` of the config's ``n_envs``
+    (never reset or stepped) for its spaces and buffer sizes: a model to load weights into.
+    """
     hp = config.hyperparams
     decay = hp.policy_kwargs.action_weight_decay > 0  # validated: PPO only
     policy = ActionDecayPolicy if decay else POLICY_NAMES[config.algorithm]
+    if venv is None:
+        with quiet_render_mode_warning():
+            venv = BudgetVecEnv(config.env.n_envs)
     model = algorithm_class(config.algorithm)(policy, venv, verbose=0, **config.sb3_kwargs())
     logits_log_std = hp.policy_kwargs.log_std_init_logits  # validated: PPO without gSDE only
     if logits_log_std is not None:  # SB3 takes one initial log-sd for every action dimension
@@ -503,16 +509,9 @@ def resume(
             f"Checkpoint {checkpoint} holds a {meta.get('algorithm')} model but the run's config "
             f"says {config.algorithm}."
         )
-    # Validate the normalization statistics before building anything.
-    vecnorm = load_vecnormalize(checkpoint / "vecnormalize.pkl")
+    load_normalization(checkpoint)  # validate the statistics before building anything
     venv = make_train_env(config, campaign_seed(config, done))
-    vecnorm.set_venv(venv)
-    vecnorm.training = True
-    loaded = load_checkpoint(checkpoint, env=vecnorm)
-    model = loaded.model
-    replay = checkpoint / "replay_buffer.pkl"
-    if replay.is_file() and hasattr(model, "load_replay_buffer"):
-        model.load_replay_buffer(replay)
+    model = load_checkpoint(checkpoint, env=venv, config=config).model
     if config.total_timesteps != _config_target(paths):
         paths.config.write_text(config.to_yaml())
     _append_command(paths)

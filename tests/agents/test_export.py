@@ -38,10 +38,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     # A briefly trained policy has near-zero actions; scale its action head so that many
     # actions fall outside [-1, 1] and the test exercises the clipping baked into the graph.
     checkpoint = resolve_checkpoint(run_dir)
-    loaded = load_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint, env=make_train_env(validate_config(TINY), seed=0))
     with torch.no_grad():
         loaded.model.policy.action_net.weight.mul_(30.0)
-    loaded.vecnormalize.set_venv(make_train_env(validate_config(TINY), seed=0))
     save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
     return run_dir, export_onnx(run_dir)
 
