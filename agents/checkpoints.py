@@ -31,6 +31,7 @@ entry are never read. Statistics and replay buffers are plain ``.npz`` arrays re
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -39,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -353,12 +355,7 @@ class NormalizationStats:
                 f"Checkpoint {path.parent} has no {VECNORM_FILE}; the model cannot be used "
                 "without its observation-normalization statistics."
             )
-        names = [f.name for f in fields(cls)]
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: np.asarray(data[name]) for name in names}
-        except Exception as err:  # noqa: BLE001 (numpy and zipfile raise many kinds)
-            raise ValueError(f"Normalization statistics {path} are corrupt ({_short(err)}).") from None
+        arrays = read_arrays(path, [f.name for f in fields(cls)], "Normalization statistics")
         shape = arrays["obs_mean"].shape
         if shape != (OBS_DIM,) or arrays["obs_var"].shape != (OBS_DIM,):
             raise ValueError(
@@ -410,6 +407,22 @@ class NormalizationStats:
         )
 
 
+def read_arrays(path: Path, names: list[str], label: str) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of the ``.npz`` file ``path``, read without unpickling anything.
+
+    Raises:
+        ValueError: ``"{label} {path} is corrupt (...)"``: not an ``.npz`` archive, a missing
+            array, or an array of Python objects (pickles are refused).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: np.asarray(data[name]) for name in names}
+    except Exception as err:  # noqa: BLE001 (numpy and zipfile raise many kinds)
+        text = str(err)
+        reason = "it holds pickled objects, which are not loaded" if "pickle" in text else text
+        raise ValueError(f"{label} {path} is corrupt ({_short(reason)}).") from None
+
+
 #: The arrays of an SB3 ``ReplayBuffer``, each ``(buffer_size, n_envs, ...)``.
 REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
@@ -433,15 +446,15 @@ def load_replay_buffer(buffer: Any, path: Path) -> None:
         ValueError: the file is corrupt or holds arrays of another buffer size or layout.
     """
     names = [name for name in REPLAY_ARRAYS if getattr(buffer, name, None) is not None]
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            pos, full = int(data["pos"]), bool(data["full"])
-            arrays = {name: np.asarray(data[name]) for name in names}
-    except Exception as err:  # noqa: BLE001 (numpy and zipfile raise many kinds)
-        raise ValueError(f"Replay buffer {path} is corrupt ({_short(err)}).") from None
+    arrays = read_arrays(path, ["pos", "full", *names], "Replay buffer")
+    pos, full = arrays.pop("pos"), arrays.pop("full")
+    if pos.shape or pos.dtype.kind not in "iu" or full.shape or full.dtype.kind != "b":
+        raise ValueError(f"Replay buffer {path} is corrupt (position {pos} or full flag {full}).")
+    pos, full = int(pos), bool(full)
     if not 0 <= pos < buffer.buffer_size:
         raise ValueError(
-            f"Replay buffer {path} is corrupt (position {pos} outside its {buffer.buffer_size} rows)."
+            f"Replay buffer {path} is corrupt (position {pos} outside its "
+            f"{buffer.buffer_size} rows)."
         )
     size = buffer.buffer_size if full else pos
     for name, array in arrays.items():
@@ -603,28 +616,64 @@ def load_checkpoint(
     return LoadedCheckpoint(directory, meta, model, normalization, vecnorm)
 
 
-def _load_model(path: Path, config: Any, env: Any, device: str) -> Any:
-    """A model of ``config`` on ``env`` (None: spaces only) holding the tensors of ``path``."""
-    from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
+def read_model_tensors(path: Path, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The state dicts (``policy``, ``policy.optimizer``, ...) and torch variables (SAC's
+    ``log_ent_coef``) of an SB3 ``model.zip``: each ``.pth`` entry is read with
+    ``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers;
+    the pickled ``data`` entry is not read.
 
-    from budgetgym.agents.training import new_model
+    Raises:
+        ValueError: no such file, not a zip archive, or an entry that is not plain tensors.
+    """
+    import torch
 
     if not path.is_file():
         raise ValueError(f"Checkpoint {path.parent} has no {MODEL_FILE}.")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"Checkpoint model {path} is corrupt (not a zip archive).")
-    try:  # load_data=False: only the .pth entries, each through torch.load(weights_only=True)
-        _, params, variables = load_from_zip_file(path, load_data=False, device=device)
-    except Exception as err:  # noqa: BLE001 (zipfile and torch raise many kinds)
-        raise ValueError(f"Checkpoint model {path} is corrupt ({_short(err)}).") from None
+    params: dict[str, Any] = {}
+    variables: dict[str, Any] = {}
+    with zipfile.ZipFile(path) as archive:
+        for name in (n for n in archive.namelist() if n.endswith(".pth")):
+            try:
+                with warnings.catch_warnings():  # torch warns about the pickle protocol first
+                    warnings.simplefilter("ignore")
+                    value = torch.load(
+                        io.BytesIO(archive.read(name)), map_location=device, weights_only=True
+                    )
+            except Exception:  # noqa: BLE001 (zipfile and torch raise many kinds)
+                raise ValueError(
+                    f"Checkpoint model {path} is corrupt ({name} is not plain tensors, the only "
+                    "content budgetgym loads from a run)."
+                ) from None
+            if name == "pytorch_variables.pth":
+                variables = value
+            else:
+                params[name.removesuffix(".pth")] = value
+    return params, variables
+
+
+def _load_model(path: Path, config: Any, env: Any, device: str) -> Any:
+    """A model of ``config`` on ``env`` (None: an idle env, see ``new_model``) holding the
+    tensors of ``path``."""
+    from stable_baselines3.common.save_util import recursive_getattr, recursive_setattr
+
+    from budgetgym.agents.training import new_model
+
+    params, variables = read_model_tensors(path, device)
     model = new_model(config.model_copy(update={"device": device}), env)
-    variables = variables or {}
+    state_dicts, torch_variables = model._get_torch_save_params()
     try:
-        unknown = set(variables) - set(model._get_torch_save_params()[1])
-        if unknown:
-            raise ValueError(f"unexpected tensors {sorted(unknown)}")
+        if not isinstance(variables, dict):
+            raise TypeError("pytorch_variables.pth is not a dict")
+        unknown = (set(params) - set(state_dicts)) | (set(variables) - set(torch_variables))
+        if unknown:  # only attributes the model saves are looked up and set
+            raise ValueError(f"unexpected entries {sorted(map(str, unknown))}")
         model.set_parameters(params, exact_match=True, device=device)
         for name, value in variables.items():
+            shape = recursive_getattr(model, name).shape
+            if getattr(value, "shape", None) != shape:
+                raise ValueError(f"{name} is not a tensor of shape {tuple(shape)}")
             recursive_setattr(model, f"{name}.data", value.data)
     except (ValueError, RuntimeError, KeyError, AttributeError, TypeError) as err:
         raise ValueError(
@@ -855,7 +904,7 @@ def read_versions(run_dir: Path) -> dict[str, Any]:
         return {}
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return {}
 
 

@@ -52,7 +52,6 @@ from budgetgym.agents.checkpoints import (
     versions,
     write_json,
 )
-
 from budgetgym.agents.config import TrainConfig, load_config
 from budgetgym.agents.evaluation import versus_best_rule
 from budgetgym.agents.progress import LineProgress, is_terminal
