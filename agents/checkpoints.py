@@ -550,7 +550,8 @@ def run_of(directory: Path) -> Path:
     """The run directory of a checkpoint directory (``RUN`` for ``RUN/best`` and
     ``RUN/checkpoints/step_000500000``)."""
     directory = Path(directory)
-    return directory.parent.parent if directory.parent.name == "checkpoints" else directory.parent
+    in_checkpoints = directory.parent.name == RunPaths(directory.parent.parent).checkpoints.name
+    return directory.parent.parent if in_checkpoints else directory.parent
 
 
 def checkpoint_config(directory: Path) -> Any:
@@ -754,10 +755,8 @@ def describe_checkpoint(path: Path | str) -> CheckpointInfo:
     """
     directory = resolve_checkpoint(path)
     step = int(read_meta(directory).get("num_timesteps", 0))
-    if directory.parent.name == RunPaths(directory.parent.parent).checkpoints.name:
-        root, folder = directory.parent.parent, f"checkpoints/{directory.name}/"
-    else:
-        root, folder = directory.parent, f"{directory.name}/"
+    root = run_of(directory)
+    folder = f"{directory.relative_to(root).as_posix()}/"
     run = RunPaths(root)
     saved = [d for d in (run.best, run.final, *run.list_checkpoints()) if (d / META_FILE).is_file()]
     if directory not in saved:
