@@ -349,7 +349,9 @@ class NormalizationStats:
                 raise ValueError(
                     f"Checkpoint {path.parent} keeps its normalization statistics as a pickle "
                     f"({LEGACY_VECNORM_FILE}, written by an older budgetgym), which budgetgym "
-                    "does not load because unpickling can run code: retrain the run."
+                    "does not load because unpickling can run code: retrain the run, or if you "
+                    "made it yourself, convert it with `python -m budgetgym.scripts.convert_run "
+                    f"{run_of(path.parent)} --trust-pickles`."
                 )
             raise ValueError(
                 f"Checkpoint {path.parent} has no {VECNORM_FILE}; the model cannot be used "

@@ -10,6 +10,7 @@ written.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 import shutil
@@ -35,6 +36,7 @@ from budgetgym.agents.checkpoints import (
 from budgetgym.agents.config import validate_config
 from budgetgym.agents.training import make_train_env, resume, train
 from budgetgym.envs import OBS_DIM
+from budgetgym.scripts import convert_run
 from budgetgym.scripts.cli import main
 
 TINY = {
@@ -302,6 +304,42 @@ def test_an_old_run_with_pickled_statistics_is_refused_with_the_reason(
     with pytest.raises(ValueError, match="as a pickle"):
         resume(run, 288, progress=False, final_comparison=False, log=quiet)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "sac"])
+def test_a_trusted_old_run_converts_to_data_files_only_when_asked(
+    runs: dict[str, Path], algorithm: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = copy_run(runs[algorithm], tmp_path)
+    config = validate_config(yaml.safe_load((run / "config.yaml").read_text()))
+    checkpoints = sorted(p.parent for p in run.rglob("meta.json"))
+    saved = {}
+    for checkpoint in checkpoints:  # the files an older budgetgym wrote
+        loaded = load_checkpoint(checkpoint, env=make_train_env(config, seed=0))
+        (checkpoint / LEGACY_VECNORM_FILE).write_bytes(pickle.dumps(loaded.vecnormalize))
+        if (checkpoint / REPLAY_FILE).is_file():
+            buffer = pickle.dumps(loaded.model.replay_buffer)
+            (checkpoint / REPLAY_FILE).unlink()
+            (checkpoint / "replay_buffer.pkl").write_bytes(buffer)
+        saved[checkpoint] = loaded.normalization
+        (checkpoint / VECNORM_FILE).unlink()
+    with pytest.raises(ValueError, match="convert_run .* --trust-pickles"):
+        load_run_policy(run)
+
+    assert convert_run.main([str(run)]) == 2
+    assert "--trust-pickles" in capsys.readouterr().out
+    assert all((c / LEGACY_VECNORM_FILE).is_file() for c in checkpoints)
+    assert convert_run.main([str(run), "--trust-pickles"]) == 0
+    for checkpoint in checkpoints:
+        assert not list(checkpoint.glob("*.pkl"))
+        converted = load_checkpoint(checkpoint).normalization
+        for field in dataclasses.fields(converted):
+            expected = getattr(saved[checkpoint], field.name)
+            np.testing.assert_array_equal(getattr(converted, field.name), expected)
+    load_run_policy(run)
+    final_step = read_meta(run / "final")["num_timesteps"]
+    resume(run, final_step + 96, progress=False, final_comparison=False, log=quiet)
+    assert read_meta(run / "final")["num_timesteps"] >= final_step + 96
 
 
 def test_a_checkpoint_outside_its_run_or_for_another_model_is_refused(
