@@ -53,6 +53,12 @@ SAC = {
     "hyperparams": {"buffer_size": 2000, "learning_starts": 24, "batch_size": 32,
                     "gradient_steps": 1, "policy_kwargs": {"net_arch": [16, 16]}},
 }  # fmt: skip
+RECURRENT = {
+    **TINY,
+    "algorithm": "recurrent_ppo",
+    "hyperparams": {"n_steps": 24, "batch_size": 48, "n_epochs": 1,
+                    "policy_kwargs": {"lstm_hidden_size": 16}},
+}  # fmt: skip
 
 
 class Payload:
@@ -93,11 +99,13 @@ def same(a: object, b: object) -> bool:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A trained PPO run (checkpoints/, best/, final/) and a SAC run with replay buffers."""
+    """Trained PPO, SAC (with replay buffers) and recurrent PPO runs (checkpoints/, best/,
+    final/)."""
     root = tmp_path_factory.mktemp("runs")
-    for name, data in (("ppo", TINY), ("sac", SAC)):
+    configs = {"ppo": TINY, "sac": SAC, "recurrent_ppo": RECURRENT}
+    for name, data in configs.items():
         train(validate_config(data), root / name, progress=False, log=quiet, torch_threads=1)
-    return {"ppo": root / "ppo", "sac": root / "sac"}
+    return {name: root / name for name in configs}
 
 
 def copy_run(run: Path, tmp_path: Path) -> Path:
@@ -177,17 +185,19 @@ def test_runs_are_stored_as_data_not_pickles(runs: dict[str, Path]) -> None:
         assert replay["observations"].shape[1:] == (4, OBS_DIM) and len(replay["observations"])
 
 
-@pytest.mark.parametrize("algorithm", ["ppo", "sac"])
+@pytest.mark.parametrize("algorithm", ["ppo", "sac", "recurrent_ppo"])
 def test_a_loaded_checkpoint_holds_the_saved_weights_counters_and_statistics(
     runs: dict[str, Path], algorithm: str
 ) -> None:
+    from sb3_contrib import RecurrentPPO
     from stable_baselines3 import PPO, SAC
 
     run = RunPaths(runs[algorithm])
     checkpoint = run.list_checkpoints()[-1]
     loaded = load_checkpoint(checkpoint)
     # Reference: SB3's own loader (it unpickles; this run is our own, so trusted here).
-    reference = {"ppo": PPO, "sac": SAC}[algorithm].load(checkpoint / MODEL_FILE, device="cpu")
+    algorithm_class = {"ppo": PPO, "sac": SAC, "recurrent_ppo": RecurrentPPO}[algorithm]
+    reference = algorithm_class.load(checkpoint / MODEL_FILE, device="cpu")
     # Weights and optimizer states, tensor for tensor.
     assert same(loaded.model.get_parameters(), reference.get_parameters())
     assert (
