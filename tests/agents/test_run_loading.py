@@ -47,6 +47,8 @@ TINY = {
     "eval": {"eval_freq": 96, "n_eval_episodes": 4, "references": False, "final_episodes": 0},
     "checkpoint": {"save_freq": 96, "keep_last": 2},
 }
+# PPO's run also caches the validation references (validation_references.json).
+PPO = {**TINY, "eval": {**TINY["eval"], "references": True}}
 SAC = {
     **TINY,
     "algorithm": "sac",
@@ -102,7 +104,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Trained PPO, SAC (with replay buffers) and recurrent PPO runs (checkpoints/, best/,
     final/)."""
     root = tmp_path_factory.mktemp("runs")
-    configs = {"ppo": TINY, "sac": SAC, "recurrent_ppo": RECURRENT}
+    configs = {"ppo": PPO, "sac": SAC, "recurrent_ppo": RECURRENT}
     for name, data in configs.items():
         train(validate_config(data), root / name, progress=False, log=quiet, torch_threads=1)
     return {name: root / name for name in configs}
