@@ -309,6 +309,7 @@ class RunCheckpointCallback(CheckpointCallback):
 
     ``save_freq`` counts env steps of all campaigns (SB3's counts calls, i.e. divides by
     ``n_envs``); model, optimizer state and ``VecNormalize`` are saved together every time.
+    Pruning leaves a checkpoint with corrupt metadata in place and reports it once to ``log``.
     """
 
     def __init__(
@@ -318,6 +319,7 @@ class RunCheckpointCallback(CheckpointCallback):
         keep_last: int = 3,
         save_replay_buffer: bool = False,
         extra_meta: Callable[[], dict[str, Any]] | None = None,
+        log: Callable[[str], None] = print,
     ) -> None:
         super().__init__(
             save_freq=max(save_freq, 1),
@@ -329,6 +331,8 @@ class RunCheckpointCallback(CheckpointCallback):
         self.every = save_freq
         self.keep_last = keep_last
         self.extra_meta = extra_meta
+        self.log = log
+        self._reported: set[Path] = set()
         self._last_save = 0
 
     def _init_callback(self) -> None:
@@ -351,8 +355,13 @@ class RunCheckpointCallback(CheckpointCallback):
             meta,
             replay_buffer=self.save_replay_buffer,
         )
-        for old in self.run.list_checkpoints()[: -self.keep_last]:
+        intact, skipped = self.run.scan_checkpoints()
+        for old in intact[: -self.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
+        for bad in skipped:
+            if bad.directory not in self._reported:
+                self._reported.add(bad.directory)
+                self.log(f"Pruning skips {bad.directory}: {bad.reason}")
         return path
 
 

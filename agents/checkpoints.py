@@ -8,7 +8,7 @@ Run directory layout (created by ``budgetgym train``)::
       versions.json        python, torch, gymnasium, SB3, budgetgym, git commit, env signature
       tb/                  TensorBoard event files
       evaluations.jsonl    periodic validation metrics (one JSON object per evaluation)
-      checkpoints/step_000500000/   periodic checkpoints (and one on Ctrl-C)
+      checkpoints/step_000500000/   periodic checkpoints (and one on Ctrl-C or SIGTERM)
       best/                best model on validation seeds
       final/               model at the end of training
       eval/                final comparison with the baselines and the oracle (leaderboard)
@@ -123,12 +123,46 @@ class RunPaths:
         """Complete periodic checkpoints, oldest first by the step their metadata records.
 
         The folder names order them only below 1e9 steps (``step_1000000000`` sorts before
-        ``step_999500000``). Raises ``ValueError`` for a checkpoint whose metadata is corrupt.
+        ``step_999500000``). Raises ``ValueError`` for a checkpoint whose metadata is corrupt
+        (:meth:`scan_checkpoints` skips it instead).
         """
+        return sorted(self._periodic(), key=checkpoint_step)
+
+    def _periodic(self) -> list[Path]:
         if not self.checkpoints.is_dir():
             return []
-        found = [p for p in self.checkpoints.glob("step_*") if (p / META_FILE).is_file()]
-        return sorted(found, key=checkpoint_step)
+        return [p for p in self.checkpoints.glob("step_*") if (p / META_FILE).is_file()]
+
+    def scan_checkpoints(self) -> tuple[list[Path], list[SkippedCheckpoint]]:
+        """Periodic checkpoints whose metadata reads, oldest first by step, and those skipped
+        because their metadata is corrupt (each with the reason)."""
+        found, skipped = self._steps([*self._periodic()])
+        return [path for _, path in sorted(found)], skipped
+
+    def saved_states(self) -> tuple[list[Path], list[SkippedCheckpoint]]:
+        """Every saved state of the run (``checkpoints/step_*``, ``best/``, ``final/``) whose
+        metadata reads, newest first, and those skipped for corrupt metadata.
+
+        Newest means the most env steps; at equal steps ``final/`` comes before a periodic
+        checkpoint, which comes before ``best/`` (a periodic checkpoint also holds SAC's replay
+        buffer). Whether the model and statistics load is checked by the caller.
+        """
+        rank = {self.final: 2, self.best: 0}
+        states = [d for d in (self.final, self.best) if (d / META_FILE).is_file()]
+        found, skipped = self._steps([*states, *self._periodic()])
+        found.sort(key=lambda item: (item[0], rank.get(item[1], 1)), reverse=True)
+        return [path for _, path in found], skipped
+
+    @staticmethod
+    def _steps(paths: list[Path]) -> tuple[list[tuple[int, Path]], list[SkippedCheckpoint]]:
+        found: list[tuple[int, Path]] = []
+        skipped: list[SkippedCheckpoint] = []
+        for path in paths:
+            try:
+                found.append((checkpoint_step(path), path))
+            except ValueError as err:
+                skipped.append(SkippedCheckpoint(path, str(err)))
+        return found, skipped
 
     def latest_checkpoint(self) -> Path:
         """The most recent checkpoint (periodic or final); ``FileNotFoundError`` if none."""
@@ -138,6 +172,32 @@ class RunPaths:
         if not candidates:
             raise FileNotFoundError(f"No checkpoint in run directory {self.root} to resume from.")
         return max(candidates, key=lambda p: (checkpoint_step(p), p.name))
+
+
+@dataclass(frozen=True)
+class SkippedCheckpoint:
+    """A saved state that cannot be used, and why (one sentence)."""
+
+    directory: Path
+    reason: str
+
+
+def _run_dir_of(directory: Path) -> Path:
+    """The run directory of a checkpoint directory; the directory itself outside a run."""
+    run = run_of_checkpoint(directory)
+    return directory if run is None else run.root
+
+
+def run_of_checkpoint(directory: Path) -> RunPaths | None:
+    """The run a checkpoint directory belongs to (``RUN/best``, ``RUN/final`` or
+    ``RUN/checkpoints/step_*``), None for a directory that is not a checkpoint of a run."""
+    directory = Path(directory)
+    parent = directory.parent
+    if parent.name == "checkpoints" and directory.name.startswith("step_"):
+        return RunPaths(parent.parent)
+    if directory.name in ("best", "final"):
+        return RunPaths(parent)
+    return None
 
 
 def versions() -> dict[str, Any]:
@@ -351,7 +411,7 @@ class NormalizationStats:
                     f"({LEGACY_VECNORM_FILE}, written by an older budgetgym), which budgetgym "
                     "does not load because unpickling can run code: retrain the run, or if you "
                     "made it yourself, convert it with `python -m budgetgym.scripts.convert_run "
-                    f"{run_of(path.parent)} --trust-pickles`."
+                    f"{_run_dir_of(path.parent)} --trust-pickles`."
                 )
             raise ValueError(
                 f"Checkpoint {path.parent} has no {VECNORM_FILE}; the model cannot be used "
@@ -532,8 +592,8 @@ def check_compatible(meta: dict[str, Any], where: Path) -> None:
 class LoadedCheckpoint:
     """A validated checkpoint: SB3 model, normalization statistics and metadata.
 
-    ``vecnormalize`` is the ``VecNormalize`` around the env passed to :func:`load_checkpoint`
-    (the model's env, holding the checkpoint's statistics); None when no env was passed.
+    ``vecnormalize`` is the model's ``VecNormalize`` once :meth:`train_on` gave it an env
+    (None before).
     """
 
     directory: Path
@@ -542,18 +602,17 @@ class LoadedCheckpoint:
     normalization: NormalizationStats
     vecnormalize: Any = None
 
+    def train_on(self, venv: Any) -> Any:
+        """Make ``venv`` (the training env, without normalization), wrapped in ``VecNormalize``
+        with the checkpoint's statistics, the model's env; returns the ``VecNormalize``."""
+        self.vecnormalize = self.normalization.wrap(venv, training=True)
+        self.model.set_env(self.vecnormalize)
+        return self.vecnormalize
+
 
 def load_normalization(directory: Path) -> NormalizationStats:
     """The validated normalization statistics of a checkpoint directory (``vecnormalize.npz``)."""
     return NormalizationStats.load(Path(directory) / VECNORM_FILE)
-
-
-def run_of(directory: Path) -> Path:
-    """The run directory of a checkpoint directory (``RUN`` for ``RUN/best`` and
-    ``RUN/checkpoints/step_000500000``)."""
-    directory = Path(directory)
-    in_checkpoints = directory.parent.name == RunPaths(directory.parent.parent).checkpoints.name
-    return directory.parent.parent if in_checkpoints else directory.parent
 
 
 def checkpoint_config(directory: Path) -> Any:
@@ -564,17 +623,21 @@ def checkpoint_config(directory: Path) -> Any:
     """
     from budgetgym.agents.config import load_config
 
-    path = RunPaths(run_of(directory)).config
-    if not path.is_file():
+    run = run_of_checkpoint(directory)
+    if run is None or not run.config.is_file():
         raise ValueError(
-            f"Checkpoint {directory} is not inside a run directory (no {path}); its model is "
-            "rebuilt from the config its run recorded."
+            f"Checkpoint {directory} is not inside a run directory (no config.yaml beside its "
+            "folder); its model is rebuilt from the config its run recorded."
         )
-    return load_config(path)
+    return load_config(run.config)
 
 
 def load_checkpoint(
-    directory: Path, env: Any = None, device: str = "cpu", config: Any = None
+    directory: Path,
+    env: Any = None,
+    device: str = "cpu",
+    config: Any = None,
+    replay_buffer: bool | None = None,
 ) -> LoadedCheckpoint:
     """Load and validate a checkpoint directory without running code from it.
 
@@ -586,10 +649,11 @@ def load_checkpoint(
     Args:
         directory: a checkpoint directory (``checkpoints/step_*``, ``best/`` or ``final/``).
         env: optional VecEnv to continue training on (the training env, without
-            normalization): it is wrapped in ``VecNormalize`` with the checkpoint's statistics
-            and becomes the model's env, and SAC's replay buffer is restored.
+            normalization), given to :meth:`LoadedCheckpoint.train_on`.
         device: torch device.
         config: the run's ``TrainConfig`` (default: the run's ``config.yaml``).
+        replay_buffer: restore the replay buffer of an off-policy checkpoint that saved one,
+            to continue training (default: when ``env`` is given).
 
     Raises:
         FileNotFoundError: the directory does not exist.
@@ -609,14 +673,17 @@ def load_checkpoint(
             f"says {config.algorithm}."
         )
     normalization = load_normalization(directory)
-    vecnorm = None if env is None else normalization.wrap(env, training=True)
-    model = _load_model(directory / MODEL_FILE, config, vecnorm, device)
+    model = _load_model(directory / MODEL_FILE, config, device)
     model.num_timesteps = step
     model._n_updates, model._episode_num = counters["n_updates"], counters["episode_num"]
     replay = directory / REPLAY_FILE
-    if env is not None and replay.is_file() and getattr(model, "replay_buffer", None) is not None:
+    restore = env is not None if replay_buffer is None else replay_buffer
+    if restore and replay.is_file() and getattr(model, "replay_buffer", None) is not None:
         load_replay_buffer(model.replay_buffer, replay)
-    return LoadedCheckpoint(directory, meta, model, normalization, vecnorm)
+    loaded = LoadedCheckpoint(directory, meta, model, normalization)
+    if env is not None:
+        loaded.train_on(env)
+    return loaded
 
 
 def read_model_tensors(path: Path, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
@@ -656,15 +723,15 @@ def read_model_tensors(path: Path, device: str = "cpu") -> tuple[dict[str, Any],
     return params, variables
 
 
-def _load_model(path: Path, config: Any, env: Any, device: str) -> Any:
-    """A model of ``config`` on ``env`` (None: an idle env, see ``new_model``) holding the
-    tensors of ``path``."""
+def _load_model(path: Path, config: Any, device: str) -> Any:
+    """A model of ``config`` (on an idle env, see ``new_model``) holding the tensors of
+    ``path``."""
     from stable_baselines3.common.save_util import recursive_getattr, recursive_setattr
 
     from budgetgym.agents.training import new_model
 
     params, variables = read_model_tensors(path, device)
-    model = new_model(config.model_copy(update={"device": device}), env)
+    model = new_model(config.model_copy(update={"device": device}))
     state_dicts, torch_variables = model._get_torch_save_params()
     try:
         if not isinstance(variables, dict):
@@ -697,7 +764,7 @@ def resolve_checkpoint(path: Path | str) -> Path:
     """The checkpoint to use for a run directory or checkpoint path.
 
     A checkpoint directory is returned as is; a run directory gives ``best/``, else ``final/``,
-    else its latest periodic checkpoint.
+    else its latest periodic checkpoint whose metadata reads.
     """
     path = Path(path)
     if not path.exists():
@@ -712,8 +779,9 @@ def resolve_checkpoint(path: Path | str) -> Path:
     for candidate in (paths.best, paths.final):
         if (candidate / META_FILE).is_file():
             return candidate
-    if paths.list_checkpoints():
-        return paths.latest_checkpoint()
+    periodic, _ = paths.scan_checkpoints()
+    if periodic:
+        return periodic[-1]
     raise ValueError(
         f"{path} is not a budgetgym run directory (no best/, final/ or checkpoints/ inside)."
     )
@@ -757,10 +825,12 @@ def describe_checkpoint(path: Path | str) -> CheckpointInfo:
     """
     directory = resolve_checkpoint(path)
     step = int(read_meta(directory).get("num_timesteps", 0))
-    root = run_of(directory)
-    folder = f"{directory.relative_to(root).as_posix()}/"
+    if directory.parent.name == RunPaths(directory.parent.parent).checkpoints.name:
+        root, folder = directory.parent.parent, f"checkpoints/{directory.name}/"
+    else:
+        root, folder = directory.parent, f"{directory.name}/"
     run = RunPaths(root)
-    saved = [d for d in (run.best, run.final, *run.list_checkpoints()) if (d / META_FILE).is_file()]
+    saved, _ = run.saved_states()  # those whose metadata reads
     if directory not in saved:
         return CheckpointInfo(directory, str(directory), step, None)
     run_steps = max(int(read_meta(d).get("num_timesteps", 0)) for d in saved)

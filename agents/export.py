@@ -26,6 +26,7 @@ import numpy as np
 from budgetgym.agents.checkpoints import (
     RunPaths,
     SB3Policy,
+    algorithm_name,
     check_obs,
     env_signature,
     load_run_policy,
@@ -43,7 +44,11 @@ OUTPUT_NAME = "action"
 
 
 def _module(policy: SB3Policy) -> Any:
-    """A torch module ``raw obs -> deterministic action`` for an SB3 PPO or SAC policy."""
+    """A torch module ``raw obs -> deterministic action`` for an SB3 PPO or SAC policy.
+
+    The graph calls the networks' layers directly, not SB3's distribution objects: their
+    argument validation branches on tensor values, which ``torch.export`` cannot trace.
+    """
     import torch
     from torch import nn
 
@@ -78,17 +83,22 @@ def _module(policy: SB3Policy) -> Any:
                 obs = (obs.to(torch.float64) - self.mean) / self.std
                 obs = torch.clamp(obs, -self.clip_obs, self.clip_obs).to(torch.float32)
             if self.algorithm == "sac":
-                action = self.policy.actor(obs, deterministic=True)  # tanh-squashed in [-1, 1]
-                return self.low + 0.5 * (action + 1.0) * (self.high - self.low)
+                return self.sac_action(obs)
             features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
             latent = self.policy.mlp_extractor.forward_actor(features)
             mean_action = self.policy.action_net(latent)
-            return torch.maximum(torch.minimum(mean_action, self.high), self.low)
+            return torch.maximum(torch.minimum(mean_action, self.high), self.low)  # SB3 clips
+
+        def sac_action(self, obs: torch.Tensor) -> torch.Tensor:
+            """SAC's squashed mean ``tanh(mu(latent_pi(features)))``, unscaled to the space."""
+            actor = self.policy.actor
+            latent = actor.latent_pi(actor.extract_features(obs, actor.features_extractor))
+            squashed = torch.tanh(actor.mu(latent))  # mu ends in a Hardtanh with gSDE
+            return self.low + 0.5 * (squashed + 1.0) * (self.high - self.low)  # unscale_action
 
     space = policy.model.action_space
-    algorithm = "sac" if type(policy.model).__name__ == "SAC" else "ppo"
     module = OnnxableSB3Policy(
-        policy.model.policy, policy.normalizer, algorithm, space.low, space.high,
+        policy.model.policy, policy.normalizer, algorithm_name(policy.model), space.low, space.high,
         policy.residual_base,
     )  # fmt: skip
     return module.eval()
@@ -118,7 +128,10 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
     checkpoint = resolve_checkpoint(run_dir)
     meta = read_meta(checkpoint)
     if meta.get("algorithm") == "recurrent_ppo":
-        raise ValueError("Recurrent PPO policies cannot be exported to ONNX yet; use the run dir.")
+        raise ValueError(
+            f"Checkpoint {checkpoint} holds a recurrent PPO policy, which cannot be exported to "
+            "ONNX (its LSTM state is not a graph input); evaluate the run directory instead."
+        )
     policy = load_run_policy(run_dir)
     module = _module(policy)
     out_path = Path(out) if out is not None else default_export_path(run_dir)

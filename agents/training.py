@@ -6,8 +6,9 @@ domain metrics, checkpoints, progress, hparams, Ctrl-C) and runs ``learn``. At t
 ``final/`` and compares the trained policy with every baseline and the oracle on held-out
 campaigns (:func:`~budgetgym.agents.report.compare_run`), writing ``eval/`` and ``report.md``.
 
-``resume(run_dir)`` continues from the latest checkpoint with the same step counter, optimizer
-state and normalization statistics. ``train_seeds`` trains several seeds in parallel processes
+``resume(run_dir)`` continues from the newest intact saved state (``checkpoints/``, ``best/`` or
+``final/``) with the same step counter, optimizer state and normalization statistics, or
+completes a missing final comparison. ``train_seeds`` trains several seeds in parallel processes
 and aggregates them (mean ± 95% CI, learning curves).
 """
 
@@ -17,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -41,13 +43,15 @@ from budgetgym.agents.callbacks import (
     training_progress,
 )
 from budgetgym.agents.checkpoints import (
+    LoadedCheckpoint,
     RunPaths,
+    SkippedCheckpoint,
     algorithm_class,
+    checkpoint_step,
     load_checkpoint,
-    load_normalization,
     python_command,
-    read_meta,
     read_versions,
+    run_of_checkpoint,
     save_checkpoint,
     versions,
     write_json,
@@ -390,6 +394,7 @@ class TrainResult:
     checkpoint: Path
     validation: dict[str, float] = field(default_factory=dict)
     comparison: list[dict[str, Any]] | None = None
+    stop_signal: int = signal.SIGINT  # what interrupted it (exit code 128 + this)
 
 
 def default_run_dir(config_path: str | Path, seed: int, root: Path = Path("runs")) -> Path:
@@ -398,15 +403,31 @@ def default_run_dir(config_path: str | Path, seed: int, root: Path = Path("runs"
     return root / Path(config_path).stem / f"{stamp}-seed{seed}"
 
 
-def _check_new_run_dir(path: Path) -> None:
-    paths = RunPaths(path)
-    if paths.config.exists() or paths.checkpoints.exists() or paths.final.exists():
-        raise ValueError(
-            f"Run directory {path} already holds a run; resume it with "
-            f"`budgetgym train --resume {path}` or choose another --run-dir."
-        )
+# What a run writes into its directory (``--overwrite`` removes these and nothing else).
+RUN_ENTRIES = (
+    "config.yaml", "command.txt", "versions.json", "tb", "evaluations.jsonl", "checkpoints",
+    "best", "final", "eval", "report.md", "validation_references.json",
+)  # fmt: skip
+
+
+def _check_new_run_dir(path: Path, overwrite: bool = False) -> None:
+    """Refuse a directory that already holds a run, or clear the run from it (``overwrite``:
+    the entries of :data:`RUN_ENTRIES`, other files stay)."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"Run directory {path} exists and is not a directory.")
+    used = [path / name for name in RUN_ENTRIES if (path / name).exists()]
+    if not used:
+        return
+    if not overwrite:
+        raise ValueError(
+            f"Run directory {path} already holds a run; resume it with `budgetgym train "
+            f"--resume {path}`, start it afresh with --overwrite, or choose another --run-dir."
+        )
+    for entry in used:
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,8 +442,10 @@ def train(
     final_comparison: bool = True,
     log: Callable[[str], None] = print,
     torch_threads: int | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Train a new run into ``run_dir`` (which must not already hold one).
+    """Train a new run into ``run_dir`` (which must not already hold one, unless
+    ``overwrite``: then the old run's files are removed first).
 
     ``torch_threads`` defaults to every core (:func:`default_torch_threads`); it is recorded in
     ``versions.json``, since the float sums of the gradient updates depend on it.
@@ -430,7 +453,7 @@ def train(
     torch_threads = torch_threads or default_torch_threads()
     limit_threads(torch_threads)
     run_dir = Path(run_dir)
-    _check_new_run_dir(run_dir)
+    _check_new_run_dir(run_dir, overwrite)
     paths = RunPaths(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(config.to_yaml())
@@ -443,7 +466,7 @@ def train(
             venv, gamma=config.hyperparams.gamma, **config.normalize.model_dump()
         )
     model = new_model(config, vecnorm)
-    return _learn(model, config, paths, progress, report, final_comparison, log, resumed=False)
+    return _learn(model, config, paths, progress, report, final_comparison, log, None)
 
 
 def new_model(config: TrainConfig, venv: VecEnv | None = None) -> Any:
@@ -475,50 +498,195 @@ def resume(
     log: Callable[[str], None] = print,
     torch_threads: int | None = None,
 ) -> TrainResult:
-    """Continue a run from its latest checkpoint (step counter, optimizer and normalization).
+    """Continue a run from a saved state (step counter, optimizer and normalization).
+
+    From a run directory: the newest state among ``checkpoints/``, ``best/`` and ``final/``
+    whose metadata, model and statistics load; the ones skipped are reported to ``log`` with
+    the reason. From one of its checkpoint directories: that state, and the run's states saved
+    after it are removed. Validation records and TensorBoard events logged after the state's
+    step are dropped, so the run's records never go back in steps. A run already at its target
+    whose final comparison is missing (interrupted) completes the comparison.
 
     Args:
-        run_dir: the run directory.
+        run_dir: the run directory, or one of its checkpoint directories.
         total_timesteps: the new overall target (default: the config's ``total_timesteps``).
         torch_threads: default: the count the run recorded (``versions.json``), else every core.
 
     Raises:
-        FileNotFoundError: no such run or no checkpoint in it.
-        ValueError: corrupt/incompatible checkpoint, invalid config, or target already reached.
+        FileNotFoundError: no such run, or nothing saved in it.
+        ValueError: no intact state (each one's reason named), invalid config, or target
+            already reached with the comparison done.
     """
-    paths = RunPaths(Path(run_dir))
-    if not paths.root.is_dir():
-        raise FileNotFoundError(f"Run directory {paths.root} does not exist.")
+    paths, chosen = _resume_target(Path(run_dir))
     torch_threads = torch_threads or _recorded_torch_threads(paths) or default_torch_threads()
     limit_threads(torch_threads)
-    if not paths.config.is_file():
-        raise ValueError(f"{paths.root} is not a budgetgym run directory (no config.yaml).")
     overrides = {"total_timesteps": total_timesteps} if total_timesteps is not None else None
     config = load_config(paths.config, overrides)
-    checkpoint = paths.latest_checkpoint()
-    meta = read_meta(checkpoint)
-    done = int(meta.get("num_timesteps", 0))
-    if done >= config.total_timesteps:
-        raise ValueError(
-            f"Run {paths.root} is already at step {done:,} (target {config.total_timesteps:,}); "
-            "pass a larger --total-timesteps to continue it."
-        )
-    if meta.get("algorithm") != config.algorithm:
-        raise ValueError(
-            f"Checkpoint {checkpoint} holds a {meta.get('algorithm')} model but the run's config "
-            f"says {config.algorithm}."
-        )
-    load_normalization(checkpoint)  # validate the statistics before building anything
-    venv = make_train_env(config, campaign_seed(config, done))
-    model = load_checkpoint(checkpoint, env=venv, config=config).model
+    if chosen is None:
+        loaded = _newest_intact_state(paths, config, log)
+    else:
+        loaded = _load_state(chosen, config)
+        _discard_states_after(paths, checkpoint_step(chosen), log)
+    done = checkpoint_step(loaded.directory)
+    where = _folder(paths, loaded.directory)
+    if done >= config.total_timesteps and loaded.directory == paths.final:
+        if not (final_comparison and config.eval.final_episodes > 0) or paths.report.is_file():
+            raise ValueError(
+                f"Run {paths.root} is already at step {done:,} (target "
+                f"{config.total_timesteps:,}); pass a larger --total-timesteps to continue it."
+            )
+        log(f"Run {paths.root} is at step {done:,} ({where}); completing its final comparison.")
+        rows = compare_run(paths, config, [str(paths.root)], progress)
+        metrics = loaded.meta.get("eval_metrics") or {}
+        return TrainResult(paths.root, done, False, 0.0, paths.final, metrics, rows)
+    _drop_records_after(paths, done, log)
+    loaded.train_on(make_train_env(config, campaign_seed(config, done)))
+    model = loaded.model
     if config.total_timesteps != _config_target(paths):
         paths.config.write_text(config.to_yaml())
     _append_command(paths)
     log(
-        f"Resuming {paths.root} from {checkpoint} at step {model.num_timesteps:,}; "
+        f"Resuming {paths.root} from {where} at step {model.num_timesteps:,}; "
         f"torch threads: {torch_threads}."
     )
-    return _learn(model, config, paths, progress, report, final_comparison, log, resumed=True)
+    return _learn(model, config, paths, progress, report, final_comparison, log, loaded.meta)
+
+
+def _resume_target(path: Path) -> tuple[RunPaths, Path | None]:
+    """The run to resume and the checkpoint directory named (None for a run directory)."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"Run directory {path} does not exist.")
+    run = None if (path / "config.yaml").is_file() else run_of_checkpoint(path)
+    if run is not None and run.config.is_file():
+        return run, path
+    paths = RunPaths(path)
+    if not paths.config.is_file():
+        raise ValueError(
+            f"{path} is not a budgetgym run directory (no config.yaml) nor one of its "
+            "checkpoints/step_*, best/ or final/ directories."
+        )
+    return paths, None
+
+
+def _folder(paths: RunPaths, directory: Path) -> str:
+    """A state's folder as the run names it: ``checkpoints/step_000000096/``, ``best/``."""
+    try:
+        return f"{directory.relative_to(paths.root)}/"
+    except ValueError:
+        return str(directory)
+
+
+def _load_state(directory: Path, config: TrainConfig) -> LoadedCheckpoint:
+    """Load a saved state of the run, its model built from ``config``; ``ValueError`` if it is
+    corrupt or not the config's algorithm."""
+    return load_checkpoint(directory, config=config, replay_buffer=True)
+
+
+def _newest_intact_state(
+    paths: RunPaths, config: TrainConfig, log: Callable[[str], None]
+) -> LoadedCheckpoint:
+    """The newest saved state that loads; each newer or unreadable one is reported to ``log``."""
+    states, skipped = paths.saved_states()
+    loaded = None
+    for directory in states:
+        try:
+            loaded = _load_state(directory, config)
+            break
+        except ValueError as err:
+            skipped.append(SkippedCheckpoint(directory, str(err)))
+    reasons = [f"{_folder(paths, bad.directory)} ({bad.reason.rstrip('.')})" for bad in skipped]
+    if loaded is None:
+        fresh = (
+            f"start it afresh with `budgetgym train --config {paths.config} --run-dir "
+            f"{paths.root} --overwrite`"
+        )
+        if not skipped:
+            raise FileNotFoundError(
+                f"No checkpoint in run directory {paths.root} to resume from (checkpoints/, "
+                f"best/ and final/ are empty): {fresh}."
+            )
+        raise ValueError(
+            f"No intact checkpoint in run directory {paths.root} to resume from; skipped "
+            f"{'; '.join(reasons)}: {fresh}."
+        )
+    for bad in skipped:
+        log(f"Skipped {_folder(paths, bad.directory)}: {bad.reason}")
+    return loaded
+
+
+def _discard_states_after(paths: RunPaths, step: int, log: Callable[[str], None]) -> None:
+    """Remove the run's states saved after ``step`` (and the final comparison with ``final/``),
+    so that a later resume and the pruning do not mix them with the continued run's."""
+    states, _ = paths.saved_states()
+    later = [d for d in states if checkpoint_step(d) > step]
+    if paths.final in later:
+        later += [p for p in (paths.eval, paths.report) if p.exists()]
+    for path in later:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if later:
+        names = ", ".join(_folder(paths, p).rstrip("/") for p in later)
+        log(f"Removed what the run saved after step {step:,}: {names}.")
+
+
+def _drop_records_after(paths: RunPaths, step: int, log: Callable[[str], None]) -> None:
+    """Drop the validation records (``evaluations.jsonl``, and any line a crash cut short) and
+    the TensorBoard events logged after ``step``: the continued run logs those steps anew."""
+    records = 0
+    if paths.evaluations.is_file():
+        lines = paths.evaluations.read_text().splitlines()
+        kept = [line for line in lines if _record_step(line) <= step]
+        records = len(lines) - len(kept)
+        if records:
+            tmp = paths.evaluations.with_name(f".{paths.evaluations.name}.tmp-{os.getpid()}")
+            tmp.write_text("".join(f"{line}\n" for line in kept))
+            os.replace(tmp, paths.evaluations)
+    events = sum(_truncate_event_file(p, step) for p in _event_files(paths))
+    if records or events:
+        log(
+            f"Dropped {records} validation record(s) and {events} TensorBoard event(s) logged "
+            f"after step {step:,}, the step resumed from."
+        )
+
+
+def _record_step(line: str) -> float:
+    """``num_timesteps`` of an ``evaluations.jsonl`` line; infinity for a cut or foreign line
+    (dropped with the records after the step resumed from)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return math.inf
+    step = record.get("num_timesteps") if isinstance(record, dict) else None
+    return step if type(step) is int else math.inf
+
+
+def _event_files(paths: RunPaths) -> list[Path]:
+    if not paths.tensorboard.is_dir():
+        return []
+    return sorted(paths.tensorboard.rglob("events.out.tfevents.*"))
+
+
+def _truncate_event_file(path: Path, step: int) -> int:
+    """Rewrite a TensorBoard event file without the events after ``step`` (and without a record
+    a crash cut short); returns how many events it dropped."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    records = list(RawEventFileLoader(str(path)).Load())
+    kept = [r for r in records if Event.FromString(r).step <= step]
+    framing = 16  # length (8 bytes) and two CRCs (4 bytes each) around every record
+    if len(kept) == len(records) and path.stat().st_size == sum(len(r) + framing for r in records):
+        return 0
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        writer = RecordWriter(handle)
+        for record in kept:
+            writer.write(record)
+    os.replace(tmp, path)
+    return len(records) - len(kept)
 
 
 def _recorded_torch_threads(paths: RunPaths) -> int | None:
@@ -572,7 +740,36 @@ def _learn(
     report: Callable[[int, dict[str, float]], None] | None,
     final_comparison: bool,
     log: Callable[[str], None],
-    resumed: bool,
+    resumed_meta: dict[str, Any] | None,
+) -> TrainResult:
+    """Train ``model`` up to the config's target, save ``final/`` and compare it (unless a
+    signal stopped it: then save a checkpoint). ``resumed_meta``: metadata of the state a
+    resumed run continues from (None for a new run)."""
+    stop = StopOnRequestCallback()
+    with _StopOnSignals(stop, log) as signals:
+        result = _learn_and_save(
+            model, config, paths, progress, report, log, resumed_meta, stop, signals
+        )
+    if not final_comparison or config.eval.final_episodes <= 0:
+        return result
+    if result.interrupted:
+        if result.checkpoint == paths.final:  # a signal while final/ was saved
+            log(f"The final comparison runs with `budgetgym train --resume {paths.root}`.")
+        return result
+    result.comparison = compare_run(paths, config, [str(paths.root)], progress)
+    return result
+
+
+def _learn_and_save(
+    model: Any,
+    config: TrainConfig,
+    paths: RunPaths,
+    progress: bool,
+    report: Callable[[int, dict[str, float]], None] | None,
+    log: Callable[[str], None],
+    resumed_meta: dict[str, Any] | None,
+    stop: StopOnRequestCallback,
+    signals: _StopOnSignals,
 ) -> TrainResult:
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.logger import configure
@@ -591,44 +788,43 @@ def _learn(
         paths, scenarios, config.eval.n_eval_episodes, config.eval.eval_freq,
         env_kwargs(config), references,
     )  # fmt: skip
-    if resumed:
-        best = read_meta(paths.best) if (paths.best / "meta.json").is_file() else {}
-        validation.restore(best.get("best_mean_reward", -math.inf), model.num_timesteps)
+    if resumed_meta is not None:
+        best = resumed_meta.get("best_mean_reward")
+        best = best if isinstance(best, (int, float)) else -math.inf
+        validation.restore(best, model.num_timesteps)
     checkpoints = RunCheckpointCallback(
         paths,
         config.checkpoint.save_freq,
         config.checkpoint.keep_last,
         save_replay_buffer=config.algorithm == "sac",
         extra_meta=lambda: {"best_mean_reward": validation.best_mean_reward},
+        log=log,
     )
-    stop = StopOnRequestCallback()
     callbacks = [validation, checkpoints, stop, HParamsCallback(_hparams(config))]
     if getattr(config.hyperparams, "scenario_advantage_norm", False):  # PPO only
         callbacks.append(ScenarioAdvantageNorm())
     if progress or report is not None:
         callbacks.append(ProgressCallback(config.total_timesteps, validation, report))
 
-    remaining = config.total_timesteps - model.num_timesteps
+    remaining = max(config.total_timesteps - model.num_timesteps, 0)
     start = time.time()
-    previous = _install_sigint(stop, log)
-    try:
-        model.learn(
-            remaining,
-            callback=CallbackList(callbacks),
-            reset_num_timesteps=not resumed,
-            progress_bar=False,
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    model.learn(
+        remaining,
+        callback=CallbackList(callbacks),
+        reset_num_timesteps=resumed_meta is None,
+        progress_bar=False,
+    )
     elapsed = time.time() - start
 
-    if stop.stop.is_set():
+    if stop.stop.is_set() and model.num_timesteps < config.total_timesteps:
         checkpoint = checkpoints.save_now(paths.checkpoint(model.num_timesteps))
         log(
             f"Interrupted at step {model.num_timesteps:,}: saved {checkpoint}; continue with "
             f"`budgetgym train --resume {paths.root}`."
         )
-        return TrainResult(paths.root, model.num_timesteps, True, elapsed, checkpoint)
+        return TrainResult(
+            paths.root, model.num_timesteps, True, elapsed, checkpoint, stop_signal=signals.received
+        )
 
     if validation.last_eval_step != model.num_timesteps:
         validation.evaluate()
@@ -640,27 +836,53 @@ def _learn(
     model.get_env().close()
     log(f"Trained {model.num_timesteps:,} steps in {elapsed / 60:.1f} min; saved {checkpoint}.")
     log(f"Validation: {format_metrics(validation.last_metrics)}")
-    result = TrainResult(
-        paths.root, model.num_timesteps, False, elapsed, checkpoint, validation.last_metrics
-    )
-    if final_comparison and config.eval.final_episodes > 0:
-        result.comparison = compare_run(paths, config, [str(paths.root)], progress)
-    return result
+    return TrainResult(
+        paths.root, model.num_timesteps, stop.stop.is_set(), elapsed, checkpoint,
+        validation.last_metrics, stop_signal=signals.received,
+    )  # fmt: skip
 
 
-def _install_sigint(stop: StopOnRequestCallback, log: Callable[[str], None]) -> Any:
-    """First Ctrl-C: finish the current step, save a checkpoint, exit. Second: abort."""
+class _StopOnSignals:
+    """Ctrl-C (SIGINT) and SIGTERM (what ``timeout``, Docker and Slurm send) while a run trains
+    and saves: the first stops training after the current step, which saves a checkpoint; the
+    second says the save is under way; the third aborts (``KeyboardInterrupt``), saving nothing.
+    Outside the main thread, where handlers cannot be set, it does nothing."""
 
-    def handler(signum: int, frame: Any) -> None:
-        if stop.stop.is_set():
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: StopOnRequestCallback, log: Callable[[str], None]) -> None:
+        self.stop = stop
+        self.log = log
+        self.received = signal.SIGINT  # the first signal received
+        self._count = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        try:
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self._count += 1
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self._count == 1:
+            self.received = signal.Signals(signum)
+            self.log(
+                f"{name}: stopping after this step and saving a checkpoint (a third Ctrl-C "
+                "aborts without saving)."
+            )
+            self.stop.request_stop()
+        elif self._count == 2:
+            self.log(f"{name}: the checkpoint is being saved; once more aborts without saving.")
+        else:
             raise KeyboardInterrupt
-        log("Ctrl-C: stopping after this step and saving a checkpoint (again to abort).")
-        stop.request_stop()
-
-    try:
-        return signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: no handler
-        return signal.getsignal(signal.SIGINT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -696,9 +918,11 @@ def train_seeds(
     progress: bool = True,
     log: Callable[[str], None] = print,
     torch_threads: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``config`` once per seed in ``workers`` processes into ``root/seed_<s>``, each with
     ``torch_threads`` (default: the cores shared among the workers, at least one).
+    ``overwrite`` removes the runs already in those folders first.
 
     Then compares all seeds with the baselines and the oracle on held-out campaigns (one
     leaderboard in ``root/eval``), and writes ``root/aggregate.json``/``.md`` (mean ± 95% CI
@@ -713,7 +937,7 @@ def train_seeds(
         raise ValueError("--workers must be >= 1.")
     root = Path(root)
     for seed in seeds:
-        _check_new_run_dir(root / f"seed_{seed}")
+        _check_new_run_dir(root / f"seed_{seed}", overwrite)
     root.mkdir(parents=True, exist_ok=True)
     paths = RunPaths(root)
     paths.config.write_text(config.to_yaml())

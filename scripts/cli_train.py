@@ -36,7 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="YAML experiment config (file path or bundled name).")
     source.add_argument(
-        "--resume", metavar="DIR", help="Continue this run from its last checkpoint."
+        "--resume",
+        metavar="DIR",
+        help="Continue this run from its newest intact checkpoint among checkpoints/, best/ and "
+        "final/ (or complete its final comparison); DIR may also be one of its checkpoint "
+        "directories, to continue from that one (what the run saved after it is removed).",
     )
     p.add_argument(
         "--set",
@@ -50,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--run-dir", help="Where to write the run (default: runs/<config>/<date-time>-seed<S>)."
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Start afresh in a --run-dir that already holds a run, removing that run's files.",
     )
     p.add_argument("--seed", type=int, help="Override the config's seed.")
     p.add_argument(
@@ -99,7 +108,7 @@ def _training_batch_sizes(config: TrainConfig) -> tuple[int, ...]:
 def train_command(args: argparse.Namespace) -> int:
     """Handler of ``budgetgym train``."""
     from budgetgym.agents import training
-    from budgetgym.agents.checkpoints import RunPaths
+    from budgetgym.agents.checkpoints import RunPaths, run_of_checkpoint
     from budgetgym.agents.config import load_config, resolve_config_path
 
     console = Console(soft_wrap=True)  # no line breaks inside paths
@@ -108,12 +117,15 @@ def train_command(args: argparse.Namespace) -> int:
     check_positive("--torch-threads", args.torch_threads)
     progress = not args.no_progress
     if args.resume:
-        if args.seed is not None or args.seeds or args.run_dir or args.set:
+        if args.seed is not None or args.seeds or args.run_dir or args.set or args.overwrite:
             raise CLIError(
                 "--resume takes only --total-timesteps: the seed, run dir and config are the "
                 "run's own."
             )
+        run = run_of_checkpoint(Path(args.resume))
         recorded = RunPaths(Path(args.resume)).config
+        if not recorded.is_file() and run is not None:
+            recorded = run.config
         if recorded.is_file():
             compile_simulator(console, _training_batch_sizes(load_config(recorded)))
         result = training.resume(
@@ -149,6 +161,7 @@ def train_command(args: argparse.Namespace) -> int:
             progress=progress,
             log=console.print,
             torch_threads=args.torch_threads,
+            overwrite=args.overwrite,
         )
         if summary.get("interrupted"):
             return 130
@@ -169,6 +182,7 @@ def train_command(args: argparse.Namespace) -> int:
         final_comparison=not args.no_compare,
         log=console.print,
         torch_threads=args.torch_threads,
+        overwrite=args.overwrite,
     )
     return _finish(console, result)
 
@@ -179,16 +193,18 @@ def _finish(console, result) -> int:  # noqa: ANN001
     compared = result.comparison is not None
     for line in [*verdict_lines(result.comparison or []), *closing_lines(result.run_dir, compared)]:
         console.print(line, highlight=False, markup=False)
-    return 130 if result.interrupted else 0
+    return 128 + result.stop_signal if result.interrupted else 0  # 130 Ctrl-C, 143 SIGTERM
 
 
 def export_command(args: argparse.Namespace) -> int:
     """Handler of ``budgetgym export``."""
+    from budgetgym.agents.checkpoints import describe_checkpoint
     from budgetgym.agents.export import default_export_path, export_onnx
 
     out = args.out if args.out is not None else default_export_path(args.run_dir)
     if Path(args.run_dir).exists():
         check_writable(out, directory=False)
     out = export_onnx(args.run_dir, out)
+    print(f"Exported {describe_checkpoint(args.run_dir)} of {args.run_dir}")
     print(f"Wrote {out} and {out.with_suffix('.json')}")
     return 0

@@ -31,17 +31,37 @@ TINY = {
 }
 
 
+SAC_TINY = {
+    **TINY,
+    "algorithm": "sac",
+    "total_timesteps": 192,
+    "residual_base": "obs_pacing",
+    "hyperparams": {"learning_starts": 128, "buffer_size": 1000, "batch_size": 32,
+                    "gradient_steps": 1, "policy_kwargs": {"net_arch": [32, 32]}},
+}  # fmt: skip
+
+
+def scale_action_head(run_dir: Path, config: dict, head: str, factor: float) -> None:
+    """Multiply the weights of the policy's layer ``head`` (a dotted attribute path) in place.
+
+    A briefly trained policy has near-zero actions; a scaled head spreads them over the action
+    range, so that the tests exercise the clipping or squashing baked into the graph.
+    """
+    checkpoint = resolve_checkpoint(run_dir)
+    loaded = load_checkpoint(checkpoint, env=make_train_env(validate_config(config), seed=0))
+    layer = loaded.model.policy
+    for name in head.split("."):
+        layer = getattr(layer, name)
+    with torch.no_grad():
+        layer.weight.mul_(factor)
+    save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     run_dir = tmp_path_factory.mktemp("export") / "run"
     train(validate_config(TINY), run_dir, progress=False, log=lambda _: None)
-    # A briefly trained policy has near-zero actions; scale its action head so that many
-    # actions fall outside [-1, 1] and the test exercises the clipping baked into the graph.
-    checkpoint = resolve_checkpoint(run_dir)
-    loaded = load_checkpoint(checkpoint, env=make_train_env(validate_config(TINY), seed=0))
-    with torch.no_grad():
-        loaded.model.policy.action_net.weight.mul_(30.0)
-    save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
+    scale_action_head(run_dir, TINY, "action_net", 30.0)
     return run_dir, export_onnx(run_dir)
 
 
@@ -70,6 +90,45 @@ def test_onnx_matches_sb3_predict(exported: tuple[Path, Path]) -> None:
     assert np.abs(actual - expected).max() <= 1e-5
     assert np.abs(actual).max() <= 1.0  # clipping is in the graph
     assert (np.abs(actual) == 1.0).any(), "test observations should exercise the clipping"
+
+
+def test_sac_onnx_matches_sb3_predict(tmp_path: Path) -> None:
+    """SAC exports its squashed mean action, here with a residual base added in the graph."""
+    run_dir = tmp_path / "run"
+    train(validate_config(SAC_TINY), run_dir, progress=False, log=lambda _: None)
+    scale_action_head(run_dir, SAC_TINY, "actor.mu", 30.0)
+    policy = load_run_policy(run_dir)
+    assert type(policy.model).__name__ == "SAC" and policy.residual_base == "obs_pacing"
+    obs = observations(1000)
+    expected, _ = policy.predict(obs, deterministic=True)
+    onnx_path = export_onnx(run_dir)
+    actual, _ = OnnxPolicy(onnx_path).predict(obs)
+    assert np.abs(actual - expected).max() <= 1e-5
+    correction, _ = policy.model.predict(policy.normalizer(obs), deterministic=True)
+    assert (np.abs(correction) > 0.99).mean() > 0.05, "the test should reach tanh's tails"
+    assert not np.allclose(actual, correction, atol=0.1)  # the residual base is in the graph
+    stochastic, _ = policy.predict(obs, deterministic=False)
+    assert not np.allclose(stochastic, expected)  # the deterministic action is really the mean
+    assert json.loads(onnx_path.with_suffix(".json").read_text())["algorithm"] == "sac"
+
+
+def test_recurrent_policy_export_fails_in_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from budgetgym.scripts.cli import main
+
+    hyperparams = {**TINY["hyperparams"], "n_epochs": 1, "policy_kwargs": {"lstm_hidden_size": 8}}
+    config = {**TINY, "algorithm": "recurrent_ppo", "total_timesteps": 192,
+              "hyperparams": hyperparams}  # fmt: skip
+    run_dir = tmp_path / "run"
+    train(validate_config(config), run_dir, progress=False, log=lambda _: None)
+    with pytest.raises(ValueError, match="recurrent PPO policy, which cannot be exported"):
+        export_onnx(run_dir)
+    assert main(["export", str(run_dir)]) == 2
+    assert "recurrent PPO policy, which cannot be exported" in " ".join(
+        capsys.readouterr().out.split()
+    )
+    assert not (run_dir / "export").exists()
 
 
 def test_sidecar_describes_spaces_scenario_and_versions(exported: tuple[Path, Path]) -> None:
@@ -139,13 +198,19 @@ def test_onnx_policy_rejects_wrong_inputs(exported: tuple[Path, Path], tmp_path:
         OnnxPolicy(tmp_path / "missing.onnx")
 
 
-def test_export_cli(exported: tuple[Path, Path], tmp_path: Path) -> None:
+def test_export_cli(
+    exported: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from budgetgym.agents.checkpoints import describe_checkpoint
     from budgetgym.scripts.cli import main
 
     run_dir, _ = exported
     out = tmp_path / "policy.onnx"
     assert main(["export", str(run_dir), "--format", "onnx", "--out", str(out)]) == 0
     assert out.is_file() and out.with_suffix(".json").is_file()
+    used = describe_checkpoint(run_dir)  # the message names the checkpoint and its step
+    assert f"Exported {used} of {run_dir}" in capsys.readouterr().out
+    assert f"at step {used.step:,}" in str(used)
     assert main(["export", str(tmp_path / "nowhere")]) == 2
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["algorithm"] == "ppo"
 

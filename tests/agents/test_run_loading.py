@@ -253,6 +253,22 @@ def test_a_pickle_in_any_file_or_archive_member_never_runs(
     assert outcomes[f"final/{MODEL_FILE}", "data"] == ("ok", "ok")
 
 
+def test_resume_skips_a_checkpoint_whose_replay_buffer_holds_a_pickle(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    run = copy_run(runs["sac"], tmp_path)
+    shutil.rmtree(run / "final")  # killed before the end: the newest state is periodic
+    newest = RunPaths(run).list_checkpoints()[-1]
+    plant(run, str((newest / REPLAY_FILE).relative_to(run)), "observations.npy", marker)
+    messages: list[str] = []
+    result = resume(run, 288, progress=False, final_comparison=False, log=messages.append)
+    assert not marker.exists()
+    assert result.num_timesteps >= 288
+    skipped = [m for m in messages if newest.name in m and "Replay buffer" in m]
+    assert skipped and "pickled objects" in skipped[0], messages
+
+
 def test_old_pickles_beside_the_data_are_never_read_by_the_commands(
     runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -195,8 +195,9 @@ def test_corrupt_and_foreign_checkpoints_fail_clearly_and_lose_nothing(tmp_path:
     config = validate_config(tiny())
     train(config, tmp_path / "run", progress=False, log=quiet)
     run = RunPaths(tmp_path / "run")
-    latest = run.latest_checkpoint() / "model.zip"
-    latest.write_bytes(b"not a zip archive")
+    intact = (run.list_checkpoints()[-1] / "model.zip").read_bytes()
+    for state in (*run.list_checkpoints(), run.best, run.final):  # resume falls back past one
+        (state / "model.zip").write_bytes(b"not a zip archive")
     files = sorted(p for p in run.root.rglob("*") if p.is_file() and "tb" not in p.parts)
     before = {p: p.read_bytes() for p in files}
 
@@ -216,6 +217,7 @@ def test_corrupt_and_foreign_checkpoints_fail_clearly_and_lose_nothing(tmp_path:
     with pytest.raises(ValueError, match="not a budgetgym"):
         load_run_policy(tmp_path)
     checkpoint = run.list_checkpoints()[-1]
+    (checkpoint / "model.zip").write_bytes(intact)
     (checkpoint / "vecnormalize.npz").write_bytes(b"\x80garbage")
     with pytest.raises(ValueError, match="corrupt"):
         load_run_policy(checkpoint)
