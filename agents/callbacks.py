@@ -171,10 +171,10 @@ def compute_references(
     if cache is not None and cache.is_file():
         try:
             cached = json.loads(cache.read_text())
-            if cached.get("key") == key:
-                return cached
-        except json.JSONDecodeError:
-            pass
+        except ValueError:  # not JSON, or not text: computed anew
+            cached = None
+        if isinstance(cached, dict) and cached.get("key") == key:
+            return cached
     from budgetgym.agents.oracle import OraclePolicy
 
     seeds = validation_seeds(n_episodes)

@@ -14,22 +14,27 @@ Run directory layout (created by ``budgetgym train``)::
       eval/                final comparison with the baselines and the oracle (leaderboard)
       report.md            summary of the final comparison
 
-Every checkpoint directory holds ``model.zip`` (SB3: weights, optimizer state, step counter),
-``vecnormalize.pkl`` (observation statistics) and ``meta.json`` (format, algorithm, step,
-observation/action sizes and the environment signature), written to a temporary directory and
-renamed into place, so a checkpoint is either complete or absent. Loading validates all three
-and raises a one-sentence ``ValueError`` for a corrupt, foreign or incompatible checkpoint.
+Every checkpoint directory holds ``model.zip`` (SB3: weights and optimizer state),
+``vecnormalize.npz`` (observation and return statistics), ``meta.json`` (format, algorithm, step,
+observation/action sizes and the environment signature) and, for SAC's periodic checkpoints,
+``replay_buffer.npz``, written to a temporary directory and renamed into place, so a checkpoint
+is either complete or absent. Loading validates them all and raises a one-sentence
+``ValueError`` for a corrupt, foreign or incompatible checkpoint.
 
-Checkpoint files are pickles/zip archives executed on load: only load runs you trust.
+Loading a run never executes code from it: the model is rebuilt from the run's recorded
+``config.yaml`` (validated, read with YAML's safe loader) and receives only the tensors of
+``model.zip`` (``torch.load(weights_only=True)``); the cloudpickled fields of SB3's ``data``
+entry are never read. Statistics and replay buffers are plain ``.npz`` arrays read with
+``allow_pickle=False``, metadata is JSON. Pickles of older runs (``vecnormalize.pkl``) are refused.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
-import pickle
 import platform
 import re
 import shlex
@@ -37,8 +42,9 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +56,10 @@ from budgetgym.envs import ACTION_DIM, CHANNEL_NAMES, OBS_DIM, OBS_FEATURES
 
 CHECKPOINT_FORMAT = "budgetgym-checkpoint/1"
 MODEL_FILE = "model.zip"
-VECNORM_FILE = "vecnormalize.pkl"
+VECNORM_FILE = "vecnormalize.npz"
+LEGACY_VECNORM_FILE = "vecnormalize.pkl"
 META_FILE = "meta.json"
-REPLAY_FILE = "replay_buffer.pkl"
+REPLAY_FILE = "replay_buffer.npz"
 
 
 def env_signature() -> str:
@@ -175,6 +182,12 @@ class SkippedCheckpoint:
 
     directory: Path
     reason: str
+
+
+def _run_dir_of(directory: Path) -> Path:
+    """The run directory of a checkpoint directory; the directory itself outside a run."""
+    run = run_of_checkpoint(directory)
+    return directory if run is None else run.root
 
 
 def run_of_checkpoint(directory: Path) -> RunPaths | None:
@@ -341,7 +354,14 @@ def save_checkpoint(
 ) -> Path:
     """Save model (with optimizer state), normalization statistics and metadata together.
 
-    Written into a temporary sibling directory then renamed, replacing ``directory``.
+    Args:
+        model: the SB3 model (``model.zip``: weights and optimizer state).
+        vecnormalize: the ``VecNormalize`` around the model's env (``vecnormalize.npz``); the
+            residual base of its env stack is recorded in ``meta.json``.
+        directory: the checkpoint directory, written into a temporary sibling directory then
+            renamed, replacing ``directory``.
+        extra_meta: more entries for ``meta.json``.
+        replay_buffer: also save an off-policy model's replay buffer (``replay_buffer.npz``).
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -350,13 +370,15 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     model.save(tmp / MODEL_FILE)
-    vecnormalize.save(str(tmp / VECNORM_FILE))
-    if replay_buffer and hasattr(model, "save_replay_buffer"):
-        model.save_replay_buffer(tmp / REPLAY_FILE)
+    NormalizationStats.from_vecnormalize(vecnormalize).save(tmp / VECNORM_FILE)
+    if replay_buffer and getattr(model, "replay_buffer", None) is not None:
+        save_replay_buffer(model.replay_buffer, tmp / REPLAY_FILE)
     meta = {
         "format": CHECKPOINT_FORMAT,
         "algorithm": algorithm_name(model),
         "num_timesteps": int(model.num_timesteps),
+        "n_updates": int(model._n_updates),
+        "episode_num": int(model._episode_num),
         "obs_dim": int(model.observation_space.shape[0]),
         "action_dim": int(model.action_space.shape[0]),
         "env_signature": env_signature(),
@@ -397,6 +419,196 @@ def algorithm_class(name: str) -> type:
 
         return RecurrentPPO
     raise ValueError(f"Unknown algorithm {name!r}; valid: ppo, sac, recurrent_ppo.")
+
+
+# --------------------------------------------------------------------------------------------
+# Normalization statistics and replay buffers as plain arrays
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NormalizationStats:
+    """``VecNormalize``'s running statistics and settings as plain arrays (``vecnormalize.npz``).
+
+    Attributes:
+        obs_mean, obs_var: running mean and variance of each observation feature ``(OBS_DIM,)``.
+        obs_count: observations the statistics have seen.
+        ret_mean, ret_var, ret_count: the same for the discounted return (scalars).
+        clip_obs, clip_reward: clipping of normalized observations and rewards.
+        gamma: discount of the return whose variance scales the rewards.
+        epsilon: added to the variances before the square root.
+        norm_obs, norm_reward: whether observations and rewards are normalized.
+    """
+
+    obs_mean: np.ndarray
+    obs_var: np.ndarray
+    obs_count: float
+    ret_mean: float
+    ret_var: float
+    ret_count: float
+    clip_obs: float
+    clip_reward: float
+    gamma: float
+    epsilon: float
+    norm_obs: bool
+    norm_reward: bool
+
+    @classmethod
+    def from_vecnormalize(cls, vecnorm: Any) -> NormalizationStats:
+        """Copy the statistics and settings of a ``VecNormalize``."""
+        return cls(
+            obs_mean=np.array(vecnorm.obs_rms.mean, dtype=np.float64),
+            obs_var=np.array(vecnorm.obs_rms.var, dtype=np.float64),
+            obs_count=float(vecnorm.obs_rms.count),
+            ret_mean=float(vecnorm.ret_rms.mean),
+            ret_var=float(vecnorm.ret_rms.var),
+            ret_count=float(vecnorm.ret_rms.count),
+            clip_obs=float(vecnorm.clip_obs),
+            clip_reward=float(vecnorm.clip_reward),
+            gamma=float(vecnorm.gamma),
+            epsilon=float(vecnorm.epsilon),
+            norm_obs=bool(vecnorm.norm_obs),
+            norm_reward=bool(vecnorm.norm_reward),
+        )
+
+    def save(self, path: Path) -> None:
+        """Write the statistics to ``path`` (``.npz``, one array per field)."""
+        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> NormalizationStats:
+        """Read and validate statistics written by :meth:`save` (no pickles are read).
+
+        Raises:
+            ValueError: the file is missing, corrupt, or made for another observation size.
+        """
+        path = Path(path)
+        if not path.is_file():
+            legacy = path.with_name(LEGACY_VECNORM_FILE)
+            if legacy.is_file():
+                raise ValueError(
+                    f"Checkpoint {path.parent} keeps its normalization statistics as a pickle "
+                    f"({LEGACY_VECNORM_FILE}, written by an older budgetgym), which budgetgym "
+                    "does not load because unpickling can run code: retrain the run, or if you "
+                    "made it yourself, convert it with `python -m budgetgym.scripts.convert_run "
+                    f"{_run_dir_of(path.parent)} --trust-pickles`."
+                )
+            raise ValueError(
+                f"Checkpoint {path.parent} has no {VECNORM_FILE}; the model cannot be used "
+                "without its observation-normalization statistics."
+            )
+        arrays = read_arrays(path, [f.name for f in fields(cls)], "Normalization statistics")
+        shape = arrays["obs_mean"].shape
+        if shape != (OBS_DIM,) or arrays["obs_var"].shape != (OBS_DIM,):
+            raise ValueError(
+                f"Normalization statistics {path} are for observations of shape {shape}, but "
+                f"this simulator has ({OBS_DIM},): incompatible environment version."
+            )
+        for name, value in arrays.items():
+            kind = "b" if name.startswith("norm_") else "f"
+            if value.dtype.kind != kind or (kind == "f" and not np.isfinite(value).all()):
+                raise ValueError(
+                    f"Normalization statistics {path} are corrupt ({name} is {value.dtype} "
+                    f"{value.tolist() if value.ndim == 0 else 'array'})."
+                )
+        if (arrays["obs_var"] < 0).any() or arrays["ret_var"] < 0:
+            raise ValueError(f"Normalization statistics {path} are corrupt (negative variance).")
+        return cls(
+            **{n: v if v.ndim else v.item() for n, v in arrays.items()}  # type: ignore[arg-type]
+        )
+
+    def wrap(self, venv: Any, training: bool = True) -> Any:
+        """``VecNormalize`` around ``venv`` holding these statistics and settings."""
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        from budgetgym.agents.training import quiet_render_mode_warning
+
+        with quiet_render_mode_warning():
+            vecnorm = VecNormalize(
+                venv,
+                training=training,
+                norm_obs=self.norm_obs,
+                norm_reward=self.norm_reward,
+                clip_obs=self.clip_obs,
+                clip_reward=self.clip_reward,
+                gamma=self.gamma,
+                epsilon=self.epsilon,
+            )
+        vecnorm.obs_rms.mean = self.obs_mean.copy()
+        vecnorm.obs_rms.var = self.obs_var.copy()
+        vecnorm.obs_rms.count = self.obs_count
+        vecnorm.ret_rms.mean = np.float64(self.ret_mean)
+        vecnorm.ret_rms.var = np.float64(self.ret_var)
+        vecnorm.ret_rms.count = self.ret_count
+        return vecnorm
+
+    def obs_normalizer(self) -> ObsNormalizer:
+        """The frozen observation transform of these statistics."""
+        return ObsNormalizer(
+            self.obs_mean.copy(), self.obs_var.copy(), self.epsilon, self.clip_obs, self.norm_obs
+        )
+
+
+def read_arrays(path: Path, names: list[str], label: str) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of the ``.npz`` file ``path``, read without unpickling anything.
+
+    Raises:
+        ValueError: ``"{label} {path} is corrupt (...)"``: not an ``.npz`` archive, a missing
+            array, or an array of Python objects (pickles are refused).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: np.asarray(data[name]) for name in names}
+    except Exception as err:  # noqa: BLE001 (numpy and zipfile raise many kinds)
+        text = str(err)
+        reason = "it holds pickled objects, which are not loaded" if "pickle" in text else text
+        raise ValueError(f"{label} {path} is corrupt ({_short(reason)}).") from None
+
+
+#: The arrays of an SB3 ``ReplayBuffer``, each ``(buffer_size, n_envs, ...)``.
+REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def save_replay_buffer(buffer: Any, path: Path) -> None:
+    """Write the filled rows of an SB3 ``ReplayBuffer`` and its position to ``path`` (``.npz``)."""
+    size = buffer.buffer_size if buffer.full else buffer.pos
+    arrays = {
+        name: getattr(buffer, name)[:size]
+        for name in REPLAY_ARRAYS
+        if getattr(buffer, name, None) is not None
+    }
+    with open(path, "wb") as handle:
+        np.savez(handle, pos=np.int64(buffer.pos), full=np.bool_(buffer.full), **arrays)
+
+
+def load_replay_buffer(buffer: Any, path: Path) -> None:
+    """Fill ``buffer`` (the replay buffer of a model built from the run's config) from ``path``.
+
+    Raises:
+        ValueError: the file is corrupt or holds arrays of another buffer size or layout.
+    """
+    names = [name for name in REPLAY_ARRAYS if getattr(buffer, name, None) is not None]
+    arrays = read_arrays(path, ["pos", "full", *names], "Replay buffer")
+    pos, full = arrays.pop("pos"), arrays.pop("full")
+    if pos.shape or pos.dtype.kind not in "iu" or full.shape or full.dtype.kind != "b":
+        raise ValueError(f"Replay buffer {path} is corrupt (position {pos} or full flag {full}).")
+    pos, full = int(pos), bool(full)
+    if not 0 <= pos < buffer.buffer_size:
+        raise ValueError(
+            f"Replay buffer {path} is corrupt (position {pos} outside its "
+            f"{buffer.buffer_size} rows)."
+        )
+    size = buffer.buffer_size if full else pos
+    for name, array in arrays.items():
+        expected = (size, *getattr(buffer, name).shape[1:])
+        if array.shape != expected:
+            raise ValueError(
+                f"Replay buffer {path} does not fit the run's buffer ({name} has shape "
+                f"{array.shape}, expected {expected})."
+            )
+    for name, array in arrays.items():
+        getattr(buffer, name)[:size] = array
+    buffer.pos, buffer.full = pos, full
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,49 +670,70 @@ def check_compatible(meta: dict[str, Any], where: Path) -> None:
 
 @dataclass
 class LoadedCheckpoint:
-    """A validated checkpoint: SB3 model, normalization statistics and metadata."""
+    """A validated checkpoint: SB3 model, normalization statistics and metadata.
+
+    ``vecnormalize`` is the model's ``VecNormalize`` once :meth:`train_on` gave it an env
+    (None before).
+    """
 
     directory: Path
     meta: dict[str, Any]
     model: Any
-    vecnormalize: Any  # VecNormalize without a venv until set_venv is called
+    normalization: NormalizationStats
+    vecnormalize: Any = None
+
+    def train_on(self, venv: Any) -> Any:
+        """Make ``venv`` (the training env, without normalization), wrapped in ``VecNormalize``
+        with the checkpoint's statistics, the model's env; returns the ``VecNormalize``."""
+        self.vecnormalize = self.normalization.wrap(venv, training=True)
+        self.model.set_env(self.vecnormalize)
+        return self.vecnormalize
 
 
-def load_vecnormalize(path: Path) -> Any:
-    """Unpickle ``VecNormalize`` statistics and check their observation size."""
-    from stable_baselines3.common.vec_env import VecNormalize
+def load_normalization(directory: Path) -> NormalizationStats:
+    """The validated normalization statistics of a checkpoint directory (``vecnormalize.npz``)."""
+    return NormalizationStats.load(Path(directory) / VECNORM_FILE)
 
-    try:
-        with open(path, "rb") as handle:
-            vecnorm = pickle.load(handle)  # noqa: S301 (trusted run directories only)
-    except FileNotFoundError:
+
+def checkpoint_config(directory: Path) -> Any:
+    """The validated ``TrainConfig`` recorded by the run a checkpoint directory belongs to.
+
+    Raises:
+        ValueError: the checkpoint is not inside a run directory, or the config is invalid.
+    """
+    from budgetgym.agents.config import load_config
+
+    run = run_of_checkpoint(directory)
+    if run is None or not run.config.is_file():
         raise ValueError(
-            f"Checkpoint {path.parent} has no {VECNORM_FILE}; the model cannot be used without "
-            "its observation-normalization statistics."
-        ) from None
-    except Exception as err:  # noqa: BLE001 (any unpickling failure means a corrupt file)
-        raise ValueError(f"Normalization statistics {path} are corrupt ({_short(err)}).") from None
-    if not isinstance(vecnorm, VecNormalize):
-        raise ValueError(f"{path} does not hold VecNormalize statistics.")
-    shape = getattr(getattr(vecnorm, "obs_rms", None), "mean", np.zeros(0)).shape
-    if vecnorm.norm_obs and shape != (OBS_DIM,):
-        raise ValueError(
-            f"Normalization statistics {path} are for observations of shape {shape}, but this "
-            f"simulator has ({OBS_DIM},): incompatible environment version."
+            f"Checkpoint {directory} is not inside a run directory (no config.yaml beside its "
+            "folder); its model is rebuilt from the config its run recorded."
         )
-    return vecnorm
+    return load_config(run.config)
 
 
 def load_checkpoint(
-    directory: Path, env: Any = None, device: str = "cpu", custom_objects: dict | None = None
+    directory: Path,
+    env: Any = None,
+    device: str = "cpu",
+    config: Any = None,
+    replay_buffer: bool | None = None,
 ) -> LoadedCheckpoint:
-    """Load and validate a checkpoint directory (``model.zip`` + ``vecnormalize.pkl`` + meta).
+    """Load and validate a checkpoint directory without running code from it.
+
+    The model is built anew from the run's config and the simulator's spaces, then receives
+    the tensors of ``model.zip`` (weights, optimizer states, SAC's entropy coefficient), each
+    read with ``torch.load(weights_only=True)``; SB3's pickled ``data`` entry is not read.
+    Step and update counters come from ``meta.json``, statistics from ``vecnormalize.npz``.
 
     Args:
         directory: a checkpoint directory (``checkpoints/step_*``, ``best/`` or ``final/``).
-        env: optional VecEnv to attach to the model (needed to continue training).
+        env: optional VecEnv to continue training on (the training env, without
+            normalization), given to :meth:`LoadedCheckpoint.train_on`.
         device: torch device.
-        custom_objects: forwarded to SB3's ``load`` (e.g. to replace a schedule).
+        config: the run's ``TrainConfig`` (default: the run's ``config.yaml``).
+        replay_buffer: restore the replay buffer of an off-policy checkpoint that saved one,
+            to continue training (default: when ``env`` is given).
 
     Raises:
         FileNotFoundError: the directory does not exist.
@@ -509,27 +742,97 @@ def load_checkpoint(
     directory = Path(directory)
     meta = read_meta(directory)
     check_compatible(meta, directory)
-    algo = algorithm_class(str(meta.get("algorithm")))
-    model_path = directory / MODEL_FILE
-    if not model_path.is_file():
-        raise ValueError(f"Checkpoint {directory} has no {MODEL_FILE}.")
-    if not zipfile.is_zipfile(model_path):
-        raise ValueError(f"Checkpoint model {model_path} is corrupt (not a zip archive).")
-    try:
-        model = algo.load(model_path, env=env, device=device, custom_objects=custom_objects)
-    except Exception as err:  # noqa: BLE001 (SB3 raises many kinds for a bad archive)
+    step = checkpoint_step(directory)
+    counters = {key: meta.get(key, 0) for key in ("n_updates", "episode_num")}
+    if any(type(value) is not int or value < 0 for value in counters.values()):
+        raise ValueError(f"Checkpoint metadata {directory / META_FILE} is corrupt ({counters}).")
+    config = checkpoint_config(directory) if config is None else config
+    if meta.get("algorithm") != config.algorithm:
         raise ValueError(
-            f"Checkpoint model {model_path} is corrupt or not a {meta['algorithm']} model "
-            f"({_short(err)})."
-        ) from None
-    if model.observation_space.shape != (OBS_DIM,) or model.action_space.shape != (ACTION_DIM,):
-        raise ValueError(
-            f"Checkpoint model {model_path} has observation shape {model.observation_space.shape} "
-            f"and action shape {model.action_space.shape}, expected ({OBS_DIM},) and "
-            f"({ACTION_DIM},): it is a foreign model or from an incompatible environment version."
+            f"Checkpoint {directory} holds a {meta.get('algorithm')} model but the run's config "
+            f"says {config.algorithm}."
         )
-    vecnorm = load_vecnormalize(directory / VECNORM_FILE)
-    return LoadedCheckpoint(directory, meta, model, vecnorm)
+    normalization = load_normalization(directory)
+    model = _load_model(directory / MODEL_FILE, config, device)
+    model.num_timesteps = step
+    model._n_updates, model._episode_num = counters["n_updates"], counters["episode_num"]
+    replay = directory / REPLAY_FILE
+    restore = env is not None if replay_buffer is None else replay_buffer
+    if restore and replay.is_file() and getattr(model, "replay_buffer", None) is not None:
+        load_replay_buffer(model.replay_buffer, replay)
+    loaded = LoadedCheckpoint(directory, meta, model, normalization)
+    if env is not None:
+        loaded.train_on(env)
+    return loaded
+
+
+def read_model_tensors(path: Path, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The state dicts (``policy``, ``policy.optimizer``, ...) and torch variables (SAC's
+    ``log_ent_coef``) of an SB3 ``model.zip``: each ``.pth`` entry is read with
+    ``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers;
+    the pickled ``data`` entry is not read.
+
+    Raises:
+        ValueError: no such file, not a zip archive, or an entry that is not plain tensors.
+    """
+    import torch
+
+    if not path.is_file():
+        raise ValueError(f"Checkpoint {path.parent} has no {MODEL_FILE}.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"Checkpoint model {path} is corrupt (not a zip archive).")
+    params: dict[str, Any] = {}
+    variables: dict[str, Any] = {}
+    with zipfile.ZipFile(path) as archive:
+        for name in (n for n in archive.namelist() if n.endswith(".pth")):
+            try:
+                with warnings.catch_warnings():  # torch warns about the pickle protocol first
+                    warnings.simplefilter("ignore")
+                    value = torch.load(
+                        io.BytesIO(archive.read(name)), map_location=device, weights_only=True
+                    )
+            except Exception:  # noqa: BLE001 (zipfile and torch raise many kinds)
+                raise ValueError(
+                    f"Checkpoint model {path} is corrupt ({name} is not plain tensors, the only "
+                    "content budgetgym loads from a run)."
+                ) from None
+            if name == "pytorch_variables.pth":
+                variables = value
+            else:
+                params[name.removesuffix(".pth")] = value
+    return params, variables
+
+
+def _load_model(path: Path, config: Any, device: str) -> Any:
+    """A model of ``config`` (on an idle env, see ``new_model``) holding the tensors of
+    ``path``."""
+    from stable_baselines3.common.save_util import recursive_getattr, recursive_setattr
+
+    from budgetgym.agents.training import new_model
+
+    params, variables = read_model_tensors(path, device)
+    model = new_model(config.model_copy(update={"device": device}))
+    state_dicts, torch_variables = model._get_torch_save_params()
+    try:
+        if not isinstance(variables, dict):
+            raise TypeError("pytorch_variables.pth is not a dict")
+        unknown = (set(params) - set(state_dicts)) | (set(variables) - set(torch_variables))
+        if unknown:  # only attributes the model saves are looked up and set
+            raise ValueError(f"unexpected entries {sorted(map(str, unknown))}")
+        model.set_parameters(params, exact_match=True, device=device)
+        for name, value in variables.items():
+            shape = recursive_getattr(model, name).shape
+            if getattr(value, "shape", None) != shape:
+                raise ValueError(f"{name} is not a tensor of shape {tuple(shape)}")
+            recursive_setattr(model, f"{name}.data", value.data)
+    except (ValueError, RuntimeError, KeyError, AttributeError, TypeError) as err:
+        raise ValueError(
+            f"Checkpoint model {path} does not fit the {config.algorithm} model its run's "
+            f"config describes ({_short(err)})."
+        ) from None
+    if model.use_sde:
+        model.policy.reset_noise()
+    return model
 
 
 def _short(err: BaseException) -> str:
@@ -737,7 +1040,7 @@ def load_run_policy(run_dir: str | Path, name: str | None = None) -> SB3Policy:
     if name is None:
         root = Path(run_dir).resolve()
         name = root.name if root != directory.resolve() else f"{root.parent.name}/{root.name}"
-    normalizer = ObsNormalizer.from_vecnormalize(loaded.vecnormalize)
+    normalizer = loaded.normalization.obs_normalizer()
     try:
         residual_base = check_residual_base(str(loaded.meta.get("residual_base", "none")))
     except ValueError as err:
@@ -752,7 +1055,7 @@ def read_versions(run_dir: Path) -> dict[str, Any]:
         return {}
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return {}
 
 

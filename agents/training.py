@@ -43,7 +43,6 @@ from budgetgym.agents.callbacks import (
     training_progress,
 )
 from budgetgym.agents.checkpoints import (
-    REPLAY_FILE,
     LoadedCheckpoint,
     RunPaths,
     SkippedCheckpoint,
@@ -57,9 +56,7 @@ from budgetgym.agents.checkpoints import (
     versions,
     write_json,
 )
-
-# LinearSchedule: checkpoints that pickled it as budgetgym.agents.training.LinearSchedule load it.
-from budgetgym.agents.config import LinearSchedule, TrainConfig, load_config  # noqa: F401
+from budgetgym.agents.config import TrainConfig, load_config
 from budgetgym.agents.evaluation import versus_best_rule
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.report import compare_run
@@ -474,11 +471,18 @@ def train(
     return _learn(model, config, paths, progress, report, final_comparison, log, None)
 
 
-def new_model(config: TrainConfig, venv: VecEnv) -> Any:
-    """A freshly initialised SB3 model of ``config``'s algorithm and policy on ``venv``."""
+def new_model(config: TrainConfig, venv: VecEnv | None = None) -> Any:
+    """A freshly initialised SB3 model of ``config``'s algorithm and policy on ``venv``.
+
+    Without ``venv`` the model gets an idle ``BudgetVecEnv`` of the config's ``n_envs``
+    (never reset or stepped) for its spaces and buffer sizes: a model to load weights into.
+    """
     hp = config.hyperparams
     decay = hp.policy_kwargs.action_weight_decay > 0  # validated: PPO only
     policy = ActionDecayPolicy if decay else POLICY_NAMES[config.algorithm]
+    if venv is None:
+        with quiet_render_mode_warning():
+            venv = BudgetVecEnv(config.env.n_envs)
     model = algorithm_class(config.algorithm)(policy, venv, verbose=0, **config.sb3_kwargs())
     logits_log_std = hp.policy_kwargs.log_std_init_logits  # validated: PPO without gSDE only
     if logits_log_std is not None:  # SB3 takes one initial log-sd for every action dimension
@@ -539,15 +543,8 @@ def resume(
         metrics = loaded.meta.get("eval_metrics") or {}
         return TrainResult(paths.root, done, False, 0.0, paths.final, metrics, rows)
     _drop_records_after(paths, done, log)
-    venv = make_train_env(config, campaign_seed(config, done))
-    vecnorm = loaded.vecnormalize
-    vecnorm.set_venv(venv)
-    vecnorm.training = True
+    loaded.train_on(make_train_env(config, campaign_seed(config, done)))
     model = loaded.model
-    model.set_env(vecnorm)
-    replay = loaded.directory / REPLAY_FILE
-    if replay.is_file() and hasattr(model, "load_replay_buffer"):
-        model.load_replay_buffer(replay)
     if config.total_timesteps != _config_target(paths):
         paths.config.write_text(config.to_yaml())
     _append_command(paths)
@@ -583,15 +580,9 @@ def _folder(paths: RunPaths, directory: Path) -> str:
 
 
 def _load_state(directory: Path, config: TrainConfig) -> LoadedCheckpoint:
-    """Load a saved state of the run; ``ValueError`` if it is corrupt or not the config's
-    algorithm."""
-    loaded = load_checkpoint(directory)
-    if loaded.meta.get("algorithm") != config.algorithm:
-        raise ValueError(
-            f"Checkpoint {directory} holds a {loaded.meta.get('algorithm')} model but the run's "
-            f"config says {config.algorithm}."
-        )
-    return loaded
+    """Load a saved state of the run, its model built from ``config``; ``ValueError`` if it is
+    corrupt or not the config's algorithm."""
+    return load_checkpoint(directory, config=config, replay_buffer=True)
 
 
 def _newest_intact_state(

@@ -48,13 +48,12 @@ def scale_action_head(run_dir: Path, config: dict, head: str, factor: float) -> 
     range, so that the tests exercise the clipping or squashing baked into the graph.
     """
     checkpoint = resolve_checkpoint(run_dir)
-    loaded = load_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint, env=make_train_env(validate_config(config), seed=0))
     layer = loaded.model.policy
     for name in head.split("."):
         layer = getattr(layer, name)
     with torch.no_grad():
         layer.weight.mul_(factor)
-    loaded.vecnormalize.set_venv(make_train_env(validate_config(config), seed=0))
     save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
 
 

@@ -272,13 +272,13 @@ def test_residual_run_loads_with_its_base(residual_run: Path) -> None:
     assert policy.residual_base == base
     # With the network's correction zeroed, the trained policy is exactly the base rule.
     checkpoint = resolve_checkpoint(residual_run)
-    loaded = load_checkpoint(checkpoint)
+    run_config = validate_config({**TINY, "residual_base": base})
+    # The env's stack names the base, which the saved metadata records.
+    loaded = load_checkpoint(checkpoint, env=make_train_env(run_config, seed=0))
     assert loaded.meta["residual_base"] == base
     with torch.no_grad():
         loaded.model.policy.action_net.weight.zero_()
         loaded.model.policy.action_net.bias.zero_()
-    run_config = validate_config({**TINY, "residual_base": base})
-    loaded.vecnormalize.set_venv(make_train_env(run_config, seed=0))  # its meta names the base
     save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
     as_run = evaluate(load_run_policy(residual_run), **EVAL).summary
     as_rule = evaluate(make_baseline(base), **EVAL).summary
@@ -287,11 +287,11 @@ def test_residual_run_loads_with_its_base(residual_run: Path) -> None:
 
 def test_residual_onnx_matches_predict(residual_run: Path, tmp_path: Path) -> None:
     checkpoint = resolve_checkpoint(residual_run)
-    loaded = load_checkpoint(checkpoint)
+    run_config = validate_config({**TINY, "residual_base": base_of(residual_run)})
+    # The env's stack names the base, which the saved metadata records.
+    loaded = load_checkpoint(checkpoint, env=make_train_env(run_config, seed=0))
     with torch.no_grad():  # large corrections, so that the sum exercises the clipping
         loaded.model.policy.action_net.weight.normal_(0.0, 0.5)
-    run_config = validate_config({**TINY, "residual_base": base_of(residual_run)})
-    loaded.vecnormalize.set_venv(make_train_env(run_config, seed=0))  # its meta names the base
     save_checkpoint(loaded.model, loaded.vecnormalize, checkpoint)
     onnx_path = export_onnx(residual_run, tmp_path / "policy.onnx")
     obs = trajectory_obs(8)

@@ -110,7 +110,7 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert info["torch_threads"] == default_torch_threads() == (os.cpu_count() or 1)
     for directory in (run.best, run.final, *run.list_checkpoints()):
         names = {p.name for p in directory.iterdir()}
-        assert {"model.zip", "vecnormalize.pkl", "meta.json"} <= names
+        assert {"model.zip", "vecnormalize.npz", "meta.json"} <= names
     assert len(run.list_checkpoints()) == 2  # keep_last
     assert read_meta(run.final)["num_timesteps"] >= 192
     # Held-out comparison with every baseline and the oracle.
@@ -174,7 +174,7 @@ def test_resume_keeps_step_counter_optimizer_and_normalization(tmp_path: Path) -
     config = validate_config(tiny())
     first = train(config, tmp_path / "run", progress=False, log=quiet, torch_threads=1)
     saved = load_checkpoint(first.checkpoint)
-    saved_count = saved.vecnormalize.obs_rms.count
+    saved_count = saved.normalization.obs_count
     assert saved.model.policy.optimizer.state_dict()["state"], "optimizer state not saved"
 
     messages: list[str] = []
@@ -184,7 +184,7 @@ def test_resume_keeps_step_counter_optimizer_and_normalization(tmp_path: Path) -
     assert second.num_timesteps >= 384
     after = load_checkpoint(tmp_path / "run" / "final")
     # Normalization statistics continued from the checkpoint rather than restarting.
-    assert after.vecnormalize.obs_rms.count > saved_count + 96
+    assert after.normalization.obs_count > saved_count + 96
     assert after.model.num_timesteps == second.num_timesteps
     # The new target is recorded; a target already reached is a clear error.
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["total_timesteps"] == 384
@@ -220,7 +220,7 @@ def test_corrupt_and_foreign_checkpoints_fail_clearly_and_lose_nothing(tmp_path:
         load_run_policy(tmp_path)
     checkpoint = run.list_checkpoints()[-1]
     (checkpoint / "model.zip").write_bytes(intact)
-    (checkpoint / "vecnormalize.pkl").write_bytes(b"\x80garbage")
+    (checkpoint / "vecnormalize.npz").write_bytes(b"\x80garbage")
     with pytest.raises(ValueError, match="corrupt"):
         load_run_policy(checkpoint)
 
