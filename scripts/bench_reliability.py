@@ -219,7 +219,7 @@ def _configs(folder: Path) -> list[tuple[str, list[str]]]:
 
 
 def _checkpoints(folder: Path, run: Path) -> list[tuple[str, list[str]]]:
-    """(label, budgetgym arguments) for damaged copies of a trained run's checkpoint."""
+    """(label, budgetgym arguments) for copies of a trained run with a damaged ``final/``."""
     import shutil
 
     cases = []
@@ -232,12 +232,11 @@ def _checkpoints(folder: Path, run: Path) -> list[tuple[str, list[str]]]:
         "model.zip missing": lambda d: (d / "model.zip").unlink(),
     }
     for label, damage in damages.items():
-        copy = folder / f"ckpt_{label.split()[0].replace('.', '_')}_{len(cases)}"
-        shutil.copytree(run / "final", copy)
-        damage(copy)
-        cases.append(
-            (f"{label} (evaluate)", ["evaluate", "--policy", str(copy), "--episodes", "4"])
-        )
+        copy = folder / f"run_{len(cases)}"  # the whole run: a model is rebuilt from its config
+        shutil.copytree(run, copy)
+        damage(copy / "final")
+        args = ["evaluate", "--policy", str(copy / "final"), "--episodes", "4"]
+        cases.append((f"{label} (evaluate)", args))
     cases += [
         ("not a run (evaluate)", ["evaluate", "--policy", "empty_dir", "--episodes", "4"]),
         ("missing path (export)", ["export", "nope"]),
