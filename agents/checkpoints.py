@@ -30,6 +30,7 @@ entry are never read. Statistics and replay buffers are plain ``.npz`` arrays re
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -44,15 +45,24 @@ import sys
 import time
 import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import budgetgym
-from budgetgym.agents.residual import add_residual, check_residual_base, residual_base_of
+from budgetgym.agents.residual import (
+    ActionDecayPolicy,
+    add_residual,
+    check_residual_base,
+    residual_base_of,
+)
 from budgetgym.envs import ACTION_DIM, CHANNEL_NAMES, OBS_DIM, OBS_FEATURES
+
+if TYPE_CHECKING:
+    from budgetgym.agents.config import TrainConfig
 
 CHECKPOINT_FORMAT = "budgetgym-checkpoint/1"
 MODEL_FILE = "model.zip"
@@ -398,6 +408,40 @@ def save_checkpoint(
     return directory
 
 
+#: SB3 policy class name of each algorithm (a residual PPO with action weight decay uses
+#: ``ActionDecayPolicy`` instead).
+POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLstmPolicy"}
+
+
+@contextlib.contextmanager
+def quiet_render_mode_warning() -> Iterator[None]:
+    """Silence SB3's "render_mode is not defined" warning (the simulator does not render)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*render_mode.*")
+        yield
+
+
+def new_model(config: TrainConfig, venv: Any = None) -> Any:
+    """A freshly initialised SB3 model of ``config``'s algorithm and policy on ``venv``.
+
+    Without ``venv`` the model gets an idle ``BudgetVecEnv`` of the config's ``n_envs``
+    (never reset or stepped) for its spaces and buffer sizes: a model to load weights into.
+    """
+    hp = config.hyperparams
+    decay = hp.policy_kwargs.action_weight_decay > 0  # validated: PPO only
+    policy = ActionDecayPolicy if decay else POLICY_NAMES[config.algorithm]
+    if venv is None:
+        with quiet_render_mode_warning():
+            from budgetgym.envs import BudgetVecEnv
+
+            venv = BudgetVecEnv(config.env.n_envs)
+    model = algorithm_class(config.algorithm)(policy, venv, verbose=0, **config.sb3_kwargs())
+    logits_log_std = hp.policy_kwargs.log_std_init_logits  # validated: PPO without gSDE only
+    if logits_log_std is not None:  # SB3 takes one initial log-sd for every action dimension
+        model.policy.log_std.data[1:] = logits_log_std
+    return model
+
+
 def algorithm_name(model: Any) -> str:
     """Config name of an SB3 model's algorithm (``ppo``, ``sac``, ``recurrent_ppo``)."""
     names = {"PPO": "ppo", "SAC": "sac", "RecurrentPPO": "recurrent_ppo"}
@@ -520,8 +564,6 @@ class NormalizationStats:
     def wrap(self, venv: Any, training: bool = True) -> Any:
         """``VecNormalize`` around ``venv`` holding these statistics and settings."""
         from stable_baselines3.common.vec_env import VecNormalize
-
-        from budgetgym.agents.training import quiet_render_mode_warning
 
         with quiet_render_mode_warning():
             vecnorm = VecNormalize(
@@ -807,8 +849,6 @@ def _load_model(path: Path, config: Any, device: str) -> Any:
     """A model of ``config`` (on an idle env, see ``new_model``) holding the tensors of
     ``path``."""
     from stable_baselines3.common.save_util import recursive_getattr, recursive_setattr
-
-    from budgetgym.agents.training import new_model
 
     params, variables = read_model_tensors(path, device)
     model = new_model(config.model_copy(update={"device": device}))

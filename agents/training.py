@@ -14,7 +14,6 @@ and aggregates them (mean ± 95% CI, learning curves).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -22,8 +21,7 @@ import shutil
 import signal
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,10 +44,11 @@ from budgetgym.agents.checkpoints import (
     LoadedCheckpoint,
     RunPaths,
     SkippedCheckpoint,
-    algorithm_class,
     checkpoint_step,
     load_checkpoint,
+    new_model,
     python_command,
+    quiet_render_mode_warning,
     read_versions,
     run_of_checkpoint,
     save_checkpoint,
@@ -61,7 +60,6 @@ from budgetgym.agents.evaluation import versus_best_rule
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.report import compare_run
 from budgetgym.agents.residual import (
-    ActionDecayPolicy,
     ResidualAction,
     base_action,
     check_residual_base,
@@ -69,8 +67,6 @@ from budgetgym.agents.residual import (
 from budgetgym.agents.runlock import holds_run_lock
 from budgetgym.envs import TRAIN_SEED_LIMIT, BudgetVecEnv
 from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_missed
-
-POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLstmPolicy"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,14 +363,6 @@ def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
         return venv
 
 
-@contextlib.contextmanager
-def quiet_render_mode_warning() -> Iterator[None]:
-    """Silence SB3's "render_mode is not defined" warning (the simulator does not render)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*render_mode.*")
-        yield
-
-
 def campaign_seed(config: TrainConfig, num_timesteps: int) -> int:
     """First training campaign seed: the config seed, shifted on resume so as not to repeat."""
     offset = (num_timesteps // max(config.env.horizon_hours, 1)) * 7919
@@ -471,25 +459,6 @@ def train(
     return _learn(model, config, paths, progress, report, final_comparison, log, None)
 
 
-def new_model(config: TrainConfig, venv: VecEnv | None = None) -> Any:
-    """A freshly initialised SB3 model of ``config``'s algorithm and policy on ``venv``.
-
-    Without ``venv`` the model gets an idle ``BudgetVecEnv`` of the config's ``n_envs``
-    (never reset or stepped) for its spaces and buffer sizes: a model to load weights into.
-    """
-    hp = config.hyperparams
-    decay = hp.policy_kwargs.action_weight_decay > 0  # validated: PPO only
-    policy = ActionDecayPolicy if decay else POLICY_NAMES[config.algorithm]
-    if venv is None:
-        with quiet_render_mode_warning():
-            venv = BudgetVecEnv(config.env.n_envs)
-    model = algorithm_class(config.algorithm)(policy, venv, verbose=0, **config.sb3_kwargs())
-    logits_log_std = hp.policy_kwargs.log_std_init_logits  # validated: PPO without gSDE only
-    if logits_log_std is not None:  # SB3 takes one initial log-sd for every action dimension
-        model.policy.log_std.data[1:] = logits_log_std
-    return model
-
-
 @holds_run_lock("run_dir")
 def resume(
     run_dir: str | Path,
@@ -543,6 +512,7 @@ def resume(
         metrics = loaded.meta.get("eval_metrics") or {}
         return TrainResult(paths.root, done, False, 0.0, paths.final, metrics, rows)
     _drop_records_after(paths, done, log)
+    _wait_past_event_files(paths)
     loaded.train_on(make_train_env(config, campaign_seed(config, done)))
     model = loaded.model
     if config.total_timesteps != _config_target(paths):
@@ -669,6 +639,18 @@ def _event_files(paths: RunPaths) -> list[Path]:
     if not paths.tensorboard.is_dir():
         return []
     return sorted(paths.tensorboard.rglob("events.out.tfevents.*"))
+
+
+def _wait_past_event_files(paths: RunPaths) -> None:
+    """Wait (a second at most) until the clock is past the second the newest event file was
+    created in. TensorBoard reads a folder's event files in name order, and a name starts with
+    that second (``events.out.tfevents.<unix s>.<host>.<pid>.<n>``): a resumed run's file made
+    in the same second as the previous one's would sort by PID, maybe before it, and its steps
+    would read as going back."""
+    seconds = [int(p.name.split(".")[3]) for p in _event_files(paths)
+               if p.name.split(".")[3].isdigit()]  # fmt: skip
+    if seconds:
+        time.sleep(max(0.0, max(seconds) + 1 - time.time()))
 
 
 def _truncate_event_file(path: Path, step: int) -> int:

@@ -28,7 +28,7 @@ def _learn_rate(config, make_venv, timesteps: int) -> float:
     """Env steps per second of ``PPO.learn`` on the VecEnv from ``make_venv``."""
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from budgetgym.agents.training import new_model, quiet_render_mode_warning
+    from budgetgym.agents.checkpoints import new_model, quiet_render_mode_warning
 
     with quiet_render_mode_warning():
         venv = VecNormalize(make_venv(), gamma=config.hyperparams.gamma)
@@ -45,7 +45,7 @@ def _learn_rate(config, make_venv, timesteps: int) -> float:
 
 
 def _env_only_rate(n_envs: int, seconds: float = 3.0) -> float:
-    from budgetgym.agents.training import quiet_render_mode_warning
+    from budgetgym.agents.checkpoints import quiet_render_mode_warning
     from budgetgym.envs import ACTION_DIM, BudgetVecEnv
 
     with quiet_render_mode_warning():

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import VecNormalize
 
-from budgetgym.agents.checkpoints import ObsNormalizer, SB3Policy, algorithm_name
+from budgetgym.agents.checkpoints import (
+    ObsNormalizer,
+    SB3Policy,
+    algorithm_name,
+    new_model,
+    quiet_render_mode_warning,
+)
 from budgetgym.agents.config import EXPERIMENTS_DIR, load_config
-from budgetgym.agents.training import make_train_env, new_model, quiet_render_mode_warning
+from budgetgym.agents.training import make_train_env
 from budgetgym.envs import ACTION_DIM
 
 CONFIGS = sorted(EXPERIMENTS_DIR.glob("*.yaml"))

@@ -290,3 +290,20 @@ def test_ctrl_c_as_training_ends_keeps_final_and_leaves_the_comparison_to_resume
 
     result = resume(run.root, progress=False, log=quiet)
     assert result.comparison and run.report.is_file()
+
+
+def test_a_resumed_runs_event_file_sorts_after_the_previous_ones(tmp_path: Path) -> None:
+    """TensorBoard reads event files in name order, which starts with the creation second: the
+    resumed run's writer starts only once the clock is past the newest file's second."""
+    import time
+
+    run = RunPaths(tmp_path / "run")
+    run.tensorboard.mkdir(parents=True)
+    now = int(time.time())
+    (run.tensorboard / f"events.out.tfevents.{now}.host.99999.0").touch()
+    training._wait_past_event_files(run)
+    assert int(time.time()) > now
+    assert (
+        f"events.out.tfevents.{int(time.time())}.host.1.0"
+        > f"events.out.tfevents.{now}.host.99999.0"
+    )
