@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from budgetgym.agents.checkpoints import (
     RunPaths,
@@ -26,39 +25,7 @@ from budgetgym.agents.checkpoints import (
 from budgetgym.agents.config import validate_config
 from budgetgym.agents.limits import MAX_CAMPAIGNS, MAX_EPISODES, MAX_HORIZON_HOURS
 from budgetgym.agents.runlock import LOCK_FILE, RunInUseError, run_lock
-
-TINY = {
-    "seed": 0,
-    "total_timesteps": 192,
-    "env": {"scenario": "hit_product", "n_envs": 4, "horizon_hours": 24},
-    "hyperparams": {"n_steps": 24, "batch_size": 48, "n_epochs": 1},
-    "eval": {"eval_freq": 96, "n_eval_episodes": 4, "references": False, "final_episodes": 0},
-    "checkpoint": {"save_freq": 96, "keep_last": 2},
-}
-
-
-def tiny(**changes: dict) -> dict:
-    data = json.loads(json.dumps(TINY))
-    for section, values in changes.items():
-        if isinstance(values, dict):
-            data[section] = {**data.get(section, {}), **values}
-        else:
-            data[section] = values
-    return data
-
-
-def write_config(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def cli(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "400"}
-    return subprocess.run(
-        [sys.executable, "-m", "budgetgym.scripts.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
-    )  # fmt: skip
+from tests.agents.tiny_runs import cli, tiny, write_config
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

@@ -38,15 +38,8 @@ from budgetgym.agents.training import make_train_env, resume, train
 from budgetgym.envs import OBS_DIM
 from budgetgym.scripts import convert_run
 from budgetgym.scripts.cli import main
+from tests.agents.tiny_runs import TINY, quiet
 
-TINY = {
-    "seed": 0,
-    "total_timesteps": 192,
-    "env": {"scenario": "hit_product", "n_envs": 4, "horizon_hours": 24},
-    "hyperparams": {"n_steps": 24, "batch_size": 48, "n_epochs": 1},
-    "eval": {"eval_freq": 96, "n_eval_episodes": 4, "references": False, "final_episodes": 0},
-    "checkpoint": {"save_freq": 96, "keep_last": 2},
-}
 # PPO's run also caches the validation references (validation_references.json).
 PPO = {**TINY, "eval": {**TINY["eval"], "references": True}}
 SAC = {
@@ -82,10 +75,6 @@ def npy_payload(marker: Path) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.array([Payload(marker)], dtype=object), allow_pickle=True)
     return buffer.getvalue()
-
-
-def quiet(_: str) -> None:
-    pass
 
 
 def same(a: object, b: object) -> bool:

@@ -27,7 +27,7 @@ from budgetgym.agents.config import validate_config
 from budgetgym.agents.runlock import LOCK_FILE
 from budgetgym.agents.training import read_evaluations, resume, train
 from budgetgym.envs import BudgetVecEnv
-from tests.agents.test_training import cli, quiet, tiny, wait_for_file, write_config
+from tests.agents.tiny_runs import cli, quiet, tiny, wait_for_file, write_config
 
 
 def steps_of(run: RunPaths) -> list[int]:

@@ -9,7 +9,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import gymnasium
@@ -48,43 +47,7 @@ from budgetgym.agents.training import (
 )
 from budgetgym.envs import OBS_DIM, BudgetVecEnv
 from budgetgym.envs.scenarios import SCENARIOS
-
-TINY = {
-    "seed": 0,
-    "total_timesteps": 192,
-    "env": {"scenario": "hit_product", "n_envs": 4, "horizon_hours": 24},
-    "hyperparams": {"n_steps": 24, "batch_size": 48, "n_epochs": 1},
-    "eval": {"eval_freq": 96, "n_eval_episodes": 4, "references": False, "final_episodes": 0},
-    "checkpoint": {"save_freq": 96, "keep_last": 2},
-}
-
-
-def tiny(**changes: dict) -> dict:
-    data = json.loads(json.dumps(TINY))
-    for section, values in changes.items():
-        if isinstance(values, dict):
-            data[section] = {**data.get(section, {}), **values}
-        else:
-            data[section] = values
-    return data
-
-
-def write_config(tmp_path: Path, data: dict, name: str = "tiny.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "budgetgym.scripts.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120, env=env, **kwargs,
-    )  # fmt: skip
-
-
-def quiet(_: str) -> None:
-    pass
+from tests.agents.tiny_runs import cli, quiet, tiny, wait_for_file, write_config
 
 
 def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
@@ -235,18 +198,6 @@ def test_bad_config_on_the_command_line(tmp_path: Path) -> None:
     proc = cli("train", "--config", "ppo_quick", "--torch-threads", "0", cwd=tmp_path)
     assert proc.returncode == 2 and "--torch-threads must be >= 1, got 0" in proc.stdout
     assert not (tmp_path / "runs").exists()
-
-
-def wait_for_file(path: Path, proc: subprocess.Popen, safety_net_s: float = 900.0) -> None:
-    """Wait until the process writes ``path``; fail with its output if it ends first. The
-    timeout only guards against a hung run (a cold compile on a busy machine is far shorter)."""
-    deadline = time.monotonic() + safety_net_s
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"{path.name} never appeared (exit code {proc.returncode}):\n{out}{err}")
-        time.sleep(0.2)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path: Path) -> None:
