@@ -258,22 +258,26 @@ def test_resume_skips_a_checkpoint_whose_replay_buffer_holds_a_pickle(
     assert skipped and "pickled objects" in skipped[0], messages
 
 
+def loading_commands(run: Path, out: Path, *campaign_args: str) -> list[list[str]]:
+    """The commands that load ``run``: evaluate, compare, export and train --resume."""
+    campaigns = ["--episodes", "2", "--horizon-hours", "24", *campaign_args, "--no-progress"]
+    return [
+        ["evaluate", "--policy", str(run), "--scenario", "hit_product", "--out",
+         str(out / "evaluate"), *campaigns],
+        ["compare", "--scenarios", "hit_product", "--policy", str(run), "--out",
+         str(out / "compare"), *campaigns],
+        ["export", str(run), "--out", str(out / "policy.onnx")],
+        ["train", "--resume", str(run), "--total-timesteps", "288", "--no-progress"],
+    ]  # fmt: skip
+
+
 def test_old_pickles_beside_the_data_are_never_read_by_the_commands(
     runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     marker = tmp_path / "marker"
     run = copy_run(runs["ppo"], tmp_path)
     plant_old_pickles(run, marker)
-    campaigns = ["--episodes", "2", "--horizon-hours", "24", "--batch-size", "2", "--no-progress"]
-    commands = [
-        ["evaluate", "--policy", str(run), "--scenario", "hit_product", "--out",
-         str(tmp_path / "evaluate"), *campaigns],
-        ["compare", "--scenarios", "hit_product", "--policy", str(run), "--out",
-         str(tmp_path / "compare"), *campaigns],
-        ["export", str(run), "--out", str(tmp_path / "policy.onnx")],
-        ["train", "--resume", str(run), "--total-timesteps", "288", "--no-progress"],
-    ]  # fmt: skip
-    for command in commands:
+    for command in loading_commands(run, tmp_path, "--batch-size", "2"):
         assert main(command) == 0, capsys.readouterr().out
         assert not marker.exists(), f"code ran under {command[0]}"
     assert read_meta(run / "final")["num_timesteps"] >= 288
@@ -291,16 +295,7 @@ def test_a_run_made_of_pickles_fails_every_command_with_one_line(
     for relative, member in targets(run):
         if member is None:
             plant(run, relative, None, marker)
-    campaigns = ["--episodes", "2", "--horizon-hours", "24", "--no-progress"]
-    commands = [
-        ["evaluate", "--policy", str(run), "--scenario", "hit_product", "--out",
-         str(tmp_path / "evaluate"), *campaigns],
-        ["compare", "--scenarios", "hit_product", "--policy", str(run), "--out",
-         str(tmp_path / "compare"), *campaigns],
-        ["export", str(run), "--out", str(tmp_path / "policy.onnx")],
-        ["train", "--resume", str(run), "--total-timesteps", "288", "--no-progress"],
-    ]  # fmt: skip
-    for command in commands:
+    for command in loading_commands(run, tmp_path):
         capsys.readouterr()
         assert main(command) == 2, command
         out = capsys.readouterr().out.strip()
