@@ -176,15 +176,6 @@ class RunPaths:
                 skipped.append(SkippedCheckpoint(path, str(err)))
         return found, skipped
 
-    def latest_checkpoint(self) -> Path:
-        """The most recent checkpoint (periodic or final); ``FileNotFoundError`` if none."""
-        candidates = self.list_checkpoints()
-        if (self.final / META_FILE).is_file():
-            candidates.append(self.final)
-        if not candidates:
-            raise FileNotFoundError(f"No checkpoint in run directory {self.root} to resume from.")
-        return max(candidates, key=lambda p: (checkpoint_step(p), p.name))
-
 
 @dataclass(frozen=True)
 class SkippedCheckpoint:
@@ -306,13 +297,18 @@ def remove_partial_checkpoints(run_dir: Path) -> list[str]:
             if path.is_dir() and complete and not target.exists():
                 os.replace(path, target)
                 actions.append(f"restored {target} from {path.name}")
-            elif path.is_dir():
-                shutil.rmtree(path)
-                actions.append(f"removed {path}")
             else:
-                path.unlink()
+                remove_path(path)
                 actions.append(f"removed {path}")
     return actions
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file or a whole folder."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def _removes_staging_on_failure(save: Any) -> Any:

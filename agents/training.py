@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -50,8 +49,10 @@ from budgetgym.agents.checkpoints import (
     python_command,
     quiet_render_mode_warning,
     read_versions,
+    remove_path,
     run_of_checkpoint,
     save_checkpoint,
+    staging_path,
     versions,
     write_json,
 )
@@ -413,10 +414,7 @@ def _check_new_run_dir(path: Path, overwrite: bool = False) -> None:
             f"--resume {path}`, start it afresh with --overwrite, or choose another --run-dir."
         )
     for entry in used:
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+        remove_path(entry)
 
 
 # --------------------------------------------------------------------------------------------
@@ -595,10 +593,7 @@ def _discard_states_after(paths: RunPaths, step: int, log: Callable[[str], None]
     if paths.final in later:
         later += [p for p in (paths.eval, paths.report) if p.exists()]
     for path in later:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        remove_path(path)
     if later:
         names = ", ".join(_folder(paths, p).rstrip("/") for p in later)
         log(f"Removed what the run saved after step {step:,}: {names}.")
@@ -613,7 +608,7 @@ def _drop_records_after(paths: RunPaths, step: int, log: Callable[[str], None]) 
         kept = [line for line in lines if _record_step(line) <= step]
         records = len(lines) - len(kept)
         if records:
-            tmp = paths.evaluations.with_name(f".{paths.evaluations.name}.tmp-{os.getpid()}")
+            tmp = staging_path(paths.evaluations, "tmp")
             tmp.write_text("".join(f"{line}\n" for line in kept))
             os.replace(tmp, paths.evaluations)
     events = sum(_truncate_event_file(p, step) for p in _event_files(paths))
@@ -665,7 +660,7 @@ def _truncate_event_file(path: Path, step: int) -> int:
     framing = 16  # length (8 bytes) and two CRCs (4 bytes each) around every record
     if len(kept) == len(records) and path.stat().st_size == sum(len(r) + framing for r in records):
         return 0
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = staging_path(path, "tmp")
     with open(tmp, "wb") as handle:
         writer = RecordWriter(handle)
         for record in kept:
