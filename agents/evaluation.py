@@ -2,8 +2,9 @@
 
 Every policy meets the same campaigns, traffic and conversion luck on a given seed, so
 differences between policies are differences of decisions. ``evaluate`` returns one row per
-episode and a summary; ``compare`` evaluates the baselines, the oracle and any other policies
-on the same seeds and writes a leaderboard (JSON, Markdown) and plots.
+episode and a summary, each campaign's GMV measured against the references' (``REFERENCES``)
+on that very campaign; ``compare`` evaluates the privileged references, the rules and any other
+policies on the same seeds and writes a leaderboard (JSON, Markdown), the Pareto sweep and plots.
 """
 
 from __future__ import annotations
@@ -16,12 +17,28 @@ from pathlib import Path
 import numpy as np
 
 from budgetgym.agents.baselines import BASELINE_NAMES
-from budgetgym.agents.policy import ORACLE, Policy, as_policy, load_policy
+from budgetgym.agents.leaderboard import leaderboard_markdown
+from budgetgym.agents.metrics import (
+    auctionnet_score,
+    bootstrap_ci,
+    bootstrap_ratio_ci,
+    compensation_pct_of_spend,
+    gmv_of_met_campaigns,
+    ratio_of_totals_pct,
+)
+from budgetgym.agents.pareto import PARETO_EPISODES, PARETO_MULTS, PlanToTarget, pareto_point
+from budgetgym.agents.policy import ORACLE, PLANNER, PRIVILEGED, Policy, as_policy, load_policy
 from budgetgym.agents.progress import ProgressBar, evaluation_progress
+from budgetgym.agents.verdict import add_paired_differences
 from budgetgym.envs.campaigns import BatchedCampaigns, roi_target_missed
 from budgetgym.envs.channels import CHANNEL_NAMES
 from budgetgym.envs.scenarios import EVAL_SEED_START, HORIZON_HOURS, SCENARIO_NAMES, check_scenario
 
+#: The references every campaign's GMV is measured against (``<ref>_gmv``, ``pct_of_<ref>``
+#: per episode; ``gmv_ratio_to_<ref>_pct`` and the rest in the summary), the headline first:
+#: the planner knows what a perfectly informed modeller could, the oracle also the realized
+#: market (docs/benchmark.md, "4. Metrics").
+REFERENCES = (PLANNER, ORACLE)
 #: Summary fields shown in the leaderboard (besides ``policy`` and ``scenario``).
 SUMMARY_FIELDS = (
     "episodes",
@@ -31,19 +48,28 @@ SUMMARY_FIELDS = (
     "roi_mean",
     "roi_violation_rate",
     "compensation_mean",
+    "compensation_pct_of_spend",
     "budget_utilization_mean",
-    "pct_of_oracle_mean",
-    "pct_of_oracle_ci95",
-    "gmv_ratio_to_oracle_pct",
-    "gmv_ratio_to_oracle_ci95",
-    "score_mean",
+    *(
+        f"{prefix}{ref}{suffix}"
+        for ref in REFERENCES
+        for prefix, suffix in (
+            ("gmv_ratio_to_", "_pct"),
+            ("gmv_ratio_to_", "_ci95"),
+            ("pct_of_", "_mean"),
+            ("pct_of_", "_ci95"),
+        )
+    ),
+    "auctionnet_score_mean",
+    "gmv_of_met_campaigns",
     "new_customers_mean",
     "spend_share",
     "spend_share_by_day",
 )
-BOOTSTRAP_RESAMPLES = 2000
 
-_ORACLE_CACHE: dict[tuple[str, int, int, int], np.ndarray] = {}
+#: GMV per campaign of each reference, by ``(reference, scenario, seed_start, horizon_hours)``:
+#: the campaigns ``seed_start, seed_start + 1, ...`` as far as they were evaluated.
+_REFERENCE_CACHE: dict[tuple[str, str, int, int], np.ndarray] = {}
 
 
 @dataclass
@@ -71,36 +97,6 @@ def parse_scenarios(text: str) -> list[str]:
     if not names:
         raise ValueError("Give at least one scenario (or 'all').")
     return [check_scenario(s) for s in names]
-
-
-def _resampled_means(values: np.ndarray, resamples: int) -> np.ndarray:
-    """Column means of ``resamples`` bootstrap resamples of the rows of ``values`` ``(n, ...)``
-    -> ``(resamples, ...)`` (fixed generator seed)."""
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, len(values), size=(resamples, len(values)))
-    return values[idx].mean(axis=1)
-
-
-def bootstrap_ci(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES) -> list[float]:
-    """95% percentile-bootstrap interval of the mean of ``values`` (fixed generator seed)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return [float("nan"), float("nan")]
-    means = _resampled_means(values, resamples)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
-def bootstrap_ratio_ci(
-    numerator: np.ndarray, denominator: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES
-) -> list[float]:
-    """95% percentile-bootstrap interval of ``sum(numerator) / sum(denominator)``, resampling
-    the pairs ``(n,)`` together (fixed generator seed)."""
-    pairs = np.stack([numerator, denominator], axis=1).astype(np.float64)
-    if len(pairs) == 0 or pairs[:, 1].sum() <= 0:
-        return [float("nan"), float("nan")]
-    means = _resampled_means(pairs, resamples)
-    ratios = means[:, 0] / means[:, 1]
-    return [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
 
 
 def rollout(
@@ -132,27 +128,48 @@ def rollout(
     return info, {"spend_cny": spend, "cum_spend_cny": cum_spend, "cum_gmv_cny": cum_gmv}
 
 
-def oracle_gmv(
+def reference_gmv(
+    reference: str,
     scenario: str,
     seed_start: int,
     episodes: int,
     horizon_hours: int = HORIZON_HOURS,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Realized GMV ``(episodes,)`` of the oracle on the same seeds (cached per process)."""
-    key = (scenario, int(seed_start), int(episodes), int(horizon_hours))
-    if key not in _ORACLE_CACHE:
-        result = evaluate(
-            load_policy(ORACLE),
+    """Realized GMV ``(episodes,)`` CNY of the policy named ``reference`` (one of
+    ``REFERENCES``) on the seeds ``seed_start, seed_start + 1, ...``, cached per process (a
+    longer run of the same seeds serves a shorter one)."""
+    key = (reference, scenario, int(seed_start), int(horizon_hours))
+    known = _REFERENCE_CACHE.get(key)
+    if known is None or len(known) < episodes:
+        evaluate(
+            load_policy(reference),
             scenario,
             episodes,
             seed_start,
             batch_size,
             progress=False,
             horizon_hours=horizon_hours,
-        )
-        _ORACLE_CACHE[key] = np.array([row["gmv"] for row in result.episodes])
-    return _ORACLE_CACHE[key]
+        )  # caches its GMV
+    return _REFERENCE_CACHE[key][:episodes]
+
+
+def _remember_reference(name: str, key: tuple[str, int, int], rows: list[dict]) -> None:
+    """Cache a reference's own GMV per campaign (``key``: scenario, seed_start, horizon) before
+    it is measured against the other references (which would evaluate it otherwise)."""
+    gmv = np.array([row["gmv"] for row in rows])
+    known = _REFERENCE_CACHE.get((name, *key))
+    if known is None or len(known) < len(gmv):
+        _REFERENCE_CACHE[(name, *key)] = gmv
+
+
+def attach_references(rows: list[dict], references: dict[str, np.ndarray]) -> None:
+    """Add ``<ref>_gmv`` and ``pct_of_<ref>`` (100 x GMV / the reference's, NaN where it earns
+    nothing) to each episode row, for each ``reference -> GMV per row (n,)``."""
+    for name, gmv in references.items():
+        for row, best in zip(rows, gmv, strict=True):
+            row[f"{name}_gmv"] = float(best)
+            row[f"pct_of_{name}"] = float(100.0 * row["gmv"] / best) if best > 0 else float("nan")
 
 
 def evaluate(
@@ -164,7 +181,9 @@ def evaluate(
     progress: bool | ProgressBar = True,
     horizon_hours: int = HORIZON_HOURS,
 ) -> EvaluationResult:
-    """Evaluate ``policy`` on ``episodes`` campaigns with seeds ``seed_start, seed_start + 1, ...``.
+    """Evaluate ``policy`` on ``episodes`` campaigns with seeds ``seed_start, seed_start + 1, ...``
+    and measure each campaign's GMV against the references' (``REFERENCES``, evaluated on the
+    same seeds once per process).
 
     Args:
         policy: any :class:`~budgetgym.agents.policy.Policy` (or an oracle-style spend planner),
@@ -179,6 +198,23 @@ def evaluate(
             open bar to advance (and leave open: ``compare`` shares one over its evaluations).
         horizon_hours: episode length (shorter horizons are for tests).
     """
+    run = simulate(policy, scenario, episodes, seed_start, batch_size, progress, horizon_hours)
+    return measure(run, batch_size)
+
+
+def simulate(
+    policy: Policy,
+    scenario: str,
+    episodes: int,
+    seed_start: int = EVAL_SEED_START,
+    batch_size: int = 256,
+    progress: bool | ProgressBar = True,
+    horizon_hours: int = HORIZON_HOURS,
+) -> EvaluationResult:
+    """The rollouts of :func:`evaluate` (same arguments): episode rows without the reference
+    fields, traces, and a summary of the run's facts only (``policy``, ``scenario``,
+    ``seed_start``, ``horizon_hours``, ``elapsed_s``, ``campaign_steps_per_s``, ``checkpoint``
+    for a policy from a run); :func:`measure` completes it. A reference's GMV is cached here."""
     check_scenario(scenario)
     policy = as_policy(policy)
     if episodes < 1:
@@ -209,33 +245,44 @@ def evaluate(
     elapsed = time.perf_counter() - started
     if own_bar:
         bar.close()
-
-    if getattr(policy, "name", None) == ORACLE:
-        reference = np.array([row["gmv"] for row in rows])
-        _ORACLE_CACHE[(scenario, int(seed_start), int(episodes), int(horizon_hours))] = reference
-    else:
-        reference = oracle_gmv(scenario, seed_start, episodes, horizon_hours, batch_size)
-    for row, best in zip(rows, reference, strict=True):
-        row["oracle_gmv"] = float(best)
-        row["pct_of_oracle"] = float(100.0 * row["gmv"] / best) if best > 0 else float("nan")
-
-    summary = summarize(rows, name, scenario)
+    if name in REFERENCES:
+        _remember_reference(name, (scenario, int(seed_start), int(horizon_hours)), rows)
+    facts = {
+        "policy": name,
+        "scenario": scenario,
+        "seed_start": int(seed_start),
+        "horizon_hours": int(horizon_hours),
+        "elapsed_s": round(elapsed, 3),
+        "campaign_steps_per_s": round(episodes * horizon_hours / max(elapsed, 1e-9), 1),
+    }
     checkpoint = getattr(policy, "checkpoint", None)
     if checkpoint is not None:
-        summary["checkpoint"] = str(checkpoint)
-    summary.update(
-        seed_start=int(seed_start),
-        horizon_hours=int(horizon_hours),
-        elapsed_s=round(elapsed, 3),
-        campaign_steps_per_s=round(episodes * horizon_hours / max(elapsed, 1e-9), 1),
-    )
+        facts["checkpoint"] = str(checkpoint)
     traces = {
         "spend_frac_by_hour": spend_frac_sum / episodes,
         "cum_spend_cny": np.concatenate(cum_spend),
         "cum_gmv_cny": np.concatenate(cum_gmv),
     }
-    summary["spend_share_by_day"] = spend_share_by_day(traces["spend_frac_by_hour"])
-    return EvaluationResult(rows, summary, traces)
+    return EvaluationResult(rows, facts, traces)
+
+
+def measure(run: EvaluationResult, batch_size: int = 256) -> EvaluationResult:
+    """Complete :func:`simulate`'s result: the references' GMV on each campaign
+    (:func:`attach_references`; a reference not yet evaluated on these seeds is, in batches of
+    ``batch_size``) and the summary fields (:func:`summarize`)."""
+    facts, rows = run.summary, run.episodes
+    scenario, seed_start, horizon = facts["scenario"], facts["seed_start"], facts["horizon_hours"]
+    attach_references(
+        rows,
+        {
+            ref: reference_gmv(ref, scenario, seed_start, len(rows), horizon, batch_size)
+            for ref in REFERENCES
+        },
+    )
+    summary = summarize(rows, facts["policy"], scenario)
+    summary.update({k: v for k, v in facts.items() if k not in summary})
+    summary["spend_share_by_day"] = spend_share_by_day(run.traces["spend_frac_by_hour"])
+    return EvaluationResult(rows, summary, run.traces)
 
 
 def spend_share_by_day(spend_frac_by_hour: np.ndarray) -> list[float]:
@@ -249,8 +296,7 @@ def _episode_rows(info: dict, campaigns: BatchedCampaigns, seeds: np.ndarray) ->
     spend, gmv, target = info["spend_total"], info["gmv_total"], info["target_roi"]
     missed = roi_target_missed(gmv, target, spend)
     roi = info["roi"]
-    score = gmv * np.minimum(1.0, np.divide(roi, target) ** 2)
-    score = np.where(spend > 0, score, gmv)
+    score = auctionnet_score(gmv, spend, target)
     shares = np.divide(
         info["spend_by_channel"],
         spend[:, None],
@@ -271,7 +317,7 @@ def _episode_rows(info: dict, campaigns: BatchedCampaigns, seeds: np.ndarray) ->
             "roi_violation": bool(missed[i]),
             "compensation": float(info["compensation"][i]),
             "budget_utilization": float(spend[i] / info["budget"][i]),
-            "score": float(score[i]),
+            "auctionnet_score": float(score[i]),
             "new_customers": float(info["new_customers_total"][i]),
             "conversions": float(info["conversions_total"][i]),
         }
@@ -281,47 +327,43 @@ def _episode_rows(info: dict, campaigns: BatchedCampaigns, seeds: np.ndarray) ->
 
 
 def summarize(rows: list[dict], policy: str, scenario: str) -> dict:
-    """Aggregate episode rows into the summary fields (means, bootstrap CIs, spend shares)."""
+    """Aggregate episode rows into the summary fields (means, bootstrap CIs, spend shares; the
+    reference ratios for the references the rows carry, :func:`attach_references`)."""
 
     def col(key: str) -> np.ndarray:
         return np.array([row[key] for row in rows], dtype=np.float64)
 
-    spend = col("spend")
+    spend, gmv = col("spend"), col("gmv")
+    missed = col("roi_violation").astype(bool)
     by_channel = {c: col(f"spend_share_{c}") * spend for c in CHANNEL_NAMES}
     total = max(spend.sum(), 1e-12)
-    has_pct = bool(rows) and "pct_of_oracle" in rows[0]
-    pct = col("pct_of_oracle") if has_pct else np.full(len(rows), np.nan)
-    return {
+    summary = {
         "policy": policy,
         "scenario": scenario,
         "episodes": len(rows),
-        "gmv_mean": float(col("gmv").mean()),
-        "gmv_ci95": bootstrap_ci(col("gmv")),
+        "gmv_mean": float(gmv.mean()),
+        "gmv_ci95": bootstrap_ci(gmv),
         "spend_mean": float(spend.mean()),
         "roi_mean": float(col("roi").mean()),
-        "roi_violation_rate": float(col("roi_violation").mean()),
+        "roi_violation_rate": float(missed.mean()),
         "compensation_mean": float(col("compensation").mean()),
+        "compensation_pct_of_spend": compensation_pct_of_spend(col("compensation"), spend),
         "budget_utilization_mean": float(col("budget_utilization").mean()),
-        "pct_of_oracle_mean": float(np.nanmean(pct)) if np.isfinite(pct).any() else float("nan"),
-        "pct_of_oracle_ci95": bootstrap_ci(pct[np.isfinite(pct)]),
-        "gmv_ratio_to_oracle_pct": _ratio_of_totals(rows),
-        "gmv_ratio_to_oracle_ci95": (
-            [100.0 * c for c in bootstrap_ratio_ci(col("gmv"), col("oracle_gmv"))]
-            if has_pct
-            else [float("nan"), float("nan")]
-        ),
-        "score_mean": float(col("score").mean()),
-        "new_customers_mean": float(col("new_customers").mean()),
-        "spend_share": {c: float(v.sum() / total) for c, v in by_channel.items()},
     }
-
-
-def _ratio_of_totals(rows: list[dict]) -> float:
-    """``100 * sum(GMV) / sum(oracle GMV)``: robust to episodes where the oracle spends little."""
-    if not rows or "oracle_gmv" not in rows[0]:
-        return float("nan")
-    oracle = sum(row["oracle_gmv"] for row in rows)
-    return float(100.0 * sum(row["gmv"] for row in rows) / oracle) if oracle > 0 else float("nan")
+    for ref in (r for r in REFERENCES if rows and f"{r}_gmv" in rows[0]):
+        best, pct = col(f"{ref}_gmv"), col(f"pct_of_{ref}")
+        pct = pct[np.isfinite(pct)]
+        summary[f"gmv_ratio_to_{ref}_pct"] = ratio_of_totals_pct(gmv, best)
+        summary[f"gmv_ratio_to_{ref}_ci95"] = [100.0 * c for c in bootstrap_ratio_ci(gmv, best)]
+        summary[f"pct_of_{ref}_mean"] = float(pct.mean()) if pct.size else float("nan")
+        summary[f"pct_of_{ref}_ci95"] = bootstrap_ci(pct)
+    summary.update(
+        auctionnet_score_mean=float(col("auctionnet_score").mean()),
+        gmv_of_met_campaigns=gmv_of_met_campaigns(gmv, missed),
+        new_customers_mean=float(col("new_customers").mean()),
+        spend_share={c: float(v.sum() / total) for c, v in by_channel.items()},
+    )
+    return summary
 
 
 def write_evaluation(result: EvaluationResult, out_dir: Path) -> None:
@@ -337,6 +379,33 @@ def write_evaluation(result: EvaluationResult, out_dir: Path) -> None:
     (out_dir / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
 
 
+def pareto_sweep(
+    policy: Policy,
+    scenario: str,
+    seed_start: int,
+    episodes: int,
+    mults: tuple[float, ...],
+    horizon_hours: int = HORIZON_HOURS,
+    on_step=None,
+) -> list[dict]:
+    """Points (:func:`~budgetgym.agents.pareto.pareto_point`) of a rule planning to each of
+    ``mults`` x its target (:class:`~budgetgym.agents.pareto.PlanToTarget`) on the campaigns
+    ``seed_start .. seed_start + episodes - 1``: one rollout of ``len(mults) x episodes`` rows."""
+    seeds = np.tile(seed_start + np.arange(episodes, dtype=np.int64), len(mults))
+    campaigns = BatchedCampaigns(scenario, horizon_hours=horizon_hours)
+    planned = PlanToTarget(policy, np.repeat(np.asarray(mults, dtype=np.float64), episodes))
+    info, _ = rollout(planned, campaigns, seeds, on_step)
+    rows = _episode_rows(info, campaigns, seeds)
+    gmv = {
+        ref: reference_gmv(ref, scenario, seed_start, episodes, horizon_hours) for ref in REFERENCES
+    }
+    attach_references(rows, {ref: np.tile(v, len(mults)) for ref, v in gmv.items()})
+    return [
+        pareto_point(rows[i * episodes : (i + 1) * episodes], mult, REFERENCES)
+        for i, mult in enumerate(mults)
+    ]
+
+
 def compare(
     policy_specs: list[str],
     scenarios: list[str],
@@ -348,21 +417,31 @@ def compare(
     horizon_hours: int = HORIZON_HOURS,
     batch_size: int = 256,
     title: str = "",
+    pareto_mults: tuple[float, ...] = PARETO_MULTS,
+    pareto_episodes: int = PARETO_EPISODES,
 ) -> list[dict]:
-    """Evaluate every baseline, the oracle and the given policies on the same seeds.
+    """Evaluate the privileged references (``PRIVILEGED``), every rule and the given policies,
+    in that order, on the same seeds.
 
-    Writes ``leaderboard.json`` (list of rows: ``policy``, ``scenario``, the summary fields,
-    ``checkpoint`` for a policy from a run, and, for policies other than the rules and the
-    oracle, ``paired``: see :func:`add_paired_differences`), ``leaderboard.md`` (``title``,
-    then one table per scenario, best score first) and PNG plots into ``out_dir``; returns the
-    rows.
+    Writes into ``out_dir``: ``leaderboard.json`` (list of rows: ``policy``, ``scenario``, the
+    summary fields, ``checkpoint`` for a policy from a run, ``paired`` for each contender:
+    :func:`~budgetgym.agents.verdict.add_paired_differences`, and ``pareto``: the points of
+    :func:`pareto_sweep` on the first ``pareto_episodes`` campaigns, one per multiplier for a
+    rule, the ``1.0`` one for any other policy, all taken from one rollout), ``leaderboard.md``
+    (:func:`~budgetgym.agents.leaderboard.leaderboard_markdown` under ``title``), PNG plots
+    (``pareto_<scenario>.png`` among them) and ``timing.json``; returns the rows.
+
+    Args:
+        pareto_mults: target multipliers of the sweep (empty: no sweep, no Pareto plot); the
+            ``1.0`` point is read off the main evaluation.
+        pareto_episodes: campaigns of the sweep (at most ``episodes``).
     """
     scenarios = [check_scenario(s) for s in scenarios]
-    specs = list(dict.fromkeys([*BASELINE_NAMES, ORACLE, *policy_specs]))
+    specs = list(dict.fromkeys([*PRIVILEGED, *BASELINE_NAMES, *policy_specs]))
     policies: dict[str, Policy] = {}
     for spec in specs:
         policy = load_policy(spec)
-        label = spec if spec in BASELINE_NAMES or spec == ORACLE else _label(spec, policy)
+        label = spec if spec in BASELINE_NAMES or spec in PRIVILEGED else _label(spec, policy)
         if label in policies:  # two runs named alike (``a/seed_0``, ``b/seed_0``)
             label = f"{Path(spec).parent.name}/{label}"
         if label in policies:
@@ -377,28 +456,45 @@ def compare(
     rows: list[dict] = []
     traces: dict[str, dict[str, dict]] = {}
     episode_rows: dict[tuple[str, str], list[dict]] = {}
+    sweep_n = min(pareto_episodes, episodes)
+    extra_mults = tuple(m for m in pareto_mults if m != 1.0)
+    rules = [label for label in policies if label in BASELINE_NAMES]
+    main_steps = len(scenarios) * len(policies) * episodes * horizon_hours
+    sweep_steps = len(scenarios) * len(rules) * len(extra_mults) * sweep_n * horizon_hours
+    bar = evaluation_progress("compare", main_steps + sweep_steps) if progress else None
     started = time.perf_counter()
-    # The oracle first: its GMV is every other policy's reference on these seeds.
-    order = [ORACLE] + [label for label in policies if label != ORACLE]
-    total = len(scenarios) * len(order) * episodes * horizon_hours
-    bar = evaluation_progress("compare", total) if progress else None
     for scenario in scenarios:
-        for label in order:
+        runs = {}
+        for label, policy in policies.items():  # the references first: the others' yardstick
             if bar is not None:
                 bar.set_description(f"compare ({label} on {scenario})")
-            result = evaluate(
-                policies[label],
-                scenario,
-                episodes,
-                seed_start,
-                batch_size,
-                False if bar is None else bar,
-                horizon_hours,
+            progress_to = False if bar is None else bar
+            runs[label] = simulate(
+                policy, scenario, episodes, seed_start, batch_size, progress_to, horizon_hours
             )
+        for label, run in runs.items():
+            result = measure(run, batch_size)
             result.summary["policy"] = label
             rows.append(result.summary)
             traces.setdefault(scenario, {})[label] = result.traces
             episode_rows[(scenario, label)] = result.episodes
+    main_s = time.perf_counter() - started
+    if pareto_mults:
+        for row in rows:
+            own = pareto_point(
+                episode_rows[(row["scenario"], row["policy"])][:sweep_n], 1.0, REFERENCES
+            )
+            row["pareto"] = [own]
+            if row["policy"] not in rules or not extra_mults:
+                continue
+            if bar is not None:
+                bar.set_description(f"compare (Pareto: {row['policy']} on {row['scenario']})")
+            update = None if bar is None else bar.update
+            policy = policies[row["policy"]]
+            swept = pareto_sweep(
+                policy, row["scenario"], seed_start, sweep_n, extra_mults, horizon_hours, update
+            )
+            row["pareto"] = sorted([own, *swept], key=lambda p: p["target_mult"])
     elapsed = time.perf_counter() - started
     if bar is not None:
         bar.close()
@@ -408,9 +504,11 @@ def compare(
     from budgetgym.agents.plots import write_plots
 
     write_plots(rows, traces, out_dir)
-    steps = len(rows) * episodes * horizon_hours
+    steps = main_steps + (sweep_steps if pareto_mults else 0)
     timing = {
         "elapsed_s": round(elapsed, 2),
+        "evaluation_s": round(main_s, 2),
+        "pareto_s": round(elapsed - main_s, 2),
         "campaign_steps": steps,
         "campaign_steps_per_s": round(steps / max(elapsed, 1e-9), 1),
     }
@@ -420,166 +518,5 @@ def compare(
 
 def _label(spec: str, policy: Policy) -> str:
     name = getattr(policy, "name", None)
-    return str(name) if name and name not in BASELINE_NAMES and name != ORACLE else Path(spec).stem
-
-
-def _best_rule(group: list[dict]) -> dict | None:
-    """The rule baseline with the most mean GMV among one scenario's rows (None without rules)."""
-    rules = [r for r in group if r["policy"] in BASELINE_NAMES]
-    return max(rules, key=lambda r: r["gmv_mean"]) if rules else None
-
-
-def _is_contender(row: dict) -> bool:
-    return row["policy"] not in BASELINE_NAMES and row["policy"] != ORACLE
-
-
-def add_paired_differences(
-    rows: list[dict], episode_rows: dict[tuple[str, str], list[dict]]
-) -> None:
-    """Add ``paired`` to each summary row of a policy other than the rules and the oracle: its
-    per-campaign difference from the best rule by mean GMV on the same seeds (common random
-    numbers, so the campaigns' own luck cancels and the interval is far narrower than the two
-    GMV intervals suggest).
-
-    ``paired``: ``rule``, ``gmv_diff_mean`` (CNY per campaign), ``gmv_diff_ci95`` (bootstrap),
-    ``gmv_diff_pct`` and ``gmv_diff_pct_ci95`` (the same in % of the rule's mean GMV),
-    ``missed_only_policy`` / ``missed_only_rule`` (campaigns below their ROI target under one
-    of the two only). An interval containing 0 is a tie at this many campaigns.
-
-    Args:
-        rows: summaries, one per (scenario, policy); changed in place.
-        episode_rows: ``(scenario, policy) -> evaluate(...).episodes``, in seed order.
-    """
-    for scenario in dict.fromkeys(row["scenario"] for row in rows):
-        group = [r for r in rows if r["scenario"] == scenario]
-        rule = _best_rule(group)
-        if rule is None:
-            continue
-        theirs = episode_rows[(scenario, rule["policy"])]
-        for row in filter(_is_contender, group):
-            ours = episode_rows[(scenario, row["policy"])]
-            if [e["seed"] for e in ours] != [e["seed"] for e in theirs]:
-                raise ValueError(f"{row['policy']} and {rule['policy']} met different seeds.")
-            pairs = list(zip(ours, theirs, strict=True))
-            diff = np.array([a["gmv"] - b["gmv"] for a, b in pairs])
-            missed = np.array([[a["roi_violation"], b["roi_violation"]] for a, b in pairs])
-            ci = bootstrap_ci(diff)
-            scale = 100.0 / rule["gmv_mean"] if rule["gmv_mean"] > 0 else float("nan")
-            row["paired"] = {
-                "rule": rule["policy"],
-                "gmv_diff_mean": float(diff.mean()),
-                "gmv_diff_ci95": ci,
-                "gmv_diff_pct": float(diff.mean() * scale),
-                "gmv_diff_pct_ci95": [c * scale for c in ci],
-                "missed_only_policy": int((missed[:, 0] & ~missed[:, 1]).sum()),
-                "missed_only_rule": int((missed[:, 1] & ~missed[:, 0]).sum()),
-            }
-
-
-def versus_best_rule(rows: list[dict]) -> list[dict]:
-    """Each policy that is neither a rule baseline nor the oracle against the best rule by mean
-    GMV, per scenario: the bar a learned policy has to clear (more GMV, no more ROI misses).
-
-    Returns one dict per (policy, scenario): ``policy, scenario, rule, gmv_ratio`` (policy's mean
-    GMV / the rule's), ``roi_violation_rate, rule_roi_violation_rate``, ``beats_rule`` and the
-    row's ``paired`` differences when it has them (:func:`add_paired_differences`).
-    """
-    out = []
-    for scenario in dict.fromkeys(row["scenario"] for row in rows):
-        group = [r for r in rows if r["scenario"] == scenario]
-        rule = _best_rule(group)
-        if rule is None:
-            continue
-        for row in filter(_is_contender, group):
-            out.append(
-                {
-                    "policy": row["policy"],
-                    "scenario": scenario,
-                    "rule": rule["policy"],
-                    "gmv_ratio": row["gmv_mean"] / rule["gmv_mean"],
-                    "roi_violation_rate": row["roi_violation_rate"],
-                    "rule_roi_violation_rate": rule["roi_violation_rate"],
-                    "beats_rule": bool(
-                        row["gmv_mean"] > rule["gmv_mean"]
-                        and row["roi_violation_rate"] <= rule["roi_violation_rate"]
-                    ),
-                    **({"paired": row["paired"]} if "paired" in row else {}),
-                }
-            )
-    return out
-
-
-def versus_best_rule_markdown(rows: list[dict]) -> str:
-    """:func:`versus_best_rule` as a Markdown section ("" when no policy but rules and oracle)."""
-    verdicts = versus_best_rule(rows)
-    if not verdicts:
-        return ""
-    lines = [
-        "### Against the best rule",
-        "",
-        "Each policy against the rule with the most GMV in the scenario: it beats the rule with "
-        "more GMV and no more ROI misses. Paired: the per-campaign difference on the same "
-        "seeds, with its 95% bootstrap interval in % of the rule's GMV (an interval across 0 is "
-        "a tie at this many campaigns), and the campaigns only one of the two left below target.",
-        "",
-        "| policy | scenario | best rule by GMV | GMV / rule's GMV | "
-        "GMV difference, paired [95% CI] | ROI miss (policy vs rule) | "
-        "missed by policy only / rule only | beats it |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for v in verdicts:
-        paired = v.get("paired")
-        diff = only = "–"
-        if paired:
-            lo, hi = paired["gmv_diff_pct_ci95"]
-            diff = f"{paired['gmv_diff_pct']:+.2f}% [{lo:+.2f}, {hi:+.2f}]"
-            only = f"{paired['missed_only_policy']} / {paired['missed_only_rule']}"
-        lines.append(
-            f"| {v['policy']} | {v['scenario']} | {v['rule']} | {v['gmv_ratio']:.3f}x | {diff} | "
-            f"{100 * v['roi_violation_rate']:.1f}% vs {100 * v['rule_roi_violation_rate']:.1f}% | "
-            f"{only} | {'yes' if v['beats_rule'] else 'no'} |"
-        )
-    lines.append("")
-    return "\n".join(lines)
-
-
-def leaderboard_markdown(rows: list[dict], header: str = "") -> str:
-    """One Markdown table per scenario, rows sorted by ROI-penalized score (best first), then
-    each non-rule policy against the best rule (:func:`versus_best_rule_markdown`). The
-    checkpoint of each policy from a run is named under ``header``.
-
-    GMV against the oracle comes twice, each column named by its ratio: the ratio of totals
-    (sum of GMV / sum of the oracle's GMV over the campaigns) and the mean over campaigns of
-    each one's GMV / the oracle's (above 100% where a policy buys GMV below its ROI target on
-    campaigns where the oracle, bound by the target, spends little).
-    """
-    lines = [header, ""] if header else []
-    checkpoints = {r["policy"]: r["checkpoint"] for r in rows if r.get("checkpoint")}
-    if checkpoints:
-        lines += ["Checkpoints evaluated:", ""]
-        lines += [f"- `{policy}`: `{text}`" for policy, text in checkpoints.items()]
-        lines.append("")
-    for scenario in dict.fromkeys(row["scenario"] for row in rows):
-        group = sorted(
-            (r for r in rows if r["scenario"] == scenario), key=lambda r: -r["score_mean"]
-        )
-        lines += [
-            f"### {scenario} ({group[0]['episodes']} episodes)",
-            "",
-            "| # | policy | GMV mean [95% CI] | GMV % of oracle, ratio of totals | "
-            "GMV % of oracle, mean per campaign | score | ROI | ROI miss | compensation | "
-            "budget used | new customers |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for rank, r in enumerate(group, 1):
-            lo, hi = r["gmv_ci95"]
-            lines.append(
-                f"| {rank} | {r['policy']} | {r['gmv_mean']:,.0f} [{lo:,.0f}, {hi:,.0f}] | "
-                f"{r['gmv_ratio_to_oracle_pct']:.1f}% | {r['pct_of_oracle_mean']:.1f}% | "
-                f"{r['score_mean']:,.0f} | {r['roi_mean']:.2f} | "
-                f"{100 * r['roi_violation_rate']:.0f}% | {r['compensation_mean']:,.0f} | "
-                f"{100 * r['budget_utilization_mean']:.0f}% | {r['new_customers_mean']:,.0f} |"
-            )
-        lines.append("")
-    versus = versus_best_rule_markdown(rows)
-    return "\n".join([*lines, versus] if versus else lines)
+    named = name and name not in BASELINE_NAMES and name not in PRIVILEGED
+    return str(name) if named else Path(spec).stem

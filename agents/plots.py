@@ -1,10 +1,13 @@
-"""Leaderboard plots (PNG): GMV vs oracle, pacing, spend by channel over time, a typical episode.
+"""Leaderboard plots (PNG): GMV vs the planner, the GMV-vs-ROI-miss Pareto front, pacing,
+spend by channel over time, a typical episode.
 
 All functions take the rows and traces produced by ``budgetgym.agents.evaluation.compare`` and
 write files; they import matplotlib with the non-interactive ``Agg`` backend. Every policy keeps
 its colour and line style across plots and runs (:func:`policy_styles`): the rules thin, in
-fixed styles, the oracle and the trained policies thick, in colours no rule uses, drawn on top.
-Legends sit outside the axes, below the panels.
+fixed styles, the privileged references black and the trained policies thick, in colours no
+rule uses, drawn on top. Privileged references carry "†" in every legend and title
+(:func:`~budgetgym.agents.leaderboard.display_name`). Legends sit outside the axes, below the
+panels.
 """
 
 from __future__ import annotations
@@ -15,10 +18,17 @@ from typing import Any
 import numpy as np
 
 from budgetgym.agents.baselines import BASELINE_NAMES
+from budgetgym.agents.leaderboard import PRIVILEGED_NOTE, display_name
+from budgetgym.agents.policy import ORACLE, PLANNER, PLANNER_CC, PRIVILEGED
+from budgetgym.agents.verdict import miss_limit
 from budgetgym.envs.channels import CHANNEL_NAMES
 
-#: The hindsight reference, drawn black and thick.
-REFERENCES = ("oracle",)
+#: The privileged references, drawn black and thick: line style and Pareto marker of each.
+REFERENCE_STYLES: dict[str, tuple[str, str]] = {
+    ORACLE: ("-", "*"),
+    PLANNER: ("--", "D"),
+    PLANNER_CC: (":", "s"),
+}
 #: Colour and line style of each rule: thin lines, so the policies that matter stand out.
 RULE_STYLES: dict[str, tuple[str, str]] = {
     "uniform": ("#7f7f7f", ":"),
@@ -42,7 +52,8 @@ RULE_WIDTH, PROMINENT_WIDTH = 1.1, 2.6
 def policy_styles(labels: list[str]) -> dict[str, dict[str, Any]]:
     """Matplotlib line keywords (``color``, ``linestyle``, ``linewidth``, ``zorder``) per policy.
 
-    The oracle is black; each rule has its fixed entry of ``RULE_STYLES`` (thin, below); every
+    The privileged references are black (``REFERENCE_STYLES``); each rule has its fixed entry
+    of ``RULE_STYLES`` (thin, below); every
     other label (trained policies) takes the next of ``LEARNED_COLORS``, thick and on top, with
     the next line style once the colours run out. A rule without an entry is an error, so that
     no two rules can come to share a style.
@@ -50,9 +61,9 @@ def policy_styles(labels: list[str]) -> dict[str, dict[str, Any]]:
     styles: dict[str, dict[str, Any]] = {}
     learned = 0
     for label in labels:
-        if label in REFERENCES:
-            styles[label] = {"color": "black", "linestyle": "-", "linewidth": PROMINENT_WIDTH,
-                             "zorder": 4}  # fmt: skip
+        if label in PRIVILEGED:
+            styles[label] = {"color": "black", "linestyle": REFERENCE_STYLES[label][0],
+                             "linewidth": PROMINENT_WIDTH, "zorder": 4}  # fmt: skip
         elif label in BASELINE_NAMES:
             if label not in RULE_STYLES:
                 raise ValueError(f"Rule {label!r} has no entry in RULE_STYLES (plots.py).")
@@ -70,7 +81,7 @@ def policy_styles(labels: list[str]) -> dict[str, dict[str, Any]]:
 
 def _prominent_first(labels: list[str]) -> list[str]:
     """The references, then the trained policies, then the rules (order kept within each)."""
-    return sorted(labels, key=lambda label: (label not in REFERENCES, label in BASELINE_NAMES))
+    return sorted(labels, key=lambda label: (label not in PRIVILEGED, label in BASELINE_NAMES))
 
 
 def _pyplot():
@@ -109,16 +120,17 @@ def _legend_below(fig, handles: list, labels: list[str]) -> None:  # noqa: ANN00
     by_label = dict(zip(labels, handles, strict=True))
     order = _prominent_first(list(by_label))
     ncol = min(6, len(order), max(2, int(fig.get_figwidth() / 1.7)))  # about 1.7 in a column
-    fig.legend([by_label[k] for k in order], order, loc="outside lower center", ncol=ncol,
-               fontsize=8)  # fmt: skip
+    fig.legend([by_label[k] for k in order], [display_name(k) for k in order],
+               loc="outside lower center", ncol=ncol, fontsize=8)  # fmt: skip
 
 
-def plot_gmv_vs_oracle(rows: list[dict], path: Path) -> None:
-    """Grouped bars: total GMV as % of the oracle's total (ratio of totals, 95% bootstrap CI)
-    per scenario and policy; the trained policies' bars outlined."""
+def plot_gmv_vs_planner(rows: list[dict], path: Path) -> None:
+    """Grouped bars: total GMV as % of the planner's total (ratio of totals, 95% bootstrap CI)
+    per scenario and policy; the trained policies' bars outlined, the privileged references'
+    hatched."""
     plt = _pyplot()
     scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
-    policies = [p for p in dict.fromkeys(r["policy"] for r in rows) if p not in REFERENCES]
+    policies = [p for p in dict.fromkeys(r["policy"] for r in rows) if p != PLANNER]
     styles = policy_styles(policies)
     table = {(r["scenario"], r["policy"]): r for r in rows}
     width = 0.8 / max(len(policies), 1)
@@ -126,30 +138,75 @@ def plot_gmv_vs_oracle(rows: list[dict], path: Path) -> None:
     x = np.arange(len(scenarios))
     for j, policy in enumerate(policies):
         found = [table.get((s, policy)) for s in scenarios]
-        mean = np.array([r["gmv_ratio_to_oracle_pct"] if r else np.nan for r in found])
-        lo = np.array([r["gmv_ratio_to_oracle_ci95"][0] if r else np.nan for r in found])
-        hi = np.array([r["gmv_ratio_to_oracle_ci95"][1] if r else np.nan for r in found])
+        mean = np.array([r["gmv_ratio_to_planner_pct"] if r else np.nan for r in found])
+        lo = np.array([r["gmv_ratio_to_planner_ci95"][0] if r else np.nan for r in found])
+        hi = np.array([r["gmv_ratio_to_planner_ci95"][1] if r else np.nan for r in found])
         learned = policy not in BASELINE_NAMES
         ax.bar(
             x + (j - (len(policies) - 1) / 2) * width,
             mean,
             width,
             label=policy,
-            color=styles[policy]["color"],
+            color="white" if policy in PRIVILEGED else styles[policy]["color"],
+            hatch="//" if policy in PRIVILEGED else None,
             edgecolor="black" if learned else "none",
             linewidth=1.2 if learned else 0,
             yerr=np.stack([mean - lo, hi - mean]),
             error_kw={"elinewidth": 0.8},
             capsize=1.5,
         )
-    ax.axhline(100.0, color="black", linewidth=1.5, linestyle="--", label="oracle")
-    ax.set_ylim(0.0, 1.05 * max(100.0, ax.get_ylim()[1]))  # the oracle's line off the frame
+    ax.axhline(100.0, color="black", linewidth=1.5, linestyle="--", label=PLANNER)
+    ax.set_ylim(0.0, 1.05 * max(100.0, ax.get_ylim()[1]))  # the planner's line off the frame
     ax.set_xticks(x, scenarios, rotation=20, ha="right")
-    ax.set_ylabel("total GMV, % of the hindsight oracle's (same seeds)")
-    ax.set_title("GMV relative to the oracle: ratio of totals (95% bootstrap CI)")
+    ax.set_ylabel("total GMV, % of the planner's (same seeds)")
+    ax.set_title("GMV relative to the planner: ratio of totals (95% bootstrap CI)")
     ax.grid(axis="y", alpha=0.3)
     _legend_below(fig, *ax.get_legend_handles_labels())
+    fig.text(0.01, 0.01, PRIVILEGED_NOTE, fontsize=7)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_pareto(rows: list[dict], scenario: str, path: Path) -> None:
+    """GMV (% of the planner's, ratio of totals) against the ROI-miss rate in one scenario, from
+    the rows' ``pareto`` points: each rule a curve over its planned target multipliers (the
+    bolder end labelled), every other policy a point (the privileged references black, marked
+    †); a dotted vertical line at the best-rule criterion's miss limit."""
+    plt = _pyplot()
+    group = [r for r in rows if r["scenario"] == scenario and r.get("pareto")]
+    styles = policy_styles([r["policy"] for r in group])
+    fig, ax = plt.subplots(figsize=(8.5, 6.5), layout="constrained")
+    for row in group:
+        label, style = row["policy"], styles[row["policy"]]
+        points = sorted(row["pareto"], key=lambda p: p["target_mult"])
+        x = [100.0 * p["roi_violation_rate"] for p in points]
+        y = [p["gmv_ratio_to_planner_pct"] for p in points]
+        if label in PRIVILEGED:
+            ax.scatter(x, y, marker=REFERENCE_STYLES[label][1], s=110, color="black",
+                       zorder=5, label=label)  # fmt: skip
+        elif label in BASELINE_NAMES:
+            ax.plot(x, y, marker="o", markersize=3, label=label, **style)
+            bold_end = f"x{points[0]['target_mult']:g}"
+            ax.annotate(bold_end, (x[0], y[0]), fontsize=6, color=style["color"],
+                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        else:
+            ax.scatter(x, y, marker="P", s=120, color=style["color"], edgecolor="black",
+                       zorder=5, label=label)  # fmt: skip
+    limit = miss_limit([r for r in rows if r["scenario"] == scenario])
+    if limit is not None:
+        ax.axvline(100.0 * limit, color="grey", linestyle=":", linewidth=1.2)
+    n = group[0]["pareto"][0]["episodes"] if group else 0
+    ax.set_xlabel("ROI-miss rate, % of campaigns")
+    ax.set_ylabel("total GMV, % of the planner's")
+    ax.set_title(
+        f"{scenario}: GMV vs ROI misses on {n} campaigns; rules plan to x0.9-x1.3 their "
+        "target (dotted: the best-rule criterion's miss limit)",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3)
+    _legend_below(fig, *ax.get_legend_handles_labels())
+    fig.text(0.01, 0.01, PRIVILEGED_NOTE, fontsize=7)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -161,8 +218,8 @@ def plot_channel_spend(traces: dict[str, dict], scenario: str, path: Path) -> No
     for ax, label in zip(axes.flat, labels, strict=False):
         frac = 100.0 * traces[label]["spend_frac_by_hour"]  # (H, k) % of budget per hour
         ax.stackplot(np.arange(frac.shape[0]), frac.T, labels=CHANNEL_NAMES)
-        bold = label in REFERENCES or label not in BASELINE_NAMES
-        ax.set_title(label, fontsize=9, fontweight="bold" if bold else "normal")
+        bold = label not in BASELINE_NAMES
+        ax.set_title(display_name(label), fontsize=9, fontweight="bold" if bold else "normal")
         ax.set_xlabel("hour")
     axes[0, 0].set_ylabel("spend, % of budget per hour")
     _legend_below(fig, *axes[0, 0].get_legend_handles_labels())
@@ -199,7 +256,7 @@ def plot_pacing(traces: dict[str, dict[str, dict]], path: Path) -> None:
 
 def typical_episode(traces: dict[str, dict]) -> int:
     """Index of the episode whose oracle GMV is the median (else policy 0's)."""
-    ref = traces.get("oracle", next(iter(traces.values())))
+    ref = traces.get(ORACLE, next(iter(traces.values())))
     final = ref["cum_gmv_cny"][:, -1]
     return int(np.argsort(final)[len(final) // 2])
 
@@ -227,10 +284,13 @@ def plot_typical_episode(traces: dict[str, dict], scenario: str, path: Path) -> 
 def write_plots(rows: list[dict], traces: dict[str, dict[str, dict]], out_dir: Path) -> list[Path]:
     """Write all leaderboard plots into ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
-    paths = [out_dir / "gmv_vs_oracle.png", out_dir / "pacing.png"]
-    plot_gmv_vs_oracle(rows, paths[0])
+    paths = [out_dir / "gmv_vs_planner.png", out_dir / "pacing.png"]
+    plot_gmv_vs_planner(rows, paths[0])
     plot_pacing(traces, paths[1])
     for scenario, per_policy in traces.items():
+        if any(r.get("pareto") for r in rows if r["scenario"] == scenario):
+            paths.append(out_dir / f"pareto_{scenario}.png")
+            plot_pareto(rows, scenario, paths[-1])
         spend_path = out_dir / f"channel_spend_{scenario}.png"
         episode_path = out_dir / f"typical_episode_{scenario}.png"
         plot_channel_spend(per_policy, scenario, spend_path)

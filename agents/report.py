@@ -14,12 +14,10 @@ from typing import Any
 from budgetgym.agents.baselines import BASELINE_NAMES
 from budgetgym.agents.checkpoints import RunPaths
 from budgetgym.agents.config import TrainConfig
-from budgetgym.agents.evaluation import compare, versus_best_rule
-from budgetgym.agents.policy import ORACLE
+from budgetgym.agents.evaluation import compare
+from budgetgym.agents.policy import PRIVILEGED
+from budgetgym.agents.verdict import versus_best_rule
 from budgetgym.envs import EVAL_SEED_START, SCENARIO_NAMES
-
-#: Outcomes of :func:`outcome` (the verdict's first word).
-OUTCOMES = ("won", "lost", "tie", "trade-off")
 
 
 def compare_run(
@@ -28,14 +26,14 @@ def compare_run(
     policy_specs: list[str],
     progress: bool,
 ) -> list[dict[str, Any]]:
-    """Compare trained policies with every rule and the oracle on held-out campaigns.
+    """Compare trained policies with the references and every rule on held-out campaigns.
 
     Writes ``eval/`` (leaderboard.json/.md and plots, as ``budgetgym compare``) and
     ``report.md``; returns the leaderboard rows.
     """
     scenarios = list(config.eval.final_scenarios or [s for s in SCENARIO_NAMES if s != "mixed"])
     rows = compare(
-        list(policy_specs),  # compare adds every rule and the oracle
+        list(policy_specs),  # compare adds the references and every rule
         scenarios,
         config.eval.final_episodes,
         EVAL_SEED_START,
@@ -62,7 +60,7 @@ def write_report(
     commands = paths.command.read_text().strip() if paths.command.is_file() else ""
     used = checkpoints_used(rows)
     checkpoints = [f"- `{policy}`: `{text}`" for policy, text in used.items()]
-    policies = [*used, *BASELINE_NAMES, ORACLE]
+    policies = [*used, *PRIVILEGED, *BASELINE_NAMES]
     text = [
         f"# Run report: {paths.root.name}",
         "",
@@ -98,55 +96,39 @@ def write_report(
     paths.report.write_text("\n".join(text))
 
 
-def outcome(verdict: dict[str, Any]) -> str:
-    """A policy's result against the best rule in one word (one of ``OUTCOMES``), from the
-    paired GMV difference's 95% interval and the ROI-miss rates of the two:
-
-    ``won``: more GMV (the interval above 0) and no more ROI misses; ``lost``: less GMV (the
-    interval below 0), or more ROI misses without more GMV; ``trade-off``: more GMV and more
-    ROI misses; ``tie``: the interval contains 0 and no more ROI misses.
-
-    Args:
-        verdict: one item of :func:`~budgetgym.agents.evaluation.versus_best_rule` with its
-            ``paired`` differences.
-    """
-    lo, hi = verdict["paired"]["gmv_diff_ci95"]
-    more_misses = verdict["roi_violation_rate"] > verdict["rule_roi_violation_rate"]
-    if hi < 0 or (more_misses and lo <= 0):
-        return "lost"
-    if lo > 0:
-        return "trade-off" if more_misses else "won"
-    return "tie"
-
-
 def verdict_lines(rows: list[dict[str, Any]], name_checkpoints: bool = True) -> list[str]:
-    """One line per (trained policy, scenario) against the best rule by GMV on the same
-    campaigns: the outcome (:func:`outcome`), the paired GMV difference in % of the rule's GMV
-    with its 95% interval, and the campaigns each left below its ROI target. The policy's name
-    leads each line when several are compared; with ``name_checkpoints`` a line per policy from
-    a run names its checkpoint first. Empty without such a policy."""
-    verdicts = [v for v in versus_best_rule(rows) if "paired" in v]
+    """One line per (trained policy, scenario) against the best rule by the constrained
+    criterion (:mod:`budgetgym.agents.verdict`) on the same campaigns: the outcome
+    (:func:`~budgetgym.agents.verdict.outcome`), the paired GMV difference in % of the rule's
+    GMV with its 95% interval, the campaigns each left below its ROI target and the policy's
+    total GMV as % of the planner's. The policy's name leads each line when several are
+    compared; with ``name_checkpoints`` a line per policy from a run names its checkpoint
+    first. Empty without such a policy."""
+    verdicts = versus_best_rule(rows)
     if not verdicts:
         return []
-    episodes = {(r["policy"], r["scenario"]): r["episodes"] for r in rows}
+    by_key = {(r["policy"], r["scenario"]): r for r in rows}
     several = len({v["policy"] for v in verdicts}) > 1
     used = checkpoints_used(rows) if name_checkpoints else {}
     lines = [f"Evaluated {policy}: {text}" for policy, text in used.items()]
     lines.append(
-        "Against the best rule by GMV on the same held-out campaigns "
-        "(paired GMV difference, 95% interval; ROI target missed: policy vs rule):"
+        "Against the best rule (most GMV within planner_cc's ROI-miss rate + 5 points, else "
+        "the best AuctionNet score) on the same held-out campaigns (paired GMV difference, "
+        "95% interval; ROI target missed: policy vs rule; total GMV as % of the planner's):"
     )
     width = max(len(v["scenario"]) for v in verdicts)
     for v in verdicts:
-        n = episodes[(v["policy"], v["scenario"])]
+        row = by_key[(v["policy"], v["scenario"])]
+        n = row["episodes"]
         paired = v["paired"]
         lo, hi = paired["gmv_diff_pct_ci95"]
         missed = round(n * v["roi_violation_rate"]), round(n * v["rule_roi_violation_rate"])
         name = f"{v['policy']} " if several else ""
         lines.append(
-            f"  {name}{v['scenario']:<{width}}  {outcome(v):<9}  "
+            f"  {name}{v['scenario']:<{width}}  {v['outcome']:<9}  "
             f"GMV {paired['gmv_diff_pct']:+.1f}% [{lo:+.1f}, {hi:+.1f}] vs {v['rule']}; "
-            f"ROI missed {missed[0]} vs {missed[1]} of {n}"
+            f"ROI missed {missed[0]} vs {missed[1]} of {n}; "
+            f"{row['gmv_ratio_to_planner_pct']:.1f}% of the planner's GMV"
         )
     return lines
 
