@@ -45,6 +45,8 @@ _AFFINITY = channel_array("returning_affinity")  # (k,)
 _CVR_CAP = 0.95
 _THETA_BOUNDS = (1e-3, 1e4)  # bracket of the marginal-ROI price theta
 _BISECTION_STEPS = 40
+_WARM_WIDTH = 0.1  # initial warm-start bracket in log(theta)
+_WARM_TOLERANCE = 1e-3  # bracket width in log(theta) at which a warm bisection stops
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,17 @@ def expected_response(
     return gmv, cost
 
 
-def solve_allocation(problem: AllocationProblem) -> tuple[np.ndarray, np.ndarray]:
+def solve_allocation(
+    problem: AllocationProblem,
+    gmv_offset_cny: np.ndarray | float = 0.0,
+    spend_offset_cny: np.ndarray | float = 0.0,
+    log_theta_start: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Optimal allocation ``(n, H, k)`` CNY and its price ``theta`` ``(n,)`` by bisection.
+
+    Solves ``max G`` subject to ``C <= budget`` and
+    ``gmv_offset + G >= target_roi * (spend_offset + C)``: the oracle's problem with offsets 0,
+    the planner's rest of the horizon with the GMV and spend that count already (``(n,)`` CNY).
 
     Every channel-hour maximizes ``G(a) - theta * C(a)``. Paid channel: with
     ``x = Phi^-1(a / M)`` the marginal GMV of spend is ``g V / M * exp(-sigma x - sigma^2 / 2)``
@@ -122,51 +133,85 @@ def solve_allocation(problem: AllocationProblem) -> tuple[np.ndarray, np.ndarray
     ``MAX_WIN_FRAC * M``. Pay-per-sale channel: its ROI does not depend on the allocation, so it
     is bought out when that ROI beats ``theta`` and skipped otherwise.
 
-    Feasible ``theta`` (expected spend within budget, expected ROI at least the target) form an
-    interval ``[theta*, inf)`` and expected GMV falls with ``theta``, so ``theta*`` is optimal.
+    Spend falls with ``theta``; the surplus ``G - R C`` rises with ``theta`` below the target
+    ``R`` and falls above it (its derivative is ``(theta - R) dC/dtheta``), so it peaks at
+    ``theta = R``. The optimum is therefore the smallest ``theta`` that keeps spend within budget
+    and either meets the ROI constraint or is at least ``R``: ``max(theta_budget, theta_roi)``,
+    where ``theta_roi <= R`` is the smallest price meeting the ROI constraint. With offsets 0
+    (the oracle) the constraint holds at every ``theta >= R``; with a deficit to make up it may
+    hold nowhere, and the plan at ``max(theta_budget, R)`` buys only the channel-hours whose
+    marginal ROI reaches the target: the largest expected surplus the budget allows, the plan
+    closest to meeting the target.
+
+    ``log_theta_start (n,)`` warm-starts the bisection (the last hour's price): a narrow bracket
+    around it, widened until it holds the answer, then halved to ``_WARM_TOLERANCE``.
     """
-    n = problem.budget_cny.shape[0]
     per_sale = problem.pays_per_sale
     paid_idx, sale_idx = np.flatnonzero(~per_sale), np.flatnonzero(per_sale)
     sigma = problem.sigma[paid_idx]
     g = (problem.purchases_per_impression * problem.gmv_per_purchase_cny)[..., paid_idx]
     volume, m = problem.volume[..., paid_idx], problem.max_spend_cny[..., paid_idx]
+    gv = g * volume
     with np.errstate(divide="ignore"):
-        log_ratio = np.log(g * volume / np.maximum(m, 1e-12)) - 0.5 * sigma**2
+        log_ratio = np.log(gv / np.maximum(m, 1e-12)) - 0.5 * sigma**2
     x_cap = ndtri(MAX_WIN_FRAC)
     gmv_full, cost_full = expected_response(problem.cap_cny, problem)
     gmv_full, cost_full = gmv_full[..., sale_idx], cost_full[..., sale_idx]
     sale_worth = np.divide(gmv_full, cost_full, out=np.zeros_like(gmv_full), where=cost_full > 0)
+    log_target = np.log(problem.target_roi)
 
     def paid_x(log_theta: np.ndarray) -> np.ndarray:
         return np.minimum((log_ratio - log_theta[:, None, None]) / sigma, x_cap)
 
-    def totals(log_theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def feasible(log_theta: np.ndarray) -> np.ndarray:
         x = paid_x(log_theta)
         buy = sale_worth > np.exp(log_theta)[:, None, None]
-        gmv = (g * volume * ndtr(x + sigma)).sum(axis=(1, 2)) + (gmv_full * buy).sum(axis=(1, 2))
+        gmv = (gv * ndtr(x + sigma)).sum(axis=(1, 2)) + (gmv_full * buy).sum(axis=(1, 2))
         spend = (m * ndtr(x)).sum(axis=(1, 2)) + (cost_full * buy).sum(axis=(1, 2))
-        return gmv, spend
-
-    def feasible(log_theta: np.ndarray) -> np.ndarray:
-        gmv, spend = totals(log_theta)
         within_budget = spend <= problem.budget_cny * (1.0 + 1e-9)
-        return within_budget & (gmv >= problem.target_roi * spend * (1.0 - 1e-9))
+        required = problem.target_roi * (spend + spend_offset_cny) * (1.0 - 1e-9)
+        return within_budget & ((gmv + gmv_offset_cny >= required) | (log_theta >= log_target))
 
-    lo = np.full(n, np.log(_THETA_BOUNDS[0]))
-    hi = np.full(n, np.log(_THETA_BOUNDS[1]))
-    ok_lo = feasible(lo)
-    for _ in range(_BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        ok = feasible(mid)
-        hi = np.where(ok, mid, hi)
-        lo = np.where(ok, lo, mid)
-    log_theta = np.where(ok_lo, lo, hi)
+    log_theta = _smallest_true(feasible, problem.budget_cny.shape[0], log_theta_start)
     alloc = np.zeros_like(problem.volume)
     alloc[..., paid_idx] = np.minimum(m * ndtr(paid_x(log_theta)), problem.cap_cny[..., paid_idx])
     buy = sale_worth > np.exp(log_theta)[:, None, None]
     alloc[..., sale_idx] = np.where(buy, problem.cap_cny[..., sale_idx], 0.0)
     return alloc, np.exp(log_theta)
+
+
+def _smallest_true(predicate, n: int, start: np.ndarray | None) -> np.ndarray:
+    """Smallest ``log(theta)`` ``(n,)`` in ``log(_THETA_BOUNDS)`` where the monotone
+    ``predicate`` (false below, true above) holds, by bisection; the upper bound if it never does.
+
+    Cold (``start`` None): 40 halvings of the whole bracket. Warm: a bracket of
+    ``_WARM_WIDTH`` around ``start``, moved and doubled where it does not hold the answer, then
+    halved to ``_WARM_TOLERANCE``.
+    """
+    low, high = np.log(_THETA_BOUNDS[0]), np.log(_THETA_BOUNDS[1])
+    if start is None:
+        lo, hi, steps = np.full(n, low), np.full(n, high), _BISECTION_STEPS
+    else:
+        lo = np.clip(start - 0.5 * _WARM_WIDTH, low, high)
+        hi = np.clip(start + 0.5 * _WARM_WIDTH, low, high)
+        width = _WARM_WIDTH
+        while True:
+            down = (lo > low) & predicate(lo)  # the answer lies below lo
+            up = ~down & (hi < high) & ~predicate(hi)  # the answer lies above hi
+            if not (down.any() or up.any()):
+                break
+            width *= 2.0
+            hi, lo = np.where(down, lo, hi), np.where(down, np.maximum(lo - width, low), lo)
+            lo, hi = np.where(up, hi, lo), np.where(up, np.minimum(hi + width, high), hi)
+        steps = int(np.ceil(np.log2(max(float((hi - lo).max()), 1e-12) / _WARM_TOLERANCE)))
+    at_low = lo <= low
+    ok_low = at_low & predicate(lo) if at_low.any() else at_low
+    for _ in range(max(steps, 0)):
+        mid = 0.5 * (lo + hi)
+        ok = predicate(mid)
+        hi = np.where(ok, mid, hi)
+        lo = np.where(ok, lo, mid)
+    return np.where(ok_low, lo, hi)
 
 
 def _attributed_frac(params: CampaignParams) -> np.ndarray:
@@ -227,13 +272,16 @@ def expected_pool(params: CampaignParams, new_purchases: np.ndarray) -> np.ndarr
     return pool
 
 
-def plan_campaigns(params: CampaignParams, pool_iterations: int = 2) -> dict[str, np.ndarray]:
-    """The oracle's plan for a batch of campaigns.
+def plan_problem(
+    params: CampaignParams, markets: dict[str, np.ndarray], pool_iterations: int = 2
+) -> tuple[AllocationProblem, np.ndarray, np.ndarray]:
+    """The allocation problem of campaigns facing ``markets`` (as ``hourly_markets`` returns)
+    with the expected returning-pool trajectory of its own plan, the plan ``(n, H, k)`` and its
+    price ``theta (n,)``.
 
-    Returns ``alloc_cny (n, H, k)`` (spend per paid channel-hour; allocation of pay-per-sale
-    channels), ``theta (n,)``, ``expected_gmv_cny (n,)`` and ``expected_spend_cny (n,)``.
+    The pool and the plan are a fixed point: plan -> expected pool -> plan, ``pool_iterations``
+    times (two or three passes converge).
     """
-    markets = hourly_markets(params)
     pool = np.repeat(params.returning_pool_init[:, None], params.horizon_hours, axis=1)
     for _ in range(max(pool_iterations, 1)):
         problem, new_per_impression = build_problem(params, markets, pool)
@@ -245,6 +293,16 @@ def plan_campaigns(params: CampaignParams, pool_iterations: int = 2) -> dict[str
         pool = expected_pool(params, new_purchases)
     problem, _ = build_problem(params, markets, pool)
     alloc, theta = solve_allocation(problem)
+    return problem, alloc, theta
+
+
+def plan_campaigns(params: CampaignParams, pool_iterations: int = 2) -> dict[str, np.ndarray]:
+    """The oracle's plan for a batch of campaigns, on their realized markets.
+
+    Returns ``alloc_cny (n, H, k)`` (spend per paid channel-hour; allocation of pay-per-sale
+    channels), ``theta (n,)``, ``expected_gmv_cny (n,)`` and ``expected_spend_cny (n,)``.
+    """
+    problem, alloc, theta = plan_problem(params, hourly_markets(params), pool_iterations)
     gmv, cost = expected_response(alloc, problem)
     return {
         "alloc_cny": alloc,
@@ -252,6 +310,20 @@ def plan_campaigns(params: CampaignParams, pool_iterations: int = 2) -> dict[str
         "expected_gmv_cny": gmv.sum(axis=(1, 2)),
         "expected_spend_cny": cost.sum(axis=(1, 2)),
     }
+
+
+def within_budget(alloc_cny: np.ndarray, budget_left_cny: np.ndarray) -> np.ndarray:
+    """An hour's planned allocation ``(n, k)`` as a spend request within ``budget_left_cny (n,)``.
+
+    Paid channels get their planned spend; pay-per-sale channels their planned allocation,
+    reduced so that the request stays within the budget left after the paid channels.
+    """
+    per_sale = _COMMISSION > 0
+    paid_total = np.where(per_sale, 0.0, alloc_cny).sum(axis=1)
+    room = np.maximum(budget_left_cny - paid_total, 0.0)
+    per_sale_total = np.maximum(np.where(per_sale, alloc_cny, 0.0).sum(axis=1), 1e-12)
+    shrink = np.minimum(room / per_sale_total, 1.0)
+    return np.where(per_sale, alloc_cny * shrink[:, None], alloc_cny)
 
 
 class OraclePolicy:
@@ -285,12 +357,7 @@ class OraclePolicy:
         alloc = self.plan["alloc_cny"][:, min(self._hour, self.plan["alloc_cny"].shape[1] - 1)]
         self._hour += 1
         budget_left = np.asarray(obs)[:, obs_index("budget_left_frac")] * self._budget
-        per_sale = _COMMISSION > 0
-        paid_total = np.where(per_sale, 0.0, alloc).sum(axis=1)
-        room = np.maximum(budget_left - paid_total, 0.0)
-        per_sale_total = np.maximum(np.where(per_sale, alloc, 0.0).sum(axis=1), 1e-12)
-        shrink = np.minimum(room / per_sale_total, 1.0)
-        return np.where(per_sale, alloc * shrink[:, None], alloc)
+        return within_budget(alloc, budget_left)
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
         raise TypeError("The oracle plans spend: step campaigns.step_spend(oracle.spend(obs)).")

@@ -21,6 +21,11 @@ from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.errors import unknown_name_error
 
 ORACLE = "oracle"
+PLANNER = "planner"
+PLANNER_CC = "planner_cc"
+#: Policies that read ground truth (the campaign's true parameters): references, not deployable.
+PRIVILEGED = (ORACLE, PLANNER, PLANNER_CC)
+PLANNER_CC_ALPHA = 0.05  # planner_cc's risk: realized ROI below target in 5% of campaigns
 
 
 @runtime_checkable
@@ -75,15 +80,16 @@ def as_policy(policy: Any) -> Policy:
 
 
 def policy_names() -> tuple[str, ...]:
-    """Names ``load_policy`` accepts besides paths: the baselines and ``oracle``."""
-    return (*BASELINE_NAMES, ORACLE)
+    """Names ``load_policy`` accepts besides paths: the baselines and the references."""
+    return (*BASELINE_NAMES, *PRIVILEGED)
 
 
 def load_policy(spec: str) -> Policy:
     """Build a policy from a name or a path.
 
     Args:
-        spec: a baseline name (``BASELINES``), ``"oracle"``, a ``.onnx`` file exported by
+        spec: a baseline name (``BASELINES``), a reference (``"oracle"``, ``"planner"``,
+            ``"planner_cc"`` at ``alpha = 0.05``), a ``.onnx`` file exported by
             ``budgetgym export``, or a training run directory.
 
     Raises:
@@ -96,6 +102,10 @@ def load_policy(spec: str) -> Policy:
         from budgetgym.agents.oracle import OraclePolicy
 
         return OraclePolicy()
+    if spec in (PLANNER, PLANNER_CC):
+        from budgetgym.agents.planner import PlannerPolicy
+
+        return PlannerPolicy(alpha=None if spec == PLANNER else PLANNER_CC_ALPHA)
     path = Path(spec)
     looks_like_path = path.suffix == ".onnx" or "/" in spec or "\\" in spec or path.exists()
     if not looks_like_path:

@@ -549,10 +549,14 @@ def _calendar_factors(cal):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _market_cell(hour, profile, calendar, channel, key, volume_ref, price_ref, event_start, boost):
+def _market_cell(
+    hour, profile, calendar, channel, key, volume_ref, price_ref, event_start, boost, noise
+):  # fmt: skip
     """Volume, cost of the whole market and CVR multiplier of one channel-hour (``calendar``
-    and ``channel`` from ``_calendar_factors`` and ``_channel_market``). Without branches: it
-    runs in SIMD lanes."""
+    and ``channel`` from ``_calendar_factors`` and ``_channel_market``). ``noise`` scales the
+    hour's volume and price noise: 1.0 for the realized market, 0.0 for the certainty-equivalent
+    one (volume noise at its mean 1, price noise at its median 1). Without branches: it runs in
+    SIMD lanes."""
     evening, weekly, decay = profile
     event_len, warmup_len, event_traffic, event_price, event_cvr, warmup_cvr = calendar
     boosted, vs, diurnal, mean_price, counter_volume, counter_price = channel
@@ -563,10 +567,11 @@ def _market_cell(hour, profile, calendar, channel, key, volume_ref, price_ref, e
     price_mult = event_price if event else (1.1 if warmup else 1.0)
     cvr = event_cvr if event else (warmup_cvr if warmup else 1.0)
     launch = 1.0 + boost * decay * boosted
-    noise = inline_exp(vs * _ndtri_lanes(_uniform(key, counter_volume)) - 0.5 * vs * vs)
+    vs = vs * noise
+    volume_noise = inline_exp(vs * _ndtri_lanes(_uniform(key, counter_volume)) - 0.5 * vs * vs)
     volume = volume_ref * (1.0 + 0.6 * diurnal * evening) * weekly * traffic
-    volume *= launch * noise
-    price_noise = PRICE_NOISE_SIGMA * _ndtri_lanes(_uniform(key, counter_price))
+    volume *= launch * volume_noise
+    price_noise = PRICE_NOISE_SIGMA * noise * _ndtri_lanes(_uniform(key, counter_price))
     price = price_ref * (1.0 + 0.25 * evening) * price_mult * inline_exp(price_noise)
     return volume, volume * price * mean_price, cvr
 
@@ -665,6 +670,7 @@ def simulate_campaigns(
             volume, max_spend, cvr_mult = _market_cell(
                 hour, profile, calendar, channel, key, lanes[k, _L_VOLUME_REF, j],
                 lanes[k, _L_PRICE_REF, j], lanes[k, _L_EVENT_START, j], lanes[k, _L_BOOST, j],
+                1.0,
             )  # fmt: skip
             allocated = min(lanes[k, _L_REQUEST, j], MAX_WIN_FRAC * max_spend)
             lanes[k, _C_VOLUME, j] = volume
@@ -857,11 +863,11 @@ def chunk_bounds(chunk, n_envs):
 
 
 # ----------------------------------------------------------------------------------------------
-# Ground truth for the hindsight oracle.
+# Markets for the references: realized (the hindsight oracle) and expected (the planners).
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, ch, cal, out):
+def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, ch, cal, noise, out):
     n, n_ch = volume_ref.shape
     calendar = _calendar_factors(cal)
     for t in range(horizon):
@@ -871,29 +877,44 @@ def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, ch
             for i in range(n):
                 volume, max_spend, cvr = _market_cell(
                     t, profile, calendar, channel, keys[i], volume_ref[i, k], price_ref[i, k],
-                    event_start[i], boost[i],
+                    event_start[i], boost[i], noise,
                 )  # fmt: skip
                 out[0, i, t, k] = volume
                 out[1, i, t, k] = max_spend
                 out[2, i, t, k] = cvr
 
 
-def hourly_markets(params: CampaignParams) -> dict[str, np.ndarray]:
-    """Realized market of every channel-hour, ``(n_envs, horizon_hours, n_channels)`` arrays.
+def hourly_markets(params: CampaignParams, noise: bool = True) -> dict[str, np.ndarray]:
+    """Market of every channel-hour, ``(n_envs, horizon_hours, n_channels)`` arrays.
 
-    Ground truth for the hindsight oracle (never observed by policies). The market does not
-    depend on actions (common random numbers), so this is exactly what any policy meets:
-    ``volume`` (impressions on offer), ``max_spend_cny`` (cost of the whole market; spend
-    ``s`` buys ``win_curve(s, volume, max_spend_cny)`` impressions, at most ``MAX_WIN_FRAC`` of
-    it), ``cvr_mult`` (event multiplier on the true CVRs).
+    With ``noise`` (the default), the realized market: ground truth for the hindsight oracle
+    (never observed by policies). The market does not depend on actions (common random
+    numbers), so this is exactly what any policy meets: ``volume`` (impressions on offer),
+    ``max_spend_cny`` (cost of the whole market; spend ``s`` buys
+    ``win_curve(s, volume, max_spend_cny)`` impressions, at most ``MAX_WIN_FRAC`` of it),
+    ``cvr_mult`` (event multiplier on the true CVRs). Without, the certainty-equivalent market
+    of :func:`expected_markets`.
     """
     out = np.zeros((3, params.n_envs, params.horizon_hours, params.n_channels))
     keys = crn.campaign_keys(params.seeds, DYNAMICS_DOMAIN)
     _markets_kernel(
         keys, params.horizon_hours, params.volume_per_hour, params.price_median_cny,
-        params.event_start_hour, params.coldstart_boost, CHANNEL_TABLE, CALENDAR, out,
+        params.event_start_hour, params.coldstart_boost, CHANNEL_TABLE, CALENDAR,
+        1.0 if noise else 0.0, out,
     )  # fmt: skip
     return {"volume": out[0], "max_spend_cny": out[1], "cvr_mult": out[2]}
+
+
+def expected_markets(params: CampaignParams) -> dict[str, np.ndarray]:
+    """Certainty-equivalent market of every channel-hour, as :func:`hourly_markets` returns.
+
+    What a planner that knows the campaign's parameters, the public calendar and the hour and
+    weekday profiles expects, without the noise of any hour: the volume noise at its mean 1
+    and the hourly price noise at its median 1 (the lognormal price level enters the win curve
+    through ``max_spend_cny``; its median keeps the market's typical price). Same model, same
+    function (``_market_cell``) as the realized market.
+    """
+    return hourly_markets(params, noise=False)
 
 
 @numba.vectorize(["float64(float64, float64, float64, float64)"], cache=True)
