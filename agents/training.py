@@ -57,7 +57,6 @@ from budgetgym.agents.checkpoints import (
     write_json,
 )
 from budgetgym.agents.config import TrainConfig, load_config
-from budgetgym.agents.evaluation import versus_best_rule
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.report import compare_run
 from budgetgym.agents.residual import (
@@ -66,6 +65,7 @@ from budgetgym.agents.residual import (
     check_residual_base,
 )
 from budgetgym.agents.runlock import holds_run_lock
+from budgetgym.agents.verdict import versus_best_rule
 from budgetgym.envs import TRAIN_SEED_LIMIT, BudgetVecEnv
 from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_missed
 
