@@ -30,9 +30,10 @@ from budgetgym.agents.evaluation import bootstrap_ratio_ci, evaluate
 from budgetgym.agents.plots import LEARNED_COLORS, RULE_STYLES, policy_styles
 from budgetgym.agents.policy import as_policy
 from budgetgym.agents.progress import LineProgress
-from budgetgym.agents.report import OUTCOMES, outcome, verdict_lines
+from budgetgym.agents.report import verdict_lines
 from budgetgym.agents.residual import ResidualAction, base_action
 from budgetgym.agents.training import _SeedBars
+from budgetgym.agents.verdict import OUTCOMES, outcome, versus_best_rule
 from budgetgym.envs import EVAL_SEED_START, BudgetVecEnv
 
 HORIZON = 24
@@ -171,9 +172,11 @@ def test_outcome_against_the_best_rule(lo, hi, policy_miss, rule_miss, expected)
 def test_verdict_lines_one_per_scenario_with_the_interval_misses_and_checkpoint() -> None:
     def row(policy: str, scenario: str, gmv: float, miss: float, **extra) -> dict:
         return {"policy": policy, "scenario": scenario, "gmv_mean": gmv,
-                "roi_violation_rate": miss, "episodes": 50, **extra}  # fmt: skip
+                "roi_violation_rate": miss, "episodes": 50, "auctionnet_score_mean": gmv,
+                "gmv_ratio_to_planner_pct": gmv / 1.25, **extra}  # fmt: skip
 
-    paired = {"gmv_diff_ci95": [1.0, 3.0], "gmv_diff_pct": 2.0, "gmv_diff_pct_ci95": [1.0, 3.0]}
+    paired = {"rule": "obs_thompson", "gmv_diff_ci95": [1.0, 3.0], "gmv_diff_pct": 2.0,
+              "gmv_diff_pct_ci95": [1.0, 3.0]}  # fmt: skip
     rows = [
         row("uniform", "hit_product", 90.0, 0.5),
         row("obs_thompson", "hit_product", 100.0, 0.2),
@@ -190,9 +193,14 @@ def test_verdict_lines_one_per_scenario_with_the_interval_misses_and_checkpoint(
     assert len(body) == 2
     assert body[0].split()[:2] == ["hit_product", "won"]
     assert "GMV +2.0% [+1.0, +3.0] vs obs_thompson; ROI missed 5 vs 10 of 50" in body[0]
+    assert body[0].endswith("; 81.6% of the planner's GMV")
     assert body[1].split()[:2] == ["double11_promotion", "lost"]
     assert "-1.2% [-3.8, +1.2] vs obs_thompson; ROI missed 20 vs 10 of 50" in body[1]
     assert verdict_lines([r for r in rows if r["policy"] != "run"]) == []
+    # One definition: the line's word is the verdict's outcome, and "beats" means "won".
+    for line, verdict in zip(body, versus_best_rule(rows), strict=True):
+        assert line.split()[1] == verdict["outcome"] == outcome(verdict)
+        assert verdict["beats_rule"] == (verdict["outcome"] == "won")
 
 
 def test_ratio_of_totals_is_not_the_mean_of_ratios() -> None:

@@ -31,7 +31,6 @@ from budgetgym.agents.checkpoints import (
     read_meta,
 )
 from budgetgym.agents.config import validate_config
-from budgetgym.agents.report import OUTCOMES
 from budgetgym.agents.residual import ResidualAction, base_action
 from budgetgym.agents.runlock import LOCK_FILE
 from budgetgym.agents.training import (
@@ -45,6 +44,7 @@ from budgetgym.agents.training import (
     resume,
     train,
 )
+from budgetgym.agents.verdict import OUTCOMES
 from budgetgym.envs import OBS_DIM, BudgetVecEnv
 from budgetgym.envs.scenarios import SCENARIOS
 from tests.agents.tiny_runs import cli, quiet, tiny, wait_for_file, write_config
