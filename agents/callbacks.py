@@ -2,12 +2,15 @@
 
 * :class:`ValidationCallback` (``EvalCallback``-style): every ``eval_freq`` env steps, runs the
   deterministic policy on fixed validation campaigns (seeds from 900,000), logs ``eval/gmv``,
-  ``eval/roi``, ``eval/roi_violation_rate``, ``eval/gmv_ratio_to_oracle_pct`` (sum of GMV / sum
-  of the oracle's GMV over every validation campaign), ``eval/pct_of_oracle`` (the mean over
-  campaigns of each one's ratio), ``eval/budget_utilization``,
+  ``eval/roi``, ``eval/roi_violation_rate``, ``eval/gmv_ratio_to_planner_pct`` and
+  ``eval/gmv_ratio_to_oracle_pct`` (sum of GMV / sum of the reference's GMV over every
+  validation campaign), ``eval/pct_of_planner`` and ``eval/pct_of_oracle`` (the mean over
+  campaigns of each one's ratio), ``eval/compensation_pct_of_spend``,
+  ``eval/auctionnet_score``, ``eval/gmv_of_met_campaigns``, ``eval/budget_utilization``,
   ``eval/spend_share/<channel>`` and ``eval/mean_reward``, plus constant ``reference/*`` scalars
-  for the best rule baseline and the oracle on the same campaigns, and saves the best model
-  (by mean episode reward) with its normalization statistics to ``best/``.
+  for the best rule baseline (:func:`~budgetgym.agents.verdict.best_rule`), the planner and the
+  oracle on the same campaigns, and saves the best model (by mean episode reward) with its
+  normalization statistics to ``best/``.
 * :class:`RunCheckpointCallback`: SB3's ``CheckpointCallback`` writing budgetgym checkpoints
   (model + optimizer + ``VecNormalize`` + metadata together) and pruning old ones.
 * :class:`ProgressCallback`: a rich progress bar (plain lines when the output is not a terminal)
@@ -35,8 +38,17 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import HParam
 
 from budgetgym.agents.checkpoints import ObsNormalizer, RunPaths, SB3Policy, save_checkpoint
+from budgetgym.agents.evaluation import REFERENCES
+from budgetgym.agents.metrics import (
+    auctionnet_score,
+    compensation_pct_of_spend,
+    gmv_of_met_campaigns,
+    ratio_of_totals_pct,
+)
+from budgetgym.agents.policy import PLANNER_CC, load_policy
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.residual import residual_base_of, vec_env_stack
+from budgetgym.agents.verdict import best_rule
 from budgetgym.envs import CHANNEL_NAMES, VALIDATION_SEED_START, BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
 from budgetgym.envs.sb3_vec_env import BudgetVecEnv
@@ -58,6 +70,7 @@ class EpisodeBatch:
     roi: np.ndarray
     target_roi: np.ndarray
     spend_by_channel_cny: np.ndarray  # (n, n_channels)
+    compensation_cny: np.ndarray  # paid back by the platform for a missed target
 
     @property
     def roi_violation(self) -> np.ndarray:
@@ -100,34 +113,48 @@ def rollout(
         roi=info["roi"].astype(np.float64),
         target_roi=np.asarray(info["target_roi"], dtype=np.float64),
         spend_by_channel_cny=info["spend_by_channel"].astype(np.float64),
+        compensation_cny=np.asarray(info["compensation"], dtype=np.float64),
     )
 
 
-def summarize(batch: EpisodeBatch, oracle_gmv_cny: np.ndarray | None = None) -> dict[str, float]:
-    """Domain metrics of a rollout (means over campaigns); keys match the ``eval/`` scalars."""
+def summarize(
+    batch: EpisodeBatch, reference_gmv_cny: dict[str, np.ndarray] | None = None
+) -> dict[str, float]:
+    """Domain metrics of a rollout (means over campaigns, the definitions of
+    :mod:`budgetgym.agents.metrics`); keys match the ``eval/`` scalars. ``reference_gmv_cny``:
+    ``name -> GMV (n,)`` of each reference on the same campaigns (``pct_of_<name>``)."""
     spend_total = max(batch.spend_cny.sum(), 1e-12)
     out = {
         "mean_reward": float(batch.reward.mean()),
         "gmv": float(batch.gmv_cny.mean()),
         "roi": float(batch.roi.mean()),
         "roi_violation_rate": float(batch.roi_violation.mean()),
+        "compensation_pct_of_spend": compensation_pct_of_spend(
+            batch.compensation_cny, batch.spend_cny
+        ),
+        "auctionnet_score": float(
+            auctionnet_score(batch.gmv_cny, batch.spend_cny, batch.target_roi).mean()
+        ),
+        "gmv_of_met_campaigns": gmv_of_met_campaigns(batch.gmv_cny, batch.roi_violation),
         "budget_utilization": float((batch.spend_cny / batch.budget_cny).mean()),
     }
-    if oracle_gmv_cny is not None:
-        ratio = batch.gmv_cny / np.maximum(oracle_gmv_cny, 1e-9)
-        out["pct_of_oracle"] = float(100.0 * ratio.mean())
+    for name, reference in (reference_gmv_cny or {}).items():
+        ratio = batch.gmv_cny / np.maximum(reference, 1e-9)
+        out[f"pct_of_{name}"] = float(100.0 * ratio.mean())
     shares = batch.spend_by_channel_cny.sum(axis=0) / spend_total
     for name, share in zip(CHANNEL_NAMES, shares, strict=True):
         out[f"spend_share/{name}"] = float(share)
     return out
 
 
-def ratio_of_totals(batches: list[EpisodeBatch], oracle_gmv_cny: list[np.ndarray]) -> float:
-    """``100 * sum(GMV) / sum(oracle GMV)`` over every campaign of ``batches`` (the oracle's
-    GMV per campaign in the same order): the policy's share of what the oracle earns in all."""
-    gmv = sum(float(batch.gmv_cny.sum()) for batch in batches)
-    oracle = sum(float(np.sum(ref)) for ref in oracle_gmv_cny)
-    return 100.0 * gmv / oracle if oracle > 0 else float("nan")
+def ratio_of_totals(batches: list[EpisodeBatch], reference_gmv_cny: list[np.ndarray]) -> float:
+    """``100 * sum(GMV) / sum(reference GMV)`` over every campaign of ``batches`` (the
+    reference's GMV per campaign in the same order): the policy's share of what the reference
+    earns in all."""
+    return ratio_of_totals_pct(
+        np.concatenate([batch.gmv_cny for batch in batches]),
+        np.concatenate([np.asarray(ref) for ref in reference_gmv_cny]),
+    )
 
 
 def validation_seeds(n_episodes: int) -> np.ndarray:
@@ -136,9 +163,16 @@ def validation_seeds(n_episodes: int) -> np.ndarray:
 
 
 def mean_over_scenarios(per_scenario: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Unweighted mean of each metric over scenarios (every scenario has the same episodes)."""
+    """Unweighted mean of each metric over scenarios (every scenario has the same episodes),
+    over the scenarios where it is defined (``gmv_of_met_campaigns`` is NaN where no campaign
+    met its target; NaN where it is defined nowhere)."""
     keys = next(iter(per_scenario.values())).keys()
-    return {k: float(np.mean([m[k] for m in per_scenario.values() if k in m])) for k in keys}
+    out = {}
+    for key in keys:
+        values = np.array([m[key] for m in per_scenario.values() if key in m], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        out[key] = float(finite.mean()) if finite.size else float("nan")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,18 +190,54 @@ def baseline_policies() -> dict[str, Any]:
     return {name: factory() for name, factory in registry.items()}
 
 
+def validation_metrics(
+    policy: Any,
+    scenarios: tuple[str, ...],
+    seeds: np.ndarray,
+    env_kwargs: dict[str, Any],
+    reference_gmv_cny: dict[str, dict[str, np.ndarray]],
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Roll ``policy`` out on ``seeds`` in each scenario: the metrics averaged over scenarios
+    (:func:`mean_over_scenarios`) with ``gmv_ratio_to_<ref>_pct`` over every campaign for each
+    reference that covers all scenarios, and the metrics per scenario.
+
+    Args:
+        reference_gmv_cny: ``reference -> scenario -> GMV per campaign (n,)`` on the same seeds.
+    """
+    batches = {s: rollout(policy, s, seeds, **env_kwargs) for s in scenarios}
+    per_scenario = {
+        s: summarize(batch, {ref: gmv[s] for ref, gmv in reference_gmv_cny.items() if s in gmv})
+        for s, batch in batches.items()
+    }
+    metrics = mean_over_scenarios(per_scenario)
+    for ref, gmv in reference_gmv_cny.items():
+        if all(s in gmv for s in batches):
+            metrics[f"gmv_ratio_to_{ref}_pct"] = ratio_of_totals(
+                list(batches.values()), [gmv[s] for s in batches]
+            )
+    return metrics, per_scenario
+
+
 def compute_references(
     scenarios: tuple[str, ...],
     n_episodes: int,
     env_kwargs: dict[str, Any],
     cache: Path | None = None,
 ) -> dict[str, Any]:
-    """Oracle GMV per validation campaign and the best baseline's metrics, per scenario.
+    """The references' GMV per validation campaign and the best baseline's metrics.
 
-    Returns ``{"oracle_gmv": {scenario: [...]}, "best_baseline": name,
-    "baseline_metrics": {name: metrics averaged over scenarios}}``. Cached as JSON.
+    Returns ``{"<ref>_gmv": {scenario: [...]}, "<ref>_gmv_mean": float`` for each of
+    ``REFERENCES``, ``"best_baseline": name`` (:func:`~budgetgym.agents.verdict.best_rule`,
+    with ``planner_cc``'s miss rate on the same campaigns), ``"baseline_metrics": {name:
+    metrics averaged over scenarios}``, ``"planner_cc_metrics"``}. Cached as JSON under a key
+    of the campaigns, the task and the references.
     """
-    key = {"scenarios": list(scenarios), "n_episodes": n_episodes, **env_kwargs}
+    key = {
+        "scenarios": list(scenarios),
+        "n_episodes": n_episodes,
+        "references": [*REFERENCES, PLANNER_CC],
+        **env_kwargs,
+    }
     if cache is not None and cache.is_file():
         try:
             cached = json.loads(cache.read_text())
@@ -175,28 +245,34 @@ def compute_references(
             cached = None
         if isinstance(cached, dict) and cached.get("key") == key:
             return cached
-    from budgetgym.agents.oracle import OraclePolicy
-
     seeds = validation_seeds(n_episodes)
-    oracle_gmv = {s: rollout(OraclePolicy(), s, seeds, **env_kwargs).gmv_cny for s in scenarios}
-    baseline_metrics: dict[str, dict[str, float]] = {}
-    for name, policy in baseline_policies().items():
-        batches = {s: rollout(policy, s, seeds, **env_kwargs) for s in scenarios}
-        per_scenario = {s: summarize(batch, oracle_gmv[s]) for s, batch in batches.items()}
-        baseline_metrics[name] = {
-            **mean_over_scenarios(per_scenario),
-            "gmv_ratio_to_oracle_pct": ratio_of_totals(
-                list(batches.values()), [oracle_gmv[s] for s in batches]
-            ),
-        }
-    best = max(baseline_metrics, key=lambda n: baseline_metrics[n]["gmv"], default=None)
-    result = {
-        "key": key,
-        "oracle_gmv": {s: v.tolist() for s, v in oracle_gmv.items()},
-        "oracle_gmv_mean": float(np.mean([v.mean() for v in oracle_gmv.values()])),
-        "best_baseline": best,
-        "baseline_metrics": baseline_metrics,
+    reference_gmv = {
+        ref: {s: rollout(load_policy(ref), s, seeds, **env_kwargs).gmv_cny for s in scenarios}
+        for ref in REFERENCES
     }
+    baseline_metrics = {
+        name: validation_metrics(policy, scenarios, seeds, env_kwargs, reference_gmv)[0]
+        for name, policy in baseline_policies().items()
+    }
+    planner_cc = validation_metrics(
+        load_policy(PLANNER_CC), scenarios, seeds, env_kwargs, reference_gmv
+    )[0]
+    rows = [
+        {"policy": name, "scenario": "validation", "gmv_mean": m["gmv"],
+         "roi_violation_rate": m["roi_violation_rate"],
+         "auctionnet_score_mean": m["auctionnet_score"]}
+        for name, m in {**baseline_metrics, PLANNER_CC: planner_cc}.items()
+    ]  # fmt: skip
+    best = best_rule(rows)
+    result: dict[str, Any] = {"key": key}
+    for ref, gmv in reference_gmv.items():
+        result[f"{ref}_gmv"] = {s: v.tolist() for s, v in gmv.items()}
+        result[f"{ref}_gmv_mean"] = float(np.mean([v.mean() for v in gmv.values()]))
+    result.update(
+        best_baseline=None if best is None else best["policy"],
+        baseline_metrics=baseline_metrics,
+        planner_cc_metrics=planner_cc,
+    )
     if cache is not None:
         cache.write_text(json.dumps(result))
     return result
@@ -256,15 +332,15 @@ class ValidationCallback(BaseCallback):
         vecnorm = self.model.get_vec_normalize_env()
         normalizer = ObsNormalizer.from_vecnormalize(vecnorm)
         policy = SB3Policy(self.model, normalizer, "current", residual_base_of(vecnorm))
-        oracle = (self.references or {}).get("oracle_gmv", {})
-        batches = {s: rollout(policy, s, self.seeds, **self.env_kwargs) for s in self.scenarios}
-        refs = {s: np.asarray(oracle[s]) for s in self.scenarios if s in oracle}
-        per_scenario = {s: summarize(batch, refs.get(s)) for s, batch in batches.items()}
-        metrics = mean_over_scenarios(per_scenario)
-        if len(refs) == len(batches):
-            metrics["gmv_ratio_to_oracle_pct"] = ratio_of_totals(
-                list(batches.values()), [refs[s] for s in batches]
-            )
+        known = self.references or {}
+        refs = {
+            ref: {s: np.asarray(v) for s, v in known[f"{ref}_gmv"].items()}
+            for ref in REFERENCES
+            if f"{ref}_gmv" in known
+        }
+        metrics, per_scenario = validation_metrics(
+            policy, self.scenarios, self.seeds, self.env_kwargs, refs
+        )
         for key, value in metrics.items():
             self.logger.record(f"eval/{key}", value)
         if len(self.scenarios) > 1:
@@ -294,10 +370,12 @@ class ValidationCallback(BaseCallback):
         refs = self.references
         if not refs:
             return
-        self.logger.record("reference/oracle_gmv", refs["oracle_gmv_mean"])
+        for ref in REFERENCES:
+            self.logger.record(f"reference/{ref}_gmv", refs[f"{ref}_gmv_mean"])
         best = refs.get("best_baseline")
         if best is not None:
-            keys = ("gmv", "roi", "roi_violation_rate", "pct_of_oracle", "gmv_ratio_to_oracle_pct")
+            keys = ("gmv", "roi", "roi_violation_rate", "auctionnet_score", "pct_of_oracle",
+                    "gmv_ratio_to_oracle_pct", "gmv_ratio_to_planner_pct")  # fmt: skip
             for key in (*keys, "mean_reward"):
                 value = refs["baseline_metrics"][best].get(key)
                 if value is not None:
@@ -548,6 +626,8 @@ def format_metrics(metrics: dict[str, float]) -> str:
         return ""
     parts = [f"gmv {metrics['gmv']:,.0f}", f"roi {metrics['roi']:.2f}"]
     parts.append(f"viol {100 * metrics['roi_violation_rate']:.0f}%")
+    if "gmv_ratio_to_planner_pct" in metrics:
+        parts.append(f"total GMV {metrics['gmv_ratio_to_planner_pct']:.1f}% of the planner's")
     if "gmv_ratio_to_oracle_pct" in metrics:
         parts.append(f"total GMV {metrics['gmv_ratio_to_oracle_pct']:.1f}% of the oracle's")
     return " | ".join(parts)
@@ -561,7 +641,9 @@ class HParamsCallback(BaseCallback):
         "eval/roi",
         "eval/roi_violation_rate",
         "eval/pct_of_oracle",
+        "eval/gmv_ratio_to_planner_pct",
         "eval/gmv_ratio_to_oracle_pct",
+        "eval/auctionnet_score",
         "eval/mean_reward",
     )
 

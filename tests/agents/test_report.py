@@ -18,7 +18,9 @@ from budgetgym.agents.callbacks import (
     EpisodeBatch,
     ProgressCallback,
     format_metrics,
+    mean_over_scenarios,
     ratio_of_totals,
+    summarize,
 )
 from budgetgym.agents.checkpoints import (
     CHECKPOINT_FORMAT,
@@ -203,19 +205,39 @@ def test_verdict_lines_one_per_scenario_with_the_interval_misses_and_checkpoint(
         assert verdict["beats_rule"] == (verdict["outcome"] == "won")
 
 
-def test_ratio_of_totals_is_not_the_mean_of_ratios() -> None:
-    def batch(gmv: list[float]) -> EpisodeBatch:
-        n = len(gmv)
-        one = np.ones(n)
-        return EpisodeBatch(np.arange(n), one, np.array(gmv), one, one, one, one, np.ones((n, 6)))
+def _batch(gmv: list[float], spend: list[float] | None = None, compensation=None) -> EpisodeBatch:
+    n = len(gmv)
+    one = np.ones(n)
+    spend_cny = one if spend is None else np.array(spend)
+    comp = np.zeros(n) if compensation is None else np.array(compensation)
+    return EpisodeBatch(np.arange(n), one, np.array(gmv), spend_cny, 10 * one,
+                        np.array(gmv) / spend_cny, 2 * one, np.ones((n, 6)), comp)  # fmt: skip
 
-    batches, oracle = [batch([1.0, 3.0])], [np.array([1.0, 5.0])]
+
+def test_ratio_of_totals_is_not_the_mean_of_ratios() -> None:
+    batches, oracle = [_batch([1.0, 3.0])], [np.array([1.0, 5.0])]
     assert ratio_of_totals(batches, oracle) == pytest.approx(100 * 4 / 6)  # mean of ratios: 80
     metrics = {"gmv": 2.0, "roi": 1.0, "roi_violation_rate": 0.0, "pct_of_oracle": 80.0,
                "gmv_ratio_to_oracle_pct": 66.7}  # fmt: skip
     assert format_metrics(metrics).endswith("total GMV 66.7% of the oracle's")
+    planner = {**metrics, "gmv_ratio_to_planner_pct": 90.0}
+    assert "total GMV 90.0% of the planner's | total GMV 66.7%" in format_metrics(planner)
     lo, hi = bootstrap_ratio_ci(np.array([1.0, 3.0, 2.0, 2.0]), np.array([1.0, 5.0, 2.0, 3.0]))
     assert lo < 8 / 11 < hi
+
+
+def test_validation_metrics_by_hand() -> None:
+    # ROI 3 (met), 1 (missed: 1 CNY back of 2 spent), target 2 for both
+    batch = _batch([6.0, 2.0], spend=[2.0, 2.0], compensation=[0.0, 1.0])
+    out = summarize(batch, {"planner": np.array([8.0, 4.0])})
+    assert out["pct_of_planner"] == pytest.approx(100 * (6 / 8 + 2 / 4) / 2)
+    assert out["roi_violation_rate"] == 0.5
+    assert out["compensation_pct_of_spend"] == pytest.approx(25.0)
+    assert out["auctionnet_score"] == pytest.approx((6 + 2 * 0.25) / 2)
+    assert out["gmv_of_met_campaigns"] == 6.0
+    nothing_met = summarize(_batch([1.0], spend=[2.0]))
+    other = summarize(batch)
+    assert mean_over_scenarios({"a": nothing_met, "b": other})["gmv_of_met_campaigns"] == 6.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -102,8 +102,10 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     tags = set(events.Tags()["scalars"])
     expected = {"train/value_loss", "eval/gmv", "eval/roi", "eval/roi_violation_rate",
                 "eval/pct_of_oracle", "eval/gmv_ratio_to_oracle_pct", "eval/budget_utilization",
-                "eval/spend_share/search",
-                "reference/oracle_gmv", "reference/best_baseline_gmv"}  # fmt: skip
+                "eval/gmv_ratio_to_planner_pct", "eval/compensation_pct_of_spend",
+                "eval/auctionnet_score", "eval/gmv_of_met_campaigns", "eval/spend_share/search",
+                "reference/oracle_gmv", "reference/planner_gmv",
+                "reference/best_baseline_gmv"}  # fmt: skip
     assert expected <= tags, expected - tags
     assert events.PluginTagToContent("hparams")
     evaluations = [json.loads(line) for line in run.evaluations.read_text().splitlines()]
