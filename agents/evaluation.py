@@ -142,7 +142,7 @@ def reference_gmv(
     key = (reference, scenario, int(seed_start), int(horizon_hours))
     known = _REFERENCE_CACHE.get(key)
     if known is None or len(known) < episodes:
-        evaluate(
+        simulate(
             load_policy(reference),
             scenario,
             episodes,
@@ -504,7 +504,7 @@ def compare(
     from budgetgym.agents.plots import write_plots
 
     write_plots(rows, traces, out_dir)
-    steps = main_steps + (sweep_steps if pareto_mults else 0)
+    steps = main_steps + sweep_steps
     timing = {
         "elapsed_s": round(elapsed, 2),
         "evaluation_s": round(main_s, 2),

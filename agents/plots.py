@@ -159,10 +159,12 @@ def plot_gmv_vs_planner(rows: list[dict], path: Path) -> None:
     ax.set_ylim(0.0, 1.05 * max(100.0, ax.get_ylim()[1]))  # the planner's line off the frame
     ax.set_xticks(x, scenarios, rotation=20, ha="right")
     ax.set_ylabel("total GMV, % of the planner's (same seeds)")
-    ax.set_title("GMV relative to the planner: ratio of totals (95% bootstrap CI)")
+    ax.set_title(
+        f"GMV relative to the planner: ratio of totals (95% bootstrap CI)\n{PRIVILEGED_NOTE}",
+        fontsize=10,
+    )
     ax.grid(axis="y", alpha=0.3)
     _legend_below(fig, *ax.get_legend_handles_labels())
-    fig.text(0.01, 0.01, PRIVILEGED_NOTE, fontsize=7)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -174,6 +176,8 @@ def plot_pareto(rows: list[dict], scenario: str, path: Path) -> None:
     †); a dotted vertical line at the best-rule criterion's miss limit."""
     plt = _pyplot()
     group = [r for r in rows if r["scenario"] == scenario and r.get("pareto")]
+    if not group:
+        raise ValueError(f"No row of {scenario!r} has Pareto points (compare ran without them).")
     styles = policy_styles([r["policy"] for r in group])
     fig, ax = plt.subplots(figsize=(8.5, 6.5), layout="constrained")
     for row in group:
@@ -195,17 +199,19 @@ def plot_pareto(rows: list[dict], scenario: str, path: Path) -> None:
     limit = miss_limit([r for r in rows if r["scenario"] == scenario])
     if limit is not None:
         ax.axvline(100.0 * limit, color="grey", linestyle=":", linewidth=1.2)
-    n = group[0]["pareto"][0]["episodes"] if group else 0
+    n = group[0]["pareto"][0]["episodes"]
     ax.set_xlabel("ROI-miss rate, % of campaigns")
     ax.set_ylabel("total GMV, % of the planner's")
+    mults = sorted({p["target_mult"] for r in group for p in r["pareto"]})
     ax.set_title(
-        f"{scenario}: GMV vs ROI misses on {n} campaigns; rules plan to x0.9-x1.3 their "
-        "target (dotted: the best-rule criterion's miss limit)",
+        f"{scenario}: GMV vs ROI misses on {n} campaigns\n"
+        f"rules plan to x{mults[0]:g}-x{mults[-1]:g} their target (labelled: the lowest); "
+        "dotted: the best-rule criterion's miss limit\n"
+        f"{PRIVILEGED_NOTE}",
         fontsize=9,
     )
     ax.grid(alpha=0.3)
     _legend_below(fig, *ax.get_legend_handles_labels())
-    fig.text(0.01, 0.01, PRIVILEGED_NOTE, fontsize=7)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
