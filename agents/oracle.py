@@ -29,12 +29,13 @@ before the end of the attribution window.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from budgetgym.envs.campaigns import BatchedCampaigns, obs_index
+from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.channels import channel_array
 from budgetgym.envs.core import MAX_WIN_FRAC, hourly_markets
 from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
@@ -46,7 +47,8 @@ _CVR_CAP = 0.95
 _THETA_BOUNDS = (1e-3, 1e4)  # bracket of the marginal-ROI price theta
 _BISECTION_STEPS = 40
 _WARM_WIDTH = 0.1  # initial warm-start bracket in log(theta)
-_WARM_TOLERANCE = 1e-3  # bracket width in log(theta) at which a warm bisection stops
+_WARM_TOLERANCE = 1e-4  # bracket width in log(theta) at which a warm bisection stops
+X_CAP = float(ndtri(MAX_WIN_FRAC))  # quantile of the largest useful allocation
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,112 @@ def expected_response(
     return gmv, cost
 
 
+class ResponseCells:
+    """The solver's view of an :class:`AllocationProblem`: every channel-hour's response to the
+    price ``theta``, hours ``start..H-1``.
+
+    A paid channel-hour bought down to marginal ROI ``theta`` spends ``M Phi(x)`` and returns
+    ``g V Phi(x + sigma)`` with ``x = min((log(g V / M) - sigma^2 / 2 - log theta) / sigma,
+    Phi^-1(MAX_WIN_FRAC))`` (see :func:`solve_allocation`); a pay-per-sale channel-hour is
+    bought out (``gmv_full``, ``cost_full``) when its ROI beats ``theta``.
+    """
+
+    def __init__(self, problem: AllocationProblem) -> None:
+        per_sale = problem.pays_per_sale
+        self.paid_idx, self.sale_idx = np.flatnonzero(~per_sale), np.flatnonzero(per_sale)
+        self.sigma = problem.sigma[self.paid_idx]
+        g = (problem.purchases_per_impression * problem.gmv_per_purchase_cny)[..., self.paid_idx]
+        self.gv = g * problem.volume[..., self.paid_idx]  # (n, H, paid) GMV of the whole market
+        self.m = problem.max_spend_cny[..., self.paid_idx]
+        with np.errstate(divide="ignore"):
+            self.log_ratio = np.log(self.gv / np.maximum(self.m, 1e-12)) - 0.5 * self.sigma**2
+        self.cap = problem.cap_cny
+        gmv_full, cost_full = expected_response(problem.cap_cny, problem)
+        self.sale_gmv, self.sale_cost = gmv_full[..., self.sale_idx], cost_full[..., self.sale_idx]
+        self.sale_worth = np.divide(
+            self.sale_gmv,
+            self.sale_cost,
+            out=np.zeros_like(self.sale_gmv),
+            where=self.sale_cost > 0,
+        )
+
+    def paid_x(self, log_theta: np.ndarray, start: int = 0) -> np.ndarray:
+        """``x (n, H - start, paid)`` of the paid channel-hours at ``log_theta (n,)``."""
+        x = (self.log_ratio[:, start:] - log_theta[:, None, None]) / self.sigma
+        return np.minimum(x, X_CAP)
+
+    def paid_totals(
+        self, log_theta: np.ndarray, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-hour GMV, spend and ``d spend / d log(theta)`` ``(n, H - start)`` of the paid
+        channels at ``log_theta (n,)``.
+
+        The slope is ``-M phi(x) / sigma`` below the cap (0 at it); the GMV's slope is
+        ``theta`` times the spend's (every channel-hour is bought down to marginal ROI theta).
+        """
+        x = self.paid_x(log_theta, start)
+        gmv = self.paid_gmv(x, start).sum(axis=2)
+        spend = (self.m[:, start:] * ndtr(x)).sum(axis=2)
+        density = np.exp(-0.5 * x**2) / np.sqrt(2.0 * np.pi)
+        slope = -(np.where(x < X_CAP, self.m[:, start:] * density / self.sigma, 0.0)).sum(axis=2)
+        return gmv, spend, slope
+
+    def paid_gmv(self, x: np.ndarray, start: int = 0) -> np.ndarray:
+        """GMV ``(n, H - start, paid)`` of the paid channel-hours at ``x`` (from :meth:`paid_x`)."""
+        return self.gv[:, start:] * ndtr(x + self.sigma)
+
+    def take(self, rows: np.ndarray) -> ResponseCells:
+        """The cells of campaigns ``rows`` only."""
+        taken = copy.copy(self)
+        for name in ("gv", "m", "log_ratio", "cap", "sale_gmv", "sale_cost", "sale_worth"):
+            setattr(taken, name, getattr(self, name)[rows])
+        return taken
+
+    def sale_totals(self, log_theta: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """GMV and commission ``(n,)`` of the pay-per-sale channel-hours from ``start`` on."""
+        buy = self.sale_worth[:, start:] > np.exp(log_theta)[:, None, None]
+        gmv = (self.sale_gmv[:, start:] * buy).sum(axis=(1, 2))
+        return gmv, (self.sale_cost[:, start:] * buy).sum(axis=(1, 2))
+
+    def totals(self, log_theta: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Expected GMV and spend ``(n,)`` CNY of hours ``start..H-1`` at ``log_theta (n,)``."""
+        x = self.paid_x(log_theta, start)
+        gmv = (self.gv[:, start:] * ndtr(x + self.sigma)).sum(axis=(1, 2))
+        spend = (self.m[:, start:] * ndtr(x)).sum(axis=(1, 2))
+        sale_gmv, sale_spend = self.sale_totals(log_theta, start)
+        return gmv + sale_gmv, spend + sale_spend
+
+    def allocation(self, log_theta: np.ndarray, start: int = 0, stop: int | None = None):
+        """The allocation ``(n, stop - start, k)`` CNY at ``log_theta (n,)`` of hours
+        ``start..stop-1`` (to the end by default)."""
+        hours = slice(start, stop)
+        cap = self.cap[:, hours]
+        alloc = np.zeros_like(cap)
+        x = np.minimum((self.log_ratio[:, hours] - log_theta[:, None, None]) / self.sigma, X_CAP)
+        alloc[..., self.paid_idx] = np.minimum(self.m[:, hours] * ndtr(x), cap[..., self.paid_idx])
+        buy = self.sale_worth[:, hours] > np.exp(log_theta)[:, None, None]
+        alloc[..., self.sale_idx] = np.where(buy, cap[..., self.sale_idx], 0.0)
+        return alloc
+
+
+def meets_constraints(
+    gmv_cny: np.ndarray,
+    spend_cny: np.ndarray,
+    log_theta: np.ndarray,
+    budget_cny: np.ndarray,
+    target_roi: np.ndarray,
+    gmv_offset_cny: np.ndarray | float = 0.0,
+    spend_offset_cny: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """Whether a plan's expected ``gmv_cny`` and ``spend_cny`` ``(n,)`` at ``log_theta`` are
+    admissible (see :func:`solve_allocation`): monotone in ``log_theta``, false below the
+    optimum, true above it."""
+    within_budget = spend_cny <= budget_cny * (1.0 + 1e-9)
+    required = target_roi * (spend_cny + spend_offset_cny) * (1.0 - 1e-9)
+    meets = gmv_cny + gmv_offset_cny >= required
+    return within_budget & (meets | (log_theta >= np.log(target_roi)))
+
+
 def solve_allocation(
     problem: AllocationProblem,
     gmv_offset_cny: np.ndarray | float = 0.0,
@@ -136,61 +244,47 @@ def solve_allocation(
     Spend falls with ``theta``; the surplus ``G - R C`` rises with ``theta`` below the target
     ``R`` and falls above it (its derivative is ``(theta - R) dC/dtheta``), so it peaks at
     ``theta = R``. The optimum is therefore the smallest ``theta`` that keeps spend within budget
-    and either meets the ROI constraint or is at least ``R``: ``max(theta_budget, theta_roi)``,
-    where ``theta_roi <= R`` is the smallest price meeting the ROI constraint. With offsets 0
-    (the oracle) the constraint holds at every ``theta >= R``; with a deficit to make up it may
-    hold nowhere, and the plan at ``max(theta_budget, R)`` buys only the channel-hours whose
-    marginal ROI reaches the target: the largest expected surplus the budget allows, the plan
-    closest to meeting the target.
+    and either meets the ROI constraint or is at least ``R`` (:func:`meets_constraints`):
+    ``max(theta_budget, theta_roi)``, where ``theta_roi <= R`` is the smallest price meeting the
+    ROI constraint. With offsets 0 (the oracle) the constraint holds at every ``theta >= R``;
+    with a deficit to make up it may hold nowhere, and the plan at ``max(theta_budget, R)`` buys
+    only the channel-hours whose marginal ROI reaches the target: the largest expected surplus
+    ``G - R C`` the budget allows, the plan that comes closest to the target.
 
-    ``log_theta_start (n,)`` warm-starts the bisection (the last hour's price): a narrow bracket
-    around it, widened until it holds the answer, then halved to ``_WARM_TOLERANCE``.
+    ``log_theta_start (n,)`` warm-starts the bisection (see :func:`smallest_log_theta`).
     """
-    per_sale = problem.pays_per_sale
-    paid_idx, sale_idx = np.flatnonzero(~per_sale), np.flatnonzero(per_sale)
-    sigma = problem.sigma[paid_idx]
-    g = (problem.purchases_per_impression * problem.gmv_per_purchase_cny)[..., paid_idx]
-    volume, m = problem.volume[..., paid_idx], problem.max_spend_cny[..., paid_idx]
-    gv = g * volume
-    with np.errstate(divide="ignore"):
-        log_ratio = np.log(gv / np.maximum(m, 1e-12)) - 0.5 * sigma**2
-    x_cap = ndtri(MAX_WIN_FRAC)
-    gmv_full, cost_full = expected_response(problem.cap_cny, problem)
-    gmv_full, cost_full = gmv_full[..., sale_idx], cost_full[..., sale_idx]
-    sale_worth = np.divide(gmv_full, cost_full, out=np.zeros_like(gmv_full), where=cost_full > 0)
-    log_target = np.log(problem.target_roi)
-
-    def paid_x(log_theta: np.ndarray) -> np.ndarray:
-        return np.minimum((log_ratio - log_theta[:, None, None]) / sigma, x_cap)
+    cells = ResponseCells(problem)
 
     def feasible(log_theta: np.ndarray) -> np.ndarray:
-        x = paid_x(log_theta)
-        buy = sale_worth > np.exp(log_theta)[:, None, None]
-        gmv = (gv * ndtr(x + sigma)).sum(axis=(1, 2)) + (gmv_full * buy).sum(axis=(1, 2))
-        spend = (m * ndtr(x)).sum(axis=(1, 2)) + (cost_full * buy).sum(axis=(1, 2))
-        within_budget = spend <= problem.budget_cny * (1.0 + 1e-9)
-        required = problem.target_roi * (spend + spend_offset_cny) * (1.0 - 1e-9)
-        return within_budget & ((gmv + gmv_offset_cny >= required) | (log_theta >= log_target))
+        gmv, spend = cells.totals(log_theta)
+        return meets_constraints(
+            gmv, spend, log_theta, problem.budget_cny, problem.target_roi,
+            gmv_offset_cny, spend_offset_cny,
+        )  # fmt: skip
 
-    log_theta = _smallest_true(feasible, problem.budget_cny.shape[0], log_theta_start)
-    alloc = np.zeros_like(problem.volume)
-    alloc[..., paid_idx] = np.minimum(m * ndtr(paid_x(log_theta)), problem.cap_cny[..., paid_idx])
-    buy = sale_worth > np.exp(log_theta)[:, None, None]
-    alloc[..., sale_idx] = np.where(buy, problem.cap_cny[..., sale_idx], 0.0)
-    return alloc, np.exp(log_theta)
+    n = problem.budget_cny.shape[0]
+    log_theta = smallest_log_theta(feasible, *_log_bounds(n), log_theta_start)
+    return cells.allocation(log_theta), np.exp(log_theta)
 
 
-def _smallest_true(predicate, n: int, start: np.ndarray | None) -> np.ndarray:
-    """Smallest ``log(theta)`` ``(n,)`` in ``log(_THETA_BOUNDS)`` where the monotone
-    ``predicate`` (false below, true above) holds, by bisection; the upper bound if it never does.
+def _log_bounds(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``log(_THETA_BOUNDS)`` as two ``(n,)`` arrays."""
+    return np.full(n, np.log(_THETA_BOUNDS[0])), np.full(n, np.log(_THETA_BOUNDS[1]))
 
-    Cold (``start`` None): 40 halvings of the whole bracket. Warm: a bracket of
-    ``_WARM_WIDTH`` around ``start``, moved and doubled where it does not hold the answer, then
-    halved to ``_WARM_TOLERANCE``.
+
+def smallest_log_theta(
+    predicate, low: np.ndarray, high: np.ndarray, start: np.ndarray | None = None
+) -> np.ndarray:
+    """Smallest ``log(theta)`` ``(n,)`` in ``[low, high]`` where the monotone ``predicate``
+    (false below, true above; ``(n,) -> (n,)`` bool) holds, by bisection; ``high`` where it never
+    does.
+
+    Cold (``start`` None): ``_BISECTION_STEPS`` halvings of ``[low, high]``. Warm: a bracket of
+    ``_WARM_WIDTH`` around ``start`` (the last hour's price), moved and doubled where it does
+    not hold the answer, then halved to ``_WARM_TOLERANCE``.
     """
-    low, high = np.log(_THETA_BOUNDS[0]), np.log(_THETA_BOUNDS[1])
     if start is None:
-        lo, hi, steps = np.full(n, low), np.full(n, high), _BISECTION_STEPS
+        lo, hi, steps = low.copy(), high.copy(), _BISECTION_STEPS
     else:
         lo = np.clip(start - 0.5 * _WARM_WIDTH, low, high)
         hi = np.clip(start + 0.5 * _WARM_WIDTH, low, high)
@@ -280,12 +374,15 @@ def plan_problem(
     price ``theta (n,)``.
 
     The pool and the plan are a fixed point: plan -> expected pool -> plan, ``pool_iterations``
-    times (two or three passes converge).
+    times (two or three passes converge), each pass warm-started from the last one's price; the
+    final plan is solved cold, to full precision.
     """
     pool = np.repeat(params.returning_pool_init[:, None], params.horizon_hours, axis=1)
+    log_theta = None
     for _ in range(max(pool_iterations, 1)):
         problem, new_per_impression = build_problem(params, markets, pool)
-        alloc, theta = solve_allocation(problem)
+        alloc, theta = solve_allocation(problem, log_theta_start=log_theta)
+        log_theta = np.log(theta)
         # New customers in proportion to the expected purchases.
         gmv, _ = expected_response(alloc, problem)
         new_share = new_per_impression / np.maximum(problem.purchases_per_impression, 1e-300)
@@ -327,37 +424,40 @@ def within_budget(alloc_cny: np.ndarray, budget_left_cny: np.ndarray) -> np.ndar
 
 
 class OraclePolicy:
-    """Replays the hindsight plan through ``BatchedCampaigns.step_spend`` (``acts_in_spend``).
+    """The hindsight oracle as a policy (``acts_in_spend``): model-predictive on the realized
+    market.
 
-    ``reset`` reads ``campaigns.params`` (ground truth) and plans; ``spend`` returns the hour's
-    planned spend ``(n, k)`` CNY. Pay-per-sale channels get their planned allocation, reduced
-    so that the request stays within the budget left after the paid channels.
+    Planning once and replaying the plan (open loop) is not an upper bound on what a policy can
+    reach: the closed-loop ``planner`` adapts to the conversions it sees and, where few large
+    orders decide the ROI (``high_price_long_cycle``), beats an open-loop plan on the true
+    market. The oracle therefore runs the planner's machinery
+    (:class:`~budgetgym.agents.planner.PlannerPolicy`) with the realized market of every
+    channel-hour: ``reset`` reads ``campaigns.params`` (ground truth) and plans, ``spend``
+    re-plans every ``replan_hours`` from the observed state and returns the hour's spend
+    ``(n, k)`` CNY, within the budget left. ``plan`` holds the plan at hour 0.
     """
 
     name = "oracle"
     acts_in_spend = True
 
-    def __init__(self, pool_iterations: int = 2) -> None:
+    def __init__(self, replan_hours: int = 1, pool_iterations: int = 2) -> None:
+        self.replan_hours = replan_hours
         self.pool_iterations = pool_iterations
         self.plan: dict[str, np.ndarray] | None = None
-        self._budget = np.zeros(0)
-        self._hour = 0
+        self._mpc = None
 
     def reset(self, campaigns: BatchedCampaigns) -> None:
-        if campaigns.params is None:
-            raise RuntimeError("Reset the campaigns before the oracle: it plans from their params.")
-        self.plan = plan_campaigns(campaigns.params, self.pool_iterations)
-        self._budget = campaigns.params.budget_cny
-        self._hour = 0
+        from budgetgym.agents.planner import PlannerPolicy  # it builds on this module
+
+        self._mpc = PlannerPolicy(self.replan_hours, None, self.pool_iterations, hindsight=True)
+        self._mpc.reset(campaigns)
+        self.plan = self._mpc.initial_plan
 
     def spend(self, obs: np.ndarray) -> np.ndarray:
-        """Spend request ``(n, k)`` CNY for the current hour (obs supplies the budget left)."""
-        if self.plan is None:
+        """Spend request ``(n, k)`` CNY for the current hour (obs supplies the observed state)."""
+        if self._mpc is None:
             raise RuntimeError("Call reset(campaigns) before spend().")
-        alloc = self.plan["alloc_cny"][:, min(self._hour, self.plan["alloc_cny"].shape[1] - 1)]
-        self._hour += 1
-        budget_left = np.asarray(obs)[:, obs_index("budget_left_frac")] * self._budget
-        return within_budget(alloc, budget_left)
+        return self._mpc.spend(obs)
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
         raise TypeError("The oracle plans spend: step campaigns.step_spend(oracle.spend(obs)).")
