@@ -1,4 +1,4 @@
-"""Hindsight oracle: the best expected-GMV plan over all channel-hours, knowing the ground truth.
+"""Hindsight oracle and the allocation solver every reference shares.
 
 The oracle reads what no policy can see — the campaign's true parameters and the realized
 market of every channel-hour (``budgetgym.envs.core.hourly_markets``; the market does not
@@ -16,15 +16,18 @@ commission on the GMV it sells, ``C(a) = c * G_purchase(a)``, a fixed cost per u
 Both constraints are linear in the ``C`` and ``G`` totals, so the Lagrangian separates into
 independent channel-hour problems ``max_a G(a) - theta * C(a)`` with one price ``theta`` (the
 marginal ROI every channel-hour is bought down to, the equal-marginal-return condition). A paid
-channel-hour's solution has a closed form (see :func:`allocation_at_threshold`); a pay-per-sale
-channel-hour is bought out when its ROI exceeds ``theta`` and skipped otherwise. Total spend
-falls and average ROI rises with ``theta``, so the optimum is the smallest ``theta`` meeting
-both constraints, found by bisection on ``log(theta)``.
+channel-hour's solution has a closed form (see :func:`solve_allocation`); a pay-per-sale
+channel-hour is bought out when its ROI exceeds ``theta`` and skipped otherwise. The optimum
+is the smallest ``theta`` meeting both constraints, found by bisection on ``log(theta)``.
 
 Expected GMV per impression includes the returning-customer mix, which grows as new customers
-arrive; the oracle iterates plan -> expected pool trajectory -> plan (a fixed point in two or
+arrive; the plan iterates plan -> expected pool trajectory -> plan (a fixed point in two or
 three passes), and discounts each hour by the expected share of its conversions attributed
 before the end of the attribution window.
+
+The same solver, with the GMV and spend that already count as offsets, re-plans the rest of the
+horizon every hour in the closed-loop references (:mod:`budgetgym.agents.planner`); the oracle
+as a policy (:class:`OraclePolicy`) is that closed loop on the realized market.
 """
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ class PlannerPolicy:
                 hour, budget_left, gmv_so_far + pending - self._margin, spend_so_far
             )
             _, spend = table.totals(self._log_theta, hour)
-            self.roi_bound = (spend < budget_left * (1.0 - 1e-6)) & (
+            self.roi_bound = (spend < budget_left * (1.0 - 1e-3)) & (
                 self._log_theta > _LOG_THETA_LIMITS[0]
             )
             if self.alpha is not None:
