@@ -10,7 +10,7 @@ noise at its mean and the price noise at its median) and never reads the realize
 hour (volume, prices, conversion, order-value and delay draws, the realized pool).
 
 It is model-predictive. Every ``replan_hours`` hours it re-solves the oracle's concave problem
-(:func:`~budgetgym.agents.oracle.solve_allocation`) over the rest of the horizon from the
+(:func:`~budgetgym.agents.allocation.solve_allocation`) over the rest of the horizon from the
 current state, all of it observable: the budget left, the spend and attributed GMV so far, and
 the expected GMV still pending (conversions of its past spend not yet attributed, predicted
 from that spend under the expected response and delay model):
@@ -36,19 +36,18 @@ from dataclasses import replace
 import numpy as np
 from scipy.special import log_ndtr, ndtri
 
-from budgetgym.agents.oracle import (
+from budgetgym.agents.allocation import (
+    THETA_BOUNDS,
     X_CAP,
     AllocationProblem,
     ResponseCells,
     expected_impressions,
-    expected_response,
     meets_constraints,
     plan_problem,
     smallest_log_theta,
     solve_allocation,
     within_budget,
 )
-from budgetgym.agents.policy import ORACLE, PLANNER, PLANNER_CC
 from budgetgym.envs.campaigns import BatchedCampaigns, channel_slice, obs_index
 from budgetgym.envs.channels import channel_array
 from budgetgym.envs.core import (
@@ -65,7 +64,7 @@ _CAMPAIGN_FIELDS = ("price_cny", "budget_cny", "target_roi")
 #: Offsets in log(theta) of the tabulated prices around a campaign's centre (step 0.1).
 _GRID = np.linspace(-1.0, 1.0, 21)
 _STEP = float(_GRID[1] - _GRID[0])
-_LOG_THETA_LIMITS = np.log((1e-3, 1e4))  # the solver's bracket (oracle._THETA_BOUNDS)
+_LOG_THETA_LIMITS = np.log(THETA_BOUNDS)  # the solver's bracket
 
 
 class PlannerPolicy:
@@ -81,8 +80,8 @@ class PlannerPolicy:
             hindsight oracle (:class:`~budgetgym.agents.oracle.OraclePolicy`).
 
     Attributes (after ``reset``):
-        initial_plan: the plan at hour 0, as :func:`~budgetgym.agents.oracle.plan_campaigns`
-            returns it.
+        initial_plan: the plan at hour 0, as
+            :func:`~budgetgym.agents.allocation.plan_problem` returns it.
         roi_bound: ``(n,)`` bool, whether the ROI constraint (not the budget or the market)
             set the last plan's price.
 
@@ -107,7 +106,8 @@ class PlannerPolicy:
         self.alpha = alpha
         self.pool_iterations = pool_iterations
         self.hindsight = hindsight
-        self.name = ORACLE if hindsight else (PLANNER if alpha is None else PLANNER_CC)
+        # The names of agents.policy's PRIVILEGED (it loads this module: no import back).
+        self.name = "oracle" if hindsight else ("planner" if alpha is None else "planner_cc")
         self._z = 0.0 if alpha is None else float(ndtri(1.0 - alpha))
         self._problem: AllocationProblem | None = None
 
@@ -118,16 +118,9 @@ class PlannerPolicy:
             raise RuntimeError(f"Reset the campaigns before the {self.name}: it reads params.")
         self._params = params
         markets = hourly_markets(params) if self.hindsight else expected_markets(params)
-        self._problem, alloc, theta = plan_problem(params, markets, self.pool_iterations)
-        gmv, cost = expected_response(alloc, self._problem)
-        self.initial_plan = {
-            "alloc_cny": alloc,
-            "theta": theta,
-            "expected_gmv_cny": gmv.sum(axis=(1, 2)),
-            "expected_spend_cny": cost.sum(axis=(1, 2)),
-        }
+        self._problem, self.initial_plan = plan_problem(params, markets, self.pool_iterations)
         self.roi_bound = np.zeros(params.n_envs, dtype=bool)
-        self._log_theta = np.log(theta)
+        self._log_theta = np.log(self.initial_plan["theta"])
         self._table = _TotalsTable(ResponseCells(self._problem), self.alpha is not None)
         self._table.build(np.arange(params.n_envs), self._log_theta)
         self._pending_gmv = np.zeros(params.n_envs)  # expected purchase GMV not yet arrived, CNY
@@ -249,7 +242,7 @@ class _TotalsTable:
     summed over the hours once per grid price, they cost ``O(1)`` per campaign and price
     instead of ``O(H k)``. Between grid prices, spend and GMV are cubic Hermite interpolants
     (exact values and slopes at the nodes: the spend's slope from
-    :meth:`~budgetgym.agents.oracle.ResponseCells.paid_totals`, the GMV's ``theta`` times it).
+    :meth:`~budgetgym.agents.allocation.ResponseCells.paid_totals`, the GMV's ``theta`` times it).
     Pay-per-sale channel-hours (steps in ``theta``) are summed exactly.
     """
 

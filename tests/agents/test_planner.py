@@ -8,9 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from budgetgym.agents.allocation import ResponseCells, solve_allocation
 from budgetgym.agents.baselines import BASELINE_NAMES
 from budgetgym.agents.evaluation import evaluate, rollout
-from budgetgym.agents.oracle import ResponseCells, solve_allocation
 from budgetgym.agents.planner import PlannerPolicy
 from budgetgym.agents.policy import PLANNER, PLANNER_CC, PRIVILEGED, load_policy, policy_names
 from budgetgym.envs import SCENARIO_NAMES, BatchedCampaigns
