@@ -1,363 +1,62 @@
-"""Hindsight oracle: the best expected-GMV plan over all channel-hours, knowing the ground truth.
+"""Hindsight oracle: the best expected-GMV policy knowing the ground truth, market included.
 
 The oracle reads what no policy can see — the campaign's true parameters and the realized
 market of every channel-hour (``budgetgym.envs.core.hourly_markets``; the market does not
-depend on actions, so it is exactly what every policy meets on the same seed) — and solves
-
-    maximize   sum_{t,k} G_tk(a_tk)                       (expected attributed GMV, CNY)
-    subject to sum_{t,k} C_tk(a_tk) <= budget              (spend, CNY)
-               sum_{t,k} G_tk(a_tk) >= target_roi * sum_{t,k} C_tk(a_tk)
-
-over the allocation ``a_tk`` of channel ``k`` in hour ``t``. For a paid channel the cost is the
-allocation, ``C(a) = a``, and ``G(a) = g * win_curve(a)`` with ``g`` the expected attributed GMV
-per impression, so ``G`` is concave. For a pay-per-sale channel (affiliate) the cost is the
-commission on the GMV it sells, ``C(a) = c * G_purchase(a)``, a fixed cost per unit of GMV.
-
-Both constraints are linear in the ``C`` and ``G`` totals, so the Lagrangian separates into
-independent channel-hour problems ``max_a G(a) - theta * C(a)`` with one price ``theta`` (the
-marginal ROI every channel-hour is bought down to, the equal-marginal-return condition). A paid
-channel-hour's solution has a closed form (see :func:`allocation_at_threshold`); a pay-per-sale
-channel-hour is bought out when its ROI exceeds ``theta`` and skipped otherwise. Total spend
-falls and average ROI rises with ``theta``, so the optimum is the smallest ``theta`` meeting
-both constraints, found by bisection on ``log(theta)``.
-
-Expected GMV per impression includes the returning-customer mix, which grows as new customers
-arrive; the oracle iterates plan -> expected pool trajectory -> plan (a fixed point in two or
-three passes), and discounts each hour by the expected share of its conversions attributed
-before the end of the attribution window.
+depend on actions, so it is exactly what every policy meets on the same seed) — and solves the
+allocation problem of :mod:`budgetgym.agents.allocation` on it, re-planning every hour from
+the observed state (:class:`OraclePolicy`). :func:`plan_campaigns` is its plan at hour 0.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from scipy.special import ndtr, ndtri
 
-from budgetgym.envs.campaigns import BatchedCampaigns, obs_index
-from budgetgym.envs.channels import channel_array
-from budgetgym.envs.core import MAX_WIN_FRAC, hourly_markets
-from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
-
-_SIGMA = channel_array("price_sigma")  # (k,) log-sd of market prices per channel
-_COMMISSION = channel_array("commission_frac")  # (k,) commission per unit of GMV, 0 if paid
-_AFFINITY = channel_array("returning_affinity")  # (k,)
-_CVR_CAP = 0.95
-_THETA_BOUNDS = (1e-3, 1e4)  # bracket of the marginal-ROI price theta
-_BISECTION_STEPS = 40
-_WARM_WIDTH = 0.1  # initial warm-start bracket in log(theta)
-_WARM_TOLERANCE = 1e-3  # bracket width in log(theta) at which a warm bisection stops
-
-
-@dataclass(frozen=True)
-class AllocationProblem:
-    """A batch of allocation problems over ``(n, H, k)`` channel-hours.
-
-    Attributes:
-        volume: ``(n, H, k)`` impressions on offer.
-        max_spend_cny: ``(n, H, k)`` cost of buying the whole market.
-        purchases_per_impression: ``(n, H, k)`` expected purchases per impression won.
-        price_cny: ``(n,)`` average order value.
-        attributed_frac: ``(n, H)`` expected share of an hour's purchases attributed in time.
-        sigma: ``(k,)`` log-sd of market prices (shape of the win curve).
-        commission_frac: ``(k,)`` cost per unit of purchase GMV; 0 for paid channels.
-        budget_cny: ``(n,)``.
-        target_roi: ``(n,)``.
-    """
-
-    volume: np.ndarray
-    max_spend_cny: np.ndarray
-    purchases_per_impression: np.ndarray
-    price_cny: np.ndarray
-    attributed_frac: np.ndarray
-    sigma: np.ndarray
-    commission_frac: np.ndarray
-    budget_cny: np.ndarray
-    target_roi: np.ndarray
-
-    @property
-    def pays_per_sale(self) -> np.ndarray:
-        """``(k,)`` bool: channels billed by commission."""
-        return self.commission_frac > 0
-
-    @property
-    def cap_cny(self) -> np.ndarray:
-        """``(n, H, k)`` largest useful allocation: ``MAX_WIN_FRAC`` of the market."""
-        return MAX_WIN_FRAC * self.max_spend_cny
-
-    @property
-    def gmv_per_purchase_cny(self) -> np.ndarray:
-        """``(n, H, 1)`` expected *attributed* GMV per purchase."""
-        return (self.price_cny[:, None] * self.attributed_frac)[:, :, None]
-
-
-def expected_impressions(alloc_cny: np.ndarray, problem: AllocationProblem) -> np.ndarray:
-    """Expected impressions ``(n, H, k)`` won with ``alloc_cny`` (the core's win curve)."""
-    z = np.clip(alloc_cny / np.maximum(problem.max_spend_cny, 1e-12), 0.0, MAX_WIN_FRAC)
-    return problem.volume * ndtr(ndtri(z) + problem.sigma)
-
-
-def expected_response(
-    alloc_cny: np.ndarray, problem: AllocationProblem
-) -> tuple[np.ndarray, np.ndarray]:
-    """Expected attributed GMV and cost, both ``(n, H, k)`` CNY, of an allocation.
-
-    A pay-per-sale channel's allocation buys reach; its cost is the commission on what it
-    sells (the core stops it only when the budget left cannot pay, which a plan within budget
-    never meets).
-    """
-    alloc = np.minimum(np.maximum(alloc_cny, 0.0), problem.cap_cny)
-    purchases = expected_impressions(alloc, problem) * problem.purchases_per_impression
-    gmv = purchases * problem.gmv_per_purchase_cny
-    price = problem.price_cny[:, None, None]
-    cost = np.where(problem.pays_per_sale, problem.commission_frac * purchases * price, alloc)
-    return gmv, cost
-
-
-def solve_allocation(
-    problem: AllocationProblem,
-    gmv_offset_cny: np.ndarray | float = 0.0,
-    spend_offset_cny: np.ndarray | float = 0.0,
-    log_theta_start: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Optimal allocation ``(n, H, k)`` CNY and its price ``theta`` ``(n,)`` by bisection.
-
-    Solves ``max G`` subject to ``C <= budget`` and
-    ``gmv_offset + G >= target_roi * (spend_offset + C)``: the oracle's problem with offsets 0,
-    the planner's rest of the horizon with the GMV and spend that count already (``(n,)`` CNY).
-
-    Every channel-hour maximizes ``G(a) - theta * C(a)``. Paid channel: with
-    ``x = Phi^-1(a / M)`` the marginal GMV of spend is ``g V / M * exp(-sigma x - sigma^2 / 2)``
-    (``g`` attributed GMV per impression); setting it to ``theta`` gives
-    ``x = (log(g V / (M theta)) - sigma^2 / 2) / sigma`` and ``a = M Phi(x)``, capped at
-    ``MAX_WIN_FRAC * M``. Pay-per-sale channel: its ROI does not depend on the allocation, so it
-    is bought out when that ROI beats ``theta`` and skipped otherwise.
-
-    Spend falls with ``theta``; the surplus ``G - R C`` rises with ``theta`` below the target
-    ``R`` and falls above it (its derivative is ``(theta - R) dC/dtheta``), so it peaks at
-    ``theta = R``. The optimum is therefore the smallest ``theta`` that keeps spend within budget
-    and either meets the ROI constraint or is at least ``R``: ``max(theta_budget, theta_roi)``,
-    where ``theta_roi <= R`` is the smallest price meeting the ROI constraint. With offsets 0
-    (the oracle) the constraint holds at every ``theta >= R``; with a deficit to make up it may
-    hold nowhere, and the plan at ``max(theta_budget, R)`` buys only the channel-hours whose
-    marginal ROI reaches the target: the largest expected surplus the budget allows, the plan
-    closest to meeting the target.
-
-    ``log_theta_start (n,)`` warm-starts the bisection (the last hour's price): a narrow bracket
-    around it, widened until it holds the answer, then halved to ``_WARM_TOLERANCE``.
-    """
-    per_sale = problem.pays_per_sale
-    paid_idx, sale_idx = np.flatnonzero(~per_sale), np.flatnonzero(per_sale)
-    sigma = problem.sigma[paid_idx]
-    g = (problem.purchases_per_impression * problem.gmv_per_purchase_cny)[..., paid_idx]
-    volume, m = problem.volume[..., paid_idx], problem.max_spend_cny[..., paid_idx]
-    gv = g * volume
-    with np.errstate(divide="ignore"):
-        log_ratio = np.log(gv / np.maximum(m, 1e-12)) - 0.5 * sigma**2
-    x_cap = ndtri(MAX_WIN_FRAC)
-    gmv_full, cost_full = expected_response(problem.cap_cny, problem)
-    gmv_full, cost_full = gmv_full[..., sale_idx], cost_full[..., sale_idx]
-    sale_worth = np.divide(gmv_full, cost_full, out=np.zeros_like(gmv_full), where=cost_full > 0)
-    log_target = np.log(problem.target_roi)
-
-    def paid_x(log_theta: np.ndarray) -> np.ndarray:
-        return np.minimum((log_ratio - log_theta[:, None, None]) / sigma, x_cap)
-
-    def feasible(log_theta: np.ndarray) -> np.ndarray:
-        x = paid_x(log_theta)
-        buy = sale_worth > np.exp(log_theta)[:, None, None]
-        gmv = (gv * ndtr(x + sigma)).sum(axis=(1, 2)) + (gmv_full * buy).sum(axis=(1, 2))
-        spend = (m * ndtr(x)).sum(axis=(1, 2)) + (cost_full * buy).sum(axis=(1, 2))
-        within_budget = spend <= problem.budget_cny * (1.0 + 1e-9)
-        required = problem.target_roi * (spend + spend_offset_cny) * (1.0 - 1e-9)
-        return within_budget & ((gmv + gmv_offset_cny >= required) | (log_theta >= log_target))
-
-    log_theta = _smallest_true(feasible, problem.budget_cny.shape[0], log_theta_start)
-    alloc = np.zeros_like(problem.volume)
-    alloc[..., paid_idx] = np.minimum(m * ndtr(paid_x(log_theta)), problem.cap_cny[..., paid_idx])
-    buy = sale_worth > np.exp(log_theta)[:, None, None]
-    alloc[..., sale_idx] = np.where(buy, problem.cap_cny[..., sale_idx], 0.0)
-    return alloc, np.exp(log_theta)
-
-
-def _smallest_true(predicate, n: int, start: np.ndarray | None) -> np.ndarray:
-    """Smallest ``log(theta)`` ``(n,)`` in ``log(_THETA_BOUNDS)`` where the monotone
-    ``predicate`` (false below, true above) holds, by bisection; the upper bound if it never does.
-
-    Cold (``start`` None): 40 halvings of the whole bracket. Warm: a bracket of
-    ``_WARM_WIDTH`` around ``start``, moved and doubled where it does not hold the answer, then
-    halved to ``_WARM_TOLERANCE``.
-    """
-    low, high = np.log(_THETA_BOUNDS[0]), np.log(_THETA_BOUNDS[1])
-    if start is None:
-        lo, hi, steps = np.full(n, low), np.full(n, high), _BISECTION_STEPS
-    else:
-        lo = np.clip(start - 0.5 * _WARM_WIDTH, low, high)
-        hi = np.clip(start + 0.5 * _WARM_WIDTH, low, high)
-        width = _WARM_WIDTH
-        while True:
-            down = (lo > low) & predicate(lo)  # the answer lies below lo
-            up = ~down & (hi < high) & ~predicate(hi)  # the answer lies above hi
-            if not (down.any() or up.any()):
-                break
-            width *= 2.0
-            hi, lo = np.where(down, lo, hi), np.where(down, np.maximum(lo - width, low), lo)
-            lo, hi = np.where(up, hi, lo), np.where(up, np.minimum(hi + width, high), hi)
-        steps = int(np.ceil(np.log2(max(float((hi - lo).max()), 1e-12) / _WARM_TOLERANCE)))
-    at_low = lo <= low
-    ok_low = at_low & predicate(lo) if at_low.any() else at_low
-    for _ in range(max(steps, 0)):
-        mid = 0.5 * (lo + hi)
-        ok = predicate(mid)
-        hi = np.where(ok, mid, hi)
-        lo = np.where(ok, lo, mid)
-    return np.where(ok_low, lo, hi)
-
-
-def _attributed_frac(params: CampaignParams) -> np.ndarray:
-    """``(n, H)`` expected share of an hour's purchases attributed by the end of the window.
-
-    A purchase in hour ``t`` arrives at once with probability ``immediate_frac``, otherwise with
-    hazard ``h`` in each of the ``H - 1 - t`` later hours, and at the end within the attribution
-    window with probability ``1 - (1 - h)^W``; the rest is never counted.
-    """
-    hours = np.arange(params.horizon_hours)
-    h = params.delay_hazard_per_hour[:, None]
-    late = (1.0 - params.immediate_frac[:, None]) * (1.0 - h) ** (params.horizon_hours - 1 - hours)
-    return 1.0 - late * (1.0 - h) ** ATTRIBUTION_WINDOW_HOURS
-
-
-def build_problem(
-    params: CampaignParams, markets: dict[str, np.ndarray], pool: np.ndarray
-) -> tuple[AllocationProblem, np.ndarray]:
-    """The allocation problem of real campaigns given a returning-pool trajectory ``pool (n, H)``.
-
-    Returns the problem and the expected *new-customer* purchases per impression ``(n, H, k)``
-    (used to update the pool).
-    """
-    cvr_mult = markets["cvr_mult"]
-    p_new = np.minimum(params.cvr_new[:, None, :] * cvr_mult, _CVR_CAP)
-    p_ret = np.minimum(params.cvr_returning[:, None, :] * cvr_mult, _CVR_CAP)
-    pool_b = pool[:, :, None]
-    returning_frac = _AFFINITY * pool_b / (pool_b + params.pool_half_saturation[:, None, None])
-    ctr = params.ctr[:, None, :]
-    problem = AllocationProblem(
-        volume=markets["volume"],
-        max_spend_cny=markets["max_spend_cny"],
-        purchases_per_impression=ctr * ((1.0 - returning_frac) * p_new + returning_frac * p_ret),
-        price_cny=params.price_cny,
-        attributed_frac=_attributed_frac(params),
-        sigma=_SIGMA,
-        commission_frac=_COMMISSION,
-        budget_cny=params.budget_cny,
-        target_roi=params.target_roi,
-    )
-    return problem, ctr * (1.0 - returning_frac) * p_new
-
-
-def expected_pool(params: CampaignParams, new_purchases: np.ndarray) -> np.ndarray:
-    """Returning pool ``(n, H)`` at the start of each hour given new-customer purchases ``(n, H)``.
-
-    New customers join the pool when their conversion arrives (same delay model as the core).
-    """
-    n, horizon = new_purchases.shape
-    imm, h = params.immediate_frac, params.delay_hazard_per_hour
-    pool = np.empty((n, horizon))
-    current, pending = params.returning_pool_init.astype(np.float64).copy(), np.zeros(n)
-    for t in range(horizon):  # a recursion over time, vectorized over campaigns
-        pool[:, t] = current
-        arrived = imm * new_purchases[:, t] + h * pending
-        pending = pending * (1.0 - h) + (1.0 - imm) * new_purchases[:, t]
-        current = current + arrived
-    return pool
-
-
-def plan_problem(
-    params: CampaignParams, markets: dict[str, np.ndarray], pool_iterations: int = 2
-) -> tuple[AllocationProblem, np.ndarray, np.ndarray]:
-    """The allocation problem of campaigns facing ``markets`` (as ``hourly_markets`` returns)
-    with the expected returning-pool trajectory of its own plan, the plan ``(n, H, k)`` and its
-    price ``theta (n,)``.
-
-    The pool and the plan are a fixed point: plan -> expected pool -> plan, ``pool_iterations``
-    times (two or three passes converge).
-    """
-    pool = np.repeat(params.returning_pool_init[:, None], params.horizon_hours, axis=1)
-    for _ in range(max(pool_iterations, 1)):
-        problem, new_per_impression = build_problem(params, markets, pool)
-        alloc, theta = solve_allocation(problem)
-        # New customers in proportion to the expected purchases.
-        gmv, _ = expected_response(alloc, problem)
-        new_share = new_per_impression / np.maximum(problem.purchases_per_impression, 1e-300)
-        new_purchases = (gmv / problem.gmv_per_purchase_cny * new_share).sum(axis=2)
-        pool = expected_pool(params, new_purchases)
-    problem, _ = build_problem(params, markets, pool)
-    alloc, theta = solve_allocation(problem)
-    return problem, alloc, theta
+from budgetgym.agents.allocation import plan_problem
+from budgetgym.agents.planner import PlannerPolicy
+from budgetgym.envs.campaigns import BatchedCampaigns
+from budgetgym.envs.core import hourly_markets
+from budgetgym.envs.scenarios import CampaignParams
 
 
 def plan_campaigns(params: CampaignParams, pool_iterations: int = 2) -> dict[str, np.ndarray]:
-    """The oracle's plan for a batch of campaigns, on their realized markets.
-
-    Returns ``alloc_cny (n, H, k)`` (spend per paid channel-hour; allocation of pay-per-sale
-    channels), ``theta (n,)``, ``expected_gmv_cny (n,)`` and ``expected_spend_cny (n,)``.
-    """
-    problem, alloc, theta = plan_problem(params, hourly_markets(params), pool_iterations)
-    gmv, cost = expected_response(alloc, problem)
-    return {
-        "alloc_cny": alloc,
-        "theta": theta,
-        "expected_gmv_cny": gmv.sum(axis=(1, 2)),
-        "expected_spend_cny": cost.sum(axis=(1, 2)),
-    }
-
-
-def within_budget(alloc_cny: np.ndarray, budget_left_cny: np.ndarray) -> np.ndarray:
-    """An hour's planned allocation ``(n, k)`` as a spend request within ``budget_left_cny (n,)``.
-
-    Paid channels get their planned spend; pay-per-sale channels their planned allocation,
-    reduced so that the request stays within the budget left after the paid channels.
-    """
-    per_sale = _COMMISSION > 0
-    paid_total = np.where(per_sale, 0.0, alloc_cny).sum(axis=1)
-    room = np.maximum(budget_left_cny - paid_total, 0.0)
-    per_sale_total = np.maximum(np.where(per_sale, alloc_cny, 0.0).sum(axis=1), 1e-12)
-    shrink = np.minimum(room / per_sale_total, 1.0)
-    return np.where(per_sale, alloc_cny * shrink[:, None], alloc_cny)
+    """The oracle's plan at hour 0 for a batch of campaigns, on their realized markets (the
+    plan of :func:`~budgetgym.agents.allocation.plan_problem`)."""
+    return plan_problem(params, hourly_markets(params), pool_iterations)[1]
 
 
 class OraclePolicy:
-    """Replays the hindsight plan through ``BatchedCampaigns.step_spend`` (``acts_in_spend``).
+    """The hindsight oracle as a policy (``acts_in_spend``): model-predictive on the realized
+    market.
 
-    ``reset`` reads ``campaigns.params`` (ground truth) and plans; ``spend`` returns the hour's
-    planned spend ``(n, k)`` CNY. Pay-per-sale channels get their planned allocation, reduced
-    so that the request stays within the budget left after the paid channels.
+    Planning once and replaying the plan (open loop) is not an upper bound on what a policy can
+    reach: the closed-loop ``planner`` adapts to the conversions it sees and, where few large
+    orders decide the ROI (``high_price_long_cycle``), beats an open-loop plan on the true
+    market. The oracle therefore runs the planner's machinery
+    (:class:`~budgetgym.agents.planner.PlannerPolicy`) with the realized market of every
+    channel-hour: ``reset`` reads ``campaigns.params`` (ground truth) and plans, ``spend``
+    re-plans every ``replan_hours`` from the observed state and returns the hour's spend
+    ``(n, k)`` CNY, within the budget left. ``plan`` holds the plan at hour 0.
     """
 
     name = "oracle"
     acts_in_spend = True
 
-    def __init__(self, pool_iterations: int = 2) -> None:
+    def __init__(self, replan_hours: int = 1, pool_iterations: int = 2) -> None:
+        self.replan_hours = replan_hours
         self.pool_iterations = pool_iterations
         self.plan: dict[str, np.ndarray] | None = None
-        self._budget = np.zeros(0)
-        self._hour = 0
+        self._mpc: PlannerPolicy | None = None
 
     def reset(self, campaigns: BatchedCampaigns) -> None:
-        if campaigns.params is None:
-            raise RuntimeError("Reset the campaigns before the oracle: it plans from their params.")
-        self.plan = plan_campaigns(campaigns.params, self.pool_iterations)
-        self._budget = campaigns.params.budget_cny
-        self._hour = 0
+        self._mpc = PlannerPolicy(self.replan_hours, None, self.pool_iterations, hindsight=True)
+        self._mpc.reset(campaigns)
+        self.plan = self._mpc.initial_plan
 
     def spend(self, obs: np.ndarray) -> np.ndarray:
-        """Spend request ``(n, k)`` CNY for the current hour (obs supplies the budget left)."""
-        if self.plan is None:
+        """Spend request ``(n, k)`` CNY for the current hour (obs supplies the observed state)."""
+        if self._mpc is None:
             raise RuntimeError("Call reset(campaigns) before spend().")
-        alloc = self.plan["alloc_cny"][:, min(self._hour, self.plan["alloc_cny"].shape[1] - 1)]
-        self._hour += 1
-        budget_left = np.asarray(obs)[:, obs_index("budget_left_frac")] * self._budget
-        return within_budget(alloc, budget_left)
+        return self._mpc.spend(obs)
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
         raise TypeError("The oracle plans spend: step campaigns.step_spend(oracle.spend(obs)).")

@@ -10,7 +10,7 @@ noise at its mean and the price noise at its median) and never reads the realize
 hour (volume, prices, conversion, order-value and delay draws, the realized pool).
 
 It is model-predictive. Every ``replan_hours`` hours it re-solves the oracle's concave problem
-(:func:`~budgetgym.agents.oracle.solve_allocation`) over the rest of the horizon from the
+(:func:`~budgetgym.agents.allocation.solve_allocation`) over the rest of the horizon from the
 current state, all of it observable: the budget left, the spend and attributed GMV so far, and
 the expected GMV still pending (conversions of its past spend not yet attributed, predicted
 from that spend under the expected response and delay model):
@@ -36,21 +36,35 @@ from dataclasses import replace
 import numpy as np
 from scipy.special import log_ndtr, ndtri
 
-from budgetgym.agents.oracle import (
+from budgetgym.agents.allocation import (
+    THETA_BOUNDS,
+    X_CAP,
     AllocationProblem,
+    ResponseCells,
     expected_impressions,
-    expected_response,
+    meets_constraints,
     plan_problem,
+    smallest_log_theta,
     solve_allocation,
     within_budget,
 )
-from budgetgym.agents.policy import PLANNER, PLANNER_CC
 from budgetgym.envs.campaigns import BatchedCampaigns, channel_slice, obs_index
 from budgetgym.envs.channels import channel_array
-from budgetgym.envs.core import ORDER_VALUE_SIGMA, PRICE_NOISE_SIGMA, expected_markets
+from budgetgym.envs.core import (
+    ORDER_VALUE_SIGMA,
+    PRICE_NOISE_SIGMA,
+    expected_markets,
+    hourly_markets,
+)
 from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS
 
 _VOLUME_SIGMA = channel_array("volume_noise_sigma")  # (k,) log-sd of the hourly volume noise
+_HOURLY_FIELDS = ("volume", "max_spend_cny", "purchases_per_impression", "attributed_frac")
+_CAMPAIGN_FIELDS = ("price_cny", "budget_cny", "target_roi")
+#: Offsets in log(theta) of the tabulated prices around a campaign's centre (step 0.1).
+_GRID = np.linspace(-1.0, 1.0, 21)
+_STEP = float(_GRID[1] - _GRID[0])
+_LOG_THETA_LIMITS = np.log(THETA_BOUNDS)  # the solver's bracket
 
 
 class PlannerPolicy:
@@ -62,40 +76,55 @@ class PlannerPolicy:
             ``(0, 0.5)`` for ``planner_cc`` (realized ROI at the target with probability
             ``1 - alpha``).
         pool_iterations: passes of the plan -> expected pool fixed point at reset.
+        hindsight: plan on the realized market instead (``hourly_markets``): the closed-loop
+            hindsight oracle (:class:`~budgetgym.agents.oracle.OraclePolicy`).
+
+    Attributes (after ``reset``):
+        initial_plan: the plan at hour 0, as
+            :func:`~budgetgym.agents.allocation.plan_problem` returns it.
+        roi_bound: ``(n,)`` bool, whether the ROI constraint (not the budget or the market)
+            set the last plan's price.
 
     Raises:
-        ValueError: ``replan_hours < 1`` or ``alpha`` outside ``(0, 0.5)``.
+        ValueError: ``replan_hours`` not an integer >= 1, or ``alpha`` outside ``(0, 0.5)``.
     """
 
     acts_in_spend = True
 
     def __init__(
-        self, replan_hours: int = 1, alpha: float | None = None, pool_iterations: int = 2
+        self,
+        replan_hours: int = 1,
+        alpha: float | None = None,
+        pool_iterations: int = 2,
+        hindsight: bool = False,
     ) -> None:
-        if int(replan_hours) != replan_hours or replan_hours < 1:
+        if isinstance(replan_hours, bool) or int(replan_hours) != replan_hours or replan_hours < 1:
             raise ValueError(f"replan_hours must be an integer >= 1, got {replan_hours!r}.")
         if alpha is not None and not 0.0 < alpha < 0.5:
             raise ValueError(f"alpha must lie in (0, 0.5), got {alpha!r}.")
         self.replan_hours = int(replan_hours)
         self.alpha = alpha
         self.pool_iterations = pool_iterations
-        self.name = PLANNER if alpha is None else PLANNER_CC
+        self.hindsight = hindsight
+        # The names of agents.policy's PRIVILEGED (it loads this module: no import back).
+        self.name = "oracle" if hindsight else ("planner" if alpha is None else "planner_cc")
         self._z = 0.0 if alpha is None else float(ndtri(1.0 - alpha))
         self._problem: AllocationProblem | None = None
 
     def reset(self, campaigns: BatchedCampaigns) -> None:
-        """Plan the whole horizon on the expected market (reads ``campaigns.params``)."""
+        """Plan the whole horizon (reads ``campaigns.params``)."""
         params = campaigns.params
         if params is None:
-            raise RuntimeError("Reset the campaigns before the planner: it plans from params.")
+            raise RuntimeError(f"Reset the campaigns before the {self.name}: it reads params.")
         self._params = params
-        self._problem, _, theta = plan_problem(
-            params, expected_markets(params), self.pool_iterations
-        )
-        n = params.n_envs
-        self._log_theta = np.log(theta)
-        self._pending_gmv = np.zeros(n)  # expected purchase GMV made, not yet arrived, CNY
-        self._margin = np.zeros(n)
+        markets = hourly_markets(params) if self.hindsight else expected_markets(params)
+        self._problem, self.initial_plan = plan_problem(params, markets, self.pool_iterations)
+        self.roi_bound = np.zeros(params.n_envs, dtype=bool)
+        self._log_theta = np.log(self.initial_plan["theta"])
+        self._table = _TotalsTable(ResponseCells(self._problem), self.alpha is not None)
+        self._table.build(np.arange(params.n_envs), self._log_theta)
+        self._pending_gmv = np.zeros(params.n_envs)  # expected purchase GMV not yet arrived, CNY
+        self._margin = np.zeros(params.n_envs)
         self._hour = 0
         self._plan = self._problem.volume[:, :0]
         self._plan_start = 0
@@ -112,8 +141,8 @@ class PlannerPolicy:
             self._add_pending(last_spend / params.horizon_hours, hour - 1)
         budget_left = obs[:, obs_index("budget_left_frac")] * budget
         if hour - self._plan_start >= self._plan.shape[1] or hour % self.replan_hours == 0:
-            gmv_so_far = obs[:, channel_slice("cum_gmv_frac")].sum(axis=1) * budget
-            self._replan(hour, budget_left, gmv_so_far * params.target_roi)
+            gmv_frac = obs[:, channel_slice("cum_gmv_frac")].sum(axis=1)
+            self._replan(hour, budget_left, gmv_frac * budget * params.target_roi)
         self._hour += 1
         return within_budget(self._plan[:, hour - self._plan_start], budget_left)
 
@@ -125,13 +154,10 @@ class PlannerPolicy:
         """
         problem, params = self._problem, self._params
         cell = replace(
-            problem,
-            **{f: getattr(problem, f)[:, hour : hour + 1] for f in _HOURLY_FIELDS},
+            problem, **{f: getattr(problem, f)[:, hour : hour + 1] for f in _HOURLY_FIELDS}
         )
-        purchases = (
-            expected_impressions(spend_cny[:, None], cell)[:, 0]
-            * (problem.purchases_per_impression[:, hour])
-        )
+        impressions = expected_impressions(spend_cny[:, None], cell)[:, 0]
+        purchases = impressions * problem.purchases_per_impression[:, hour]
         per_sale = problem.pays_per_sale
         gmv = np.where(
             per_sale,
@@ -141,60 +167,181 @@ class PlannerPolicy:
         h = params.delay_hazard_per_hour
         self._pending_gmv = self._pending_gmv * (1.0 - h) + (1.0 - params.immediate_frac) * gmv
 
+    def _solve(
+        self,
+        hour: int,
+        budget_left: np.ndarray,
+        gmv_offset: np.ndarray,
+        spend_offset: np.ndarray,
+    ) -> np.ndarray:
+        """``log(theta) (n,)`` of the plan for hours ``hour..H-1`` (see ``solve_allocation``),
+        warm-started from the last one, on the tabulated totals."""
+        params, table = self._params, self._table
+
+        def feasible(log_theta: np.ndarray) -> np.ndarray:
+            gmv, spend = table.totals(log_theta, hour)
+            return meets_constraints(
+                gmv, spend, log_theta, budget_left, params.target_roi, gmv_offset, spend_offset
+            )
+
+        low, high = table.window()
+        log_theta = smallest_log_theta(feasible, low, high, np.clip(self._log_theta, low, high))
+        # An answer at the edge of a campaign's table may lie outside it: solve those campaigns
+        # exactly and tabulate around their answer.
+        below = (log_theta <= low) & (low > _LOG_THETA_LIMITS[0])
+        above = (log_theta >= high) & (high < _LOG_THETA_LIMITS[1])
+        if above.any():
+            above &= ~feasible(high)
+        rows = np.flatnonzero(below | above)
+        if rows.size:
+            rest = _campaigns_hours(self._problem, rows, hour, budget_left[rows])
+            _, theta = solve_allocation(rest, gmv_offset[rows], spend_offset[rows])
+            log_theta[rows] = np.log(theta)
+            table.build(rows, log_theta[rows])
+        return log_theta
+
     def _replan(self, hour: int, budget_left: np.ndarray, gmv_so_far: np.ndarray) -> None:
         """Solve hours ``hour..H-1`` from the current state; keep the plan and its price."""
-        params = self._params
-        rest = replace(
-            self._problem,
-            budget_cny=budget_left,
-            **{f: getattr(self._problem, f)[:, hour:] for f in _HOURLY_FIELDS},
-        )
+        params, table = self._params, self._table
         h = params.delay_hazard_per_hour
         remaining = params.horizon_hours - hour + ATTRIBUTION_WINDOW_HOURS
-        pending = self._pending_gmv * (1.0 - (1.0 - h) ** remaining)
+        pending = self._pending_gmv * (1.0 - (1.0 - h) ** remaining)  # expected to be attributed
         spend_so_far = params.budget_cny - budget_left
         for _ in range(2 if self.alpha is not None and hour == 0 else 1):
-            alloc, theta = solve_allocation(
-                rest, gmv_so_far + pending - self._margin, spend_so_far, self._log_theta
+            self._log_theta = self._solve(
+                hour, budget_left, gmv_so_far + pending - self._margin, spend_so_far
             )
-            self._log_theta = np.log(theta)
+            _, spend = table.totals(self._log_theta, hour)
+            self.roi_bound = (spend < budget_left * (1.0 - 1e-3)) & (
+                self._log_theta > _LOG_THETA_LIMITS[0]
+            )
             if self.alpha is not None:
-                self._margin = self._z * np.sqrt(gmv_variance(alloc, rest, pending))
-        self._plan, self._plan_start = alloc, hour
+                variance = table.gmv_variance(self._log_theta, hour, pending, params.price_cny)
+                self._margin = self._z * np.sqrt(variance)
+        self._plan = table.cells.allocation(self._log_theta, hour, hour + self.replan_hours)
+        self._plan_start = hour
 
 
-_HOURLY_FIELDS = ("volume", "max_spend_cny", "purchases_per_impression", "attributed_frac")
+def _campaigns_hours(
+    problem: AllocationProblem, rows: np.ndarray, start: int, budget_cny: np.ndarray
+) -> AllocationProblem:
+    """The problem of campaigns ``rows`` over hours ``start..H-1`` with ``budget_cny (n,)``."""
+    return replace(
+        problem,
+        budget_cny=budget_cny,
+        **{f: getattr(problem, f)[rows, start:] for f in _HOURLY_FIELDS},
+        **{f: getattr(problem, f)[rows] for f in _CAMPAIGN_FIELDS if f != "budget_cny"},
+    )
 
 
-def gmv_variance(
-    alloc_cny: np.ndarray, problem: AllocationProblem, pending_gmv_cny: np.ndarray
-) -> np.ndarray:
-    """Predicted variance ``(n,)`` CNY^2 of the GMV still to be attributed under a plan.
+class _TotalsTable:
+    """Expected totals over hours ``t..H-1`` of every campaign's paid channel-hours, tabulated
+    for every start hour ``t`` on a grid of ``log(theta)`` around the campaign's price.
 
-    Orders: the attributed conversions of the plan and of what is pending are Poisson (thinned
-    binomials with small probabilities), each with a lognormal order value of mean ``price``
-    and log-sd ``ORDER_VALUE_SIGMA``; a compound Poisson sum of mean ``G`` has variance
-    ``E[N] E[X^2] = (G / price) price^2 exp(s^2) = price exp(s^2) G``.
-
-    Market: the hour's volume ``V e^u`` and price ``p e^v`` scale the cost of the whole market
-    ``M``; a fixed spend ``a`` wins ``V Phi(x + sigma)`` impressions with ``x = Phi^-1(a / M)``,
-    whose elasticity to ``M`` is ``e = -lambda(x + sigma) Phi(x) / phi(x)`` (``lambda = phi/Phi``).
-    To first order a cell's GMV varies by ``(1 + e) u + e v``: variance
-    ``G^2 ((1 + e)^2 s_V^2 + e^2 s_p^2)``, independent across channel-hours.
+    A replan needs the totals of the rest of the horizon at some thirty prices (the bisection);
+    summed over the hours once per grid price, they cost ``O(1)`` per campaign and price
+    instead of ``O(H k)``. Between grid prices, spend and GMV are cubic Hermite interpolants
+    (exact values and slopes at the nodes: the spend's slope from
+    :meth:`~budgetgym.agents.allocation.ResponseCells.paid_totals`, the GMV's ``theta`` times it).
+    Pay-per-sale channel-hours (steps in ``theta``) are summed exactly.
     """
-    gmv, _ = expected_response(alloc_cny, problem)
-    orders = (
-        problem.price_cny * np.exp(ORDER_VALUE_SIGMA**2) * (gmv.sum(axis=(1, 2)) + pending_gmv_cny)
-    )
-    z = np.clip(alloc_cny / np.maximum(problem.max_spend_cny, 1e-12), 1e-12, 0.95)
-    x = ndtri(z)
-    elasticity = -_mills(x + problem.sigma) * z / np.exp(-0.5 * x**2) * np.sqrt(2 * np.pi)
-    market = gmv**2 * (
-        (1 + elasticity) ** 2 * _VOLUME_SIGMA**2 + elasticity**2 * PRICE_NOISE_SIGMA**2
-    )
-    return orders + market.sum(axis=(1, 2))
+
+    def __init__(self, cells: ResponseCells, with_variance: bool) -> None:
+        self.cells = cells
+        n, horizon = cells.gv.shape[:2]
+        shape = (n, horizon + 1, _GRID.size)  # suffix sums; row H is the empty sum
+        self.center = np.zeros(n)
+        self.gmv, self.spend, self.slope = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        self.market_var = np.zeros(shape) if with_variance else None
+
+    def build(self, rows: np.ndarray, center: np.ndarray) -> None:
+        """Tabulate campaigns ``rows`` around ``log(theta) = center`` (``rows.shape``)."""
+        cells = self.cells.take(rows)
+        self.center[rows] = center
+        for j, offset in enumerate(_GRID):
+            log_theta = center + offset
+            gmv, spend, slope = cells.paid_totals(log_theta)
+            columns = [(self.gmv, gmv), (self.spend, spend), (self.slope, slope)]
+            if self.market_var is not None:
+                columns.append((self.market_var, market_variance(cells, log_theta)))
+            for table, per_hour in columns:
+                table[rows, :-1, j] = np.cumsum(per_hour[:, ::-1], axis=1)[:, ::-1]
+
+    def window(self) -> tuple[np.ndarray, np.ndarray]:
+        """The tabulated range of ``log(theta)``, ``(n,)`` each, within the solver's bracket."""
+        low = np.maximum(self.center + _GRID[0], _LOG_THETA_LIMITS[0])
+        return low, np.minimum(self.center + _GRID[-1], _LOG_THETA_LIMITS[1])
+
+    def _node(self, log_theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grid interval ``j (n,)`` and position ``s`` in ``[0, 1]`` of ``log_theta (n,)``."""
+        u = np.clip((log_theta - self.center - _GRID[0]) / _STEP, 0.0, _GRID.size - 1)
+        j = np.minimum(np.floor(u).astype(np.int64), _GRID.size - 2)
+        return j, u - j
+
+    def totals(self, log_theta: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """Expected GMV and spend ``(n,)`` CNY of hours ``start..H-1`` at ``log_theta (n,)``."""
+        j, s = self._node(log_theta)
+        idx = np.arange(self.center.size)
+        s2, s3 = s * s, s * s * s
+        h00, h10, h01, h11 = 2 * s3 - 3 * s2 + 1, s3 - 2 * s2 + s, 3 * s2 - 2 * s3, s3 - s2
+        node_theta = np.exp(self.center[:, None] + _GRID[np.stack([j, j + 1], axis=1)])
+        d0 = self.slope[idx, start, j] * _STEP
+        d1 = self.slope[idx, start, j + 1] * _STEP
+
+        def hermite(values: np.ndarray, scale0, scale1) -> np.ndarray:
+            return (
+                h00 * values[idx, start, j]
+                + h10 * scale0 * d0
+                + h01 * values[idx, start, j + 1]
+                + h11 * scale1 * d1
+            )
+
+        spend = hermite(self.spend, 1.0, 1.0)
+        gmv = hermite(self.gmv, node_theta[:, 0], node_theta[:, 1])
+        sale_gmv, sale_spend = self.cells.sale_totals(log_theta, start)
+        return gmv + sale_gmv, spend + sale_spend
+
+    def gmv_variance(
+        self,
+        log_theta: np.ndarray,
+        start: int,
+        pending_gmv_cny: np.ndarray,
+        price_cny: np.ndarray,
+    ) -> np.ndarray:
+        """Predicted variance ``(n,)`` CNY^2 of the GMV still to be attributed (docs/benchmark.md):
+        compound Poisson orders of the plan from ``start`` and of what is pending, plus the
+        market noise of the plan's channel-hours."""
+        gmv, _ = self.totals(log_theta, start)
+        orders = price_cny * np.exp(ORDER_VALUE_SIGMA**2) * (gmv + pending_gmv_cny)
+        j, s = self._node(log_theta)
+        idx = np.arange(self.center.size)
+        market = (1 - s) * self.market_var[idx, start, j] + s * self.market_var[idx, start, j + 1]
+        return orders + market
 
 
-def _mills(x: np.ndarray) -> np.ndarray:
-    """``phi(x) / Phi(x)``, the inverse Mills ratio of the lower tail."""
-    return np.exp(-0.5 * x**2 - log_ndtr(x)) / np.sqrt(2.0 * np.pi)
+def market_variance(cells: ResponseCells, log_theta: np.ndarray) -> np.ndarray:
+    """Variance ``(n, H)`` CNY^2 of each hour's paid GMV at ``log_theta (n,)`` from the market's
+    hourly volume and price noise (the planner plans on their mean and median).
+
+    The hour's volume ``V e^u`` and price ``p e^v`` scale the cost of the whole market ``M``; a
+    fixed spend ``a`` wins ``V Phi(x + sigma)`` impressions, ``x = Phi^-1(a / M)``, whose
+    elasticity to ``M`` is ``e = -lambda(x + sigma) Phi(x) / phi(x)`` with
+    ``lambda = phi / Phi``. To first order a channel-hour's GMV ``G`` varies by
+    ``G ((1 + e) u + e v)``: variance ``G^2 ((1 + e)^2 s_V^2 + e^2 s_p^2)``, independent across
+    channel-hours.
+    """
+    x = cells.paid_x(log_theta)
+    gmv = cells.paid_gmv(x)
+    # At the cap the spend is a share of M: the impressions scale with V alone (e = 0).
+    elasticity = np.where(
+        x < X_CAP,
+        -np.exp(
+            log_ndtr(x) - log_ndtr(x + cells.sigma) - 0.5 * (x + cells.sigma) ** 2 + 0.5 * x**2
+        ),
+        0.0,
+    )
+    volume_sigma = _VOLUME_SIGMA[cells.paid_idx]
+    cell_var = gmv**2 * (
+        (1.0 + elasticity) ** 2 * volume_sigma**2 + elasticity**2 * PRICE_NOISE_SIGMA**2
+    )
+    return cell_var.sum(axis=2)

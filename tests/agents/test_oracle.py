@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from budgetgym.agents.baselines import BASELINE_NAMES as BASELINES
-from budgetgym.agents.evaluation import rollout
-from budgetgym.agents.oracle import (
+from budgetgym.agents.allocation import (
     AllocationProblem,
-    OraclePolicy,
     expected_pool,
     expected_response,
-    plan_campaigns,
     solve_allocation,
 )
+from budgetgym.agents.baselines import BASELINE_NAMES as BASELINES
+from budgetgym.agents.evaluation import rollout
+from budgetgym.agents.oracle import OraclePolicy, plan_campaigns
 from budgetgym.agents.policy import load_policy
 from budgetgym.envs import SCENARIO_NAMES, BatchedCampaigns, sample_campaigns
 from budgetgym.envs.core import MAX_WIN_FRAC

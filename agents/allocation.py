@@ -1,0 +1,413 @@
+"""The allocation problem every reference solves, and its solver.
+
+Knowing a campaign's true parameters and a market for every channel-hour (the realized one for
+the hindsight oracle, the expected one for the planners), a reference solves
+
+    maximize   sum_{t,k} G_tk(a_tk)                       (expected attributed GMV, CNY)
+    subject to sum_{t,k} C_tk(a_tk) <= budget              (spend, CNY)
+               sum_{t,k} G_tk(a_tk) >= target_roi * sum_{t,k} C_tk(a_tk)
+
+over the allocation ``a_tk`` of channel ``k`` in hour ``t``. For a paid channel the cost is the
+allocation, ``C(a) = a``, and ``G(a) = g * win_curve(a)`` with ``g`` the expected attributed GMV
+per impression, so ``G`` is concave. For a pay-per-sale channel (affiliate) the cost is the
+commission on the GMV it sells, ``C(a) = c * G_purchase(a)``, a fixed cost per unit of GMV.
+
+Both constraints are linear in the ``C`` and ``G`` totals, so the Lagrangian separates into
+independent channel-hour problems ``max_a G(a) - theta * C(a)`` with one price ``theta`` (the
+marginal ROI every channel-hour is bought down to, the equal-marginal-return condition). A paid
+channel-hour's solution has a closed form (see :func:`solve_allocation`); a pay-per-sale
+channel-hour is bought out when its ROI exceeds ``theta`` and skipped otherwise. The optimum
+is the smallest ``theta`` meeting both constraints, found by bisection on ``log(theta)``.
+
+Expected GMV per impression includes the returning-customer mix, which grows as new customers
+arrive; the plan iterates plan -> expected pool trajectory -> plan (a fixed point in two or
+three passes), and discounts each hour by the expected share of its conversions attributed
+before the end of the attribution window. With the GMV and spend that already count as
+offsets, the same solver re-plans the rest of the horizon in the closed-loop references
+(:mod:`budgetgym.agents.planner`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from budgetgym.envs.channels import channel_array
+from budgetgym.envs.core import MAX_WIN_FRAC
+from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
+
+_SIGMA = channel_array("price_sigma")  # (k,) log-sd of market prices per channel
+_COMMISSION = channel_array("commission_frac")  # (k,) commission per unit of GMV, 0 if paid
+_AFFINITY = channel_array("returning_affinity")  # (k,)
+_CVR_CAP = 0.95
+THETA_BOUNDS = (1e-3, 1e4)  # bracket of the marginal-ROI price theta
+_BISECTION_STEPS = 40
+_WARM_WIDTH = 0.1  # initial warm-start bracket in log(theta)
+_WARM_TOLERANCE = 1e-4  # bracket width in log(theta) at which a warm bisection stops
+X_CAP = float(ndtri(MAX_WIN_FRAC))  # quantile of the largest useful allocation
+
+
+@dataclass(frozen=True)
+class AllocationProblem:
+    """A batch of allocation problems over ``(n, H, k)`` channel-hours.
+
+    Attributes:
+        volume: ``(n, H, k)`` impressions on offer.
+        max_spend_cny: ``(n, H, k)`` cost of buying the whole market.
+        purchases_per_impression: ``(n, H, k)`` expected purchases per impression won.
+        price_cny: ``(n,)`` average order value.
+        attributed_frac: ``(n, H)`` expected share of an hour's purchases attributed in time.
+        sigma: ``(k,)`` log-sd of market prices (shape of the win curve).
+        commission_frac: ``(k,)`` cost per unit of purchase GMV; 0 for paid channels.
+        budget_cny: ``(n,)``.
+        target_roi: ``(n,)``.
+    """
+
+    volume: np.ndarray
+    max_spend_cny: np.ndarray
+    purchases_per_impression: np.ndarray
+    price_cny: np.ndarray
+    attributed_frac: np.ndarray
+    sigma: np.ndarray
+    commission_frac: np.ndarray
+    budget_cny: np.ndarray
+    target_roi: np.ndarray
+
+    @property
+    def pays_per_sale(self) -> np.ndarray:
+        """``(k,)`` bool: channels billed by commission."""
+        return self.commission_frac > 0
+
+    @property
+    def cap_cny(self) -> np.ndarray:
+        """``(n, H, k)`` largest useful allocation: ``MAX_WIN_FRAC`` of the market."""
+        return MAX_WIN_FRAC * self.max_spend_cny
+
+    @property
+    def gmv_per_purchase_cny(self) -> np.ndarray:
+        """``(n, H, 1)`` expected *attributed* GMV per purchase."""
+        return (self.price_cny[:, None] * self.attributed_frac)[:, :, None]
+
+
+def expected_impressions(alloc_cny: np.ndarray, problem: AllocationProblem) -> np.ndarray:
+    """Expected impressions ``(n, H, k)`` won with ``alloc_cny`` (the core's win curve)."""
+    z = np.clip(alloc_cny / np.maximum(problem.max_spend_cny, 1e-12), 0.0, MAX_WIN_FRAC)
+    return problem.volume * ndtr(ndtri(z) + problem.sigma)
+
+
+def expected_response(
+    alloc_cny: np.ndarray, problem: AllocationProblem
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected attributed GMV and cost, both ``(n, H, k)`` CNY, of an allocation.
+
+    A pay-per-sale channel's allocation buys reach; its cost is the commission on what it
+    sells (the core stops it only when the budget left cannot pay, which a plan within budget
+    never meets).
+    """
+    alloc = np.minimum(np.maximum(alloc_cny, 0.0), problem.cap_cny)
+    purchases = expected_impressions(alloc, problem) * problem.purchases_per_impression
+    gmv = purchases * problem.gmv_per_purchase_cny
+    price = problem.price_cny[:, None, None]
+    cost = np.where(problem.pays_per_sale, problem.commission_frac * purchases * price, alloc)
+    return gmv, cost
+
+
+class ResponseCells:
+    """The solver's view of an :class:`AllocationProblem`: every channel-hour's response to the
+    price ``theta``, hours ``start..H-1``.
+
+    A paid channel-hour bought down to marginal ROI ``theta`` spends ``M Phi(x)`` and returns
+    ``g V Phi(x + sigma)`` with ``x = min((log(g V / M) - sigma^2 / 2 - log theta) / sigma,
+    Phi^-1(MAX_WIN_FRAC))`` (see :func:`solve_allocation`); a pay-per-sale channel-hour is
+    bought out (``gmv_full``, ``cost_full``) when its ROI beats ``theta``.
+    """
+
+    def __init__(self, problem: AllocationProblem) -> None:
+        per_sale = problem.pays_per_sale
+        self.paid_idx, self.sale_idx = np.flatnonzero(~per_sale), np.flatnonzero(per_sale)
+        self.sigma = problem.sigma[self.paid_idx]
+        g = (problem.purchases_per_impression * problem.gmv_per_purchase_cny)[..., self.paid_idx]
+        self.gv = g * problem.volume[..., self.paid_idx]  # (n, H, paid) GMV of the whole market
+        self.m = problem.max_spend_cny[..., self.paid_idx]
+        with np.errstate(divide="ignore"):
+            self.log_ratio = np.log(self.gv / np.maximum(self.m, 1e-12)) - 0.5 * self.sigma**2
+        self.cap = problem.cap_cny
+        gmv_full, cost_full = expected_response(problem.cap_cny, problem)
+        self.sale_gmv, self.sale_cost = gmv_full[..., self.sale_idx], cost_full[..., self.sale_idx]
+        self.sale_worth = np.divide(
+            self.sale_gmv,
+            self.sale_cost,
+            out=np.zeros_like(self.sale_gmv),
+            where=self.sale_cost > 0,
+        )
+
+    def paid_x(self, log_theta: np.ndarray, start: int = 0) -> np.ndarray:
+        """``x (n, H - start, paid)`` of the paid channel-hours at ``log_theta (n,)``."""
+        x = (self.log_ratio[:, start:] - log_theta[:, None, None]) / self.sigma
+        return np.minimum(x, X_CAP)
+
+    def paid_totals(
+        self, log_theta: np.ndarray, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-hour GMV, spend and ``d spend / d log(theta)`` ``(n, H - start)`` of the paid
+        channels at ``log_theta (n,)``.
+
+        The slope is ``-M phi(x) / sigma`` below the cap (0 at it); the GMV's slope is
+        ``theta`` times the spend's (every channel-hour is bought down to marginal ROI theta).
+        """
+        x = self.paid_x(log_theta, start)
+        gmv = self.paid_gmv(x, start).sum(axis=2)
+        spend = (self.m[:, start:] * ndtr(x)).sum(axis=2)
+        density = np.exp(-0.5 * x**2) / np.sqrt(2.0 * np.pi)
+        slope = -(np.where(x < X_CAP, self.m[:, start:] * density / self.sigma, 0.0)).sum(axis=2)
+        return gmv, spend, slope
+
+    def paid_gmv(self, x: np.ndarray, start: int = 0) -> np.ndarray:
+        """GMV ``(n, H - start, paid)`` of the paid channel-hours at ``x`` (from :meth:`paid_x`)."""
+        return self.gv[:, start:] * ndtr(x + self.sigma)
+
+    def take(self, rows: np.ndarray) -> ResponseCells:
+        """The cells of campaigns ``rows`` only."""
+        taken = copy.copy(self)
+        for name in ("gv", "m", "log_ratio", "cap", "sale_gmv", "sale_cost", "sale_worth"):
+            setattr(taken, name, getattr(self, name)[rows])
+        return taken
+
+    def sale_totals(self, log_theta: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """GMV and commission ``(n,)`` of the pay-per-sale channel-hours from ``start`` on."""
+        buy = self.sale_worth[:, start:] > np.exp(log_theta)[:, None, None]
+        gmv = (self.sale_gmv[:, start:] * buy).sum(axis=(1, 2))
+        return gmv, (self.sale_cost[:, start:] * buy).sum(axis=(1, 2))
+
+    def totals(self, log_theta: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Expected GMV and spend ``(n,)`` CNY of hours ``start..H-1`` at ``log_theta (n,)``."""
+        x = self.paid_x(log_theta, start)
+        gmv = (self.gv[:, start:] * ndtr(x + self.sigma)).sum(axis=(1, 2))
+        spend = (self.m[:, start:] * ndtr(x)).sum(axis=(1, 2))
+        sale_gmv, sale_spend = self.sale_totals(log_theta, start)
+        return gmv + sale_gmv, spend + sale_spend
+
+    def allocation(self, log_theta: np.ndarray, start: int = 0, stop: int | None = None):
+        """The allocation ``(n, stop - start, k)`` CNY at ``log_theta (n,)`` of hours
+        ``start..stop-1`` (to the end by default)."""
+        hours = slice(start, stop)
+        cap = self.cap[:, hours]
+        alloc = np.zeros_like(cap)
+        x = np.minimum((self.log_ratio[:, hours] - log_theta[:, None, None]) / self.sigma, X_CAP)
+        alloc[..., self.paid_idx] = np.minimum(self.m[:, hours] * ndtr(x), cap[..., self.paid_idx])
+        buy = self.sale_worth[:, hours] > np.exp(log_theta)[:, None, None]
+        alloc[..., self.sale_idx] = np.where(buy, cap[..., self.sale_idx], 0.0)
+        return alloc
+
+
+def meets_constraints(
+    gmv_cny: np.ndarray,
+    spend_cny: np.ndarray,
+    log_theta: np.ndarray,
+    budget_cny: np.ndarray,
+    target_roi: np.ndarray,
+    gmv_offset_cny: np.ndarray | float = 0.0,
+    spend_offset_cny: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """Whether a plan's expected ``gmv_cny`` and ``spend_cny`` ``(n,)`` at ``log_theta`` are
+    admissible (see :func:`solve_allocation`): monotone in ``log_theta``, false below the
+    optimum, true above it."""
+    within_budget = spend_cny <= budget_cny * (1.0 + 1e-9)
+    required = target_roi * (spend_cny + spend_offset_cny) * (1.0 - 1e-9)
+    meets = gmv_cny + gmv_offset_cny >= required
+    return within_budget & (meets | (log_theta >= np.log(target_roi)))
+
+
+def solve_allocation(
+    problem: AllocationProblem,
+    gmv_offset_cny: np.ndarray | float = 0.0,
+    spend_offset_cny: np.ndarray | float = 0.0,
+    log_theta_start: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal allocation ``(n, H, k)`` CNY and its price ``theta`` ``(n,)`` by bisection.
+
+    Solves ``max G`` subject to ``C <= budget`` and
+    ``gmv_offset + G >= target_roi * (spend_offset + C)``: the oracle's problem with offsets 0,
+    the planner's rest of the horizon with the GMV and spend that count already (``(n,)`` CNY).
+
+    Every channel-hour maximizes ``G(a) - theta * C(a)``. Paid channel: with
+    ``x = Phi^-1(a / M)`` the marginal GMV of spend is ``g V / M * exp(-sigma x - sigma^2 / 2)``
+    (``g`` attributed GMV per impression); setting it to ``theta`` gives
+    ``x = (log(g V / (M theta)) - sigma^2 / 2) / sigma`` and ``a = M Phi(x)``, capped at
+    ``MAX_WIN_FRAC * M``. Pay-per-sale channel: its ROI does not depend on the allocation, so it
+    is bought out when that ROI beats ``theta`` and skipped otherwise.
+
+    Spend falls with ``theta``; the surplus ``G - R C`` rises with ``theta`` below the target
+    ``R`` and falls above it (its derivative is ``(theta - R) dC/dtheta``), so it peaks at
+    ``theta = R``. The optimum is therefore the smallest ``theta`` that keeps spend within budget
+    and either meets the ROI constraint or is at least ``R`` (:func:`meets_constraints`):
+    ``max(theta_budget, theta_roi)``, where ``theta_roi <= R`` is the smallest price meeting the
+    ROI constraint. With offsets 0 (the oracle) the constraint holds at every ``theta >= R``;
+    with a deficit to make up it may hold nowhere, and the plan at ``max(theta_budget, R)`` buys
+    only the channel-hours whose marginal ROI reaches the target: the largest expected surplus
+    ``G - R C`` the budget allows, the plan that comes closest to the target.
+
+    ``log_theta_start (n,)`` warm-starts the bisection (see :func:`smallest_log_theta`).
+    """
+    cells = ResponseCells(problem)
+
+    def feasible(log_theta: np.ndarray) -> np.ndarray:
+        gmv, spend = cells.totals(log_theta)
+        return meets_constraints(
+            gmv, spend, log_theta, problem.budget_cny, problem.target_roi,
+            gmv_offset_cny, spend_offset_cny,
+        )  # fmt: skip
+
+    n = problem.budget_cny.shape[0]
+    log_theta = smallest_log_theta(feasible, *_log_bounds(n), log_theta_start)
+    return cells.allocation(log_theta), np.exp(log_theta)
+
+
+def _log_bounds(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``log(THETA_BOUNDS)`` as two ``(n,)`` arrays."""
+    return np.full(n, np.log(THETA_BOUNDS[0])), np.full(n, np.log(THETA_BOUNDS[1]))
+
+
+def smallest_log_theta(
+    predicate, low: np.ndarray, high: np.ndarray, start: np.ndarray | None = None
+) -> np.ndarray:
+    """Smallest ``log(theta)`` ``(n,)`` in ``[low, high]`` where the monotone ``predicate``
+    (false below, true above; ``(n,) -> (n,)`` bool) holds, by bisection; ``high`` where it never
+    does.
+
+    Cold (``start`` None): ``_BISECTION_STEPS`` halvings of ``[low, high]``. Warm: a bracket of
+    ``_WARM_WIDTH`` around ``start`` (the last hour's price), moved and doubled where it does
+    not hold the answer, then halved to ``_WARM_TOLERANCE``.
+    """
+    if start is None:
+        lo, hi, steps = low.copy(), high.copy(), _BISECTION_STEPS
+    else:
+        lo = np.clip(start - 0.5 * _WARM_WIDTH, low, high)
+        hi = np.clip(start + 0.5 * _WARM_WIDTH, low, high)
+        width = _WARM_WIDTH
+        while True:
+            down = (lo > low) & predicate(lo)  # the answer lies below lo
+            up = ~down & (hi < high) & ~predicate(hi)  # the answer lies above hi
+            if not (down.any() or up.any()):
+                break
+            width *= 2.0
+            hi, lo = np.where(down, lo, hi), np.where(down, np.maximum(lo - width, low), lo)
+            lo, hi = np.where(up, hi, lo), np.where(up, np.minimum(hi + width, high), hi)
+        steps = int(np.ceil(np.log2(max(float((hi - lo).max()), 1e-12) / _WARM_TOLERANCE)))
+    at_low = lo <= low
+    ok_low = at_low & predicate(lo) if at_low.any() else at_low
+    for _ in range(max(steps, 0)):
+        mid = 0.5 * (lo + hi)
+        ok = predicate(mid)
+        hi = np.where(ok, mid, hi)
+        lo = np.where(ok, lo, mid)
+    return np.where(ok_low, lo, hi)
+
+
+def _attributed_frac(params: CampaignParams) -> np.ndarray:
+    """``(n, H)`` expected share of an hour's purchases attributed by the end of the window.
+
+    A purchase in hour ``t`` arrives at once with probability ``immediate_frac``, otherwise with
+    hazard ``h`` in each of the ``H - 1 - t`` later hours, and at the end within the attribution
+    window with probability ``1 - (1 - h)^W``; the rest is never counted.
+    """
+    hours = np.arange(params.horizon_hours)
+    h = params.delay_hazard_per_hour[:, None]
+    late = (1.0 - params.immediate_frac[:, None]) * (1.0 - h) ** (params.horizon_hours - 1 - hours)
+    return 1.0 - late * (1.0 - h) ** ATTRIBUTION_WINDOW_HOURS
+
+
+def build_problem(
+    params: CampaignParams, markets: dict[str, np.ndarray], pool: np.ndarray
+) -> tuple[AllocationProblem, np.ndarray]:
+    """The allocation problem of real campaigns given a returning-pool trajectory ``pool (n, H)``.
+
+    Returns the problem and the expected *new-customer* purchases per impression ``(n, H, k)``
+    (used to update the pool).
+    """
+    cvr_mult = markets["cvr_mult"]
+    p_new = np.minimum(params.cvr_new[:, None, :] * cvr_mult, _CVR_CAP)
+    p_ret = np.minimum(params.cvr_returning[:, None, :] * cvr_mult, _CVR_CAP)
+    pool_b = pool[:, :, None]
+    returning_frac = _AFFINITY * pool_b / (pool_b + params.pool_half_saturation[:, None, None])
+    ctr = params.ctr[:, None, :]
+    problem = AllocationProblem(
+        volume=markets["volume"],
+        max_spend_cny=markets["max_spend_cny"],
+        purchases_per_impression=ctr * ((1.0 - returning_frac) * p_new + returning_frac * p_ret),
+        price_cny=params.price_cny,
+        attributed_frac=_attributed_frac(params),
+        sigma=_SIGMA,
+        commission_frac=_COMMISSION,
+        budget_cny=params.budget_cny,
+        target_roi=params.target_roi,
+    )
+    return problem, ctr * (1.0 - returning_frac) * p_new
+
+
+def expected_pool(params: CampaignParams, new_purchases: np.ndarray) -> np.ndarray:
+    """Returning pool ``(n, H)`` at the start of each hour given new-customer purchases ``(n, H)``.
+
+    New customers join the pool when their conversion arrives (same delay model as the core).
+    """
+    n, horizon = new_purchases.shape
+    imm, h = params.immediate_frac, params.delay_hazard_per_hour
+    pool = np.empty((n, horizon))
+    current, pending = params.returning_pool_init.astype(np.float64).copy(), np.zeros(n)
+    for t in range(horizon):  # a recursion over time, vectorized over campaigns
+        pool[:, t] = current
+        arrived = imm * new_purchases[:, t] + h * pending
+        pending = pending * (1.0 - h) + (1.0 - imm) * new_purchases[:, t]
+        current = current + arrived
+    return pool
+
+
+def plan_problem(
+    params: CampaignParams, markets: dict[str, np.ndarray], pool_iterations: int = 2
+) -> tuple[AllocationProblem, dict[str, np.ndarray]]:
+    """The allocation problem of campaigns facing ``markets`` (as ``hourly_markets`` returns)
+    with the expected returning-pool trajectory of its own plan, and that plan: ``alloc_cny
+    (n, H, k)`` (spend per paid channel-hour; allocation of pay-per-sale channels), ``theta
+    (n,)``, ``expected_gmv_cny (n,)`` and ``expected_spend_cny (n,)``.
+
+    The pool and the plan are a fixed point: plan -> expected pool -> plan, ``pool_iterations``
+    times (two or three passes converge), each pass after the first warm-started from the last
+    one's price.
+    """
+    pool = np.repeat(params.returning_pool_init[:, None], params.horizon_hours, axis=1)
+    log_theta = None
+    for _ in range(max(pool_iterations, 1)):
+        problem, new_per_impression = build_problem(params, markets, pool)
+        alloc, theta = solve_allocation(problem, log_theta_start=log_theta)
+        log_theta = np.log(theta)
+        # New customers in proportion to the expected purchases.
+        gmv, _ = expected_response(alloc, problem)
+        new_share = new_per_impression / np.maximum(problem.purchases_per_impression, 1e-300)
+        new_purchases = (gmv / problem.gmv_per_purchase_cny * new_share).sum(axis=2)
+        pool = expected_pool(params, new_purchases)
+    problem, _ = build_problem(params, markets, pool)
+    alloc, theta = solve_allocation(problem, log_theta_start=log_theta)
+    gmv, cost = expected_response(alloc, problem)
+    return problem, {
+        "alloc_cny": alloc,
+        "theta": theta,
+        "expected_gmv_cny": gmv.sum(axis=(1, 2)),
+        "expected_spend_cny": cost.sum(axis=(1, 2)),
+    }
+
+
+def within_budget(alloc_cny: np.ndarray, budget_left_cny: np.ndarray) -> np.ndarray:
+    """An hour's planned allocation ``(n, k)`` as a spend request within ``budget_left_cny (n,)``.
+
+    Paid channels get their planned spend; pay-per-sale channels their planned allocation,
+    reduced so that the request stays within the budget left after the paid channels.
+    """
+    per_sale = _COMMISSION > 0
+    paid_total = np.where(per_sale, 0.0, alloc_cny).sum(axis=1)
+    room = np.maximum(budget_left_cny - paid_total, 0.0)
+    per_sale_total = np.maximum(np.where(per_sale, alloc_cny, 0.0).sum(axis=1), 1e-12)
+    shrink = np.minimum(room / per_sale_total, 1.0)
+    return np.where(per_sale, alloc_cny * shrink[:, None], alloc_cny)
