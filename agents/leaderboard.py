@@ -105,7 +105,7 @@ def leaderboard_markdown(rows: list[dict[str, Any]], header: str = "") -> str:
         rule = best_rule(group)
         lines += [f"### {scenario} ({group[0]['episodes']} episodes)", ""]
         if rule is not None:
-            lines += [f"Best rule: `{rule['policy']}` ({criterion_text(limit)}).", ""]
+            lines += [f"Best rule: `{rule['policy']}` ({criterion_text(group)}).", ""]
         lines += [
             "| # | policy | GMV % of planner [95% CI] | GMV % of oracle [95% CI] | ROI miss | "
             "compensation, % of spend | AuctionNet score | GMV of campaigns that met the target "

@@ -166,7 +166,7 @@ def compare_cmd(args: argparse.Namespace) -> int:
     """Handler of ``budgetgym compare``."""
     from budgetgym.agents.evaluation import compare, parse_scenarios
     from budgetgym.agents.report import verdict_lines
-    from budgetgym.agents.verdict import best_rule, criterion_text, miss_limit
+    from budgetgym.agents.verdict import best_rule, criterion_text
 
     started = time.perf_counter()
     console = Console(soft_wrap=True)  # no line breaks inside paths
@@ -203,7 +203,7 @@ def compare_cmd(args: argparse.Namespace) -> int:
         group = [r for r in rows if r["scenario"] == scenario]
         rule = best_rule(group)
         console.print(
-            f"{scenario}: best rule {rule['policy']} ({criterion_text(miss_limit(group))}): "
+            f"{scenario}: best rule {rule['policy']} ({criterion_text(group)}): "
             f"total GMV {rule['gmv_ratio_to_planner_pct']:.1f}% of the planner's, "
             f"{rule['gmv_ratio_to_oracle_pct']:.1f}% of the oracle's, ROI missed in "
             f"{100 * rule['roi_violation_rate']:.0f}%",

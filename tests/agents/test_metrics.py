@@ -10,7 +10,13 @@ from budgetgym.agents import evaluation
 from budgetgym.agents.baselines import make_baseline
 from budgetgym.agents.evaluation import evaluate, pareto_sweep, simulate, summarize
 from budgetgym.agents.pareto import PlanToTarget, pareto_point
-from budgetgym.agents.verdict import MISS_MARGIN, best_rule, ranked, versus_best_rule
+from budgetgym.agents.verdict import (
+    MISS_MARGIN,
+    best_rule,
+    criterion_text,
+    ranked,
+    versus_best_rule,
+)
 from budgetgym.envs import EVAL_SEED_START, OBS_DIM, BatchedCampaigns, channel_slice, obs_index
 from budgetgym.envs.campaigns import plan_to_target
 from budgetgym.envs.channels import CHANNEL_NAMES
@@ -112,9 +118,12 @@ def test_criterion_never_rewards_missing_the_target() -> None:
         assert best_rule([*group, _row("greedy_marginal", gmv, MISS_MARGIN + 0.051, gmv)]) == (
             best_rule(group)
         )
+    assert criterion_text(group).startswith("most GMV with ROI miss <= 10.0%")
     # No rule within the limit, or no planner_cc: the AuctionNet score decides.
     assert best_rule(group[:3])["policy"] == "pid_pacing"
+    assert criterion_text(group[:3]).startswith("best AuctionNet score: no rule has")
     assert best_rule(group[1:])["policy"] == "pid_pacing"
+    assert criterion_text(group[1:]).startswith("best AuctionNet score; no planner_cc")
 
 
 def test_verdict_outcome_is_interval_based_and_beats_means_won() -> None:
@@ -130,7 +139,7 @@ def test_verdict_outcome_is_interval_based_and_beats_means_won() -> None:
     verdicts = {v["scenario"]: v for v in versus_best_rule(rows)}
     assert verdicts["a"]["outcome"] == "tie" and not verdicts["a"]["beats_rule"]
     assert verdicts["b"]["outcome"] == "won" and verdicts["b"]["beats_rule"]
-    assert "planner_cc's + 5" in verdicts["a"]["criterion"]
+    assert verdicts["a"]["criterion"].startswith("most GMV with ROI miss <= 10.0%")
     stale = [*rows[:2], rows[2] | {"paired": {**paired, "rule": "bandit"}}]
     with pytest.raises(ValueError, match="best rule in a is obs_pacing"):
         versus_best_rule(stale)
