@@ -23,11 +23,11 @@ from budgetgym.agents.policy import ORACLE, PLANNER, PLANNER_CC, PRIVILEGED
 from budgetgym.agents.verdict import miss_limit
 from budgetgym.envs.channels import CHANNEL_NAMES
 
-#: The privileged references, drawn black and thick: line style and Pareto marker of each.
-REFERENCE_STYLES: dict[str, tuple[str, str]] = {
-    ORACLE: ("-", "*"),
-    PLANNER: ("--", "D"),
-    PLANNER_CC: (":", "s"),
+#: The privileged references, drawn black and thick: line style, Pareto marker and bar hatch.
+REFERENCE_STYLES: dict[str, tuple[str, str, str]] = {
+    ORACLE: ("-", "*", "//"),
+    PLANNER: ("--", "D", "xx"),
+    PLANNER_CC: (":", "s", ".."),
 }
 #: Colour and line style of each rule: thin lines, so the policies that matter stand out.
 RULE_STYLES: dict[str, tuple[str, str]] = {
@@ -148,7 +148,7 @@ def plot_gmv_vs_planner(rows: list[dict], path: Path) -> None:
             width,
             label=policy,
             color="white" if policy in PRIVILEGED else styles[policy]["color"],
-            hatch="//" if policy in PRIVILEGED else None,
+            hatch=REFERENCE_STYLES[policy][2] if policy in PRIVILEGED else None,
             edgecolor="black" if learned else "none",
             linewidth=1.2 if learned else 0,
             yerr=np.stack([mean - lo, hi - mean]),
