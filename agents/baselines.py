@@ -39,7 +39,16 @@ from budgetgym.envs.campaigns import LATE_SHARE, OBS_DIM, BatchedCampaigns, chan
 from budgetgym.envs.channels import DEFAULT_CHANNELS
 from budgetgym.envs.core import ACTION_DIM, MAX_PACE_MULT, SHARE_TEMPERATURE
 from budgetgym.envs.errors import unknown_name_error
-from budgetgym.envs.scenarios import HORIZON_HOURS, REFERENCE_PRICE_CNY
+from budgetgym.envs.scenarios import (
+    EVENT_CVR_MULT,
+    EVENT_LENGTH_HOURS,
+    EVENT_PRICE_MULT,
+    EVENT_TRAFFIC_MULT,
+    HORIZON_HOURS,
+    REFERENCE_PRICE_CNY,
+    WARMUP_CVR_MULT,
+    WARMUP_HOURS,
+)
 
 N_CHANNELS = len(DEFAULT_CHANNELS)
 #: ``(k,)`` bool, public channel billing: pay-per-sale channels cost nothing unless they sell.
@@ -558,6 +567,8 @@ _PROGRESS, _BUDGET_LEFT = obs_index("progress"), obs_index("budget_left_frac")
 _PACE_GAP, _LOG_ROI = obs_index("pace_gap"), obs_index("log_matured_roi")
 _LOG_ROI_BY_CHANNEL = channel_slice("log_matured_roi")
 _HOURS_TO_EVENT = obs_index("hours_to_event")
+_HOUR_SIN, _HOUR_COS = obs_index("hour_sin"), obs_index("hour_cos")
+_WEEKDAY_SIN, _WEEKDAY_COS = obs_index("weekday_sin"), obs_index("weekday_cos")
 _CUM_SPEND_BY_CHANNEL = channel_slice("cum_spend_frac")
 _RECENT_SPEND_BY_CHANNEL = channel_slice("recent_spend_frac")
 _LOG_PRICE = obs_index("log_price")
@@ -628,9 +639,6 @@ def obs_rule_actions(obs: Any, throttle: str = "always", split: str = "roi") -> 
         raise ValueError(f"Unknown throttle {throttle!r} or split {split!r}.")
     xp = array_namespace(obs)
     obs = xp.astype(obs, xp.float64)
-    per_sale = xp.asarray(PAYS_PER_SALE, device=device(obs))
-    hours_left_frac = xp.clip(1.0 - obs[:, _PROGRESS], min=1e-3)
-    even = xp.clip(obs[:, _BUDGET_LEFT] / hours_left_frac, min=1e-9)
     log_roi = obs[:, _LOG_ROI]
     log_pace = PACE_GAIN * obs[:, _PACE_GAP]
     throttled = log_roi < 0.0
@@ -641,15 +649,38 @@ def obs_rule_actions(obs: Any, throttle: str = "always", split: str = "roi") -> 
         throttled = throttled & (obs[:, _HOURS_TO_EVENT] < 1.0)
     log_pace = xp.where(throttled, xp.clip(log_pace, max=0.0) + ROI_GAIN * log_roi, log_pace)
     pace = xp.clip(xp.exp(xp.clip(log_pace, min=-3.0, max=1.6)), max=MAX_PACE_MULT)
+    return pace_split_actions(obs, pace, paid_split(obs, split))
+
+
+def paid_split(obs: Any, split: str) -> Any:
+    """Paid-channel weights ``(n, n_channels)`` float64 (0 for pay-per-sale channels; rows need
+    not sum to 1) of the ``obs_*`` rules' ``split`` (see :func:`obs_rule_actions`) for float64
+    observations ``(n, OBS_DIM)`` (any array-API array)."""
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; valid: {', '.join(SPLITS)}.")
+    xp = array_namespace(obs)
     if split == "thompson":
-        weights = thompson_shares(obs)
-    else:
-        weights = xp.exp(SHARE_POWER * obs[:, _LOG_ROI_BY_CHANNEL])
-        weights = xp.where(per_sale, xp.zeros_like(weights), weights)
+        return thompson_shares(obs)
+    per_sale = xp.asarray(PAYS_PER_SALE, device=device(obs))
+    weights = xp.exp(SHARE_POWER * obs[:, _LOG_ROI_BY_CHANNEL])
+    weights = xp.where(per_sale, xp.zeros_like(weights), weights)
     if split == "by_price":
         high_price = obs[:, _LOG_PRICE] >= math.log(HIGH_PRICE_CNY / REFERENCE_PRICE_CNY)
         roi_shares = weights / xp.sum(weights, axis=1, keepdims=True)
         weights = xp.where(high_price[:, None], roi_shares, thompson_shares(obs))
+    return weights
+
+
+def pace_split_actions(obs: Any, pace: Any, weights: Any) -> Any:
+    """Actions ``(n, ACTION_DIM)`` float32 in ``[-1, 1]`` that request ``pace`` ``(n,)`` times even
+    pacing of what is left (float64 observations ``(n, OBS_DIM)`` supply the budget left) on
+    the paid channels, split in proportion to ``weights`` ``(n, n_channels)`` (zero on
+    pay-per-sale channels), plus the pay-per-sale channels' standing allocation of 4x even
+    pacing within the pace limit (only their commissions are spent). Any array-API arrays."""
+    xp = array_namespace(obs)
+    per_sale = xp.asarray(PAYS_PER_SALE, device=device(obs))
+    hours_left_frac = xp.clip(1.0 - obs[:, _PROGRESS], min=1e-3)
+    even = xp.clip(obs[:, _BUDGET_LEFT] / hours_left_frac, min=1e-9)
     paid = (pace * even)[:, None] * weights / xp.sum(weights, axis=1, keepdims=True)
     room = xp.clip(MAX_PACE_MULT * even - xp.sum(paid, axis=1), min=0.0) / max(N_PER_SALE, 1)
     standing = xp.broadcast_to(xp.clip(room, max=PER_SALE_ALLOCATION)[:, None], paid.shape)
@@ -734,6 +765,111 @@ class ObsPriceAwarePolicy(ObsPacingPolicy):
     throttle, split = "promotion", "by_price"
 
 
+#: ``calendar_pacing``'s model of what an hour is worth, from what a practitioner knows before
+#: the campaign (docs/benchmark.md, "2. Baselines"): last year's promotion uplifts (the public
+#: calendar's ``EVENT_*`` / ``WARMUP_*`` multipliers of traffic, price level and conversion)
+#: and the platform's daily traffic report (docs/simulator.md, section 7): volume peaks at 20:00
+#: (+-0.6 x a diurnal strength of about 0.8 across channels), the price level rises 25% with
+#: it, weekends bring 15% more traffic. None of them is a campaign parameter.
+EVENING_PEAK_HOUR = 20
+DIURNAL_VOLUME_SWING = 0.48
+DIURNAL_PRICE_SWING = 0.25
+WEEKEND_TRAFFIC_MULT = 1.15
+#: ``1 / (1 - e)`` for a response ``GMV ~ spend^e`` within an hour: equal marginal ROI across
+#: hours puts spend ``~ market cost x (conversion / price)^(1 / (1 - e))`` in each.
+VALUE_POWER = 2.0
+
+
+def calendar_weights(obs: Any, horizon_hours: int = HORIZON_HOURS) -> Any:
+    """Value weights ``(n, horizon_hours)`` float64 of the hours from now (column 0) to the end
+    of the horizon (0 past it) for float64 observations ``(n, OBS_DIM)`` (any array-API array).
+
+    The hour comes from ``progress``, the event's start from ``hours_to_event`` (both scaled by
+    the horizon, which the observation does not carry: the default one), time of day and
+    weekday from the clock features, the event and warm-up lengths from the public calendar.
+    An hour with traffic ``V``, price level ``p`` and conversion multiplier ``c`` (the module's
+    calendar constants) weighs ``V p (c / p)^VALUE_POWER``: spend in proportion to it equates the
+    hours' marginal ROI under a power-law response.
+    """
+    xp = array_namespace(obs)
+    tau = 2.0 * math.pi
+    hour = xp.round(obs[:, _PROGRESS] * float(horizon_hours))
+    ahead = xp.arange(horizon_hours, dtype=xp.float64, device=device(obs))[None, :]
+    left = ahead < (float(horizon_hours) - hour)[:, None]
+    time_of_day = xp.round(xp.atan2(obs[:, _HOUR_SIN], obs[:, _HOUR_COS]) * 24.0 / tau) % 24.0
+    weekday = xp.round(xp.atan2(obs[:, _WEEKDAY_SIN], obs[:, _WEEKDAY_COS]) * 7.0 / tau) % 7.0
+    clock = time_of_day[:, None] + ahead  # hours from today's midnight
+    weekend = (weekday[:, None] + xp.floor(clock / 24.0)) % 7.0 >= 5.0
+    to_event = obs[:, _HOURS_TO_EVENT]
+    since = ahead - xp.round(to_event * float(horizon_hours))[:, None]
+    has_event = (to_event < 1.0)[:, None]  # clipped to 1 when no event falls within the horizon
+    event = has_event & (since >= 0.0) & (since < float(EVENT_LENGTH_HOURS))
+    warmup = has_event & (since >= -float(WARMUP_HOURS)) & (since < 0.0)
+    evening = xp.cos(tau * (clock - float(EVENING_PEAK_HOUR)) / 24.0)
+    zero = xp.zeros_like(evening)
+    log_volume = (
+        xp.log1p(DIURNAL_VOLUME_SWING * evening)
+        + xp.where(weekend, math.log(WEEKEND_TRAFFIC_MULT), zero)
+        + xp.where(event, math.log(EVENT_TRAFFIC_MULT), zero)
+    )
+    log_price = xp.log1p(DIURNAL_PRICE_SWING * evening) + xp.where(
+        event, math.log(EVENT_PRICE_MULT), zero
+    )
+    log_cvr = xp.where(
+        event, math.log(EVENT_CVR_MULT), xp.where(warmup, math.log(WARMUP_CVR_MULT), zero)
+    )
+    log_weight = log_volume + log_price + VALUE_POWER * (log_cvr - log_price)
+    return xp.where(left, xp.exp(log_weight), zero)
+
+
+def calendar_pace(obs: Any, horizon_hours: int = HORIZON_HOURS) -> Any:
+    """``calendar_pacing``'s pace ``(n,)``: this hour's value weight over the mean weight of the
+    hours left (:func:`calendar_weights`), a multiple of even pacing of the budget left."""
+    xp = array_namespace(obs)
+    weights = calendar_weights(obs, horizon_hours)
+    hours_left = xp.clip(xp.sum(xp.astype(weights > 0.0, xp.float64), axis=1), min=1.0)
+    return weights[:, 0] * hours_left / xp.clip(xp.sum(weights, axis=1), min=1e-12)
+
+
+def calendar_rule_actions(obs: Any, split: str = "by_price", throttle: bool = False) -> Any:
+    """Actions ``(n, ACTION_DIM)`` float32 in ``[-1, 1]`` of ``calendar_pacing`` for raw
+    observations ``(n, OBS_DIM)`` (any array-API array): :func:`calendar_pace` on the paid
+    channels, split by ``split`` (:func:`paid_split`)."""
+    xp = array_namespace(obs)
+    obs = xp.astype(obs, xp.float64)
+    pace = calendar_pace(obs)
+    if throttle:
+        log_roi = obs[:, _LOG_ROI]
+        pace = pace * xp.exp(ROI_GAIN * xp.clip(log_roi, max=0.0))
+    return pace_split_actions(obs, xp.clip(pace, max=MAX_PACE_MULT), paid_split(obs, split))
+
+
+class CalendarPacingPolicy(RulePolicy):
+    """Calendar pacing ("flighting"): spend each hour in proportion to the value it is expected
+    to carry, read from the public calendar and the clock in the observation.
+
+    Every hour the rule weighs the hours left (:func:`calendar_weights`) and spends this hour's
+    weight over their mean times even pacing of the budget left, so it saves through a warm-up
+    that converts badly and spends through the surge. Paid channels split like
+    ``obs_price_aware``'s (:func:`paid_split`), pay-per-sale channels keep their standing
+    allocation. A pure function of the observation (:func:`calendar_rule_actions`).
+
+    Source: the flighting / calendar pacing of media planners (budget by period in proportion
+    to expected demand), and budget pacing with traffic forecasts in autobidding (AuctionNet;
+    industrial pacing that spends along a forecast of the day's traffic).
+    """
+
+    name = "calendar_pacing"
+
+    def __init__(self, split: str = "by_price", throttle: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.split = split
+        self.throttle = throttle
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        return calendar_rule_actions(check_obs_batch(obs), self.split, self.throttle), None
+
+
 BASELINES: dict[str, type[RulePolicy]] = {
     cls.name: cls
     for cls in (
@@ -746,6 +882,7 @@ BASELINES: dict[str, type[RulePolicy]] = {
         ObsPacingUnthrottledPolicy,
         ObsThompsonPolicy,
         ObsPriceAwarePolicy,
+        CalendarPacingPolicy,
         ThompsonBanditPolicy,
         DualPacingPolicy,
     )
