@@ -776,10 +776,11 @@ class ObsPriceAwarePolicy(ObsPacingPolicy):
 #: ``calendar_pacing``'s model of what an hour is worth, from what a practitioner knows before
 #: the campaign (docs/benchmark.md, "2. Baselines"), none of it a campaign parameter: last
 #: year's promotion uplifts (the public calendar's ``EVENT_*`` multipliers of traffic, price
-#: level and conversion, and the warm-up's ``WARMUP_CVR_MULT``; its +20% traffic and +10% price
-#: nearly cancel and are left out) and the platform's daily traffic report (docs/simulator.md,
-#: sections 2 and 7): volume peaks at 20:00 with a swing of 0.6 x a diurnal strength of about
-#: 0.8 across channels, the price level rises 25% with it, weekends bring 15% more traffic.
+#: level and conversion, and the warm-up's ``WARMUP_CVR_MULT``; its +20% traffic and +10%
+#: price move its weight by 9% and are left out) and the platform's daily traffic report
+#: (docs/simulator.md, sections 2 and 7): volume peaks at 20:00 with a swing of 0.6 x a diurnal
+#: strength of about 0.8 across channels, the price level rises 25% with it, weekends bring
+#: 15% more traffic.
 EVENING_PEAK_HOUR = 20
 DIURNAL_VOLUME_SWING = 0.48
 DIURNAL_PRICE_SWING = 0.25
