@@ -5,7 +5,9 @@ campaign parameters — and keeps a little per-episode state (running sums, cont
 arrays with one row per campaign, declared by :meth:`RulePolicy.initial_state`, so that one
 campaign can start a new episode while the others go on. All arithmetic is vectorized over
 ``(n, n_channels)``. The ``obs_*`` rules keep no state: they are one array-API function of the
-observation (:func:`obs_rule_actions`), which residual policies also run on torch tensors.
+observation (:func:`obs_rule_actions`), which residual policies also run on torch tensors;
+``calendar_pacing`` is another (:func:`calendar_rule_actions`), sharing their split and
+pace-to-action pieces (:func:`paid_split`, :func:`pace_split_actions`).
 
 Shared building blocks (:class:`RulePolicy`):
 
