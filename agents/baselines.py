@@ -802,9 +802,8 @@ def calendar_weights(obs: Any, horizon_hours: int = HORIZON_HOURS) -> Any:
     The hour comes from ``progress``, the event's start from ``hours_to_event`` (both scaled by
     the horizon, which the observation does not carry: the default one), time of day and
     weekday from the clock features, the event and warm-up lengths from the public calendar.
-    An hour with traffic ``V``, price level ``p`` and conversion multiplier ``c`` (the module's
-    calendar constants) weighs ``V p (c / p)^VALUE_POWER``: spend in proportion to it equates the
-    hours' marginal ROI under a power-law response.
+    Each hour weighs its :func:`hour_value`: the daily cycle's, times the weekend's traffic,
+    times the event's or the warm-up's (the module's calendar constants).
     """
     xp = array_namespace(obs)
     tau = 2.0 * math.pi
@@ -821,20 +820,22 @@ def calendar_weights(obs: Any, horizon_hours: int = HORIZON_HOURS) -> Any:
     event = has_event & (since >= 0.0) & (since < float(EVENT_LENGTH_HOURS))
     warmup = has_event & (since >= -float(WARMUP_HOURS)) & (since < 0.0)
     evening = xp.cos(tau * (clock - float(EVENING_PEAK_HOUR)) / 24.0)
-    zero = xp.zeros_like(evening)
-    log_volume = (
-        xp.log1p(DIURNAL_VOLUME_SWING * evening)
-        + xp.where(weekend, math.log(WEEKEND_TRAFFIC_MULT), zero)
-        + xp.where(event, math.log(EVENT_TRAFFIC_MULT), zero)
+    daily = hour_value(1.0 + DIURNAL_VOLUME_SWING * evening, 1.0 + DIURNAL_PRICE_SWING * evening)
+    calendar = xp.where(
+        event,
+        hour_value(EVENT_TRAFFIC_MULT, EVENT_PRICE_MULT, EVENT_CVR_MULT),
+        xp.where(warmup, hour_value(1.0, 1.0, WARMUP_CVR_MULT), xp.ones_like(evening)),
     )
-    log_price = xp.log1p(DIURNAL_PRICE_SWING * evening) + xp.where(
-        event, math.log(EVENT_PRICE_MULT), zero
-    )
-    log_cvr = xp.where(
-        event, math.log(EVENT_CVR_MULT), xp.where(warmup, math.log(WARMUP_CVR_MULT), zero)
-    )
-    log_weight = log_volume + log_price + VALUE_POWER * (log_cvr - log_price)
-    return xp.where(left, xp.exp(log_weight), zero)
+    weekly = xp.where(weekend, WEEKEND_TRAFFIC_MULT, 1.0)
+    return xp.where(left, daily * weekly * calendar, xp.zeros_like(evening))
+
+
+def hour_value(traffic: Any, price: Any, conversion: Any = 1.0) -> Any:
+    """Value weight ``traffic * price * (conversion / price)^VALUE_POWER`` of an hour whose
+    traffic, price level and conversion are these multiples of an ordinary hour's (floats or
+    arrays): spend in proportion to it equates the hours' marginal ROI when an hour's GMV grows
+    as ``spend^(1 - 1 / VALUE_POWER)``."""
+    return traffic * price * (conversion / price) ** VALUE_POWER
 
 
 def calendar_pace(obs: Any, horizon_hours: int = HORIZON_HOURS) -> Any:
