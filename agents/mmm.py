@@ -289,7 +289,7 @@ def parse_fits(data: object, source: str = "fits") -> MMMFits:
         per_sale = _mapping(entry.get("per_sale"), f"{where}.per_sale")
         order = np.argsort([CHANNEL_NAMES.index(c) for c in channels])
         scenarios[name] = ResponseCurves(
-            channels=tuple(np.array(list(channels))[order]),
+            channels=tuple(str(c) for c in np.array(list(channels))[order]),
             **{key: np.array(values[key])[order] for key in _CURVE_KEYS},
             per_sale_spend=_number(per_sale.get("spend"), f"{where}.per_sale.spend", 0, 1e3),
             per_sale_gmv=_number(per_sale.get("gmv"), f"{where}.per_sale.gmv", 0, 1e4),

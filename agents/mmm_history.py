@@ -108,7 +108,7 @@ def fit_scenario(
     paid = ~PAYS_PER_SALE
     fit = fit_hill(spend[:, :, paid], gmv[:, :, paid])
     return ResponseCurves(
-        channels=tuple(np.array(CHANNEL_NAMES)[paid]),
+        channels=tuple(str(c) for c in np.array(CHANNEL_NAMES)[paid]),
         **fit,
         per_sale_spend=float(spend[:, :, PAYS_PER_SALE].sum(axis=2).mean()),
         per_sale_gmv=float(gmv[:, :, PAYS_PER_SALE].sum(axis=2).mean()),
