@@ -776,13 +776,17 @@ class MMMStaticPolicy(RulePolicy):
     def use_scenario(self, scenario: str) -> None:
         """Switch to ``scenario``'s curves (solving its split table the first time)."""
         if scenario not in self.fits.scenarios:
-            raise ValueError(f"The MMM fits have no curves for scenario {scenario!r}; run "
-                             "'budgetgym mmm-fit' to fit it.")  # fmt: skip
+            raise ValueError(
+                f"The MMM fits have no curves for scenario {scenario!r}; run "
+                "'budgetgym mmm-fit' to fit it."
+            )
         curves = self.fits.scenarios[scenario]
-        paid = tuple(c.name for c, sale in zip(DEFAULT_CHANNELS, PAYS_PER_SALE) if not sale)
+        paid = tuple(np.array([c.name for c in DEFAULT_CHANNELS])[~PAYS_PER_SALE].tolist())
         if curves.channels != paid:
-            raise ValueError(f"The MMM fits of {scenario!r} cover channels {curves.channels}; "
-                             "the rule needs one curve per paid channel.")  # fmt: skip
+            raise ValueError(
+                f"The MMM fits of {scenario!r} cover channels {curves.channels}; the rule "
+                "needs one curve per paid channel."
+            )
         if scenario not in self._tables:
             self._tables[scenario] = split_table(curves)
         self.scenario = scenario

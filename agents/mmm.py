@@ -31,7 +31,7 @@ from scipy.optimize import least_squares, minimize
 from scipy.special import expit
 
 from budgetgym.envs.channels import CHANNEL_NAMES
-from budgetgym.envs.scenarios import SCENARIO_NAMES
+from budgetgym.envs.scenarios import SCENARIO_NAMES, TRAIN_SEED_LIMIT
 
 #: Version tag of the fits file's layout.
 FITS_FORMAT = "budgetgym-mmm-fits/1"
@@ -52,7 +52,7 @@ _CURVE_KEYS = ("beta", "ec", "s", "decay", "r2")
 
 # -- curves ---------------------------------------------------------------------------------
 def geometric_adstock(spend: np.ndarray, decay: float | np.ndarray) -> np.ndarray:
-    """Normalized geometric adstock over axis 1 (days): ``A_t = (1 - d) (x_t + d A_{t-1} / (1 - d))``.
+    """Normalized geometric adstock over axis 1 (days): ``A_t = (1 - d) sum_j d^j x_{t-j}``.
 
     Args:
         spend: ``(n, days, k)`` mean hourly spend per day, B/H units.
@@ -262,12 +262,14 @@ def parse_fits(data: object, source: str = "fits") -> MMMFits:
     data = _mapping(data, source)
     if data.get("format") != FITS_FORMAT:
         raise ValueError(f"{source}: format must be {FITS_FORMAT!r}, got {data.get('format')!r}.")
-    seed_start = _number(data.get("seed_start"), f"{source}: seed_start", 0, 899_999, True)
+    seed_start = _number(data.get("seed_start"), f"{source}: seed_start", 0, 1e12, True)
     campaigns = _number(data.get("campaigns"), f"{source}: campaigns", 1, 1e6, True)
     days = _number(data.get("days_fitted"), f"{source}: days_fitted", 1, 1e3, True)
-    if seed_start + campaigns > 900_000:
-        raise ValueError(f"{source}: the history must use training seeds (below 900,000), got "
-                         f"seeds {seed_start:.0f} to {seed_start + campaigns - 1:.0f}.")  # fmt: skip
+    if seed_start + campaigns > TRAIN_SEED_LIMIT:
+        raise ValueError(
+            f"{source}: the history must use training seeds (below {TRAIN_SEED_LIMIT:,}), got "
+            f"seeds {seed_start:.0f} to {seed_start + campaigns - 1:.0f}."
+        )
     scenarios = {}
     for name, entry in _mapping(data.get("scenarios"), f"{source}: scenarios").items():
         where = f"{source}: scenarios.{name}"
@@ -276,16 +278,17 @@ def parse_fits(data: object, source: str = "fits") -> MMMFits:
         entry = _mapping(entry, where)
         channels = _mapping(entry.get("channels"), f"{where}.channels")
         if not channels or any(c not in CHANNEL_NAMES for c in channels):
-            raise ValueError(f"{where}.channels must name channels among {CHANNEL_NAMES}, got "
-                             f"{list(channels)}.")  # fmt: skip
-        bounds = {"beta": BETA_BOUNDS, "ec": (1e-9, 1e6), "s": SHAPE_BOUNDS,
-                  "decay": (0.0, 0.99), "r2": (-1e6, 1.0)}  # fmt: skip
+            raise ValueError(
+                f"{where}.channels must name channels among {CHANNEL_NAMES}, got {list(channels)}."
+            )
+        bounds = {"beta": BETA_BOUNDS, "ec": (1e-9, 1e6), "s": SHAPE_BOUNDS, "decay": (0, 0.99)}
+        bounds["r2"] = (-1e6, 1.0)
         values = {key: [] for key in _CURVE_KEYS}
         for channel, curve in channels.items():
             curve = _mapping(curve, f"{where}.channels.{channel}")
             for key in _CURVE_KEYS:
-                values[key].append(_number(curve.get(key), f"{where}.channels.{channel}.{key}",
-                                           *bounds[key]))  # fmt: skip
+                where_key = f"{where}.channels.{channel}.{key}"
+                values[key].append(_number(curve.get(key), where_key, *bounds[key]))
         per_sale = _mapping(entry.get("per_sale"), f"{where}.per_sale")
         order = np.argsort([CHANNEL_NAMES.index(c) for c in channels])
         scenarios[name] = ResponseCurves(
@@ -344,15 +347,20 @@ def solve_split(
 
     constraints = [
         {"type": "ineq", "fun": lambda x: room - x.sum(), "jac": lambda x: -np.ones(k)},
-        {"type": "ineq", "fun": target_gap,
-         "jac": lambda x: hill_slope(x, *params) - target_roi},  # fmt: skip
+        {"type": "ineq", "fun": target_gap, "jac": lambda x: hill_slope(x, *params) - target_roi},
     ]
     candidates = [np.full(k, room / k), np.full(k, 0.05 * room / k), *(starts or [])]
     best, best_value = np.zeros(k), 0.0  # spend nothing on paid channels: GMV 0
     for start in candidates:
-        result = minimize(objective, np.clip(start, floor, room), jac=True, method="SLSQP",
-                          bounds=[(floor, room)] * k, constraints=constraints,
-                          options={"maxiter": 200, "ftol": 1e-10})  # fmt: skip
+        result = minimize(
+            objective,
+            np.clip(start, floor, room),
+            jac=True,
+            method="SLSQP",
+            bounds=[(floor, room)] * k,
+            constraints=constraints,
+            options={"maxiter": 200, "ftol": 1e-10},
+        )
         x = np.clip(result.x, 0.0, room)
         feasible = x.sum() <= room * (1 + 1e-6) and target_gap(x) >= -1e-6 * max(a + x.sum(), 1)
         value = -float(hill(x, *params).sum())

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from budgetgym.agents.baselines import MMMStaticPolicy
 from budgetgym.agents.limits import (
     check_campaigns,
     check_episodes,
     check_horizon,
     oracle_market_bytes,
 )
-from budgetgym.agents.baselines import MMMStaticPolicy
 from budgetgym.agents.mmm import MMMFits
 from budgetgym.envs import EVAL_SEED_START, check_scenario
 from budgetgym.scripts.cli_common import (
@@ -159,8 +159,9 @@ def write_curves(fits: MMMFits, scenario: str, out: Path, console: Console) -> N
 
     curves = fits.scenarios[scenario]
     console.print(curves_table(curves, f"mmm_static's fitted curves on {scenario} (B/H units)"))
-    record = {"scenario": scenario, "seed_start": fits.seed_start, "campaigns": fits.campaigns,
-              "days_fitted": fits.days_fitted, "curves": curves.rows()}  # fmt: skip
+    history = {"seed_start": fits.seed_start, "campaigns": fits.campaigns}
+    record = {"scenario": scenario, **history, "days_fitted": fits.days_fitted}
+    record["curves"] = curves.rows()
     (out / "mmm_curves.json").write_text(json.dumps(record, indent=2) + "\n")
     plot_curves(curves, out / "mmm_curves.png", f"mmm_static's fitted curves: {scenario}")
     console.print(f"Wrote mmm_curves.json and mmm_curves.png to {out}", highlight=False)

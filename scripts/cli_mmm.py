@@ -1,4 +1,4 @@
-"""The ``mmm-fit`` verb: collect the ``mmm_static`` rule's exploratory history and fit its curves."""
+"""The ``mmm-fit`` verb: the ``mmm_static`` rule's exploratory history and its fitted curves."""
 
 from __future__ import annotations
 
