@@ -323,8 +323,8 @@ def solve_split(
     """The static hourly split ``x`` ``(k,)`` (B/H units) that maximizes ``sum_k G_k(x_k)``
     subject to the budget ``sum x + a <= 1`` (even pacing) and the target
     ``sum G(x) + g >= R (sum x + a)``, with ``a, g`` the pay-per-sale channels' spend and GMV
-    (SLSQP from a few starts, the best feasible point kept; ``x = 0`` is always feasible when
-    the pay-per-sale channels earn the target on their own).
+    (SLSQP from a few starts, the best feasible point kept). Where no split meets the target,
+    ``x = 0``: the paid channels stay off.
 
     Args:
         curves: the scenario's fitted curves.
