@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from budgetgym.agents.mmm import MMMFits, ResponseCurves, interpolate_split, load_fits, split_table
+from budgetgym.agents.mmm import MMMFits, interpolate_split, load_fits, split_table
 from budgetgym.envs import random as crn
 from budgetgym.envs.campaigns import LATE_SHARE, OBS_DIM, BatchedCampaigns, channel_slice, obs_index
 from budgetgym.envs.channels import DEFAULT_CHANNELS
@@ -790,11 +790,6 @@ class MMMStaticPolicy(RulePolicy):
         if scenario not in self._tables:
             self._tables[scenario] = split_table(curves)
         self.scenario = scenario
-
-    @property
-    def curves(self) -> ResponseCurves:
-        """The curves of the scenario in use."""
-        return self.fits.scenarios[self.scenario]
 
     def reset(self, campaigns: BatchedCampaigns) -> None:
         super().reset(campaigns)

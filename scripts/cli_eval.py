@@ -15,7 +15,7 @@ from budgetgym.agents.limits import (
     check_horizon,
     oracle_market_bytes,
 )
-from budgetgym.agents.mmm import MMMFits
+from budgetgym.agents.mmm import MMMFits, plot_curves
 from budgetgym.envs import EVAL_SEED_START, check_scenario
 from budgetgym.scripts.cli_common import (
     EVAL_ROOT,
@@ -155,13 +155,15 @@ def write_curves(fits: MMMFits, scenario: str, out: Path, console: Console) -> N
     """Print ``mmm_static``'s fitted response curves of ``scenario`` and write them into
     ``out``: ``mmm_curves.json`` (the curves and the seeds of their history) and a plot,
     ``mmm_curves.png``."""
-    from budgetgym.agents.mmm import plot_curves
-
     curves = fits.scenarios[scenario]
     console.print(curves_table(curves, f"mmm_static's fitted curves on {scenario} (B/H units)"))
-    history = {"seed_start": fits.seed_start, "campaigns": fits.campaigns}
-    record = {"scenario": scenario, **history, "days_fitted": fits.days_fitted}
-    record["curves"] = curves.rows()
+    record = {
+        "scenario": scenario,
+        "seed_start": fits.seed_start,
+        "campaigns": fits.campaigns,
+        "days_fitted": fits.days_fitted,
+        "curves": curves.rows(),
+    }
     (out / "mmm_curves.json").write_text(json.dumps(record, indent=2) + "\n")
     plot_curves(curves, out / "mmm_curves.png", f"mmm_static's fitted curves: {scenario}")
     console.print(f"Wrote mmm_curves.json and mmm_curves.png to {out}", highlight=False)

@@ -117,7 +117,7 @@ def test_a_fits_file_that_is_not_json_fails_clearly(tmp_path):
         load_fits(path)
 
 
-def test_a_rule_without_curves_for_its_scenario_says_so(shipped, tmp_path):
+def test_a_rule_without_curves_for_its_scenario_says_so(tmp_path):
     fits = load_fits(corrupt(tmp_path, lambda d: d["scenarios"].pop("low_ctr_creative")))
     rule = make_baseline("mmm_static", fits=fits)
     with pytest.raises(ValueError, match="no curves for scenario 'low_ctr_creative'.*mmm-fit"):
