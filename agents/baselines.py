@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device
 
+from budgetgym.agents.mmm import MMMFits, interpolate_split, load_fits, split_table
 from budgetgym.envs import random as crn
 from budgetgym.envs.campaigns import LATE_SHARE, OBS_DIM, BatchedCampaigns, channel_slice, obs_index
 from budgetgym.envs.channels import DEFAULT_CHANNELS
@@ -129,6 +130,9 @@ class RulePolicy:
 
     name = "rule"
     acts_in_spend = False
+    #: Whether the rule reads the scenario's name at ``reset(campaigns)`` (a merchant knows the
+    #: category of their product); no rule reads a campaign's parameters.
+    knows_scenario = False
 
     def __init__(
         self, prior_weight_hours: float = 3.0, per_sale_allocation: float = PER_SALE_ALLOCATION
@@ -897,6 +901,71 @@ class CalendarPacingPolicy(RulePolicy):
         return calendar_rule_actions(check_obs_batch(obs), self.split), None
 
 
+class MMMStaticPolicy(RulePolicy):
+    """A marketing-mix model's static split under the budget and the target ROI, paced evenly.
+
+    The scenario's fitted curves (:mod:`budgetgym.agents.mmm`: one adstocked Hill curve per
+    paid channel, fitted on the rule's own exploratory history on training campaigns by
+    ``budgetgym mmm-fit``) give the hourly split ``x`` (B/H units) that maximizes the modelled
+    GMV with ``sum x`` plus the pay-per-sale channels' spend within even pacing and the
+    modelled ROI at the campaign's target (read from the observation). The split depends only
+    on (scenario, target), so it is solved once per scenario on a grid of targets
+    (``ROI_GRID``, SLSQP) and interpolated. Each hour the paid channels request ``x``, or even
+    pacing of what is left if that is less (the pay-per-sale channels, at their standing
+    allocation, may have spent more than modelled); no feedback from the campaign's results.
+
+    The rule knows the scenario it runs on (``campaigns.scenario`` at reset: a merchant knows
+    their category, and the model was fitted on that category's campaigns), never a campaign's
+    parameters; ``mixed`` uses the curves fitted on mixed campaigns, and so does a rule used
+    without ``reset(campaigns)``.
+
+    Source: the budget allocators of Meta Robyn, Google Meridian and PyMC-Marketing (SLSQP on
+    the fitted response curves, one static split per channel).
+
+    Args:
+        fits: the curves (default: the shipped fits file, :func:`~budgetgym.agents.mmm.load_fits`).
+        scenario: the scenario whose curves are used until ``reset(campaigns)`` names one.
+    """
+
+    name = "mmm_static"
+    knows_scenario = True
+
+    def __init__(self, fits: MMMFits | None = None, scenario: str = "mixed", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.fits = load_fits() if fits is None else fits
+        self._tables: dict[str, np.ndarray] = {}
+        self.use_scenario(scenario)
+
+    def use_scenario(self, scenario: str) -> None:
+        """Switch to ``scenario``'s curves (solving its split table the first time)."""
+        if scenario not in self.fits.scenarios:
+            raise ValueError(
+                f"The MMM fits have no curves for scenario {scenario!r}; run "
+                "'budgetgym mmm-fit' to fit it."
+            )
+        curves = self.fits.scenarios[scenario]
+        paid = tuple(np.array([c.name for c in DEFAULT_CHANNELS])[~PAYS_PER_SALE].tolist())
+        if curves.channels != paid:
+            raise ValueError(
+                f"The MMM fits of {scenario!r} cover channels {curves.channels}; the rule "
+                "needs one curve per paid channel."
+            )
+        if scenario not in self._tables:
+            self._tables[scenario] = split_table(curves)
+        self.scenario = scenario
+
+    def reset(self, campaigns: BatchedCampaigns) -> None:
+        super().reset(campaigns)
+        self.use_scenario(campaigns.scenario)
+
+    def decide(self, view):
+        split = interpolate_split(self._tables[self.scenario], view["target_roi"])
+        plan = np.zeros((split.shape[0], N_CHANNELS))
+        plan[:, ~PAYS_PER_SALE] = split
+        pace = np.minimum(plan.sum(axis=1) / view["even_rate"], 1.0)
+        return pace, plan
+
+
 BASELINES: dict[str, type[RulePolicy]] = {
     cls.name: cls
     for cls in (
@@ -912,6 +981,7 @@ BASELINES: dict[str, type[RulePolicy]] = {
         CalendarPacingPolicy,
         ThompsonBanditPolicy,
         DualPacingPolicy,
+        MMMStaticPolicy,
     )
 }
 BASELINE_NAMES: tuple[str, ...] = tuple(BASELINES)
