@@ -146,6 +146,11 @@ class PlannerPolicy:
         self._hour += 1
         return within_budget(self._plan[:, hour - self._plan_start], budget_left)
 
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        raise TypeError(
+            f"The {self.name} plans spend: step campaigns.step_spend(policy.spend(obs))."
+        )
+
     def _add_pending(self, spend_cny: np.ndarray, hour: int) -> None:
         """Add the expected purchase GMV of ``spend_cny (n, k)`` in ``hour`` to what is pending.
 

@@ -42,6 +42,8 @@ RULE_STYLES: dict[str, tuple[str, str]] = {
     "obs_price_aware": ("#98df8a", "--"),
     "bandit": ("#e377c2", ":"),
     "dual_pacing": ("#c49c94", "-."),
+    "calendar_pacing": ("#c5b0d5", "-"),
+    "mmm_static": ("#dbdb8d", "-"),
 }
 #: Colours of the trained (and any other) policies, in order of appearance: none is a rule's.
 LEARNED_COLORS = ("#d62728", "#ff7f0e", "#7b0000", "#f781bf", "#b8860b", "#3f007d")

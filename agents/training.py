@@ -1087,7 +1087,7 @@ def aggregate_seeds(
 
 
 def plot_learning_curves(run_dirs: Sequence[Path], out: Path) -> Path:
-    """Validation GMV (as % of the oracle's total when recorded) and ROI violation rate against
+    """Validation GMV (as % of the planner's total when recorded) and ROI violation rate against
     env steps: one thin line per seed, their mean in bold."""
     import matplotlib
 
@@ -1095,8 +1095,8 @@ def plot_learning_curves(run_dirs: Sequence[Path], out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     metrics = [("gmv", "validation GMV (CNY)"), ("roi_violation_rate", "ROI violation rate")]
-    if any("gmv_ratio_to_oracle_pct" in r for d in run_dirs for r in read_evaluations(d)):
-        metrics[0] = ("gmv_ratio_to_oracle_pct", "validation total GMV, % of the oracle's")
+    if any("gmv_ratio_to_planner_pct" in r for d in run_dirs for r in read_evaluations(d)):
+        metrics[0] = ("gmv_ratio_to_planner_pct", "validation total GMV, % of the planner's")
     fig, axes = plt.subplots(1, len(metrics), figsize=(11, 4))
     for ax, (key, label) in zip(axes, metrics, strict=True):
         curves = []

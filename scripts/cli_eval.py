@@ -9,12 +9,14 @@ from pathlib import Path
 
 from rich.console import Console
 
+from budgetgym.agents.baselines import MMMStaticPolicy
 from budgetgym.agents.limits import (
     check_campaigns,
     check_episodes,
     check_horizon,
     oracle_market_bytes,
 )
+from budgetgym.agents.mmm import MMMFits, plot_curves
 from budgetgym.agents.pareto import PARETO_EPISODES, PARETO_MULTS
 from budgetgym.envs import EVAL_SEED_START, check_scenario
 from budgetgym.scripts.cli_common import (
@@ -25,6 +27,7 @@ from budgetgym.scripts.cli_common import (
     compile_simulator,
     default_eval_dir,
 )
+from budgetgym.scripts.cli_mmm import curves_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -146,6 +149,8 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         horizon_hours=args.horizon_hours,
     )
     write_evaluation(result, out)
+    if isinstance(policy, MMMStaticPolicy):  # show and keep the model the rule acted on
+        write_curves(policy.fits, args.scenario, out, console)
     s = result.summary
     lo, hi = s["gmv_ci95"]
     checkpoint = f" ({s['checkpoint']})" if "checkpoint" in s else ""
@@ -160,6 +165,24 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     )
     console.print(f"Wrote episodes.csv and summary.json to {out}", highlight=False, soft_wrap=True)
     return 0
+
+
+def write_curves(fits: MMMFits, scenario: str, out: Path, console: Console) -> None:
+    """Print ``mmm_static``'s fitted response curves of ``scenario`` and write them into
+    ``out``: ``mmm_curves.json`` (the curves and the seeds of their history) and a plot,
+    ``mmm_curves.png``."""
+    curves = fits.scenarios[scenario]
+    console.print(curves_table(curves, f"mmm_static's fitted curves on {scenario} (B/H units)"))
+    record = {
+        "scenario": scenario,
+        "seed_start": fits.seed_start,
+        "campaigns": fits.campaigns,
+        "days_fitted": fits.days_fitted,
+        "curves": curves.rows(),
+    }
+    (out / "mmm_curves.json").write_text(json.dumps(record, indent=2) + "\n")
+    plot_curves(curves, out / "mmm_curves.png", f"mmm_static's fitted curves: {scenario}")
+    console.print(f"Wrote mmm_curves.json and mmm_curves.png to {out}", highlight=False)
 
 
 def compare_cmd(args: argparse.Namespace) -> int:
