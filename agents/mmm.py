@@ -23,20 +23,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import least_squares, minimize
 from scipy.special import expit
 
+from budgetgym.agents.datafile import json_number, json_object, read_json, shipped_data_path
 from budgetgym.envs.channels import CHANNEL_NAMES
 from budgetgym.envs.scenarios import SCENARIO_NAMES, TRAIN_SEED_LIMIT
 
 #: Version tag of the fits file's layout.
 FITS_FORMAT = "budgetgym-mmm-fits/1"
 #: The fits shipped with the package (``budgetgym mmm-fit`` rewrites it).
-SHIPPED_FITS = "data/mmm_fits.json"
+SHIPPED_FITS = "mmm_fits.json"
 #: Candidate day-to-day carry-over of the adstock; each channel keeps the best-fitting one.
 DECAY_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: Bounds of the Hill shape ``s`` and of the scale ``beta`` (B/H units).
@@ -235,22 +235,7 @@ class MMMFits:
 
 def shipped_fits_path() -> Path:
     """Path of the fits file shipped with the package."""
-    return Path(str(resources.files("budgetgym.agents").joinpath(SHIPPED_FITS)))
-
-
-def _number(value: object, where: str, low: float, high: float, integer: bool = False) -> float:
-    """``value`` as a float in ``[low, high]``; a one-sentence ``ValueError`` naming ``where``."""
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-        what = "an integer" if integer else "a number"
-        raise ValueError(f"{where} must be {what} in [{low:g}, {high:g}], got {value!r}.")
-    return float(value)
-
-
-def _mapping(value: object, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError(f"{where} must be a JSON object, got {type(value).__name__}.")
-    return value
+    return shipped_data_path(SHIPPED_FITS)
 
 
 def parse_fits(data: object, source: str = "fits") -> MMMFits:
@@ -259,24 +244,24 @@ def parse_fits(data: object, source: str = "fits") -> MMMFits:
     Raises:
         ValueError: one sentence naming the first bad key and its value.
     """
-    data = _mapping(data, source)
+    data = json_object(data, source)
     if data.get("format") != FITS_FORMAT:
         raise ValueError(f"{source}: format must be {FITS_FORMAT!r}, got {data.get('format')!r}.")
-    seed_start = _number(data.get("seed_start"), f"{source}: seed_start", 0, 1e12, True)
-    campaigns = _number(data.get("campaigns"), f"{source}: campaigns", 1, 1e6, True)
-    days = _number(data.get("days_fitted"), f"{source}: days_fitted", 1, 1e3, True)
+    seed_start = json_number(data.get("seed_start"), f"{source}: seed_start", 0, 1e12, True)
+    campaigns = json_number(data.get("campaigns"), f"{source}: campaigns", 1, 1e6, True)
+    days = json_number(data.get("days_fitted"), f"{source}: days_fitted", 1, 1e3, True)
     if seed_start + campaigns > TRAIN_SEED_LIMIT:
         raise ValueError(
             f"{source}: the history must use training seeds (below {TRAIN_SEED_LIMIT:,}), got "
             f"seeds {seed_start:.0f} to {seed_start + campaigns - 1:.0f}."
         )
     scenarios = {}
-    for name, entry in _mapping(data.get("scenarios"), f"{source}: scenarios").items():
+    for name, entry in json_object(data.get("scenarios"), f"{source}: scenarios").items():
         where = f"{source}: scenarios.{name}"
         if name not in SCENARIO_NAMES:
             raise ValueError(f"{where}: unknown scenario {name!r}.")
-        entry = _mapping(entry, where)
-        channels = _mapping(entry.get("channels"), f"{where}.channels")
+        entry = json_object(entry, where)
+        channels = json_object(entry.get("channels"), f"{where}.channels")
         if not channels or any(c not in CHANNEL_NAMES for c in channels):
             raise ValueError(
                 f"{where}.channels must name channels among {CHANNEL_NAMES}, got {list(channels)}."
@@ -285,17 +270,17 @@ def parse_fits(data: object, source: str = "fits") -> MMMFits:
         bounds["r2"] = (-1e6, 1.0)
         values = {key: [] for key in _CURVE_KEYS}
         for channel, curve in channels.items():
-            curve = _mapping(curve, f"{where}.channels.{channel}")
+            curve = json_object(curve, f"{where}.channels.{channel}")
             for key in _CURVE_KEYS:
                 where_key = f"{where}.channels.{channel}.{key}"
-                values[key].append(_number(curve.get(key), where_key, *bounds[key]))
-        per_sale = _mapping(entry.get("per_sale"), f"{where}.per_sale")
+                values[key].append(json_number(curve.get(key), where_key, *bounds[key]))
+        per_sale = json_object(entry.get("per_sale"), f"{where}.per_sale")
         order = np.argsort([CHANNEL_NAMES.index(c) for c in channels])
         scenarios[name] = ResponseCurves(
             channels=tuple(str(c) for c in np.array(list(channels))[order]),
             **{key: np.array(values[key])[order] for key in _CURVE_KEYS},
-            per_sale_spend=_number(per_sale.get("spend"), f"{where}.per_sale.spend", 0, 1e3),
-            per_sale_gmv=_number(per_sale.get("gmv"), f"{where}.per_sale.gmv", 0, 1e4),
+            per_sale_spend=json_number(per_sale.get("spend"), f"{where}.per_sale.spend", 0, 1e3),
+            per_sale_gmv=json_number(per_sale.get("gmv"), f"{where}.per_sale.gmv", 0, 1e4),
         )
     return MMMFits(scenarios, int(seed_start), int(campaigns), int(days))
 
@@ -308,12 +293,7 @@ def load_fits(path: Path | str | None = None) -> MMMFits:
         ValueError: not JSON, or a key missing or out of range (the message names it).
     """
     path = shipped_fits_path() if path is None else Path(path)
-    text = path.read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"MMM fits file {str(path)!r} is not valid JSON: {err}.") from err
-    return parse_fits(data, f"MMM fits file {str(path)!r}")
+    return parse_fits(read_json(path, "MMM fits file"), f"MMM fits file {str(path)!r}")
 
 
 # -- the static split -----------------------------------------------------------------------

@@ -19,9 +19,11 @@ from that spend under the expected response and delay model):
     subject to C_future <= budget left
                GMV so far + expected pending + G_future - margin >= R * (spend so far + C_future)
 
-``margin`` is 0 for ``planner``. ``planner_cc`` (``alpha`` given) plans to a margin that makes
-the realized final ROI meet the target with probability ``1 - alpha``: ``z_{1-alpha}`` times the
-predicted standard deviation of the GMV still to be attributed (docs/benchmark.md derives it).
+``margin`` is 0 for ``planner``. ``planner_cc`` plans to a margin of ``kappa`` times the
+predicted standard deviation of the GMV still to be attributed, re-imposed at every replan, with
+one ``kappa`` per scenario calibrated on training campaigns so that a share ``alpha`` of the
+campaigns ends below its target (:mod:`budgetgym.agents.cc_calibration`; docs/benchmark.md
+derives it).
 When no plan meets the constraint any more (bad luck early on), the planner buys only the
 channel-hours whose marginal ROI reaches the target: the plan that comes closest.
 
@@ -34,7 +36,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from scipy.special import log_ndtr, ndtri
+from scipy.special import log_ndtr
 
 from budgetgym.agents.allocation import (
     THETA_BOUNDS,
@@ -48,6 +50,7 @@ from budgetgym.agents.allocation import (
     solve_allocation,
     within_budget,
 )
+from budgetgym.agents.cc_calibration import CCCalibration, load_calibration
 from budgetgym.envs.campaigns import BatchedCampaigns, channel_slice, obs_index
 from budgetgym.envs.channels import channel_array
 from budgetgym.envs.core import (
@@ -72,9 +75,14 @@ class PlannerPolicy:
 
     Args:
         replan_hours: hours between two solves (>= 1); in between it follows the last plan.
-        alpha: ``None`` for ``planner`` (expected ROI at the target); a risk level in
-            ``(0, 0.5)`` for ``planner_cc`` (realized ROI at the target with probability
-            ``1 - alpha``).
+        alpha: ``None`` for ``planner`` (expected ROI at the target); for ``planner_cc``, the
+            share of campaigns allowed to end below their target, in ``(0, 0.5)``: ``reset``
+            reads the scenario's ``kappa`` for it from ``calibration``.
+        kappa: ``planner_cc`` at a given margin instead of ``alpha``: a scalar or one value per
+            campaign ``(n,)``, in standard deviations of the GMV still to be attributed
+            (negative: plan below the target). Exclusive with ``alpha``.
+        calibration: the miss-rate curves that map ``alpha`` to ``kappa`` (default: the shipped
+            file, read at the first ``reset``).
         pool_iterations: passes of the plan -> expected pool fixed point at reset.
         hindsight: plan on the realized market instead (``hourly_markets``): the closed-loop
             hindsight oracle (:class:`~budgetgym.agents.oracle.OraclePolicy`).
@@ -86,7 +94,8 @@ class PlannerPolicy:
             set the last plan's price.
 
     Raises:
-        ValueError: ``replan_hours`` not an integer >= 1, or ``alpha`` outside ``(0, 0.5)``.
+        ValueError: ``replan_hours`` not an integer >= 1, ``alpha`` outside ``(0, 0.5)``, or
+            both ``alpha`` and ``kappa``.
     """
 
     acts_in_spend = True
@@ -95,6 +104,8 @@ class PlannerPolicy:
         self,
         replan_hours: int = 1,
         alpha: float | None = None,
+        kappa: float | np.ndarray | None = None,
+        calibration: CCCalibration | None = None,
         pool_iterations: int = 2,
         hindsight: bool = False,
     ) -> None:
@@ -102,13 +113,18 @@ class PlannerPolicy:
             raise ValueError(f"replan_hours must be an integer >= 1, got {replan_hours!r}.")
         if alpha is not None and not 0.0 < alpha < 0.5:
             raise ValueError(f"alpha must lie in (0, 0.5), got {alpha!r}.")
+        if alpha is not None and kappa is not None:
+            raise ValueError(f"Give alpha or kappa, not both (got {alpha!r} and {kappa!r}).")
         self.replan_hours = int(replan_hours)
         self.alpha = alpha
+        self.kappa = None if kappa is None else np.asarray(kappa, dtype=np.float64)
+        self.calibration = calibration
         self.pool_iterations = pool_iterations
         self.hindsight = hindsight
+        self._hedged = alpha is not None or kappa is not None
         # The names of agents.policy's PRIVILEGED (it loads this module: no import back).
-        self.name = "oracle" if hindsight else ("planner" if alpha is None else "planner_cc")
-        self._z = 0.0 if alpha is None else float(ndtri(1.0 - alpha))
+        self.name = "oracle" if hindsight else ("planner_cc" if self._hedged else "planner")
+        self._kappa = np.zeros(())
         self._problem: AllocationProblem | None = None
 
     def reset(self, campaigns: BatchedCampaigns) -> None:
@@ -117,11 +133,22 @@ class PlannerPolicy:
         if params is None:
             raise RuntimeError(f"Reset the campaigns before the {self.name}: it reads params.")
         self._params = params
+        if self.alpha is not None:
+            if self.calibration is None:
+                self.calibration = load_calibration()
+            self._kappa = np.asarray(self.calibration.kappa(campaigns.scenario, self.alpha))
+        elif self.kappa is not None:
+            if self.kappa.ndim and self.kappa.shape != (params.n_envs,):
+                raise ValueError(
+                    f"kappa must be a scalar or one value per campaign ({params.n_envs},), "
+                    f"got shape {self.kappa.shape}."
+                )
+            self._kappa = self.kappa
         markets = hourly_markets(params) if self.hindsight else expected_markets(params)
         self._problem, self.initial_plan = plan_problem(params, markets, self.pool_iterations)
         self.roi_bound = np.zeros(params.n_envs, dtype=bool)
         self._log_theta = np.log(self.initial_plan["theta"])
-        self._table = _TotalsTable(ResponseCells(self._problem), self.alpha is not None)
+        self._table = _TotalsTable(ResponseCells(self._problem), self._hedged)
         self._table.build(np.arange(params.n_envs), self._log_theta)
         self._pending_gmv = np.zeros(params.n_envs)  # expected purchase GMV not yet arrived, CNY
         self._margin = np.zeros(params.n_envs)
@@ -212,7 +239,7 @@ class PlannerPolicy:
         remaining = params.horizon_hours - hour + ATTRIBUTION_WINDOW_HOURS
         pending = self._pending_gmv * (1.0 - (1.0 - h) ** remaining)  # expected to be attributed
         spend_so_far = params.budget_cny - budget_left
-        for _ in range(2 if self.alpha is not None and hour == 0 else 1):
+        for _ in range(2 if self._hedged and hour == 0 else 1):
             self._log_theta = self._solve(
                 hour, budget_left, gmv_so_far + pending - self._margin, spend_so_far
             )
@@ -220,9 +247,9 @@ class PlannerPolicy:
             self.roi_bound = (spend < budget_left * (1.0 - 1e-3)) & (
                 self._log_theta > _LOG_THETA_LIMITS[0]
             )
-            if self.alpha is not None:
+            if self._hedged:
                 variance = table.gmv_variance(self._log_theta, hour, pending, params.price_cny)
-                self._margin = self._z * np.sqrt(variance)
+                self._margin = self._kappa * np.sqrt(variance)
         self._plan = table.cells.allocation(self._log_theta, hour, hour + self.replan_hours)
         self._plan_start = hour
 

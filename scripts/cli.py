@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from rich.console import Console
 
 import budgetgym
-from budgetgym.scripts import cli_env, cli_eval, cli_mmm, cli_train
+from budgetgym.scripts import cli_env, cli_eval, cli_mmm, cli_planner, cli_train
 from budgetgym.scripts.cli_common import CLIError
 
 # Modules that add verbs; each defines register(subparsers) and sets ``handler`` defaults.
-COMMAND_MODULES = [cli_env, cli_train, cli_eval, cli_mmm]
+COMMAND_MODULES = [cli_env, cli_train, cli_eval, cli_mmm, cli_planner]
 
 console = Console()
 

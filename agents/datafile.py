@@ -1,0 +1,43 @@
+"""The package's data files (``agents/data/``): where they are, and how their JSON is read and
+validated as untrusted input, one sentence naming the first bad key."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+
+def shipped_data_path(name: str) -> Path:
+    """Path of the data file ``name`` shipped in ``budgetgym.agents.data``."""
+    return Path(str(resources.files("budgetgym.agents.data").joinpath(name)))
+
+
+def read_json(path: Path, what: str) -> object:
+    """The decoded JSON of the file at ``path`` (``what`` names it in errors).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not valid JSON.
+    """
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON: {err}.") from err
+
+
+def json_number(value: object, where: str, low: float, high: float, integer: bool = False) -> float:
+    """``value`` as a float in ``[low, high]``; a one-sentence ``ValueError`` naming ``where``."""
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        what = "an integer" if integer else "a number"
+        raise ValueError(f"{where} must be {what} in [{low:g}, {high:g}], got {value!r}.")
+    return float(value)
+
+
+def json_object(value: object, where: str) -> dict:
+    """``value`` if it is a JSON object, else a ``ValueError`` naming ``where``."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(value).__name__}.")
+    return value

@@ -1,0 +1,121 @@
+"""The ``planner-cc-calibrate`` verb: ``planner_cc``'s miss-rate curves on training campaigns."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from budgetgym.agents.cc_calibration import (
+    CALIBRATE_COMMAND,
+    KAPPA_GRID,
+    CCCalibration,
+    MissRateCurve,
+    load_calibration,
+    shipped_calibration_path,
+)
+from budgetgym.agents.cc_sweep import CALIBRATION_CAMPAIGNS, CALIBRATION_SEED_START
+from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
+from budgetgym.scripts.cli_common import CLIError, add_verb, check_positive, check_writable
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``planner-cc-calibrate`` verb."""
+    p = add_verb(
+        subparsers,
+        CALIBRATE_COMMAND.split()[-1],
+        help="Calibrate planner_cc's margin per scenario to a population ROI-miss rate.",
+        description=(
+            "Roll planner_cc out on training campaigns of each scenario at a grid of margins "
+            "(kappa, in standard deviations of the GMV still to be attributed), all margins in "
+            "one batch on the same campaigns, and write each scenario's share of campaigns "
+            "below target as a function of kappa (and the seeds used) as JSON. planner_cc "
+            "inverts it for its alpha. Scenarios not measured are kept from an existing file "
+            "measured on the same campaigns. The default output is the file shipped with the "
+            "package, which planner_cc reads."
+        ),
+    )
+    p.add_argument("--scenarios", default="all", help="'all' or comma-separated scenario names.")
+    p.add_argument(
+        "--campaigns",
+        type=int,
+        default=CALIBRATION_CAMPAIGNS,
+        help="Training campaigns per scenario (the same at every kappa).",
+    )
+    p.add_argument(
+        "--seed-start",
+        type=int,
+        default=CALIBRATION_SEED_START,
+        help=f"First campaign seed (training seeds: below {TRAIN_SEED_LIMIT:,}).",
+    )
+    p.add_argument(
+        "--kappas",
+        default=",".join(f"{k:g}" for k in KAPPA_GRID),
+        help="Comma-separated margins to measure, increasing.",
+    )
+    p.add_argument("--out", type=Path, help="Output JSON (default: the shipped calibration).")
+    p.set_defaults(handler=planner_cc_calibrate)
+
+
+def parse_kappas(text: str) -> list[float]:
+    """``"-1,0,1.5"`` -> ``[-1.0, 0.0, 1.5]``: at least two, strictly increasing."""
+    try:
+        kappas = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
+        raise CLIError(f"--kappas must be comma-separated numbers, got {text!r}.") from err
+    if len(kappas) < 2 or any(b <= a for a, b in zip(kappas, kappas[1:], strict=False)):
+        raise CLIError(f"--kappas must hold at least two increasing numbers, got {text!r}.")
+    return kappas
+
+
+def kept_curves(path: Path, calibration: CCCalibration) -> dict[str, MissRateCurve]:
+    """The curves of the file at ``path`` measured on the same campaigns as ``calibration``
+    (none when there is no such file)."""
+    if not path.exists():
+        return {}
+    old = load_calibration(path)
+    same = (old.seed_start, old.campaigns, old.horizon_hours) == (
+        calibration.seed_start,
+        calibration.campaigns,
+        calibration.horizon_hours,
+    )
+    return old.curves if same else {}
+
+
+def planner_cc_calibrate(args: argparse.Namespace) -> int:
+    """Handler of ``budgetgym planner-cc-calibrate``."""
+    from budgetgym.agents.cc_sweep import calibrate
+    from budgetgym.agents.evaluation import parse_scenarios
+
+    console = Console(soft_wrap=True)
+    scenarios = parse_scenarios(args.scenarios)
+    kappas = parse_kappas(args.kappas)
+    check_positive("--campaigns", args.campaigns)
+    if args.seed_start < 0 or args.seed_start + args.campaigns > TRAIN_SEED_LIMIT:
+        raise CLIError(
+            f"--seed-start {args.seed_start} with --campaigns {args.campaigns} leaves the "
+            f"training seeds (0 to {TRAIN_SEED_LIMIT - 1:,})."
+        )
+    out = args.out if args.out is not None else shipped_calibration_path()
+    check_writable(out, directory=False)
+    started = time.perf_counter()
+
+    def report(scenario: str, curve: MissRateCurve, seconds: float) -> None:
+        points = "  ".join(
+            f"{k:+.1f}:{100 * r:.1f}%" for k, r in zip(curve.kappa, curve.miss_rate, strict=True)
+        )
+        console.print(f"{scenario} ({seconds:.1f} s) kappa:miss  {points}", highlight=False)
+
+    calibration = calibrate(
+        scenarios, args.seed_start, args.campaigns, kappas, HORIZON_HOURS, on_scenario=report
+    )
+    curves = {**kept_curves(out, calibration), **calibration.curves}
+    CCCalibration(curves, args.seed_start, args.campaigns, HORIZON_HOURS).save(out)
+    console.print(
+        f"Calibrated {len(scenarios)} scenarios on {len(kappas)} margins x {args.campaigns} "
+        f"campaigns in {time.perf_counter() - started:.1f} s; wrote {out}",
+        highlight=False,
+    )
+    return 0
