@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -10,7 +11,9 @@ from rich.console import Console
 
 from budgetgym.agents.cc_calibration import (
     CALIBRATE_COMMAND,
+    KAPPA_BOUNDS,
     KAPPA_GRID,
+    SATURATION_POINTS,
     CCCalibration,
     MissRateCurve,
     load_calibration,
@@ -60,13 +63,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_kappas(text: str) -> list[float]:
-    """``"-1,0,1.5"`` -> ``[-1.0, 0.0, 1.5]``: at least two, strictly increasing."""
+    """``"-1,0,1.5"`` -> ``[-1.0, 0.0, 1.5]``: at least ``SATURATION_POINTS``,
+    increasing, within ``KAPPA_BOUNDS``."""
     try:
         kappas = [float(part) for part in text.split(",") if part.strip()]
     except ValueError as err:
         raise CLIError(f"--kappas must be comma-separated numbers, got {text!r}.") from err
-    if len(kappas) < 2 or any(b <= a for a, b in zip(kappas, kappas[1:], strict=False)):
-        raise CLIError(f"--kappas must hold at least two increasing numbers, got {text!r}.")
+    if len(kappas) < SATURATION_POINTS or any(b <= a for a, b in itertools.pairwise(kappas)):
+        raise CLIError(
+            f"--kappas must hold at least {SATURATION_POINTS} increasing numbers, got {text!r}."
+        )
+    low, high = KAPPA_BOUNDS
+    if not (low <= kappas[0] and kappas[-1] <= high):
+        raise CLIError(f"--kappas must lie in [{low:g}, {high:g}], got {text!r}.")
     return kappas
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from budgetgym.agents.allocation import ResponseCells, solve_allocation
 from budgetgym.agents.baselines import BASELINE_NAMES
+from budgetgym.agents.cc_calibration import load_calibration
 from budgetgym.agents.evaluation import evaluate, rollout
 from budgetgym.agents.planner import PlannerPolicy
 from budgetgym.agents.policy import PLANNER, PLANNER_CC, PRIVILEGED, load_policy, policy_names
@@ -18,10 +19,12 @@ from budgetgym.envs.core import expected_markets, hourly_markets
 from budgetgym.envs.scenarios import VALIDATION_SEED_START
 from tests.agents.test_oracle import tiny_problem
 
-EPISODES = 128
+#: Validation campaigns per scenario: alpha +- 3 points is more than 2 standard errors.
+EPISODES = 256
 ALPHA = 0.05
-#: Planner variants, from the boldest to the most careful: ``None`` is the plain planner.
-LADDER = (None, 0.2, ALPHA, 0.01)
+#: Planner variants: ``None`` is the plain planner, then planner_cc from the boldest to the
+#: most careful.
+LADDER = (None, 0.1, ALPHA, 0.02)
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +69,21 @@ def test_planner_beats_every_rule_at_no_higher_miss_rate(results):
 
 
 def test_planner_cc_keeps_its_risk(results):
-    """planner_cc misses at most alpha + 3 points everywhere, and less as alpha falls.
+    """planner_cc's share of campaigns below target is alpha +- 3 points on validation
+    campaigns (its margin is calibrated on training ones), and falls as alpha falls.
 
-    The chance constraint is an inequality: campaigns limited by their budget or market end
-    well above the target and never miss, so the rate over all campaigns lies below alpha.
+    Where the calibration curve is saturated (Double-11: almost every campaign is limited by
+    its budget), no margin misses as often as alpha: the constraint is slack and the rate may
+    lie lower, at the scenario's largest.
     """
+    calibration = load_calibration()
     for scenario, by_policy in results.items():
-        rates = [_miss(by_policy[f"alpha={a}"]) for a in LADDER]
-        assert rates[LADDER.index(ALPHA)] <= ALPHA + 0.03, (scenario, rates)
+        rates = [_miss(by_policy[f"alpha={a}"]) for a in LADDER[1:]]
+        rate = _miss(by_policy[f"alpha={ALPHA}"])
+        curve = calibration.curves[scenario]
+        slack = curve.saturated and ALPHA > curve.miss_rate[0]
+        assert rate <= ALPHA + 0.03, (scenario, rate)
+        assert slack or rate >= ALPHA - 0.03, (scenario, rate)
         assert rates == sorted(rates, reverse=True), (scenario, rates)
 
 
