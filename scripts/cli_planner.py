@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--kappas",
         default=",".join(f"{k:g}" for k in KAPPA_GRID),
-        help="Comma-separated margins to measure, increasing.",
+        help="Comma-separated margins to measure, increasing (--kappas=-1,0,1 when the first "
+        "is negative).",
     )
     p.add_argument("--out", type=Path, help="Output JSON (default: the shipped calibration).")
     p.set_defaults(handler=planner_cc_calibrate)
