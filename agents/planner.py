@@ -78,14 +78,14 @@ class PlannerPolicy:
         alpha: ``None`` for ``planner`` (expected ROI at the target); for ``planner_cc``, the
             share of campaigns allowed to end below their target, in ``(0, 0.5)``: ``reset``
             reads the scenario's ``kappa`` for it from ``calibration``.
+        pool_iterations: passes of the plan -> expected pool fixed point at reset.
+        hindsight: plan on the realized market instead (``hourly_markets``): the closed-loop
+            hindsight oracle (:class:`~budgetgym.agents.oracle.OraclePolicy`).
         kappa: ``planner_cc`` at a given margin instead of ``alpha``: a scalar or one value per
             campaign ``(n,)``, in standard deviations of the GMV still to be attributed
             (negative: plan below the target). Exclusive with ``alpha``.
         calibration: the miss-rate curves that map ``alpha`` to ``kappa`` (default: the shipped
             file, read at the first ``reset``).
-        pool_iterations: passes of the plan -> expected pool fixed point at reset.
-        hindsight: plan on the realized market instead (``hourly_markets``): the closed-loop
-            hindsight oracle (:class:`~budgetgym.agents.oracle.OraclePolicy`).
 
     Attributes (after ``reset``):
         initial_plan: the plan at hour 0, as
@@ -104,10 +104,11 @@ class PlannerPolicy:
         self,
         replan_hours: int = 1,
         alpha: float | None = None,
-        kappa: float | np.ndarray | None = None,
-        calibration: CCCalibration | None = None,
         pool_iterations: int = 2,
         hindsight: bool = False,
+        *,
+        kappa: float | np.ndarray | None = None,
+        calibration: CCCalibration | None = None,
     ) -> None:
         if isinstance(replan_hours, bool) or int(replan_hours) != replan_hours or replan_hours < 1:
             raise ValueError(f"replan_hours must be an integer >= 1, got {replan_hours!r}.")

@@ -16,6 +16,7 @@ from budgetgym.agents.cc_calibration import (
 )
 from budgetgym.agents.cc_sweep import measure_miss_rates
 from budgetgym.agents.planner import PlannerPolicy
+from budgetgym.agents.policy import load_policy
 from budgetgym.envs import SCENARIO_NAMES, BatchedCampaigns
 from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT
 
@@ -136,3 +137,14 @@ def test_a_calibration_that_is_not_json_fails_clearly(tmp_path):
     path.write_text('{"format": ')
     with pytest.raises(ValueError, match="planner_cc calibration file .* is not valid JSON"):
         load_calibration(path)
+
+
+def test_oracle_and_planner_plan_without_a_margin():
+    """Only planner_cc hedges: the references that plan to the expected target keep no margin."""
+    campaigns = _reset_campaigns("hit_product")
+    for name, hedged in (("oracle", False), ("planner", False), ("planner_cc", True)):
+        policy = load_policy(name)
+        policy.reset(campaigns)
+        planner = getattr(policy, "_mpc", policy)  # the oracle runs the planner's machinery
+        assert planner.name == name, name
+        assert (planner._table.market_var is not None) is hedged, name
