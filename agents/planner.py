@@ -125,7 +125,6 @@ class PlannerPolicy:
         self._hedged = alpha is not None or kappa is not None
         # The names of agents.policy's PRIVILEGED (it loads this module: no import back).
         self.name = "oracle" if hindsight else ("planner_cc" if self._hedged else "planner")
-        self._kappa = np.zeros(())
         self._problem: AllocationProblem | None = None
 
     def reset(self, campaigns: BatchedCampaigns) -> None:
