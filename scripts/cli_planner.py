@@ -55,9 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--kappas",
-        default=",".join(f"{k:g}" for k in KAPPA_GRID),
-        help="Comma-separated margins to measure, increasing (--kappas=-1,0,1 when the first "
-        "is negative).",
+        help=(
+            "Comma-separated margins to measure, increasing (--kappas=-1,0,1 when the first is "
+            f"negative); without it, {len(KAPPA_GRID)} margins evenly from {KAPPA_GRID[0]:g} to "
+            f"{KAPPA_GRID[-1]:g}."
+        ),
     )
     p.add_argument("--out", type=Path, help="Output JSON (default: the shipped calibration).")
     p.set_defaults(handler=planner_cc_calibrate)
@@ -101,7 +103,7 @@ def planner_cc_calibrate(args: argparse.Namespace) -> int:
 
     console = Console(soft_wrap=True)
     scenarios = parse_scenarios(args.scenarios)
-    kappas = parse_kappas(args.kappas)
+    kappas = list(KAPPA_GRID) if args.kappas is None else parse_kappas(args.kappas)
     check_positive("--campaigns", args.campaigns)
     if args.seed_start < 0 or args.seed_start + args.campaigns > TRAIN_SEED_LIMIT:
         raise CLIError(
