@@ -12,14 +12,19 @@ they were measured on.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import isotonic_regression
 
-from budgetgym.agents.datafile import json_number, json_object, read_json, shipped_data_path
+from budgetgym.agents.datafile import (
+    json_number,
+    json_object,
+    read_json,
+    shipped_data_path,
+    write_json,
+)
 from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT
 
 #: Version tag of the calibration file's layout.
@@ -143,9 +148,7 @@ class CCCalibration:
 
     def save(self, path: Path) -> None:
         """Write the calibration as JSON to ``path`` (parent folders created)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        write_json(path, self.to_json())
 
 
 def shipped_calibration_path() -> Path:

@@ -41,3 +41,10 @@ def json_object(value: object, where: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{where} must be a JSON object, got {type(value).__name__}.")
     return value
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write ``data`` as indented JSON to ``path`` (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -21,7 +21,6 @@ the exploratory history and writes the fits file, the ``mmm_static`` rule
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,13 @@ import numpy as np
 from scipy.optimize import least_squares, minimize
 from scipy.special import expit
 
-from budgetgym.agents.datafile import json_number, json_object, read_json, shipped_data_path
+from budgetgym.agents.datafile import (
+    json_number,
+    json_object,
+    read_json,
+    shipped_data_path,
+    write_json,
+)
 from budgetgym.envs.channels import CHANNEL_NAMES
 from budgetgym.envs.scenarios import SCENARIO_NAMES, TRAIN_SEED_LIMIT
 
@@ -228,9 +233,7 @@ class MMMFits:
 
     def save(self, path: Path) -> None:
         """Write the fits as JSON to ``path`` (parent folders created)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        write_json(path, self.to_json())
 
 
 def shipped_fits_path() -> Path:

@@ -50,6 +50,20 @@ def check_positive(name: str, value: int | None) -> None:
         raise CLIError(f"{name} must be >= 1, got {value}.")
 
 
+def check_training_seeds(seed_start: int, campaigns: int) -> None:
+    """Raise ``CLIError`` unless ``--campaigns`` (>= 1) campaigns from ``--seed-start`` all lie
+    in the training seeds (work fitted or calibrated on them never sees a validation or
+    held-out campaign)."""
+    from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT
+
+    check_positive("--campaigns", campaigns)
+    if seed_start < 0 or seed_start + campaigns > TRAIN_SEED_LIMIT:
+        raise CLIError(
+            f"--seed-start {seed_start} with --campaigns {campaigns} leaves the "
+            f"training seeds (0 to {TRAIN_SEED_LIMIT - 1:,})."
+        )
+
+
 def compile_simulator(console: Console, batch_sizes: Iterable[int]) -> None:
     """Load the simulator's compiled kernels for batches of these sizes. On a cold cache numba
     compiles them first (about a minute): say so, with a spinner on a terminal. A warm cache

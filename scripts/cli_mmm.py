@@ -12,7 +12,7 @@ from rich.table import Table
 from budgetgym.agents.mmm import ResponseCurves, shipped_fits_path
 from budgetgym.agents.mmm_history import FIT_CAMPAIGNS, FIT_SEED_START
 from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT
-from budgetgym.scripts.cli_common import CLIError, add_verb, check_positive, check_writable
+from budgetgym.scripts.cli_common import add_verb, check_training_seeds, check_writable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,12 +64,7 @@ def mmm_fit(args: argparse.Namespace) -> int:
 
     console = Console(soft_wrap=True)
     scenarios = parse_scenarios(args.scenarios)
-    check_positive("--campaigns", args.campaigns)
-    if args.seed_start < 0 or args.seed_start + args.campaigns > TRAIN_SEED_LIMIT:
-        raise CLIError(
-            f"--seed-start {args.seed_start} with --campaigns {args.campaigns} leaves the "
-            f"training seeds (0 to {TRAIN_SEED_LIMIT - 1:,})."
-        )
+    check_training_seeds(args.seed_start, args.campaigns)
     out = args.out if args.out is not None else shipped_fits_path()
     check_writable(out, directory=False)
     started = time.perf_counter()

@@ -21,7 +21,7 @@ from budgetgym.agents.cc_calibration import (
 )
 from budgetgym.agents.cc_sweep import CALIBRATION_CAMPAIGNS, CALIBRATION_SEED_START
 from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
-from budgetgym.scripts.cli_common import CLIError, add_verb, check_positive, check_writable
+from budgetgym.scripts.cli_common import CLIError, add_verb, check_training_seeds, check_writable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -104,12 +104,7 @@ def planner_cc_calibrate(args: argparse.Namespace) -> int:
     console = Console(soft_wrap=True)
     scenarios = parse_scenarios(args.scenarios)
     kappas = list(KAPPA_GRID) if args.kappas is None else parse_kappas(args.kappas)
-    check_positive("--campaigns", args.campaigns)
-    if args.seed_start < 0 or args.seed_start + args.campaigns > TRAIN_SEED_LIMIT:
-        raise CLIError(
-            f"--seed-start {args.seed_start} with --campaigns {args.campaigns} leaves the "
-            f"training seeds (0 to {TRAIN_SEED_LIMIT - 1:,})."
-        )
+    check_training_seeds(args.seed_start, args.campaigns)
     out = args.out if args.out is not None else shipped_calibration_path()
     check_writable(out, directory=False)
     started = time.perf_counter()
