@@ -280,30 +280,35 @@ def smallest_log_theta(
 
     Cold (``start`` None): ``_BISECTION_STEPS`` halvings of ``[low, high]``. Warm: a bracket of
     ``_WARM_WIDTH`` around ``start`` (the last hour's price), moved and doubled where it does
-    not hold the answer, then halved to ``_WARM_TOLERANCE``.
+    not hold the answer, then halved to ``_WARM_TOLERANCE``. Each row's bracket moves and
+    halves on its own predicate only, so a campaign's answer does not depend on the batch it
+    is solved in.
     """
     if start is None:
         lo, hi, steps = low.copy(), high.copy(), _BISECTION_STEPS
+        tolerance = 0.0
     else:
         lo = np.clip(start - 0.5 * _WARM_WIDTH, low, high)
         hi = np.clip(start + 0.5 * _WARM_WIDTH, low, high)
-        width = _WARM_WIDTH
+        width = np.full_like(lo, _WARM_WIDTH)
         while True:
             down = (lo > low) & predicate(lo)  # the answer lies below lo
             up = ~down & (hi < high) & ~predicate(hi)  # the answer lies above hi
             if not (down.any() or up.any()):
                 break
-            width *= 2.0
+            width = np.where(down | up, 2.0 * width, width)
             hi, lo = np.where(down, lo, hi), np.where(down, np.maximum(lo - width, low), lo)
             lo, hi = np.where(up, hi, lo), np.where(up, np.minimum(hi + width, high), hi)
         steps = int(np.ceil(np.log2(max(float((hi - lo).max()), 1e-12) / _WARM_TOLERANCE)))
+        tolerance = _WARM_TOLERANCE
     at_low = lo <= low
     ok_low = at_low & predicate(lo) if at_low.any() else at_low
     for _ in range(max(steps, 0)):
         mid = 0.5 * (lo + hi)
         ok = predicate(mid)
-        hi = np.where(ok, mid, hi)
-        lo = np.where(ok, lo, mid)
+        halve = hi - lo >= tolerance  # rows at their tolerance stop (the same step on any batch)
+        hi = np.where(halve & ok, mid, hi)
+        lo = np.where(halve & ~ok, mid, lo)
     return np.where(ok_low, lo, hi)
 
 

@@ -194,3 +194,14 @@ def test_registered_as_privileged_policies():
     assert load_policy(PLANNER).name == PLANNER
     cc = load_policy(PLANNER_CC)
     assert (cc.name, cc.alpha) == (PLANNER_CC, ALPHA)
+
+
+@pytest.mark.parametrize("name", ["oracle", PLANNER, PLANNER_CC])
+def test_a_campaign_gets_the_same_result_in_any_batch(name):
+    """References are solved for the whole batch at once, but each campaign's answer (its
+    warm-started bisection included) depends on that campaign alone."""
+    seeds = dict(scenario="hit_product", episodes=12, seed_start=VALIDATION_SEED_START)
+    whole = evaluate(load_policy(name), batch_size=12, progress=False, **seeds)
+    pieces = evaluate(load_policy(name), batch_size=5, progress=False, **seeds)
+    assert [e["gmv"] for e in whole.episodes] == [e["gmv"] for e in pieces.episodes]
+    assert [e["spend"] for e in whole.episodes] == [e["spend"] for e in pieces.episodes]
