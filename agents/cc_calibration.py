@@ -23,9 +23,9 @@ from budgetgym.agents.datafile import (
     json_object,
     read_json,
     shipped_data_path,
+    training_file_header,
     write_json,
 )
-from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT
 
 #: Version tag of the calibration file's layout.
 CALIBRATION_FORMAT = "budgetgym-planner-cc-calibration/1"
@@ -170,19 +170,10 @@ def parse_calibration(data: object, source: str = "calibration") -> CCCalibratio
     Raises:
         ValueError: one sentence naming the first bad key and its value.
     """
-    data = json_object(data, source)
-    if data.get("format") != CALIBRATION_FORMAT:
-        raise ValueError(
-            f"{source}: format must be {CALIBRATION_FORMAT!r}, got {data.get('format')!r}."
-        )
-    seed_start = json_number(data.get("seed_start"), f"{source}: seed_start", 0, 1e12, True)
-    campaigns = json_number(data.get("campaigns"), f"{source}: campaigns", 1, 1e6, True)
+    data, seed_start, campaigns = training_file_header(
+        data, source, CALIBRATION_FORMAT, "the curves"
+    )
     horizon = json_number(data.get("horizon_hours"), f"{source}: horizon_hours", 1, 1e5, True)
-    if seed_start + campaigns > TRAIN_SEED_LIMIT:
-        raise ValueError(
-            f"{source}: the curves must use training seeds (below {TRAIN_SEED_LIMIT:,}), got "
-            f"seeds {seed_start:.0f} to {seed_start + campaigns - 1:.0f}."
-        )
     curves = {}
     for name, entry in json_object(data.get("scenarios"), f"{source}: scenarios").items():
         where = f"{source}: scenarios.{name}"

@@ -7,6 +7,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT
+
 
 def shipped_data_path(name: str) -> Path:
     """Path of the data file ``name`` shipped in ``budgetgym.agents.data``."""
@@ -41,6 +43,26 @@ def json_object(value: object, where: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{where} must be a JSON object, got {type(value).__name__}.")
     return value
+
+
+def training_file_header(
+    data: object, source: str, file_format: str, what: str
+) -> tuple[dict, float, float]:
+    """Check the header every file fitted on training campaigns shares: a JSON object with
+    ``format`` equal to ``file_format`` and ``seed_start`` / ``campaigns`` inside the training
+    seeds (``what`` names the measured data in the error). Returns the object, ``seed_start``
+    and ``campaigns``; a one-sentence ``ValueError`` naming ``source`` otherwise."""
+    data = json_object(data, source)
+    if data.get("format") != file_format:
+        raise ValueError(f"{source}: format must be {file_format!r}, got {data.get('format')!r}.")
+    seed_start = json_number(data.get("seed_start"), f"{source}: seed_start", 0, 1e12, True)
+    campaigns = json_number(data.get("campaigns"), f"{source}: campaigns", 1, 1e6, True)
+    if seed_start + campaigns > TRAIN_SEED_LIMIT:
+        raise ValueError(
+            f"{source}: {what} must use training seeds (below {TRAIN_SEED_LIMIT:,}), got "
+            f"seeds {seed_start:.0f} to {seed_start + campaigns - 1:.0f}."
+        )
+    return data, seed_start, campaigns
 
 
 def write_json(path: Path, data: object) -> None:

@@ -33,10 +33,11 @@ from budgetgym.agents.datafile import (
     json_object,
     read_json,
     shipped_data_path,
+    training_file_header,
     write_json,
 )
 from budgetgym.envs.channels import CHANNEL_NAMES
-from budgetgym.envs.scenarios import SCENARIO_NAMES, TRAIN_SEED_LIMIT
+from budgetgym.envs.scenarios import SCENARIO_NAMES
 
 #: Version tag of the fits file's layout.
 FITS_FORMAT = "budgetgym-mmm-fits/1"
@@ -247,17 +248,8 @@ def parse_fits(data: object, source: str = "fits") -> MMMFits:
     Raises:
         ValueError: one sentence naming the first bad key and its value.
     """
-    data = json_object(data, source)
-    if data.get("format") != FITS_FORMAT:
-        raise ValueError(f"{source}: format must be {FITS_FORMAT!r}, got {data.get('format')!r}.")
-    seed_start = json_number(data.get("seed_start"), f"{source}: seed_start", 0, 1e12, True)
-    campaigns = json_number(data.get("campaigns"), f"{source}: campaigns", 1, 1e6, True)
+    data, seed_start, campaigns = training_file_header(data, source, FITS_FORMAT, "the history")
     days = json_number(data.get("days_fitted"), f"{source}: days_fitted", 1, 1e3, True)
-    if seed_start + campaigns > TRAIN_SEED_LIMIT:
-        raise ValueError(
-            f"{source}: the history must use training seeds (below {TRAIN_SEED_LIMIT:,}), got "
-            f"seeds {seed_start:.0f} to {seed_start + campaigns - 1:.0f}."
-        )
     scenarios = {}
     for name, entry in json_object(data.get("scenarios"), f"{source}: scenarios").items():
         where = f"{source}: scenarios.{name}"
