@@ -15,6 +15,7 @@ from budgetgym.scripts.cli_common import (
     check_writable,
     compile_simulator,
 )
+from budgetgym.scripts.cli_sweep import add_cluster_options
 
 if TYPE_CHECKING:  # the config schema imports pydantic: loaded by the handlers only
     from budgetgym.agents.config import TrainConfig
@@ -69,12 +70,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seeds", type=int, nargs="+", metavar="S", help="Train one run per seed and aggregate."
     )
-    p.add_argument("--workers", type=int, default=1, help="Parallel processes for --seeds.")
+    p.add_argument("--workers", type=int, help="Parallel local processes for --seeds (default: 1).")
     p.add_argument(
         "--torch-threads",
         type=int,
-        help="Torch threads per training process (default: CPU cores / --workers).",
+        help="Torch threads per training process (default: CPU cores / --workers; with "
+        "--address: 1, and each seed reserves that many of Ray's CPUs).",
     )
+    add_cluster_options(p, "the --seeds as Ray tasks (budgetgym[sweep])")
     p.add_argument(
         "--no-compare",
         action="store_true",
@@ -118,10 +121,19 @@ def train_command(args: argparse.Namespace) -> int:
     console = Console(soft_wrap=True)  # no line breaks inside paths
     check_positive("--total-timesteps", args.total_timesteps)
     check_positive("--workers", args.workers)
+    check_positive("--cpus", args.cpus)
     check_positive("--torch-threads", args.torch_threads)
     progress = not args.no_progress
     if args.resume:
-        if args.seed is not None or args.seeds or args.run_dir or args.set or args.overwrite:
+        if (
+            args.seed is not None
+            or args.seeds
+            or args.run_dir
+            or args.set
+            or args.overwrite
+            or args.address
+            or args.cpus
+        ):
             raise CLIError(
                 "--resume takes only --total-timesteps: the seed, run dir and config are the "
                 "run's own."
@@ -147,6 +159,15 @@ def train_command(args: argparse.Namespace) -> int:
 
     if args.seeds and args.seed is not None:
         raise CLIError("Use either --seed or --seeds, not both.")
+    if (args.address or args.cpus) and not args.seeds:
+        raise CLIError("--address and --cpus run --seeds on Ray; give --seeds.")
+    if args.cpus and args.address is None:
+        raise CLIError("--cpus sizes the Ray started inside the command: add --address local.")
+    if args.address and args.workers:
+        raise CLIError(
+            "--workers sets local processes; with --address Ray places the seeds on its CPUs "
+            "(--torch-threads each)."
+        )
     flags = {"seed": args.seed, "total_timesteps": args.total_timesteps}
     config = load_config(args.config, flags, dotlist=args.set)
     check_device_available(config.device)
@@ -160,17 +181,21 @@ def train_command(args: argparse.Namespace) -> int:
                 update={"eval": config.eval.model_copy(update={"final_episodes": 0})}
             )
         check_writable(root)
-        console.print(f"Training seeds {args.seeds} with {args.workers} workers into {root}")
+        workers = args.workers or 1
+        where = f"on Ray ({args.address})" if args.address else f"with {workers} workers"
+        console.print(f"Training seeds {args.seeds} {where} into {root}")
         compile_simulator(console, _training_batch_sizes(config))
         summary = training.train_seeds(
             config,
             args.seeds,
-            args.workers,
+            workers,
             root,
             progress=progress,
             log=console.print,
             torch_threads=args.torch_threads,
             overwrite=args.overwrite,
+            address=args.address,
+            cpus=args.cpus,
         )
         if summary.get("interrupted"):
             return 130
