@@ -102,12 +102,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def sweep_command(args: argparse.Namespace) -> int:
     """Handler of ``budgetgym sweep``."""
-    try:
-        import optuna  # noqa: F401
-        import ray  # noqa: F401
-    except ModuleNotFoundError as err:
-        raise CLIError(f"budgetgym sweep needs {err.name}, part of the sweep extra: "
-                       f"{EXTRA_HINT}.") from None  # fmt: skip
+    # Without the sweep extra this raises ModuleNotFoundError, which `budgetgym` turns into one
+    # line naming the extra to install, before any work.
+    import optuna  # noqa: F401
+    import ray  # noqa: F401
+
     from budgetgym.agents.config import check_device_available, load_config
     from budgetgym.agents.sweeps.space import Objective, load_space
     from budgetgym.agents.sweeps.tuner import resume_sweep, run_sweep

@@ -140,6 +140,7 @@ def _fit(
             max_t=config.total_timesteps,
             grace_period=config.eval.eval_freq,
             reduction_factor=settings["reduction_factor"],
+            stop_last_trials=False,  # a trial at max_t saves final/ and returns by itself
         )
         tuner = tune.Tuner(
             trainable,
