@@ -997,8 +997,12 @@ def train_seeds(
     write_json(paths.versions, versions())
     _append_command(paths)
 
+    # Ray's workers do not start in this directory: they get absolute paths.
+    where = root if address is None else root.resolve()
     jobs = [
-        SeedJob(config.model_copy(update={"seed": s}).model_dump_json(), str(root / f"seed_{s}"), s)
+        SeedJob(
+            config.model_copy(update={"seed": s}).model_dump_json(), str(where / f"seed_{s}"), s
+        )
         for s in seeds
     ]
     bars = _SeedBars(seeds, config.total_timesteps, enabled=progress)
