@@ -37,7 +37,8 @@ def connect(address: str | None, cpus: int | None = None) -> str:
     if not ray.is_initialized():
         options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
         if local:
-            ray.init(num_cpus=cpus, include_dashboard=False, **options)
+            # "local": a new Ray even where `ray start` left an address behind on this machine
+            ray.init(address=LOCAL, num_cpus=cpus, include_dashboard=False, **options)
         else:
             ray.init(address=address, **options)
     total = int(ray.cluster_resources().get("CPU", 0))

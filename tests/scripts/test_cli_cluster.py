@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -60,6 +61,10 @@ def ray_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     finally:  # SIGTERM would drain the node for 30 s first
         os.killpg(head.pid, signal.SIGKILL)
         head.wait()
+        # What `ray stop` would clean: the address file that names this head as the current one.
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
 
 
 def test_seeds_run_as_ray_tasks_on_a_cluster(tmp_path: Path, ray_head: str) -> None:
