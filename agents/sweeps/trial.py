@@ -7,6 +7,11 @@ checkpoint that points at it (``budgetgym_checkpoint.json``: no weights are copi
 restarts a failed trial (``FailureConfig(max_failures)``), the trial continues from the pointed
 checkpoint with :func:`~budgetgym.agents.training.resume`: same step counter, optimizer and
 normalization statistics.
+
+Ray Tune saves its experiment state every few seconds, so a sweep whose command died may come
+back (``--resume``) with a trial that Tune does not know as finished or checkpointed. The run
+directory decides then: a run already at its target (``final/``) reports its last validation
+and is not trained again; a run with a saved state continues from the newest one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from budgetgym.agents import training
+from budgetgym.agents.checkpoints import RunPaths, checkpoint_step, read_meta
 from budgetgym.agents.config import TrainConfig
 from budgetgym.agents.sweeps.space import Objective, apply_params
 
@@ -87,9 +93,28 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
         "on_validation": reporter,
     }
     checkpoint = tune.get_checkpoint()
+    paths = RunPaths(run_dir)
+    config = setup.config(params)
+    if _finished(paths, config.total_timesteps):
+        print(f"Trial {run_dir} is already at its target: reporting its last validation")
+        meta = read_meta(paths.final)
+        reporter(checkpoint_step(paths.final), meta["eval_metrics"], paths.final)
+        return
     if checkpoint is not None:
         target = pointed_checkpoint(checkpoint)
-        print(f"Trial resumes from {target}")
-        training.resume(target, **common)
-    else:  # a first start, or a restart before the first validation: start afresh
-        training.train(setup.config(params), run_dir, overwrite=True, **common)
+    elif paths.saved_states()[0]:
+        target = run_dir
+    else:  # a first start, or a restart before the first checkpoint: start afresh
+        training.train(config, run_dir, overwrite=True, **common)
+        return
+    print(f"Trial resumes from {target}")
+    training.resume(target, **common)
+
+
+def _finished(paths: RunPaths, total_timesteps: int) -> bool:
+    """Whether the run saved ``final/`` at its target (with the validation metrics)."""
+    try:
+        meta = read_meta(paths.final)
+    except (FileNotFoundError, ValueError):
+        return False
+    return meta.get("num_timesteps", 0) >= total_timesteps and "eval_metrics" in meta
