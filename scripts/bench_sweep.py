@@ -9,9 +9,10 @@
 * ``kill-driver``: a 4-trial sweep whose command (with the Ray it started) is killed once a trial
   has finished; ``budgetgym sweep --resume DIR`` must complete the sweep without training the
   finished trials again (their ``command.txt`` keeps one line, their records are unchanged).
-* ``oversubscription``: two identical trials side by side on a Ray with 2 CPUs, one CPU (torch
-  thread) each, against the same two trials one after the other with both CPUs each; prints
-  the ratio of the wall times (at most 1.2 means the trials do not oversubscribe the cores).
+* ``oversubscription``: a sweep of two identical trials on a Ray with 2 CPUs, one CPU (torch
+  thread) a trial, so they run side by side, against the same sweep with two CPUs a trial, so
+  Ray runs them one after the other; prints the ratio of the wall times (at most 1.2 means the
+  trials side by side do not oversubscribe the cores).
   Pin the process to two cores on a bigger machine: ``taskset -c 0,1 python ...``.
 """
 
@@ -160,7 +161,7 @@ def oversubscription(root: Path) -> bool:
 
     timed("warmup", 1, 2)  # Ray's workers and the kernels' caches, outside the measurement
     side_by_side = timed("side_by_side", 2, 1)
-    one_after_other = timed("first", 1, 2) + timed("second", 1, 2)
+    one_after_other = timed("one_after_other", 2, 2)  # two CPUs a trial: Ray runs one at a time
     ratio = side_by_side / one_after_other
     print(f"oversubscription: two trials side by side, one CPU each: {side_by_side:.1f} s; one "
           f"after the other, two CPUs each: {one_after_other:.1f} s; ratio {ratio:.2f} "

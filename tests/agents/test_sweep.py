@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from budgetgym.agents.config import load_config, validate_config
+from budgetgym.agents.config import EXPERIMENTS_DIR, load_config, validate_config
 from budgetgym.agents.sweeps.space import Objective, apply_params, load_space
 from budgetgym.scripts.cli import main
 from tests.agents.tiny_runs import cli, tiny, write_config
@@ -81,6 +81,12 @@ def test_space_errors_name_the_path(tmp_path: Path, base, entry: dict, message: 
         load_space(write_space(tmp_path, entry), base)
     assert message in str(err.value)
     assert str(next(iter(entry))) in str(err.value)
+
+
+@pytest.mark.parametrize("path", sorted((EXPERIMENTS_DIR / "sweeps").glob("*.yaml")), ids=str)
+def test_bundled_spaces_fit_the_default_config(path: Path) -> None:
+    space = load_space(path, load_config("ppo_default"))
+    assert space.paths and all(p.startswith(("hyperparams.", "env.")) for p in space.paths)
 
 
 def test_objective_penalizes_misses_above_the_limit(base) -> None:
