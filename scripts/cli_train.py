@@ -168,6 +168,8 @@ def train_command(args: argparse.Namespace) -> int:
             "--workers sets local processes; with --address Ray places the seeds on its CPUs "
             "(--torch-threads each)."
         )
+    if args.address:  # without the sweep extra: one line naming it, before any work
+        import ray  # noqa: F401
     flags = {"seed": args.seed, "total_timesteps": args.total_timesteps}
     config = load_config(args.config, flags, dotlist=args.set)
     check_device_available(config.device)

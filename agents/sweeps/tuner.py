@@ -113,6 +113,7 @@ def _fit(
     log: Callable[[str], None],
     restore: bool,
 ) -> SweepResults:
+    import optuna
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
@@ -127,6 +128,7 @@ def _fit(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, setup=setup), {"cpu": settings["cpus_per_trial"]}
     )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the live table says what it did
     log(f"Sweep on {connect(address, cpus)}: {settings['trials']} trials into {root}")
     table = SweepTable(config.total_timesteps, space.paths)
     storage = str(root / TUNE_DIR)
