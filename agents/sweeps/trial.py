@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from budgetgym.agents import training
 from budgetgym.agents.checkpoints import RunPaths, checkpoint_step, read_meta
-from budgetgym.agents.config import TrainConfig
+from budgetgym.agents.config import TrainConfig, validate_config
 from budgetgym.agents.sweeps.space import Objective, apply_params
 
 POINTER_FILE = "budgetgym_checkpoint.json"
@@ -45,10 +47,7 @@ class TrialSetup:
         return Path(self.root) / "trials" / trial_id
 
     def config(self, params: dict[str, Any]) -> TrainConfig:
-        import yaml
-
-        from budgetgym.agents.config import validate_config
-
+        """The trial's config: the base with the sampled ``{dotted path: value}`` set."""
         base = validate_config(yaml.safe_load(self.base_yaml), "the sweep's config")
         return apply_params(base, params, source=f"trial config {params}")
 

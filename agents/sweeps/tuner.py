@@ -130,9 +130,8 @@ def _fit(
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the live table says what it did
     log(f"Sweep on {connect(address, cpus)}: {settings['trials']} trials into {root}")
-    table = SweepTable(config.total_timesteps, space.paths)
     storage = str(root / TUNE_DIR)
-    if restore:
+    if restore:  # Tune keeps the run config, the live table included
         if not tune.Tuner.can_restore(storage):
             raise FileNotFoundError(f"{root} holds no Ray Tune state to resume ({storage}).")
         tuner = tune.Tuner.restore(storage, trainable, resume_errored=True)
@@ -153,12 +152,13 @@ def _fit(
                 num_samples=settings["trials"],
                 search_alg=OptunaSearch(seed=settings["seed"]),
                 scheduler=scheduler,
+                reuse_actors=True,  # the next trial trains in a finished one's process
             ),
             run_config=tune.RunConfig(
                 name=TUNE_DIR,
                 storage_path=str(root),
                 verbose=0,
-                callbacks=[table],
+                callbacks=[SweepTable(config.total_timesteps, space.paths)],
                 failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
             ),
         )
