@@ -21,14 +21,16 @@ SWEEP_ROOT = Path("runs") / "sweeps"
 EXTRA_HINT = 'pip install "budgetgym[sweep]"'
 
 
-def add_cluster_options(p: argparse.ArgumentParser, what: str) -> None:
-    """``--address`` and ``--cpus``, shared by ``sweep`` and ``train --seeds``."""
+def add_cluster_options(p: argparse.ArgumentParser, what: str, default: str) -> None:
+    """``--address`` and ``--cpus``, shared by ``sweep`` and ``train --seeds``; ``default``
+    says what happens without ``--address``."""
     p.add_argument(
         "--address",
         metavar="ADDR",
         help=f"Run {what} on Ray: 'auto' or HOST:PORT joins the cluster started with "
         "'ray start --head' (ray://HOST:PORT through Ray Client), 'local' starts Ray inside "
-        "this command. The run directory must be on a folder every machine sees.",
+        f"this command (without --address: {default}). The run directory must be on a folder "
+        "every machine sees.",
     )
     p.add_argument(
         "--cpus",
@@ -96,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-failures", type=int, default=2, help="Restarts of a trial whose process dies."
     )
     p.add_argument("--seed", type=int, default=0, help="Seed of Optuna's TPE sampler.")
-    add_cluster_options(p, "the trials")
+    add_cluster_options(p, "the trials", "local")
     p.set_defaults(handler=sweep_command)
 
 

@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Torch threads per training process (default: CPU cores / --workers; with "
         "--address: 1, and each seed reserves that many of Ray's CPUs).",
     )
-    add_cluster_options(p, "the --seeds as Ray tasks (budgetgym[sweep])")
+    add_cluster_options(p, "the --seeds as tasks (budgetgym[sweep])", "local processes, --workers")
     p.add_argument(
         "--no-compare",
         action="store_true",

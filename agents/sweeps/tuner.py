@@ -23,10 +23,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import optuna
 import yaml
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
 
 from budgetgym.agents.config import TrainConfig, validate_config
+from budgetgym.agents.sweeps.cluster import connect
 from budgetgym.agents.sweeps.results import SweepResults, collect, write_results
 from budgetgym.agents.sweeps.space import Dimension, Objective, SearchSpace
 from budgetgym.agents.sweeps.trial import TrialSetup, run_trial
@@ -113,12 +117,6 @@ def _fit(
     log: Callable[[str], None],
     restore: bool,
 ) -> SweepResults:
-    import optuna
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
-    from budgetgym.agents.sweeps.cluster import connect
-
     config = validate_config(yaml.safe_load(settings["config"]), "the sweep's config")
     space = SearchSpace(
         {path: Dimension.model_validate(spec) for path, spec in settings["space"].items()}
