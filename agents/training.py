@@ -1014,7 +1014,9 @@ def train_seeds(
             # Ray is the optional `sweep` extra: imported only when a cluster is asked for.
             from budgetgym.agents.sweeps.cluster import run_seed_tasks
 
-            results = run_seed_tasks(jobs, address, cpus, torch_threads or 1, bars, log)
+            results = run_seed_tasks(
+                seed_worker, jobs, address, cpus, torch_threads or 1, bars, log
+            )
     finally:
         bars.stop()
     if any(interrupted for _, _, interrupted, _ in results):

@@ -47,6 +47,7 @@ def connect(address: str | None, cpus: int | None = None) -> str:
 
 
 def run_seed_tasks(
+    worker: Callable[..., tuple[int, str, bool, int]],
     jobs: Sequence[Any],
     address: str,
     cpus: int | None,
@@ -54,18 +55,16 @@ def run_seed_tasks(
     bars: Any,
     log: Callable[[str], None],
 ) -> list[tuple[int, str, bool, int]]:
-    """Run :func:`~budgetgym.agents.training.seed_worker` for each
+    """Run ``worker`` (:func:`~budgetgym.agents.training.seed_worker`) for each
     :class:`~budgetgym.agents.training.SeedJob` as a Ray task reserving ``torch_threads`` CPUs,
     feeding progress to ``bars`` (``_SeedBars``) through a Ray queue. Ctrl-C cancels the tasks
     gently: each seed saves a checkpoint and stops, as with local workers."""
     import ray
     from ray.util.queue import Queue
 
-    from budgetgym.agents.training import seed_worker
-
     log(f"Seeds run on {connect(address, cpus)}, {torch_threads} CPU(s) each.")
     queue = Queue()
-    task = ray.remote(num_cpus=torch_threads, max_retries=0)(seed_worker)
+    task = ray.remote(num_cpus=torch_threads, max_retries=0)(worker)
     refs = [
         task.remote(job.config_json, job.run_dir, queue, job.seed, torch_threads) for job in jobs
     ]

@@ -17,6 +17,7 @@ trials.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -127,6 +128,9 @@ def _fit(
         tune.with_parameters(run_trial, setup=setup), {"cpu": settings["cpus_per_trial"]}
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the live table says what it did
+    # Tune's own progress output off (its legacy reporter at verbose=0 prints nothing): the
+    # live table is the one display.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     log(f"Sweep on {connect(address, cpus)}: {settings['trials']} trials into {root}")
     storage = str(root / TUNE_DIR)
     if restore:  # Tune keeps the run config, the live table included
