@@ -325,6 +325,8 @@ def test_a_scenario_without_a_channel_samples_per_channel_arrays_of_its_own_widt
     ("edit", "expected"),
     [
         ({"colour": "red"}, "colour: unknown key"),
+        ({"target_roii": [2, 3]}, "target_roii: unknown key (did you mean 'target_roi'?)"),
+        ({"model": {"ctr_sd": 0.1}}, "model.ctr_sd: unknown key (did you mean 'ctr_log_sd'?)"),
         ({"target_roi": [3.0, 2.0]}, "target_roi: needs low <= high, got [3.0, 2.0]"),
         ({"budget_cny": [-1.0, 5.0]}, "budget_cny[0]: Input should be greater than 0, got -1.0"),
         ({"immediate_frac": 1.5}, "immediate_frac: Input should be less than or equal to 1"),
