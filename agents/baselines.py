@@ -55,7 +55,7 @@ from budgetgym.envs.scenarios import (
 
 N_CHANNELS = len(DEFAULT_CHANNELS)
 #: ``(k,)`` bool, public channel billing: pay-per-sale channels cost nothing unless they sell.
-PAYS_PER_SALE = np.array([c.billing == "commission" for c in DEFAULT_CHANNELS])
+PAYS_PER_SALE = np.array([c.billing == "per_sale" for c in DEFAULT_CHANNELS])
 N_PER_SALE = int(PAYS_PER_SALE.sum())
 #: Candidate delay kernels: share of conversions arriving within the hour x mean delay (hours).
 #: The first guess is the public Criteo figure (Chapelle 2014): 35% within the hour, 24 h mean.

@@ -23,6 +23,7 @@ from budgetgym.envs.campaigns import (
 )
 from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec
 from budgetgym.envs.core import ACTION_DIM, REWARD_MODES, action_to_spend_request
+from budgetgym.envs.response_curves import ResponseCurvesSpec, fit_curves
 from budgetgym.envs.scenarios import (
     EVAL_SEED_START,
     HORIZON_HOURS,
@@ -78,6 +79,7 @@ __all__ = [
     "OBS_DIM",
     "OBS_FEATURES",
     "REWARD_MODES",
+    "ResponseCurvesSpec",
     "SCENARIOS",
     "SCENARIO_NAMES",
     "TRAIN_SEED_LIMIT",
@@ -90,6 +92,7 @@ __all__ = [
     "MultiChannelBudgetVectorEnv",
     "action_to_spend_request",
     "check_scenario",
+    "fit_curves",
     "channel_slice",
     "obs_index",
     "register_envs",

@@ -14,6 +14,7 @@ from budgetgym.scripts.cli_common import (
     check_positive,
     check_writable,
     compile_simulator,
+    scenario_argument,
 )
 from budgetgym.scripts.cli_sweep import add_cluster_options
 
@@ -30,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train from --config (a file, or the name of a bundled config such as ppo_default), "
             "or continue a run with --resume DIR. Precedence: the config schema's defaults < the "
-            "YAML < --set KEY=VALUE < the dedicated flags (--seed, --total-timesteps). The run "
+            "YAML < --set KEY=VALUE < the dedicated flags (--scenario, --seed, --total-timesteps). "
+            "The run "
             "directory records the resolved config (config.yaml) and the command (command.txt)."
         ),
     )
@@ -60,6 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overwrite",
         action="store_true",
         help="Start afresh in a --run-dir that already holds a run, removing that run's files.",
+    )
+    p.add_argument(
+        "--scenario",
+        help="Override the config's env.scenario: a scenario name (see 'budgetgym scenario list') "
+        "or the path of a scenario file (recorded as an absolute path).",
     )
     p.add_argument("--seed", type=int, help="Override the config's seed.")
     p.add_argument(
@@ -131,12 +138,13 @@ def train_command(args: argparse.Namespace) -> int:
             or args.run_dir
             or args.set
             or args.overwrite
+            or args.scenario
             or args.address
             or args.cpus
         ):
             raise CLIError(
-                "--resume takes only --total-timesteps: the seed, run dir and config are the "
-                "run's own."
+                "--resume takes only --total-timesteps: the seed, scenario, run dir and config "
+                "are the run's own."
             )
         run = run_of_checkpoint(Path(args.resume))
         recorded = RunPaths(Path(args.resume)).config
@@ -170,7 +178,11 @@ def train_command(args: argparse.Namespace) -> int:
         )
     if args.address:  # without the sweep extra: one line naming it, before any work
         import ray  # noqa: F401
-    flags = {"seed": args.seed, "total_timesteps": args.total_timesteps}
+    flags = {
+        "env.scenario": scenario_argument(args.scenario),
+        "seed": args.seed,
+        "total_timesteps": args.total_timesteps,
+    }
     config = load_config(args.config, flags, dotlist=args.set)
     check_device_available(config.device)
     config_path = resolve_config_path(args.config)
