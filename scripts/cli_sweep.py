@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--resume",
         metavar="DIR",
-        help="Continue the sweep in DIR: finished trials are kept, the others continue.",
+        help="Continue the sweep in DIR: finished trials are kept, the others continue. Loads "
+        "Ray Tune's pickled state from DIR/tune: resume only sweeps you ran.",
     )
     p.add_argument("--space", type=Path, help="Search-space YAML (experiments/sweeps/*.yaml).")
     p.add_argument("--trials", type=int, default=16, help="Trials to run.")
