@@ -146,3 +146,22 @@ def test_four_trial_sweep_on_local_ray(tmp_path: Path) -> None:
     assert (root / "parallel_coordinates.png").stat().st_size > 0
     pruned = sum(r["state"] == "pruned" for r in rows)
     assert f"{4 - pruned} finished, {pruned} pruned, 0 failed" in proc.stdout  # the live table
+
+
+def test_tune_checkpoint_points_at_the_run_and_falls_back_to_it(tmp_path: Path) -> None:
+    from ray import tune
+
+    from budgetgym.agents.sweeps.trial import POINTER_FILE, pointed_checkpoint
+
+    run = tmp_path / "trials" / "abc"
+    step = run / "checkpoints" / "step_000000192"
+    step.mkdir(parents=True)
+    pointer = tmp_path / "pointer"
+    pointer.mkdir()
+    (pointer / POINTER_FILE).write_text(
+        json.dumps({"run_dir": str(run), "checkpoint": str(step), "step": 192})
+    )
+    checkpoint = tune.Checkpoint.from_directory(pointer)
+    assert pointed_checkpoint(checkpoint) == step
+    step.rmdir()  # pruned since: the run's newest intact state is resumed instead
+    assert pointed_checkpoint(checkpoint) == run
