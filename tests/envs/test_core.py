@@ -264,10 +264,12 @@ def test_count_features_are_log1p_of_last_hours_counts():
 
 def test_kernel_cache_names_follow_the_dynamics_source(tmp_path):
     """numba's cache checks only the file defining a function, while the step kernel's machine
-    code includes core.py's dynamics: its cache names carry a digest of both files, so an edited
-    core.py can never run from a stale build."""
+    code includes core.py's dynamics and random.py's SplitMix64: its cache names carry a digest
+    of the three files, so an edited core.py or random.py can never run from a stale build."""
+    from budgetgym.envs import random as crn
+
     step = campaigns_module._STEP
-    digest = core.sources_digest(core.__file__, campaigns_module.__file__)
+    digest = core.sources_digest(core.__file__, crn.__file__, campaigns_module.__file__)
     assert step.serial.py_func.__qualname__ == f"_step_loop_{digest}"
     assert step.parallel.py_func.__qualname__ == f"_step_loop_{digest}_parallel"
     source = tmp_path / "dynamics.py"
