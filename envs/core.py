@@ -27,6 +27,7 @@ import math
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -35,24 +36,20 @@ from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
 from budgetgym.envs import random as crn
-from budgetgym.envs.channels import CHANNEL_NAMES, channel_array
-from budgetgym.envs.scenarios import (
-    COLDSTART_DECAY_HOURS,
-    EVENT_CVR_MULT,
-    EVENT_LENGTH_HOURS,
-    EVENT_PRICE_MULT,
-    EVENT_TRAFFIC_MULT,
-    WARMUP_CVR_MULT,
-    WARMUP_HOURS,
-    CampaignParams,
-)
+from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec, channel_array
+from budgetgym.envs.features import action_dim
+from budgetgym.envs.scenarios import CampaignParams
 
 N_CHANNELS = len(CHANNEL_NAMES)
-ACTION_DIM = N_CHANNELS + 1
+ACTION_DIM = action_dim(N_CHANNELS)
 MAX_PACE_MULT = 5.0  # action[0] = +1 spends 5x the even-pacing rate
 SHARE_TEMPERATURE = 3.0  # action logits are multiplied by this before the softmax
 _LN4 = math.log(4.0)  # the pace 4**a0 is computed as exp(a0 ln 4)
 MAX_WIN_FRAC = 0.95  # spend can buy at most this share of a channel-hour's market
+CVR_CAP = 0.95  # a click buys with at most this probability, whatever the calendar's multiplier
+#: A channel's ``billing`` as the kernels read it (``ChannelTable.billing``).
+BILLING_CODES = ("cpc", "cpm", "per_sale")
+BILLING_CPC, BILLING_CPM, BILLING_PER_SALE = (float(i) for i in range(len(BILLING_CODES)))
 REWARD_MODES = ("gmv", "gmv_roi_penalty", "profit")
 DYNAMICS_DOMAIN = 2
 
@@ -65,27 +62,43 @@ _S_VOLUME, _S_PRICE, _S_CLICKS, _S_PURCHASES, _S_RETURNING_BUYERS = range(5)
 _S_ORDER_VALUE, _S_IMMEDIATE, _S_ARRIVAL, _S_SETTLE = range(5, 9)
 _N_STREAMS = 9
 
-PRICE_SIGMA = channel_array("price_sigma")
-VOLUME_SIGMA = channel_array("volume_noise_sigma")
-DIURNAL_STRENGTH = channel_array("diurnal_strength")
-RETURNING_AFFINITY = channel_array("returning_affinity")
-COMMISSION_FRAC = channel_array("commission_frac")
-# Platform launch support reaches the on-platform slots (search, feed, live, short video).
-BOOSTED = np.array([c not in ("affiliate", "social") for c in CHANNEL_NAMES], dtype=np.float64)
-# Constants from channels.py and scenarios.py reach the compiled kernels as arguments, never as
-# globals: numba's on-disk cache is keyed on this file alone, so a global edited elsewhere would
-# be silently stale.
-CHANNEL_TABLE = np.stack(
-    [PRICE_SIGMA, VOLUME_SIGMA, DIURNAL_STRENGTH, RETURNING_AFFINITY, COMMISSION_FRAC, BOOSTED,
-     np.exp(0.5 * PRICE_SIGMA**2)]
-)  # fmt: skip
-# _MEAN_PRICE: mean over median of the lognormal competing price, exp(sigma^2 / 2).
-_SIGMA, _VOLUME_SIGMA, _DIURNAL, _AFFINITY, _COMMISSION, _BOOSTED, _MEAN_PRICE = range(7)
-CALENDAR = np.array(
-    [EVENT_LENGTH_HOURS, WARMUP_HOURS, EVENT_TRAFFIC_MULT, EVENT_PRICE_MULT, EVENT_CVR_MULT,
-     WARMUP_CVR_MULT, COLDSTART_DECAY_HOURS], dtype=np.float64,
-)  # fmt: skip
-_EVENT_LEN, _WARMUP_LEN, _EVENT_TRAFFIC, _EVENT_PRICE, _EVENT_CVR, _WARMUP_CVR, _DECAY = range(7)
+PRICE_SIGMA = channel_array("price_sigma")  # the reference six's, the default of win_curve
+
+
+class ChannelTable(NamedTuple):
+    """What the compiled kernels read of each channel: ``(n_channels,)`` float64 arrays.
+
+    Constants from channels.py and scenarios.py reach the compiled kernels as arguments, never
+    as globals: numba's on-disk cache is keyed on this file alone, so a global edited elsewhere
+    would be silently stale.
+    """
+
+    price_sigma: np.ndarray  # log-sd of the competing prices (shape of the win curve)
+    volume_noise_sigma: np.ndarray  # log-sd of the hourly volume
+    diurnal_strength: np.ndarray  # 0: flat volume, 1: the full daily profile
+    returning_affinity: np.ndarray  # maximum share of clicks from the store's customers
+    billing: np.ndarray  # BILLING_CPC, BILLING_CPM or BILLING_PER_SALE
+    commission_frac: np.ndarray  # commission per unit of GMV (> 0: paid per sale)
+    launch_support: np.ndarray  # 1.0 where the platform's launch boost reaches the channel
+    mean_price_factor: np.ndarray  # mean over median of the lognormal price, exp(sigma^2 / 2)
+
+
+def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> ChannelTable:
+    """The kernels' :class:`ChannelTable` of a channel list."""
+    sigma = channel_array("price_sigma", channels)
+    launch = np.array([c.launch_support for c in channels], dtype=np.float64)
+    return ChannelTable(
+        price_sigma=sigma,
+        volume_noise_sigma=channel_array("volume_noise_sigma", channels),
+        diurnal_strength=channel_array("diurnal_strength", channels),
+        returning_affinity=channel_array("returning_affinity", channels),
+        billing=np.array([BILLING_CODES.index(c.billing) for c in channels], dtype=np.float64),
+        commission_frac=channel_array("commission_frac", channels),
+        launch_support=launch,
+        mean_price_factor=np.exp(0.5 * sigma**2),
+    )
+
+
 # Memory of the observed recent spend: spend whose conversions have mostly not arrived yet at the
 # reference delay (24 h mean), so that observed ROI can be corrected for attribution lag.
 RECENT_SPEND_DECAY = 1.0 - 1.0 / 24.0
@@ -164,6 +177,7 @@ def action_row_to_request(action, i, budget_left, hours_left, out):
     """Fill ``out[i]`` with the spend request of the checked action ``action[i]`` (see above)."""
     dim = action.shape[1]
     a0 = min(max(action[i, 0], -1.0), 1.0)
+    # The pace mapping; :func:`pace_action` is its inverse.
     pace = (inline_exp(a0 * _LN4) - 0.25) / 0.75
     total = max(min(pace * budget_left / hours_left, budget_left), 0.0)
     top = -np.inf
@@ -176,6 +190,68 @@ def action_row_to_request(action, i, budget_left, hours_left, out):
         norm += w
     for j in range(1, dim):
         out[i, j - 1] *= total / norm
+
+
+def pace_action(pace: np.ndarray) -> np.ndarray:
+    """``action[:, 0]`` that spends ``pace`` times even pacing (inverse of the pace mapping):
+    ``log4(0.75 pace + 0.25)``, for ``pace`` in ``[0, MAX_PACE_MULT]`` (outside: ``ValueError``).
+    """
+    pace = np.asarray(pace, dtype=np.float64)
+    if not (np.isfinite(pace).all() and (pace >= 0).all() and (pace <= MAX_PACE_MULT).all()):
+        raise ValueError(f"pace must lie in [0, {MAX_PACE_MULT}], got {pace}.")
+    return np.clip(np.log(0.75 * pace + 0.25) / _LN4, -1.0, 1.0)
+
+
+def share_logits(shares: np.ndarray) -> np.ndarray:
+    """Channel logits ``(n, k)`` whose split ``softmax(SHARE_TEMPERATURE * logits)`` is
+    ``shares (n, k)`` (rows >= 0 with a positive sum; normalized here).
+
+    The largest share gets logit 1; a share below ``exp(-2 * SHARE_TEMPERATURE)`` (0.25%) of the
+    largest gets -1, the smallest the action can express, so such a split is approximated.
+    """
+    shares = np.asarray(shares, dtype=np.float64)
+    if shares.ndim != 2 or not np.isfinite(shares).all() or (shares < 0).any():
+        raise ValueError("shares must be a finite (n, k) array >= 0.")
+    total = shares.sum(axis=1, keepdims=True)
+    if (total <= 0).any():
+        raise ValueError("Every row of shares needs a positive sum.")
+    with np.errstate(divide="ignore"):
+        log_share = np.log(shares / total)
+    logits = 1.0 + (log_share - log_share.max(axis=1, keepdims=True)) / SHARE_TEMPERATURE
+    return np.clip(logits, -1.0, 1.0)
+
+
+def spend_to_action(
+    spend_cny: np.ndarray, budget_left_cny: np.ndarray, hours_left: int
+) -> np.ndarray:
+    """The action ``(n, k + 1)`` that requests ``spend_cny (n, k)`` this hour: the inverse of
+    :func:`action_to_spend_request` (up to the shares :func:`share_logits` approximates).
+
+    The pace is the total over even pacing ``budget_left / hours_left`` (at most
+    ``MAX_PACE_MULT``); a row that spends nothing gets pace -1 and equal logits.
+
+    Raises:
+        ValueError: negative or non-finite spend, or a total above ``MAX_PACE_MULT`` times even
+            pacing (not expressible).
+    """
+    spend_cny = np.asarray(spend_cny, dtype=np.float64)
+    budget_left_cny = np.asarray(budget_left_cny, dtype=np.float64)
+    if spend_cny.ndim != 2 or not np.isfinite(spend_cny).all() or (spend_cny < 0).any():
+        raise ValueError("spend_cny must be a finite (n, k) array >= 0.")
+    total = spend_cny.sum(axis=1)
+    even = budget_left_cny / hours_left
+    pace = np.divide(total, even, out=np.zeros_like(total), where=even > 0)
+    if (pace > MAX_PACE_MULT * (1.0 + 1e-9)).any():
+        raise ValueError(
+            f"A spend of more than {MAX_PACE_MULT} times even pacing has no action: "
+            f"pace {pace.max()!r}."
+        )
+    action = np.zeros((spend_cny.shape[0], spend_cny.shape[1] + 1))
+    action[:, 0] = pace_action(np.minimum(pace, MAX_PACE_MULT))
+    spends = total > 0
+    if spends.any():
+        action[spends, 1:] = share_logits(spend_cny[spends])
+    return action
 
 
 @dataclass
@@ -372,42 +448,41 @@ def inline_log(x):
 # ----------------------------------------------------------------------------------------------
 # Scalar building blocks, compiled.
 
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _splitmix(x):
-    z = x + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
+_splitmix = numba.njit(cache=True, error_model="numpy", inline="always")(crn.splitmix64_mix)
+_bits_to_uniform = numba.njit(cache=True, error_model="numpy", inline="always")(crn.bits_to_uniform)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _uniform(key, counter):
     """Uniform in (0, 1) of one campaign key and one mixed counter (see ``hour_counters``)."""
-    bits = _splitmix(key ^ counter)
-    return (float(bits >> np.uint64(11)) + 0.5) * 2.0**-53
+    return _bits_to_uniform(_splitmix(key ^ counter))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def hour_counters(hour, n_channels):
     """Mixed counters of one hour, ``(n_streams, n_channels)``, as ``random.counters``."""
     out = np.empty((_N_STREAMS, n_channels), dtype=np.uint64)
     for stream in range(_N_STREAMS):
         for k in range(n_channels):
-            out[stream, k] = _splitmix(np.uint64(hour * 4096 + stream * n_channels + k))
+            out[stream, k] = _splitmix(
+                np.uint64(hour * crn.COUNTER_STRIDE + stream * n_channels + k)
+            )
     return out
 
 
 @numba.njit(cache=True, error_model="numpy")
-def hour_profile(hour, cal):
-    """Calendar factors shared by every campaign: daily cycle, weekend, launch-boost decay."""
+def hour_profile(hour):
+    """Factors of the hour shared by every campaign: daily cycle, weekend."""
     evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak 20:00, trough 08:00
     weekly = 1.15 if (hour // 24) % 7 >= 5 else 1.0
-    return evening, weekly, inline_exp(-hour / cal[_DECAY])
+    return evening, weekly
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def launch_boost(params, i, hour):
+    """Campaign ``i``'s launch boost at ``hour``: ``coldstart_boost * exp(-hour / decay)``
+    (extra volume, as a share, on channels with launch support)."""
+    return params.coldstart_boost[i] * inline_exp(-hour / params.coldstart_decay_hours[i])
 
 
 # Inverse standard normal CDF: Acklam's rational approximation (relative error < 1.2e-9), with
@@ -534,39 +609,24 @@ def _channel_market(ch, counter, k):
     """What every campaign's market cell in channel ``k`` shares this hour, as a tuple of scalars
     (an array passed into the cell's loop would be reference-counted at every campaign)."""
     return (
-        ch[_BOOSTED, k], ch[_VOLUME_SIGMA, k], ch[_DIURNAL, k], ch[_MEAN_PRICE, k],
-        counter[_S_VOLUME, k], counter[_S_PRICE, k],
-    )  # fmt: skip
-
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _calendar_factors(cal):
-    """The calendar's event and warm-up windows and multipliers, as a tuple of scalars."""
-    return (
-        cal[_EVENT_LEN], cal[_WARMUP_LEN], cal[_EVENT_TRAFFIC], cal[_EVENT_PRICE],
-        cal[_EVENT_CVR], cal[_WARMUP_CVR],
+        ch.launch_support[k], ch.volume_noise_sigma[k], ch.diurnal_strength[k],
+        ch.mean_price_factor[k], counter[_S_VOLUME, k], counter[_S_PRICE, k],
     )  # fmt: skip
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _market_cell(
-    hour, profile, calendar, channel, key, volume_ref, price_ref, event_start, boost, noise
+    profile, channel, key, volume_ref, price_ref, traffic, price_mult, cvr, boost, noise
 ):  # fmt: skip
-    """Volume, cost of the whole market and CVR multiplier of one channel-hour (``calendar``
-    and ``channel`` from ``_calendar_factors`` and ``_channel_market``). ``noise`` scales the
-    hour's volume and price noise: 1.0 for the realized market, 0.0 for the certainty-equivalent
-    one (volume noise at its mean 1, price noise at its median 1). Without branches: it runs in
-    SIMD lanes."""
-    evening, weekly, decay = profile
-    event_len, warmup_len, event_traffic, event_price, event_cvr, warmup_cvr = calendar
+    """Volume, cost of the whole market and CVR multiplier of one channel-hour (``channel``
+    from ``_channel_market``; ``traffic``, ``price_mult``, ``cvr`` the campaign-hour's calendar
+    multipliers, ``boost`` its :func:`launch_boost`). ``noise`` scales the hour's volume and
+    price noise: 1.0 for the realized market, 0.0 for the certainty-equivalent one (volume
+    noise at its mean 1, price noise at its median 1). Without branches: it runs in SIMD
+    lanes."""
+    evening, weekly = profile
     boosted, vs, diurnal, mean_price, counter_volume, counter_price = channel
-    since = hour - event_start
-    event = (since >= 0) & (since < event_len)
-    warmup = (since >= -warmup_len) & (since < 0)
-    traffic = event_traffic if event else (1.2 if warmup else 1.0)
-    price_mult = event_price if event else (1.1 if warmup else 1.0)
-    cvr = event_cvr if event else (warmup_cvr if warmup else 1.0)
-    launch = 1.0 + boost * decay * boosted
+    launch = 1.0 + boost * boosted
     vs = vs * noise
     volume_noise = inline_exp(vs * _ndtri_lanes(_uniform(key, counter_volume)) - 0.5 * vs * vs)
     volume = volume_ref * (1.0 + 0.6 * diurnal * evening) * weekly * traffic
@@ -588,19 +648,84 @@ def _split(count, new, gmv, taken):
     return new_taken, gmv * ratio
 
 
+class KernelParams(NamedTuple):
+    """The campaign parameters the compiled kernels read (the fields of
+    :class:`~budgetgym.envs.scenarios.CampaignParams` of the same names)."""
+
+    budget_cny: np.ndarray  # (n,)
+    target_roi: np.ndarray  # (n,)
+    price_cny: np.ndarray  # (n,)
+    volume_per_hour: np.ndarray  # (n, k)
+    price_median_cny: np.ndarray  # (n, k)
+    ctr: np.ndarray  # (n, k)
+    cvr_new: np.ndarray  # (n, k)
+    cvr_returning: np.ndarray  # (n, k)
+    immediate_frac: np.ndarray  # (n,)
+    delay_hazard_per_hour: np.ndarray  # (n,)
+    pool_half_saturation: np.ndarray  # (n,)
+    event_start_hour: np.ndarray  # (n,) int64
+    event_length_hours: np.ndarray  # (n,) int64
+    warmup_hours: np.ndarray  # (n,) int64
+    hourly_traffic_mult: np.ndarray  # (n, horizon)
+    hourly_price_mult: np.ndarray  # (n, horizon)
+    hourly_cvr_mult: np.ndarray  # (n, horizon)
+    coldstart_boost: np.ndarray  # (n,)
+    coldstart_decay_hours: np.ndarray  # (n,)
+    gross_margin_frac: np.ndarray  # (n,)
+    new_customer_value_cny: np.ndarray  # (n,)
+
+
+class KernelState(NamedTuple):
+    """The state arrays the compiled kernels read and write in place (the fields of
+    :class:`CampaignState` of the same names)."""
+
+    keys: np.ndarray  # (n,) uint64
+    budget_left_cny: np.ndarray  # (n,)
+    returning_pool: np.ndarray  # (n,)
+    pending_conversions: np.ndarray  # (n, k)
+    pending_new_customers: np.ndarray  # (n, k)
+    pending_gmv_cny: np.ndarray  # (n, k)
+    last: np.ndarray  # (6, n, k)
+    totals: np.ndarray  # (6, n, k)
+    recent_spend_cny: np.ndarray  # (n, k)
+    unattributed_conversions: np.ndarray  # (n,)
+    unattributed_gmv_cny: np.ndarray  # (n,)
+
+
+def pool_saturation(pool: np.ndarray, pool_half_saturation: np.ndarray) -> np.ndarray:
+    """Share of a channel's ``returning_affinity`` the store's customers reach:
+    ``pool / (pool + pool_half_saturation)`` (numpy arrays, or compiled on scalars)."""
+    return pool / (pool + pool_half_saturation)
+
+
+def purchase_probabilities(cvr_new, cvr_returning, cvr_mult, affinity, saturation):
+    """The response of a click: ``(p_buy, p_returning)``, the probability that it buys, and
+    that a returning customer buys, with the true CVRs times the calendar's ``cvr_mult``,
+    each capped at ``CVR_CAP``, and returning customers a share ``affinity * saturation`` of
+    the clicks (:func:`pool_saturation`). Broadcasting numpy arrays, or compiled on scalars
+    (the kernels): one definition for the simulator, the oracle and the planners."""
+    returning_frac = affinity * saturation
+    p_returning = returning_frac * np.minimum(cvr_returning * cvr_mult, CVR_CAP)
+    p_buy = p_returning + (1.0 - returning_frac) * np.minimum(cvr_new * cvr_mult, CVR_CAP)
+    return p_buy, p_returning
+
+
+_pool_saturation = numba.njit(cache=True, error_model="numpy", inline="always")(pool_saturation)
+_purchase_probabilities = numba.njit(cache=True, error_model="numpy", inline="always")(
+    purchase_probabilities
+)
+
+
 def kernel_params(params: CampaignParams) -> tuple[np.ndarray, ...]:
-    """The parameter arrays the compiled kernels read, in kernel order (a tuple: one argument)."""
-    return (
-        params.budget_cny, params.target_roi, params.price_cny, params.volume_per_hour,
-        params.price_median_cny, params.ctr, params.cvr_new, params.cvr_returning,
-        params.immediate_frac, params.delay_hazard_per_hour, params.pool_half_saturation,
-        params.event_start_hour, params.coldstart_boost, params.gross_margin_frac,
-        params.new_customer_value_cny,
-    )  # fmt: skip
+    """The fields of :class:`KernelParams`, in order, as a plain tuple: numba's dispatcher types
+    a plain tuple in C, a named one in Python (~10 us a call). The kernels name it at once:
+    ``params = KernelParams(*params)``."""
+    return tuple([getattr(params, name) for name in KernelParams._fields])
 
 
 def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
-    """The state arrays the compiled kernels read and write (in place), in kernel order."""
+    """The fields of :class:`KernelState`, in order, as a plain tuple (see
+    :func:`kernel_params`); the kernels read and write its arrays in place."""
     return (
         state.keys, state.budget_left_cny, state.returning_pool, state.pending_conversions,
         state.pending_new_customers, state.pending_gmv_cny, state.last, state.totals,
@@ -611,17 +736,20 @@ def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
 # The vectorized pass of ``simulate_campaigns`` reads a chunk's inputs from and writes its
 # results to one ``(n_channels, _N_LANE_FIELDS, CAMPAIGNS_PER_CHUNK)`` scratch array: rows the
 # compiler can load into SIMD registers, at constant distances it can prove do not overlap.
-(_L_VOLUME_REF, _L_PRICE_REF, _L_REQUEST, _L_CTR, _L_CVR_NEW, _L_CVR_RET, _L_EVENT_START,
- _L_BOOST, _L_RETURNING_BASE) = range(9)  # fmt: skip
+(_L_VOLUME_REF, _L_PRICE_REF, _L_REQUEST, _L_CTR, _L_CVR_NEW, _L_CVR_RET, _L_TRAFFIC,
+ _L_PRICE_MULT, _L_CVR_MULT, _L_BOOST, _L_RETURNING_BASE) = range(11)  # fmt: skip
 (_C_VOLUME, _C_MAX_SPEND, _C_ALLOCATED, _C_WIN_Z, _C_U_CLICKS, _C_Z_CLICKS, _C_LOGQ_CLICKS,
  _C_P_BUY, _C_LOGQ_BUY, _C_RET_SHARE, _C_LOGQ_RET, _C_U_BUY, _C_U_RET, _C_Z_ORDER, _C_U_IMM,
- _C_U_ARR) = range(9, 25)  # fmt: skip
-_N_LANE_FIELDS = 25
+ _C_U_ARR) = range(11, 27)  # fmt: skip
+_N_LANE_FIELDS = 27
 
 
-@numba.njit(cache=True, error_model="numpy")
+# Not cached on its own: numba would key its build on this file alone, though it inlines
+# random.py's SplitMix64. It is compiled into the kernels that call it (``BatchKernel``), whose
+# cached builds carry a digest of every source file they contain.
+@numba.njit(error_model="numpy")
 def simulate_campaigns(
-    start, stop, hour, window_hours, settle, counter, profile, params, state, ch, cal, request,
+    start, stop, hour, window_hours, settle, counter, profile, params, state, ch, request,
     purchases_out, purchase_gmv_out,
 ):  # fmt: skip
     """Advance campaigns ``start:stop`` by one hour in place (``state`` and ``params`` as
@@ -631,10 +759,18 @@ def simulate_campaigns(
     curve, uniforms and normal quantiles, purchase probabilities) for every channel-campaign in
     SIMD lanes, then the draws that depend on earlier draws (counts by sequential search,
     delays, the budget), one campaign after another."""
-    (_, _, price_cny, volume_ref, price_ref, ctr, cvr_new, cvr_ret, immediate_frac, hazard,
-     pool_half, event_start, boost, _, _) = params  # fmt: skip
-    (keys, budget_left, pool, pend_conv, pend_new, pend_gmv, last, totals, recent_spend,
-     unattr_conv, unattr_gmv) = state  # fmt: skip
+    volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
+    ctr, cvr_new, cvr_ret = params.ctr, params.cvr_new, params.cvr_returning
+    immediate_frac, hazard = params.immediate_frac, params.delay_hazard_per_hour
+    pool_half = params.pool_half_saturation
+    traffic_mult, price_mult, cvr_mult = (params.hourly_traffic_mult, params.hourly_price_mult,
+                                          params.hourly_cvr_mult)  # fmt: skip
+    price_cny = params.price_cny
+    keys, budget_left, pool = state.keys, state.budget_left_cny, state.returning_pool
+    pend_conv, pend_new, pend_gmv = (state.pending_conversions, state.pending_new_customers,
+                                     state.pending_gmv_cny)  # fmt: skip
+    last, totals, recent_spend = state.last, state.totals, state.recent_spend_cny
+    unattr_conv, unattr_gmv = state.unattributed_conversions, state.unattributed_gmv_cny
     n_ch, m = request.shape[1], stop - start
     if m > CAMPAIGNS_PER_CHUNK:
         raise ValueError("simulate_campaigns steps at most CAMPAIGNS_PER_CHUNK campaigns a call")
@@ -646,7 +782,8 @@ def simulate_campaigns(
             total_request += max(request[i, k], 0.0)
         # The share of each request the budget left covers.
         scale = budget_left[i] / total_request if total_request > budget_left[i] else 1.0
-        returning_base = pool[i] / (pool[i] + pool_half[i])
+        returning_base = _pool_saturation(pool[i], pool_half[i])
+        boost = launch_boost(params, i, hour)
         for k in range(n_ch):
             lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
             lanes[k, _L_PRICE_REF, j] = price_ref[i, k]
@@ -654,12 +791,15 @@ def simulate_campaigns(
             lanes[k, _L_CTR, j] = ctr[i, k]
             lanes[k, _L_CVR_NEW, j] = cvr_new[i, k]
             lanes[k, _L_CVR_RET, j] = cvr_ret[i, k]
-            lanes[k, _L_EVENT_START, j] = event_start[i]
-            lanes[k, _L_BOOST, j] = boost[i]
+            lanes[k, _L_TRAFFIC, j] = traffic_mult[i, hour]
+            lanes[k, _L_PRICE_MULT, j] = price_mult[i, hour]
+            lanes[k, _L_CVR_MULT, j] = cvr_mult[i, hour]
+            lanes[k, _L_BOOST, j] = boost
             lanes[k, _L_RETURNING_BASE, j] = returning_base
-    chunk_keys, calendar = keys[start:stop], _calendar_factors(cal)
+    chunk_keys = keys[start:stop]
     for k in range(n_ch):
-        sigma, affinity, channel = ch[_SIGMA, k], ch[_AFFINITY, k], _channel_market(ch, counter, k)
+        sigma, affinity = ch.price_sigma[k], ch.returning_affinity[k]
+        channel = _channel_market(ch, counter, k)
         # The counters of the draws, as scalars (see ``_channel_market``).
         c_clicks, c_buy, c_ret = (counter[_S_CLICKS, k], counter[_S_PURCHASES, k],
                                   counter[_S_RETURNING_BUYERS, k])  # fmt: skip
@@ -668,9 +808,9 @@ def simulate_campaigns(
         for j in range(m):
             key = chunk_keys[j]
             volume, max_spend, cvr_mult = _market_cell(
-                hour, profile, calendar, channel, key, lanes[k, _L_VOLUME_REF, j],
-                lanes[k, _L_PRICE_REF, j], lanes[k, _L_EVENT_START, j], lanes[k, _L_BOOST, j],
-                1.0,
+                profile, channel, key, lanes[k, _L_VOLUME_REF, j], lanes[k, _L_PRICE_REF, j],
+                lanes[k, _L_TRAFFIC, j], lanes[k, _L_PRICE_MULT, j], lanes[k, _L_CVR_MULT, j],
+                lanes[k, _L_BOOST, j], 1.0,
             )  # fmt: skip
             allocated = min(lanes[k, _L_REQUEST, j], MAX_WIN_FRAC * max_spend)
             lanes[k, _C_VOLUME, j] = volume
@@ -684,9 +824,10 @@ def simulate_campaigns(
             lanes[k, _C_LOGQ_CLICKS, j] = _log_q(lanes[k, _L_CTR, j])
             # Each click is a returning customer's purchase, a new customer's, or none: a
             # multinomial, drawn as purchases, then the returning buyers among them.
-            returning_frac = affinity * lanes[k, _L_RETURNING_BASE, j]
-            p_ret = returning_frac * min(lanes[k, _L_CVR_RET, j] * cvr_mult, 0.95)
-            p_buy = p_ret + (1.0 - returning_frac) * min(lanes[k, _L_CVR_NEW, j] * cvr_mult, 0.95)
+            p_buy, p_ret = _purchase_probabilities(
+                lanes[k, _L_CVR_NEW, j], lanes[k, _L_CVR_RET, j], cvr_mult, affinity,
+                lanes[k, _L_RETURNING_BASE, j],
+            )  # fmt: skip
             ret_share = p_ret / p_buy if p_buy > 0.0 else 0.0
             lanes[k, _C_P_BUY, j] = p_buy
             lanes[k, _C_LOGQ_BUY, j] = _log_q(p_buy)
@@ -700,93 +841,111 @@ def simulate_campaigns(
     for j in range(m):
         i = start + j
         key = keys[i]
-        # Budget that pay-per-sale commissions may use: whatever paid channels did not request.
-        commission_room = budget_left[i]
-        for k in range(n_ch):
-            if ch[_COMMISSION, k] == 0.0:
-                commission_room -= lanes[k, _L_REQUEST, j]
+        # What is left to pay with: the channels billed per click or impression pay first, in
+        # channel order, then the commissions of the channels paid per sale.
+        room = max(budget_left[i], 0.0)
         log_q_immediate, log_q_arrival = _log_q(immediate_frac[i]), _log_q(hazard[i])
         spent, new_arrived = 0.0, 0.0
-        for k in range(n_ch):
-            allocated = lanes[k, _C_ALLOCATED, j]
-            expected_impressions = 0.0
-            if allocated > 0.0 and lanes[k, _C_MAX_SPEND, j] > 0.0:
-                expected_impressions = lanes[k, _C_VOLUME, j] * _ndtr(lanes[k, _C_WIN_Z, j])
-            impressions = np.floor(expected_impressions + 0.5)
-            clicks = _binomial_draw(
-                impressions, ctr[i, k], lanes[k, _C_LOGQ_CLICKS, j], lanes[k, _C_U_CLICKS, j],
-                lanes[k, _C_Z_CLICKS, j],
-            )  # fmt: skip
-            purchases = _binomial_draw(
-                clicks, lanes[k, _C_P_BUY, j], lanes[k, _C_LOGQ_BUY, j], lanes[k, _C_U_BUY, j],
-                _Z_LAZY,
-            )  # fmt: skip
-            conv_ret = _binomial_draw(
-                purchases, lanes[k, _C_RET_SHARE, j], lanes[k, _C_LOGQ_RET, j],
-                lanes[k, _C_U_RET, j], _Z_LAZY,
-            )  # fmt: skip
-            conv_new = purchases - conv_ret
-            order_value = price_cny[i]
-            if purchases > 0.0:
-                # Mean order value of the cohort: lognormal per order, averaged over the cohort.
-                sigma = ORDER_VALUE_SIGMA / _sqrt(purchases)
-                z = lanes[k, _C_Z_ORDER, j]
-                order_value *= inline_exp(sigma * z - 0.5 * sigma * sigma)
-            purchase_gmv = purchases * order_value
-            cost = allocated
-            commission_frac = ch[_COMMISSION, k]
-            if commission_frac > 0.0:
-                # Pay per sale: the allocation buys reach, the cost is commission x GMV. Sales
-                # that the budget left could not pay for are not made (the programme stops).
-                commission = commission_frac * purchase_gmv
-                if commission > 0.0 and commission > commission_room:
-                    keep = max(commission_room, 0.0) / commission
-                    conv_new = np.floor(conv_new * keep)
-                    conv_ret = np.floor(conv_ret * keep)
-                    purchases = conv_new + conv_ret
-                    purchase_gmv = purchases * order_value
-                cost = commission_frac * purchase_gmv
-                commission_room -= cost
-            # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
-            immediate = _binomial_draw(
-                purchases, immediate_frac[i], log_q_immediate, lanes[k, _C_U_IMM, j], _Z_LAZY
-            )
-            old = _binomial_draw(
-                pend_conv[i, k], hazard[i], log_q_arrival, lanes[k, _C_U_ARR, j], _Z_LAZY
-            )
-            imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
-            old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
-            conv = immediate + old
-            new = imm_new + old_new
-            gmv = imm_gmv + old_gmv
-            # Each part leaves its pool exactly once: a pool taken whole is left at exactly zero,
-            # so rounding never leaves a negative residue of GMV.
-            pend_conv[i, k] = (pend_conv[i, k] - old) + (purchases - immediate)
-            pend_new[i, k] = (pend_new[i, k] - old_new) + (conv_new - imm_new)
-            pend_gmv[i, k] = (pend_gmv[i, k] - old_gmv) + (purchase_gmv - imm_gmv)
-            if settle:
-                # End of horizon: what arrives within the attribution window counts now.
-                p_window = 1.0 - (1.0 - hazard[i]) ** window_hours
-                u_set = _uniform(key, counter[_S_SETTLE, k])
-                settled = _binomial(pend_conv[i, k], p_window, u_set)
-                s_new, s_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], settled)
-                conv += settled
-                new += s_new
-                gmv += s_gmv
-                unattr_conv[i] += pend_conv[i, k] - settled
-                unattr_gmv[i] += pend_gmv[i, k] - s_gmv
-                pend_conv[i, k] = 0.0
-                pend_new[i, k] = 0.0
-                pend_gmv[i, k] = 0.0
-            hourly = (cost, impressions, clicks, conv, new, gmv)
-            for metric in range(6):
-                last[metric, i, k] = hourly[metric]
-                totals[metric, i, k] += hourly[metric]
-            recent_spend[i, k] = RECENT_SPEND_DECAY * recent_spend[i, k] + cost
-            purchases_out[i, k] = purchases
-            purchase_gmv_out[i, k] = purchase_gmv
-            spent += cost
-            new_arrived += new
+        for phase in range(2):
+            for k in range(n_ch):
+                if (ch.billing[k] == BILLING_PER_SALE) != (phase == 1):
+                    continue
+                # What the allocation buys and what it costs, by the channel's billing: ``cpm``
+                # pays the realized impressions at the average price per impression won
+                # (allocation / expected impressions), ``cpc`` the realized clicks at the
+                # expected cost per click (allocation / expected clicks), ``per_sale`` the
+                # commission on its sales (its allocation buys reach, free). What ``room``
+                # cannot pay for is not bought: fewer impressions, clicks or sales.
+                billing = ch.billing[k]
+                allocated = lanes[k, _C_ALLOCATED, j]
+                expected_impressions = 0.0
+                if allocated > 0.0 and lanes[k, _C_MAX_SPEND, j] > 0.0:
+                    expected_impressions = lanes[k, _C_VOLUME, j] * _ndtr(lanes[k, _C_WIN_Z, j])
+                impressions = np.floor(expected_impressions + 0.5)
+                cost = 0.0
+                if billing == BILLING_CPM and impressions > 0.0:
+                    price = allocated / expected_impressions
+                    if impressions * price > room:
+                        impressions = np.floor(room / price)
+                    cost = impressions * price
+                clicks = _binomial_draw(
+                    impressions, ctr[i, k], lanes[k, _C_LOGQ_CLICKS, j], lanes[k, _C_U_CLICKS, j],
+                    lanes[k, _C_Z_CLICKS, j],
+                )  # fmt: skip
+                if billing == BILLING_CPC and clicks > 0.0:
+                    cost_per_click = allocated / (expected_impressions * ctr[i, k])
+                    if clicks * cost_per_click > room:
+                        clicks = np.floor(room / cost_per_click)
+                    cost = clicks * cost_per_click
+                purchases = _binomial_draw(
+                    clicks, lanes[k, _C_P_BUY, j], lanes[k, _C_LOGQ_BUY, j], lanes[k, _C_U_BUY, j],
+                    _Z_LAZY,
+                )  # fmt: skip
+                conv_ret = _binomial_draw(
+                    purchases, lanes[k, _C_RET_SHARE, j], lanes[k, _C_LOGQ_RET, j],
+                    lanes[k, _C_U_RET, j], _Z_LAZY,
+                )  # fmt: skip
+                conv_new = purchases - conv_ret
+                order_value = price_cny[i]
+                if purchases > 0.0:
+                    # Mean order value of the cohort: lognormal per order, averaged over it.
+                    sigma = ORDER_VALUE_SIGMA / _sqrt(purchases)
+                    z = lanes[k, _C_Z_ORDER, j]
+                    order_value *= inline_exp(sigma * z - 0.5 * sigma * sigma)
+                purchase_gmv = purchases * order_value
+                if billing == BILLING_PER_SALE:
+                    # The cost is commission x GMV. Sales that the budget left could not pay
+                    # for are not made (the programme stops).
+                    commission_frac = ch.commission_frac[k]
+                    commission = commission_frac * purchase_gmv
+                    if commission > 0.0 and commission > room:
+                        keep = room / commission
+                        conv_new = np.floor(conv_new * keep)
+                        conv_ret = np.floor(conv_ret * keep)
+                        purchases = conv_new + conv_ret
+                        purchase_gmv = purchases * order_value
+                    cost = commission_frac * purchase_gmv
+                # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
+                immediate = _binomial_draw(
+                    purchases, immediate_frac[i], log_q_immediate, lanes[k, _C_U_IMM, j], _Z_LAZY
+                )
+                old = _binomial_draw(
+                    pend_conv[i, k], hazard[i], log_q_arrival, lanes[k, _C_U_ARR, j], _Z_LAZY
+                )
+                imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
+                old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
+                conv = immediate + old
+                new = imm_new + old_new
+                gmv = imm_gmv + old_gmv
+                # Each part leaves its pool exactly once: a pool taken whole is left at exactly
+                # zero, so rounding never leaves a negative residue of GMV.
+                pend_conv[i, k] = (pend_conv[i, k] - old) + (purchases - immediate)
+                pend_new[i, k] = (pend_new[i, k] - old_new) + (conv_new - imm_new)
+                pend_gmv[i, k] = (pend_gmv[i, k] - old_gmv) + (purchase_gmv - imm_gmv)
+                if settle:
+                    # End of horizon: what arrives within the attribution window counts now.
+                    p_window = 1.0 - (1.0 - hazard[i]) ** window_hours
+                    u_set = _uniform(key, counter[_S_SETTLE, k])
+                    settled = _binomial(pend_conv[i, k], p_window, u_set)
+                    s_new, s_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], settled)
+                    conv += settled
+                    new += s_new
+                    gmv += s_gmv
+                    unattr_conv[i] += pend_conv[i, k] - settled
+                    unattr_gmv[i] += pend_gmv[i, k] - s_gmv
+                    pend_conv[i, k] = 0.0
+                    pend_new[i, k] = 0.0
+                    pend_gmv[i, k] = 0.0
+                hourly = (cost, impressions, clicks, conv, new, gmv)
+                for metric in range(6):
+                    last[metric, i, k] = hourly[metric]
+                    totals[metric, i, k] += hourly[metric]
+                recent_spend[i, k] = RECENT_SPEND_DECAY * recent_spend[i, k] + cost
+                purchases_out[i, k] = purchases
+                purchase_gmv_out[i, k] = purchase_gmv
+                room = max(room - cost, 0.0)
+                spent += cost
+                new_arrived += new
         budget_left[i] = max(budget_left[i] - spent, 0.0)
         pool[i] += new_arrived
 
@@ -823,12 +982,13 @@ class BatchKernel:
     defines it, although the machine code also contains every compiled function it calls: a
     kernel calling :func:`simulate_campaigns` from another module would keep running the old
     dynamics after this file is edited. Both builds are therefore cached under a name carrying
-    a digest of this file and the kernel's own (and the parallel one under its own name: the
-    cache does not tell compile flags apart either); builds under older digests are deleted.
+    a digest of this file, random.py and the kernel's own (and the parallel one under its own
+    name: the cache does not tell compile flags apart either); builds under older digests are
+    deleted.
     """
 
     def __init__(self, function) -> None:
-        digest = sources_digest(__file__, function.__code__.co_filename)
+        digest = sources_digest(__file__, crn.__file__, function.__code__.co_filename)
         with contextlib.suppress(OSError):
             prune_stale_builds(function, digest)
         self.serial = numba.njit(cache=True, error_model="numpy")(_renamed(function, digest))
@@ -866,22 +1026,26 @@ def chunk_bounds(chunk, n_envs):
 # Markets for the references: realized (the hindsight oracle) and expected (the planners).
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, ch, cal, noise, out):
-    n, n_ch = volume_ref.shape
-    calendar = _calendar_factors(cal)
+def _markets_kernel(keys, params, ch, noise, out):
+    params, ch = KernelParams(*params), ChannelTable(*ch)
+    n, horizon, n_ch = out.shape[1], out.shape[2], out.shape[3]
+    volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
     for t in range(horizon):
-        counter, profile = hour_counters(t, n_ch), hour_profile(t, cal)
+        counter, profile = hour_counters(t, n_ch), hour_profile(t)
         for k in range(n_ch):
             channel = _channel_market(ch, counter, k)
             for i in range(n):
                 volume, max_spend, cvr = _market_cell(
-                    t, profile, calendar, channel, keys[i], volume_ref[i, k], price_ref[i, k],
-                    event_start[i], boost[i], noise,
+                    profile, channel, keys[i], volume_ref[i, k], price_ref[i, k],
+                    params.hourly_traffic_mult[i, t], params.hourly_price_mult[i, t],
+                    params.hourly_cvr_mult[i, t], launch_boost(params, i, t), noise,
                 )  # fmt: skip
                 out[0, i, t, k] = volume
                 out[1, i, t, k] = max_spend
                 out[2, i, t, k] = cvr
+
+
+_MARKETS = BatchKernel(_markets_kernel)
 
 
 def hourly_markets(params: CampaignParams, noise: bool = True) -> dict[str, np.ndarray]:
@@ -892,16 +1056,18 @@ def hourly_markets(params: CampaignParams, noise: bool = True) -> dict[str, np.n
     numbers), so this is exactly what any policy meets: ``volume`` (impressions on offer),
     ``max_spend_cny`` (cost of the whole market; spend ``s`` buys
     ``win_curve(s, volume, max_spend_cny)`` impressions, at most ``MAX_WIN_FRAC`` of it),
-    ``cvr_mult`` (event multiplier on the true CVRs). Without, the certainty-equivalent market
-    of :func:`expected_markets`.
+    ``cvr_mult`` (calendar multiplier on the true CVRs). Without, the certainty-equivalent
+    market of :func:`expected_markets`.
     """
     out = np.zeros((3, params.n_envs, params.horizon_hours, params.n_channels))
     keys = crn.campaign_keys(params.seeds, DYNAMICS_DOMAIN)
-    _markets_kernel(
-        keys, params.horizon_hours, params.volume_per_hour, params.price_median_cny,
-        params.event_start_hour, params.coldstart_boost, CHANNEL_TABLE, CALENDAR,
-        1.0 if noise else 0.0, out,
-    )  # fmt: skip
+    _MARKETS.serial(
+        keys,
+        kernel_params(params),
+        tuple(channel_table(params.channels)),
+        1.0 if noise else 0.0,
+        out,
+    )
     return {"volume": out[0], "max_spend_cny": out[1], "cvr_mult": out[2]}
 
 
@@ -922,11 +1088,18 @@ def _win_curve_ufunc(spend, volume, max_spend, sigma):
     return _win_impressions(spend, volume, max_spend, sigma)
 
 
-def win_curve(spend_cny: np.ndarray, volume: np.ndarray, max_spend_cny: np.ndarray) -> np.ndarray:
-    """Expected impressions bought with ``spend_cny``; arrays broadcast to ``(..., n_channels)``.
+def win_curve(
+    spend_cny: np.ndarray,
+    volume: np.ndarray,
+    max_spend_cny: np.ndarray,
+    price_sigma: np.ndarray = PRICE_SIGMA,
+) -> np.ndarray:
+    """Expected impressions bought with ``spend_cny``; arrays broadcast to ``(..., n_channels)``
+    (``price_sigma (n_channels,)``: ``channel_table(channels).price_sigma``; default: the
+    reference six's). The same compiled function as the kernels'.
 
     Competing prices are lognormal with log-sd ``sigma_k``; bidding ``b`` wins every impression
     priced below ``b`` at its price (second price), so with ``z = min(spend / max_spend, 0.95)``
     the impressions won are ``volume * Phi(Phi^-1(z) + sigma_k)``: concave and saturating.
     """
-    return _win_curve_ufunc(spend_cny, volume, max_spend_cny, PRICE_SIGMA)
+    return _win_curve_ufunc(spend_cny, volume, max_spend_cny, price_sigma)

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from budgetgym.envs.channels import ChannelSpec
+from budgetgym.envs.channels import ChannelSpec, channel_array
 from budgetgym.envs.core import MAX_WIN_FRAC, hourly_markets, win_curve
 from budgetgym.envs.errors import unknown_name_error
 from budgetgym.envs.scenario_specs import (
@@ -223,10 +223,11 @@ def _response_tables(
              * share[:, :, None])  # fmt: skip
     cap = MAX_WIN_FRAC * markets["max_spend_cny"]
     per_period = period_hours / horizon
+    price_sigma = channel_array("price_sigma", params.channels)
     cost, gmv = np.empty((2, _GRID.size, typical_per_hour.size))
     for g, factor in enumerate(_GRID):
         spend = np.broadcast_to(factor * typical_per_hour, cap.shape)
-        impressions = win_curve(spend, markets["volume"], markets["max_spend_cny"])
+        impressions = win_curve(spend, markets["volume"], markets["max_spend_cny"], price_sigma)
         gmv[g] = (impressions * value).sum(axis=1).mean(axis=0) * per_period
         cost[g] = np.minimum(spend, cap).sum(axis=1).mean(axis=0) * per_period
     return cost, gmv

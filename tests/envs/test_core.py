@@ -113,25 +113,80 @@ def test_campaign_identical_alone_and_in_batch(batch):
         np.testing.assert_array_equal(info_b["pending_gmv"][picked], info_p["pending_gmv"])
 
 
+def _constant_requests(campaigns, seeds, pace, hours):
+    """Step ``hours`` hours requesting ``pace`` x even pacing split evenly; the infos."""
+    campaigns.reset(seeds)
+    k = campaigns.layout.n_channels
+    request = np.repeat((pace * campaigns.params.budget_cny / 168 / k)[:, None], k, axis=1)
+    return request, [campaigns.step_spend(request)[3] for _ in range(hours)]
+
+
 def test_market_does_not_depend_on_actions():
     """Common random numbers: the realized market is a function of the seed and hour only, and
     the oracle's ground truth (``hourly_markets``, scalar code) is the market the step kernel
-    met (computed in SIMD lanes): the impressions of every paid channel-hour, to the bit."""
+    met (computed in SIMD lanes): the impressions of every channel-hour, to the bit."""
     seeds = 1_000_000 + np.arange(40)  # more than a chunk: SIMD lanes and a scalar remainder
     params = sample_campaigns("double11_promotion", seeds, horizon_hours=72)
     markets = hourly_markets(params)
-    paid = core.COMMISSION_FRAC == 0.0  # the affiliate's cost is a commission, not its spend
-    spends = []
-    for pace in (-0.5, 0.5):
+    impressions = []
+    for pace in (0.5, 1.5):  # the budget never binds within 72 hours
         campaigns = BatchedCampaigns("double11_promotion", horizon_hours=72)
-        steps = rollout(campaigns, seeds, constant_policy(pace))
-        spend = np.stack([s[3]["spend_cny"] for s in steps[1:]], axis=1)
-        impressions = np.stack([s[3]["impressions"] for s in steps[1:]], axis=1)
+        request, infos = _constant_requests(campaigns, seeds, pace, 72)
         assert campaigns.params.seeds.tolist() == params.seeds.tolist()
-        expected = win_curve(spend, markets["volume"], markets["max_spend_cny"])
-        np.testing.assert_array_equal(impressions[..., paid], np.floor(expected[..., paid] + 0.5))
-        spends.append(spend)
-    assert not np.allclose(spends[0], spends[1])
+        shown = np.stack([info["impressions"] for info in infos], axis=1)
+        expected = win_curve(request[:, None, :], markets["volume"], markets["max_spend_cny"])
+        np.testing.assert_array_equal(shown, np.floor(expected + 0.5))
+        impressions.append(shown)
+    assert not np.allclose(impressions[0], impressions[1])
+
+
+def test_billing_by_behaviour():
+    """CPM channels pay realized impressions at the average price per impression won, CPC
+    channels realized clicks at the expected cost per click, per-sale channels the commission
+    on their sales; each hour's spend reconciles exactly."""
+    seeds = 1_000_000 + np.arange(40)
+    campaigns = BatchedCampaigns("hit_product", horizon_hours=48)
+    request, infos = _constant_requests(campaigns, seeds, 1.0, 48)
+    params, table = campaigns.params, core.channel_table(campaigns.channels)
+    markets = hourly_markets(params)
+    expected = win_curve(request[:, None, :], markets["volume"], markets["max_spend_cny"])
+    spend = np.stack([info["spend_cny"] for info in infos], axis=1)
+    clicks = np.stack([info["clicks"] for info in infos], axis=1)
+    impressions = np.stack([info["impressions"] for info in infos], axis=1)
+    purchase_gmv = np.stack([info["purchase_gmv_cny"] for info in infos], axis=1)
+    cpm, cpc = table.billing == core.BILLING_CPM, table.billing == core.BILLING_CPC
+    per_sale = table.billing == core.BILLING_PER_SALE
+    assert cpm.any() and cpc.any() and per_sale.any()
+    price = request[:, None, :] / expected
+    np.testing.assert_allclose(spend[..., cpm], (impressions * price)[..., cpm], rtol=1e-12)
+    cost_per_click = price / params.ctr[:, None, :]
+    np.testing.assert_allclose(spend[..., cpc], (clicks * cost_per_click)[..., cpc], rtol=1e-12)
+    np.testing.assert_allclose(
+        spend[..., per_sale], (table.commission_frac * purchase_gmv)[..., per_sale], rtol=1e-12
+    )
+    # On average the paid channels cost what was allocated to them.
+    paid = cpm | cpc
+    np.testing.assert_allclose(spend[..., paid].sum(), 48 * request[:, paid].sum(), rtol=0.02)
+
+
+@pytest.mark.parametrize("channel", ["search", "feed", "affiliate"])
+def test_budget_never_exceeded_when_it_binds(channel):
+    """Every hour asks for the whole budget left on one channel (CPC, CPM, per sale): what the
+    budget cannot pay for is not bought, and the budget is spent without being exceeded."""
+    campaigns = BatchedCampaigns("hit_product", horizon_hours=48)
+    campaigns.reset(1_000_000 + np.arange(64))
+    k = campaigns.layout.channel_names.index(channel)
+    for _ in range(48):
+        request = np.zeros((64, campaigns.layout.n_channels))
+        request[:, k] = 50.0 * campaigns.state.budget_left_cny
+        if channel == "affiliate":  # reach on every channel, sales paid from what is left
+            request[:] = 10.0 * campaigns.state.budget_left_cny[:, None]
+        _, _, _, info = campaigns.step_spend(request)
+        assert (info["budget_left"] >= 0).all()
+        assert (info["spend_total"] <= info["budget"] * (1 + 1e-12)).all()
+    gap = info["budget"] - info["spend_total"] - info["budget_left"]
+    assert (np.abs(gap) <= 1e-9 * info["budget"]).all()
+    assert (info["budget_left"] < 0.01 * info["budget"]).sum() >= 5  # the budget did bind
 
 
 def test_diminishing_returns():
@@ -264,10 +319,12 @@ def test_count_features_are_log1p_of_last_hours_counts():
 
 def test_kernel_cache_names_follow_the_dynamics_source(tmp_path):
     """numba's cache checks only the file defining a function, while the step kernel's machine
-    code includes core.py's dynamics: its cache names carry a digest of both files, so an edited
-    core.py can never run from a stale build."""
+    code includes core.py's dynamics and random.py's SplitMix64: its cache names carry a digest
+    of the three files, so an edited core.py or random.py can never run from a stale build."""
+    from budgetgym.envs import random as crn
+
     step = campaigns_module._STEP
-    digest = core.sources_digest(core.__file__, campaigns_module.__file__)
+    digest = core.sources_digest(core.__file__, crn.__file__, campaigns_module.__file__)
     assert step.serial.py_func.__qualname__ == f"_step_loop_{digest}"
     assert step.parallel.py_func.__qualname__ == f"_step_loop_{digest}_parallel"
     source = tmp_path / "dynamics.py"
@@ -347,3 +404,47 @@ def test_normal_quantile_same_bits_with_and_without_branches():
     _elementwise(3, p, lanes)
     np.testing.assert_array_equal(branching, lanes)
     np.testing.assert_allclose(branching, ndtri(p), rtol=2e-9)
+
+
+def test_spend_to_action_inverts_the_action_mapping():
+    """Forward and inverse mapping: spend -> action -> spend returns the spend."""
+    rng = np.random.default_rng(4)
+    n, k = 50, len(CHANNEL_NAMES)
+    budget_left = rng.uniform(1e3, 1e5, n)
+    hours_left = 37
+    pace = rng.uniform(0.0, core.MAX_PACE_MULT, n)
+    shares = rng.dirichlet(np.ones(k), n)
+    shares = np.maximum(shares, 0.01)  # every share expressible (above exp(-6) of the largest)
+    spend = shares / shares.sum(axis=1, keepdims=True) * (pace * budget_left / hours_left)[:, None]
+    action = core.spend_to_action(spend, budget_left, hours_left)
+    assert (np.abs(action) <= 1.0).all()
+    back = core.action_to_spend_request(action, budget_left, hours_left)
+    np.testing.assert_allclose(back, spend, rtol=1e-9)
+    np.testing.assert_allclose(core.pace_action(np.array([0.0, 1.0, 5.0])), [-1.0, 0.0, 1.0])
+    nothing = core.spend_to_action(np.zeros((1, k)), budget_left[:1], hours_left)
+    np.testing.assert_array_equal(core.action_to_spend_request(nothing, budget_left[:1], 3), 0.0)
+    with pytest.raises(ValueError, match="times even pacing"):
+        core.spend_to_action(spend * 10, budget_left, hours_left)
+
+
+def test_one_splitmix_for_numpy_and_the_kernels():
+    from budgetgym.envs import random as crn
+
+    x = np.random.default_rng(0).integers(0, 2**63, 1000, dtype=np.uint64)
+    compiled = numba.njit(lambda v: np.array([core._splitmix(e) for e in v]))(x)
+    np.testing.assert_array_equal(compiled, crn.splitmix64(x))
+    np.testing.assert_array_equal(
+        numba.njit(lambda v: np.array([core._uniform(e, np.uint64(7)) for e in v]))(x),
+        crn.uniforms(x, np.array([7], dtype=np.uint64))[:, 0],
+    )
+
+
+def test_response_model_is_the_kernels():
+    """The purchase probabilities the oracle and planners use are the kernel's: the expected
+    purchases of a big cohort of clicks match the probability (cap included)."""
+    p_buy, p_ret = core.purchase_probabilities(
+        np.array([0.01, 0.6]), np.array([0.02, 0.9]), np.array([2.0, 2.0]), 0.5, 0.5
+    )
+    np.testing.assert_allclose(p_ret, [0.25 * 0.04, 0.25 * core.CVR_CAP])
+    np.testing.assert_allclose(p_buy, p_ret + 0.75 * np.array([0.02, core.CVR_CAP]))
+    assert core.pool_saturation(np.array([10.0]), np.array([30.0]))[0] == 0.25
