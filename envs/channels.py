@@ -23,7 +23,7 @@ class ChannelSpec:
 
     Attributes:
         name: identifier used in observations, info dicts and reports.
-        billing: ``"cpc"``, ``"cpm"`` or ``"commission"`` (paid per sale, no upfront cost).
+        billing: ``"cpc"``, ``"cpm"`` or ``"per_sale"`` (a commission per sale, no upfront cost).
         volume_per_hour: mean impressions on offer per hour (diurnal mean 1).
         volume_noise_sigma: log-sd of the hourly volume (live stream is bursty).
         price_median_cny: median market price per impression.
@@ -34,6 +34,7 @@ class ChannelSpec:
         returning_affinity: maximum share of the channel's clicks from the store's customers.
         commission_frac: commission per unit of GMV (affiliate channel only).
         diurnal_strength: how strongly volume follows the daily profile (0 flat, 1 full).
+        launch_support: whether the platform's launch boost reaches the channel.
     """
 
     name: str
@@ -48,6 +49,7 @@ class ChannelSpec:
     returning_affinity: float
     commission_frac: float
     diurnal_strength: float
+    launch_support: bool = True
 
 
 DEFAULT_CHANNELS: tuple[ChannelSpec, ...] = (
@@ -58,9 +60,35 @@ DEFAULT_CHANNELS: tuple[ChannelSpec, ...] = (
         "short_video", "cpm", 80_000, 0.25, 0.006, 0.6, 0.015, 0.0022, 0.0053, 0.12, 0.0, 0.9
     ),
     ChannelSpec(
-        "affiliate", "commission", 15_000, 0.30, 0.040, 0.8, 0.030, 0.0053, 0.009, 0.10, 0.30, 0.6
+        "affiliate",
+        "per_sale",
+        15_000,
+        0.30,
+        0.040,
+        0.8,
+        0.030,
+        0.0053,
+        0.009,
+        0.10,
+        0.30,
+        0.6,
+        launch_support=False,
     ),
-    ChannelSpec("social", "cpm", 60_000, 0.30, 0.005, 0.7, 0.012, 0.0014, 0.0036, 0.05, 0.0, 0.7),
+    ChannelSpec(
+        "social",
+        "cpm",
+        60_000,
+        0.30,
+        0.005,
+        0.7,
+        0.012,
+        0.0014,
+        0.0036,
+        0.05,
+        0.0,
+        0.7,
+        launch_support=False,
+    ),
 )
 
 CHANNEL_NAMES: tuple[str, ...] = tuple(c.name for c in DEFAULT_CHANNELS)
