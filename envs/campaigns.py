@@ -12,7 +12,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from budgetgym.envs.channels import CHANNEL_NAMES
+from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec
 from budgetgym.envs.core import (
     ACTION_DIM,
     CALENDAR,
@@ -314,6 +314,18 @@ class BatchedCampaigns:
     @property
     def n_envs(self) -> int:
         return 0 if self.state is None else self.state.budget_left_cny.shape[0]
+
+    @property
+    def channels(self) -> tuple[ChannelSpec, ...]:
+        """The scenario's channel list."""
+        return DEFAULT_CHANNELS
+
+    @property
+    def layout(self):
+        """The observation layout of the scenario's channel list."""
+        from budgetgym.envs.features import ObservationLayout
+
+        return ObservationLayout(tuple(c.name for c in self.channels))
 
     def reset(self, seeds: np.ndarray | list[int]) -> tuple[np.ndarray, dict]:
         """Start one campaign per seed; return observations ``(n, OBS_DIM)`` and info."""
