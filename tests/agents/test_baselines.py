@@ -8,17 +8,18 @@ import pytest
 from budgetgym.agents.baselines import (
     BASELINE_NAMES,
     BASELINES,
-    PAYS_PER_SALE,
     make_baseline,
     pace_to_action0,
     shares_to_logits,
 )
+from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET
 from budgetgym.agents.evaluation import evaluate
 from budgetgym.agents.policy import Policy
 from budgetgym.envs import ACTION_DIM, OBS_DIM, BatchedCampaigns, obs_index
 from budgetgym.envs.core import SHARE_TEMPERATURE
 
 HORIZON = 24
+PAYS_PER_SALE = DEFAULT_CHANNEL_SET.per_sale
 PAID = np.flatnonzero(~PAYS_PER_SALE)
 
 

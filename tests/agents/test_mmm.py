@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from budgetgym.agents.baselines import PAYS_PER_SALE, make_baseline
+from budgetgym.agents.baselines import make_baseline
+from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET
 from budgetgym.agents.mmm import (
     ROI_GRID,
     fit_hill,
@@ -25,6 +26,7 @@ from budgetgym.envs import BatchedCampaigns
 from budgetgym.envs.core import SHARE_TEMPERATURE
 from budgetgym.envs.scenarios import SCENARIO_NAMES, TRAIN_SEED_LIMIT
 
+PAYS_PER_SALE = DEFAULT_CHANNEL_SET.per_sale
 PAID = ~PAYS_PER_SALE
 
 
