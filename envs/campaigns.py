@@ -12,7 +12,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec
+from budgetgym.envs.channels import CHANNEL_NAMES, ChannelSpec
 from budgetgym.envs.core import (
     ACTION_DIM,
     CALENDAR,
@@ -39,6 +39,7 @@ from budgetgym.envs.core import (
     n_chunks,
     simulate_campaigns,
 )
+from budgetgym.envs.scenario_specs import Mixture
 from budgetgym.envs.scenarios import (
     ATTRIBUTION_WINDOW_HOURS,
     EVENT_LENGTH_HOURS,
@@ -47,6 +48,7 @@ from budgetgym.envs.scenarios import (
     WARMUP_HOURS,
     CampaignParams,
     check_scenario,
+    resolve_scenario,
     sample_campaigns,
 )
 
@@ -318,7 +320,8 @@ class BatchedCampaigns:
     @property
     def channels(self) -> tuple[ChannelSpec, ...]:
         """The scenario's channel list."""
-        return DEFAULT_CHANNELS
+        spec = resolve_scenario(self.scenario)
+        return (spec.members[0] if isinstance(spec, Mixture) else spec).channels
 
     @property
     def layout(self):
