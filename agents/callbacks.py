@@ -71,6 +71,7 @@ class EpisodeBatch:
     target_roi: np.ndarray
     spend_by_channel_cny: np.ndarray  # (n, n_channels)
     compensation_cny: np.ndarray  # paid back by the platform for a missed target
+    channel_names: tuple[str, ...] = CHANNEL_NAMES  # the columns of spend_by_channel_cny
 
     @property
     def roi_violation(self) -> np.ndarray:
@@ -114,6 +115,7 @@ def rollout(
         target_roi=np.asarray(info["target_roi"], dtype=np.float64),
         spend_by_channel_cny=info["spend_by_channel"].astype(np.float64),
         compensation_cny=np.asarray(info["compensation"], dtype=np.float64),
+        channel_names=tuple(c.name for c in campaigns.channels),
     )
 
 
@@ -142,7 +144,7 @@ def summarize(
         ratio = batch.gmv_cny / np.maximum(reference, 1e-9)
         out[f"pct_of_{name}"] = float(100.0 * ratio.mean())
     shares = batch.spend_by_channel_cny.sum(axis=0) / spend_total
-    for name, share in zip(CHANNEL_NAMES, shares, strict=True):
+    for name, share in zip(batch.channel_names, shares, strict=True):
         out[f"spend_share/{name}"] = float(share)
     return out
 

@@ -127,3 +127,10 @@ DEFAULT_CHANNEL_SET = ChannelSet.of(DEFAULT_CHANNELS)
 def channels_of(campaigns: Any) -> ChannelSet:
     """The channel set of a ``BatchedCampaigns`` (or anything with a ``channels`` list)."""
     return ChannelSet.of(campaigns.channels)
+
+
+def scenario_channels(scenario: str) -> ChannelSet:
+    """The channel set of a scenario name or scenario file."""
+    from budgetgym.envs.campaigns import BatchedCampaigns
+
+    return channels_of(BatchedCampaigns(scenario))

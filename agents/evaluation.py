@@ -31,7 +31,6 @@ from budgetgym.agents.policy import ORACLE, PLANNER, PRIVILEGED, Policy, as_poli
 from budgetgym.agents.progress import ProgressBar, evaluation_progress
 from budgetgym.agents.verdict import add_paired_differences
 from budgetgym.envs.campaigns import BatchedCampaigns, roi_target_missed
-from budgetgym.envs.channels import CHANNEL_NAMES
 from budgetgym.envs.scenarios import EVAL_SEED_START, HORIZON_HOURS, SCENARIO_NAMES, check_scenario
 
 #: The references every campaign's GMV is measured against (``<ref>_gmv``, ``pct_of_<ref>``
@@ -110,7 +109,7 @@ def rollout(
     obs, info = campaigns.reset(seeds)
     policy.reset(campaigns)
     n, horizon = len(seeds), campaigns.horizon_hours
-    spend = np.zeros((n, horizon, len(CHANNEL_NAMES)))
+    spend = np.zeros((n, horizon, len(campaigns.channels)))
     cum_spend, cum_gmv = np.zeros((n, horizon)), np.zeros((n, horizon))
     in_spend = bool(getattr(policy, "acts_in_spend", False))
     episode_start = np.ones(n, dtype=bool)
@@ -233,7 +232,7 @@ def simulate(
         bar = None if progress is False else progress
     started = time.perf_counter()
     rows: list[dict] = []
-    spend_frac_sum = np.zeros((horizon_hours, len(CHANNEL_NAMES)))
+    spend_frac_sum = np.zeros((horizon_hours, len(campaigns.channels)))
     cum_spend, cum_gmv = [], []
     for first in range(0, episodes, batch_size):
         seeds = seeds_all[first : first + batch_size]
@@ -304,6 +303,7 @@ def _episode_rows(info: dict, campaigns: BatchedCampaigns, seeds: np.ndarray) ->
         where=spend[:, None] > 0,
     )
     names = campaigns.params.scenario_names
+    channel_names = [c.name for c in campaigns.channels]
     rows = []
     for i, seed in enumerate(seeds):
         row = {
@@ -321,9 +321,18 @@ def _episode_rows(info: dict, campaigns: BatchedCampaigns, seeds: np.ndarray) ->
             "new_customers": float(info["new_customers_total"][i]),
             "conversions": float(info["conversions_total"][i]),
         }
-        row.update({f"spend_share_{c}": float(shares[i, k]) for k, c in enumerate(CHANNEL_NAMES)})
+        row.update({f"{SHARE_PREFIX}{c}": float(shares[i, k]) for k, c in enumerate(channel_names)})
         rows.append(row)
     return rows
+
+
+#: Prefix of an episode row's spend share of a channel (``spend_share_<channel>``).
+SHARE_PREFIX = "spend_share_"
+
+
+def row_channels(rows: list[dict]) -> list[str]:
+    """The channel names of episode rows (their ``spend_share_<channel>`` keys, in order)."""
+    return [key[len(SHARE_PREFIX) :] for key in rows[0] if key.startswith(SHARE_PREFIX)]
 
 
 def summarize(rows: list[dict], policy: str, scenario: str) -> dict:
@@ -335,7 +344,7 @@ def summarize(rows: list[dict], policy: str, scenario: str) -> dict:
 
     spend, gmv = col("spend"), col("gmv")
     missed = col("roi_violation").astype(bool)
-    by_channel = {c: col(f"spend_share_{c}") * spend for c in CHANNEL_NAMES}
+    by_channel = {c: col(f"{SHARE_PREFIX}{c}") * spend for c in row_channels(rows)}
     total = max(spend.sum(), 1e-12)
     summary = {
         "policy": policy,

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from budgetgym.agents.baselines import RulePolicy
-from budgetgym.agents.channel_set import ChannelSet, channels_of
+from budgetgym.agents.channel_set import ChannelSet, channels_of, scenario_channels
 from budgetgym.agents.mmm import MMMFits, ResponseCurves, fit_hill
 from budgetgym.envs import random as crn
 from budgetgym.envs.campaigns import BatchedCampaigns
@@ -105,7 +105,7 @@ def fit_scenario(
 ) -> ResponseCurves:
     """Collect the history of ``scenario`` on ``seeds`` and fit its paid channels' curves on
     every day but the last (see the module docstring)."""
-    channels = channels_of(BatchedCampaigns(scenario, horizon_hours=horizon_hours))
+    channels = scenario_channels(scenario)
     spend, gmv = collect_history(scenario, seeds, horizon_hours)
     spend, gmv = spend[:, :-1], gmv[:, :-1]
     paid, per_sale = channels.paid, channels.per_sale
