@@ -36,7 +36,14 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet, channels_of
+from budgetgym.agents.channel_set import (
+    DEFAULT_CHANNEL_SET,
+    ChannelSet,
+    channel_feature,
+    channels_of,
+    feature,
+    unscale,
+)
 from budgetgym.agents.mmm import MMMFits, interpolate_split, load_fits, split_table
 from budgetgym.envs import random as crn
 from budgetgym.envs.campaigns import LATE_SHARE, BatchedCampaigns
@@ -81,23 +88,6 @@ def check_obs_batch(obs: Any, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> np.
     obs = np.asarray(obs)
     channels.check_obs(obs)
     return obs
-
-
-def feature(obs: Any, name: str, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> Any:
-    """Global feature ``name`` ``(n,)`` of observations ``(n, obs_dim)`` (any array-API array)
-    on ``channels``, as the layout places it."""
-    return obs[:, channels.layout.index(name)]
-
-
-def channel_feature(obs: Any, name: str, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> Any:
-    """Per-channel feature ``name`` ``(n, k)`` of observations ``(n, obs_dim)`` on ``channels``."""
-    return obs[:, channels.layout.channel_slice(name)]
-
-
-def unscale(value: Any, name: str, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> Any:
-    """The raw quantity of feature ``name`` from its observed ``value``: the layout's scale
-    undone (``1 / scale`` is exact for the table's reciprocal scalings such as 1/3)."""
-    return value * (1.0 / channels.layout.scale(name))
 
 
 def view_even_rate(budget_left_frac: np.ndarray, policy: RulePolicy) -> np.ndarray:

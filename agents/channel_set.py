@@ -124,6 +124,23 @@ def _of_specs(channels: tuple[ChannelSpec, ...]) -> ChannelSet:
 DEFAULT_CHANNEL_SET = ChannelSet.of(DEFAULT_CHANNELS)
 
 
+def feature(obs: Any, name: str, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> Any:
+    """Global feature ``name`` ``(n,)`` of observations ``(n, obs_dim)`` (any array-API array)
+    on ``channels``, as the layout places it."""
+    return obs[:, channels.layout.index(name)]
+
+
+def channel_feature(obs: Any, name: str, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> Any:
+    """Per-channel feature ``name`` ``(n, k)`` of observations ``(n, obs_dim)`` on ``channels``."""
+    return obs[:, channels.layout.channel_slice(name)]
+
+
+def unscale(value: Any, name: str, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> Any:
+    """The raw quantity of feature ``name`` from its observed ``value``: the layout's scale
+    undone (``1 / scale`` is exact for the table's reciprocal scalings such as 1/3)."""
+    return value * (1.0 / channels.layout.scale(name))
+
+
 def channels_of(campaigns: Any) -> ChannelSet:
     """The channel set of a ``BatchedCampaigns`` (or anything with a ``channels`` list)."""
     return ChannelSet.of(campaigns.channels)
