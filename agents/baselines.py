@@ -42,6 +42,7 @@ from budgetgym.agents.channel_set import (
     channel_feature,
     channels_of,
     feature,
+    scenario_channels,
     unscale,
 )
 from budgetgym.agents.mmm import MMMFits, interpolate_split, load_fits, split_table
@@ -984,22 +985,28 @@ class MMMStaticPolicy(RulePolicy):
         self._tables: dict[str, np.ndarray] = {}
         self.use_scenario(scenario)
 
+    def unavailable_on(self, scenario: str, channels: ChannelSet | None = None) -> str | None:
+        """Why the rule cannot run on ``scenario`` with ``channels`` (default: the scenario's):
+        no curves fitted for it, or curves for other paid channels; None if it can."""
+        if scenario not in self.fits.scenarios:
+            return "the MMM fits have no curves for it (run 'budgetgym mmm-fit' to fit them)"
+        channels = scenario_channels(scenario) if channels is None else channels
+        curves = self.fits.scenarios[scenario]
+        paid = tuple(channels.names[i] for i in channels.paid)
+        if curves.channels != paid:
+            return (
+                f"its MMM fits cover channels {list(curves.channels)}, but its paid channels "
+                f"are {list(paid)} (refit with 'budgetgym mmm-fit')"
+            )
+        return None
+
     def use_scenario(self, scenario: str) -> None:
         """Switch to ``scenario``'s curves (solving its split table the first time); they must
         cover the paid channels of the rule's channel list, in its order."""
-        if scenario not in self.fits.scenarios:
-            raise ValueError(
-                f"The MMM fits have no curves for scenario {scenario!r}; run "
-                "'budgetgym mmm-fit' to fit it."
-            )
+        reason = self.unavailable_on(scenario, self.channels)
+        if reason is not None:
+            raise ValueError(f"mmm_static cannot run on scenario {scenario!r}: {reason}.")
         curves = self.fits.scenarios[scenario]
-        paid = tuple(self.channels.names[i] for i in self.channels.paid)
-        if curves.channels != paid:
-            raise ValueError(
-                f"The MMM fits of {scenario!r} cover channels {list(curves.channels)}, but the "
-                f"campaigns' paid channels are {list(paid)}: refit with 'budgetgym mmm-fit' on "
-                "this channel list."
-            )
         if scenario not in self._tables:
             self._tables[scenario] = split_table(curves)
         self.scenario = scenario

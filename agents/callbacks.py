@@ -45,7 +45,7 @@ from budgetgym.agents.metrics import (
     gmv_of_met_campaigns,
     ratio_of_totals_pct,
 )
-from budgetgym.agents.policy import PLANNER_CC, load_policy
+from budgetgym.agents.policy import PLANNER_CC, load_policy, unavailable
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.residual import residual_base_of, vec_env_stack
 from budgetgym.agents.verdict import best_rule
@@ -231,8 +231,9 @@ def compute_references(
     Returns ``{"<ref>_gmv": {scenario: [...]}, "<ref>_gmv_mean": float`` for each of
     ``REFERENCES``, ``"best_baseline": name`` (:func:`~budgetgym.agents.verdict.best_rule`,
     with ``planner_cc``'s miss rate on the same campaigns), ``"baseline_metrics": {name:
-    metrics averaged over scenarios}``, ``"planner_cc_metrics"``}. Cached as JSON under a key
-    of the campaigns, the task and the references.
+    metrics averaged over scenarios}``, ``"planner_cc_metrics"``} (None, as are the rules that
+    cannot run on every scenario, where ``planner_cc`` has no calibration: a user's scenario
+    file). Cached as JSON under a key of the campaigns, the task and the references.
     """
     key = {
         "scenarios": list(scenarios),
@@ -252,18 +253,30 @@ def compute_references(
         ref: {s: rollout(load_policy(ref), s, seeds, **env_kwargs).gmv_cny for s in scenarios}
         for ref in REFERENCES
     }
+
+    def runs_everywhere(policy: Any) -> bool:
+        return all(unavailable(policy, s) is None for s in scenarios)
+
     baseline_metrics = {
         name: validation_metrics(policy, scenarios, seeds, env_kwargs, reference_gmv)[0]
         for name, policy in baseline_policies().items()
+        if runs_everywhere(policy)
     }
-    planner_cc = validation_metrics(
-        load_policy(PLANNER_CC), scenarios, seeds, env_kwargs, reference_gmv
-    )[0]
+    cc_policy = load_policy(PLANNER_CC)
+    planner_cc = (
+        validation_metrics(cc_policy, scenarios, seeds, env_kwargs, reference_gmv)[0]
+        if runs_everywhere(cc_policy)
+        else None
+    )
+    ranked_metrics = {
+        **baseline_metrics,
+        **({} if planner_cc is None else {PLANNER_CC: planner_cc}),
+    }
     rows = [
         {"policy": name, "scenario": "validation", "gmv_mean": m["gmv"],
          "roi_violation_rate": m["roi_violation_rate"],
          "auctionnet_score_mean": m["auctionnet_score"]}
-        for name, m in {**baseline_metrics, PLANNER_CC: planner_cc}.items()
+        for name, m in ranked_metrics.items()
     ]  # fmt: skip
     best = best_rule(rows)
     result: dict[str, Any] = {"key": key}

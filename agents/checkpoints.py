@@ -450,7 +450,11 @@ def new_model(config: TrainConfig, venv: Any = None) -> Any:
             from budgetgym.envs import BudgetVecEnv
 
             venv = BudgetVecEnv(config.env.n_envs, scenario=config.env.scenarios[0])
-    model = algorithm_class(config.algorithm)(policy, venv, verbose=0, **config.sb3_kwargs())
+    kwargs = config.sb3_kwargs()
+    extractor = kwargs["policy_kwargs"].get("features_extractor_kwargs")
+    if extractor is not None:  # ObservationSubset places the features by the env's channels
+        extractor["channel_names"] = venv_channels(venv).names
+    model = algorithm_class(config.algorithm)(policy, venv, verbose=0, **kwargs)
     logits_log_std = hp.policy_kwargs.log_std_init_logits  # validated: PPO without gSDE only
     if logits_log_std is not None:  # SB3 takes one initial log-sd for every action dimension
         model.policy.log_std.data[1:] = logits_log_std

@@ -27,7 +27,15 @@ from budgetgym.agents.metrics import (
     ratio_of_totals_pct,
 )
 from budgetgym.agents.pareto import PARETO_EPISODES, PARETO_MULTS, PlanToTarget, pareto_point
-from budgetgym.agents.policy import ORACLE, PLANNER, PRIVILEGED, Policy, as_policy, load_policy
+from budgetgym.agents.policy import (
+    ORACLE,
+    PLANNER,
+    PRIVILEGED,
+    Policy,
+    as_policy,
+    load_policy,
+    unavailable,
+)
 from budgetgym.agents.progress import ProgressBar, evaluation_progress
 from budgetgym.agents.verdict import add_paired_differences
 from budgetgym.envs.campaigns import BatchedCampaigns, roi_target_missed
@@ -438,7 +446,10 @@ def compare(
     :func:`pareto_sweep` on the first ``pareto_episodes`` campaigns, one per multiplier for a
     rule, the ``1.0`` one for any other policy, all taken from one rollout), ``leaderboard.md``
     (:func:`~budgetgym.agents.leaderboard.leaderboard_markdown` under ``title``), PNG plots
-    (``pareto_<scenario>.png`` among them) and ``timing.json``; returns the rows.
+    (``pareto_<scenario>.png`` among them) and ``timing.json``; returns the rows. A policy that
+    cannot run on a scenario (``unavailable_on(scenario)`` gives the reason: ``mmm_static``
+    without fitted curves, ``planner_cc`` without a calibration, as on a user's scenario file)
+    has no row there; the leaderboard names it and the reason.
 
     Args:
         pareto_mults: target multipliers of the sweep (empty: no sweep, no Pareto plot); the
@@ -472,9 +483,16 @@ def compare(
     sweep_steps = len(scenarios) * len(rules) * len(extra_mults) * sweep_n * horizon_hours
     bar = evaluation_progress("compare", main_steps + sweep_steps) if progress else None
     started = time.perf_counter()
+    skipped: list[str] = []
     for scenario in scenarios:
         runs = {}
         for label, policy in policies.items():  # the references first: the others' yardstick
+            reason = unavailable(policy, scenario)
+            if reason is not None:
+                skipped.append(f"{label} on {scenario}: {reason}")
+                if bar is not None:
+                    bar.update(episodes * horizon_hours)
+                continue
             if bar is not None:
                 bar.set_description(f"compare ({label} on {scenario})")
             progress_to = False if bar is None else bar
@@ -509,6 +527,8 @@ def compare(
         bar.close()
     add_paired_differences(rows, episode_rows)
     (out_dir / "leaderboard.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if skipped:
+        title = "\n\n".join([title, "Not run: " + "; ".join(skipped) + "."]).strip()
     (out_dir / "leaderboard.md").write_text(leaderboard_markdown(rows, title))
     from budgetgym.agents.plots import write_plots
 
@@ -520,6 +540,7 @@ def compare(
         "pareto_s": round(elapsed - main_s, 2),
         "campaign_steps": steps,
         "campaign_steps_per_s": round(steps / max(elapsed, 1e-9), 1),
+        "not_run": skipped,
     }
     (out_dir / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
     return rows

@@ -126,6 +126,19 @@ class PlannerPolicy:
         self.name = "oracle" if hindsight else ("planner_cc" if self._hedged else "planner")
         self._problem: AllocationProblem | None = None
 
+    def unavailable_on(self, scenario: str) -> str | None:
+        """Why the planner cannot run on ``scenario``: ``planner_cc`` (an ``alpha``) without a
+        calibration of its margin there; None if it can."""
+        if self.alpha is None:
+            return None
+        if self.calibration is None:
+            self.calibration = load_calibration()
+        try:
+            self.calibration.kappa(scenario, self.alpha)
+        except ValueError as err:
+            return str(err).rstrip(".")
+        return None
+
     def reset(self, campaigns: BatchedCampaigns) -> None:
         """Plan the whole horizon (reads ``campaigns.params``)."""
         params = campaigns.params

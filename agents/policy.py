@@ -84,6 +84,13 @@ def as_policy(policy: Any) -> Policy:
     return SB3Policy(policy, normalizer, algorithm_name(policy), residual_base, None, channels)
 
 
+def unavailable(policy: Any, scenario: str) -> str | None:
+    """Why ``policy`` cannot run on ``scenario`` (a policy that needs per-scenario data says so
+    in ``unavailable_on(scenario)``), or None."""
+    check = getattr(policy, "unavailable_on", None)
+    return None if check is None else check(scenario)
+
+
 def policy_names() -> tuple[str, ...]:
     """Names ``load_policy`` accepts besides paths: the baselines and the references."""
     return (*BASELINE_NAMES, *PRIVILEGED)

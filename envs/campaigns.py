@@ -217,49 +217,6 @@ def channel_slice(name: str) -> slice:
     raise KeyError(f"Unknown observation feature {name!r}; see OBS_FEATURES.")
 
 
-#: Features scaled by ``1 / target ROI`` (GMV over the target's worth of spend): divided by
-#: ``mult`` when planning to ``mult x`` the target.
-_PER_TARGET = np.array(
-    [obs_index(name) for name in ("roi_to_target", "gmv_frac")]
-    + [i for name in ("gmv_rate", "cum_gmv_frac") for i in range(OBS_DIM)[channel_slice(name)]]
-)
-#: ``log(ROI / target)`` features: ``log mult`` is subtracted.
-_LOG_PER_TARGET = np.array(
-    [obs_index("log_matured_roi"), *range(OBS_DIM)[channel_slice("log_matured_roi")]]
-)
-
-
-def plan_to_target(obs: np.ndarray, mult: float | np.ndarray) -> np.ndarray:
-    """The observation ``(n, OBS_DIM)`` a campaign would show if its target ROI were
-    ``mult`` ``(scalar or (n,), > 0)`` times the real one: the risk knob of a rule that reads
-    its target from the observation (``mult > 1`` plans to a higher ROI: less GMV, fewer
-    missed targets).
-
-    ``target_roi`` is multiplied by ``mult``; the features normalized by the target
-    (``roi_to_target``, ``gmv_frac``, per channel ``gmv_rate`` and ``cum_gmv_frac``) are
-    divided by it, exactly; ``log(ROI / target)`` (``log_matured_roi``, total and per channel)
-    loses ``log mult``, clipped to its bounds ``[-5, 5]``. That last one is approximate: the
-    simulator shrinks the early ROI toward the real target (``ROI_PRIOR_HOURS``), so the
-    transformed feature starts at ``-log mult`` instead of 0 and tends to the exact value as
-    spend matures. Every other feature is unchanged. Returns a new float64 array.
-    """
-    obs = np.array(obs, dtype=np.float64)
-    if obs.ndim != 2 or obs.shape[1] != OBS_DIM:
-        raise ValueError(f"Observations must have shape (n, {OBS_DIM}), got {obs.shape}.")
-    mult = np.asarray(mult, dtype=np.float64)
-    if mult.shape not in ((), (obs.shape[0],)):
-        raise ValueError(
-            f"Target multipliers must be a scalar or ({obs.shape[0]},), got {mult.shape}."
-        )
-    mult = np.broadcast_to(mult, (obs.shape[0],))
-    if not (np.isfinite(mult).all() and (mult > 0).all()):
-        raise ValueError(f"Target multipliers must be finite and > 0, got {mult}.")
-    obs[:, obs_index("target_roi")] *= mult
-    obs[:, _PER_TARGET] /= mult[:, None]
-    obs[:, _LOG_PER_TARGET] = np.clip(obs[:, _LOG_PER_TARGET] - np.log(mult)[:, None], -5.0, 5.0)
-    return obs
-
-
 def validate_actions(actions: object, n_envs: int) -> np.ndarray:
     """Check the shape and dtype of a batch of actions; return it as float64 ``(n_envs, 7)``.
 
