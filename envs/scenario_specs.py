@@ -223,7 +223,7 @@ class Mixture:
         return self.spec.to_yaml()
 
 
-def is_path(scenario: str | os.PathLike[str]) -> bool:
+def is_scenario_path(scenario: str | os.PathLike[str]) -> bool:
     """Whether a scenario argument is a file path (rather than a name)."""
     if isinstance(scenario, os.PathLike):
         return True
@@ -245,7 +245,7 @@ def resolve_mixture(spec: MixtureSpec, source: Path, scenarios: dict[str, Scenar
     mixture's file ``source``. Members must share the channel list and the horizon."""
     members = []
     for i, member in enumerate(spec.members):
-        if is_path(member.scenario):
+        if is_scenario_path(member.scenario):
             found = load_scenario_file(source.parent / member.scenario)
         elif member.scenario in scenarios:
             found = scenarios[member.scenario]

@@ -30,7 +30,7 @@ from budgetgym.envs.scenario_specs import (
     Mixture,
     ScenarioLibrary,
     ScenarioSpec,
-    is_path,
+    is_scenario_path,
     resolve_file,
 )
 
@@ -86,7 +86,7 @@ def resolve_scenario(scenario: str | os.PathLike[str]) -> ScenarioSpec | Mixture
     A file is read again when it changes. Raises ``ValueError`` for an unknown name (listing the
     valid ones and the closest), a missing file, or a file that fails validation (naming the
     file and the key)."""
-    if not is_path(scenario):
+    if not is_scenario_path(scenario):
         return LIBRARY.resolve(str(scenario))
     path = Path(scenario).expanduser().resolve()
     try:

@@ -53,6 +53,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key"
+        elif not isinstance(problem.get("input"), (dict, list, tuple)):
+            message += f", got {problem.get('input')!r}"
         lines.append(f"{source}: {path or '(top level)'}: {message}")
     return "\n".join(lines)
 
