@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from budgetgym.envs.campaigns import scenario_channels as scenario_channel_specs
 from budgetgym.envs.channels import DEFAULT_CHANNELS, ChannelSpec
 from budgetgym.envs.features import ObservationLayout, action_dim
 
@@ -148,6 +149,4 @@ def channels_of(campaigns: Any) -> ChannelSet:
 
 def scenario_channels(scenario: str) -> ChannelSet:
     """The channel set of a scenario name or scenario file."""
-    from budgetgym.envs.campaigns import BatchedCampaigns
-
-    return channels_of(BatchedCampaigns(scenario))
+    return ChannelSet.of(scenario_channel_specs(scenario))

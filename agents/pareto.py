@@ -1,7 +1,7 @@
 """The GMV-vs-ROI-miss trade-off: a rule planning to a multiple of its target, and its points.
 
 Any rule that reads its target from the observation gets a risk knob from
-:func:`plan_to_target`: :class:`PlanToTarget` shows it the campaign
+:func:`~budgetgym.envs.campaigns.plan_to_target`: :class:`PlanToTarget` shows it the campaign
 as if the target ROI were ``mult`` times the real one (``mult > 1``: safer, less GMV). The
 comparison (:func:`budgetgym.agents.evaluation.compare`) sweeps ``PARETO_MULTS`` on the first
 ``PARETO_EPISODES`` campaigns of the leaderboard's seeds and records one :func:`pareto_point`
@@ -14,64 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet
 from budgetgym.agents.metrics import ratio_of_totals_pct
-from budgetgym.envs.campaigns import BatchedCampaigns
+from budgetgym.envs.campaigns import BatchedCampaigns, plan_to_target
 
 #: Target multipliers of the sweep: each rule's curve, from bolder (0.9) to safer (1.3).
 PARETO_MULTS = (0.9, 1.0, 1.1, 1.2, 1.3)
 #: Campaigns of the sweep per scenario (the first of the leaderboard's seeds).
 PARETO_EPISODES = 64
-#: Features scaled by ``1 / target ROI`` (GMV over the target's worth of spend), per campaign
-#: and per channel: divided by ``mult`` when planning to ``mult x`` the target.
-PER_TARGET = ("roi_to_target", "gmv_frac")
-PER_TARGET_BY_CHANNEL = ("gmv_rate", "cum_gmv_frac")
-#: ``log(ROI / target)``, per campaign and per channel: ``log mult`` is subtracted.
-LOG_PER_TARGET = "log_matured_roi"
-
-
-def plan_to_target(
-    obs: np.ndarray, mult: float | np.ndarray, channels: ChannelSet = DEFAULT_CHANNEL_SET
-) -> np.ndarray:
-    """The observation ``(n, obs_dim)`` on ``channels`` a campaign would show if its target ROI
-    were ``mult`` ``(scalar or (n,), > 0)`` times the real one: the risk knob of a rule that
-    reads its target from the observation (``mult > 1`` plans to a higher ROI: less GMV, fewer
-    missed targets).
-
-    ``target_roi`` is multiplied by ``mult``; the features normalized by the target
-    (``PER_TARGET``, ``PER_TARGET_BY_CHANNEL``) are divided by it, exactly; ``log(ROI /
-    target)`` (``log_matured_roi``, total and per channel) loses ``log mult``, clipped to its
-    bounds in the feature table. That last one is approximate: the simulator shrinks the early
-    ROI toward the real target, so the transformed feature starts at ``-log mult`` instead of 0
-    and tends to the exact value as spend matures. Every other feature is unchanged. Returns a
-    new float64 array.
-    """
-    obs = np.array(obs, dtype=np.float64)
-    channels.check_obs(obs)
-    mult = np.asarray(mult, dtype=np.float64)
-    if mult.shape not in ((), (obs.shape[0],)):
-        raise ValueError(
-            f"Target multipliers must be a scalar or ({obs.shape[0]},), got {mult.shape}."
-        )
-    mult = np.broadcast_to(mult, (obs.shape[0],))
-    if not (np.isfinite(mult).all() and (mult > 0).all()):
-        raise ValueError(f"Target multipliers must be finite and > 0, got {mult}.")
-    layout = channels.layout
-    columns = np.arange(layout.dim)
-    per_target = [layout.index(name) for name in PER_TARGET] + [
-        i for name in PER_TARGET_BY_CHANNEL for i in columns[layout.channel_slice(name)]
-    ]
-    log_per_target = [layout.index(LOG_PER_TARGET), *columns[layout.channel_slice(LOG_PER_TARGET)]]
-    obs[:, layout.index("target_roi")] *= mult
-    obs[:, per_target] /= mult[:, None]
-    shifted = obs[:, log_per_target] - np.log(mult)[:, None]
-    low, high = layout.low[log_per_target], layout.high[log_per_target]
-    obs[:, log_per_target] = np.clip(shifted, low.astype(np.float64), high.astype(np.float64))
-    return obs
 
 
 class PlanToTarget:
-    """``rule`` acting on :func:`plan_to_target`'s view: it plans to
+    """``rule`` acting on :func:`~budgetgym.envs.campaigns.plan_to_target`'s view: it plans to
     ``mult`` times each campaign's target ROI (the campaign and its compensation still use the
     real target).
 
@@ -102,7 +55,7 @@ class PlanToTarget:
     ) -> tuple[np.ndarray, object]:
         """The rule's actions ``(n, k + 1)`` for the observations ``(n, obs_dim)`` seen with
         the planned target."""
-        planned = plan_to_target(obs, self.mult, self.rule.channels)
+        planned = plan_to_target(obs, self.mult, self.rule.channels.layout)
         return self.rule.predict(planned, state, episode_start, deterministic)
 
 

@@ -7,19 +7,20 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from budgetgym.envs.campaigns import OBS_HIGH, OBS_LOW, BatchedCampaigns, info_at
-from budgetgym.envs.core import ACTION_DIM
+from budgetgym.envs.campaigns import BatchedCampaigns, info_at
+from budgetgym.envs.features import DEFAULT_LAYOUT, ObservationLayout
 from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT, check_seed
 
 
-def observation_space() -> gym.spaces.Box:
-    """Flat ``Box((OBS_DIM,), float32)`` with per-feature bounds; features in ``OBS_FEATURES``."""
-    return gym.spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
+def observation_space(layout: ObservationLayout = DEFAULT_LAYOUT) -> gym.spaces.Box:
+    """Flat ``Box((layout.dim,), float32)`` with per-feature bounds; features in
+    ``layout.features``."""
+    return gym.spaces.Box(layout.low, layout.high, dtype=np.float32)
 
 
-def action_space() -> gym.spaces.Box:
+def action_space(layout: ObservationLayout = DEFAULT_LAYOUT) -> gym.spaces.Box:
     """``Box(-1, 1, (n_channels + 1,), float32)``: pace, then one logit per channel."""
-    return gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIM,), dtype=np.float32)
+    return gym.spaces.Box(-1.0, 1.0, shape=(layout.action_dim,), dtype=np.float32)
 
 
 class MultiChannelBudgetEnv(gym.Env):
@@ -33,6 +34,10 @@ class MultiChannelBudgetEnv(gym.Env):
     concave win curve; clicks, conversions by new and returning customers and GMV follow, with
     conversion delays. See docs/simulator.md for the equations.
 
+    The channels, and with them the widths of both spaces, are the scenario's
+    (``env.campaigns.channels``); the widths below are those of the reference six. A policy
+    trained on one channel list does not fit another: checkpoints record the list.
+
     ## Action Space
     ``Box(-1, 1, (7,), float32)``. ``a[0]`` is the pace: hourly spend =
     ``(4**a0 - 0.25) / 0.75 * budget_left / hours_left`` (-1: nothing, 0: even pacing, +1: five
@@ -45,16 +50,20 @@ class MultiChannelBudgetEnv(gym.Env):
     ## Observation Space
     ``Box((77,), float32)``: 17 campaign features, then 10 features for each of the 6 channels,
     named ``"<channel>/<feature>"`` (``"search/spend_rate"``); the order is
-    ``budgetgym.envs.OBS_FEATURES``, the bounds are per feature. Only what an advertiser sees:
+    ``budgetgym.envs.OBS_FEATURES``, the bounds are per feature; each row is an entry of
+    ``budgetgym.envs.features.FEATURES``. Only what an advertiser sees:
     true CTRs and CVRs, future traffic and other hidden parameters are never observed.
 
     | campaign feature | meaning (scaling) |
     |---|---|
-    | ``hour_sin``, ``hour_cos`` | time of day (sin, cos of 2 pi hour / 24) |
-    | ``weekday_sin``, ``weekday_cos`` | day of the week (sin, cos of 2 pi day / 7) |
+    | ``hour_sin`` | time of day, sin(2 pi hour / 24) |
+    | ``hour_cos`` | time of day, cos(2 pi hour / 24) |
+    | ``weekday_sin`` | day of the week, sin(2 pi day / 7) |
+    | ``weekday_cos`` | day of the week, cos(2 pi day / 7) |
     | ``progress`` | hours elapsed / horizon |
-    | ``event_active``, ``event_warmup`` | 1 during a promotion (public calendar), its warm-up |
-    | ``hours_to_event`` | (event start - hour) / horizon in [-1, 1]; 1 without an event |
+    | ``event_active`` | 1 during a promotion on the public calendar |
+    | ``event_warmup`` | 1 during the warm-up before it |
+    | ``hours_to_event`` | (event start - hour) / horizon in [-1, 1]; 1 without event |
     | ``budget_left_frac`` | budget left / budget |
     | ``pace_gap`` | budget_left_frac - hours left / horizon (> 0: behind even pacing) |
     | ``target_roi`` | target ROI / 3 |
@@ -68,10 +77,12 @@ class MultiChannelBudgetEnv(gym.Env):
     | channel feature | meaning (scaling) |
     |---|---|
     | ``spend_rate`` | last hour's spend / (budget / horizon) |
-    | ``log_impressions``, ``log_clicks`` | log1p of last hour's impressions / 10, clicks / 6 |
+    | ``log_impressions`` | log1p(last hour's impressions) / 10 |
+    | ``log_clicks`` | log1p(last hour's clicks) / 6 |
     | ``log_conversions`` | log1p(conversions attributed last hour) / 3 |
     | ``gmv_rate`` | GMV attributed last hour / (target ROI x budget / horizon) |
-    | ``cum_spend_frac``, ``cum_gmv_frac`` | spend so far / budget, GMV / (budget x target ROI) |
+    | ``cum_spend_frac`` | spend so far / budget |
+    | ``cum_gmv_frac`` | attributed GMV so far / (budget x target ROI) |
     | ``log_cpm`` | log1p(observed cost per 1,000 impressions last hour) / 4 |
     | ``recent_spend_frac`` | spend with a 24 h exponential memory / budget (not yet converted) |
     | ``log_matured_roi`` | the channel's delay-corrected ROI so far, as the campaign's |
@@ -87,9 +98,9 @@ class MultiChannelBudgetEnv(gym.Env):
     pending conversions within the attribution window (168 h) are settled into the last reward.
 
     ## Arguments
-    ``scenario`` (default ``"hit_product"``), ``reward_mode``, ``roi_penalty_coef``,
-    ``horizon_hours``. ``reset(seed=s)`` draws campaign ``s``; without a seed, a training seed
-    (< 900,000) is drawn from the env's generator.
+    ``scenario`` (default ``"hit_product"``; a name or a scenario file's path), ``reward_mode``,
+    ``roi_penalty_coef``, ``horizon_hours``. ``reset(seed=s)`` draws campaign ``s``; without a
+    seed, a training seed (< 900,000) is drawn from the env's generator.
     """
 
     metadata = {"render_modes": []}
@@ -102,8 +113,8 @@ class MultiChannelBudgetEnv(gym.Env):
         horizon_hours: int = HORIZON_HOURS,
     ) -> None:
         self.campaigns = BatchedCampaigns(scenario, reward_mode, roi_penalty_coef, horizon_hours)
-        self.observation_space = observation_space()
-        self.action_space = action_space()
+        self.observation_space = observation_space(self.campaigns.layout)
+        self.action_space = action_space(self.campaigns.layout)
         self.campaign_seed: int | None = None
 
     def reset(

@@ -6,6 +6,7 @@ evaluation, the oracle's replay) steps this class; none has a dynamics of its ow
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -14,9 +15,6 @@ import numpy as np
 
 from budgetgym.envs.channels import CHANNEL_NAMES, ChannelSpec
 from budgetgym.envs.core import (
-    ACTION_DIM,
-    CALENDAR,
-    CHANNEL_TABLE,
     CLICKS,
     CONVERSIONS,
     GMV,
@@ -27,7 +25,9 @@ from budgetgym.envs.core import (
     SPEND,
     BatchKernel,
     CampaignState,
+    ChannelTable,
     action_row_to_request,
+    channel_table,
     check_actions,
     chunk_bounds,
     hour_counters,
@@ -39,72 +39,33 @@ from budgetgym.envs.core import (
     n_chunks,
     simulate_campaigns,
 )
+from budgetgym.envs.features import (  # the names and sizes, also read from here
+    CHANNEL_FEATURES,  # noqa: F401
+    DEFAULT_LAYOUT,
+    GLOBAL_FEATURES,
+    LOG_ROI_BOUND,
+    OBS_DIM,  # noqa: F401
+    OBS_FEATURES,  # noqa: F401
+    OBS_SCALES,
+    ObservationLayout,
+    action_dim,
+)
 from budgetgym.envs.scenario_specs import Mixture
 from budgetgym.envs.scenarios import (
     ATTRIBUTION_WINDOW_HOURS,
-    EVENT_LENGTH_HOURS,
     HORIZON_HOURS,
     REFERENCE_PRICE_CNY,
-    WARMUP_HOURS,
     CampaignParams,
-    check_scenario,
     resolve_scenario,
     sample_campaigns,
 )
 
-GLOBAL_FEATURES = (
-    "hour_sin",  # time of day, sin(2 pi hour / 24)
-    "hour_cos",
-    "weekday_sin",  # day of week, sin(2 pi day / 7)
-    "weekday_cos",
-    "progress",  # hours elapsed / horizon, in [0, 1]
-    "event_active",  # 1 during a promotion on the public calendar
-    "event_warmup",  # 1 during the warm-up before it
-    "hours_to_event",  # (event start - hour) / horizon, clipped to [-1, 1]; 1 without event
-    "budget_left_frac",  # budget left / budget
-    "pace_gap",  # budget_left_frac - hours_left / horizon (> 0: behind even pacing)
-    "target_roi",  # target ROI / 3
-    "roi_to_target",  # attributed GMV / (spend + 1% of budget) / target ROI
-    "gmv_frac",  # attributed GMV / (budget * target ROI)
-    "log_price",  # log(own product price / 150 CNY)
-    "log_matured_roi",  # log(delay-corrected ROI so far / target), shrunk to 0, in [-5, 5]
-    # What the merchant declares when setting up the campaign (its goal and product):
-    "new_product",  # 1 for a product launched with the platform's cold-start support
-    "new_customer_value",  # the goal's extra value of a new customer / price (0: none)
-)
-CHANNEL_FEATURES = (
-    "spend_rate",  # last hour's spend / (budget / horizon)
-    "log_impressions",  # log1p(last hour's impressions) / 10
-    "log_clicks",  # log1p(last hour's clicks) / 6
-    "log_conversions",  # log1p(conversions attributed last hour) / 3
-    "gmv_rate",  # GMV attributed last hour / (target ROI * budget / horizon)
-    "cum_spend_frac",  # spend so far / budget
-    "cum_gmv_frac",  # attributed GMV so far / (budget * target ROI)
-    "log_cpm",  # log1p(1000 * last hour's spend / impressions) / 4, observed price
-    "recent_spend_frac",  # spend with a 24 h exponential memory / budget (not yet converted)
-    "log_matured_roi",  # log(delay-corrected ROI so far / target), shrunk to 0, in [-5, 5]
-)
-OBS_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + tuple(
-    f"{channel}/{feature}" for feature in CHANNEL_FEATURES for channel in CHANNEL_NAMES
-)
-OBS_DIM = len(OBS_FEATURES)
-# Bounds of each feature: [-1, 1] for angles, shares and clipped differences, [0, 1] for
-# fractions and flags, [-5, 5] for the clipped log-ROI, and a wide finite cap for the unbounded
-# ratios (money and counts).
-_LOW = {"hour_sin": -1, "hour_cos": -1, "weekday_sin": -1, "weekday_cos": -1,
-        "hours_to_event": -1, "pace_gap": -1, "log_price": -10, "log_matured_roi": -5}  # fmt: skip
-_HIGH = {"log_matured_roi": 5, "new_product": 1, **{f: 1 for f in GLOBAL_FEATURES[:10]}}
-OBS_LOW = np.array([_LOW.get(f.split("/")[-1], 0.0) for f in OBS_FEATURES], dtype=np.float32)
-OBS_HIGH = np.array([_HIGH.get(f.split("/")[-1], 1e6) for f in OBS_FEATURES], dtype=np.float32)
+OBS_LOW, OBS_HIGH = DEFAULT_LAYOUT.low, DEFAULT_LAYOUT.high
 #: Share of spend assumed still unconverted per unit of ``recent_spend`` (public Criteo prior:
 #: 35% of conversions within the hour, the rest with a ~24 h mean delay; Chapelle 2014).
 LATE_SHARE = 0.65
 #: Shrinkage of ``log_matured_roi`` toward the target: hours of even-pacing spend at ROI = target.
 ROI_PRIOR_HOURS = 3.0
-
-
-# Passed as an argument: numba's cache would not see an edit of these constants in scenarios.py.
-_OBS_CALENDAR = (float(EVENT_LENGTH_HOURS), float(WARMUP_HOURS), REFERENCE_PRICE_CNY)
 
 
 def _clock(hour):
@@ -132,12 +93,18 @@ def _log1p_count(count):
     return inline_log(1.0 + count)
 
 
-def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calendar, out):
-    """Fill ``out[start:stop]`` in the order of ``OBS_FEATURES`` (scalings documented there)."""
-    (budget, target_roi, price, _, _, _, _, _, _, _, _, event_start, boost, _, new_value) = params
-    (_, budget_left, _, _, _, _, last, totals, recent_spend, _, _) = state
+def _observe_campaigns(
+    start, stop, hour, horizon, clock, params, state, reference_price, col, sc, out
+):
+    """Fill ``out[start:stop]``: each feature into its column ``col`` (``ObsColumns``), its raw
+    quantity times its scale ``sc`` (``ObsScales``) where it has one (see ``features.py``)."""
+    budget, target_roi, price = params.budget_cny, params.target_roi, params.price_cny
+    event_start, boost = params.event_start_hour, params.coldstart_boost
+    new_value = params.new_customer_value_cny
+    budget_left, last, totals = state.budget_left_cny, state.last, state.totals
+    recent_spend = state.recent_spend_cny
     n_ch = last.shape[2]
-    event_length, warmup_length, reference_price = calendar
+    event_length, warmup_length = params.event_length_hours, params.warmup_hours
     for i in range(start, stop):
         b, roi = budget[i], target_roi[i]
         even_rate = b / horizon
@@ -146,21 +113,20 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
             spend_total += totals[SPEND, i, k]
             gmv_total += totals[GMV, i, k]
         since = hour - event_start[i]
-        for j in range(4):
-            out[i, j] = clock[j]
-        out[i, 4] = hour / horizon
-        out[i, 5] = 1.0 if 0 <= since < event_length else 0.0
-        out[i, 6] = 1.0 if -warmup_length <= since < 0 else 0.0
-        out[i, 7] = min(max(-since / horizon, -1.0), 1.0)
-        out[i, 8] = budget_left[i] / b
-        out[i, 9] = budget_left[i] / b - (horizon - hour) / horizon
-        out[i, 10] = roi / 3.0
-        out[i, 11] = gmv_total / (spend_total + 0.01 * b) / roi
-        out[i, 12] = gmv_total / (b * roi)
-        out[i, 13] = inline_log(price[i] / reference_price)
-        out[i, 15] = 1.0 if boost[i] > 0.0 else 0.0
-        out[i, 16] = new_value[i] / price[i]
-        base = len(GLOBAL_FEATURES)
+        out[i, col.hour_sin], out[i, col.hour_cos] = clock[0], clock[1]
+        out[i, col.weekday_sin], out[i, col.weekday_cos] = clock[2], clock[3]
+        out[i, col.progress] = hour / horizon
+        out[i, col.event_active] = 1.0 if 0 <= since < event_length[i] else 0.0
+        out[i, col.event_warmup] = 1.0 if -warmup_length[i] <= since < 0 else 0.0
+        out[i, col.hours_to_event] = min(max(-since / horizon, -1.0), 1.0)
+        out[i, col.budget_left_frac] = budget_left[i] / b
+        out[i, col.pace_gap] = budget_left[i] / b - (horizon - hour) / horizon
+        out[i, col.target_roi] = roi * sc.target_roi
+        out[i, col.roi_to_target] = gmv_total / (spend_total + 0.01 * b) / roi
+        out[i, col.gmv_frac] = gmv_total / (b * roi)
+        out[i, col.log_price] = inline_log(price[i] / reference_price)
+        out[i, col.new_product] = 1.0 if boost[i] > 0.0 else 0.0
+        out[i, col.new_customer_value] = new_value[i] / price[i]
         # Delay-corrected ROI: attributed GMV over the spend whose conversions should have
         # arrived by now, shrunk toward the target (log 0) until a few hours have matured.
         prior_cny = ROI_PRIOR_HOURS * even_rate
@@ -170,9 +136,10 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
             matured_total += matured
             prior_k = prior_cny / n_ch
             log_roi = inline_log((totals[GMV, i, k] + roi * prior_k) / (roi * (matured + prior_k)))
-            out[i, base + 9 * n_ch + k] = min(max(log_roi, -5.0), 5.0)
+            out[i, col.channel_log_matured_roi + k] = min(max(log_roi, -LOG_ROI_BOUND),
+                                                          LOG_ROI_BOUND)  # fmt: skip
         log_roi = inline_log((gmv_total + roi * prior_cny) / (roi * (matured_total + prior_cny)))
-        out[i, 14] = min(max(log_roi, -5.0), 5.0)
+        out[i, col.log_matured_roi] = min(max(log_roi, -LOG_ROI_BOUND), LOG_ROI_BOUND)
         # Reciprocals once per campaign (a division costs several multiplications), and log(1 + x)
         # rather than log1p: the kernels' log is inlined, and x >= 0 needs no extra precision.
         inv_even, inv_b = 1.0 / even_rate, 1.0 / b
@@ -180,45 +147,95 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
         for k in range(n_ch):
             impressions = last[IMPRESSIONS, i, k]
             cpm = 1000.0 * last[SPEND, i, k] / impressions if impressions > 0 else 0.0
-            out[i, base + k] = last[SPEND, i, k] * inv_even
-            out[i, base + n_ch + k] = _log1p_count(impressions) * 0.1
-            out[i, base + 2 * n_ch + k] = _log1p_count(last[CLICKS, i, k]) * (1.0 / 6.0)
-            out[i, base + 3 * n_ch + k] = _log1p_count(last[CONVERSIONS, i, k]) * (1.0 / 3.0)
-            out[i, base + 4 * n_ch + k] = last[GMV, i, k] * inv_gmv_even
-            out[i, base + 5 * n_ch + k] = totals[SPEND, i, k] * inv_b
-            out[i, base + 6 * n_ch + k] = totals[GMV, i, k] * inv_gmv_b
-            out[i, base + 7 * n_ch + k] = inline_log(1.0 + cpm) * 0.25
-            out[i, base + 8 * n_ch + k] = recent_spend[i, k] * inv_b
+            out[i, col.channel_spend_rate + k] = last[SPEND, i, k] * inv_even
+            out[i, col.channel_log_impressions + k] = (
+                _log1p_count(impressions) * sc.channel_log_impressions
+            )
+            out[i, col.channel_log_clicks + k] = (
+                _log1p_count(last[CLICKS, i, k]) * sc.channel_log_clicks
+            )
+            out[i, col.channel_log_conversions + k] = (
+                _log1p_count(last[CONVERSIONS, i, k]) * sc.channel_log_conversions
+            )
+            out[i, col.channel_gmv_rate + k] = last[GMV, i, k] * inv_gmv_even
+            out[i, col.channel_cum_spend_frac + k] = totals[SPEND, i, k] * inv_b
+            out[i, col.channel_cum_gmv_frac + k] = totals[GMV, i, k] * inv_gmv_b
+            out[i, col.channel_log_cpm + k] = inline_log(1.0 + cpm) * sc.channel_log_cpm
+            out[i, col.channel_recent_spend_frac + k] = recent_spend[i, k] * inv_b
 
 
-def _observe_loop(hour, horizon, params, state, calendar, out):
+def _observe_loop(hour, horizon, params, state, reference_price, col, sc, out):
     """Fill ``out (n, OBS_DIM)`` for every campaign."""
     clock, n = _clock(hour), out.shape[0]
     for chunk in numba.prange(n_chunks(n)):
         start, stop = chunk_bounds(chunk, n)
-        _observe_campaigns(start, stop, hour, horizon, clock, params, state, calendar, out)
+        _observe_campaigns(
+            start, stop, hour, horizon, clock, params, state, reference_price, col, sc, out
+        )
 
 
 def obs_index(name: str) -> int | slice:
-    """Position of a global feature, or the ``(n_channels,)`` slice of a per-channel feature.
-
-    ``log_matured_roi`` is both: this returns the global one; see :func:`channel_slice`.
-    """
+    """Position of a campaign feature, or the ``(n_channels,)`` slice of a channel feature, in
+    the reference six channels' observation (``log_matured_roi``: the campaign one; see
+    :func:`channel_slice`). Other channel lists: ``BatchedCampaigns.layout``."""
     if name in GLOBAL_FEATURES:
-        return GLOBAL_FEATURES.index(name)
-    return channel_slice(name)
+        return DEFAULT_LAYOUT.index(name)
+    return DEFAULT_LAYOUT.channel_slice(name)
 
 
 def channel_slice(name: str) -> slice:
-    """The ``(n_channels,)`` slice of a per-channel feature in the observation."""
-    if name in CHANNEL_FEATURES:
-        start = len(GLOBAL_FEATURES) + CHANNEL_FEATURES.index(name) * len(CHANNEL_NAMES)
-        return slice(start, start + len(CHANNEL_NAMES))
-    raise KeyError(f"Unknown observation feature {name!r}; see OBS_FEATURES.")
+    """The ``(n_channels,)`` slice of a channel feature in the reference six's observation."""
+    return DEFAULT_LAYOUT.channel_slice(name)
 
 
-def validate_actions(actions: object, n_envs: int) -> np.ndarray:
-    """Check the shape and dtype of a batch of actions; return it as float64 ``(n_envs, 7)``.
+def plan_to_target(
+    obs: np.ndarray, mult: float | np.ndarray, layout: ObservationLayout = DEFAULT_LAYOUT
+) -> np.ndarray:
+    """The observation ``(n, layout.dim)`` a campaign would show if its target ROI were
+    ``mult`` ``(scalar or (n,), > 0)`` times the real one: the risk knob of a rule that reads
+    its target from the observation (``mult > 1`` plans to a higher ROI: less GMV, fewer
+    missed targets).
+
+    ``target_roi`` is multiplied by ``mult``; the features normalized by the target
+    (``roi_to_target``, ``gmv_frac``, per channel ``gmv_rate`` and ``cum_gmv_frac``) are
+    divided by it, exactly; ``log(ROI / target)`` (``log_matured_roi``, total and per channel)
+    loses ``log mult``, clipped to its bounds ``[-5, 5]``. That last one is approximate: the
+    simulator shrinks the early ROI toward the real target (``ROI_PRIOR_HOURS``), so the
+    transformed feature starts at ``-log mult`` instead of 0 and tends to the exact value as
+    spend matures. Every other feature is unchanged. Returns a new float64 array.
+    """
+    obs = np.array(obs, dtype=np.float64)
+    if obs.ndim != 2 or obs.shape[1] != layout.dim:
+        raise ValueError(f"Observations must have shape (n, {layout.dim}), got {obs.shape}.")
+    mult = np.asarray(mult, dtype=np.float64)
+    if mult.shape not in ((), (obs.shape[0],)):
+        raise ValueError(
+            f"Target multipliers must be a scalar or ({obs.shape[0]},), got {mult.shape}."
+        )
+    mult = np.broadcast_to(mult, (obs.shape[0],))
+    if not (np.isfinite(mult).all() and (mult > 0).all()):
+        raise ValueError(f"Target multipliers must be finite and > 0, got {mult}.")
+    columns = np.arange(layout.dim)
+    per_target = np.array(
+        [layout.index("roi_to_target"), layout.index("gmv_frac")]
+        + [i for name in ("gmv_rate", "cum_gmv_frac") for i in columns[layout.channel_slice(name)]]
+    )
+    log_per_target = np.array(
+        [layout.index("log_matured_roi"), *columns[layout.channel_slice("log_matured_roi")]]
+    )
+    obs[:, layout.index("target_roi")] *= mult
+    obs[:, per_target] /= mult[:, None]
+    obs[:, log_per_target] = np.clip(
+        obs[:, log_per_target] - np.log(mult)[:, None], -LOG_ROI_BOUND, LOG_ROI_BOUND
+    )
+    return obs
+
+
+def validate_actions(
+    actions: object, n_envs: int, channel_names: tuple[str, ...] = CHANNEL_NAMES
+) -> np.ndarray:
+    """Check the shape and dtype of a batch of actions; return it as float64
+    ``(n_envs, len(channel_names) + 1)``.
 
     Values (NaN/inf, outside ``[-1, 1]``) are checked when they are mapped to spend, in
     :func:`~budgetgym.envs.core.action_to_spend_request`.
@@ -229,19 +246,30 @@ def validate_actions(actions: object, n_envs: int) -> np.ndarray:
     arr = np.asarray(actions)
     if arr.dtype.kind not in "fiu":
         raise ValueError(f"Actions must be a real numeric array, got dtype {arr.dtype}.")
-    if arr.shape != (n_envs, ACTION_DIM):
+    dim = action_dim(len(channel_names))
+    if arr.shape != (n_envs, dim):
         raise ValueError(
-            f"Actions must have shape ({n_envs}, {ACTION_DIM}) (pace + one logit per channel "
-            f"{CHANNEL_NAMES}), got {arr.shape}."
+            f"Actions must have shape ({n_envs}, {dim}) (pace + one logit per channel "
+            f"{channel_names}), got {arr.shape}."
         )
     return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def scenario_channels(scenario: str | os.PathLike[str]) -> tuple[ChannelSpec, ...]:
+    """The channel list of a scenario name or file (a mixture's members share theirs)."""
+    spec = resolve_scenario(scenario)
+    return spec.members[0].channels if isinstance(spec, Mixture) else spec.channels
 
 
 class BatchedCampaigns:
     """``n_envs`` campaigns stepped together with numpy.
 
+    ``channels`` are the scenario's channels and ``layout`` (an
+    :class:`~budgetgym.envs.features.ObservationLayout`) the observation over them; actions are
+    ``(n_envs, layout.action_dim)``: the pace, then one logit per channel.
+
     Args:
-        scenario: scenario name (see ``budgetgym list-scenarios``).
+        scenario: scenario name (see ``budgetgym scenario list``) or a scenario file's path.
         reward_mode: ``"gmv"``, ``"gmv_roi_penalty"`` (default) or ``"profit"``.
         roi_penalty_coef: weight of the end-of-episode penalty ``max(0, R * spend - GMV)``.
         horizon_hours: episode length in hours.
@@ -260,59 +288,61 @@ class BatchedCampaigns:
             )
         if not np.isfinite(roi_penalty_coef) or roi_penalty_coef < 0:
             raise ValueError(f"roi_penalty_coef must be finite and >= 0, got {roi_penalty_coef}.")
-        check_scenario(scenario)
         if int(horizon_hours) < 1:
             raise ValueError(f"horizon_hours must be >= 1, got {horizon_hours}.")
         self.scenario = scenario
         self.reward_mode = reward_mode
         self.roi_penalty_coef = float(roi_penalty_coef)
         self.horizon_hours = int(horizon_hours)
+        #: The scenario's channels, in the order of the action's logits and of the observation.
+        self.channels = scenario_channels(scenario)
+        self.layout = ObservationLayout(tuple(c.name for c in self.channels))
+        self._columns = self.layout.columns()
         self.params: CampaignParams | None = None
+        self._channel_table: tuple[tuple, ChannelTable] | None = None
         self.state: CampaignState | None = None
 
     @property
     def n_envs(self) -> int:
         return 0 if self.state is None else self.state.budget_left_cny.shape[0]
 
-    @property
-    def channels(self) -> tuple[ChannelSpec, ...]:
-        """The scenario's channel list."""
-        spec = resolve_scenario(self.scenario)
-        return (spec.members[0] if isinstance(spec, Mixture) else spec).channels
-
-    @property
-    def layout(self):
-        """The observation layout of the scenario's channel list."""
-        from budgetgym.envs.features import ObservationLayout
-
-        return ObservationLayout(tuple(c.name for c in self.channels))
-
     def reset(self, seeds: np.ndarray | list[int]) -> tuple[np.ndarray, dict]:
-        """Start one campaign per seed; return observations ``(n, OBS_DIM)`` and info."""
-        self.params = sample_campaigns(self.scenario, seeds, self.horizon_hours)
+        """Start one campaign per seed; return observations ``(n, layout.dim)`` and info."""
+        params = sample_campaigns(self.scenario, seeds, self.horizon_hours)
+        names = tuple(c.name for c in params.channels)
+        if names != self.layout.channel_names:
+            raise ValueError(
+                f"Scenario {self.scenario!r} now has channels {names}, not "
+                f"{self.layout.channel_names}: the spaces were declared for those; make a new env."
+            )
+        self.params = params
         self.state = initial_state(self.params)
         totals, _ = self._summarize(False)
         return self.observe(), self._info(totals, None)
 
     def step(self, actions: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Advance one hour. Returns ``obs (n, OBS_DIM)``, ``reward (n,)``, ``done (n,)``, info."""
+        """Advance one hour with actions ``(n, layout.action_dim)``. Returns
+        ``obs (n, layout.dim)``, ``reward (n,)``, ``done (n,)``, info."""
         self._check_running()
-        acts = validate_actions(actions, self.n_envs)
+        acts = validate_actions(actions, self.n_envs, self.layout.channel_names)
         check_actions(acts)
-        return self._advance(acts, np.empty((self.n_envs, len(CHANNEL_NAMES))))
+        return self._advance(acts, np.empty((self.n_envs, self.layout.n_channels)))
 
     def step_spend(
         self, spend_request_cny: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Advance one hour with an explicit per-channel spend request ``(n, n_channels)`` CNY.
+        """Advance one hour with an explicit per-channel spend request ``(n, n_channels)`` CNY,
+        channels in the order of ``channels``.
 
         Used by the oracle's replay; policies go through :meth:`step`.
         """
         self._check_running()
         request = np.asarray(spend_request_cny, dtype=np.float64)
-        if request.shape != (self.n_envs, len(CHANNEL_NAMES)) or not np.isfinite(request).all():
+        shape = (self.n_envs, self.layout.n_channels)
+        if request.shape != shape or not np.isfinite(request).all():
             raise ValueError(
-                f"Spend request must be finite with shape ({self.n_envs}, {len(CHANNEL_NAMES)})."
+                f"Spend request must be finite with shape {shape} (one column per channel "
+                f"{self.layout.channel_names})."
             )
         return self._advance(None, np.ascontiguousarray(request))
 
@@ -331,19 +361,25 @@ class BatchedCampaigns:
         n, k = request.shape
         purchases, purchase_gmv = np.empty((n, k)), np.empty((n, k))
         totals, reward = np.empty((n, len(TOTAL_KEYS))), np.empty(n)
-        obs = np.empty((n, OBS_DIM), dtype=np.float32)
+        obs = np.empty((n, self.layout.dim), dtype=np.float32)
         # A new array each hour (the kernel writes every cell): the info hands it out uncopied.
         s.last = np.empty_like(s.last)
         _STEP.for_batch(n)(
             s.hour, p.horizon_hours, float(ATTRIBUTION_WINDOW_HOURS), actions, request,
-            kernel_params(p), kernel_state(s), CHANNEL_TABLE, CALENDAR, purchases, purchase_gmv,
-            REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, _OBS_CALENDAR, totals,
-            reward, obs,
+            kernel_params(p), kernel_state(s), self._kernel_channels(), purchases, purchase_gmv,
+            REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, REFERENCE_PRICE_CNY,
+            self._columns, OBS_SCALES, totals, reward, obs,
         )  # fmt: skip
         s.hour += 1
         done = np.full(n, s.hour >= self.horizon_hours)
         cohort = {"purchases": purchases, "purchase_gmv_cny": purchase_gmv}
         return obs, reward, done, self._info(totals, cohort)
+
+    def _kernel_channels(self) -> ChannelTable:
+        """The channel table of ``params.channels`` (computed again when they change)."""
+        if self._channel_table is None or self._channel_table[0] is not self.params.channels:
+            self._channel_table = (self.params.channels, channel_table(self.params.channels))
+        return self._channel_table[1]
 
     def _summarize(self, done: bool) -> tuple[np.ndarray, np.ndarray]:
         """Totals ``(n, len(TOTAL_KEYS))`` for the info, and the reward ``(n,)``."""
@@ -356,11 +392,11 @@ class BatchedCampaigns:
         return totals, reward
 
     def observe(self) -> np.ndarray:
-        """Observations ``(n_envs, OBS_DIM)`` float32 of what an advertiser can see."""
-        obs = np.empty((self.n_envs, OBS_DIM), dtype=np.float32)
+        """Observations ``(n_envs, layout.dim)`` float32 of what an advertiser can see."""
+        obs = np.empty((self.n_envs, self.layout.dim), dtype=np.float32)
         _OBSERVE.for_batch(self.n_envs)(
             self.state.hour, self.horizon_hours, kernel_params(self.params),
-            kernel_state(self.state), _OBS_CALENDAR, obs,
+            kernel_state(self.state), REFERENCE_PRICE_CNY, self._columns, OBS_SCALES, obs,
         )  # fmt: skip
         return obs
 
@@ -420,9 +456,11 @@ def roi_target_missed(
 def _summary_campaigns(start, stop, mode, penalty_coef, done, params, state, out, reward):
     """Fill ``out[start:stop]`` with ``TOTAL_KEYS`` and ``reward[start:stop]`` (see
     ``BatchedCampaigns``)."""
-    (budget, target_roi, _, _, _, _, _, _, _, _, _, _, _, margin, new_customer_value) = params
-    (_, budget_left, _, pending_conv, _, pending_gmv, last, totals, _, unattr_conv,
-     unattr_gmv) = state  # fmt: skip
+    budget, target_roi = params.budget_cny, params.target_roi
+    margin, new_customer_value = params.gross_margin_frac, params.new_customer_value_cny
+    budget_left, last, totals = state.budget_left_cny, state.last, state.totals
+    pending_conv, pending_gmv = state.pending_conversions, state.pending_gmv_cny
+    unattr_conv, unattr_gmv = state.unattributed_conversions, state.unattributed_gmv_cny
     n_ch = last.shape[2]
     for i in range(start, stop):
         spend = gmv = conv = new = pend_c = pend_g = 0.0
@@ -468,27 +506,29 @@ def _summary_loop(mode, penalty_coef, done, params, state, out, reward):
 
 
 def _step_loop(
-    hour, horizon, window_hours, action, request, params, state, ch, cal, purchases,
-    purchase_gmv, mode, penalty_coef, obs_calendar, totals_out, reward, obs,
+    hour, horizon, window_hours, action, request, params, state, ch, purchases,
+    purchase_gmv, mode, penalty_coef, reference_price, col, sc, totals_out, reward, obs,
 ):  # fmt: skip
     """One hour of every campaign in one pass: actions (checked, or ``None`` to step the given
     ``request``) -> spend request -> dynamics -> totals and reward -> next observation."""
     settle = hour + 1 >= horizon
-    counter, profile = hour_counters(hour, request.shape[1]), hour_profile(hour, cal)
+    counter, profile = hour_counters(hour, request.shape[1]), hour_profile(hour)
     clock = _clock(hour + 1)
-    budget_left, n = state[1], request.shape[0]  # see kernel_state
+    budget_left, n = state.budget_left_cny, request.shape[0]
     for chunk in numba.prange(n_chunks(n)):
         start, stop = chunk_bounds(chunk, n)
         if action is not None:
             for i in range(start, stop):
                 action_row_to_request(action, i, budget_left[i], horizon - hour, request)
         simulate_campaigns(
-            start, stop, hour, window_hours, settle, counter, profile, params, state, ch, cal,
+            start, stop, hour, window_hours, settle, counter, profile, params, state, ch,
             request, purchases, purchase_gmv,
         )  # fmt: skip
         _summary_campaigns(start, stop, mode, penalty_coef, settle, params, state, totals_out,
                            reward)  # fmt: skip
-        _observe_campaigns(start, stop, hour + 1, horizon, clock, params, state, obs_calendar, obs)
+        _observe_campaigns(
+            start, stop, hour + 1, horizon, clock, params, state, reference_price, col, sc, obs
+        )
 
 
 # The small per-chunk functions are inlined into the loops; ``simulate_campaigns`` is called,

@@ -27,6 +27,7 @@ import math
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -35,20 +36,12 @@ from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
 from budgetgym.envs import random as crn
-from budgetgym.envs.channels import CHANNEL_NAMES, channel_array
-from budgetgym.envs.scenarios import (
-    COLDSTART_DECAY_HOURS,
-    EVENT_CVR_MULT,
-    EVENT_LENGTH_HOURS,
-    EVENT_PRICE_MULT,
-    EVENT_TRAFFIC_MULT,
-    WARMUP_CVR_MULT,
-    WARMUP_HOURS,
-    CampaignParams,
-)
+from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec, channel_array
+from budgetgym.envs.features import action_dim
+from budgetgym.envs.scenarios import CampaignParams
 
 N_CHANNELS = len(CHANNEL_NAMES)
-ACTION_DIM = N_CHANNELS + 1
+ACTION_DIM = action_dim(N_CHANNELS)
 MAX_PACE_MULT = 5.0  # action[0] = +1 spends 5x the even-pacing rate
 SHARE_TEMPERATURE = 3.0  # action logits are multiplied by this before the softmax
 _LN4 = math.log(4.0)  # the pace 4**a0 is computed as exp(a0 ln 4)
@@ -66,26 +59,41 @@ _S_ORDER_VALUE, _S_IMMEDIATE, _S_ARRIVAL, _S_SETTLE = range(5, 9)
 _N_STREAMS = 9
 
 PRICE_SIGMA = channel_array("price_sigma")
-VOLUME_SIGMA = channel_array("volume_noise_sigma")
-DIURNAL_STRENGTH = channel_array("diurnal_strength")
-RETURNING_AFFINITY = channel_array("returning_affinity")
 COMMISSION_FRAC = channel_array("commission_frac")
-# Platform launch support reaches the on-platform slots (search, feed, live, short video).
-BOOSTED = np.array([c not in ("affiliate", "social") for c in CHANNEL_NAMES], dtype=np.float64)
-# Constants from channels.py and scenarios.py reach the compiled kernels as arguments, never as
-# globals: numba's on-disk cache is keyed on this file alone, so a global edited elsewhere would
-# be silently stale.
-CHANNEL_TABLE = np.stack(
-    [PRICE_SIGMA, VOLUME_SIGMA, DIURNAL_STRENGTH, RETURNING_AFFINITY, COMMISSION_FRAC, BOOSTED,
-     np.exp(0.5 * PRICE_SIGMA**2)]
-)  # fmt: skip
-# _MEAN_PRICE: mean over median of the lognormal competing price, exp(sigma^2 / 2).
-_SIGMA, _VOLUME_SIGMA, _DIURNAL, _AFFINITY, _COMMISSION, _BOOSTED, _MEAN_PRICE = range(7)
-CALENDAR = np.array(
-    [EVENT_LENGTH_HOURS, WARMUP_HOURS, EVENT_TRAFFIC_MULT, EVENT_PRICE_MULT, EVENT_CVR_MULT,
-     WARMUP_CVR_MULT, COLDSTART_DECAY_HOURS], dtype=np.float64,
-)  # fmt: skip
-_EVENT_LEN, _WARMUP_LEN, _EVENT_TRAFFIC, _EVENT_PRICE, _EVENT_CVR, _WARMUP_CVR, _DECAY = range(7)
+
+
+class ChannelTable(NamedTuple):
+    """What the compiled kernels read of each channel: ``(n_channels,)`` float64 arrays.
+
+    Constants from channels.py and scenarios.py reach the compiled kernels as arguments, never
+    as globals: numba's on-disk cache is keyed on this file alone, so a global edited elsewhere
+    would be silently stale.
+    """
+
+    price_sigma: np.ndarray  # log-sd of the competing prices (shape of the win curve)
+    volume_noise_sigma: np.ndarray  # log-sd of the hourly volume
+    diurnal_strength: np.ndarray  # 0: flat volume, 1: the full daily profile
+    returning_affinity: np.ndarray  # maximum share of clicks from the store's customers
+    commission_frac: np.ndarray  # commission per unit of GMV (> 0: paid per sale)
+    launch_support: np.ndarray  # 1.0 where the platform's launch boost reaches the channel
+    mean_price_factor: np.ndarray  # mean over median of the lognormal price, exp(sigma^2 / 2)
+
+
+def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> ChannelTable:
+    """The kernels' :class:`ChannelTable` of a channel list."""
+    sigma = channel_array("price_sigma", channels)
+    launch = np.array([c.launch_support for c in channels], dtype=np.float64)
+    return ChannelTable(
+        price_sigma=sigma,
+        volume_noise_sigma=channel_array("volume_noise_sigma", channels),
+        diurnal_strength=channel_array("diurnal_strength", channels),
+        returning_affinity=channel_array("returning_affinity", channels),
+        commission_frac=channel_array("commission_frac", channels),
+        launch_support=launch,
+        mean_price_factor=np.exp(0.5 * sigma**2),
+    )
+
+
 # Memory of the observed recent spend: spend whose conversions have mostly not arrived yet at the
 # reference delay (24 h mean), so that observed ROI can be corrected for attribution lag.
 RECENT_SPEND_DECAY = 1.0 - 1.0 / 24.0
@@ -403,11 +411,18 @@ def hour_counters(hour, n_channels):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def hour_profile(hour, cal):
-    """Calendar factors shared by every campaign: daily cycle, weekend, launch-boost decay."""
+def hour_profile(hour):
+    """Factors of the hour shared by every campaign: daily cycle, weekend."""
     evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak 20:00, trough 08:00
     weekly = 1.15 if (hour // 24) % 7 >= 5 else 1.0
-    return evening, weekly, inline_exp(-hour / cal[_DECAY])
+    return evening, weekly
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def launch_boost(params, i, hour):
+    """Campaign ``i``'s launch boost at ``hour``: ``coldstart_boost * exp(-hour / decay)``
+    (extra volume, as a share, on channels with launch support)."""
+    return params.coldstart_boost[i] * inline_exp(-hour / params.coldstart_decay_hours[i])
 
 
 # Inverse standard normal CDF: Acklam's rational approximation (relative error < 1.2e-9), with
@@ -534,39 +549,24 @@ def _channel_market(ch, counter, k):
     """What every campaign's market cell in channel ``k`` shares this hour, as a tuple of scalars
     (an array passed into the cell's loop would be reference-counted at every campaign)."""
     return (
-        ch[_BOOSTED, k], ch[_VOLUME_SIGMA, k], ch[_DIURNAL, k], ch[_MEAN_PRICE, k],
-        counter[_S_VOLUME, k], counter[_S_PRICE, k],
-    )  # fmt: skip
-
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _calendar_factors(cal):
-    """The calendar's event and warm-up windows and multipliers, as a tuple of scalars."""
-    return (
-        cal[_EVENT_LEN], cal[_WARMUP_LEN], cal[_EVENT_TRAFFIC], cal[_EVENT_PRICE],
-        cal[_EVENT_CVR], cal[_WARMUP_CVR],
+        ch.launch_support[k], ch.volume_noise_sigma[k], ch.diurnal_strength[k],
+        ch.mean_price_factor[k], counter[_S_VOLUME, k], counter[_S_PRICE, k],
     )  # fmt: skip
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _market_cell(
-    hour, profile, calendar, channel, key, volume_ref, price_ref, event_start, boost, noise
+    profile, channel, key, volume_ref, price_ref, traffic, price_mult, cvr, boost, noise
 ):  # fmt: skip
-    """Volume, cost of the whole market and CVR multiplier of one channel-hour (``calendar``
-    and ``channel`` from ``_calendar_factors`` and ``_channel_market``). ``noise`` scales the
-    hour's volume and price noise: 1.0 for the realized market, 0.0 for the certainty-equivalent
-    one (volume noise at its mean 1, price noise at its median 1). Without branches: it runs in
-    SIMD lanes."""
-    evening, weekly, decay = profile
-    event_len, warmup_len, event_traffic, event_price, event_cvr, warmup_cvr = calendar
+    """Volume, cost of the whole market and CVR multiplier of one channel-hour (``channel``
+    from ``_channel_market``; ``traffic``, ``price_mult``, ``cvr`` the campaign-hour's calendar
+    multipliers, ``boost`` its :func:`launch_boost`). ``noise`` scales the hour's volume and
+    price noise: 1.0 for the realized market, 0.0 for the certainty-equivalent one (volume
+    noise at its mean 1, price noise at its median 1). Without branches: it runs in SIMD
+    lanes."""
+    evening, weekly = profile
     boosted, vs, diurnal, mean_price, counter_volume, counter_price = channel
-    since = hour - event_start
-    event = (since >= 0) & (since < event_len)
-    warmup = (since >= -warmup_len) & (since < 0)
-    traffic = event_traffic if event else (1.2 if warmup else 1.0)
-    price_mult = event_price if event else (1.1 if warmup else 1.0)
-    cvr = event_cvr if event else (warmup_cvr if warmup else 1.0)
-    launch = 1.0 + boost * decay * boosted
+    launch = 1.0 + boost * boosted
     vs = vs * noise
     volume_noise = inline_exp(vs * _ndtri_lanes(_uniform(key, counter_volume)) - 0.5 * vs * vs)
     volume = volume_ref * (1.0 + 0.6 * diurnal * evening) * weekly * traffic
@@ -588,40 +588,74 @@ def _split(count, new, gmv, taken):
     return new_taken, gmv * ratio
 
 
-def kernel_params(params: CampaignParams) -> tuple[np.ndarray, ...]:
-    """The parameter arrays the compiled kernels read, in kernel order (a tuple: one argument)."""
-    return (
-        params.budget_cny, params.target_roi, params.price_cny, params.volume_per_hour,
-        params.price_median_cny, params.ctr, params.cvr_new, params.cvr_returning,
-        params.immediate_frac, params.delay_hazard_per_hour, params.pool_half_saturation,
-        params.event_start_hour, params.coldstart_boost, params.gross_margin_frac,
-        params.new_customer_value_cny,
-    )  # fmt: skip
+class KernelParams(NamedTuple):
+    """The campaign parameters the compiled kernels read (the fields of
+    :class:`~budgetgym.envs.scenarios.CampaignParams` of the same names)."""
+
+    budget_cny: np.ndarray  # (n,)
+    target_roi: np.ndarray  # (n,)
+    price_cny: np.ndarray  # (n,)
+    volume_per_hour: np.ndarray  # (n, k)
+    price_median_cny: np.ndarray  # (n, k)
+    ctr: np.ndarray  # (n, k)
+    cvr_new: np.ndarray  # (n, k)
+    cvr_returning: np.ndarray  # (n, k)
+    immediate_frac: np.ndarray  # (n,)
+    delay_hazard_per_hour: np.ndarray  # (n,)
+    pool_half_saturation: np.ndarray  # (n,)
+    event_start_hour: np.ndarray  # (n,) int64
+    event_length_hours: np.ndarray  # (n,) int64
+    warmup_hours: np.ndarray  # (n,) int64
+    hourly_traffic_mult: np.ndarray  # (n, horizon)
+    hourly_price_mult: np.ndarray  # (n, horizon)
+    hourly_cvr_mult: np.ndarray  # (n, horizon)
+    coldstart_boost: np.ndarray  # (n,)
+    coldstart_decay_hours: np.ndarray  # (n,)
+    gross_margin_frac: np.ndarray  # (n,)
+    new_customer_value_cny: np.ndarray  # (n,)
 
 
-def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
-    """The state arrays the compiled kernels read and write (in place), in kernel order."""
-    return (
-        state.keys, state.budget_left_cny, state.returning_pool, state.pending_conversions,
-        state.pending_new_customers, state.pending_gmv_cny, state.last, state.totals,
-        state.recent_spend_cny, state.unattributed_conversions, state.unattributed_gmv_cny,
-    )  # fmt: skip
+class KernelState(NamedTuple):
+    """The state arrays the compiled kernels read and write in place (the fields of
+    :class:`CampaignState` of the same names)."""
+
+    keys: np.ndarray  # (n,) uint64
+    budget_left_cny: np.ndarray  # (n,)
+    returning_pool: np.ndarray  # (n,)
+    pending_conversions: np.ndarray  # (n, k)
+    pending_new_customers: np.ndarray  # (n, k)
+    pending_gmv_cny: np.ndarray  # (n, k)
+    last: np.ndarray  # (6, n, k)
+    totals: np.ndarray  # (6, n, k)
+    recent_spend_cny: np.ndarray  # (n, k)
+    unattributed_conversions: np.ndarray  # (n,)
+    unattributed_gmv_cny: np.ndarray  # (n,)
+
+
+def kernel_params(params: CampaignParams) -> KernelParams:
+    """The parameter arrays the compiled kernels read, by name (one argument)."""
+    return KernelParams(*(getattr(params, name) for name in KernelParams._fields))
+
+
+def kernel_state(state: CampaignState) -> KernelState:
+    """The state arrays the compiled kernels read and write (in place), by name."""
+    return KernelState(*(getattr(state, name) for name in KernelState._fields))
 
 
 # The vectorized pass of ``simulate_campaigns`` reads a chunk's inputs from and writes its
 # results to one ``(n_channels, _N_LANE_FIELDS, CAMPAIGNS_PER_CHUNK)`` scratch array: rows the
 # compiler can load into SIMD registers, at constant distances it can prove do not overlap.
-(_L_VOLUME_REF, _L_PRICE_REF, _L_REQUEST, _L_CTR, _L_CVR_NEW, _L_CVR_RET, _L_EVENT_START,
- _L_BOOST, _L_RETURNING_BASE) = range(9)  # fmt: skip
+(_L_VOLUME_REF, _L_PRICE_REF, _L_REQUEST, _L_CTR, _L_CVR_NEW, _L_CVR_RET, _L_TRAFFIC,
+ _L_PRICE_MULT, _L_CVR_MULT, _L_BOOST, _L_RETURNING_BASE) = range(11)  # fmt: skip
 (_C_VOLUME, _C_MAX_SPEND, _C_ALLOCATED, _C_WIN_Z, _C_U_CLICKS, _C_Z_CLICKS, _C_LOGQ_CLICKS,
  _C_P_BUY, _C_LOGQ_BUY, _C_RET_SHARE, _C_LOGQ_RET, _C_U_BUY, _C_U_RET, _C_Z_ORDER, _C_U_IMM,
- _C_U_ARR) = range(9, 25)  # fmt: skip
-_N_LANE_FIELDS = 25
+ _C_U_ARR) = range(11, 27)  # fmt: skip
+_N_LANE_FIELDS = 27
 
 
 @numba.njit(cache=True, error_model="numpy")
 def simulate_campaigns(
-    start, stop, hour, window_hours, settle, counter, profile, params, state, ch, cal, request,
+    start, stop, hour, window_hours, settle, counter, profile, params, state, ch, request,
     purchases_out, purchase_gmv_out,
 ):  # fmt: skip
     """Advance campaigns ``start:stop`` by one hour in place (``state`` and ``params`` as
@@ -631,10 +665,18 @@ def simulate_campaigns(
     curve, uniforms and normal quantiles, purchase probabilities) for every channel-campaign in
     SIMD lanes, then the draws that depend on earlier draws (counts by sequential search,
     delays, the budget), one campaign after another."""
-    (_, _, price_cny, volume_ref, price_ref, ctr, cvr_new, cvr_ret, immediate_frac, hazard,
-     pool_half, event_start, boost, _, _) = params  # fmt: skip
-    (keys, budget_left, pool, pend_conv, pend_new, pend_gmv, last, totals, recent_spend,
-     unattr_conv, unattr_gmv) = state  # fmt: skip
+    price_cny = params.price_cny
+    volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
+    ctr, cvr_new, cvr_ret = params.ctr, params.cvr_new, params.cvr_returning
+    immediate_frac, hazard = params.immediate_frac, params.delay_hazard_per_hour
+    pool_half = params.pool_half_saturation
+    traffic_mult, price_mult, cvr_mult = (params.hourly_traffic_mult, params.hourly_price_mult,
+                                          params.hourly_cvr_mult)  # fmt: skip
+    keys, budget_left, pool = state.keys, state.budget_left_cny, state.returning_pool
+    pend_conv, pend_new, pend_gmv = (state.pending_conversions, state.pending_new_customers,
+                                     state.pending_gmv_cny)  # fmt: skip
+    last, totals, recent_spend = state.last, state.totals, state.recent_spend_cny
+    unattr_conv, unattr_gmv = state.unattributed_conversions, state.unattributed_gmv_cny
     n_ch, m = request.shape[1], stop - start
     if m > CAMPAIGNS_PER_CHUNK:
         raise ValueError("simulate_campaigns steps at most CAMPAIGNS_PER_CHUNK campaigns a call")
@@ -647,6 +689,7 @@ def simulate_campaigns(
         # The share of each request the budget left covers.
         scale = budget_left[i] / total_request if total_request > budget_left[i] else 1.0
         returning_base = pool[i] / (pool[i] + pool_half[i])
+        boost = launch_boost(params, i, hour)
         for k in range(n_ch):
             lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
             lanes[k, _L_PRICE_REF, j] = price_ref[i, k]
@@ -654,12 +697,15 @@ def simulate_campaigns(
             lanes[k, _L_CTR, j] = ctr[i, k]
             lanes[k, _L_CVR_NEW, j] = cvr_new[i, k]
             lanes[k, _L_CVR_RET, j] = cvr_ret[i, k]
-            lanes[k, _L_EVENT_START, j] = event_start[i]
-            lanes[k, _L_BOOST, j] = boost[i]
+            lanes[k, _L_TRAFFIC, j] = traffic_mult[i, hour]
+            lanes[k, _L_PRICE_MULT, j] = price_mult[i, hour]
+            lanes[k, _L_CVR_MULT, j] = cvr_mult[i, hour]
+            lanes[k, _L_BOOST, j] = boost
             lanes[k, _L_RETURNING_BASE, j] = returning_base
-    chunk_keys, calendar = keys[start:stop], _calendar_factors(cal)
+    chunk_keys = keys[start:stop]
     for k in range(n_ch):
-        sigma, affinity, channel = ch[_SIGMA, k], ch[_AFFINITY, k], _channel_market(ch, counter, k)
+        sigma, affinity = ch.price_sigma[k], ch.returning_affinity[k]
+        channel = _channel_market(ch, counter, k)
         # The counters of the draws, as scalars (see ``_channel_market``).
         c_clicks, c_buy, c_ret = (counter[_S_CLICKS, k], counter[_S_PURCHASES, k],
                                   counter[_S_RETURNING_BUYERS, k])  # fmt: skip
@@ -668,9 +714,9 @@ def simulate_campaigns(
         for j in range(m):
             key = chunk_keys[j]
             volume, max_spend, cvr_mult = _market_cell(
-                hour, profile, calendar, channel, key, lanes[k, _L_VOLUME_REF, j],
-                lanes[k, _L_PRICE_REF, j], lanes[k, _L_EVENT_START, j], lanes[k, _L_BOOST, j],
-                1.0,
+                profile, channel, key, lanes[k, _L_VOLUME_REF, j], lanes[k, _L_PRICE_REF, j],
+                lanes[k, _L_TRAFFIC, j], lanes[k, _L_PRICE_MULT, j], lanes[k, _L_CVR_MULT, j],
+                lanes[k, _L_BOOST, j], 1.0,
             )  # fmt: skip
             allocated = min(lanes[k, _L_REQUEST, j], MAX_WIN_FRAC * max_spend)
             lanes[k, _C_VOLUME, j] = volume
@@ -703,7 +749,7 @@ def simulate_campaigns(
         # Budget that pay-per-sale commissions may use: whatever paid channels did not request.
         commission_room = budget_left[i]
         for k in range(n_ch):
-            if ch[_COMMISSION, k] == 0.0:
+            if ch.commission_frac[k] == 0.0:
                 commission_room -= lanes[k, _L_REQUEST, j]
         log_q_immediate, log_q_arrival = _log_q(immediate_frac[i]), _log_q(hazard[i])
         spent, new_arrived = 0.0, 0.0
@@ -734,7 +780,7 @@ def simulate_campaigns(
                 order_value *= inline_exp(sigma * z - 0.5 * sigma * sigma)
             purchase_gmv = purchases * order_value
             cost = allocated
-            commission_frac = ch[_COMMISSION, k]
+            commission_frac = ch.commission_frac[k]
             if commission_frac > 0.0:
                 # Pay per sale: the allocation buys reach, the cost is commission x GMV. Sales
                 # that the budget left could not pay for are not made (the programme stops).
@@ -867,17 +913,18 @@ def chunk_bounds(chunk, n_envs):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, ch, cal, noise, out):
-    n, n_ch = volume_ref.shape
-    calendar = _calendar_factors(cal)
+def _markets_kernel(keys, params, ch, noise, out):
+    n, horizon, n_ch = out.shape[1], out.shape[2], out.shape[3]
+    volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
     for t in range(horizon):
-        counter, profile = hour_counters(t, n_ch), hour_profile(t, cal)
+        counter, profile = hour_counters(t, n_ch), hour_profile(t)
         for k in range(n_ch):
             channel = _channel_market(ch, counter, k)
             for i in range(n):
                 volume, max_spend, cvr = _market_cell(
-                    t, profile, calendar, channel, keys[i], volume_ref[i, k], price_ref[i, k],
-                    event_start[i], boost[i], noise,
+                    profile, channel, keys[i], volume_ref[i, k], price_ref[i, k],
+                    params.hourly_traffic_mult[i, t], params.hourly_price_mult[i, t],
+                    params.hourly_cvr_mult[i, t], launch_boost(params, i, t), noise,
                 )  # fmt: skip
                 out[0, i, t, k] = volume
                 out[1, i, t, k] = max_spend
@@ -892,16 +939,14 @@ def hourly_markets(params: CampaignParams, noise: bool = True) -> dict[str, np.n
     numbers), so this is exactly what any policy meets: ``volume`` (impressions on offer),
     ``max_spend_cny`` (cost of the whole market; spend ``s`` buys
     ``win_curve(s, volume, max_spend_cny)`` impressions, at most ``MAX_WIN_FRAC`` of it),
-    ``cvr_mult`` (event multiplier on the true CVRs). Without, the certainty-equivalent market
-    of :func:`expected_markets`.
+    ``cvr_mult`` (calendar multiplier on the true CVRs). Without, the certainty-equivalent
+    market of :func:`expected_markets`.
     """
     out = np.zeros((3, params.n_envs, params.horizon_hours, params.n_channels))
     keys = crn.campaign_keys(params.seeds, DYNAMICS_DOMAIN)
     _markets_kernel(
-        keys, params.horizon_hours, params.volume_per_hour, params.price_median_cny,
-        params.event_start_hour, params.coldstart_boost, CHANNEL_TABLE, CALENDAR,
-        1.0 if noise else 0.0, out,
-    )  # fmt: skip
+        keys, kernel_params(params), channel_table(params.channels), 1.0 if noise else 0.0, out
+    )
     return {"volume": out[0], "max_spend_cny": out[1], "cvr_mult": out[2]}
 
 

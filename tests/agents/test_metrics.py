@@ -9,7 +9,7 @@ import pytest
 from budgetgym.agents import evaluation
 from budgetgym.agents.baselines import make_baseline
 from budgetgym.agents.evaluation import evaluate, pareto_sweep, simulate, summarize
-from budgetgym.agents.pareto import PlanToTarget, pareto_point, plan_to_target
+from budgetgym.agents.pareto import PlanToTarget, pareto_point
 from budgetgym.agents.verdict import (
     MISS_MARGIN,
     best_rule,
@@ -18,6 +18,7 @@ from budgetgym.agents.verdict import (
     versus_best_rule,
 )
 from budgetgym.envs import EVAL_SEED_START, OBS_DIM, BatchedCampaigns, channel_slice, obs_index
+from budgetgym.envs.campaigns import plan_to_target
 from budgetgym.envs.channels import CHANNEL_NAMES
 
 HORIZON = 24
