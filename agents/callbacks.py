@@ -47,7 +47,7 @@ from budgetgym.agents.metrics import (
 )
 from budgetgym.agents.policy import PLANNER_CC, load_policy, unavailable
 from budgetgym.agents.progress import LineProgress, is_terminal
-from budgetgym.agents.residual import residual_base_of, vec_env_stack
+from budgetgym.agents.residual import residual_base_of, vec_env_stack, venv_channels
 from budgetgym.agents.verdict import best_rule
 from budgetgym.envs import CHANNEL_NAMES, VALIDATION_SEED_START, BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
@@ -346,7 +346,10 @@ class ValidationCallback(BaseCallback):
         self.last_eval_step = self.num_timesteps
         vecnorm = self.model.get_vec_normalize_env()
         normalizer = ObsNormalizer.from_vecnormalize(vecnorm)
-        policy = SB3Policy(self.model, normalizer, "current", residual_base_of(vecnorm))
+        channels = venv_channels(vecnorm)
+        policy = SB3Policy(
+            self.model, normalizer, "current", residual_base_of(vecnorm), None, channels
+        )
         known = self.references or {}
         refs = {
             ref: {s: np.asarray(v) for s, v in known[f"{ref}_gmv"].items()}

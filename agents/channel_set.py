@@ -97,9 +97,9 @@ class ChannelSet:
         billing and launch support in the same order (``what`` names the recorded side)."""
         if other != self:
             raise ValueError(
-                f"{what} was made for the channels [{other.describe()}], but this environment "
-                f"has [{self.describe()}]: a policy acts on one channel list only; retrain it "
-                "on this scenario."
+                f"{what} was made for the channels {other.describe()}, but this environment "
+                f"has {self.describe()}: a policy acts on one channel list only; retrain it on "
+                "this scenario."
             )
 
     def check_obs(self, obs: Any) -> None:

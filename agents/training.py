@@ -89,8 +89,8 @@ class MultiScenarioVecEnv(VecEnv):
                 raise ValueError(
                     f"Scenarios {self.envs[0].campaigns.scenario!r} and "
                     f"{env.campaigns.scenario!r} have different channel lists "
-                    f"([{first_channels.describe()}] and "
-                    f"[{channels_of(env.campaigns).describe()}]); one policy trains on one list."
+                    f"({first_channels.describe()}; {channels_of(env.campaigns).describe()}): "
+                    "one policy trains on one list."
                 )
         self.sizes = [e.num_envs for e in self.envs]
         first = self.envs[0]

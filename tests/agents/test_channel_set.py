@@ -46,7 +46,7 @@ def test_a_checkpoint_refuses_another_channel_list_in_one_sentence() -> None:
     with pytest.raises(ValueError) as err:
         check_compatible(meta_of(NO_LIVE), where, DEFAULT_CHANNEL_SET)
     text = str(err.value)
-    assert "made for the channels [search (cpc), feed (cpm), short_video" in text
+    assert "made for the channels search (cpc), feed (cpm), short_video" in text
     assert "live (cpm)" in text and text.count(". ") == 0
     billed = ChannelSet(NO_LIVE.names, ("cpm",) * 5, NO_LIVE.launch_support)
     with pytest.raises(ValueError, match="made for the channels"):
