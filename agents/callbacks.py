@@ -49,7 +49,7 @@ from budgetgym.agents.policy import PLANNER_CC, load_policy, unavailable
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.residual import residual_base_of, vec_env_stack, venv_channels
 from budgetgym.agents.verdict import best_rule
-from budgetgym.envs import CHANNEL_NAMES, VALIDATION_SEED_START, BatchedCampaigns
+from budgetgym.envs import VALIDATION_SEED_START, BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
 from budgetgym.envs.sb3_vec_env import BudgetVecEnv
 
@@ -71,7 +71,7 @@ class EpisodeBatch:
     target_roi: np.ndarray
     spend_by_channel_cny: np.ndarray  # (n, n_channels)
     compensation_cny: np.ndarray  # paid back by the platform for a missed target
-    channel_names: tuple[str, ...] = CHANNEL_NAMES  # the columns of spend_by_channel_cny
+    channel_names: tuple[str, ...]  # the columns of spend_by_channel_cny
 
     @property
     def roi_violation(self) -> np.ndarray:

@@ -89,7 +89,7 @@ class TwinCampaigns(Protocol):
 
     @property
     def twin_obs(self) -> np.ndarray:
-        """Current raw observations of the twins ``(n_twins, OBS_DIM)``."""
+        """Current raw observations of the twins ``(n_twins, obs_dim)``."""
 
 
 class ResidualAction(VecEnvWrapper):

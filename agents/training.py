@@ -273,7 +273,7 @@ class PairedBaseline(VecEnvWrapper):
 
     @property
     def twin_obs(self) -> np.ndarray:
-        """Current raw observations of all twins ``(n_envs, OBS_DIM)``, in campaign order."""
+        """Current raw observations of all twins ``(n_envs, obs_dim)``, in campaign order."""
         return np.concatenate(self._twin_obs)
 
     def _reset_twins(self) -> None:
