@@ -36,10 +36,9 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from budgetgym.envs.channels import channel_array
-from budgetgym.envs.core import MAX_WIN_FRAC
+from budgetgym.envs.core import MAX_WIN_FRAC, pool_saturation, purchase_probabilities, win_curve
 from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
 
-_CVR_CAP = 0.95
 THETA_BOUNDS = (1e-3, 1e4)  # bracket of the marginal-ROI price theta
 _BISECTION_STEPS = 40
 _WARM_WIDTH = 0.1  # initial warm-start bracket in log(theta)
@@ -92,9 +91,8 @@ class AllocationProblem:
 
 
 def expected_impressions(alloc_cny: np.ndarray, problem: AllocationProblem) -> np.ndarray:
-    """Expected impressions ``(n, H, k)`` won with ``alloc_cny`` (the core's win curve)."""
-    z = np.clip(alloc_cny / np.maximum(problem.max_spend_cny, 1e-12), 0.0, MAX_WIN_FRAC)
-    return problem.volume * ndtr(ndtri(z) + problem.sigma)
+    """Expected impressions ``(n, H, k)`` won with ``alloc_cny``: the core's win curve."""
+    return win_curve(alloc_cny, problem.volume, problem.max_spend_cny, problem.sigma)
 
 
 def expected_response(
@@ -333,17 +331,16 @@ def build_problem(
     Returns the problem and the expected *new-customer* purchases per impression ``(n, H, k)``
     (used to update the pool).
     """
-    cvr_mult = markets["cvr_mult"]
-    p_new = np.minimum(params.cvr_new[:, None, :] * cvr_mult, _CVR_CAP)
-    p_ret = np.minimum(params.cvr_returning[:, None, :] * cvr_mult, _CVR_CAP)
-    pool_b = pool[:, :, None]
-    affinity = channel_array("returning_affinity", params.channels)
-    returning_frac = affinity * pool_b / (pool_b + params.pool_half_saturation[:, None, None])
+    saturation = pool_saturation(pool, params.pool_half_saturation[:, None])[:, :, None]
+    p_buy, p_returning = purchase_probabilities(
+        params.cvr_new[:, None, :], params.cvr_returning[:, None, :], markets["cvr_mult"],
+        channel_array("returning_affinity", params.channels), saturation,
+    )  # fmt: skip
     ctr = params.ctr[:, None, :]
     problem = AllocationProblem(
         volume=markets["volume"],
         max_spend_cny=markets["max_spend_cny"],
-        purchases_per_impression=ctr * ((1.0 - returning_frac) * p_new + returning_frac * p_ret),
+        purchases_per_impression=ctr * p_buy,
         price_cny=params.price_cny,
         attributed_frac=_attributed_frac(params),
         sigma=channel_array("price_sigma", params.channels),
@@ -352,7 +349,7 @@ def build_problem(
         budget_cny=params.budget_cny,
         target_roi=params.target_roi,
     )
-    return problem, ctr * (1.0 - returning_frac) * p_new
+    return problem, ctr * (p_buy - p_returning)
 
 
 def expected_pool(params: CampaignParams, new_purchases: np.ndarray) -> np.ndarray:

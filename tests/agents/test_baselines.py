@@ -18,7 +18,14 @@ from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet
 from budgetgym.agents.evaluation import evaluate
 from budgetgym.agents.policy import Policy
 from budgetgym.envs import ACTION_DIM, OBS_DIM, BatchedCampaigns, obs_index
-from budgetgym.envs.core import MAX_PACE_MULT, SHARE_TEMPERATURE, action_to_spend_request
+from budgetgym.envs.core import (
+    MAX_PACE_MULT,
+    SHARE_TEMPERATURE,
+    action_to_spend_request,
+    pace_action,
+    share_logits,
+    spend_to_action,
+)
 
 HORIZON = 24
 PAYS_PER_SALE = DEFAULT_CHANNEL_SET.per_sale
@@ -130,12 +137,18 @@ def test_uniform_is_the_zero_action():
     np.testing.assert_array_equal(actions, 0.0)
 
 
-def test_pace_and_share_mappings_invert_the_core():
+def test_pace_and_share_mappings_are_the_cores_inverse():
+    """The rules' array-API twins of the core's inverse mapping (they also run on torch, in
+    the residual policies' ONNX graph) equal the core's definition."""
+    pace = np.array([0.0, 0.3, 1.0, 2.7, 5.0])
+    np.testing.assert_array_equal(pace_to_action0(pace), pace_action(pace))
     np.testing.assert_allclose(pace_to_action0(np.array([0.0, 1.0, 5.0])), [-1.0, 0.0, 1.0])
-    shares = np.array([[0.5, 0.2, 0.1, 0.1, 0.05, 0.05]])
-    logits = SHARE_TEMPERATURE * shares_to_logits(shares)
-    split = np.exp(logits) / np.exp(logits).sum()
-    np.testing.assert_allclose(split, shares, rtol=1e-9)
+    shares = np.random.default_rng(0).dirichlet(np.ones(6), 32)
+    np.testing.assert_allclose(shares_to_logits(shares), share_logits(shares), atol=1e-12)
+    spend = shares * np.random.default_rng(1).uniform(1.0, 300.0, (32, 1))
+    budget_left = np.full(32, 2e4)
+    actions = request_to_actions(spend, budget_left / 84)
+    np.testing.assert_allclose(actions, spend_to_action(spend, budget_left, 84), atol=1e-6)
 
 
 @pytest.mark.parametrize("k", [2, 5, 6, 9])
