@@ -154,8 +154,14 @@ def vec_env_stack(venv: Any) -> Iterator[Any]:
 
 
 def venv_channels(venv: Any) -> ChannelSet:
-    """The channel list of a VecEnv over budgetgym campaigns (its ``channels`` attribute)."""
-    return ChannelSet.of(venv.get_attr("channels", indices=[0])[0])
+    """The channel list of a VecEnv over budgetgym campaigns: its ``channels`` (the batched
+    VecEnvs'), or its single envs' ``campaigns.channels`` (a ``DummyVecEnv`` of gymnasium
+    envs)."""
+    try:
+        channels = venv.get_attr("channels", indices=[0])[0]
+    except AttributeError:
+        channels = venv.get_attr("campaigns", indices=[0])[0].channels
+    return ChannelSet.of(channels)
 
 
 def residual_base_of(venv: Any) -> str:
