@@ -306,6 +306,9 @@ class ValidationCallback(BaseCallback):
         eval_freq: env steps between evaluations (0: only at the end of training).
         env_kwargs: ``reward_mode``, ``roi_penalty_coef``, ``horizon_hours`` of the task.
         references: computed by :func:`compute_references` (None: no reference scalars).
+
+    ``on_evaluate``, when set, is called with the metrics after each evaluation (once they are
+    logged and ``best/`` is saved).
     """
 
     def __init__(
@@ -329,6 +332,7 @@ class ValidationCallback(BaseCallback):
         self.last_metrics: dict[str, float] = {}
         self._last_eval_step = 0
         self.last_eval_step: int | None = None
+        self.on_evaluate: Callable[[dict[str, float]], None] | None = None
 
     def restore(self, best_mean_reward: float, last_eval_step: int) -> None:
         """Continue a resumed run: keep its best score and evaluation schedule."""
@@ -382,6 +386,8 @@ class ValidationCallback(BaseCallback):
             record = {"num_timesteps": self.num_timesteps, "time": time.time(), **metrics}
             handle.write(json.dumps({**record, "new_best": bool(new_best)}) + "\n")
         self.last_metrics = metrics
+        if self.on_evaluate is not None:
+            self.on_evaluate(metrics)
         return metrics
 
     def _record_references(self) -> None:

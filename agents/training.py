@@ -385,6 +385,11 @@ def campaign_seed(config: TrainConfig, num_timesteps: int) -> int:
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
+#: Called after each validation with the step, the validation metrics and the checkpoint saved
+#: at that step (``budgetgym sweep`` reports them to Ray Tune).
+ValidationHook = Callable[[int, dict[str, float], Path], None]
+
+
 @dataclass
 class TrainResult:
     """What a training run produced."""
@@ -443,12 +448,14 @@ def train(
     log: Callable[[str], None] = print,
     torch_threads: int | None = None,
     overwrite: bool = False,
+    on_validation: ValidationHook | None = None,
 ) -> TrainResult:
     """Train a new run into ``run_dir`` (which must not already hold one, unless
     ``overwrite``: then the old run's files are removed first).
 
     ``torch_threads`` defaults to every core (:func:`default_torch_threads`); it is recorded in
     ``versions.json``, since the float sums of the gradient updates depend on it.
+    ``on_validation``: see :data:`ValidationHook` (a checkpoint is saved at every validation).
     """
     torch_threads = torch_threads or default_torch_threads()
     limit_threads(torch_threads)
@@ -466,7 +473,9 @@ def train(
             venv, gamma=config.hyperparams.gamma, **config.normalize.model_dump()
         )
     model = new_model(config, vecnorm)
-    return _learn(model, config, paths, progress, report, final_comparison, log, None)
+    return _learn(
+        model, config, paths, progress, report, final_comparison, log, None, on_validation
+    )
 
 
 @holds_run_lock("run_dir")
@@ -479,6 +488,7 @@ def resume(
     final_comparison: bool = True,
     log: Callable[[str], None] = print,
     torch_threads: int | None = None,
+    on_validation: ValidationHook | None = None,
 ) -> TrainResult:
     """Continue a run from a saved state (step counter, optimizer and normalization).
 
@@ -493,6 +503,7 @@ def resume(
         run_dir: the run directory, or one of its checkpoint directories.
         total_timesteps: the new overall target (default: the config's ``total_timesteps``).
         torch_threads: default: the count the run recorded (``versions.json``), else every core.
+        on_validation: see :data:`ValidationHook`.
 
     Raises:
         FileNotFoundError: no such run, or nothing saved in it.
@@ -532,7 +543,9 @@ def resume(
         f"Resuming {paths.root} from {where} at step {model.num_timesteps:,}; "
         f"torch threads: {torch_threads}."
     )
-    return _learn(model, config, paths, progress, report, final_comparison, log, loaded.meta)
+    return _learn(
+        model, config, paths, progress, report, final_comparison, log, loaded.meta, on_validation
+    )
 
 
 def _resume_target(path: Path) -> tuple[RunPaths, Path | None]:
@@ -733,6 +746,7 @@ def _learn(
     final_comparison: bool,
     log: Callable[[str], None],
     resumed_meta: dict[str, Any] | None,
+    on_validation: ValidationHook | None = None,
 ) -> TrainResult:
     """Train ``model`` up to the config's target, save ``final/`` and compare it (unless a
     signal stopped it: then save a checkpoint). ``resumed_meta``: metadata of the state a
@@ -740,8 +754,9 @@ def _learn(
     stop = StopOnRequestCallback()
     with _StopOnSignals(stop, log) as signals:
         result = _learn_and_save(
-            model, config, paths, progress, report, log, resumed_meta, stop, signals
-        )
+            model, config, paths, progress, report, log, resumed_meta, stop, signals,
+            on_validation,
+        )  # fmt: skip
     if not final_comparison or config.eval.final_episodes <= 0:
         return result
     if result.interrupted:
@@ -762,6 +777,7 @@ def _learn_and_save(
     resumed_meta: dict[str, Any] | None,
     stop: StopOnRequestCallback,
     signals: _StopOnSignals,
+    on_validation: ValidationHook | None,
 ) -> TrainResult:
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.logger import configure
@@ -792,6 +808,13 @@ def _learn_and_save(
         extra_meta=lambda: {"best_mean_reward": validation.best_mean_reward},
         log=log,
     )
+    if on_validation is not None:
+
+        def checkpoint_and_report(metrics: dict[str, float]) -> None:
+            step = model.num_timesteps
+            on_validation(step, metrics, checkpoints.save_now(paths.checkpoint(step)))
+
+        validation.on_evaluate = checkpoint_and_report
     callbacks = [validation, checkpoints, stop, HParamsCallback(_hparams(config))]
     if getattr(config.hyperparams, "scenario_advantage_norm", False):  # PPO only
         callbacks.append(ScenarioAdvantageNorm())
@@ -880,10 +903,20 @@ class _StopOnSignals:
 # --------------------------------------------------------------------------------------------
 # Several seeds in parallel
 # --------------------------------------------------------------------------------------------
-def _seed_worker(
+@dataclass(frozen=True)
+class SeedJob:
+    """One seed's run of :func:`train_seeds`: its config (JSON), run directory and seed."""
+
+    config_json: str
+    run_dir: str
+    seed: int
+
+
+def seed_worker(
     config_json: str, run_dir: str, queue: Any, seed: int, torch_threads: int
 ) -> tuple[int, str, bool, int]:
-    """Train one seed in a worker process, reporting progress to ``queue``."""
+    """Train one seed in a worker process (or Ray task), reporting progress to ``queue``;
+    returns the seed, its run directory, whether it was interrupted and its steps."""
     config = TrainConfig.model_validate_json(config_json)
 
     def report(step: int, metrics: dict[str, float]) -> None:
@@ -901,6 +934,40 @@ def _seed_worker(
     return seed, run_dir, result.interrupted, result.num_timesteps
 
 
+def _run_seed_processes(
+    jobs: Sequence[SeedJob],
+    workers: int,
+    torch_threads: int,
+    bars: _SeedBars,
+    log: Callable[[str], None],
+) -> list[tuple[int, str, bool, int]]:
+    """Run :func:`seed_worker` for each job in ``workers`` local processes (Ctrl-C reaches them:
+    each saves a checkpoint and stops)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")
+    manager = ctx.Manager()
+    queue = manager.Queue()
+    previous = signal.signal(signal.SIGINT, lambda *_: log("Ctrl-C: seeds save and stop..."))
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [
+                pool.submit(
+                    seed_worker, job.config_json, job.run_dir, queue, job.seed, torch_threads
+                )
+                for job in jobs
+            ]
+            while not all(f.done() for f in futures):
+                bars.drain(queue)
+                time.sleep(0.5)
+            bars.drain(queue)
+            return [f.result() for f in futures]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        manager.shutdown()
+
+
 @holds_run_lock("root", create=True)
 def train_seeds(
     config: TrainConfig,
@@ -912,18 +979,23 @@ def train_seeds(
     log: Callable[[str], None] = print,
     torch_threads: int | None = None,
     overwrite: bool = False,
+    address: str | None = None,
+    cpus: int | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` once per seed in ``workers`` processes into ``root/seed_<s>``, each with
     ``torch_threads`` (default: the cores shared among the workers, at least one).
     ``overwrite`` removes the runs already in those folders first.
 
+    With ``address`` the seeds run as Ray tasks instead (``budgetgym[sweep]``), each reserving
+    ``torch_threads`` CPUs (default 1), on the cluster at ``address`` (``auto``, ``HOST:PORT``,
+    ``ray://HOST:PORT``) or, for ``local``, on a Ray started in this process with ``cpus`` CPUs
+    (default: all); see :func:`budgetgym.agents.sweeps.cluster.run_seed_tasks`. ``root`` must
+    then be a folder every machine of the cluster sees at the same path.
+
     Then compares all seeds with the baselines and the oracle on held-out campaigns (one
     leaderboard in ``root/eval``), and writes ``root/aggregate.json``/``.md`` (mean ± 95% CI
     over seeds per metric) and ``root/learning_curves.png``.
     """
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError("--seeds needs one or more distinct seeds.")
     if workers < 1:
@@ -937,34 +1009,28 @@ def train_seeds(
     write_json(paths.versions, versions())
     _append_command(paths)
 
-    ctx = mp.get_context("spawn")
-    manager = ctx.Manager()
-    queue = manager.Queue()
+    # Ray's workers do not start in this directory: they get absolute paths.
+    where = root if address is None else root.resolve()
+    jobs = [
+        SeedJob(
+            config.model_copy(update={"seed": s}).model_dump_json(), str(where / f"seed_{s}"), s
+        )
+        for s in seeds
+    ]
     bars = _SeedBars(seeds, config.total_timesteps, enabled=progress)
-    results = []
-    previous = signal.signal(signal.SIGINT, lambda *_: log("Ctrl-C: seeds save and stop..."))
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [
-                pool.submit(
-                    _seed_worker,
-                    config.model_copy(update={"seed": s}).model_dump_json(),
-                    str(root / f"seed_{s}"),
-                    queue,
-                    s,
-                    torch_threads or default_torch_threads(workers),
-                )
-                for s in seeds
-            ]
-            while not all(f.done() for f in futures):
-                bars.drain(queue)
-                time.sleep(0.5)
-            bars.drain(queue)
-            results = [f.result() for f in futures]
+        if address is None:
+            threads = torch_threads or default_torch_threads(workers)
+            results = _run_seed_processes(jobs, workers, threads, bars, log)
+        else:
+            # Ray is the optional `sweep` extra: imported only when a cluster is asked for.
+            from budgetgym.agents.sweeps.cluster import run_seed_tasks
+
+            results = run_seed_tasks(
+                seed_worker, jobs, address, cpus, torch_threads or 1, bars, log
+            )
     finally:
-        signal.signal(signal.SIGINT, previous)
         bars.stop()
-        manager.shutdown()
     if any(interrupted for _, _, interrupted, _ in results):
         log(f"Interrupted: resume each seed with `budgetgym train --resume {root}/seed_<s>`.")
         return {"interrupted": True}

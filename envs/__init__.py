@@ -23,6 +23,7 @@ from budgetgym.envs.features import (
     OBS_FEATURES,
     ObservationLayout,
 )
+from budgetgym.envs.response_curves import ResponseCurvesSpec, fit_curves
 from budgetgym.envs.scenarios import (
     EVAL_SEED_START,
     HORIZON_HOURS,
@@ -79,6 +80,7 @@ __all__ = [
     "OBS_DIM",
     "OBS_FEATURES",
     "REWARD_MODES",
+    "ResponseCurvesSpec",
     "SCENARIOS",
     "SCENARIO_NAMES",
     "TRAIN_SEED_LIMIT",
@@ -92,6 +94,7 @@ __all__ = [
     "ObservationLayout",
     "action_to_spend_request",
     "check_scenario",
+    "fit_curves",
     "channel_slice",
     "obs_index",
     "register_envs",

@@ -10,9 +10,10 @@ file and the key path (``double11_promotion.yaml: events[0].length_hours: ...``)
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
@@ -36,6 +37,10 @@ from budgetgym.envs.spec_base import (
 #: path, anything else a name.
 YAML_SUFFIXES = (".yaml", ".yml")
 COLDSTART_DECAY_HOURS = 72.0
+#: Files that describe a scenario by other data, by the top-level key that marks them: each
+#: loader turns a parsed document (and its path) into a :class:`ScenarioSpec`.
+#: ``response_curves.py`` registers ``response_curves``.
+DERIVED_KINDS: dict[str, Callable[[dict[str, Any], Path], ScenarioSpec]] = {}
 
 
 class ModelPriors(Spec):
@@ -231,11 +236,16 @@ def is_scenario_path(scenario: str | os.PathLike[str]) -> bool:
 
 
 def load_scenario_file(path: str | os.PathLike[str]) -> ScenarioSpec | MixtureSpec:
-    """The spec of one scenario or mixture file (a mixture is a file with ``members``)."""
+    """The spec of one scenario or mixture file (a mixture is a file with ``members``; a file
+    with a key of ``DERIVED_KINDS`` is turned into a scenario by its loader)."""
     path = Path(path)
     if path.suffix not in YAML_SUFFIXES:
         raise ValueError(f"Scenario file {str(path)!r} must end with .yaml or .yml.")
     data = read_yaml(path)
+    if isinstance(data, dict):
+        for key, loader in DERIVED_KINDS.items():
+            if key in data:
+                return loader(data, path)
     model = MixtureSpec if isinstance(data, dict) and "members" in data else ScenarioSpec
     return validate_mapping(model, data, str(path))
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from budgetgym.envs import random as crn
-from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec, channel_array
+from budgetgym.envs.channels import CHANNEL_NAMES, ChannelSpec, channel_array
 from budgetgym.envs.scenario_specs import (
     COLDSTART_DECAY_HOURS,
     Mixture,
@@ -141,8 +141,8 @@ class CampaignParams:
     coldstart_boost: np.ndarray  # (n,) launch boost on channels with launch support
     coldstart_decay_hours: np.ndarray  # (n,) its exponential decay time
     horizon_hours: int
-    channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS
-    members: tuple[str, ...] = ()  # scenario names that scenario_index indexes
+    channels: tuple[ChannelSpec, ...]  # the scenario's channels, in the order of the k axis
+    members: tuple[str, ...]  # scenario names that scenario_index indexes
 
     @property
     def n_envs(self) -> int:

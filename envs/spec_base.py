@@ -7,8 +7,9 @@ Shared by ``channels.py`` (the channel table), ``scenarios.py`` (scenario and mi
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -43,8 +44,28 @@ HourRange = Annotated[
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per problem: ``source: key.path: message`` (list positions as ``[i]``)."""
+def _model_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model whose keys sit at ``loc`` below ``model`` (list positions skipped), if any."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        found = _models_in(field.annotation) if field else []
+        if not found:
+            return None
+        model = found[0]
+    return model
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def format_validation_error(err: ValidationError, source: str, model: type[BaseModel]) -> str:
+    """One line per problem: ``source: key.path: message`` (list positions as ``[i]``); an
+    unknown key names the closest valid one."""
     lines = []
     for problem in err.errors():
         path = ""
@@ -53,6 +74,12 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key"
+            parent = _model_at(model, problem["loc"][:-1])
+            close = difflib.get_close_matches(
+                str(problem["loc"][-1]), list(parent.model_fields) if parent else [], n=1
+            )
+            if close:
+                message += f" (did you mean {close[0]!r}?)"
         elif not isinstance(problem.get("input"), (dict, list, tuple)):
             message += f", got {problem.get('input')!r}"
         lines.append(f"{source}: {path or '(top level)'}: {message}")
@@ -68,7 +95,7 @@ def validate_mapping(model: type[Model], data: Any, source: str) -> Model:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ValueError(format_validation_error(err, source)) from None
+        raise ValueError(format_validation_error(err, source, model)) from None
 
 
 def read_yaml(path: Path) -> Any:

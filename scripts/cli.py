@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from rich.console import Console
 
 import budgetgym
-from budgetgym.scripts import cli_env, cli_eval, cli_mmm, cli_planner, cli_train
+from budgetgym.scripts import cli_env, cli_eval, cli_mmm, cli_planner, cli_sweep, cli_train
 from budgetgym.scripts.cli_common import CLIError
 
 # Modules that add verbs; each defines register(subparsers) and sets ``handler`` defaults.
-COMMAND_MODULES = [cli_env, cli_train, cli_eval, cli_mmm, cli_planner]
+COMMAND_MODULES = [cli_env, cli_train, cli_sweep, cli_eval, cli_mmm, cli_planner]
 
 console = Console()
 
@@ -35,6 +35,8 @@ TRAIN_EXTRA_MODULES = frozenset(
         "tqdm",
     }
 )
+#: Top-level modules of the `sweep` extra (Ray Tune and Optuna).
+SWEEP_EXTRA_MODULES = frozenset({"ray", "optuna"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,11 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         return 2
     except ModuleNotFoundError as err:
-        if (err.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+        module = (err.name or "").split(".")[0]
+        extra = "train" if module in TRAIN_EXTRA_MODULES else "sweep"
+        if module not in TRAIN_EXTRA_MODULES | SWEEP_EXTRA_MODULES:
             raise
         console.print(
-            f"[bold red]error:[/] 'budgetgym {args.command}' needs {err.name}, part of the train "
-            'extra: pip install "budgetgym\\[train]"',
+            f"[bold red]error:[/] 'budgetgym {args.command}' needs {err.name}, part of the "
+            f'{extra} extra: pip install "budgetgym\\[{extra}]"',
             highlight=False,
         )
         return 2

@@ -16,6 +16,7 @@ from budgetgym.scripts.cli_common import (
     compile_simulator,
     scenario_argument,
 )
+from budgetgym.scripts.cli_sweep import add_cluster_options
 
 if TYPE_CHECKING:  # the config schema imports pydantic: loaded by the handlers only
     from budgetgym.agents.config import TrainConfig
@@ -76,12 +77,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seeds", type=int, nargs="+", metavar="S", help="Train one run per seed and aggregate."
     )
-    p.add_argument("--workers", type=int, default=1, help="Parallel processes for --seeds.")
+    p.add_argument("--workers", type=int, help="Parallel local processes for --seeds (default: 1).")
     p.add_argument(
         "--torch-threads",
         type=int,
-        help="Torch threads per training process (default: CPU cores / --workers).",
+        help="Torch threads per training process (default: CPU cores / --workers; with "
+        "--address: 1, and each seed reserves that many of Ray's CPUs).",
     )
+    add_cluster_options(p, "the --seeds as tasks (budgetgym[sweep])", "local processes, --workers")
     p.add_argument(
         "--no-compare",
         action="store_true",
@@ -125,6 +128,7 @@ def train_command(args: argparse.Namespace) -> int:
     console = Console(soft_wrap=True)  # no line breaks inside paths
     check_positive("--total-timesteps", args.total_timesteps)
     check_positive("--workers", args.workers)
+    check_positive("--cpus", args.cpus)
     check_positive("--torch-threads", args.torch_threads)
     progress = not args.no_progress
     if args.resume:
@@ -135,6 +139,8 @@ def train_command(args: argparse.Namespace) -> int:
             or args.set
             or args.overwrite
             or args.scenario
+            or args.address
+            or args.cpus
         ):
             raise CLIError(
                 "--resume takes only --total-timesteps: the seed, scenario, run dir and config "
@@ -161,6 +167,17 @@ def train_command(args: argparse.Namespace) -> int:
 
     if args.seeds and args.seed is not None:
         raise CLIError("Use either --seed or --seeds, not both.")
+    if (args.address or args.cpus) and not args.seeds:
+        raise CLIError("--address and --cpus run --seeds on Ray; give --seeds.")
+    if args.cpus and args.address is None:
+        raise CLIError("--cpus sizes the Ray started inside the command: add --address local.")
+    if args.address and args.workers:
+        raise CLIError(
+            "--workers sets local processes; with --address Ray places the seeds on its CPUs "
+            "(--torch-threads each)."
+        )
+    if args.address:  # without the sweep extra: one line naming it, before any work
+        import ray  # noqa: F401
     flags = {
         "env.scenario": scenario_argument(args.scenario),
         "seed": args.seed,
@@ -178,17 +195,21 @@ def train_command(args: argparse.Namespace) -> int:
                 update={"eval": config.eval.model_copy(update={"final_episodes": 0})}
             )
         check_writable(root)
-        console.print(f"Training seeds {args.seeds} with {args.workers} workers into {root}")
+        workers = args.workers or 1
+        where = f"on Ray ({args.address})" if args.address else f"with {workers} workers"
+        console.print(f"Training seeds {args.seeds} {where} into {root}")
         compile_simulator(console, _training_batch_sizes(config))
         summary = training.train_seeds(
             config,
             args.seeds,
-            args.workers,
+            workers,
             root,
             progress=progress,
             log=console.print,
             torch_threads=args.torch_threads,
             overwrite=args.overwrite,
+            address=args.address,
+            cpus=args.cpus,
         )
         if summary.get("interrupted"):
             return 130

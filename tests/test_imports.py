@@ -22,7 +22,7 @@ def module_name(path: Path) -> str:
 MODULES = {
     module_name(path): path
     for package in ("envs", "agents", "scripts")
-    for path in sorted((ROOT / package).glob("*.py"))
+    for path in sorted((ROOT / package).rglob("*.py"))  # subpackages (agents/sweeps) too
 } | {"budgetgym": ROOT / "__init__.py"}
 
 

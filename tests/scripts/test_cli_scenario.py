@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,19 @@ def test_train_records_a_scenario_path_as_absolute(tmp_path, monkeypatch) -> Non
     assert scenario_argument(None) is None
     assert scenario_argument("files/mine.yaml") == str(tmp_path / "files" / "mine.yaml")
     assert Path(scenario_argument("mine.yml")).is_absolute()
+
+
+def test_evaluate_takes_a_scenario_file(tmp_path) -> None:
+    path = tmp_path / "my_promo.yaml"
+    path.write_text(
+        resolve_scenario("double11_promotion").to_yaml().replace("double11_promotion", "my_promo")
+    )
+    common = ["--episodes", "2", "--horizon-hours", "6", "--no-progress"]
+    out = tmp_path / "eval"
+    assert (
+        main(
+            ["evaluate", "--policy", "uniform", "--scenario", str(path), "--out", str(out), *common]
+        )
+        == 0
+    )
+    assert json.loads((out / "summary.json").read_text())["episodes"] == 2
