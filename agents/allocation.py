@@ -36,13 +36,9 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from budgetgym.envs.channels import channel_array
-from budgetgym.envs.core import MAX_WIN_FRAC
+from budgetgym.envs.core import MAX_WIN_FRAC, pool_saturation, purchase_probabilities, win_curve
 from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
 
-_SIGMA = channel_array("price_sigma")  # (k,) log-sd of market prices per channel
-_COMMISSION = channel_array("commission_frac")  # (k,) commission per unit of GMV, 0 if paid
-_AFFINITY = channel_array("returning_affinity")  # (k,)
-_CVR_CAP = 0.95
 THETA_BOUNDS = (1e-3, 1e4)  # bracket of the marginal-ROI price theta
 _BISECTION_STEPS = 40
 _WARM_WIDTH = 0.1  # initial warm-start bracket in log(theta)
@@ -61,6 +57,7 @@ class AllocationProblem:
         price_cny: ``(n,)`` average order value.
         attributed_frac: ``(n, H)`` expected share of an hour's purchases attributed in time.
         sigma: ``(k,)`` log-sd of market prices (shape of the win curve).
+        volume_sigma: ``(k,)`` log-sd of the hourly volume noise.
         commission_frac: ``(k,)`` cost per unit of purchase GMV; 0 for paid channels.
         budget_cny: ``(n,)``.
         target_roi: ``(n,)``.
@@ -72,6 +69,7 @@ class AllocationProblem:
     price_cny: np.ndarray
     attributed_frac: np.ndarray
     sigma: np.ndarray
+    volume_sigma: np.ndarray
     commission_frac: np.ndarray
     budget_cny: np.ndarray
     target_roi: np.ndarray
@@ -93,9 +91,8 @@ class AllocationProblem:
 
 
 def expected_impressions(alloc_cny: np.ndarray, problem: AllocationProblem) -> np.ndarray:
-    """Expected impressions ``(n, H, k)`` won with ``alloc_cny`` (the core's win curve)."""
-    z = np.clip(alloc_cny / np.maximum(problem.max_spend_cny, 1e-12), 0.0, MAX_WIN_FRAC)
-    return problem.volume * ndtr(ndtri(z) + problem.sigma)
+    """Expected impressions ``(n, H, k)`` won with ``alloc_cny``: the core's win curve."""
+    return win_curve(alloc_cny, problem.volume, problem.max_spend_cny, problem.sigma)
 
 
 def expected_response(
@@ -129,6 +126,7 @@ class ResponseCells:
         per_sale = problem.pays_per_sale
         self.paid_idx, self.sale_idx = np.flatnonzero(~per_sale), np.flatnonzero(per_sale)
         self.sigma = problem.sigma[self.paid_idx]
+        self.volume_sigma = problem.volume_sigma[self.paid_idx]
         g = (problem.purchases_per_impression * problem.gmv_per_purchase_cny)[..., self.paid_idx]
         self.gv = g * problem.volume[..., self.paid_idx]  # (n, H, paid) GMV of the whole market
         self.m = problem.max_spend_cny[..., self.paid_idx]
@@ -333,24 +331,25 @@ def build_problem(
     Returns the problem and the expected *new-customer* purchases per impression ``(n, H, k)``
     (used to update the pool).
     """
-    cvr_mult = markets["cvr_mult"]
-    p_new = np.minimum(params.cvr_new[:, None, :] * cvr_mult, _CVR_CAP)
-    p_ret = np.minimum(params.cvr_returning[:, None, :] * cvr_mult, _CVR_CAP)
-    pool_b = pool[:, :, None]
-    returning_frac = _AFFINITY * pool_b / (pool_b + params.pool_half_saturation[:, None, None])
+    saturation = pool_saturation(pool, params.pool_half_saturation[:, None])[:, :, None]
+    p_buy, p_returning = purchase_probabilities(
+        params.cvr_new[:, None, :], params.cvr_returning[:, None, :], markets["cvr_mult"],
+        channel_array("returning_affinity", params.channels), saturation,
+    )  # fmt: skip
     ctr = params.ctr[:, None, :]
     problem = AllocationProblem(
         volume=markets["volume"],
         max_spend_cny=markets["max_spend_cny"],
-        purchases_per_impression=ctr * ((1.0 - returning_frac) * p_new + returning_frac * p_ret),
+        purchases_per_impression=ctr * p_buy,
         price_cny=params.price_cny,
         attributed_frac=_attributed_frac(params),
-        sigma=_SIGMA,
-        commission_frac=_COMMISSION,
+        sigma=channel_array("price_sigma", params.channels),
+        volume_sigma=channel_array("volume_noise_sigma", params.channels),
+        commission_frac=channel_array("commission_frac", params.channels),
         budget_cny=params.budget_cny,
         target_roi=params.target_roi,
     )
-    return problem, ctr * (1.0 - returning_frac) * p_new
+    return problem, ctr * (p_buy - p_returning)
 
 
 def expected_pool(params: CampaignParams, new_purchases: np.ndarray) -> np.ndarray:
@@ -404,13 +403,15 @@ def plan_problem(
     }
 
 
-def within_budget(alloc_cny: np.ndarray, budget_left_cny: np.ndarray) -> np.ndarray:
+def within_budget(
+    alloc_cny: np.ndarray, budget_left_cny: np.ndarray, per_sale: np.ndarray
+) -> np.ndarray:
     """An hour's planned allocation ``(n, k)`` as a spend request within ``budget_left_cny (n,)``.
 
-    Paid channels get their planned spend; pay-per-sale channels their planned allocation,
-    reduced so that the request stays within the budget left after the paid channels.
+    Paid channels get their planned spend; pay-per-sale channels (``per_sale`` ``(k,)`` bool)
+    their planned allocation, reduced so that the request stays within the budget left after
+    the paid channels.
     """
-    per_sale = _COMMISSION > 0
     paid_total = np.where(per_sale, 0.0, alloc_cny).sum(axis=1)
     room = np.maximum(budget_left_cny - paid_total, 0.0)
     per_sale_total = np.maximum(np.where(per_sale, alloc_cny, 0.0).sum(axis=1), 1e-12)

@@ -1,6 +1,6 @@
 """Rule-based baselines: allocation rules used in practice, acting on observations only.
 
-Every rule sees the same ``(n, OBS_DIM)`` observation batch as a learned policy — never the
+Every rule sees the same ``(n, obs_dim)`` observation batch as a learned policy — never the
 campaign parameters — and keeps a little per-episode state (running sums, controller memory):
 arrays with one row per campaign, declared by :meth:`RulePolicy.initial_state`, so that one
 campaign can start a new episode while the others go on. All arithmetic is vectorized over
@@ -36,11 +36,19 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device
 
+from budgetgym.agents.channel_set import (
+    DEFAULT_CHANNEL_SET,
+    ChannelSet,
+    channel_feature,
+    channels_of,
+    feature,
+    scenario_channels,
+    unscale,
+)
 from budgetgym.agents.mmm import MMMFits, interpolate_split, load_fits, split_table
 from budgetgym.envs import random as crn
-from budgetgym.envs.campaigns import LATE_SHARE, OBS_DIM, BatchedCampaigns, channel_slice, obs_index
-from budgetgym.envs.channels import DEFAULT_CHANNELS
-from budgetgym.envs.core import ACTION_DIM, MAX_PACE_MULT, SHARE_TEMPERATURE
+from budgetgym.envs.campaigns import LATE_SHARE, BatchedCampaigns
+from budgetgym.envs.core import MAX_PACE_MULT, SHARE_TEMPERATURE
 from budgetgym.envs.errors import unknown_name_error
 from budgetgym.envs.scenarios import (
     EVENT_CVR_MULT,
@@ -53,10 +61,6 @@ from budgetgym.envs.scenarios import (
     WARMUP_HOURS,
 )
 
-N_CHANNELS = len(DEFAULT_CHANNELS)
-#: ``(k,)`` bool, public channel billing: pay-per-sale channels cost nothing unless they sell.
-PAYS_PER_SALE = np.array([c.billing == "per_sale" for c in DEFAULT_CHANNELS])
-N_PER_SALE = int(PAYS_PER_SALE.sum())
 #: Candidate delay kernels: share of conversions arriving within the hour x mean delay (hours).
 #: The first guess is the public Criteo figure (Chapelle 2014): 35% within the hour, 24 h mean.
 DELAY_IMMEDIATE_FRAC = np.repeat([0.1, 0.35, 0.6], 3)
@@ -78,18 +82,12 @@ SHARE_POWER = 2.0  # paid shares proportional to (ROI / target)^2
 #: conversions still in transit, and matching on it chases noise (docs/benchmark.md).
 HIGH_PRICE_CNY = 1_000.0
 
-_I = {name: obs_index(name) for name in ("progress", "budget_left_frac", "pace_gap", "target_roi")}
-_C = {
-    name: obs_index(name)
-    for name in ("spend_rate", "log_impressions", "gmv_rate", "cum_spend_frac", "cum_gmv_frac")
-}
 
-
-def check_obs_batch(obs: Any) -> np.ndarray:
-    """``obs`` as a numpy array of shape ``(n, OBS_DIM)``; ``ValueError`` for any other shape."""
+def check_obs_batch(obs: Any, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> np.ndarray:
+    """``obs`` as a numpy array of shape ``(n, obs_dim)`` of ``channels``' layout;
+    ``ValueError`` for any other shape."""
     obs = np.asarray(obs)
-    if obs.ndim != 2 or obs.shape[1] != OBS_DIM:
-        raise ValueError(f"Observations must have shape (n, {OBS_DIM}), got {obs.shape}.")
+    channels.check_obs(obs)
     return obs
 
 
@@ -99,19 +97,34 @@ def view_even_rate(budget_left_frac: np.ndarray, policy: RulePolicy) -> np.ndarr
     return np.maximum(budget_left_frac * policy.horizon_hours / hours_left, 1e-9)
 
 
-def pace_to_action0(pace: np.ndarray) -> np.ndarray:
-    """``(n,)`` pace (multiple of even pacing of what is left, in ``[0, 5]``) -> ``a[0]``."""
-    pace = np.clip(pace, 0.0, MAX_PACE_MULT)
-    return np.clip(np.log(0.75 * pace + 0.25) / np.log(4.0), -1.0, 1.0)
+def pace_to_action0(pace: Any) -> Any:
+    """``(n,)`` pace (multiple of even pacing of what is left, clipped to ``[0, 5]``) -> ``a[0]``
+    (any array-API array): the inverse of the core's pace ``(4^a0 - 1/4) / (3/4)``."""
+    xp = array_namespace(pace)
+    pace = xp.clip(pace, min=0.0, max=MAX_PACE_MULT)
+    return xp.clip(xp.log(0.75 * pace + 0.25) / math.log(4.0), min=-1.0, max=1.0)
 
 
-def shares_to_logits(shares: np.ndarray) -> np.ndarray:
-    """``(n, k)`` channel shares (positive) -> logits in ``[-1, 1]`` with ``softmax(3 l) ~ share``.
+def shares_to_logits(shares: Any) -> Any:
+    """``(n, k)`` channel shares (positive) -> logits in ``[-1, 1]`` with ``softmax(3 l) ~ share``
+    (any array-API array): the inverse of the core's split.
 
     The largest share gets logit 1; shares below ``e^-6`` of it are clipped (the action range).
     """
-    logs = np.log(np.maximum(shares, 1e-12)) / SHARE_TEMPERATURE
-    return np.clip(logs - logs.max(axis=1, keepdims=True) + 1.0, -1.0, 1.0)
+    xp = array_namespace(shares)
+    logs = xp.log(xp.clip(shares, min=1e-12)) / SHARE_TEMPERATURE
+    return xp.clip(logs - xp.max(logs, axis=1, keepdims=True) + 1.0, min=-1.0, max=1.0)
+
+
+def request_to_actions(request: Any, even_rate: Any) -> Any:
+    """Actions ``(n, k + 1)`` float32 that request ``request`` ``(n, k)`` (in units of
+    ``even_rate`` ``(n,)``, even pacing of what is left) this hour (any array-API arrays): the
+    pace of the total (at most ``MAX_PACE_MULT``) and the logits of its split."""
+    xp = array_namespace(request)
+    total = xp.sum(request, axis=1)
+    a0 = pace_to_action0(total / even_rate)
+    logits = shares_to_logits(request + 1e-9 * total[:, None])
+    return xp.astype(xp.concat([a0[:, None], logits], axis=1), xp.float32)
 
 
 class RulePolicy:
@@ -121,11 +134,16 @@ class RulePolicy:
     :meth:`initial_state`. ``predict`` follows SB3's signature; ``episode_start`` (``(n,)``
     bool), when given, starts a new episode for those rows (the others keep their state).
 
+    The rule acts on one channel list (``channels``, the reference six by default;
+    ``reset(campaigns)`` takes the campaigns'): pay-per-sale channels are those billed
+    ``per_sale``, and the observation's width is that list's layout.
+
     Args:
         prior_weight_hours: hours of even-pacing spend worth of prior belief that a channel's
             ROI equals the target (shrinkage of early, noisy estimates).
         per_sale_allocation: standing hourly allocation of each pay-per-sale channel, in units
             of the even-pacing rate ``budget / horizon`` (only its commissions are spent).
+        channels: the channel list until ``reset(campaigns)`` names one.
     """
 
     name = "rule"
@@ -135,18 +153,33 @@ class RulePolicy:
     knows_scenario = False
 
     def __init__(
-        self, prior_weight_hours: float = 3.0, per_sale_allocation: float = PER_SALE_ALLOCATION
+        self,
+        prior_weight_hours: float = 3.0,
+        per_sale_allocation: float = PER_SALE_ALLOCATION,
+        channels: ChannelSet = DEFAULT_CHANNEL_SET,
     ) -> None:
         self.prior_weight_hours = prior_weight_hours
         self.per_sale_allocation = per_sale_allocation
         self.horizon_hours = HORIZON_HOURS
+        self.channels = ChannelSet.of(channels)
         self._init_state(0)
 
     # -- episode state ---------------------------------------------------------------------
     def reset(self, campaigns: BatchedCampaigns) -> None:
-        """Clear the per-episode state for ``campaigns.n_envs`` campaigns."""
+        """Take the campaigns' channel list and clear the per-episode state for
+        ``campaigns.n_envs`` campaigns."""
         self.horizon_hours = int(campaigns.horizon_hours)
+        self.channels = channels_of(campaigns)
         self._init_state(campaigns.n_envs)
+
+    @property
+    def n_channels(self) -> int:
+        return self.channels.n_channels
+
+    @property
+    def per_sale(self) -> np.ndarray:
+        """``(k,)`` bool: the pay-per-sale channels of the rule's channel list."""
+        return self.channels.per_sale
 
     def initial_state(self, n: int) -> dict[str, np.ndarray]:
         """The per-episode state of ``n`` campaigns at the start of an episode: attribute name ->
@@ -155,7 +188,7 @@ class RulePolicy:
         return {
             "hour": np.zeros(n, dtype=np.int64),
             # spend (B/H units) whose conversions have not arrived, per candidate delay kernel
-            "pending_spend": np.zeros((n, n_kernels, N_CHANNELS)),
+            "pending_spend": np.zeros((n, n_kernels, self.n_channels)),
             "kernel_sse": np.zeros((n, n_kernels)),  # squared error of predicted GMV arrivals
             "kernel_roi": np.zeros((n, n_kernels)),  # last hour's total ROI per kernel
         }
@@ -179,9 +212,10 @@ class RulePolicy:
         Units: spend and GMV in ``B / H`` (one hour of even pacing of the budget), ROI = GMV /
         spend. ``roi`` ``(n, k)`` and ``total_roi`` ``(n,)`` are delay-corrected and shrunk.
         """
-        target = 3.0 * obs[:, _I["target_roi"]]
-        spend_rate = obs[:, _C["spend_rate"]]
-        arrived = obs[:, _C["gmv_rate"]].sum(axis=1) * target  # GMV arrived last hour, B/H
+        ch = self.channels
+        target = unscale(feature(obs, "target_roi", ch), "target_roi", ch)
+        spend_rate = channel_feature(obs, "spend_rate", ch)
+        arrived = channel_feature(obs, "gmv_rate", ch).sum(axis=1) * target  # last hour, B/H
         hazard = (1.0 / DELAY_MEAN_HOURS)[None, :, None]
         late = (1.0 - DELAY_IMMEDIATE_FRAC)[None, :, None]
         previous = self.pending_spend.sum(axis=2)
@@ -192,8 +226,8 @@ class RulePolicy:
         )
         error = arrived[:, None] - self.kernel_roi * expected
         self.kernel_sse = 0.97 * self.kernel_sse + error**2
-        spend_units = obs[:, _C["cum_spend_frac"]] * self.horizon_hours
-        gmv_units = obs[:, _C["cum_gmv_frac"]] * self.horizon_hours * target[:, None]
+        spend_units = channel_feature(obs, "cum_spend_frac", ch) * self.horizon_hours
+        gmv_units = channel_feature(obs, "cum_gmv_frac", ch) * self.horizon_hours * target[:, None]
         matured_all = np.maximum(spend_units[:, None, :] - self.pending_spend, 0.0)
         w0 = self.prior_weight_hours
         self.kernel_roi = (gmv_units.sum(1)[:, None] + target[:, None] * w0) / (
@@ -202,7 +236,7 @@ class RulePolicy:
         trusted = (self.hour >= 12)[:, None]
         best = np.where(trusted[:, 0], self.kernel_sse.argmin(axis=1), PRIOR_KERNEL)
         matured = matured_all[np.arange(obs.shape[0]), best]
-        w_channel = w0 / N_CHANNELS
+        w_channel = w0 / self.n_channels
         roi = (gmv_units + target[:, None] * w_channel) / (matured + w_channel)
         return {
             "target_roi": target,
@@ -210,14 +244,14 @@ class RulePolicy:
             "total_roi": self.kernel_roi[np.arange(obs.shape[0]), best],
             "matured_spend": matured,
             "delay_kernel": best,
-            "progress": obs[:, _I["progress"]],
-            "budget_left_frac": obs[:, _I["budget_left_frac"]],
-            "pace_gap": obs[:, _I["pace_gap"]],
-            "log_impressions": obs[:, _C["log_impressions"]],
+            "progress": feature(obs, "progress", ch),
+            "budget_left_frac": feature(obs, "budget_left_frac", ch),
+            "pace_gap": feature(obs, "pace_gap", ch),
+            "log_impressions": channel_feature(obs, "log_impressions", ch),
             "spend_rate": spend_rate,
             "gmv_units": gmv_units,
             "spend_units": spend_units,
-            "even_rate": view_even_rate(obs[:, _I["budget_left_frac"]], self),
+            "even_rate": view_even_rate(feature(obs, "budget_left_frac", ch), self),
         }
 
     # -- SB3 interface ---------------------------------------------------------------------
@@ -233,26 +267,25 @@ class RulePolicy:
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
-        """Actions ``(n, ACTION_DIM)`` in ``[-1, 1]`` for observations ``(n, OBS_DIM)``."""
-        obs = check_obs_batch(obs).astype(np.float64)
+        """Actions ``(n, k + 1)`` in ``[-1, 1]`` for observations ``(n, obs_dim)`` of the rule's
+        channel list."""
+        obs = check_obs_batch(obs, self.channels).astype(np.float64)
         if obs.shape[0] != self.n_envs:
             self._init_state(obs.shape[0])
         if episode_start is not None and np.any(episode_start):
             self._clear_rows(np.asarray(episode_start, dtype=bool))
         view = self._observe(obs)
         pace, shares = self.decide(view)
-        shares = np.where(PAYS_PER_SALE, 0.0, np.maximum(shares, 0.0))
+        shares = np.where(self.per_sale, 0.0, np.maximum(shares, 0.0))
         shares = shares / np.maximum(shares.sum(axis=1, keepdims=True), 1e-12)
         even = view["even_rate"]  # B/H units: budget_left_frac * H / hours_left
         paid = np.minimum(pace, MAX_PACE_MULT)[:, None] * even[:, None] * shares
         # Pay-per-sale channels get what the pace limit leaves, up to their standing allocation.
-        room = np.maximum(MAX_PACE_MULT * even - paid.sum(axis=1), 0.0) / max(N_PER_SALE, 1)
+        room = np.maximum(MAX_PACE_MULT * even - paid.sum(axis=1), 0.0)
+        room = room / max(self.channels.n_per_sale, 1)
         per_sale = np.minimum(self.per_sale_allocation, room)[:, None]
-        request = np.where(PAYS_PER_SALE, per_sale, paid)
-        total = request.sum(axis=1)
-        actions = np.empty((obs.shape[0], ACTION_DIM), dtype=np.float32)
-        actions[:, 0] = pace_to_action0(total / even)
-        actions[:, 1:] = shares_to_logits(request + 1e-9 * total[:, None])
+        request = np.where(self.per_sale, per_sale, paid)
+        actions = request_to_actions(request, even)
         self.hour = self.hour + 1
         return actions, None
 
@@ -268,10 +301,11 @@ class UniformPolicy(RulePolicy):
 
     def decide(self, view):
         n = view["roi"].shape[0]
-        return np.ones(n), np.ones((n, N_CHANNELS))
+        return np.ones(n), np.ones((n, self.n_channels))
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
-        return np.zeros((check_obs_batch(obs).shape[0], ACTION_DIM), dtype=np.float32), None
+        n = check_obs_batch(obs, self.channels).shape[0]
+        return np.zeros((n, self.channels.action_dim), dtype=np.float32), None
 
 
 class BestChannelPolicy(RulePolicy):
@@ -294,8 +328,8 @@ class BestChannelPolicy(RulePolicy):
     def decide(self, view):
         roi = view["roi"]
         n = roi.shape[0]
-        paid_roi = np.where(PAYS_PER_SALE, -np.inf, roi)
-        best = np.zeros((n, N_CHANNELS), dtype=bool)
+        paid_roi = np.where(self.per_sale, -np.inf, roi)
+        best = np.zeros((n, self.n_channels), dtype=bool)
         best[np.arange(n), paid_roi.argmax(axis=1)] = True
         commit = np.where(best, 1.0, 1e-3)
         exploring = (view["progress"] * self.horizon_hours < self.explore_hours)[:, None]
@@ -357,15 +391,16 @@ class GreedyMarginalPolicy(RulePolicy):
 
     def initial_state(self, n: int) -> dict[str, np.ndarray]:
         # log shares and the exponentially weighted log-log regression of impressions on spend
-        fits = {key: np.zeros((n, N_CHANNELS)) for key in ("mx", "my", "sxx", "sxy", "weight")}
-        log_share = np.full((n, N_CHANNELS), -np.log(N_CHANNELS))
+        k = self.n_channels
+        fits = {key: np.zeros((n, k)) for key in ("mx", "my", "sxx", "sxy", "weight")}
+        log_share = np.full((n, k), -np.log(k))
         return {**super().initial_state(n), "log_share": log_share, **fits}
 
     def _update_elasticity(self, view: dict[str, np.ndarray]) -> np.ndarray:
         spend = view["spend_rate"]
         active = spend > 1e-4
         x = np.log(np.maximum(spend, 1e-4))
-        y = 10.0 * view["log_impressions"]  # log1p(impressions)
+        y = unscale(view["log_impressions"], "log_impressions", self.channels)  # log1p
         decay = 0.9
         w = np.where(active, 1.0, 0.0)
         self.weight = decay * self.weight + w
@@ -383,16 +418,16 @@ class GreedyMarginalPolicy(RulePolicy):
         elasticity = self._update_elasticity(view)
         target = view["target_roi"][:, None]
         marginal = view["roi"] * elasticity
-        log_m = np.where(PAYS_PER_SALE, 0.0, np.log(np.maximum(marginal, 1e-6)))
-        share = np.where(PAYS_PER_SALE, 0.0, np.exp(self.log_share))
+        log_m = np.where(self.per_sale, 0.0, np.log(np.maximum(marginal, 1e-6)))
+        share = np.where(self.per_sale, 0.0, np.exp(self.log_share))
         share /= share.sum(axis=1, keepdims=True)
         centered = log_m - (share * log_m).sum(axis=1, keepdims=True)
         self.log_share = np.clip(self.log_share + self.step * centered, -8.0, 0.0)
-        paid_max = np.where(PAYS_PER_SALE, -np.inf, self.log_share).max(axis=1, keepdims=True)
+        paid_max = np.where(self.per_sale, -np.inf, self.log_share).max(axis=1, keepdims=True)
         self.log_share -= paid_max
         below = marginal < self.floor_frac * target
         shares = np.where(below, 1e-3, np.exp(self.log_share))
-        sign = np.where((self.hour[:, None] + np.arange(N_CHANNELS)) % 2 == 0, 1.0, -1.0)
+        sign = np.where((self.hour[:, None] + np.arange(self.n_channels)) % 2 == 0, 1.0, -1.0)
         shares = shares * np.exp(self.dither * sign)
         ratio = view["total_roi"] / view["target_roi"]
         pace = np.clip(ratio, 0.0, 1.0) ** 3
@@ -474,7 +509,6 @@ class ThompsonBanditPolicy(RulePolicy):
         **kwargs,
     ) -> None:
         self.prior_sd, self.samples, self.min_share, self.seed = prior_sd, samples, min_share, seed
-        self._counters = crn.counters(0, samples, N_CHANNELS)
         self.keys = np.zeros(0, dtype=np.uint64)
         super().__init__(**kwargs)
 
@@ -489,13 +523,14 @@ class ThompsonBanditPolicy(RulePolicy):
         if self.keys.shape[0] != n:  # predict without reset(campaigns): number by position
             self.keys = crn.campaign_keys(np.arange(n), _BANDIT_DOMAIN + self.seed)
         hour_keys = crn.splitmix64(self.keys ^ self.hour.astype(np.uint64))
-        noise = crn.normals(crn.uniforms(hour_keys, self._counters))  # (n, samples, k)
+        counters = crn.counters(0, self.samples, self.n_channels)
+        noise = crn.normals(crn.uniforms(hour_keys, counters))  # (n, samples, k)
         draws = np.log(roi)[:, None, :] + sd[:, None, :] * noise
-        draws[:, :, PAYS_PER_SALE] = -np.inf  # always on, outside the bandit
+        draws[:, :, self.per_sale] = -np.inf  # always on, outside the bandit
         winner = draws.argmax(axis=2)  # (n, samples)
-        wins = np.zeros((n, N_CHANNELS))
+        wins = np.zeros((n, self.n_channels))
         np.add.at(wins, (np.repeat(np.arange(n), self.samples), winner.ravel()), 1.0)
-        n_arms = int((~PAYS_PER_SALE).sum())
+        n_arms = self.channels.paid.size
         shares = (1.0 - self.min_share * n_arms) * wins / self.samples + self.min_share
         return np.ones(n), shares
 
@@ -531,14 +566,14 @@ class DualPacingPolicy(GreedyMarginalPolicy):
         elasticity = np.clip(self._update_elasticity(view), 0.1, 0.85)
         target, even = view["target_roi"], view["even_rate"]
         n = target.shape[0]
-        paid = ~PAYS_PER_SALE
+        paid, per_sale = ~self.per_sale, self.per_sale
         roi, e = view["roi"][:, paid], elasticity[:, paid]
         anchor = np.maximum(view["spend_rate"][:, paid], 0.05 * even[:, None] / paid.sum())
         hours_left = np.maximum(self.horizon_hours - self.hour, 1).astype(np.float64)
         past_gmv = (view["matured_spend"] * view["roi"]).sum(axis=1)
         past_spend = view["matured_spend"].sum(axis=1)
-        per_sale_rate = view["spend_rate"][:, PAYS_PER_SALE].sum(axis=1)
-        per_sale_roi = view["roi"][:, PAYS_PER_SALE].mean(axis=1)
+        per_sale_rate = view["spend_rate"][:, per_sale].sum(axis=1)
+        per_sale_roi = view["roi"][:, per_sale].mean(axis=1) if per_sale.any() else np.zeros(n)
         sign = np.where((self.hour[:, None] + np.arange(paid.sum())) % 2 == 0, 1.0, -1.0)
         dither = np.exp(self.dither * sign)
 
@@ -563,73 +598,70 @@ class DualPacingPolicy(GreedyMarginalPolicy):
             ok = feasible(mid)
             hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
         spend, _ = plan(hi)
-        shares = np.zeros((n, N_CHANNELS))
+        shares = np.zeros((n, self.n_channels))
         shares[:, paid] = spend
         total = spend.sum(axis=1)
         return total / even, shares + 1e-12
 
 
-_PROGRESS, _BUDGET_LEFT = obs_index("progress"), obs_index("budget_left_frac")
-_PACE_GAP, _LOG_ROI = obs_index("pace_gap"), obs_index("log_matured_roi")
-_LOG_ROI_BY_CHANNEL = channel_slice("log_matured_roi")
-_HOURS_TO_EVENT = obs_index("hours_to_event")
-_HOUR_SIN, _HOUR_COS = obs_index("hour_sin"), obs_index("hour_cos")
-_WEEKDAY_SIN, _WEEKDAY_COS = obs_index("weekday_sin"), obs_index("weekday_cos")
-_CUM_SPEND_BY_CHANNEL = channel_slice("cum_spend_frac")
-_SPEND_RATE_BY_CHANNEL = channel_slice("spend_rate")
-_RECENT_SPEND_BY_CHANNEL = channel_slice("recent_spend_frac")
-_LOG_PRICE = obs_index("log_price")
-_PAID = np.flatnonzero(~PAYS_PER_SALE)
-_PAID_TO_ALL = np.eye(PAYS_PER_SALE.size)[_PAID]  # (n_paid, n_channels) selection
 THROTTLES = ("always", "never", "promotion")
 SPLITS = ("roi", "thompson", "by_price")
 
 
 @functools.cache
-def thompson_quantiles(samples: int = THOMPSON_SAMPLES) -> np.ndarray:
+def thompson_quantiles(n_channels: int, samples: int = THOMPSON_SAMPLES) -> np.ndarray:
     """Fixed standard-normal draws ``(samples, n_channels)`` of ``obs_thompson``: the midpoints of
     an unscrambled Sobol sequence (stratified in every channel, jointly spread; no RNG, so the
     rule is the same function in every version and inside the ONNX graph)."""
     from scipy.stats import norm, qmc
 
-    points = qmc.Sobol(d=PAYS_PER_SALE.size, scramble=False).random(samples)
+    points = qmc.Sobol(d=n_channels, scramble=False).random(samples)
     return norm.ppf(points + 0.5 / samples)
 
 
-def thompson_shares(obs: Any) -> Any:
+def thompson_shares(obs: Any, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> Any:
     """Paid-channel split of ``obs_thompson`` ``(n, n_channels)`` float64 for raw observations
-    ``(n, OBS_DIM)`` (any array-API array: numpy, torch): the share of fixed normal draws
-    (:func:`thompson_quantiles`) each paid channel wins when its log ROI is drawn from
-    ``N(log_matured_roi_k, (0.5 / sqrt(1 + matured_k))^2)``, mixed with 2% exploration per paid
-    channel; pay-per-sale channels get 0. ``matured_k``: the channel's spend so far less the
-    share of recent spend not yet converted, in hours of even pacing over the default horizon
-    (the observation does not carry the horizon).
+    ``(n, obs_dim)`` on ``channels`` (any array-API array: numpy, torch): the share of fixed
+    normal draws (:func:`thompson_quantiles`) each paid channel wins when its log ROI is drawn
+    from ``N(log_matured_roi_k, (0.5 / sqrt(1 + matured_k))^2)``, mixed with 2% exploration per
+    paid channel; pay-per-sale channels get 0. ``matured_k``: the channel's spend so far less
+    the share of recent spend not yet converted, in hours of even pacing over the default
+    horizon (the observation does not carry the horizon).
 
     Probability matching as in the ``bandit`` rule (Thompson sampling), made a deterministic
     function of the observation by drawing the same quantiles every hour.
     """
     xp = array_namespace(obs)
     obs = xp.astype(obs, xp.float64)
-    z = thompson_quantiles()
-    paid = xp.asarray(_PAID, device=device(obs))
-    quantiles = xp.asarray(np.ascontiguousarray(z[:, _PAID]), device=device(obs))
-    spend = obs[:, _CUM_SPEND_BY_CHANNEL] - LATE_SHARE * obs[:, _RECENT_SPEND_BY_CHANNEL]
+    z = thompson_quantiles(channels.n_channels)
+    paid_idx = channels.paid
+    paid = xp.asarray(paid_idx, device=device(obs))
+    quantiles = xp.asarray(np.ascontiguousarray(z[:, paid_idx]), device=device(obs))
+    spend = channel_feature(obs, "cum_spend_frac", channels) - LATE_SHARE * channel_feature(
+        obs, "recent_spend_frac", channels
+    )
     sd = THOMPSON_PRIOR_SD / xp.sqrt(1.0 + xp.clip(spend, min=0.0) * float(HORIZON_HOURS))
     # Only paid channels draw (pay-per-sale ones are outside the bandit): (n, samples, n_paid).
-    log_roi = xp.take(obs[:, _LOG_ROI_BY_CHANNEL], paid, axis=1)
+    log_roi = xp.take(channel_feature(obs, "log_matured_roi", channels), paid, axis=1)
     draws = log_roi[:, None, :] + xp.take(sd, paid, axis=1)[:, None, :] * quantiles[None, ...]
     won = draws == xp.max(draws, axis=2, keepdims=True)  # ties: a win each
     wins = xp.sum(xp.astype(won, xp.float64), axis=1) / float(z.shape[0])
-    shares = (1.0 - THOMPSON_MIN_SHARE * _PAID.size) * wins + THOMPSON_MIN_SHARE
-    # back to all channels, 0 where per sale
-    return shares @ xp.asarray(_PAID_TO_ALL, device=device(obs))
+    shares = (1.0 - THOMPSON_MIN_SHARE * paid_idx.size) * wins + THOMPSON_MIN_SHARE
+    # back to all channels, 0 where per sale: (n_paid, n_channels) selection
+    paid_to_all = np.eye(channels.n_channels)[paid_idx]
+    return shares @ xp.asarray(paid_to_all, device=device(obs))
 
 
-def obs_rule_actions(obs: Any, throttle: str = "always", split: str = "roi") -> Any:
-    """Actions ``(n, ACTION_DIM)`` float32 in ``[-1, 1]`` of the ``obs_*`` rules for raw
-    observations ``(n, OBS_DIM)``: one implementation, written against the array API standard,
-    that the rules run on numpy arrays and residual policies on torch tensors (also traced into
-    their ONNX graph).
+def obs_rule_actions(
+    obs: Any,
+    throttle: str = "always",
+    split: str = "roi",
+    channels: ChannelSet = DEFAULT_CHANNEL_SET,
+) -> Any:
+    """Actions ``(n, k + 1)`` float32 in ``[-1, 1]`` of the ``obs_*`` rules for raw
+    observations ``(n, obs_dim)`` on ``channels`` (the reference six by default): one
+    implementation, written against the array API standard, that the rules run on numpy arrays
+    and residual policies on torch tensors (also traced into their ONNX graph).
 
     Pace (multiple of even pacing of what is left): ``exp(8 * pace_gap)``. Where throttled, it is
     capped at 1 while the delay-corrected ROI so far is below the target and then multiplied by
@@ -644,67 +676,69 @@ def obs_rule_actions(obs: Any, throttle: str = "always", split: str = "roi") -> 
     """
     if throttle not in THROTTLES or split not in SPLITS:
         raise ValueError(f"Unknown throttle {throttle!r} or split {split!r}.")
+    channels.check_obs(obs)
     xp = array_namespace(obs)
     obs = xp.astype(obs, xp.float64)
-    log_roi = obs[:, _LOG_ROI]
-    log_pace = PACE_GAIN * obs[:, _PACE_GAP]
+    log_roi = feature(obs, "log_matured_roi", channels)
+    log_pace = PACE_GAIN * feature(obs, "pace_gap", channels)
     throttled = log_roi < 0.0
     if throttle == "never":
         throttled = xp.zeros_like(throttled)
     elif throttle == "promotion":
         # hours_to_event is clipped to 1 when no event falls within the horizon
-        throttled = throttled & (obs[:, _HOURS_TO_EVENT] < 1.0)
+        throttled = throttled & (feature(obs, "hours_to_event", channels) < 1.0)
     log_pace = xp.where(throttled, xp.clip(log_pace, max=0.0) + ROI_GAIN * log_roi, log_pace)
     pace = xp.clip(xp.exp(xp.clip(log_pace, min=-3.0, max=1.6)), max=MAX_PACE_MULT)
-    return pace_split_actions(obs, pace, paid_split(obs, split))
+    return pace_split_actions(obs, pace, paid_split(obs, split, channels), channels)
 
 
-def paid_split(obs: Any, split: str) -> Any:
+def paid_split(obs: Any, split: str, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> Any:
     """Paid-channel weights ``(n, n_channels)`` float64 (0 for pay-per-sale channels; rows need
     not sum to 1) of the ``obs_*`` rules' ``split`` (see :func:`obs_rule_actions`) for float64
-    observations ``(n, OBS_DIM)`` (any array-API array)."""
+    observations ``(n, obs_dim)`` on ``channels`` (any array-API array)."""
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; valid: {', '.join(SPLITS)}.")
     xp = array_namespace(obs)
     if split == "thompson":
-        return thompson_shares(obs)
-    per_sale = xp.asarray(PAYS_PER_SALE, device=device(obs))
-    weights = xp.exp(SHARE_POWER * obs[:, _LOG_ROI_BY_CHANNEL])
+        return thompson_shares(obs, channels)
+    per_sale = xp.asarray(channels.per_sale, device=device(obs))
+    weights = xp.exp(SHARE_POWER * channel_feature(obs, "log_matured_roi", channels))
     weights = xp.where(per_sale, xp.zeros_like(weights), weights)
     if split == "by_price":
-        high_price = obs[:, _LOG_PRICE] >= math.log(HIGH_PRICE_CNY / REFERENCE_PRICE_CNY)
+        high_price = feature(obs, "log_price", channels) >= math.log(
+            HIGH_PRICE_CNY / REFERENCE_PRICE_CNY
+        )
         roi_shares = weights / xp.sum(weights, axis=1, keepdims=True)
-        weights = xp.where(high_price[:, None], roi_shares, thompson_shares(obs))
+        weights = xp.where(high_price[:, None], roi_shares, thompson_shares(obs, channels))
     return weights
 
 
-def obs_even_rate(obs: Any) -> Any:
+def obs_even_rate(obs: Any, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> Any:
     """``(n,)`` even pacing of what is left, in ``B / H`` units, from float64 observations
-    ``(n, OBS_DIM)`` (any array-API array): ``budget_left_frac / (1 - progress)``."""
+    ``(n, obs_dim)`` on ``channels`` (any array-API array):
+    ``budget_left_frac / (1 - progress)``."""
     xp = array_namespace(obs)
-    hours_left_frac = xp.clip(1.0 - obs[:, _PROGRESS], min=1e-3)
-    return xp.clip(obs[:, _BUDGET_LEFT] / hours_left_frac, min=1e-9)
+    hours_left_frac = xp.clip(1.0 - feature(obs, "progress", channels), min=1e-3)
+    return xp.clip(feature(obs, "budget_left_frac", channels) / hours_left_frac, min=1e-9)
 
 
-def pace_split_actions(obs: Any, pace: Any, weights: Any) -> Any:
-    """Actions ``(n, ACTION_DIM)`` float32 in ``[-1, 1]`` that request ``pace`` ``(n,)`` times even
-    pacing of what is left (float64 observations ``(n, OBS_DIM)`` supply the budget left) on
-    the paid channels, split in proportion to ``weights`` ``(n, n_channels)`` (zero on
-    pay-per-sale channels), plus the pay-per-sale channels' standing allocation of 4x even
-    pacing within the pace limit (only their commissions are spent). Any array-API arrays."""
+def pace_split_actions(
+    obs: Any, pace: Any, weights: Any, channels: ChannelSet = DEFAULT_CHANNEL_SET
+) -> Any:
+    """Actions ``(n, k + 1)`` float32 in ``[-1, 1]`` that request ``pace`` ``(n,)`` times even
+    pacing of what is left (float64 observations ``(n, obs_dim)`` on ``channels`` supply the
+    budget left) on the paid channels, split in proportion to ``weights`` ``(n, n_channels)``
+    (zero on pay-per-sale channels), plus the pay-per-sale channels' standing allocation of 4x
+    even pacing within the pace limit (only their commissions are spent). Any array-API
+    arrays."""
     xp = array_namespace(obs)
-    per_sale = xp.asarray(PAYS_PER_SALE, device=device(obs))
-    even = obs_even_rate(obs)
+    per_sale = xp.asarray(channels.per_sale, device=device(obs))
+    even = obs_even_rate(obs, channels)
     paid = (pace * even)[:, None] * weights / xp.sum(weights, axis=1, keepdims=True)
-    room = xp.clip(MAX_PACE_MULT * even - xp.sum(paid, axis=1), min=0.0) / max(N_PER_SALE, 1)
+    room = xp.clip(MAX_PACE_MULT * even - xp.sum(paid, axis=1), min=0.0)
+    room = room / max(channels.n_per_sale, 1)
     standing = xp.broadcast_to(xp.clip(room, max=PER_SALE_ALLOCATION)[:, None], paid.shape)
-    request = xp.where(per_sale, standing, paid)
-    total = xp.sum(request, axis=1)
-    rate = xp.clip(total / even, max=MAX_PACE_MULT)
-    a0 = xp.clip(xp.log(0.75 * rate + 0.25) / math.log(4.0), min=-1.0, max=1.0)
-    logits = xp.log(request + 1e-9 * total[:, None]) / SHARE_TEMPERATURE
-    logits = xp.clip(logits - xp.max(logits, axis=1, keepdims=True) + 1.0, min=-1.0, max=1.0)
-    return xp.astype(xp.concat([a0[:, None], logits], axis=1), xp.float32)
+    return request_to_actions(xp.where(per_sale, standing, paid), even)
 
 
 class ObsPacingPolicy(RulePolicy):
@@ -725,7 +759,8 @@ class ObsPacingPolicy(RulePolicy):
     throttle, split = "always", "roi"
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
-        return obs_rule_actions(check_obs_batch(obs), self.throttle, self.split), None
+        obs = check_obs_batch(obs, self.channels)
+        return obs_rule_actions(obs, self.throttle, self.split, self.channels), None
 
 
 class ObsPacingUnthrottledPolicy(ObsPacingPolicy):
@@ -799,9 +834,12 @@ VALUE_POWER = 2.0
 PAID_PACE_FLOOR = 0.5
 
 
-def calendar_weights(obs: Any, horizon_hours: int = HORIZON_HOURS) -> Any:
+def calendar_weights(
+    obs: Any, horizon_hours: int = HORIZON_HOURS, channels: ChannelSet = DEFAULT_CHANNEL_SET
+) -> Any:
     """Value weights ``(n, horizon_hours)`` float64 of the hours from now (column 0) to the end
-    of the horizon (0 past it) for float64 observations ``(n, OBS_DIM)`` (any array-API array).
+    of the horizon (0 past it) for float64 observations ``(n, obs_dim)`` on ``channels`` (any
+    array-API array).
 
     The hour comes from ``progress``, the event's start from ``hours_to_event`` (both scaled by
     the horizon, which the observation does not carry: the default one), time of day and
@@ -811,14 +849,18 @@ def calendar_weights(obs: Any, horizon_hours: int = HORIZON_HOURS) -> Any:
     """
     xp = array_namespace(obs)
     tau = 2.0 * math.pi
-    hour = xp.round(obs[:, _PROGRESS] * float(horizon_hours))
+    hour = xp.round(feature(obs, "progress", channels) * float(horizon_hours))
     ahead = xp.arange(horizon_hours, dtype=xp.float64, device=device(obs))[None, :]
     left = ahead < (float(horizon_hours) - hour)[:, None]
-    time_of_day = xp.round(xp.atan2(obs[:, _HOUR_SIN], obs[:, _HOUR_COS]) * 24.0 / tau) % 24.0
-    weekday = xp.round(xp.atan2(obs[:, _WEEKDAY_SIN], obs[:, _WEEKDAY_COS]) * 7.0 / tau) % 7.0
+    hour_angle = xp.atan2(feature(obs, "hour_sin", channels), feature(obs, "hour_cos", channels))
+    day_angle = xp.atan2(
+        feature(obs, "weekday_sin", channels), feature(obs, "weekday_cos", channels)
+    )
+    time_of_day = xp.round(hour_angle * 24.0 / tau) % 24.0
+    weekday = xp.round(day_angle * 7.0 / tau) % 7.0
     clock = time_of_day[:, None] + ahead  # hours from today's midnight
     weekend = (weekday[:, None] + xp.floor(clock / 24.0)) % 7.0 >= 5.0
-    to_event = obs[:, _HOURS_TO_EVENT]
+    to_event = feature(obs, "hours_to_event", channels)
     since = ahead - xp.round(to_event * float(horizon_hours))[:, None]
     has_event = (to_event < 1.0)[:, None]  # clipped to 1 when no event falls within the horizon
     event = has_event & (since >= 0.0) & (since < float(EVENT_LENGTH_HOURS))
@@ -842,32 +884,38 @@ def hour_value(traffic: Any, price: Any, conversion: Any = 1.0) -> Any:
     return traffic * price * (conversion / price) ** VALUE_POWER
 
 
-def calendar_pace(obs: Any, horizon_hours: int = HORIZON_HOURS) -> Any:
+def calendar_pace(
+    obs: Any, horizon_hours: int = HORIZON_HOURS, channels: ChannelSet = DEFAULT_CHANNEL_SET
+) -> Any:
     """``calendar_pacing``'s pace ``(n,)``: this hour's value weight over the mean weight of the
     hours left (:func:`calendar_weights`), a multiple of even pacing of the budget left."""
     xp = array_namespace(obs)
-    weights = calendar_weights(obs, horizon_hours)
+    weights = calendar_weights(obs, horizon_hours, channels)
     hours_left = xp.clip(xp.sum(xp.astype(weights > 0.0, xp.float64), axis=1), min=1.0)
     return weights[:, 0] * hours_left / xp.clip(xp.sum(weights, axis=1), min=1e-12)
 
 
-def calendar_rule_actions(obs: Any, split: str = "by_price") -> Any:
-    """Actions ``(n, ACTION_DIM)`` float32 in ``[-1, 1]`` of ``calendar_pacing`` for raw
-    observations ``(n, OBS_DIM)`` (any array-API array).
+def calendar_rule_actions(
+    obs: Any, split: str = "by_price", channels: ChannelSet = DEFAULT_CHANNEL_SET
+) -> Any:
+    """Actions ``(n, k + 1)`` float32 in ``[-1, 1]`` of ``calendar_pacing`` for raw
+    observations ``(n, obs_dim)`` on ``channels`` (any array-API array).
 
     The hour's whole spend follows :func:`calendar_pace`, pay-per-sale commissions included:
     the paid channels get what last hour's commissions leave of it (at least
     ``PAID_PACE_FLOOR`` of it, as last hour's commissions only forecast this hour's), split by
     ``split`` (:func:`paid_split`).
     """
+    channels.check_obs(obs)
     xp = array_namespace(obs)
     obs = xp.astype(obs, xp.float64)
-    pace = calendar_pace(obs)
-    per_sale = xp.asarray(PAYS_PER_SALE, device=device(obs))
-    spend_rate = obs[:, _SPEND_RATE_BY_CHANNEL]
+    pace = calendar_pace(obs, HORIZON_HOURS, channels)
+    per_sale = xp.asarray(channels.per_sale, device=device(obs))
+    spend_rate = channel_feature(obs, "spend_rate", channels)
     commissions = xp.sum(xp.where(per_sale, spend_rate, xp.zeros_like(spend_rate)), axis=1)
-    paid = xp.clip(pace - commissions / obs_even_rate(obs), min=PAID_PACE_FLOOR * pace)
-    return pace_split_actions(obs, xp.clip(paid, max=MAX_PACE_MULT), paid_split(obs, split))
+    paid = xp.clip(pace - commissions / obs_even_rate(obs, channels), min=PAID_PACE_FLOOR * pace)
+    paid = xp.clip(paid, max=MAX_PACE_MULT)
+    return pace_split_actions(obs, paid, paid_split(obs, split, channels), channels)
 
 
 class CalendarPacingPolicy(RulePolicy):
@@ -898,7 +946,8 @@ class CalendarPacingPolicy(RulePolicy):
     split = "by_price"
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
-        return calendar_rule_actions(check_obs_batch(obs), self.split), None
+        obs = check_obs_batch(obs, self.channels)
+        return calendar_rule_actions(obs, self.split, self.channels), None
 
 
 class MMMStaticPolicy(RulePolicy):
@@ -936,20 +985,28 @@ class MMMStaticPolicy(RulePolicy):
         self._tables: dict[str, np.ndarray] = {}
         self.use_scenario(scenario)
 
-    def use_scenario(self, scenario: str) -> None:
-        """Switch to ``scenario``'s curves (solving its split table the first time)."""
+    def unavailable_on(self, scenario: str, channels: ChannelSet | None = None) -> str | None:
+        """Why the rule cannot run on ``scenario`` with ``channels`` (default: the scenario's):
+        no curves fitted for it, or curves for other paid channels; None if it can."""
         if scenario not in self.fits.scenarios:
-            raise ValueError(
-                f"The MMM fits have no curves for scenario {scenario!r}; run "
-                "'budgetgym mmm-fit' to fit it."
-            )
+            return "the MMM fits have no curves for it (run 'budgetgym mmm-fit' to fit them)"
+        channels = scenario_channels(scenario) if channels is None else channels
         curves = self.fits.scenarios[scenario]
-        paid = tuple(np.array([c.name for c in DEFAULT_CHANNELS])[~PAYS_PER_SALE].tolist())
+        paid = tuple(channels.names[i] for i in channels.paid)
         if curves.channels != paid:
-            raise ValueError(
-                f"The MMM fits of {scenario!r} cover channels {curves.channels}; the rule "
-                "needs one curve per paid channel."
+            return (
+                f"its MMM fits cover channels {list(curves.channels)}, but its paid channels "
+                f"are {list(paid)} (refit with 'budgetgym mmm-fit')"
             )
+        return None
+
+    def use_scenario(self, scenario: str) -> None:
+        """Switch to ``scenario``'s curves (solving its split table the first time); they must
+        cover the paid channels of the rule's channel list, in its order."""
+        reason = self.unavailable_on(scenario, self.channels)
+        if reason is not None:
+            raise ValueError(f"mmm_static cannot run on scenario {scenario!r}: {reason}.")
+        curves = self.fits.scenarios[scenario]
         if scenario not in self._tables:
             self._tables[scenario] = split_table(curves)
         self.scenario = scenario
@@ -960,8 +1017,8 @@ class MMMStaticPolicy(RulePolicy):
 
     def decide(self, view):
         split = interpolate_split(self._tables[self.scenario], view["target_roi"])
-        plan = np.zeros((split.shape[0], N_CHANNELS))
-        plan[:, ~PAYS_PER_SALE] = split
+        plan = np.zeros((split.shape[0], self.n_channels))
+        plan[:, self.channels.paid] = split
         pace = np.minimum(plan.sum(axis=1) / view["even_rate"], 1.0)
         return pace, plan
 

@@ -45,11 +45,11 @@ from budgetgym.agents.metrics import (
     gmv_of_met_campaigns,
     ratio_of_totals_pct,
 )
-from budgetgym.agents.policy import PLANNER_CC, load_policy
+from budgetgym.agents.policy import PLANNER_CC, load_policy, unavailable
 from budgetgym.agents.progress import LineProgress, is_terminal
-from budgetgym.agents.residual import residual_base_of, vec_env_stack
+from budgetgym.agents.residual import residual_base_of, vec_env_stack, venv_channels
 from budgetgym.agents.verdict import best_rule
-from budgetgym.envs import CHANNEL_NAMES, VALIDATION_SEED_START, BatchedCampaigns
+from budgetgym.envs import VALIDATION_SEED_START, BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
 from budgetgym.envs.sb3_vec_env import BudgetVecEnv
 
@@ -71,6 +71,7 @@ class EpisodeBatch:
     target_roi: np.ndarray
     spend_by_channel_cny: np.ndarray  # (n, n_channels)
     compensation_cny: np.ndarray  # paid back by the platform for a missed target
+    channel_names: tuple[str, ...]  # the columns of spend_by_channel_cny
 
     @property
     def roi_violation(self) -> np.ndarray:
@@ -114,6 +115,7 @@ def rollout(
         target_roi=np.asarray(info["target_roi"], dtype=np.float64),
         spend_by_channel_cny=info["spend_by_channel"].astype(np.float64),
         compensation_cny=np.asarray(info["compensation"], dtype=np.float64),
+        channel_names=tuple(c.name for c in campaigns.channels),
     )
 
 
@@ -142,7 +144,7 @@ def summarize(
         ratio = batch.gmv_cny / np.maximum(reference, 1e-9)
         out[f"pct_of_{name}"] = float(100.0 * ratio.mean())
     shares = batch.spend_by_channel_cny.sum(axis=0) / spend_total
-    for name, share in zip(CHANNEL_NAMES, shares, strict=True):
+    for name, share in zip(batch.channel_names, shares, strict=True):
         out[f"spend_share/{name}"] = float(share)
     return out
 
@@ -229,8 +231,9 @@ def compute_references(
     Returns ``{"<ref>_gmv": {scenario: [...]}, "<ref>_gmv_mean": float`` for each of
     ``REFERENCES``, ``"best_baseline": name`` (:func:`~budgetgym.agents.verdict.best_rule`,
     with ``planner_cc``'s miss rate on the same campaigns), ``"baseline_metrics": {name:
-    metrics averaged over scenarios}``, ``"planner_cc_metrics"``}. Cached as JSON under a key
-    of the campaigns, the task and the references.
+    metrics averaged over scenarios}``, ``"planner_cc_metrics"``} (None, as are the rules that
+    cannot run on every scenario, where ``planner_cc`` has no calibration: a user's scenario
+    file). Cached as JSON under a key of the campaigns, the task and the references.
     """
     key = {
         "scenarios": list(scenarios),
@@ -250,18 +253,30 @@ def compute_references(
         ref: {s: rollout(load_policy(ref), s, seeds, **env_kwargs).gmv_cny for s in scenarios}
         for ref in REFERENCES
     }
+
+    def runs_everywhere(policy: Any) -> bool:
+        return all(unavailable(policy, s) is None for s in scenarios)
+
     baseline_metrics = {
         name: validation_metrics(policy, scenarios, seeds, env_kwargs, reference_gmv)[0]
         for name, policy in baseline_policies().items()
+        if runs_everywhere(policy)
     }
-    planner_cc = validation_metrics(
-        load_policy(PLANNER_CC), scenarios, seeds, env_kwargs, reference_gmv
-    )[0]
+    cc_policy = load_policy(PLANNER_CC)
+    planner_cc = (
+        validation_metrics(cc_policy, scenarios, seeds, env_kwargs, reference_gmv)[0]
+        if runs_everywhere(cc_policy)
+        else None
+    )
+    ranked_metrics = {
+        **baseline_metrics,
+        **({} if planner_cc is None else {PLANNER_CC: planner_cc}),
+    }
     rows = [
         {"policy": name, "scenario": "validation", "gmv_mean": m["gmv"],
          "roi_violation_rate": m["roi_violation_rate"],
          "auctionnet_score_mean": m["auctionnet_score"]}
-        for name, m in {**baseline_metrics, PLANNER_CC: planner_cc}.items()
+        for name, m in ranked_metrics.items()
     ]  # fmt: skip
     best = best_rule(rows)
     result: dict[str, Any] = {"key": key}
@@ -335,7 +350,10 @@ class ValidationCallback(BaseCallback):
         self.last_eval_step = self.num_timesteps
         vecnorm = self.model.get_vec_normalize_env()
         normalizer = ObsNormalizer.from_vecnormalize(vecnorm)
-        policy = SB3Policy(self.model, normalizer, "current", residual_base_of(vecnorm))
+        channels = venv_channels(vecnorm)
+        policy = SB3Policy(
+            self.model, normalizer, "current", residual_base_of(vecnorm), None, channels
+        )
         known = self.references or {}
         refs = {
             ref: {s: np.asarray(v) for s, v in known[f"{ref}_gmv"].items()}

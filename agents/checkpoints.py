@@ -53,13 +53,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import budgetgym
+from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet, channels_of
 from budgetgym.agents.residual import (
     ActionDecayPolicy,
     add_residual,
     check_residual_base,
     residual_base_of,
+    venv_channels,
 )
-from budgetgym.envs import ACTION_DIM, CHANNEL_NAMES, OBS_DIM, OBS_FEATURES
 
 if TYPE_CHECKING:
     from budgetgym.agents.config import TrainConfig
@@ -72,13 +73,26 @@ META_FILE = "meta.json"
 REPLAY_FILE = "replay_buffer.npz"
 
 
-def env_signature() -> str:
-    """Short hash of the observation features, channels and action size of this simulator.
+def env_signature(channels: ChannelSet = DEFAULT_CHANNEL_SET) -> str:
+    """Short hash of the observation features, channels and action size of this simulator on
+    ``channels`` (the reference six by default).
 
     Two simulator versions with the same signature accept each other's policies.
     """
-    text = json.dumps([list(OBS_FEATURES), list(CHANNEL_NAMES), ACTION_DIM])
+    text = json.dumps([list(channels.layout.features), list(channels.names), channels.action_dim])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def recorded_channels(meta: dict[str, Any], where: Path | str) -> ChannelSet:
+    """The channel list a checkpoint's or an export's metadata records (``channels``: names,
+    billing, launch support); metadata without one was made on the reference six."""
+    records = meta.get("channels")
+    if records is None:
+        return DEFAULT_CHANNEL_SET
+    try:
+        return ChannelSet.from_records(records)
+    except (TypeError, KeyError):
+        raise ValueError(f"Metadata of {where} is corrupt (channels {records!r}).") from None
 
 
 @dataclass(frozen=True)
@@ -203,8 +217,9 @@ def run_of_checkpoint(directory: Path) -> RunPaths | None:
     return None
 
 
-def versions() -> dict[str, Any]:
-    """Versions of everything that shapes a run, plus the git commit when available."""
+def versions(channels: ChannelSet = DEFAULT_CHANNEL_SET) -> dict[str, Any]:
+    """Versions of everything that shapes a run on ``channels``, plus the git commit when
+    available."""
     import gymnasium
     import sb3_contrib
     import stable_baselines3
@@ -219,9 +234,10 @@ def versions() -> dict[str, Any]:
         "stable_baselines3": stable_baselines3.__version__,
         "sb3_contrib": sb3_contrib.__version__,
         "budgetgym": budgetgym.__version__,
-        "obs_dim": OBS_DIM,
-        "action_dim": ACTION_DIM,
-        "env_signature": env_signature(),
+        "obs_dim": channels.obs_dim,
+        "action_dim": channels.action_dim,
+        "env_signature": env_signature(channels),
+        "channels": channels.records(),
     }
     info.update(git_state())
     return info
@@ -363,7 +379,7 @@ def save_checkpoint(
     Args:
         model: the SB3 model (``model.zip``: weights and optimizer state).
         vecnormalize: the ``VecNormalize`` around the model's env (``vecnormalize.npz``); the
-            residual base of its env stack is recorded in ``meta.json``.
+            residual base and the channel list of its env stack are recorded in ``meta.json``.
         directory: the checkpoint directory, written into a temporary sibling directory then
             renamed, replacing ``directory``.
         extra_meta: more entries for ``meta.json``.
@@ -379,6 +395,7 @@ def save_checkpoint(
     NormalizationStats.from_vecnormalize(vecnormalize).save(tmp / VECNORM_FILE)
     if replay_buffer and getattr(model, "replay_buffer", None) is not None:
         save_replay_buffer(model.replay_buffer, tmp / REPLAY_FILE)
+    channels = venv_channels(vecnormalize)
     meta = {
         "format": CHECKPOINT_FORMAT,
         "algorithm": algorithm_name(model),
@@ -387,7 +404,8 @@ def save_checkpoint(
         "episode_num": int(model._episode_num),
         "obs_dim": int(model.observation_space.shape[0]),
         "action_dim": int(model.action_space.shape[0]),
-        "env_signature": env_signature(),
+        "env_signature": env_signature(channels),
+        "channels": channels.records(),
         "residual_base": residual_base_of(vecnormalize),
         "budgetgym": budgetgym.__version__,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -420,8 +438,9 @@ def quiet_render_mode_warning() -> Iterator[None]:
 def new_model(config: TrainConfig, venv: Any = None) -> Any:
     """A freshly initialised SB3 model of ``config``'s algorithm and policy on ``venv``.
 
-    Without ``venv`` the model gets an idle ``BudgetVecEnv`` of the config's ``n_envs``
-    (never reset or stepped) for its spaces and buffer sizes: a model to load weights into.
+    Without ``venv`` the model gets an idle ``BudgetVecEnv`` of the config's ``n_envs`` on
+    its first scenario (never reset or stepped) for its spaces and buffer sizes: a model to
+    load weights into.
     """
     hp = config.hyperparams
     decay = hp.policy_kwargs.action_weight_decay > 0  # validated: PPO only
@@ -430,8 +449,12 @@ def new_model(config: TrainConfig, venv: Any = None) -> Any:
         with quiet_render_mode_warning():
             from budgetgym.envs import BudgetVecEnv
 
-            venv = BudgetVecEnv(config.env.n_envs)
-    model = algorithm_class(config.algorithm)(policy, venv, verbose=0, **config.sb3_kwargs())
+            venv = BudgetVecEnv(config.env.n_envs, scenario=config.env.scenarios[0])
+    kwargs = config.sb3_kwargs()
+    extractor = kwargs["policy_kwargs"].get("features_extractor_kwargs")
+    if extractor is not None:  # ObservationSubset places the features by the env's channels
+        extractor["channel_names"] = venv_channels(venv).names
+    model = algorithm_class(config.algorithm)(policy, venv, verbose=0, **kwargs)
     logits_log_std = hp.policy_kwargs.log_std_init_logits  # validated: PPO without gSDE only
     if logits_log_std is not None:  # SB3 takes one initial log-sd for every action dimension
         model.policy.log_std.data[1:] = logits_log_std
@@ -469,7 +492,7 @@ class NormalizationStats:
     """``VecNormalize``'s running statistics and settings as plain arrays (``vecnormalize.npz``).
 
     Attributes:
-        obs_mean, obs_var: running mean and variance of each observation feature ``(OBS_DIM,)``.
+        obs_mean, obs_var: running mean and variance of each observation feature ``(obs_dim,)``.
         obs_count: observations the statistics have seen.
         ret_mean, ret_var, ret_count: the same for the discounted return (scalars).
         clip_obs, clip_reward: clipping of normalized observations and rewards.
@@ -516,8 +539,9 @@ class NormalizationStats:
             np.savez(handle, **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> NormalizationStats:
-        """Read and validate statistics written by :meth:`save` (no pickles are read).
+    def load(cls, path: Path, obs_dim: int) -> NormalizationStats:
+        """Read and validate statistics written by :meth:`save` (no pickles are read) for
+        observations of ``obs_dim`` features.
 
         Raises:
             ValueError: the file is missing, corrupt, or made for another observation size.
@@ -539,10 +563,10 @@ class NormalizationStats:
             )
         arrays = read_arrays(path, [f.name for f in fields(cls)], "Normalization statistics")
         shape = arrays["obs_mean"].shape
-        if shape != (OBS_DIM,) or arrays["obs_var"].shape != (OBS_DIM,):
+        if shape != (obs_dim,) or arrays["obs_var"].shape != (obs_dim,):
             raise ValueError(
                 f"Normalization statistics {path} are for observations of shape {shape}, but "
-                f"this simulator has ({OBS_DIM},): incompatible environment version."
+                f"the checkpoint's channels have ({obs_dim},): incompatible environment version."
             )
         for name, value in arrays.items():
             kind = "b" if name.startswith("norm_") else "f"
@@ -689,21 +713,32 @@ def checkpoint_step(directory: Path) -> int:
     return step
 
 
-def check_compatible(meta: dict[str, Any], where: Path) -> None:
-    """Raise ``ValueError`` if a checkpoint was made for another observation/action layout."""
-    if meta.get("obs_dim") != OBS_DIM or meta.get("action_dim") != ACTION_DIM:
+def check_compatible(
+    meta: dict[str, Any], where: Path, channels: ChannelSet | None = None
+) -> ChannelSet:
+    """The channel list a checkpoint was made for; ``ValueError`` if this simulator lays out
+    that list's observations and actions differently, or if it is not ``channels`` (the
+    environment's, when given)."""
+    recorded = recorded_channels(meta, where)
+    obs_dim, action_dim = recorded.obs_dim, recorded.action_dim
+    if meta.get("obs_dim") != obs_dim or meta.get("action_dim") != action_dim:
         raise ValueError(
             f"Checkpoint {where} expects observations of size {meta.get('obs_dim')} and actions "
-            f"of size {meta.get('action_dim')}, but this simulator has {OBS_DIM} and {ACTION_DIM} "
-            f"(budgetgym {budgetgym.__version__}); it comes from an incompatible environment "
-            f"version (budgetgym {meta.get('budgetgym')}): retrain, or use that version."
+            f"of size {meta.get('action_dim')}, but this simulator has {obs_dim} and "
+            f"{action_dim} on its channels (budgetgym {budgetgym.__version__}); it comes from "
+            f"an incompatible environment version (budgetgym {meta.get('budgetgym')}): "
+            "retrain, or use that version."
         )
-    if meta.get("env_signature") != env_signature():
+    if meta.get("env_signature") != env_signature(recorded):
         raise ValueError(
             f"Checkpoint {where} was trained on a different observation layout (environment "
-            f"signature {meta.get('env_signature')}, this simulator has {env_signature()}); "
-            "retrain, or use the budgetgym version recorded in its versions.json."
+            f"signature {meta.get('env_signature')}, this simulator has "
+            f"{env_signature(recorded)}); retrain, or use the budgetgym version recorded in "
+            "its versions.json."
         )
+    if channels is not None:
+        channels.require_same(recorded, f"Checkpoint {where}")
+    return recorded
 
 
 @dataclass
@@ -728,9 +763,10 @@ class LoadedCheckpoint:
         return self.vecnormalize
 
 
-def load_normalization(directory: Path) -> NormalizationStats:
-    """The validated normalization statistics of a checkpoint directory (``vecnormalize.npz``)."""
-    return NormalizationStats.load(Path(directory) / VECNORM_FILE)
+def load_normalization(directory: Path, obs_dim: int) -> NormalizationStats:
+    """The validated normalization statistics of a checkpoint directory (``vecnormalize.npz``)
+    for observations of ``obs_dim`` features."""
+    return NormalizationStats.load(Path(directory) / VECNORM_FILE, obs_dim)
 
 
 def checkpoint_config(directory: Path) -> Any:
@@ -779,7 +815,7 @@ def load_checkpoint(
     """
     directory = Path(directory)
     meta = read_meta(directory)
-    check_compatible(meta, directory)
+    channels = check_compatible(meta, directory, None if env is None else venv_channels(env))
     step = checkpoint_step(directory)
     counters = {key: meta.get(key, 0) for key in ("n_updates", "episode_num")}
     if any(type(value) is not int or value < 0 for value in counters.values()):
@@ -790,7 +826,7 @@ def load_checkpoint(
             f"Checkpoint {directory} holds a {meta.get('algorithm')} model but the run's config "
             f"says {config.algorithm}."
         )
-    normalization = load_normalization(directory)
+    normalization = load_normalization(directory, channels.obs_dim)
     model = _load_model(directory / MODEL_FILE, config, device)
     model.num_timesteps = step
     model._n_updates, model._episode_num = counters["n_updates"], counters["episode_num"]
@@ -978,9 +1014,9 @@ class ObsNormalizer:
         )
 
     @classmethod
-    def identity(cls) -> ObsNormalizer:
-        """No normalization: observations pass through (as float32)."""
-        return cls(np.zeros(OBS_DIM), np.ones(OBS_DIM), 0.0, np.inf, enabled=False)
+    def identity(cls, obs_dim: int = DEFAULT_CHANNEL_SET.obs_dim) -> ObsNormalizer:
+        """No normalization: observations of ``obs_dim`` features pass through (as float32)."""
+        return cls(np.zeros(obs_dim), np.ones(obs_dim), 0.0, np.inf, enabled=False)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if not self.enabled:
@@ -989,15 +1025,16 @@ class ObsNormalizer:
         return np.clip(out, -self.clip_obs, self.clip_obs).astype(np.float32)
 
 
-def check_obs(obs: Any) -> np.ndarray:
-    """A batch of observations as float32 ``(n, OBS_DIM)``; ``ValueError`` otherwise."""
+def check_obs(obs: Any, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> np.ndarray:
+    """A batch of observations on ``channels`` as float32 ``(n, obs_dim)``; ``ValueError``
+    otherwise."""
     arr = np.asarray(obs, dtype=np.float32)
     if arr.ndim == 1:
         arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] != OBS_DIM:
+    if arr.ndim != 2 or arr.shape[1] != channels.obs_dim:
         raise ValueError(
-            f"Observations must have shape (n, {OBS_DIM}), got {np.shape(obs)}: the policy "
-            "and the simulator come from incompatible environment versions."
+            f"Observations must have shape (n, {channels.obs_dim}) for the policy's channels "
+            f"{list(channels.names)}, got {np.shape(obs)}."
         )
     return arr
 
@@ -1005,10 +1042,11 @@ def check_obs(obs: Any) -> np.ndarray:
 class SB3Policy:
     """A trained SB3 model with its frozen observation normalization, as a ``Policy``.
 
-    ``predict`` takes raw observations ``(n, OBS_DIM)`` and returns actions ``(n, ACTION_DIM)``
-    in ``[-1, 1]`` (SB3 clips Gaussian actions to the action space). Recurrent models keep their
-    LSTM state between calls; ``reset`` starts new campaigns. ``checkpoint`` names the
-    checkpoint the model comes from (None for a model in memory).
+    ``predict`` takes raw observations ``(n, obs_dim)`` and returns actions ``(n, k + 1)`` in
+    ``[-1, 1]`` (SB3 clips Gaussian actions to the action space). Recurrent models keep their
+    LSTM state between calls; ``reset`` starts new campaigns and refuses campaigns on another
+    channel list than ``channels`` (the one the model was trained on). ``checkpoint`` names
+    the checkpoint the model comes from (None for a model in memory).
     """
 
     def __init__(
@@ -1018,8 +1056,10 @@ class SB3Policy:
         name: str,
         residual_base: str = "none",
         checkpoint: CheckpointInfo | None = None,
+        channels: ChannelSet = DEFAULT_CHANNEL_SET,
     ) -> None:
         self.model = model
+        self.channels = channels
         self.checkpoint = checkpoint
         self.normalizer = normalizer
         self.name = name
@@ -1029,7 +1069,10 @@ class SB3Policy:
         self._episode_start: np.ndarray | None = None
 
     def reset(self, campaigns: Any = None) -> None:
-        """Forget the recurrent state: the next ``predict`` starts new episodes."""
+        """Forget the recurrent state: the next ``predict`` starts new episodes (of
+        ``campaigns``, whose channel list must be the policy's)."""
+        if campaigns is not None:
+            channels_of(campaigns).require_same(self.channels, f"Policy {self.name!r}")
         self._state = None
         self._episode_start = None
 
@@ -1040,12 +1083,12 @@ class SB3Policy:
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
-        """Actions for raw observations ``(n, OBS_DIM)``."""
-        arr = check_obs(obs)
+        """Actions for raw observations ``(n, obs_dim)``."""
+        arr = check_obs(obs, self.channels)
         norm = self.normalizer(arr)
         if not self.recurrent:
             actions, _ = self.model.predict(norm, deterministic=deterministic)
-            return add_residual(self.residual_base, arr, actions), None
+            return add_residual(self.residual_base, arr, actions, self.channels), None
         if episode_start is None:
             if self._state is None or self._state[0][0].shape[1] != len(arr):
                 starts = np.ones(len(arr), dtype=bool)
@@ -1057,7 +1100,7 @@ class SB3Policy:
         actions, self._state = self.model.predict(
             norm, state=self._state, episode_start=starts, deterministic=deterministic
         )
-        return add_residual(self.residual_base, arr, actions), None
+        return add_residual(self.residual_base, arr, actions, self.channels), None
 
 
 def load_run_policy(run_dir: str | Path, name: str | None = None) -> SB3Policy:
@@ -1081,7 +1124,10 @@ def load_run_policy(run_dir: str | Path, name: str | None = None) -> SB3Policy:
         residual_base = check_residual_base(str(loaded.meta.get("residual_base", "none")))
     except ValueError as err:
         raise ValueError(f"Checkpoint {directory}: {err}") from None
-    return SB3Policy(loaded.model, normalizer, name, residual_base, describe_checkpoint(directory))
+    channels = recorded_channels(loaded.meta, directory)
+    return SB3Policy(
+        loaded.model, normalizer, name, residual_base, describe_checkpoint(directory), channels
+    )
 
 
 def read_versions(run_dir: Path) -> dict[str, Any]:

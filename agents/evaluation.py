@@ -27,11 +27,18 @@ from budgetgym.agents.metrics import (
     ratio_of_totals_pct,
 )
 from budgetgym.agents.pareto import PARETO_EPISODES, PARETO_MULTS, PlanToTarget, pareto_point
-from budgetgym.agents.policy import ORACLE, PLANNER, PRIVILEGED, Policy, as_policy, load_policy
+from budgetgym.agents.policy import (
+    ORACLE,
+    PLANNER,
+    PRIVILEGED,
+    Policy,
+    as_policy,
+    load_policy,
+    unavailable,
+)
 from budgetgym.agents.progress import ProgressBar, evaluation_progress
 from budgetgym.agents.verdict import add_paired_differences
 from budgetgym.envs.campaigns import BatchedCampaigns, roi_target_missed
-from budgetgym.envs.channels import CHANNEL_NAMES
 from budgetgym.envs.scenarios import EVAL_SEED_START, HORIZON_HOURS, SCENARIO_NAMES, check_scenario
 
 #: The references every campaign's GMV is measured against (``<ref>_gmv``, ``pct_of_<ref>``
@@ -110,7 +117,7 @@ def rollout(
     obs, info = campaigns.reset(seeds)
     policy.reset(campaigns)
     n, horizon = len(seeds), campaigns.horizon_hours
-    spend = np.zeros((n, horizon, len(CHANNEL_NAMES)))
+    spend = np.zeros((n, horizon, len(campaigns.channels)))
     cum_spend, cum_gmv = np.zeros((n, horizon)), np.zeros((n, horizon))
     in_spend = bool(getattr(policy, "acts_in_spend", False))
     episode_start = np.ones(n, dtype=bool)
@@ -233,7 +240,7 @@ def simulate(
         bar = None if progress is False else progress
     started = time.perf_counter()
     rows: list[dict] = []
-    spend_frac_sum = np.zeros((horizon_hours, len(CHANNEL_NAMES)))
+    spend_frac_sum = np.zeros((horizon_hours, len(campaigns.channels)))
     cum_spend, cum_gmv = [], []
     for first in range(0, episodes, batch_size):
         seeds = seeds_all[first : first + batch_size]
@@ -304,6 +311,7 @@ def _episode_rows(info: dict, campaigns: BatchedCampaigns, seeds: np.ndarray) ->
         where=spend[:, None] > 0,
     )
     names = campaigns.params.scenario_names
+    channel_names = [c.name for c in campaigns.channels]
     rows = []
     for i, seed in enumerate(seeds):
         row = {
@@ -321,9 +329,18 @@ def _episode_rows(info: dict, campaigns: BatchedCampaigns, seeds: np.ndarray) ->
             "new_customers": float(info["new_customers_total"][i]),
             "conversions": float(info["conversions_total"][i]),
         }
-        row.update({f"spend_share_{c}": float(shares[i, k]) for k, c in enumerate(CHANNEL_NAMES)})
+        row.update({f"{SHARE_PREFIX}{c}": float(shares[i, k]) for k, c in enumerate(channel_names)})
         rows.append(row)
     return rows
+
+
+#: Prefix of an episode row's spend share of a channel (``spend_share_<channel>``).
+SHARE_PREFIX = "spend_share_"
+
+
+def row_channels(rows: list[dict]) -> list[str]:
+    """The channel names of episode rows (their ``spend_share_<channel>`` keys, in order)."""
+    return [key[len(SHARE_PREFIX) :] for key in rows[0] if key.startswith(SHARE_PREFIX)]
 
 
 def summarize(rows: list[dict], policy: str, scenario: str) -> dict:
@@ -335,7 +352,7 @@ def summarize(rows: list[dict], policy: str, scenario: str) -> dict:
 
     spend, gmv = col("spend"), col("gmv")
     missed = col("roi_violation").astype(bool)
-    by_channel = {c: col(f"spend_share_{c}") * spend for c in CHANNEL_NAMES}
+    by_channel = {c: col(f"{SHARE_PREFIX}{c}") * spend for c in row_channels(rows)}
     total = max(spend.sum(), 1e-12)
     summary = {
         "policy": policy,
@@ -429,7 +446,10 @@ def compare(
     :func:`pareto_sweep` on the first ``pareto_episodes`` campaigns, one per multiplier for a
     rule, the ``1.0`` one for any other policy, all taken from one rollout), ``leaderboard.md``
     (:func:`~budgetgym.agents.leaderboard.leaderboard_markdown` under ``title``), PNG plots
-    (``pareto_<scenario>.png`` among them) and ``timing.json``; returns the rows.
+    (``pareto_<scenario>.png`` among them) and ``timing.json``; returns the rows. A policy that
+    cannot run on a scenario (``unavailable_on(scenario)`` gives the reason: ``mmm_static``
+    without fitted curves, ``planner_cc`` without a calibration, as on a user's scenario file)
+    has no row there; the leaderboard names it and the reason.
 
     Args:
         pareto_mults: target multipliers of the sweep (empty: no sweep, no Pareto plot); the
@@ -463,9 +483,16 @@ def compare(
     sweep_steps = len(scenarios) * len(rules) * len(extra_mults) * sweep_n * horizon_hours
     bar = evaluation_progress("compare", main_steps + sweep_steps) if progress else None
     started = time.perf_counter()
+    skipped: list[str] = []
     for scenario in scenarios:
         runs = {}
         for label, policy in policies.items():  # the references first: the others' yardstick
+            reason = unavailable(policy, scenario)
+            if reason is not None:
+                skipped.append(f"{label} on {scenario}: {reason}")
+                if bar is not None:
+                    bar.update(episodes * horizon_hours)
+                continue
             if bar is not None:
                 bar.set_description(f"compare ({label} on {scenario})")
             progress_to = False if bar is None else bar
@@ -500,6 +527,8 @@ def compare(
         bar.close()
     add_paired_differences(rows, episode_rows)
     (out_dir / "leaderboard.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if skipped:
+        title = "\n\n".join([title, "Not run: " + "; ".join(skipped) + "."]).strip()
     (out_dir / "leaderboard.md").write_text(leaderboard_markdown(rows, title))
     from budgetgym.agents.plots import write_plots
 
@@ -511,6 +540,7 @@ def compare(
         "pareto_s": round(elapsed - main_s, 2),
         "campaign_steps": steps,
         "campaign_steps_per_s": round(steps / max(elapsed, 1e-9), 1),
+        "not_run": skipped,
     }
     (out_dir / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
     return rows

@@ -1,13 +1,15 @@
 """ONNX export of trained runs, and ``OnnxPolicy`` to evaluate an exported file.
 
-The exported graph takes the *raw* observation ``obs: float32 (batch, OBS_DIM)`` and returns
-the deterministic action ``action: float32 (batch, ACTION_DIM)`` in ``[-1, 1]``: observation
+The exported graph takes the *raw* observation ``obs: float32 (batch, obs_dim)`` and returns
+the deterministic action ``action: float32 (batch, k + 1)`` in ``[-1, 1]`` (``k`` channels of
+the scenario the policy was trained on): observation
 normalization (the run's frozen ``VecNormalize`` statistics, with clipping) and the action
 post-processing (clipping for PPO's Gaussian, unscaling for SAC's squashed output, and for a
 residual policy the base rule's action added to the raw observation's) are part of the graph,
 so the file alone reproduces ``SB3Policy.predict(obs, deterministic=True)``. A
 sidecar JSON (``policy.json`` next to ``policy.onnx``) records the spaces, the scenario(s) the
-policy was trained on, the environment signature and the versions.
+policy was trained on, its channel list (names, billing, launch support), the environment
+signature and the versions; :class:`OnnxPolicy` refuses campaigns on another channel list.
 
 Recurrent PPO is not exported (its LSTM state would need extra inputs and outputs).
 """
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from budgetgym.agents.channel_set import ChannelSet, channels_of
 from budgetgym.agents.checkpoints import (
     RunPaths,
     SB3Policy,
@@ -31,12 +34,12 @@ from budgetgym.agents.checkpoints import (
     env_signature,
     load_run_policy,
     read_meta,
+    recorded_channels,
     resolve_checkpoint,
     versions,
     write_json,
 )
 from budgetgym.agents.residual import base_action_torch
-from budgetgym.envs import ACTION_DIM, OBS_DIM, OBS_FEATURES
 
 ONNX_FORMAT = "budgetgym-onnx/1"
 INPUT_NAME = "obs"
@@ -56,12 +59,20 @@ def _module(policy: SB3Policy) -> Any:
         """Normalization + SB3 actor + action post-processing in one ``forward``."""
 
         def __init__(
-            self, sb3_policy: Any, normalizer: Any, algorithm: str, low, high, residual_base: str
+            self,
+            sb3_policy: Any,
+            normalizer: Any,
+            algorithm: str,
+            low,
+            high,
+            residual_base: str,
+            channels: ChannelSet,
         ) -> None:
             super().__init__()
             self.policy = sb3_policy
             self.algorithm = algorithm
             self.residual_base = residual_base
+            self.channels = channels
             self.normalize = bool(normalizer.enabled)
             self.clip_obs = float(normalizer.clip_obs)
             # float64 like VecNormalize, so that normalized inputs match SB3's bit for bit.
@@ -74,7 +85,8 @@ def _module(policy: SB3Policy) -> Any:
         def forward(self, obs: torch.Tensor) -> torch.Tensor:  # name used by dynamic_shapes
             action = self.action(obs)
             if self.residual_base != "none":  # see budgetgym.agents.residual
-                action = torch.clamp(base_action_torch(self.residual_base, obs) + action, -1.0, 1.0)
+                base = base_action_torch(self.residual_base, obs, self.channels)
+                action = torch.clamp(base + action, -1.0, 1.0)
             return action
 
         def action(self, obs: torch.Tensor) -> torch.Tensor:
@@ -99,7 +111,7 @@ def _module(policy: SB3Policy) -> Any:
     space = policy.model.action_space
     module = OnnxableSB3Policy(
         policy.model.policy, policy.normalizer, algorithm_name(policy.model), space.low, space.high,
-        policy.residual_base,
+        policy.residual_base, policy.channels,
     )  # fmt: skip
     return module.eval()
 
@@ -138,7 +150,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if out_path.suffix != ".onnx":
         raise ValueError(f"The output file must end in .onnx, got {out_path}.")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    example = (torch.zeros(2, OBS_DIM, dtype=torch.float32),)
+    example = (torch.zeros(2, policy.channels.obs_dim, dtype=torch.float32),)
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings(), _quiet_torch_logs():
         warnings.simplefilter("ignore")
@@ -174,6 +186,8 @@ class _quiet_torch_logs:  # noqa: N801 (context manager used like a function)
 
 def sidecar(run_dir: str | Path, checkpoint: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Metadata written next to the ONNX file."""
+    channels = recorded_channels(meta, checkpoint)
+    obs_dim, action_dim = channels.obs_dim, channels.action_dim
     config_path = RunPaths(Path(default_export_path(run_dir)).parent.parent).config
     scenario: Any = None
     if config_path.is_file():
@@ -182,21 +196,22 @@ def sidecar(run_dir: str | Path, checkpoint: Path, meta: dict[str, Any]) -> dict
         scenario = (yaml.safe_load(config_path.read_text()) or {}).get("env", {}).get("scenario")
     return {
         "format": ONNX_FORMAT,
-        "input": {"name": INPUT_NAME, "shape": ["batch", OBS_DIM], "dtype": "float32"},
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", ACTION_DIM], "dtype": "float32"},
-        "observation_space": {"low": "-inf", "high": "inf", "shape": [OBS_DIM]},
-        "action_space": {"low": -1.0, "high": 1.0, "shape": [ACTION_DIM]},
-        "observation_features": list(OBS_FEATURES),
-        "obs_dim": OBS_DIM,
-        "action_dim": ACTION_DIM,
-        "env_signature": env_signature(),
+        "input": {"name": INPUT_NAME, "shape": ["batch", obs_dim], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", action_dim], "dtype": "float32"},
+        "observation_space": {"low": "-inf", "high": "inf", "shape": [obs_dim]},
+        "action_space": {"low": -1.0, "high": 1.0, "shape": [action_dim]},
+        "observation_features": list(channels.layout.features),
+        "obs_dim": obs_dim,
+        "action_dim": action_dim,
+        "channels": channels.records(),
+        "env_signature": env_signature(channels),
         "scenario": scenario,
         "algorithm": meta.get("algorithm"),
         "residual_base": meta.get("residual_base", "none"),
         "num_timesteps": meta.get("num_timesteps"),
         "source_checkpoint": str(checkpoint),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": versions(),
+        "versions": versions(channels),
     }
 
 
@@ -205,7 +220,9 @@ class OnnxPolicy:
 
     Args:
         path: the ``.onnx`` file; its sidecar ``.json``, when present, is checked against this
-            simulator (observation size and environment signature).
+            simulator (observation size and environment signature of its channel list), and
+            ``reset(campaigns)`` against the campaigns' channel list. Without a sidecar the
+            policy is taken to act on the reference six channels.
 
     Raises:
         FileNotFoundError: no such file.
@@ -220,6 +237,7 @@ class OnnxPolicy:
             raise FileNotFoundError(f"ONNX policy {self.path} does not exist.")
         self.name = name or self.path.stem
         self.meta = self._read_sidecar()
+        self.channels = recorded_channels(self.meta, self.path.with_suffix(".json"))
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -236,11 +254,13 @@ class OnnxPolicy:
             raise ValueError(f"{self.path} must have one observation input and an action output.")
         self.input_name = inputs[0].name
         in_dim, out_dim = inputs[0].shape[-1], outputs[0].shape[-1]
-        if in_dim != OBS_DIM or (isinstance(out_dim, int) and out_dim != ACTION_DIM):
+        obs_dim, action_dim = self.channels.obs_dim, self.channels.action_dim
+        if in_dim != obs_dim or (isinstance(out_dim, int) and out_dim != action_dim):
             raise ValueError(
                 f"ONNX policy {self.path} takes observations of size {in_dim} and returns actions "
-                f"of size {out_dim}, but this simulator has {OBS_DIM} and {ACTION_DIM}: it comes "
-                "from an incompatible environment version."
+                f"of size {out_dim}, but this simulator has {obs_dim} and {action_dim} on the "
+                f"channels {list(self.channels.names)}: it comes from an incompatible "
+                "environment version."
             )
 
     def _read_sidecar(self) -> dict[str, Any]:
@@ -252,16 +272,22 @@ class OnnxPolicy:
         except json.JSONDecodeError:
             raise ValueError(f"Sidecar {path} of the ONNX policy is not valid JSON.") from None
         signature = meta.get("env_signature")
-        if meta.get("obs_dim", OBS_DIM) != OBS_DIM or (signature and signature != env_signature()):
+        channels = recorded_channels(meta, path)
+        expected = env_signature(channels)
+        if meta.get("obs_dim", channels.obs_dim) != channels.obs_dim or (
+            signature and signature != expected
+        ):
             raise ValueError(
                 f"ONNX policy {self.path} was exported for another observation layout "
                 f"(obs_dim {meta.get('obs_dim')}, signature {signature}); this simulator has "
-                f"obs_dim {OBS_DIM}, signature {env_signature()}."
+                f"obs_dim {channels.obs_dim}, signature {expected} on its channels."
             )
         return meta
 
     def reset(self, campaigns: Any = None) -> None:
-        """Stateless: nothing to reset."""
+        """Stateless; refuses ``campaigns`` on another channel list than the policy's."""
+        if campaigns is not None:
+            channels_of(campaigns).require_same(self.channels, f"ONNX policy {self.path}")
 
     def predict(
         self,
@@ -270,7 +296,7 @@ class OnnxPolicy:
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
-        """Deterministic actions ``(n, ACTION_DIM)`` for raw observations ``(n, OBS_DIM)``."""
-        arr = check_obs(obs)
+        """Deterministic actions ``(n, k + 1)`` for raw observations ``(n, obs_dim)``."""
+        arr = check_obs(obs, self.channels)
         (actions,) = self.session.run(None, {self.input_name: np.ascontiguousarray(arr)})[:1]
         return actions, None

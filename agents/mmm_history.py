@@ -17,11 +17,11 @@ import time
 
 import numpy as np
 
-from budgetgym.agents.baselines import N_CHANNELS, PAYS_PER_SALE, RulePolicy
+from budgetgym.agents.baselines import RulePolicy
+from budgetgym.agents.channel_set import ChannelSet, channels_of, scenario_channels
 from budgetgym.agents.mmm import MMMFits, ResponseCurves, fit_hill
 from budgetgym.envs import random as crn
 from budgetgym.envs.campaigns import BatchedCampaigns
-from budgetgym.envs.channels import CHANNEL_NAMES
 from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
 
 #: Training campaigns of the history, per scenario.
@@ -33,18 +33,19 @@ HOURS_PER_DAY = 24
 _EXPLORATION_DOMAIN = 2_000  # counter-based key domain of the exploration's draws
 
 
-def exploration_plan(seeds: np.ndarray, days: int) -> np.ndarray:
+def exploration_plan(seeds: np.ndarray, days: int, channels: ChannelSet) -> np.ndarray:
     """Hourly paid spend ``(n, days, n_channels)`` (B/H units) of each campaign on each day.
 
     The day's level is log-uniform in ``EXPLORATION_LEVELS``; its split over the paid channels
-    is a flat Dirichlet draw (pay-per-sale columns 0). Counter-based on the campaign's seed, so
-    a campaign's plan does not depend on its batch.
+    is a flat Dirichlet draw over the paid channels of ``channels`` (pay-per-sale columns 0).
+    Counter-based on the campaign's seed, so a campaign's plan does not depend on its batch.
     """
+    k = channels.n_channels
     keys = crn.campaign_keys(np.asarray(seeds), _EXPLORATION_DOMAIN)
-    u = crn.uniforms(keys, crn.counters(0, days, N_CHANNELS + 1))  # (n, days, k + 1)
+    u = crn.uniforms(keys, crn.counters(0, days, k + 1))  # (n, days, k + 1)
     low, high = EXPLORATION_LEVELS
     level = low * (high / low) ** u[:, :, -1]
-    weights = np.where(PAYS_PER_SALE, 0.0, -np.log(u[:, :, :N_CHANNELS]))  # Gamma(1) draws
+    weights = np.where(channels.per_sale, 0.0, -np.log(u[:, :, :k]))  # Gamma(1) draws
     return level[:, :, None] * weights / weights.sum(axis=2, keepdims=True)
 
 
@@ -84,9 +85,10 @@ def collect_history(
         raise ValueError(f"horizon_hours must cover at least 2 days, got {horizon_hours}.")
     campaigns = BatchedCampaigns(scenario, horizon_hours=horizon_hours)
     obs, info = campaigns.reset(seeds)
-    policy = ExplorationPolicy(exploration_plan(seeds, days))
+    channels = channels_of(campaigns)
+    policy = ExplorationPolicy(exploration_plan(seeds, days, channels), channels=channels)
     policy.reset(campaigns)
-    spend = np.zeros((seeds.size, days * HOURS_PER_DAY, N_CHANNELS))
+    spend = np.zeros((seeds.size, days * HOURS_PER_DAY, channels.n_channels))
     gmv = np.zeros_like(spend)
     for hour in range(horizon_hours):
         actions, _ = policy.predict(obs)
@@ -94,7 +96,7 @@ def collect_history(
         if hour < spend.shape[1]:
             spend[:, hour], gmv[:, hour] = info["spend_cny"], info["gmv_cny"]
     unit = (info["budget"] / horizon_hours)[:, None, None]
-    shape = (seeds.size, days, HOURS_PER_DAY, N_CHANNELS)
+    shape = (seeds.size, days, HOURS_PER_DAY, channels.n_channels)
     return (spend / unit).reshape(shape).mean(axis=2), (gmv / unit).reshape(shape).mean(axis=2)
 
 
@@ -103,15 +105,16 @@ def fit_scenario(
 ) -> ResponseCurves:
     """Collect the history of ``scenario`` on ``seeds`` and fit its paid channels' curves on
     every day but the last (see the module docstring)."""
+    channels = scenario_channels(scenario)
     spend, gmv = collect_history(scenario, seeds, horizon_hours)
     spend, gmv = spend[:, :-1], gmv[:, :-1]
-    paid = ~PAYS_PER_SALE
+    paid, per_sale = channels.paid, channels.per_sale
     fit = fit_hill(spend[:, :, paid], gmv[:, :, paid])
     return ResponseCurves(
-        channels=tuple(str(c) for c in np.array(CHANNEL_NAMES)[paid]),
+        channels=tuple(channels.names[i] for i in paid),
         **fit,
-        per_sale_spend=float(spend[:, :, PAYS_PER_SALE].sum(axis=2).mean()),
-        per_sale_gmv=float(gmv[:, :, PAYS_PER_SALE].sum(axis=2).mean()),
+        per_sale_spend=float(spend[:, :, per_sale].sum(axis=2).mean()),
+        per_sale_gmv=float(gmv[:, :, per_sale].sum(axis=2).mean()),
     )
 
 

@@ -53,11 +53,10 @@ class PlanToTarget:
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, object]:
-        """The rule's actions ``(n, ACTION_DIM)`` for the observations ``(n, OBS_DIM)`` seen
-        with the planned target."""
-        return self.rule.predict(
-            plan_to_target(obs, self.mult), state, episode_start, deterministic
-        )
+        """The rule's actions ``(n, k + 1)`` for the observations ``(n, obs_dim)`` seen with
+        the planned target."""
+        planned = plan_to_target(obs, self.mult, self.rule.channels.layout)
+        return self.rule.predict(planned, state, episode_start, deterministic)
 
 
 def pareto_point(

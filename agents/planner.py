@@ -51,8 +51,8 @@ from budgetgym.agents.allocation import (
     within_budget,
 )
 from budgetgym.agents.cc_calibration import CCCalibration, load_calibration
-from budgetgym.envs.campaigns import BatchedCampaigns, channel_slice, obs_index
-from budgetgym.envs.channels import channel_array
+from budgetgym.agents.channel_set import ChannelSet, channel_feature, channels_of, feature
+from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.core import (
     ORDER_VALUE_SIGMA,
     PRICE_NOISE_SIGMA,
@@ -61,7 +61,6 @@ from budgetgym.envs.core import (
 )
 from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS
 
-_VOLUME_SIGMA = channel_array("volume_noise_sigma")  # (k,) log-sd of the hourly volume noise
 _HOURLY_FIELDS = ("volume", "max_spend_cny", "purchases_per_impression", "attributed_frac")
 _CAMPAIGN_FIELDS = ("price_cny", "budget_cny", "target_roi")
 #: Offsets in log(theta) of the tabulated prices around a campaign's centre (step 0.1).
@@ -127,12 +126,26 @@ class PlannerPolicy:
         self.name = "oracle" if hindsight else ("planner_cc" if self._hedged else "planner")
         self._problem: AllocationProblem | None = None
 
+    def unavailable_on(self, scenario: str) -> str | None:
+        """Why the planner cannot run on ``scenario``: ``planner_cc`` (an ``alpha``) without a
+        calibration of its margin there; None if it can."""
+        if self.alpha is None:
+            return None
+        if self.calibration is None:
+            self.calibration = load_calibration()
+        try:
+            self.calibration.kappa(scenario, self.alpha)
+        except ValueError as err:
+            return str(err).rstrip(".")
+        return None
+
     def reset(self, campaigns: BatchedCampaigns) -> None:
         """Plan the whole horizon (reads ``campaigns.params``)."""
         params = campaigns.params
         if params is None:
             raise RuntimeError(f"Reset the campaigns before the {self.name}: it reads params.")
         self._params = params
+        self._channels: ChannelSet = channels_of(campaigns)
         if self.alpha is not None:
             if self.calibration is None:
                 self.calibration = load_calibration()
@@ -161,17 +174,19 @@ class PlannerPolicy:
         if self._problem is None:
             raise RuntimeError("Call reset(campaigns) before spend().")
         obs = np.asarray(obs, dtype=np.float64)
-        params, hour = self._params, self._hour
+        params, hour, channels = self._params, self._hour, self._channels
+        channels.check_obs(obs)
         budget = params.budget_cny
         if hour > 0:
-            last_spend = obs[:, channel_slice("spend_rate")] * budget[:, None]
+            last_spend = channel_feature(obs, "spend_rate", channels) * budget[:, None]
             self._add_pending(last_spend / params.horizon_hours, hour - 1)
-        budget_left = obs[:, obs_index("budget_left_frac")] * budget
+        budget_left = feature(obs, "budget_left_frac", channels) * budget
         if hour - self._plan_start >= self._plan.shape[1] or hour % self.replan_hours == 0:
-            gmv_frac = obs[:, channel_slice("cum_gmv_frac")].sum(axis=1)
+            gmv_frac = channel_feature(obs, "cum_gmv_frac", channels).sum(axis=1)
             self._replan(hour, budget_left, gmv_frac * budget * params.target_roi)
         self._hour += 1
-        return within_budget(self._plan[:, hour - self._plan_start], budget_left)
+        plan = self._plan[:, hour - self._plan_start]
+        return within_budget(plan, budget_left, self._problem.pays_per_sale)
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
         raise TypeError(
@@ -372,7 +387,7 @@ def market_variance(cells: ResponseCells, log_theta: np.ndarray) -> np.ndarray:
         ),
         0.0,
     )
-    volume_sigma = _VOLUME_SIGMA[cells.paid_idx]
+    volume_sigma = cells.volume_sigma
     cell_var = gmv**2 * (
         (1.0 + elasticity) ** 2 * volume_sigma**2 + elasticity**2 * PRICE_NOISE_SIGMA**2
     )

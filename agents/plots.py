@@ -12,16 +12,18 @@ panels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from budgetgym.agents.baselines import BASELINE_NAMES
+from budgetgym.agents.channel_set import scenario_channels
 from budgetgym.agents.leaderboard import PRIVILEGED_NOTE, display_name
 from budgetgym.agents.policy import ORACLE, PLANNER, PLANNER_CC, PRIVILEGED
 from budgetgym.agents.verdict import miss_limit
-from budgetgym.envs.channels import CHANNEL_NAMES
+from budgetgym.envs.scenarios import resolve_scenario
 
 #: The privileged references, drawn black and thick: line style, Pareto marker and bar hatch.
 REFERENCE_STYLES: dict[str, tuple[str, str, str]] = {
@@ -218,14 +220,16 @@ def plot_pareto(rows: list[dict], scenario: str, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_channel_spend(traces: dict[str, dict], scenario: str, path: Path) -> None:
-    """Stacked per-channel spend per hour (mean share of budget), one panel per policy (the
-    references and trained policies first)."""
+def plot_channel_spend(
+    traces: dict[str, dict], scenario: str, path: Path, channel_names: Sequence[str]
+) -> None:
+    """Stacked per-channel spend per hour (mean share of budget) over ``channel_names`` (the
+    scenario's channels), one panel per policy (the references and trained policies first)."""
     labels = _prominent_first(list(traces))
     plt, fig, axes = _panel_grid(len(labels), (3.6, 2.8))
     for ax, label in zip(axes.flat, labels, strict=False):
         frac = 100.0 * traces[label]["spend_frac_by_hour"]  # (H, k) % of budget per hour
-        ax.stackplot(np.arange(frac.shape[0]), frac.T, labels=CHANNEL_NAMES)
+        ax.stackplot(np.arange(frac.shape[0]), frac.T, labels=channel_names)
         bold = label not in BASELINE_NAMES
         ax.set_title(display_name(label), fontsize=9, fontweight="bold" if bold else "normal")
         ax.set_xlabel("hour")
@@ -297,11 +301,12 @@ def write_plots(rows: list[dict], traces: dict[str, dict[str, dict]], out_dir: P
     plot_pacing(traces, paths[1])
     for scenario, per_policy in traces.items():
         if any(r.get("pareto") for r in rows if r["scenario"] == scenario):
-            paths.append(out_dir / f"pareto_{scenario}.png")
+            paths.append(out_dir / f"pareto_{resolve_scenario(scenario).name}.png")
             plot_pareto(rows, scenario, paths[-1])
-        spend_path = out_dir / f"channel_spend_{scenario}.png"
-        episode_path = out_dir / f"typical_episode_{scenario}.png"
-        plot_channel_spend(per_policy, scenario, spend_path)
+        label = resolve_scenario(scenario).name  # a file's scenario: its name, not its path
+        spend_path = out_dir / f"channel_spend_{label}.png"
+        episode_path = out_dir / f"typical_episode_{label}.png"
+        plot_channel_spend(per_policy, scenario, spend_path, scenario_channels(scenario).names)
         plot_typical_episode(per_policy, scenario, episode_path)
         paths += [spend_path, episode_path]
     return paths

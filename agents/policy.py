@@ -1,6 +1,6 @@
 """The policy interface shared by baselines, the oracle, trained agents and exported models.
 
-A policy acts on a batch: ``predict(obs (n, OBS_DIM)) -> (actions (n, ACTION_DIM), None)``
+A policy acts on a batch: ``predict(obs (n, obs_dim)) -> (actions (n, k + 1), None)``
 with Stable-Baselines3's signature, after ``reset(campaigns)`` at the start of every batch of
 episodes. A policy that plans spend in CNY (the oracle) sets ``acts_in_spend = True`` and
 exposes ``spend(obs) -> (n, n_channels)`` instead; the evaluation harness then steps
@@ -48,7 +48,8 @@ class Policy(Protocol):
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
-        """Actions ``(n, ACTION_DIM)`` in ``[-1, 1]`` for observations ``(n, OBS_DIM)``."""
+        """Actions ``(n, k + 1)`` in ``[-1, 1]`` for observations ``(n, obs_dim)`` (``k``
+        channels; see :class:`~budgetgym.envs.features.ObservationLayout`)."""
 
 
 def as_policy(policy: Any) -> Policy:
@@ -67,16 +68,27 @@ def as_policy(policy: Any) -> Policy:
     base_class = sys.modules.get("stable_baselines3.common.base_class")  # absent: not SB3
     if base_class is None or not isinstance(policy, base_class.BaseAlgorithm):
         return policy
+    from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET
     from budgetgym.agents.checkpoints import ObsNormalizer, SB3Policy, algorithm_name
-    from budgetgym.agents.residual import residual_base_of
+    from budgetgym.agents.residual import residual_base_of, venv_channels
 
     vecnorm = policy.get_vec_normalize_env()
-    normalizer = (
-        ObsNormalizer.identity() if vecnorm is None else ObsNormalizer.from_vecnormalize(vecnorm)
-    )
     env = policy.get_env()
+    channels = DEFAULT_CHANNEL_SET if env is None else venv_channels(env)
+    normalizer = (
+        ObsNormalizer.identity(channels.obs_dim)
+        if vecnorm is None
+        else ObsNormalizer.from_vecnormalize(vecnorm)
+    )
     residual_base = "none" if env is None else residual_base_of(env)
-    return SB3Policy(policy, normalizer, algorithm_name(policy), residual_base)
+    return SB3Policy(policy, normalizer, algorithm_name(policy), residual_base, None, channels)
+
+
+def unavailable(policy: Any, scenario: str) -> str | None:
+    """Why ``policy`` cannot run on ``scenario`` (a policy that needs per-scenario data says so
+    in ``unavailable_on(scenario)``), or None."""
+    check = getattr(policy, "unavailable_on", None)
+    return None if check is None else check(scenario)
 
 
 def policy_names() -> tuple[str, ...]:
@@ -116,7 +128,6 @@ def load_policy(spec: str) -> Policy:
     if path.is_file():
         if path.suffix != ".onnx":
             raise ValueError(f"Policy file {spec!r} is not an .onnx model.")
-        check_onnx_input(path)
         from budgetgym.agents.export import OnnxPolicy
 
         return OnnxPolicy(path)
@@ -127,22 +138,3 @@ def load_policy(spec: str) -> Policy:
     from budgetgym.agents.checkpoints import load_run_policy
 
     return load_run_policy(path)
-
-
-def check_onnx_input(path: Path) -> None:
-    """Raise ``ValueError`` unless the ONNX model at ``path`` takes ``(batch, OBS_DIM)`` inputs."""
-    import onnxruntime as ort
-
-    from budgetgym.envs.campaigns import OBS_DIM
-
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own exception types
-        raise ValueError(f"Cannot load ONNX model {str(path)!r}: {err}") from err
-    shape = session.get_inputs()[0].shape
-    size = shape[-1] if shape else None
-    if not isinstance(size, int) or size != OBS_DIM:
-        raise ValueError(
-            f"ONNX model {str(path)!r} takes inputs of size {size}, but the environment's "
-            f"observations have {OBS_DIM} features."
-        )

@@ -29,7 +29,7 @@ from budgetgym.agents.baselines import (
     check_obs_batch,
     obs_rule_actions,
 )
-from budgetgym.envs.core import ACTION_DIM
+from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet
 from budgetgym.envs.errors import unknown_name_error
 
 #: The stateless rules a residual policy can start from (``none``: no base).
@@ -46,28 +46,32 @@ def check_residual_base(name: str) -> str:
     return name
 
 
-def base_action(name: str, obs: np.ndarray) -> np.ndarray:
-    """Actions ``(n, 7)`` float32 of residual base ``name`` for raw observations ``(n, OBS_DIM)``
-    (zeros for ``none``)."""
-    obs = check_obs_batch(obs)
+def base_action(
+    name: str, obs: np.ndarray, channels: ChannelSet = DEFAULT_CHANNEL_SET
+) -> np.ndarray:
+    """Actions ``(n, k + 1)`` float32 of residual base ``name`` for raw observations
+    ``(n, obs_dim)`` on ``channels`` (zeros for ``none``)."""
+    obs = check_obs_batch(obs, channels)
     if check_residual_base(name) == "none":
-        return np.zeros((obs.shape[0], ACTION_DIM), dtype=np.float32)
-    return base_action_torch(name, obs)
+        return np.zeros((obs.shape[0], channels.action_dim), dtype=np.float32)
+    return base_action_torch(name, obs, channels)
 
 
-def base_action_torch(name: str, obs: Any) -> Any:
-    """Actions ``(n, 7)`` float32 of residual base ``name`` (not ``none``) for raw observations
-    ``(n, OBS_DIM)`` of any array-API library: a torch tensor in the policy's ONNX export, a
-    numpy array through :func:`base_action`. Not validated, so that it traces."""
+def base_action_torch(name: str, obs: Any, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> Any:
+    """Actions ``(n, k + 1)`` float32 of residual base ``name`` (not ``none``) for raw
+    observations ``(n, obs_dim)`` on ``channels`` of any array-API library: a torch tensor in
+    the policy's ONNX export, a numpy array through :func:`base_action`."""
     rule = BASELINES[check_residual_base(name)]
-    return obs_rule_actions(obs, throttle=rule.throttle, split=rule.split)
+    return obs_rule_actions(obs, rule.throttle, rule.split, channels)
 
 
-def add_residual(name: str, obs: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """The residual policy's action ``clip(base(obs) + delta, -1, 1)``, float32 ``(n, 7)``."""
+def add_residual(
+    name: str, obs: np.ndarray, delta: np.ndarray, channels: ChannelSet = DEFAULT_CHANNEL_SET
+) -> np.ndarray:
+    """The residual policy's action ``clip(base(obs) + delta, -1, 1)``, float32 ``(n, k + 1)``."""
     if name == "none":
         return np.asarray(delta, dtype=np.float32)
-    return _clipped_sum(base_action(name, obs), delta)
+    return _clipped_sum(base_action(name, obs, channels), delta)
 
 
 def _clipped_sum(base: np.ndarray, delta: np.ndarray) -> np.ndarray:
@@ -79,12 +83,13 @@ class TwinCampaigns(Protocol):
     ``PairedBaseline``): their actions come out of the residual base's own call."""
 
     rule: str
+    channels: ChannelSet
     #: Set before each step by ``ResidualAction``: the rule's actions for ``twin_obs``.
     twin_actions: np.ndarray | None
 
     @property
     def twin_obs(self) -> np.ndarray:
-        """Current raw observations of the twins ``(n_twins, OBS_DIM)``."""
+        """Current raw observations of the twins ``(n_twins, obs_dim)``."""
 
 
 class ResidualAction(VecEnvWrapper):
@@ -99,13 +104,19 @@ class ResidualAction(VecEnvWrapper):
         twins: campaigns below that the same rule plays (``PairedBaseline``): one base call
             serves both, as a call costs mostly per call and little per row (128 rows: 0.57 ms,
             two calls of 64: 0.85 ms). Each row's action is the same either way.
+        channels: the campaigns' channel list (default: the wrapped env's, ``channels``).
     """
 
     def __init__(
-        self, venv: VecEnv, residual_base: str, twins: TwinCampaigns | None = None
+        self,
+        venv: VecEnv,
+        residual_base: str,
+        twins: TwinCampaigns | None = None,
+        channels: ChannelSet | None = None,
     ) -> None:
         super().__init__(venv)
         self.residual_base = check_residual_base(residual_base)
+        self.channels = venv_channels(venv) if channels is None else channels
         if twins is not None and (self.residual_base == "none" or twins.rule != residual_base):
             raise ValueError(
                 f"The twins' rule {twins.rule!r} is not the residual base {residual_base!r}."
@@ -119,10 +130,13 @@ class ResidualAction(VecEnvWrapper):
 
     def step_async(self, actions: np.ndarray) -> None:
         if self.twins is None:
-            self.venv.step_async(add_residual(self.residual_base, self._obs, actions))
+            self.venv.step_async(
+                add_residual(self.residual_base, self._obs, actions, self.channels)
+            )
             return
         n = self._obs.shape[0]
-        base = base_action(self.residual_base, np.concatenate([self._obs, self.twins.twin_obs]))
+        obs = np.concatenate([self._obs, self.twins.twin_obs])
+        base = base_action(self.residual_base, obs, self.channels)
         self.twins.twin_actions = base[n:]
         self.venv.step_async(_clipped_sum(base[:n], actions))
 
@@ -137,6 +151,17 @@ def vec_env_stack(venv: Any) -> Iterator[Any]:
     while venv is not None:
         yield venv
         venv = getattr(venv, "venv", None)
+
+
+def venv_channels(venv: Any) -> ChannelSet:
+    """The channel list of a VecEnv over budgetgym campaigns: its ``channels`` (the batched
+    VecEnvs'), or its single envs' ``campaigns.channels`` (a ``DummyVecEnv`` of gymnasium
+    envs)."""
+    try:
+        channels = venv.get_attr("channels", indices=[0])[0]
+    except AttributeError:
+        channels = venv.get_attr("campaigns", indices=[0])[0].channels
+    return ChannelSet.of(channels)
 
 
 def residual_base_of(venv: Any) -> str:

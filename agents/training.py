@@ -39,6 +39,7 @@ from budgetgym.agents.callbacks import (
     format_metrics,
     training_progress,
 )
+from budgetgym.agents.channel_set import channels_of
 from budgetgym.agents.checkpoints import (
     LoadedCheckpoint,
     RunPaths,
@@ -76,11 +77,21 @@ from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_
 class MultiScenarioVecEnv(VecEnv):
     """Several ``BudgetVecEnv`` (one per scenario) concatenated into one ``VecEnv``.
 
-    All share the horizon, so every campaign ends and resets in the same step.
+    All share the horizon, so every campaign ends and resets in the same step, and the channel
+    list, so they share the observation and action spaces (``ValueError`` otherwise).
     """
 
     def __init__(self, envs: Sequence[BudgetVecEnv]) -> None:
         self.envs = list(envs)
+        first_channels = channels_of(self.envs[0].campaigns)
+        for env in self.envs[1:]:
+            if channels_of(env.campaigns) != first_channels:
+                raise ValueError(
+                    f"Scenarios {self.envs[0].campaigns.scenario!r} and "
+                    f"{env.campaigns.scenario!r} have different channel lists "
+                    f"({first_channels.describe()}; {channels_of(env.campaigns).describe()}): "
+                    "one policy trains on one list."
+                )
         self.sizes = [e.num_envs for e in self.envs]
         first = self.envs[0]
         super().__init__(sum(self.sizes), first.observation_space, first.action_space)
@@ -243,6 +254,7 @@ class PairedBaseline(VecEnvWrapper):
         super().__init__(venv)
         self.rule = check_residual_base(rule)
         self.envs = list(envs)
+        self.channels = channels_of(self.envs[0].campaigns)
         self.ledger = (
             None if roi_charge_coef is None else ShortfallLedger(venv.num_envs, roi_charge_coef)
         )
@@ -261,7 +273,7 @@ class PairedBaseline(VecEnvWrapper):
 
     @property
     def twin_obs(self) -> np.ndarray:
-        """Current raw observations of all twins ``(n_envs, OBS_DIM)``, in campaign order."""
+        """Current raw observations of all twins ``(n_envs, obs_dim)``, in campaign order."""
         return np.concatenate(self._twin_obs)
 
     def _reset_twins(self) -> None:
@@ -281,7 +293,7 @@ class PairedBaseline(VecEnvWrapper):
         obs, reward, done, infos = self.venv.step_wait()
         actions = self.twin_actions
         if actions is None:  # no ResidualAction above computed them
-            actions = base_action(self.rule, self.twin_obs)
+            actions = base_action(self.rule, self.twin_obs, self.channels)
         self.twin_actions = None
         twin_reward, twin_infos = [], []
         parts = np.split(actions, self._twin_bounds)

@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from budgetgym.envs import (
-    ACTION_DIM,
     SCENARIO_NAMES,
     BatchedCampaigns,
     resolve_scenario,
@@ -93,7 +92,7 @@ def simulate(args: argparse.Namespace) -> int:
     compile_simulator(console, [args.campaigns])
     seeds = args.seed_start + np.arange(args.campaigns)
     campaigns.reset(seeds)
-    actions = np.zeros((args.campaigns, ACTION_DIM))
+    actions = np.zeros((args.campaigns, campaigns.layout.action_dim))
     done = np.zeros(args.campaigns, dtype=bool)
     while not done.all():
         _, _, done, info = campaigns.step(actions)

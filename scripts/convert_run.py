@@ -24,6 +24,8 @@ from budgetgym.agents.checkpoints import (
     REPLAY_FILE,
     VECNORM_FILE,
     NormalizationStats,
+    read_meta,
+    recorded_channels,
     save_replay_buffer,
 )
 
@@ -42,7 +44,9 @@ def convert_checkpoint(directory: Path) -> None:
     with open(directory / LEGACY_VECNORM_FILE, "rb") as handle:
         vecnorm = pickle.load(handle)  # noqa: S301 (the user vouched for this run)
     NormalizationStats.from_vecnormalize(vecnorm).save(directory / VECNORM_FILE)
-    NormalizationStats.load(directory / VECNORM_FILE)  # validate what was written
+    meta = read_meta(directory) if (directory / META_FILE).is_file() else {}
+    obs_dim = recorded_channels(meta, directory).obs_dim
+    NormalizationStats.load(directory / VECNORM_FILE, obs_dim)  # validate what was written
     replay = directory / LEGACY_REPLAY_FILE
     if replay.is_file():
         with open(replay, "rb") as handle:

@@ -8,17 +8,27 @@ import pytest
 from budgetgym.agents.baselines import (
     BASELINE_NAMES,
     BASELINES,
-    PAYS_PER_SALE,
+    PER_SALE_ALLOCATION,
     make_baseline,
     pace_to_action0,
+    request_to_actions,
     shares_to_logits,
 )
+from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet
 from budgetgym.agents.evaluation import evaluate
 from budgetgym.agents.policy import Policy
 from budgetgym.envs import ACTION_DIM, OBS_DIM, BatchedCampaigns, obs_index
-from budgetgym.envs.core import SHARE_TEMPERATURE
+from budgetgym.envs.core import (
+    MAX_PACE_MULT,
+    SHARE_TEMPERATURE,
+    action_to_spend_request,
+    pace_action,
+    share_logits,
+    spend_to_action,
+)
 
 HORIZON = 24
+PAYS_PER_SALE = DEFAULT_CHANNEL_SET.per_sale
 PAID = np.flatnonzero(~PAYS_PER_SALE)
 
 
@@ -127,12 +137,36 @@ def test_uniform_is_the_zero_action():
     np.testing.assert_array_equal(actions, 0.0)
 
 
-def test_pace_and_share_mappings_invert_the_core():
+def test_pace_and_share_mappings_are_the_cores_inverse():
+    """The rules' array-API twins of the core's inverse mapping (they also run on torch, in
+    the residual policies' ONNX graph) equal the core's definition."""
+    pace = np.array([0.0, 0.3, 1.0, 2.7, 5.0])
+    np.testing.assert_array_equal(pace_to_action0(pace), pace_action(pace))
     np.testing.assert_allclose(pace_to_action0(np.array([0.0, 1.0, 5.0])), [-1.0, 0.0, 1.0])
-    shares = np.array([[0.5, 0.2, 0.1, 0.1, 0.05, 0.05]])
-    logits = SHARE_TEMPERATURE * shares_to_logits(shares)
-    split = np.exp(logits) / np.exp(logits).sum()
-    np.testing.assert_allclose(split, shares, rtol=1e-9)
+    shares = np.random.default_rng(0).dirichlet(np.ones(6), 32)
+    np.testing.assert_allclose(shares_to_logits(shares), share_logits(shares), atol=1e-12)
+    spend = shares * np.random.default_rng(1).uniform(1.0, 300.0, (32, 1))
+    budget_left = np.full(32, 2e4)
+    actions = request_to_actions(spend, budget_left / 84)
+    np.testing.assert_allclose(actions, spend_to_action(spend, budget_left, 84), atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [2, 5, 6, 9])
+def test_request_to_actions_is_the_inverse_of_the_core_mapping(k):
+    """The rules' one inverse (numpy, and torch in the residual export) maps a request back
+    to itself through the core's own action -> spend mapping, for any channel count."""
+    rng = np.random.default_rng(k)
+    budget_left, hours_left = rng.uniform(1e3, 1e5, 16), 40
+    even = budget_left / hours_left
+    shares = rng.dirichlet(np.ones(k), 16) + 0.01  # within e^-6 of the largest
+    request = (rng.uniform(0.05, 4.9, 16) * even)[:, None] * shares / shares.sum(1, keepdims=True)
+    actions = request_to_actions(request, even)
+    assert actions.shape == (16, k + 1) and actions.dtype == np.float32
+    spend = action_to_spend_request(actions.astype(np.float64), budget_left, hours_left)
+    np.testing.assert_allclose(spend, request, rtol=2e-5)  # float32 actions
+    torch = pytest.importorskip("torch")
+    on_torch = request_to_actions(torch.from_numpy(request), torch.from_numpy(even))
+    np.testing.assert_array_equal(on_torch.numpy(), actions)
 
 
 def test_best_channel_commits_to_best_observed_roi():
@@ -257,3 +291,44 @@ def test_bandit_decisions_do_not_depend_on_the_batch():
     np.testing.assert_array_equal(
         info_batch["spend_by_channel"][4], info_alone["spend_by_channel"][0]
     )
+
+
+#: Five channels, the pay-per-sale one named and placed unlike the reference six's affiliate.
+FIVE = ChannelSet(
+    names=("search", "feed", "cps_network", "short_video", "social"),
+    billing=("cpc", "cpm", "per_sale", "cpm", "cpm"),
+    launch_support=(True, True, False, True, False),
+)
+
+
+def synthetic_obs_on(channels: ChannelSet, n: int = 3, hour: int = 30) -> np.ndarray:
+    """``synthetic_obs`` on another channel list, placed by its layout."""
+    layout, k = channels.layout, channels.n_channels
+    obs = np.zeros((n, layout.dim), dtype=np.float32)
+    obs[:, layout.index("progress")] = hour / 168
+    obs[:, layout.index("budget_left_frac")] = 1 - hour / 168
+    obs[:, layout.index("target_roi")] = 2.4 / 3
+    obs[:, layout.index("hours_to_event")] = 1.0
+    obs[:, layout.channel_slice("cum_spend_frac")] = hour / 168 / k
+    obs[:, layout.channel_slice("cum_gmv_frac")] = hour / 168 / k
+    obs[:, layout.channel_slice("spend_rate")] = 1.0
+    obs[:, layout.channel_slice("gmv_rate")] = 1.0 / k
+    obs[:, layout.channel_slice("log_impressions")] = np.log1p(2000.0) / 10
+    obs[:, layout.channel_slice("log_matured_roi")] = np.array([0.3, -0.2, 0.0, 0.1, -0.5])
+    return obs
+
+
+@pytest.mark.parametrize("name", [n for n in BASELINE_NAMES if n != "mmm_static"])
+def test_rules_find_pay_per_sale_channels_by_billing_on_any_channel_list(name):
+    obs = synthetic_obs_on(FIVE)
+    policy = make_baseline(name, channels=FIVE)
+    actions, _ = policy.predict(obs)
+    assert actions.shape == (3, FIVE.action_dim) and np.abs(actions).max() <= 1.0
+    even = 1e4 / 138  # even pacing of what is left, as the observation shows it
+    request = action_to_spend_request(actions.astype(np.float64), np.full(3, 1e4), 138) / even
+    if name != "uniform":  # cps_network gets the standing allocation by its billing alone
+        paid = request[:, [0, 1, 3, 4]].sum(axis=1)
+        standing = np.minimum(PER_SALE_ALLOCATION, MAX_PACE_MULT - paid)
+        np.testing.assert_allclose(request[:, 2], standing, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"shape \(n, 67\) for the channels"):
+        policy.predict(synthetic_obs())

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from budgetgym.agents.baselines import PAYS_PER_SALE, make_baseline
+from budgetgym.agents.baselines import make_baseline
+from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET
 from budgetgym.agents.mmm import (
     ROI_GRID,
     fit_hill,
@@ -25,6 +26,7 @@ from budgetgym.envs import BatchedCampaigns
 from budgetgym.envs.core import SHARE_TEMPERATURE
 from budgetgym.envs.scenarios import SCENARIO_NAMES, TRAIN_SEED_LIMIT
 
+PAYS_PER_SALE = DEFAULT_CHANNEL_SET.per_sale
 PAID = ~PAYS_PER_SALE
 
 
@@ -102,7 +104,7 @@ def corrupt(tmp_path: Path, edit) -> Path:
         (lambda d: d.update(format="v0"), r"format must be 'budgetgym-mmm-fits/1', got 'v0'"),
         (lambda d: d.update(seed_start=950_000), r"training seeds"),
         (lambda d: d["scenarios"].update(hit=d["scenarios"]["mixed"]), r"unknown scenario 'hit'"),
-        (lambda d: d["scenarios"]["mixed"]["channels"].update(tv={}), r"must name channels"),
+        (lambda d: d["scenarios"]["mixed"]["channels"].update(tv={}), r"channels\.tv\.beta must"),
     ],
 )  # fmt: skip
 def test_a_corrupt_fits_file_fails_naming_the_key(tmp_path, edit, message):
@@ -120,7 +122,9 @@ def test_a_fits_file_that_is_not_json_fails_clearly(tmp_path):
 def test_a_rule_without_curves_for_its_scenario_says_so(tmp_path):
     fits = load_fits(corrupt(tmp_path, lambda d: d["scenarios"].pop("low_ctr_creative")))
     rule = make_baseline("mmm_static", fits=fits)
-    with pytest.raises(ValueError, match="no curves for scenario 'low_ctr_creative'.*mmm-fit"):
+    with pytest.raises(
+        ValueError, match="'low_ctr_creative': the MMM fits have no curves.*mmm-fit"
+    ):
         rule.reset(BatchedCampaigns("low_ctr_creative", horizon_hours=4))
 
 
@@ -174,8 +178,8 @@ def test_rule_requests_the_split_of_its_target_every_hour(shipped):
 
 
 def test_rule_reads_the_scenario_name_and_never_the_campaign_parameters():
-    """A stand-in for the campaigns with only their scenario, size and horizon gives the same
-    actions as the campaigns themselves; another scenario's curves give other actions."""
+    """A stand-in for the campaigns with only their scenario, channels, size and horizon gives
+    the same actions as the campaigns themselves; another scenario's curves give other actions."""
     campaigns = BatchedCampaigns("high_price_long_cycle", horizon_hours=24)
     obs, _ = campaigns.reset(900_000 + np.arange(4))
     actions = {}
@@ -185,7 +189,21 @@ def test_rule_reads_the_scenario_name_and_never_the_campaign_parameters():
         if scenario is None:
             rule.reset(campaigns)
         else:
-            rule.reset(SimpleNamespace(scenario=scenario, n_envs=4, horizon_hours=24))
+            stand_in = {"scenario": scenario, "n_envs": 4, "horizon_hours": 24}
+            rule.reset(SimpleNamespace(**stand_in, channels=campaigns.channels))
         actions[label] = rule.predict(obs)[0]
     np.testing.assert_array_equal(actions["stand-in"], actions["real"])
     assert not np.allclose(actions["other"], actions["real"])
+
+
+def test_curves_for_other_channels_are_refused_in_one_sentence():
+    shipped = make_baseline("mmm_static").fits
+    curves = vars(shipped.scenarios["hit_product"])
+    renamed = SimpleNamespace(**{**curves, "channels": ("search", "feed", "tv", "short_video")})
+    fits = SimpleNamespace(scenarios={"mixed": shipped.scenarios["mixed"], "hit_product": renamed})
+    rule = make_baseline("mmm_static", fits=fits)
+    assert "cover channels ['search', 'feed', 'tv'" in rule.unavailable_on("hit_product")
+    campaigns = BatchedCampaigns("hit_product", horizon_hours=24)
+    campaigns.reset(900_000 + np.arange(2))
+    with pytest.raises(ValueError, match="mmm_static cannot run on scenario 'hit_product': its"):
+        rule.reset(campaigns)

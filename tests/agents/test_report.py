@@ -22,6 +22,7 @@ from budgetgym.agents.callbacks import (
     ratio_of_totals,
     summarize,
 )
+from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET
 from budgetgym.agents.checkpoints import (
     CHECKPOINT_FORMAT,
     ObsNormalizer,
@@ -211,7 +212,8 @@ def _batch(gmv: list[float], spend: list[float] | None = None, compensation=None
     spend_cny = one if spend is None else np.array(spend)
     comp = np.zeros(n) if compensation is None else np.array(compensation)
     return EpisodeBatch(np.arange(n), one, np.array(gmv), spend_cny, 10 * one,
-                        np.array(gmv) / spend_cny, 2 * one, np.ones((n, 6)), comp)  # fmt: skip
+                        np.array(gmv) / spend_cny, 2 * one, np.ones((n, 6)), comp,
+                        DEFAULT_CHANNEL_SET.names)  # fmt: skip
 
 
 def test_ratio_of_totals_is_not_the_mean_of_ratios() -> None:

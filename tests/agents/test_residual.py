@@ -12,10 +12,10 @@ import yaml
 
 from budgetgym.agents.baselines import (
     HIGH_PRICE_CNY,
-    PAYS_PER_SALE,
     make_baseline,
     obs_rule_actions,
 )
+from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET
 from budgetgym.agents.checkpoints import (
     load_checkpoint,
     load_run_policy,
@@ -55,6 +55,8 @@ TINY = {
 }
 EVAL = {"scenario": "hit_product", "episodes": 16, "seed_start": 1_000_000, "progress": False,
         "horizon_hours": 24}  # fmt: skip
+
+PAYS_PER_SALE = DEFAULT_CHANNEL_SET.per_sale
 
 
 def trajectory_obs(n: int = 64) -> np.ndarray:
