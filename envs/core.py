@@ -726,11 +726,7 @@ def kernel_params(params: CampaignParams) -> tuple[np.ndarray, ...]:
 def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
     """The fields of :class:`KernelState`, in order, as a plain tuple (see
     :func:`kernel_params`); the kernels read and write its arrays in place."""
-    return (
-        state.keys, state.budget_left_cny, state.returning_pool, state.pending_conversions,
-        state.pending_new_customers, state.pending_gmv_cny, state.last, state.totals,
-        state.recent_spend_cny, state.unattributed_conversions, state.unattributed_gmv_cny,
-    )  # fmt: skip
+    return tuple([getattr(state, name) for name in KernelState._fields])
 
 
 # The vectorized pass of ``simulate_campaigns`` reads a chunk's inputs from and writes its
