@@ -1,0 +1,113 @@
+"""The compiled kernel against the plain-numpy reference step (envs/reference.py), side by side
+over whole episodes of every scenario, with spend requests of every kind (none, even pacing,
+bursts, beyond the budget left) and, one hour in three, a policy's actions.
+
+Counts (impressions, clicks, conversions, customers, purchases, pools) must be equal, to the
+bit. Money must be equal to ``MONEY_RTOL`` relative or ``MONEY_ATOL_CNY``: the reference's
+``exp``, ``log`` and ``erfc`` are numpy's and scipy's, the kernel's are its inlined polynomials
+(``core.inline_exp``, ``core.inline_log``, within 2 ulp of glibc's) and glibc's ``erfc``, so
+market prices, order values and what follows from them may differ in their last bits (about 1%
+of the hourly amounts do: by a few 1e-16 relative, and by 1e-13 CNY in the residue of a budget
+spent to its end). Observations and rewards are computed from the reference's state by the same
+functions as the kernel's: observations must be equal to one float32 ulp (``OBS_RTOL``) or, for
+features of such a residue, ``OBS_ATOL`` (1e-16 in practice); rewards to ``MONEY_RTOL``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import ndtri as exact_ndtri
+from scipy.stats import binom
+
+from budgetgym.envs import BatchedCampaigns
+from budgetgym.envs.campaigns import TOTAL_KEYS
+from budgetgym.envs.core import HOURLY_METRICS, REWARD_MODES, action_to_spend_request
+from budgetgym.envs.reference import binomial, ndtri, reference_step
+from budgetgym.envs.scenarios import SCENARIO_NAMES
+
+MONEY_RTOL = 1e-12
+MONEY_ATOL_CNY = 1e-9
+OBS_RTOL = 2.0**-23  # one float32 ulp
+OBS_ATOL = 1e-12
+N_CAMPAIGNS = 40
+COUNTS = ("impressions", "clicks", "conversions", "new_customers")
+COUNT_STATE = ("returning_pool", "pending_conversions", "pending_new_customers",
+               "unattributed_conversions")  # fmt: skip
+MONEY_STATE = ("budget_left_cny", "pending_gmv_cny", "recent_spend_cny", "unattributed_gmv_cny")
+INFO_KEYS = {*TOTAL_KEYS, *HOURLY_METRICS, "hour", "spend_by_channel", "gmv_by_channel",
+             "true_cvr_new", "true_cvr_returning", "purchases", "purchase_gmv_cny"}  # fmt: skip
+COUNT_INFO = (*COUNTS, "purchases", "conversions_total", "new_customers_total",
+              "returning_customers_total", "pending_conversions", "unattributed_conversions",
+              "hour")  # fmt: skip
+
+
+def spend_requests(rng: np.random.Generator, budget_left: np.ndarray, hours_left: int):
+    """Random requests ``(n, 6)``: nothing, even pacing, bursts and requests beyond the budget
+    left, split over random channels (some requested nothing)."""
+    n = budget_left.size
+    pace = rng.choice([0.0, 0.3, 1.0, 4.0, 1e3], size=n, p=[0.15, 0.25, 0.3, 0.2, 0.1])
+    shares = rng.dirichlet(np.full(6, 0.7), size=n) * (rng.random((n, 6)) > 0.2)
+    return pace[:, None] * (budget_left / hours_left)[:, None] * shares
+
+
+def assert_same(name: str, kernel: np.ndarray, ref: np.ndarray, exact: bool) -> None:
+    if exact:
+        np.testing.assert_array_equal(kernel, ref, err_msg=name)
+    else:
+        np.testing.assert_allclose(kernel, ref, rtol=MONEY_RTOL, atol=MONEY_ATOL_CNY, err_msg=name)
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_NAMES)
+def test_kernel_matches_reference_over_an_episode(scenario):
+    mode = REWARD_MODES[SCENARIO_NAMES.index(scenario) % len(REWARD_MODES)]
+    kernel = BatchedCampaigns(scenario, reward_mode=mode, roi_penalty_coef=1.5)
+    shadow = BatchedCampaigns(scenario, reward_mode=mode, roi_penalty_coef=1.5)
+    seeds = np.arange(N_CAMPAIGNS) * 7919 + 1000 * SCENARIO_NAMES.index(scenario)
+    kernel.reset(seeds)
+    shadow.reset(seeds)
+    params, ref_state = kernel.params, shadow.state
+    rng = np.random.default_rng(SCENARIO_NAMES.index(scenario))
+    horizon = params.horizon_hours
+    for hour in range(horizon):
+        if hour % 3 == 2:  # through the policy's actions, mapped to spend inside the kernel
+            actions = rng.uniform(-1.0, 1.0, size=(N_CAMPAIGNS, 7))
+            obs, reward, done, info = kernel.step(actions)
+            request = action_to_spend_request(actions, ref_state.budget_left_cny, horizon - hour)
+        else:
+            request = spend_requests(rng, ref_state.budget_left_cny, horizon - hour)
+            obs, reward, done, info = kernel.step_spend(request)
+        step = reference_step(params, ref_state, request, hour)
+        ref_state = shadow.state = step.state
+        for field in COUNT_STATE + MONEY_STATE:
+            exact = field in COUNT_STATE
+            assert_same(field, getattr(kernel.state, field), getattr(ref_state, field), exact)
+        for metric, values in step.hourly.items():
+            assert_same(metric, info[metric], values, metric in COUNTS)
+        # Observation, reward and info from the reference's state, by the views' functions.
+        totals, ref_reward = shadow._summarize(bool(done[0]))
+        ref_info = shadow._info(
+            totals, {"purchases": step.purchases, "purchase_gmv_cny": step.purchase_gmv_cny}
+        )
+        assert set(info) == set(ref_info) == INFO_KEYS
+        for key, values in info.items():
+            assert_same(key, values, ref_info[key], key in COUNT_INFO)
+        np.testing.assert_allclose(reward, ref_reward, rtol=MONEY_RTOL, atol=1e-15)
+        np.testing.assert_allclose(obs, shadow.observe(), rtol=OBS_RTOL, atol=OBS_ATOL)
+    assert done.all() and ref_state.hour == horizon
+    assert (ref_state.pending_conversions == 0).all()
+
+
+def test_reference_draws_follow_their_definitions():
+    """Acklam's quantile is within its error bound of the exact one; binomials below a mean of
+    12 are the exact quantiles of their uniforms, above it the normal approximation."""
+    u = np.array([1e-6, 0.01, 0.3, 0.5, 0.9, 0.999])
+    np.testing.assert_allclose(ndtri(u), exact_ndtri(u), rtol=1.2e-9, atol=1e-12)
+    # Exact inversion: the smallest k whose CDF reaches u.
+    n, p = np.full(6, 20.0), np.full(6, 0.2)
+    np.testing.assert_array_equal(binomial(n, p, u), binom.ppf(u, n, p))
+    assert (binomial(np.array([0.0, 5.0, 5.0]), np.array([0.5, 0.0, 1.0]), 0.5) == [0, 0, 5]).all()
+    # Normal approximation above a mean of 12, within the counts' range.
+    large = binomial(np.full(6, 1000.0), np.full(6, 0.5), u)
+    expected = np.floor(500.0 + np.sqrt(250.0) * ndtri(u) + 0.5)
+    np.testing.assert_array_equal(large, expected)
