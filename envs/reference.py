@@ -26,11 +26,14 @@ from budgetgym.envs import random as crn
 from budgetgym.envs.channels import channel_array
 from budgetgym.envs.core import (
     BOOSTED,
+    GMV,
     HOURLY_METRICS,
     MAX_WIN_FRAC,
+    NEW_CUSTOMERS,
     ORDER_VALUE_SIGMA,
     PRICE_NOISE_SIGMA,
     RECENT_SPEND_DECAY,
+    SPEND,
     CampaignState,
 )
 from budgetgym.envs.scenarios import (
@@ -249,3 +252,20 @@ def reference_step(
     s.returning_pool = s.returning_pool + channel_sum(new)
     s.hour = hour + 1
     return ReferenceStep(s, dict(zip(HOURLY_METRICS, s.last, strict=True)), purchases, purchase_gmv)
+
+
+def reference_reward(
+    params: CampaignParams, state: CampaignState, reward_mode: str, roi_penalty_coef: float
+) -> np.ndarray:
+    """Reward ``(n,)`` of the hour that led to ``state`` (docs/simulator.md §5): the hour's
+    attributed GMV (or profit) and new customers' value per unit of budget, less, in mode
+    ``gmv_roi_penalty`` at the end of the horizon, the spend that missed the target ROI."""
+    gmv, new_customers = channel_sum(state.last[GMV]), channel_sum(state.last[NEW_CUSTOMERS])
+    if reward_mode == "profit":
+        gmv = params.gross_margin_frac * gmv - channel_sum(state.last[SPEND])
+    reward = (gmv + params.new_customer_value_cny * new_customers) / params.budget_cny
+    if reward_mode == "gmv_roi_penalty" and state.hour >= params.horizon_hours:
+        spend, total_gmv = channel_sum(state.totals[SPEND]), channel_sum(state.totals[GMV])
+        shortfall = np.maximum(params.target_roi * spend - total_gmv, 0.0)
+        reward = reward - roi_penalty_coef * shortfall / params.budget_cny
+    return reward

@@ -23,7 +23,7 @@ from scipy.stats import binom
 from budgetgym.envs import BatchedCampaigns
 from budgetgym.envs.campaigns import TOTAL_KEYS
 from budgetgym.envs.core import HOURLY_METRICS, REWARD_MODES, action_to_spend_request
-from budgetgym.envs.reference import binomial, ndtri, reference_step
+from budgetgym.envs.reference import binomial, ndtri, reference_reward, reference_step
 from budgetgym.envs.scenarios import SCENARIO_NAMES
 
 MONEY_RTOL = 1e-12
@@ -61,8 +61,9 @@ def assert_same(name: str, kernel: np.ndarray, ref: np.ndarray, exact: bool) -> 
 @pytest.mark.parametrize("scenario", SCENARIO_NAMES)
 def test_kernel_matches_reference_over_an_episode(scenario):
     mode = REWARD_MODES[SCENARIO_NAMES.index(scenario) % len(REWARD_MODES)]
-    kernel = BatchedCampaigns(scenario, reward_mode=mode, roi_penalty_coef=1.5)
-    shadow = BatchedCampaigns(scenario, reward_mode=mode, roi_penalty_coef=1.5)
+    penalty_coef = 1.5
+    kernel = BatchedCampaigns(scenario, reward_mode=mode, roi_penalty_coef=penalty_coef)
+    shadow = BatchedCampaigns(scenario)
     seeds = np.arange(N_CAMPAIGNS) * 7919 + 1000 * SCENARIO_NAMES.index(scenario)
     kernel.reset(seeds)
     shadow.reset(seeds)
@@ -84,15 +85,16 @@ def test_kernel_matches_reference_over_an_episode(scenario):
             assert_same(field, getattr(kernel.state, field), getattr(ref_state, field), exact)
         for metric, values in step.hourly.items():
             assert_same(metric, info[metric], values, metric in COUNTS)
-        # Observation, reward and info from the reference's state, by the views' functions.
-        totals, ref_reward = shadow._summarize(bool(done[0]))
+        ref_reward = reference_reward(params, ref_state, mode, penalty_coef)
+        np.testing.assert_allclose(reward, ref_reward, rtol=MONEY_RTOL, atol=1e-15)
+        # Observation and info from the reference's state, by the views' functions.
+        totals, _ = shadow._summarize(bool(done[0]))
         ref_info = shadow._info(
             totals, {"purchases": step.purchases, "purchase_gmv_cny": step.purchase_gmv_cny}
         )
         assert set(info) == set(ref_info) == INFO_KEYS
         for key, values in info.items():
             assert_same(key, values, ref_info[key], key in COUNT_INFO)
-        np.testing.assert_allclose(reward, ref_reward, rtol=MONEY_RTOL, atol=1e-15)
         np.testing.assert_allclose(obs, shadow.observe(), rtol=OBS_RTOL, atol=OBS_ATOL)
     assert done.all() and ref_state.hour == horizon
     assert (ref_state.pending_conversions == 0).all()
