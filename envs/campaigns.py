@@ -132,8 +132,11 @@ def _log1p_count(count):
 
 def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calendar, out):
     """Fill ``out[start:stop]`` in the order of ``OBS_FEATURES`` (scalings documented there)."""
-    (budget, target_roi, price, _, _, _, _, _, _, _, _, event_start, boost, _, new_value) = params
-    (_, budget_left, _, _, _, _, last, totals, recent_spend, _, _) = state
+    budget, target_roi, price = params.budget_cny, params.target_roi, params.price_cny
+    event_start, boost = params.event_start_hour, params.coldstart_boost
+    new_value = params.new_customer_value_cny
+    budget_left, last, totals = state.budget_left_cny, state.last, state.totals
+    recent_spend = state.recent_spend_cny
     n_ch = last.shape[2]
     event_length, warmup_length, reference_price = calendar
     for i in range(start, stop):
@@ -448,9 +451,11 @@ def roi_target_missed(
 def _summary_campaigns(start, stop, mode, penalty_coef, done, params, state, out, reward):
     """Fill ``out[start:stop]`` with ``TOTAL_KEYS`` and ``reward[start:stop]`` (see
     ``BatchedCampaigns``)."""
-    (budget, target_roi, _, _, _, _, _, _, _, _, _, _, _, margin, new_customer_value) = params
-    (_, budget_left, _, pending_conv, _, pending_gmv, last, totals, _, unattr_conv,
-     unattr_gmv) = state  # fmt: skip
+    budget, target_roi = params.budget_cny, params.target_roi
+    margin, new_customer_value = params.gross_margin_frac, params.new_customer_value_cny
+    budget_left, last, totals = state.budget_left_cny, state.last, state.totals
+    pending_conv, pending_gmv = state.pending_conversions, state.pending_gmv_cny
+    unattr_conv, unattr_gmv = state.unattributed_conversions, state.unattributed_gmv_cny
     n_ch = last.shape[2]
     for i in range(start, stop):
         spend = gmv = conv = new = pend_c = pend_g = 0.0
@@ -504,7 +509,7 @@ def _step_loop(
     settle = hour + 1 >= horizon
     counter, profile = hour_counters(hour, request.shape[1]), hour_profile(hour, cal)
     clock = _clock(hour + 1)
-    budget_left, n = state[1], request.shape[0]  # see kernel_state
+    budget_left, n = state.budget_left_cny, request.shape[0]
     for chunk in numba.prange(n_chunks(n)):
         start, stop = chunk_bounds(chunk, n)
         if action is not None:

@@ -27,6 +27,7 @@ import math
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -35,7 +36,7 @@ from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
 from budgetgym.envs import random as crn
-from budgetgym.envs.channels import CHANNEL_NAMES, channel_array
+from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec, channel_array
 from budgetgym.envs.scenarios import (
     COLDSTART_DECAY_HOURS,
     EVENT_CVR_MULT,
@@ -66,26 +67,61 @@ _S_ORDER_VALUE, _S_IMMEDIATE, _S_ARRIVAL, _S_SETTLE = range(5, 9)
 _N_STREAMS = 9
 
 PRICE_SIGMA = channel_array("price_sigma")
-VOLUME_SIGMA = channel_array("volume_noise_sigma")
-DIURNAL_STRENGTH = channel_array("diurnal_strength")
-RETURNING_AFFINITY = channel_array("returning_affinity")
 COMMISSION_FRAC = channel_array("commission_frac")
-# Platform launch support reaches the on-platform slots (search, feed, live, short video).
-BOOSTED = np.array([c not in ("affiliate", "social") for c in CHANNEL_NAMES], dtype=np.float64)
-# Constants from channels.py and scenarios.py reach the compiled kernels as arguments, never as
-# globals: numba's on-disk cache is keyed on this file alone, so a global edited elsewhere would
-# be silently stale.
-CHANNEL_TABLE = np.stack(
-    [PRICE_SIGMA, VOLUME_SIGMA, DIURNAL_STRENGTH, RETURNING_AFFINITY, COMMISSION_FRAC, BOOSTED,
-     np.exp(0.5 * PRICE_SIGMA**2)]
+
+
+class ChannelTable(NamedTuple):
+    """What the compiled kernels read of each channel: ``(n_channels,)`` float64 arrays.
+
+    Constants from channels.py and scenarios.py reach the compiled kernels as arguments, never
+    as globals: numba's on-disk cache is keyed on this file alone, so a global edited elsewhere
+    would be silently stale.
+    """
+
+    price_sigma: np.ndarray  # log-sd of the competing prices (shape of the win curve)
+    volume_noise_sigma: np.ndarray  # log-sd of the hourly volume
+    diurnal_strength: np.ndarray  # 0: flat volume, 1: the full daily profile
+    returning_affinity: np.ndarray  # maximum share of clicks from the store's customers
+    commission_frac: np.ndarray  # commission per unit of GMV (> 0: paid per sale)
+    launch_support: np.ndarray  # 1.0 where the platform's launch boost reaches the channel
+    mean_price_factor: np.ndarray  # mean over median of the lognormal price, exp(sigma^2 / 2)
+
+
+def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> ChannelTable:
+    """The kernels' :class:`ChannelTable` of a channel list."""
+    sigma = channel_array("price_sigma", channels)
+    # Platform launch support reaches the on-platform slots (search, feed, live, short video).
+    launch = np.array([c.name not in ("affiliate", "social") for c in channels], dtype=np.float64)
+    return ChannelTable(
+        price_sigma=sigma,
+        volume_noise_sigma=channel_array("volume_noise_sigma", channels),
+        diurnal_strength=channel_array("diurnal_strength", channels),
+        returning_affinity=channel_array("returning_affinity", channels),
+        commission_frac=channel_array("commission_frac", channels),
+        launch_support=launch,
+        mean_price_factor=np.exp(0.5 * sigma**2),
+    )
+
+
+CHANNEL_TABLE = channel_table()
+
+
+class Calendar(NamedTuple):
+    """The promotion calendar and the launch boost's decay, as the kernels read them."""
+
+    event_length_hours: float
+    warmup_hours: float
+    event_traffic_mult: float
+    event_price_mult: float
+    event_cvr_mult: float
+    warmup_cvr_mult: float
+    coldstart_decay_hours: float
+
+
+CALENDAR = Calendar(
+    float(EVENT_LENGTH_HOURS), float(WARMUP_HOURS), EVENT_TRAFFIC_MULT, EVENT_PRICE_MULT,
+    EVENT_CVR_MULT, WARMUP_CVR_MULT, COLDSTART_DECAY_HOURS,
 )  # fmt: skip
-# _MEAN_PRICE: mean over median of the lognormal competing price, exp(sigma^2 / 2).
-_SIGMA, _VOLUME_SIGMA, _DIURNAL, _AFFINITY, _COMMISSION, _BOOSTED, _MEAN_PRICE = range(7)
-CALENDAR = np.array(
-    [EVENT_LENGTH_HOURS, WARMUP_HOURS, EVENT_TRAFFIC_MULT, EVENT_PRICE_MULT, EVENT_CVR_MULT,
-     WARMUP_CVR_MULT, COLDSTART_DECAY_HOURS], dtype=np.float64,
-)  # fmt: skip
-_EVENT_LEN, _WARMUP_LEN, _EVENT_TRAFFIC, _EVENT_PRICE, _EVENT_CVR, _WARMUP_CVR, _DECAY = range(7)
 # Memory of the observed recent spend: spend whose conversions have mostly not arrived yet at the
 # reference delay (24 h mean), so that observed ROI can be corrected for attribution lag.
 RECENT_SPEND_DECAY = 1.0 - 1.0 / 24.0
@@ -407,7 +443,7 @@ def hour_profile(hour, cal):
     """Calendar factors shared by every campaign: daily cycle, weekend, launch-boost decay."""
     evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak 20:00, trough 08:00
     weekly = 1.15 if (hour // 24) % 7 >= 5 else 1.0
-    return evening, weekly, inline_exp(-hour / cal[_DECAY])
+    return evening, weekly, inline_exp(-hour / cal.coldstart_decay_hours)
 
 
 # Inverse standard normal CDF: Acklam's rational approximation (relative error < 1.2e-9), with
@@ -534,8 +570,8 @@ def _channel_market(ch, counter, k):
     """What every campaign's market cell in channel ``k`` shares this hour, as a tuple of scalars
     (an array passed into the cell's loop would be reference-counted at every campaign)."""
     return (
-        ch[_BOOSTED, k], ch[_VOLUME_SIGMA, k], ch[_DIURNAL, k], ch[_MEAN_PRICE, k],
-        counter[_S_VOLUME, k], counter[_S_PRICE, k],
+        ch.launch_support[k], ch.volume_noise_sigma[k], ch.diurnal_strength[k],
+        ch.mean_price_factor[k], counter[_S_VOLUME, k], counter[_S_PRICE, k],
     )  # fmt: skip
 
 
@@ -543,8 +579,8 @@ def _channel_market(ch, counter, k):
 def _calendar_factors(cal):
     """The calendar's event and warm-up windows and multipliers, as a tuple of scalars."""
     return (
-        cal[_EVENT_LEN], cal[_WARMUP_LEN], cal[_EVENT_TRAFFIC], cal[_EVENT_PRICE],
-        cal[_EVENT_CVR], cal[_WARMUP_CVR],
+        cal.event_length_hours, cal.warmup_hours, cal.event_traffic_mult, cal.event_price_mult,
+        cal.event_cvr_mult, cal.warmup_cvr_mult,
     )  # fmt: skip
 
 
@@ -588,24 +624,52 @@ def _split(count, new, gmv, taken):
     return new_taken, gmv * ratio
 
 
-def kernel_params(params: CampaignParams) -> tuple[np.ndarray, ...]:
-    """The parameter arrays the compiled kernels read, in kernel order (a tuple: one argument)."""
-    return (
-        params.budget_cny, params.target_roi, params.price_cny, params.volume_per_hour,
-        params.price_median_cny, params.ctr, params.cvr_new, params.cvr_returning,
-        params.immediate_frac, params.delay_hazard_per_hour, params.pool_half_saturation,
-        params.event_start_hour, params.coldstart_boost, params.gross_margin_frac,
-        params.new_customer_value_cny,
-    )  # fmt: skip
+class KernelParams(NamedTuple):
+    """The campaign parameters the compiled kernels read (the fields of
+    :class:`~budgetgym.envs.scenarios.CampaignParams` of the same names)."""
+
+    budget_cny: np.ndarray  # (n,)
+    target_roi: np.ndarray  # (n,)
+    price_cny: np.ndarray  # (n,)
+    volume_per_hour: np.ndarray  # (n, k)
+    price_median_cny: np.ndarray  # (n, k)
+    ctr: np.ndarray  # (n, k)
+    cvr_new: np.ndarray  # (n, k)
+    cvr_returning: np.ndarray  # (n, k)
+    immediate_frac: np.ndarray  # (n,)
+    delay_hazard_per_hour: np.ndarray  # (n,)
+    pool_half_saturation: np.ndarray  # (n,)
+    event_start_hour: np.ndarray  # (n,) int64
+    coldstart_boost: np.ndarray  # (n,)
+    gross_margin_frac: np.ndarray  # (n,)
+    new_customer_value_cny: np.ndarray  # (n,)
 
 
-def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
-    """The state arrays the compiled kernels read and write (in place), in kernel order."""
-    return (
-        state.keys, state.budget_left_cny, state.returning_pool, state.pending_conversions,
-        state.pending_new_customers, state.pending_gmv_cny, state.last, state.totals,
-        state.recent_spend_cny, state.unattributed_conversions, state.unattributed_gmv_cny,
-    )  # fmt: skip
+class KernelState(NamedTuple):
+    """The state arrays the compiled kernels read and write in place (the fields of
+    :class:`CampaignState` of the same names)."""
+
+    keys: np.ndarray  # (n,) uint64
+    budget_left_cny: np.ndarray  # (n,)
+    returning_pool: np.ndarray  # (n,)
+    pending_conversions: np.ndarray  # (n, k)
+    pending_new_customers: np.ndarray  # (n, k)
+    pending_gmv_cny: np.ndarray  # (n, k)
+    last: np.ndarray  # (6, n, k)
+    totals: np.ndarray  # (6, n, k)
+    recent_spend_cny: np.ndarray  # (n, k)
+    unattributed_conversions: np.ndarray  # (n,)
+    unattributed_gmv_cny: np.ndarray  # (n,)
+
+
+def kernel_params(params: CampaignParams) -> KernelParams:
+    """The parameter arrays the compiled kernels read, by name (one argument)."""
+    return KernelParams(*(getattr(params, name) for name in KernelParams._fields))
+
+
+def kernel_state(state: CampaignState) -> KernelState:
+    """The state arrays the compiled kernels read and write (in place), by name."""
+    return KernelState(*(getattr(state, name) for name in KernelState._fields))
 
 
 # The vectorized pass of ``simulate_campaigns`` reads a chunk's inputs from and writes its
@@ -631,10 +695,17 @@ def simulate_campaigns(
     curve, uniforms and normal quantiles, purchase probabilities) for every channel-campaign in
     SIMD lanes, then the draws that depend on earlier draws (counts by sequential search,
     delays, the budget), one campaign after another."""
-    (_, _, price_cny, volume_ref, price_ref, ctr, cvr_new, cvr_ret, immediate_frac, hazard,
-     pool_half, event_start, boost, _, _) = params  # fmt: skip
-    (keys, budget_left, pool, pend_conv, pend_new, pend_gmv, last, totals, recent_spend,
-     unattr_conv, unattr_gmv) = state  # fmt: skip
+    price_cny = params.price_cny
+    volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
+    ctr, cvr_new, cvr_ret = params.ctr, params.cvr_new, params.cvr_returning
+    immediate_frac, hazard = params.immediate_frac, params.delay_hazard_per_hour
+    pool_half, event_start, boost = (params.pool_half_saturation, params.event_start_hour,
+                                     params.coldstart_boost)  # fmt: skip
+    keys, budget_left, pool = state.keys, state.budget_left_cny, state.returning_pool
+    pend_conv, pend_new, pend_gmv = (state.pending_conversions, state.pending_new_customers,
+                                     state.pending_gmv_cny)  # fmt: skip
+    last, totals, recent_spend = state.last, state.totals, state.recent_spend_cny
+    unattr_conv, unattr_gmv = state.unattributed_conversions, state.unattributed_gmv_cny
     n_ch, m = request.shape[1], stop - start
     if m > CAMPAIGNS_PER_CHUNK:
         raise ValueError("simulate_campaigns steps at most CAMPAIGNS_PER_CHUNK campaigns a call")
@@ -659,7 +730,8 @@ def simulate_campaigns(
             lanes[k, _L_RETURNING_BASE, j] = returning_base
     chunk_keys, calendar = keys[start:stop], _calendar_factors(cal)
     for k in range(n_ch):
-        sigma, affinity, channel = ch[_SIGMA, k], ch[_AFFINITY, k], _channel_market(ch, counter, k)
+        sigma, affinity = ch.price_sigma[k], ch.returning_affinity[k]
+        channel = _channel_market(ch, counter, k)
         # The counters of the draws, as scalars (see ``_channel_market``).
         c_clicks, c_buy, c_ret = (counter[_S_CLICKS, k], counter[_S_PURCHASES, k],
                                   counter[_S_RETURNING_BUYERS, k])  # fmt: skip
@@ -703,7 +775,7 @@ def simulate_campaigns(
         # Budget that pay-per-sale commissions may use: whatever paid channels did not request.
         commission_room = budget_left[i]
         for k in range(n_ch):
-            if ch[_COMMISSION, k] == 0.0:
+            if ch.commission_frac[k] == 0.0:
                 commission_room -= lanes[k, _L_REQUEST, j]
         log_q_immediate, log_q_arrival = _log_q(immediate_frac[i]), _log_q(hazard[i])
         spent, new_arrived = 0.0, 0.0
@@ -734,7 +806,7 @@ def simulate_campaigns(
                 order_value *= inline_exp(sigma * z - 0.5 * sigma * sigma)
             purchase_gmv = purchases * order_value
             cost = allocated
-            commission_frac = ch[_COMMISSION, k]
+            commission_frac = ch.commission_frac[k]
             if commission_frac > 0.0:
                 # Pay per sale: the allocation buys reach, the cost is commission x GMV. Sales
                 # that the budget left could not pay for are not made (the programme stops).
