@@ -23,9 +23,7 @@ import numpy as np
 from scipy.special import erfc
 
 from budgetgym.envs import random as crn
-from budgetgym.envs.channels import channel_array
 from budgetgym.envs.core import (
-    BOOSTED,
     GMV,
     HOURLY_METRICS,
     MAX_WIN_FRAC,
@@ -35,6 +33,7 @@ from budgetgym.envs.core import (
     RECENT_SPEND_DECAY,
     SPEND,
     CampaignState,
+    channel_table,
 )
 from budgetgym.envs.scenarios import (
     ATTRIBUTION_WINDOW_HOURS,
@@ -140,9 +139,7 @@ def channel_sum(x: np.ndarray) -> np.ndarray:
 def market(params: CampaignParams, hour: int, u: np.ndarray):
     """Impressions on offer, cost of the whole market (CNY) and CVR multiplier of every
     channel-campaign this hour, ``(n, k)`` each (docs/simulator.md §2, §6)."""
-    price_sigma = channel_array("price_sigma", params.channels)
-    volume_sigma = channel_array("volume_noise_sigma", params.channels)
-    diurnal = channel_array("diurnal_strength", params.channels)
+    ch = channel_table(params.channels)
     evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak at 20:00
     weekend = 1.15 if (hour // 24) % 7 >= 5 else 1.0
     since = (hour - params.event_start_hour)[:, None]
@@ -152,14 +149,17 @@ def market(params: CampaignParams, hour: int, u: np.ndarray):
     price_mult = np.where(event, EVENT_PRICE_MULT, np.where(warmup, 1.1, 1.0))
     cvr_mult = np.where(event, EVENT_CVR_MULT, np.where(warmup, WARMUP_CVR_MULT, 1.0))
     decay = math.exp(-hour / COLDSTART_DECAY_HOURS)  # of the launch boost
-    launch = 1.0 + params.coldstart_boost[:, None] * decay * BOOSTED
-    volume_noise = np.exp(volume_sigma * ndtri(u[:, VOLUME]) - 0.5 * volume_sigma * volume_sigma)
-    volume = params.volume_per_hour * (1.0 + 0.6 * diurnal * evening) * weekend * traffic
+    launch = 1.0 + params.coldstart_boost[:, None] * decay * ch.launch_support
+    sigma = ch.volume_noise_sigma
+    volume_noise = np.exp(sigma * ndtri(u[:, VOLUME]) - 0.5 * sigma * sigma)
+    volume = params.volume_per_hour * (1.0 + 0.6 * ch.diurnal_strength * evening) * weekend
+    volume = volume * traffic
     volume = volume * (launch * volume_noise)
     price = params.price_median_cny * (1.0 + 0.25 * evening) * price_mult
     price = price * np.exp(PRICE_NOISE_SIGMA * ndtri(u[:, PRICE]))
-    mean_price = np.exp(0.5 * price_sigma**2)  # mean over median of the lognormal price
-    return volume, volume * price * mean_price, np.broadcast_to(cvr_mult, volume.shape)
+    # Cost of the whole market: volume times the mean of the lognormal prices.
+    max_spend = volume * price * np.exp(0.5 * ch.price_sigma**2)
+    return volume, max_spend, np.broadcast_to(cvr_mult, volume.shape)
 
 
 def reference_step(
@@ -175,9 +175,7 @@ def reference_step(
     n, n_ch = spend_request_cny.shape
     s = copy.deepcopy(state)
     u = crn.uniforms(s.keys, crn.counters(hour, 9, n_ch))  # (n, stream, k)
-    price_sigma = channel_array("price_sigma", params.channels)
-    affinity = channel_array("returning_affinity", params.channels)
-    commission_frac = channel_array("commission_frac", params.channels)
+    ch = channel_table(params.channels)
     # Requests beyond the budget left are scaled down to it.
     request = np.maximum(spend_request_cny, 0.0)
     total = channel_sum(request)
@@ -187,12 +185,12 @@ def reference_step(
     volume, max_spend, cvr_mult = market(params, hour, u)
     allocated = np.minimum(request, MAX_WIN_FRAC * max_spend)
     with np.errstate(divide="ignore", invalid="ignore"):
-        won = volume * ndtr(ndtri(np.minimum(allocated / max_spend, MAX_WIN_FRAC)) + price_sigma)
+        won = volume * ndtr(ndtri(np.minimum(allocated / max_spend, MAX_WIN_FRAC)) + ch.price_sigma)
     impressions = np.floor(np.where((allocated > 0.0) & (max_spend > 0.0), won, 0.0) + 0.5)
     # Each click is a returning customer's purchase, a new customer's, or none.
     clicks = binomial(impressions, params.ctr, u[:, CLICKS])
     pool_saturation = s.returning_pool / (s.returning_pool + params.pool_half_saturation)
-    returning_frac = affinity * pool_saturation[:, None]
+    returning_frac = ch.returning_affinity * pool_saturation[:, None]
     p_ret = returning_frac * np.minimum(params.cvr_returning * cvr_mult, CVR_CAP)
     p_buy = p_ret + (1.0 - returning_frac) * np.minimum(params.cvr_new * cvr_mult, CVR_CAP)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -210,17 +208,17 @@ def reference_step(
     cost = allocated.copy()
     # Pay-per-sale channels cost their commission, within what paid channels left of the budget.
     room = s.budget_left_cny.copy()
-    for k in np.flatnonzero(commission_frac == 0.0):
+    for k in np.flatnonzero(ch.commission_frac == 0.0):
         room = room - request[:, k]
-    for k in np.flatnonzero(commission_frac > 0.0):
-        commission = commission_frac[k] * purchase_gmv[:, k]
+    for k in np.flatnonzero(ch.commission_frac > 0.0):
+        commission = ch.commission_frac[k] * purchase_gmv[:, k]
         over = (commission > 0.0) & (commission > room)  # the sales it cannot pay are not made
         keep = np.maximum(room[over], 0.0) / commission[over]
         conv_new[over, k] = np.floor(conv_new[over, k] * keep)
         conv_ret[over, k] = np.floor(conv_ret[over, k] * keep)
         purchases[over, k] = conv_new[over, k] + conv_ret[over, k]
         purchase_gmv[over, k] = purchases[over, k] * order_value[over, k]
-        cost[:, k] = commission_frac[k] * purchase_gmv[:, k]
+        cost[:, k] = ch.commission_frac[k] * purchase_gmv[:, k]
         room = room - cost[:, k]
     # Delays: a share arrives this hour, the pending ones each with the hazard per hour.
     hazard = params.delay_hazard_per_hour[:, None]
