@@ -15,6 +15,8 @@ features of such a residue, ``OBS_ATOL`` (1e-16 in practice); rewards to ``MONEY
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from scipy.special import ndtri as exact_ndtri
@@ -113,3 +115,16 @@ def test_reference_draws_follow_their_definitions():
     large = binomial(np.full(6, 1000.0), np.full(6, 0.5), u)
     expected = np.floor(500.0 + np.sqrt(250.0) * ndtri(u) + 0.5)
     np.testing.assert_array_equal(large, expected)
+
+
+def test_reference_step_is_pure_and_checks_the_hour():
+    campaigns = BatchedCampaigns("new_product_cold_start", horizon_hours=2)
+    campaigns.reset(np.arange(8))
+    state, request = campaigns.state, np.full((8, 6), 500.0)
+    before = copy.deepcopy(state)
+    step = reference_step(campaigns.params, state, request, 0)
+    for field, value in vars(before).items():
+        np.testing.assert_array_equal(getattr(state, field), value, err_msg=field)
+    assert step.state.hour == 1 and (step.state.budget_left_cny < state.budget_left_cny).all()
+    with pytest.raises(ValueError, match="hour must be the state's hour 1, got 0"):
+        reference_step(campaigns.params, step.state, request, 0)
