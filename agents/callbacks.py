@@ -458,15 +458,15 @@ class StopOnRequestCallback(BaseCallback):
 
 
 def campaign_scenarios(venv: Any) -> np.ndarray:
-    """Scenario index (into ``SCENARIOS``) of the campaign each env of a training VecEnv stack
-    plays now, ``(num_envs,)``: read from the ``BudgetVecEnv`` (or the list of them) below the
+    """Scenario name of the campaign each env of a training VecEnv stack plays now,
+    ``(num_envs,)`` strings: read from the ``BudgetVecEnv`` (or the list of them) below the
     wrappers."""
     for layer in vec_env_stack(venv):
         if isinstance(layer, BudgetVecEnv):
-            return layer.campaigns.params.scenario_index.copy()
+            return np.array(layer.campaigns.params.scenario_names)
         envs = getattr(layer, "envs", None)
         if isinstance(envs, list) and envs and all(isinstance(e, BudgetVecEnv) for e in envs):
-            return np.concatenate([e.campaigns.params.scenario_index for e in envs])
+            return np.array([n for e in envs for n in e.campaigns.params.scenario_names])
     raise ValueError("No BudgetVecEnv below this VecEnv: cannot tell the campaigns' scenarios.")
 
 

@@ -56,7 +56,8 @@ from budgetgym.agents.limits import (
     observation_bytes,
     oracle_market_bytes,
 )
-from budgetgym.envs import HORIZON_HOURS, REWARD_MODES, SCENARIO_NAMES
+from budgetgym.envs import HORIZON_HOURS, REWARD_MODES, SCENARIO_NAMES, check_scenario
+from budgetgym.envs.scenario_specs import is_scenario_path
 
 EXPERIMENTS_DIR = Path(budgetgym.__file__).parent / "experiments"
 ALGORITHMS = ("ppo", "sac", "recurrent_ppo")
@@ -99,6 +100,14 @@ class _Frozen(BaseModel):
 # --------------------------------------------------------------------------------------------
 # Environment
 # --------------------------------------------------------------------------------------------
+def _check_scenario(name: str) -> None:
+    """A scenario name or the path of a valid scenario file, else ``ValueError``."""
+    if is_scenario_path(name):
+        check_scenario(name)
+    elif name not in SCENARIO_NAMES:
+        raise ValueError(_unknown_name("scenario", name, SCENARIO_NAMES))
+
+
 class EnvConfig(_Frozen):
     """The training environment: one batched ``BudgetVecEnv`` per scenario."""
 
@@ -141,8 +150,7 @@ class EnvConfig(_Frozen):
         if not names:
             raise ValueError("needs at least one scenario name")
         for name in names:
-            if name not in SCENARIO_NAMES:
-                raise ValueError(_unknown_name("scenario", name, SCENARIO_NAMES))
+            _check_scenario(name)
         if len(set(names)) != len(names):
             raise ValueError("lists a scenario twice")
         return value
@@ -453,8 +461,7 @@ class EvalConfig(_Frozen):
     @classmethod
     def _known(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         for name in value or ():
-            if name not in SCENARIO_NAMES:
-                raise ValueError(_unknown_name("scenario", name, SCENARIO_NAMES))
+            _check_scenario(name)
         return value
 
 

@@ -12,17 +12,17 @@ from typing import Any
 import gymnasium as gym
 
 from budgetgym.envs.budget_env import MultiChannelBudgetEnv
-from budgetgym.envs.campaigns import (
+from budgetgym.envs.campaigns import BatchedCampaigns, channel_slice, obs_index
+from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec
+from budgetgym.envs.core import ACTION_DIM, REWARD_MODES, action_to_spend_request
+from budgetgym.envs.features import (
     CHANNEL_FEATURES,
+    DEFAULT_LAYOUT,
     GLOBAL_FEATURES,
     OBS_DIM,
     OBS_FEATURES,
-    BatchedCampaigns,
-    channel_slice,
-    obs_index,
+    ObservationLayout,
 )
-from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec
-from budgetgym.envs.core import ACTION_DIM, REWARD_MODES, action_to_spend_request
 from budgetgym.envs.scenarios import (
     EVAL_SEED_START,
     HORIZON_HOURS,
@@ -71,6 +71,7 @@ __all__ = [
     "CHANNEL_FEATURES",
     "CHANNEL_NAMES",
     "DEFAULT_CHANNELS",
+    "DEFAULT_LAYOUT",
     "ENV_ID",
     "EVAL_SEED_START",
     "GLOBAL_FEATURES",
@@ -88,6 +89,7 @@ __all__ = [
     "ChannelSpec",
     "MultiChannelBudgetEnv",
     "MultiChannelBudgetVectorEnv",
+    "ObservationLayout",
     "action_to_spend_request",
     "check_scenario",
     "channel_slice",

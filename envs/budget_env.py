@@ -45,16 +45,20 @@ class MultiChannelBudgetEnv(gym.Env):
     ## Observation Space
     ``Box((77,), float32)``: 17 campaign features, then 10 features for each of the 6 channels,
     named ``"<channel>/<feature>"`` (``"search/spend_rate"``); the order is
-    ``budgetgym.envs.OBS_FEATURES``, the bounds are per feature. Only what an advertiser sees:
+    ``budgetgym.envs.OBS_FEATURES``, the bounds are per feature; each row is an entry of
+    ``budgetgym.envs.features.FEATURES``. Only what an advertiser sees:
     true CTRs and CVRs, future traffic and other hidden parameters are never observed.
 
     | campaign feature | meaning (scaling) |
     |---|---|
-    | ``hour_sin``, ``hour_cos`` | time of day (sin, cos of 2 pi hour / 24) |
-    | ``weekday_sin``, ``weekday_cos`` | day of the week (sin, cos of 2 pi day / 7) |
+    | ``hour_sin`` | time of day, sin(2 pi hour / 24) |
+    | ``hour_cos`` | time of day, cos(2 pi hour / 24) |
+    | ``weekday_sin`` | day of the week, sin(2 pi day / 7) |
+    | ``weekday_cos`` | day of the week, cos(2 pi day / 7) |
     | ``progress`` | hours elapsed / horizon |
-    | ``event_active``, ``event_warmup`` | 1 during a promotion (public calendar), its warm-up |
-    | ``hours_to_event`` | (event start - hour) / horizon in [-1, 1]; 1 without an event |
+    | ``event_active`` | 1 during a promotion on the public calendar |
+    | ``event_warmup`` | 1 during the warm-up before it |
+    | ``hours_to_event`` | (event start - hour) / horizon in [-1, 1]; 1 without event |
     | ``budget_left_frac`` | budget left / budget |
     | ``pace_gap`` | budget_left_frac - hours left / horizon (> 0: behind even pacing) |
     | ``target_roi`` | target ROI / 3 |
@@ -68,10 +72,12 @@ class MultiChannelBudgetEnv(gym.Env):
     | channel feature | meaning (scaling) |
     |---|---|
     | ``spend_rate`` | last hour's spend / (budget / horizon) |
-    | ``log_impressions``, ``log_clicks`` | log1p of last hour's impressions / 10, clicks / 6 |
+    | ``log_impressions`` | log1p(last hour's impressions) / 10 |
+    | ``log_clicks`` | log1p(last hour's clicks) / 6 |
     | ``log_conversions`` | log1p(conversions attributed last hour) / 3 |
     | ``gmv_rate`` | GMV attributed last hour / (target ROI x budget / horizon) |
-    | ``cum_spend_frac``, ``cum_gmv_frac`` | spend so far / budget, GMV / (budget x target ROI) |
+    | ``cum_spend_frac`` | spend so far / budget |
+    | ``cum_gmv_frac`` | attributed GMV so far / (budget x target ROI) |
     | ``log_cpm`` | log1p(observed cost per 1,000 impressions last hour) / 4 |
     | ``recent_spend_frac`` | spend with a 24 h exponential memory / budget (not yet converted) |
     | ``log_matured_roi`` | the channel's delay-corrected ROI so far, as the campaign's |

@@ -39,6 +39,15 @@ from budgetgym.envs.core import (
     n_chunks,
     simulate_campaigns,
 )
+from budgetgym.envs.features import (  # the names and sizes, also read from here
+    CHANNEL_FEATURES,  # noqa: F401
+    DEFAULT_LAYOUT,
+    GLOBAL_FEATURES,
+    LOG_ROI_BOUND,
+    OBS_DIM,
+    OBS_FEATURES,  # noqa: F401
+    OBS_SCALES,
+)
 from budgetgym.envs.scenarios import (
     ATTRIBUTION_WINDOW_HOURS,
     EVENT_LENGTH_HOURS,
@@ -50,50 +59,7 @@ from budgetgym.envs.scenarios import (
     sample_campaigns,
 )
 
-GLOBAL_FEATURES = (
-    "hour_sin",  # time of day, sin(2 pi hour / 24)
-    "hour_cos",
-    "weekday_sin",  # day of week, sin(2 pi day / 7)
-    "weekday_cos",
-    "progress",  # hours elapsed / horizon, in [0, 1]
-    "event_active",  # 1 during a promotion on the public calendar
-    "event_warmup",  # 1 during the warm-up before it
-    "hours_to_event",  # (event start - hour) / horizon, clipped to [-1, 1]; 1 without event
-    "budget_left_frac",  # budget left / budget
-    "pace_gap",  # budget_left_frac - hours_left / horizon (> 0: behind even pacing)
-    "target_roi",  # target ROI / 3
-    "roi_to_target",  # attributed GMV / (spend + 1% of budget) / target ROI
-    "gmv_frac",  # attributed GMV / (budget * target ROI)
-    "log_price",  # log(own product price / 150 CNY)
-    "log_matured_roi",  # log(delay-corrected ROI so far / target), shrunk to 0, in [-5, 5]
-    # What the merchant declares when setting up the campaign (its goal and product):
-    "new_product",  # 1 for a product launched with the platform's cold-start support
-    "new_customer_value",  # the goal's extra value of a new customer / price (0: none)
-)
-CHANNEL_FEATURES = (
-    "spend_rate",  # last hour's spend / (budget / horizon)
-    "log_impressions",  # log1p(last hour's impressions) / 10
-    "log_clicks",  # log1p(last hour's clicks) / 6
-    "log_conversions",  # log1p(conversions attributed last hour) / 3
-    "gmv_rate",  # GMV attributed last hour / (target ROI * budget / horizon)
-    "cum_spend_frac",  # spend so far / budget
-    "cum_gmv_frac",  # attributed GMV so far / (budget * target ROI)
-    "log_cpm",  # log1p(1000 * last hour's spend / impressions) / 4, observed price
-    "recent_spend_frac",  # spend with a 24 h exponential memory / budget (not yet converted)
-    "log_matured_roi",  # log(delay-corrected ROI so far / target), shrunk to 0, in [-5, 5]
-)
-OBS_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + tuple(
-    f"{channel}/{feature}" for feature in CHANNEL_FEATURES for channel in CHANNEL_NAMES
-)
-OBS_DIM = len(OBS_FEATURES)
-# Bounds of each feature: [-1, 1] for angles, shares and clipped differences, [0, 1] for
-# fractions and flags, [-5, 5] for the clipped log-ROI, and a wide finite cap for the unbounded
-# ratios (money and counts).
-_LOW = {"hour_sin": -1, "hour_cos": -1, "weekday_sin": -1, "weekday_cos": -1,
-        "hours_to_event": -1, "pace_gap": -1, "log_price": -10, "log_matured_roi": -5}  # fmt: skip
-_HIGH = {"log_matured_roi": 5, "new_product": 1, **{f: 1 for f in GLOBAL_FEATURES[:10]}}
-OBS_LOW = np.array([_LOW.get(f.split("/")[-1], 0.0) for f in OBS_FEATURES], dtype=np.float32)
-OBS_HIGH = np.array([_HIGH.get(f.split("/")[-1], 1e6) for f in OBS_FEATURES], dtype=np.float32)
+OBS_LOW, OBS_HIGH = DEFAULT_LAYOUT.low, DEFAULT_LAYOUT.high
 #: Share of spend assumed still unconverted per unit of ``recent_spend`` (public Criteo prior:
 #: 35% of conversions within the hour, the rest with a ~24 h mean delay; Chapelle 2014).
 LATE_SHARE = 0.65
@@ -130,8 +96,9 @@ def _log1p_count(count):
     return inline_log(1.0 + count)
 
 
-def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calendar, out):
-    """Fill ``out[start:stop]`` in the order of ``OBS_FEATURES`` (scalings documented there)."""
+def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calendar, col, sc, out):
+    """Fill ``out[start:stop]``: each feature into its column ``col`` (``ObsColumns``), its raw
+    quantity times its scale ``sc`` (``ObsScales``) where it has one (see ``features.py``)."""
     budget, target_roi, price = params.budget_cny, params.target_roi, params.price_cny
     event_start, boost = params.event_start_hour, params.coldstart_boost
     new_value = params.new_customer_value_cny
@@ -147,21 +114,20 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
             spend_total += totals[SPEND, i, k]
             gmv_total += totals[GMV, i, k]
         since = hour - event_start[i]
-        for j in range(4):
-            out[i, j] = clock[j]
-        out[i, 4] = hour / horizon
-        out[i, 5] = 1.0 if 0 <= since < event_length else 0.0
-        out[i, 6] = 1.0 if -warmup_length <= since < 0 else 0.0
-        out[i, 7] = min(max(-since / horizon, -1.0), 1.0)
-        out[i, 8] = budget_left[i] / b
-        out[i, 9] = budget_left[i] / b - (horizon - hour) / horizon
-        out[i, 10] = roi / 3.0
-        out[i, 11] = gmv_total / (spend_total + 0.01 * b) / roi
-        out[i, 12] = gmv_total / (b * roi)
-        out[i, 13] = inline_log(price[i] / reference_price)
-        out[i, 15] = 1.0 if boost[i] > 0.0 else 0.0
-        out[i, 16] = new_value[i] / price[i]
-        base = len(GLOBAL_FEATURES)
+        out[i, col.hour_sin], out[i, col.hour_cos] = clock[0], clock[1]
+        out[i, col.weekday_sin], out[i, col.weekday_cos] = clock[2], clock[3]
+        out[i, col.progress] = hour / horizon
+        out[i, col.event_active] = 1.0 if 0 <= since < event_length else 0.0
+        out[i, col.event_warmup] = 1.0 if -warmup_length <= since < 0 else 0.0
+        out[i, col.hours_to_event] = min(max(-since / horizon, -1.0), 1.0)
+        out[i, col.budget_left_frac] = budget_left[i] / b
+        out[i, col.pace_gap] = budget_left[i] / b - (horizon - hour) / horizon
+        out[i, col.target_roi] = roi * sc.target_roi
+        out[i, col.roi_to_target] = gmv_total / (spend_total + 0.01 * b) / roi
+        out[i, col.gmv_frac] = gmv_total / (b * roi)
+        out[i, col.log_price] = inline_log(price[i] / reference_price)
+        out[i, col.new_product] = 1.0 if boost[i] > 0.0 else 0.0
+        out[i, col.new_customer_value] = new_value[i] / price[i]
         # Delay-corrected ROI: attributed GMV over the spend whose conversions should have
         # arrived by now, shrunk toward the target (log 0) until a few hours have matured.
         prior_cny = ROI_PRIOR_HOURS * even_rate
@@ -171,9 +137,10 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
             matured_total += matured
             prior_k = prior_cny / n_ch
             log_roi = inline_log((totals[GMV, i, k] + roi * prior_k) / (roi * (matured + prior_k)))
-            out[i, base + 9 * n_ch + k] = min(max(log_roi, -5.0), 5.0)
+            out[i, col.channel_log_matured_roi + k] = min(max(log_roi, -LOG_ROI_BOUND),
+                                                          LOG_ROI_BOUND)  # fmt: skip
         log_roi = inline_log((gmv_total + roi * prior_cny) / (roi * (matured_total + prior_cny)))
-        out[i, 14] = min(max(log_roi, -5.0), 5.0)
+        out[i, col.log_matured_roi] = min(max(log_roi, -LOG_ROI_BOUND), LOG_ROI_BOUND)
         # Reciprocals once per campaign (a division costs several multiplications), and log(1 + x)
         # rather than log1p: the kernels' log is inlined, and x >= 0 needs no extra precision.
         inv_even, inv_b = 1.0 / even_rate, 1.0 / b
@@ -181,41 +148,43 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
         for k in range(n_ch):
             impressions = last[IMPRESSIONS, i, k]
             cpm = 1000.0 * last[SPEND, i, k] / impressions if impressions > 0 else 0.0
-            out[i, base + k] = last[SPEND, i, k] * inv_even
-            out[i, base + n_ch + k] = _log1p_count(impressions) * 0.1
-            out[i, base + 2 * n_ch + k] = _log1p_count(last[CLICKS, i, k]) * (1.0 / 6.0)
-            out[i, base + 3 * n_ch + k] = _log1p_count(last[CONVERSIONS, i, k]) * (1.0 / 3.0)
-            out[i, base + 4 * n_ch + k] = last[GMV, i, k] * inv_gmv_even
-            out[i, base + 5 * n_ch + k] = totals[SPEND, i, k] * inv_b
-            out[i, base + 6 * n_ch + k] = totals[GMV, i, k] * inv_gmv_b
-            out[i, base + 7 * n_ch + k] = inline_log(1.0 + cpm) * 0.25
-            out[i, base + 8 * n_ch + k] = recent_spend[i, k] * inv_b
+            out[i, col.channel_spend_rate + k] = last[SPEND, i, k] * inv_even
+            out[i, col.channel_log_impressions + k] = (
+                _log1p_count(impressions) * sc.channel_log_impressions
+            )
+            out[i, col.channel_log_clicks + k] = (
+                _log1p_count(last[CLICKS, i, k]) * sc.channel_log_clicks
+            )
+            out[i, col.channel_log_conversions + k] = (
+                _log1p_count(last[CONVERSIONS, i, k]) * sc.channel_log_conversions
+            )
+            out[i, col.channel_gmv_rate + k] = last[GMV, i, k] * inv_gmv_even
+            out[i, col.channel_cum_spend_frac + k] = totals[SPEND, i, k] * inv_b
+            out[i, col.channel_cum_gmv_frac + k] = totals[GMV, i, k] * inv_gmv_b
+            out[i, col.channel_log_cpm + k] = inline_log(1.0 + cpm) * sc.channel_log_cpm
+            out[i, col.channel_recent_spend_frac + k] = recent_spend[i, k] * inv_b
 
 
-def _observe_loop(hour, horizon, params, state, calendar, out):
+def _observe_loop(hour, horizon, params, state, calendar, col, sc, out):
     """Fill ``out (n, OBS_DIM)`` for every campaign."""
     clock, n = _clock(hour), out.shape[0]
     for chunk in numba.prange(n_chunks(n)):
         start, stop = chunk_bounds(chunk, n)
-        _observe_campaigns(start, stop, hour, horizon, clock, params, state, calendar, out)
+        _observe_campaigns(start, stop, hour, horizon, clock, params, state, calendar, col, sc, out)
 
 
 def obs_index(name: str) -> int | slice:
-    """Position of a global feature, or the ``(n_channels,)`` slice of a per-channel feature.
-
-    ``log_matured_roi`` is both: this returns the global one; see :func:`channel_slice`.
-    """
+    """Position of a campaign feature, or the ``(n_channels,)`` slice of a channel feature, in
+    the reference six channels' observation (``log_matured_roi``: the campaign one; see
+    :func:`channel_slice`). Other channel lists: ``BatchedCampaigns.layout``."""
     if name in GLOBAL_FEATURES:
-        return GLOBAL_FEATURES.index(name)
-    return channel_slice(name)
+        return DEFAULT_LAYOUT.index(name)
+    return DEFAULT_LAYOUT.channel_slice(name)
 
 
 def channel_slice(name: str) -> slice:
-    """The ``(n_channels,)`` slice of a per-channel feature in the observation."""
-    if name in CHANNEL_FEATURES:
-        start = len(GLOBAL_FEATURES) + CHANNEL_FEATURES.index(name) * len(CHANNEL_NAMES)
-        return slice(start, start + len(CHANNEL_NAMES))
-    raise KeyError(f"Unknown observation feature {name!r}; see OBS_FEATURES.")
+    """The ``(n_channels,)`` slice of a channel feature in the reference six's observation."""
+    return DEFAULT_LAYOUT.channel_slice(name)
 
 
 #: Features scaled by ``1 / target ROI`` (GMV over the target's worth of spend): divided by
@@ -311,6 +280,8 @@ class BatchedCampaigns:
         self.reward_mode = reward_mode
         self.roi_penalty_coef = float(roi_penalty_coef)
         self.horizon_hours = int(horizon_hours)
+        self.layout = DEFAULT_LAYOUT
+        self._columns = self.layout.columns()
         self.params: CampaignParams | None = None
         self.state: CampaignState | None = None
 
@@ -368,8 +339,8 @@ class BatchedCampaigns:
         _STEP.for_batch(n)(
             s.hour, p.horizon_hours, float(ATTRIBUTION_WINDOW_HOURS), actions, request,
             kernel_params(p), kernel_state(s), CHANNEL_TABLE, CALENDAR, purchases, purchase_gmv,
-            REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, _OBS_CALENDAR, totals,
-            reward, obs,
+            REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, _OBS_CALENDAR,
+            self._columns, OBS_SCALES, totals, reward, obs,
         )  # fmt: skip
         s.hour += 1
         done = np.full(n, s.hour >= self.horizon_hours)
@@ -391,7 +362,7 @@ class BatchedCampaigns:
         obs = np.empty((self.n_envs, OBS_DIM), dtype=np.float32)
         _OBSERVE.for_batch(self.n_envs)(
             self.state.hour, self.horizon_hours, kernel_params(self.params),
-            kernel_state(self.state), _OBS_CALENDAR, obs,
+            kernel_state(self.state), _OBS_CALENDAR, self._columns, OBS_SCALES, obs,
         )  # fmt: skip
         return obs
 
@@ -502,7 +473,7 @@ def _summary_loop(mode, penalty_coef, done, params, state, out, reward):
 
 def _step_loop(
     hour, horizon, window_hours, action, request, params, state, ch, cal, purchases,
-    purchase_gmv, mode, penalty_coef, obs_calendar, totals_out, reward, obs,
+    purchase_gmv, mode, penalty_coef, obs_calendar, col, sc, totals_out, reward, obs,
 ):  # fmt: skip
     """One hour of every campaign in one pass: actions (checked, or ``None`` to step the given
     ``request``) -> spend request -> dynamics -> totals and reward -> next observation."""
@@ -521,7 +492,9 @@ def _step_loop(
         )  # fmt: skip
         _summary_campaigns(start, stop, mode, penalty_coef, settle, params, state, totals_out,
                            reward)  # fmt: skip
-        _observe_campaigns(start, stop, hour + 1, horizon, clock, params, state, obs_calendar, obs)
+        _observe_campaigns(
+            start, stop, hour + 1, horizon, clock, params, state, obs_calendar, col, sc, obs
+        )
 
 
 # The small per-chunk functions are inlined into the loops; ``simulate_campaigns`` is called,

@@ -1,8 +1,9 @@
-"""Traffic channels and their reference parameters.
+"""Traffic channels: the schema of one channel and the reference table of six.
 
 Numbers describe a *reference campaign*: a 150 CNY product with a 50,000 CNY weekly budget
 (about 300 CNY per hour at even pacing). Scenarios rescale them per campaign (see
-``scenarios.py``); docs/simulator.md gives the rationale for each magnitude.
+``scenarios.py``); docs/simulator.md gives the rationale for each magnitude and
+docs/scenarios.md the schema of a channel entry in a scenario file.
 
 Prices are market clearing prices *per impression* (CNY). For the CPC search auction the
 advertiser is billed per click, so its cost per click is the impression price divided by CTR
@@ -12,18 +13,36 @@ price of 0.008 CNY is a CPM of 8 CNY.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import model_validator
+
+from budgetgym.envs.spec_base import (
+    Identifier,
+    NonNegFloat,
+    PositiveFloat,
+    Probability,
+    Spec,
+    read_yaml,
+    validate_mapping,
+)
+
+#: How a channel charges: per click (search auction), per thousand impressions (feed, live,
+#: short video, social) or a commission on the sales it brings (affiliate).
+Billing = Literal["cpc", "cpm", "per_sale"]
 
 
-@dataclass(frozen=True)
-class ChannelSpec:
-    """One traffic channel of the reference campaign.
+class ChannelSpec(Spec):
+    """One traffic channel of the reference campaign (frozen; a scenario file's ``channels``
+    entry).
 
     Attributes:
-        name: identifier used in observations, info dicts and reports.
-        billing: ``"cpc"``, ``"cpm"`` or ``"commission"`` (paid per sale, no upfront cost).
+        name: identifier used in observations (``<name>/<feature>``), info dicts and reports.
+        billing: ``"cpc"``, ``"cpm"`` or ``"per_sale"`` (a commission on attributed sales, no
+            upfront cost).
         volume_per_hour: mean impressions on offer per hour (diurnal mean 1).
         volume_noise_sigma: log-sd of the hourly volume (live stream is bursty).
         price_median_cny: median market price per impression.
@@ -32,37 +51,52 @@ class ChannelSpec:
         cvr_new: purchase probability per click of a customer new to the store.
         cvr_returning: purchase probability per click of a returning customer.
         returning_affinity: maximum share of the channel's clicks from the store's customers.
-        commission_frac: commission per unit of GMV (affiliate channel only).
+        commission_frac: commission per unit of GMV; > 0 exactly when ``billing`` is
+            ``"per_sale"``.
         diurnal_strength: how strongly volume follows the daily profile (0 flat, 1 full).
+        launch_support: whether the platform's launch boost for new products reaches the
+            channel (the platform's own slots do; external traffic does not).
     """
 
-    name: str
-    billing: str
-    volume_per_hour: float
-    volume_noise_sigma: float
-    price_median_cny: float
-    price_sigma: float
-    ctr: float
-    cvr_new: float
-    cvr_returning: float
-    returning_affinity: float
-    commission_frac: float
-    diurnal_strength: float
+    name: Identifier
+    billing: Billing
+    volume_per_hour: PositiveFloat
+    volume_noise_sigma: NonNegFloat
+    price_median_cny: PositiveFloat
+    price_sigma: PositiveFloat
+    ctr: Probability
+    cvr_new: Probability
+    cvr_returning: Probability
+    returning_affinity: Probability
+    commission_frac: Probability
+    diurnal_strength: Probability
+    launch_support: bool
+
+    @model_validator(mode="after")
+    def _commission_iff_per_sale(self) -> ChannelSpec:
+        if (self.billing == "per_sale") != (self.commission_frac > 0):
+            raise ValueError(
+                f"channel {self.name!r}: commission_frac must be > 0 if and only if billing is "
+                f"'per_sale' (billing {self.billing!r}, commission_frac {self.commission_frac})"
+            )
+        return self
 
 
-DEFAULT_CHANNELS: tuple[ChannelSpec, ...] = (
-    ChannelSpec("search", "cpc", 8_000, 0.15, 0.120, 0.6, 0.050, 0.0135, 0.027, 0.35, 0.0, 0.8),
-    ChannelSpec("feed", "cpm", 100_000, 0.15, 0.008, 0.55, 0.020, 0.0025, 0.0067, 0.30, 0.0, 0.8),
-    ChannelSpec("live", "cpm", 20_000, 0.60, 0.040, 0.9, 0.040, 0.0036, 0.022, 0.60, 0.0, 1.0),
-    ChannelSpec(
-        "short_video", "cpm", 80_000, 0.25, 0.006, 0.6, 0.015, 0.0022, 0.0053, 0.12, 0.0, 0.9
-    ),
-    ChannelSpec(
-        "affiliate", "commission", 15_000, 0.30, 0.040, 0.8, 0.030, 0.0053, 0.009, 0.10, 0.30, 0.6
-    ),
-    ChannelSpec("social", "cpm", 60_000, 0.30, 0.005, 0.7, 0.012, 0.0014, 0.0036, 0.05, 0.0, 0.7),
-)
+class ChannelTable(Spec):
+    """A file holding a list of channels (``channels.yaml``: the reference six)."""
 
+    description: str
+    channels: tuple[ChannelSpec, ...]
+
+
+def load_channel_table(path: Path) -> tuple[ChannelSpec, ...]:
+    """The channels of a channel-table YAML file, validated (errors name the file and key)."""
+    return validate_mapping(ChannelTable, read_yaml(path), str(path)).channels
+
+
+_REFERENCE_FILE = Path(str(resources.files("budgetgym.envs").joinpath("channels.yaml")))
+#: The reference six channels (envs/channels.yaml), shared by every shipped scenario.
+DEFAULT_CHANNELS: tuple[ChannelSpec, ...] = load_channel_table(_REFERENCE_FILE)
 CHANNEL_NAMES: tuple[str, ...] = tuple(c.name for c in DEFAULT_CHANNELS)
 
 

@@ -1,7 +1,10 @@
-"""Named scenarios and the sampling of campaigns from seeds.
+"""Scenarios by name or file, and the sampling of campaigns from seeds.
 
-A scenario is a distribution over campaigns; ``sample_campaigns(scenario, seeds)`` draws one
-campaign per seed with counter-based randomness, so a seed always yields the same campaign.
+A scenario is a distribution over campaigns, written as a YAML file (schema in
+``scenario_specs.py``, documented in docs/scenarios.md). The shipped ones live in
+``envs/scenario_files/``; anywhere a scenario name is accepted, a path to a user's file is too.
+``sample_campaigns(scenario, seeds)`` draws one campaign per seed with counter-based
+randomness, so a seed always yields the same campaign.
 
 Seed split: training uses seeds below ``EVAL_SEED_START`` (1,000,000); evaluation uses seeds from
 ``EVAL_SEED_START`` up. Validation during training uses ``VALIDATION_SEED_START`` (900,000) up to
@@ -10,13 +13,26 @@ the evaluation range, which training episodes never reach (see ``TRAIN_SEED_LIMI
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 from dataclasses import dataclass, fields
+from importlib import resources
+from operator import attrgetter
+from pathlib import Path
 
 import numpy as np
 
 from budgetgym.envs import random as crn
 from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec, channel_array
-from budgetgym.envs.errors import unknown_name_error
+from budgetgym.envs.scenario_specs import (
+    COLDSTART_DECAY_HOURS,
+    Mixture,
+    ScenarioLibrary,
+    ScenarioSpec,
+    is_scenario_path,
+    resolve_file,
+)
 
 EVAL_SEED_START = 1_000_000
 VALIDATION_SEED_START = 900_000
@@ -25,116 +41,30 @@ HORIZON_HOURS = 168
 REFERENCE_BUDGET_CNY = 50_000.0
 REFERENCE_PRICE_CNY = 150.0
 ATTRIBUTION_WINDOW_HOURS = 168
+NO_EVENT_HOUR = 10_000  # an event start past any horizon
 
 _SAMPLING_DOMAIN = 1
+# Uniforms of one campaign's sampling: a table of (stream, column) cells, at least
+# _MIN_COLUMNS wide (the campaign-wide draws of stream 1 take five columns) and as wide as the
+# channel list. Streams 0-6 are the draws below; event j reads the j-th cell from stream 7 on.
+_N_STREAMS = 12
+_MIN_COLUMNS = 6
+_EVENT_STREAM = 7
 
-
-@dataclass(frozen=True)
-class ScenarioSpec:
-    """Distribution of campaigns for one named scenario. Ranges are ``(low, high)``.
-
-    Attributes:
-        name: scenario identifier.
-        description: one line for ``budgetgym list-scenarios``.
-        budget_cny: total budget, log-uniform.
-        target_roi: merchant's target GMV / spend, uniform.
-        price_cny: average order value, log-uniform.
-        channel_cvr_spread: log-sd of a per-channel CVR multiplier (how much channels' true
-            quality differs from the reference; the policy must find out which channel is good).
-        cvr_prior_sigma: log-sd of a campaign-wide CVR multiplier (wide for new products).
-        cvr_prior_median: median of that multiplier (new products without reviews convert less).
-        creative_quality: multiplier on CTR (and, square-rooted, on the volume a creative gets).
-        immediate_frac: share of conversions in the click's hour (Chapelle 2014: ~35%).
-        mean_delay_hours: mean of the geometric delay of the other conversions.
-        returning_pool_per_kcny: store customers (returning pool) per 1,000 CNY of budget.
-        new_customer_value_frac: extra value of a new customer, as a fraction of the price,
-            added to the reward (acquisition goals value customers beyond the first order).
-        gross_margin_frac: gross margin on GMV (used by the ``profit`` reward).
-        event: whether a Double-11 style promotion happens within the horizon.
-        coldstart_boost: extra platform traffic at launch (1.0 doubles volume), decaying.
-    """
-
-    name: str
-    description: str
-    budget_cny: tuple[float, float] = (20_000.0, 150_000.0)
-    target_roi: tuple[float, float] = (2.0, 3.0)
-    price_cny: tuple[float, float] = (80.0, 250.0)
-    channel_cvr_spread: float = 0.35
-    cvr_prior_sigma: float = 0.15
-    cvr_prior_median: float = 1.0
-    creative_quality: tuple[float, float] = (0.8, 1.2)
-    immediate_frac: float = 0.35
-    mean_delay_hours: float = 24.0
-    returning_pool_per_kcny: tuple[float, float] = (100.0, 400.0)
-    new_customer_value_frac: float = 0.0
-    gross_margin_frac: float = 0.45
-    event: bool = False
-    coldstart_boost: float = 0.0
-
-
-SCENARIOS: dict[str, ScenarioSpec] = {
-    s.name: s
-    for s in (
-        ScenarioSpec(
-            "hit_product",
-            "Established best-seller: large customer pool, well-known channel quality.",
-            target_roi=(2.2, 3.2),
-            channel_cvr_spread=0.3,
-        ),
-        ScenarioSpec(
-            "new_product_cold_start",
-            "New product: CVR drawn from a wide prior, no customers yet, launch traffic boost.",
-            target_roi=(1.6, 2.4),
-            channel_cvr_spread=0.6,
-            cvr_prior_sigma=0.6,
-            cvr_prior_median=0.7,
-            returning_pool_per_kcny=(0.0, 5.0),
-            coldstart_boost=1.0,
-        ),
-        ScenarioSpec(
-            "high_price_long_cycle",
-            "High-price item: rare conversions that arrive days after the click.",
-            target_roi=(1.6, 2.6),
-            price_cny=(1_500.0, 6_000.0),
-            immediate_frac=0.1,
-            mean_delay_hours=72.0,
-            returning_pool_per_kcny=(5.0, 30.0),
-        ),
-        ScenarioSpec(
-            "double11_promotion",
-            "Double-11: a 48-hour surge of traffic, competition and conversion, after a warm-up.",
-            target_roi=(2.4, 3.3),
-            event=True,
-        ),
-        ScenarioSpec(
-            "new_customer_acquisition",
-            "Acquisition goal: each new customer is worth extra lifetime value.",
-            target_roi=(1.8, 2.8),
-            returning_pool_per_kcny=(50.0, 150.0),
-            new_customer_value_frac=0.5,
-        ),
-        ScenarioSpec(
-            "low_ctr_creative",
-            "Weak creative: low click-through caps what money can buy in every slot.",
-            target_roi=(1.4, 2.0),
-            creative_quality=(0.5, 0.75),
-        ),
-    )
-}
+#: The shipped scenarios and mixtures (``envs/scenario_files``).
+LIBRARY = ScenarioLibrary(Path(str(resources.files("budgetgym.envs").joinpath("scenario_files"))))
+SCENARIOS: dict[str, ScenarioSpec] = LIBRARY.scenarios
 MIXED = "mixed"
-SCENARIO_NAMES: tuple[str, ...] = (*SCENARIOS, MIXED)
-MIXED_DESCRIPTION = "Campaigns drawn uniformly from all the scenarios above (the training default)."
+SCENARIO_NAMES: tuple[str, ...] = LIBRARY.names
 
-# Double-11 calendar (hours from the campaign start): warm-up, then the surge.
-EVENT_START_HOUR = (84, 108)
-EVENT_LENGTH_HOURS = 48
-WARMUP_HOURS = 48
-EVENT_TRAFFIC_MULT = 3.0
-EVENT_PRICE_MULT = 1.8
-EVENT_CVR_MULT = 2.0
-WARMUP_CVR_MULT = 0.6  # shoppers add to cart and wait for the discount
-COLDSTART_DECAY_HOURS = 72.0
-NO_EVENT_HOUR = 10_000  # an event start past any horizon
+# The shipped Double-11 calendar (the rules' event prior and the observation's window lengths).
+_DOUBLE11 = SCENARIOS["double11_promotion"].events[0]
+EVENT_LENGTH_HOURS = _DOUBLE11.length_hours
+WARMUP_HOURS = _DOUBLE11.warmup_hours
+EVENT_TRAFFIC_MULT = _DOUBLE11.multipliers.traffic
+EVENT_PRICE_MULT = _DOUBLE11.multipliers.price
+EVENT_CVR_MULT = _DOUBLE11.multipliers.cvr
+WARMUP_CVR_MULT = _DOUBLE11.warmup_multipliers.cvr  # shoppers add to cart, wait for the discount
 
 
 def check_seed(seed: object, what: str = "seed") -> int:
@@ -145,35 +75,49 @@ def check_seed(seed: object, what: str = "seed") -> int:
     return int(seed)
 
 
-def scenario_description(name: str) -> str:
-    """One-line description of a scenario name (including ``mixed``)."""
-    return MIXED_DESCRIPTION if name == MIXED else resolve_scenario(name).description
+@functools.lru_cache(maxsize=64)
+def _resolve_file_cached(path: str, mtime_ns: int) -> ScenarioSpec | Mixture:
+    return resolve_file(path, LIBRARY)
 
 
-def check_scenario(name: str) -> str:
-    """Return ``name`` if it names a scenario (``mixed`` included), else raise ``ValueError``
-    listing the valid names and the closest match."""
-    if name not in SCENARIO_NAMES:
-        raise unknown_name_error("scenario", name, SCENARIO_NAMES)
-    return name
+def resolve_scenario(scenario: str | os.PathLike[str]) -> ScenarioSpec | Mixture:
+    """The spec of a scenario name (``mixed`` included) or of a scenario file's path.
+
+    A file is read again when it changes. Raises ``ValueError`` for an unknown name (listing the
+    valid ones and the closest), a missing file, or a file that fails validation (naming the
+    file and the key)."""
+    if not is_scenario_path(scenario):
+        return LIBRARY.resolve(str(scenario))
+    path = Path(scenario).expanduser().resolve()
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise ValueError(f"Scenario file {str(scenario)!r} does not exist.") from None
+    return _resolve_file_cached(str(path), mtime_ns)
 
 
-def resolve_scenario(name: str) -> ScenarioSpec:
-    """The spec of a named scenario (not ``mixed``); unknown names raise ``ValueError``."""
-    if name not in SCENARIOS:
-        raise unknown_name_error("scenario", name, tuple(SCENARIOS))
-    return SCENARIOS[name]
+def check_scenario(scenario: str | os.PathLike[str]) -> str:
+    """``scenario`` (as a string) if it names a scenario or is a valid scenario file, else raise
+    ``ValueError`` as :func:`resolve_scenario` does."""
+    resolve_scenario(scenario)
+    return os.fspath(scenario)
+
+
+def scenario_description(scenario: str | os.PathLike[str]) -> str:
+    """One-line description of a scenario name or file (``mixed`` included)."""
+    return resolve_scenario(scenario).description
 
 
 @dataclass(frozen=True)
 class CampaignParams:
-    """Fixed parameters of a batch of campaigns (hidden from the policy).
+    """Fixed parameters of a batch of campaigns (hidden from the policy, except the calendar).
 
-    Arrays have a leading ``(n_envs,)`` axis; per-channel arrays are ``(n_envs, n_channels)``.
+    Arrays have a leading ``(n_envs,)`` axis; per-channel arrays are ``(n_envs, n_channels)``
+    in the order of ``channels``; calendar arrays are ``(n_envs, horizon_hours)``.
     """
 
     seeds: np.ndarray  # (n,) int64
-    scenario_index: np.ndarray  # (n,) int64 into tuple(SCENARIOS)
+    scenario_index: np.ndarray  # (n,) int64 into members
     budget_cny: np.ndarray  # (n,)
     target_roi: np.ndarray  # (n,)
     price_cny: np.ndarray  # (n,) average order value
@@ -188,10 +132,17 @@ class CampaignParams:
     pool_half_saturation: np.ndarray  # (n,) customers at which half the affinity is reached
     new_customer_value_cny: np.ndarray  # (n,)
     gross_margin_frac: np.ndarray  # (n,)
-    event_start_hour: np.ndarray  # (n,) NO_EVENT_HOUR when the scenario has no event
-    coldstart_boost: np.ndarray  # (n,)
+    event_start_hour: np.ndarray  # (n,) int64 first event's start, NO_EVENT_HOUR without
+    event_length_hours: np.ndarray  # (n,) int64 first event's length (0 without)
+    warmup_hours: np.ndarray  # (n,) int64 first event's warm-up length (0 without)
+    hourly_traffic_mult: np.ndarray  # (n, horizon) calendar factor on volume
+    hourly_price_mult: np.ndarray  # (n, horizon) calendar factor on impression prices
+    hourly_cvr_mult: np.ndarray  # (n, horizon) calendar factor on CVR
+    coldstart_boost: np.ndarray  # (n,) launch boost on channels with launch support
+    coldstart_decay_hours: np.ndarray  # (n,) its exponential decay time
     horizon_hours: int
     channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS
+    members: tuple[str, ...] = ()  # scenario names that scenario_index indexes
 
     @property
     def n_envs(self) -> int:
@@ -202,9 +153,13 @@ class CampaignParams:
         return len(self.channels)
 
     @property
+    def channel_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.channels)
+
+    @property
     def scenario_names(self) -> list[str]:
-        names = tuple(SCENARIOS)
-        return [names[i] for i in self.scenario_index]
+        """The scenario each campaign plays, ``(n,)`` names."""
+        return [self.members[i] for i in self.scenario_index]
 
     def subset(self, index: np.ndarray | slice) -> CampaignParams:
         """The parameters of some campaigns of the batch (same channels and horizon)."""
@@ -220,70 +175,139 @@ def _log_uniform(u: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     return np.exp(lo + u * (hi - lo))
 
 
+def member_index(u: np.ndarray, weights: tuple[float, ...]) -> np.ndarray:
+    """Member of each campaign: the inverse CDF of the weights at the campaign's uniform.
+
+    ``(n,)`` uniforms in (0, 1) to ``(n,)`` int64 indices into ``weights``. It depends only on
+    the mixture's own members and weights, so adding scenarios elsewhere changes no campaign;
+    with equal weights it is ``floor(u * n_members)``.
+    """
+    cumulative = np.cumsum(np.asarray(weights, dtype=np.float64))
+    index = np.searchsorted(cumulative, u * cumulative[-1], side="right")
+    return np.minimum(index, len(weights) - 1).astype(np.int64)
+
+
+def _calendar(
+    members: tuple[ScenarioSpec, ...], idx: np.ndarray, u_events: np.ndarray, horizon: int
+) -> dict[str, np.ndarray]:
+    """The event calendar of each campaign: the first event's window and, hour by hour, the
+    product of the multipliers of every active event and warm-up window."""
+    n = idx.size
+    hours = np.arange(horizon)[None, :]
+    mult = {key: np.ones((n, horizon)) for key in ("traffic", "price", "cvr")}
+    first = {
+        "event_start_hour": np.full(n, NO_EVENT_HOUR, dtype=np.int64),
+        "event_length_hours": np.zeros(n, dtype=np.int64),
+        "warmup_hours": np.zeros(n, dtype=np.int64),
+    }
+    for m, spec in enumerate(members):
+        rows = np.flatnonzero(idx == m)
+        for j, event in enumerate(spec.events):
+            lo, hi = event.start_hour
+            start = np.floor(lo + u_events[rows, j] * (hi - lo + 1)).astype(np.int64)
+            since = hours - start[:, None]
+            active = (since >= 0) & (since < event.length_hours)
+            warmup = (since >= -event.warmup_hours) & (since < 0)
+            for key in mult:
+                factor = np.where(
+                    active,
+                    getattr(event.multipliers, key),
+                    np.where(warmup, getattr(event.warmup_multipliers, key), 1.0),
+                )
+                mult[key][rows] *= factor
+            if j == 0:
+                first["event_start_hour"][rows] = start
+                first["event_length_hours"][rows] = event.length_hours
+                first["warmup_hours"][rows] = event.warmup_hours
+    return {
+        **first,
+        "hourly_traffic_mult": mult["traffic"],
+        "hourly_price_mult": mult["price"],
+        "hourly_cvr_mult": mult["cvr"],
+    }
+
+
 def sample_campaigns(
-    scenario: str, seeds: np.ndarray | list[int], horizon_hours: int = HORIZON_HOURS
+    scenario: str | os.PathLike[str] | ScenarioSpec | Mixture,
+    seeds: np.ndarray | list[int],
+    horizon_hours: int | None = None,
 ) -> CampaignParams:
-    """Draw one campaign per seed from a scenario (``mixed`` picks the scenario per seed too).
+    """Draw one campaign per seed from a scenario (a mixture picks the member per seed too).
 
     Args:
-        scenario: a name from ``SCENARIO_NAMES``.
+        scenario: a name from ``SCENARIO_NAMES``, a scenario file's path, or a resolved spec.
         seeds: ``(n_envs,)`` non-negative integers; the same seed always gives the same campaign.
-        horizon_hours: episode length in hourly steps.
+        horizon_hours: episode length in hourly steps (default: the scenario's).
     """
+    if not isinstance(scenario, (ScenarioSpec, Mixture)):
+        scenario = resolve_scenario(scenario)
+    members, weights = (
+        (scenario.members, scenario.weights)
+        if isinstance(scenario, Mixture)
+        else ((scenario,), (1.0,))
+    )
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     if seeds.size and seeds.min() < 0:
         raise ValueError("Seeds must be non-negative integers.")
-    if horizon_hours < 1:
+    horizon = members[0].horizon_hours if horizon_hours is None else int(horizon_hours)
+    if horizon < 1:
         raise ValueError(f"horizon_hours must be >= 1, got {horizon_hours}.")
-    specs = list(SCENARIOS.values())
-    n, k = seeds.size, len(DEFAULT_CHANNELS)
+    channels = members[0].channels
+    n, k = seeds.size, len(channels)
+    columns = max(k, _MIN_COLUMNS)
+    n_events = max(len(spec.events) for spec in members)
+    n_streams = max(_N_STREAMS, _EVENT_STREAM + math.ceil(n_events / columns))
     keys = crn.campaign_keys(seeds, _SAMPLING_DOMAIN)
-    u = crn.uniforms(keys, crn.counters(0, 12, k))  # (n, 12, k)
-    if scenario == MIXED:
-        idx = np.minimum((u[:, 0, 0] * len(specs)).astype(np.int64), len(specs) - 1)
-    else:
-        idx = np.full(n, list(SCENARIOS).index(resolve_scenario(scenario).name), dtype=np.int64)
+    u = crn.uniforms(keys, crn.counters(0, n_streams, columns))  # (n, streams, columns)
+    idx = member_index(u[:, 0, 0], weights)
 
-    def per_scenario(attr: str) -> np.ndarray:
-        table = np.array([getattr(spec, attr) for spec in specs], dtype=np.float64)
+    def per_member(attr: str) -> np.ndarray:
+        get = attrgetter(attr)
+        table = np.array([get(spec) for spec in members], dtype=np.float64)
         return table[idx].reshape(n, -1)
 
-    budget = _log_uniform(u[:, 1, 0], per_scenario("budget_cny"))
-    roi_lo, roi_hi = per_scenario("target_roi").T
+    def table(field: str) -> np.ndarray:
+        return channel_array(field, channels)[None, :]
+
+    budget = _log_uniform(u[:, 1, 0], per_member("budget_cny"))
+    roi_lo, roi_hi = per_member("target_roi").T
     target_roi = roi_lo + u[:, 1, 1] * (roi_hi - roi_lo)
-    price = _log_uniform(u[:, 1, 2], per_scenario("price_cny"))
-    q_lo, q_hi = per_scenario("creative_quality").T
+    price = _log_uniform(u[:, 1, 2], per_member("price_cny"))
+    q_lo, q_hi = per_member("creative_quality").T
     quality = q_lo + u[:, 1, 3] * (q_hi - q_lo)
-    pool_lo, pool_hi = per_scenario("returning_pool_per_kcny").T
+    pool_lo, pool_hi = per_member("returning_pool_per_kcny").T
     pool = (pool_lo + u[:, 1, 4] * (pool_hi - pool_lo)) * budget / 1000.0
 
     # Market size grows with budget, a little slower: bigger advertisers saturate more.
-    scale = (budget / REFERENCE_BUDGET_CNY) ** 0.9
-    volume = channel_array("volume_per_hour")[None, :] * scale[:, None]
-    volume = volume * np.exp(0.2 * crn.normals(u[:, 2, :]))
+    scale = (budget / REFERENCE_BUDGET_CNY) ** per_member("model.volume_budget_exponent")[:, 0]
+    volume = table("volume_per_hour") * scale[:, None]
+    volume = volume * np.exp(per_member("model.volume_log_sd") * crn.normals(u[:, 2, :k]))
     # Weak creatives earn worse slots: less volume as well as fewer clicks.
     volume = volume * np.sqrt(quality)[:, None]
-    price_median = channel_array("price_median_cny")[None, :] * np.exp(0.15 * crn.normals(u[:, 3]))
-    ctr = channel_array("ctr")[None, :] * quality[:, None] * np.exp(0.1 * crn.normals(u[:, 4]))
+    price_median = table("price_median_cny") * np.exp(
+        per_member("model.price_log_sd") * crn.normals(u[:, 3, :k])
+    )
+    ctr = (
+        table("ctr")
+        * quality[:, None]
+        * np.exp(per_member("model.ctr_log_sd") * crn.normals(u[:, 4, :k]))
+    )
 
     # Conversion falls roughly in inverse proportion to price (same GMV per click order of
     # magnitude), times campaign-wide and per-channel multipliers the policy cannot observe.
-    price_factor = (REFERENCE_PRICE_CNY / price) ** 0.95
-    campaign_mult = per_scenario("cvr_prior_median")[:, 0] * np.exp(
-        per_scenario("cvr_prior_sigma")[:, 0] * crn.normals(u[:, 5, 0])
+    price_factor = (REFERENCE_PRICE_CNY / price) ** per_member("model.cvr_price_elasticity")[:, 0]
+    campaign_mult = per_member("cvr_prior_median")[:, 0] * np.exp(
+        per_member("cvr_prior_sigma")[:, 0] * crn.normals(u[:, 5, 0])
     )
-    channel_mult = np.exp(per_scenario("channel_cvr_spread") * crn.normals(u[:, 6]))
+    channel_mult = np.exp(per_member("channel_cvr_spread") * crn.normals(u[:, 6, :k]))
     cvr_mult = (price_factor * campaign_mult)[:, None] * channel_mult
-    cvr_new = np.minimum(channel_array("cvr_new")[None, :] * cvr_mult, 0.5)
-    cvr_returning = np.minimum(channel_array("cvr_returning")[None, :] * cvr_mult, 0.8)
+    cvr_new = np.minimum(table("cvr_new") * cvr_mult, per_member("model.cvr_new_cap"))
+    cvr_returning = np.minimum(
+        table("cvr_returning") * cvr_mult, per_member("model.cvr_returning_cap")
+    )
+    u_events = u[:, _EVENT_STREAM:, :].reshape(n, -1)
+    half_saturation = per_member("model.pool_half_saturation_per_kcny")[:, 0] * budget / 1000.0
 
-    event = per_scenario("event")[:, 0] > 0
-    ev_lo, ev_hi = EVENT_START_HOUR
-    event_start = np.where(
-        event, np.floor(ev_lo + u[:, 7, 0] * (ev_hi - ev_lo + 1)), NO_EVENT_HOUR
-    ).astype(np.int64)
-
-    mean_delay = per_scenario("mean_delay_hours")[:, 0]
     return CampaignParams(
         seeds=seeds,
         scenario_index=idx,
@@ -295,31 +319,38 @@ def sample_campaigns(
         ctr=ctr,
         cvr_new=cvr_new,
         cvr_returning=cvr_returning,
-        immediate_frac=per_scenario("immediate_frac")[:, 0],
-        delay_hazard_per_hour=1.0 / mean_delay,
+        immediate_frac=per_member("immediate_frac")[:, 0],
+        delay_hazard_per_hour=1.0 / per_member("mean_delay_hours")[:, 0],
         returning_pool_init=np.floor(pool),
-        pool_half_saturation=np.maximum(200.0 * budget / 1000.0, 1.0),
-        new_customer_value_cny=per_scenario("new_customer_value_frac")[:, 0] * price,
-        gross_margin_frac=per_scenario("gross_margin_frac")[:, 0],
-        event_start_hour=event_start,
-        coldstart_boost=per_scenario("coldstart_boost")[:, 0],
-        horizon_hours=int(horizon_hours),
+        pool_half_saturation=np.maximum(half_saturation, 1.0),
+        new_customer_value_cny=per_member("new_customer_value_frac")[:, 0] * price,
+        gross_margin_frac=per_member("gross_margin_frac")[:, 0],
+        **_calendar(members, idx, u_events, horizon),
+        coldstart_boost=per_member("launch_support.boost")[:, 0],
+        coldstart_decay_hours=per_member("launch_support.decay_hours")[:, 0],
+        horizon_hours=horizon,
+        channels=channels,
+        members=tuple(spec.name for spec in members),
     )
 
 
 __all__ = [
     "ATTRIBUTION_WINDOW_HOURS",
     "CHANNEL_NAMES",
+    "COLDSTART_DECAY_HOURS",
     "CampaignParams",
     "EVAL_SEED_START",
     "HORIZON_HOURS",
+    "LIBRARY",
     "MIXED",
+    "Mixture",
     "SCENARIOS",
     "SCENARIO_NAMES",
     "ScenarioSpec",
     "TRAIN_SEED_LIMIT",
     "VALIDATION_SEED_START",
     "check_scenario",
+    "member_index",
     "resolve_scenario",
     "sample_campaigns",
     "scenario_description",

@@ -31,8 +31,6 @@ TRAIN_EXTRA_MODULES = frozenset(
         "onnx",
         "onnxscript",
         "onnxruntime",
-        "yaml",
-        "pydantic",
         "matplotlib",
         "tqdm",
     }

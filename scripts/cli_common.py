@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from budgetgym.envs.compilation import compile_kernels
+from budgetgym.envs.scenario_specs import is_scenario_path
 
 #: Where evaluations and comparisons go by default (git-ignored, beside the training runs).
 EVAL_ROOT = Path("runs") / "eval"
@@ -42,6 +43,14 @@ def add_verb(
     return subparsers.add_parser(
         name, help=help, description=description, formatter_class=HelpFormatter
     )
+
+
+def scenario_argument(value: str | None) -> str | None:
+    """A ``--scenario`` value to record: a name as given, a scenario file's path made absolute
+    (so that a run resumed from another directory finds it)."""
+    if value is None or not is_scenario_path(value):
+        return value
+    return str(Path(value).expanduser().resolve())
 
 
 def check_positive(name: str, value: int | None) -> None:

@@ -48,7 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="Baseline name, 'oracle', a training run directory or an exported .onnx file.",
     )
-    p.add_argument("--scenario", default="mixed", help="Scenario name (see list-scenarios).")
+    p.add_argument(
+        "--scenario",
+        default="mixed",
+        help="Scenario name (see 'budgetgym scenario list') or a scenario file's path.",
+    )
     _add_campaign_options(p, f"{EVAL_ROOT}/<policy>-<YYYYmmdd-HHMMSS>")
     p.set_defaults(handler=evaluate_cmd)
 
@@ -66,7 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the timing (timing.json) and plots. Prints the elapsed time at the end."
         ),
     )
-    p.add_argument("--scenarios", default="all", help="'all' or comma-separated scenario names.")
+    p.add_argument(
+        "--scenarios",
+        default="all",
+        help="'all' or comma-separated scenario names or scenario files' paths.",
+    )
     p.add_argument(
         "--policy",
         action="append",

@@ -14,6 +14,7 @@ from budgetgym.scripts.cli_common import (
     check_positive,
     check_writable,
     compile_simulator,
+    scenario_argument,
 )
 
 if TYPE_CHECKING:  # the config schema imports pydantic: loaded by the handlers only
@@ -29,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train from --config (a file, or the name of a bundled config such as ppo_default), "
             "or continue a run with --resume DIR. Precedence: the config schema's defaults < the "
-            "YAML < --set KEY=VALUE < the dedicated flags (--seed, --total-timesteps). The run "
+            "YAML < --set KEY=VALUE < the dedicated flags (--scenario, --seed, --total-timesteps). "
+            "The run "
             "directory records the resolved config (config.yaml) and the command (command.txt)."
         ),
     )
@@ -59,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overwrite",
         action="store_true",
         help="Start afresh in a --run-dir that already holds a run, removing that run's files.",
+    )
+    p.add_argument(
+        "--scenario",
+        help="Override the config's env.scenario: a scenario name (see 'budgetgym scenario list') "
+        "or the path of a scenario file (recorded as an absolute path).",
     )
     p.add_argument("--seed", type=int, help="Override the config's seed.")
     p.add_argument(
@@ -121,10 +128,17 @@ def train_command(args: argparse.Namespace) -> int:
     check_positive("--torch-threads", args.torch_threads)
     progress = not args.no_progress
     if args.resume:
-        if args.seed is not None or args.seeds or args.run_dir or args.set or args.overwrite:
+        if (
+            args.seed is not None
+            or args.seeds
+            or args.run_dir
+            or args.set
+            or args.overwrite
+            or args.scenario
+        ):
             raise CLIError(
-                "--resume takes only --total-timesteps: the seed, run dir and config are the "
-                "run's own."
+                "--resume takes only --total-timesteps: the seed, scenario, run dir and config "
+                "are the run's own."
             )
         run = run_of_checkpoint(Path(args.resume))
         recorded = RunPaths(Path(args.resume)).config
@@ -147,7 +161,11 @@ def train_command(args: argparse.Namespace) -> int:
 
     if args.seeds and args.seed is not None:
         raise CLIError("Use either --seed or --seeds, not both.")
-    flags = {"seed": args.seed, "total_timesteps": args.total_timesteps}
+    flags = {
+        "env.scenario": scenario_argument(args.scenario),
+        "seed": args.seed,
+        "total_timesteps": args.total_timesteps,
+    }
     config = load_config(args.config, flags, dotlist=args.set)
     check_device_available(config.device)
     config_path = resolve_config_path(args.config)

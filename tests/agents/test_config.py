@@ -17,6 +17,7 @@ from budgetgym.agents.config import (
     parse_dotlist,
     validate_config,
 )
+from budgetgym.envs import resolve_scenario
 
 
 def write(tmp_path: Path, data: dict | str) -> Path:
@@ -212,3 +213,22 @@ def test_configs_are_frozen() -> None:
     config = validate_config({})
     with pytest.raises(Exception):  # noqa: B017 (pydantic's ValidationError)
         config.seed = 3  # type: ignore[misc]
+
+
+def test_a_scenario_file_is_accepted_where_a_name_is(tmp_path: Path) -> None:
+    scenario = tmp_path / "my_scenario.yaml"
+    scenario.write_text(resolve_scenario("hit_product").to_yaml().replace("hit_product", "mine"))
+    config = validate_config(
+        {
+            "env": {"scenario": [str(scenario), "mixed"]},
+            "eval": {"final_scenarios": [str(scenario)]},
+        }
+    )
+    assert config.env.scenarios == (str(scenario), "mixed")
+    scenario.write_text(scenario.read_text().replace("gross_margin_frac: 0.45", "gross_margin: 1"))
+    with pytest.raises(ValueError) as err:
+        validate_config({"env": {"scenario": str(scenario)}})
+    for fragment in ("env.scenario", str(scenario), "gross_margin: unknown key"):
+        assert fragment in str(err.value), str(err.value)
+    with pytest.raises(ValueError, match="does not exist"):
+        validate_config({"eval": {"final_scenarios": [str(tmp_path / "absent.yaml")]}})

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from budgetgym.envs import OBS_DIM, OBS_FEATURES, MultiChannelBudgetEnv
-from budgetgym.envs.campaigns import CHANNEL_FEATURES, GLOBAL_FEATURES
 from budgetgym.envs.channels import CHANNEL_NAMES
+from budgetgym.envs.features import CHANNEL_FEATURES, FEATURES, GLOBAL_FEATURES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,6 +25,23 @@ def _table_names(section: str, header: str) -> list[str]:
     assert table, f"no table headed '{header}'"
     rows = [line.split("|")[1] for line in table.group(1).splitlines()[1:]]
     return [name for cell in rows for name in re.findall(r"``([a-z_]+)``", cell)]
+
+
+def _table_rows(section: str, header: str) -> dict[str, str]:
+    """Feature name -> its meaning, from the table whose header starts with ``header``."""
+    table = re.search(rf"^[ \t]*\| {header} \|.*?\n((?:[ \t]*\|.*\n?)+)", section, re.M)
+    assert table, f"no table headed '{header}'"
+    cells = [line.split("|")[1:3] for line in table.group(1).splitlines()[1:]]
+    return {name.strip().strip("`"): meaning.strip() for name, meaning in cells}
+
+
+def test_env_docstring_rows_are_the_feature_table():
+    """One row per entry of ``features.FEATURES``, with its doc line, in table order."""
+    section = _section(MultiChannelBudgetEnv.__doc__, "Observation Space")
+    for kind in ("campaign", "channel"):
+        rows = _table_rows(section, f"{kind} feature")
+        table = {f.name: f.doc for f in FEATURES if f.kind == kind}
+        assert list(rows.items()) == list(table.items())
 
 
 def test_env_docstring_lists_every_observation_feature():
