@@ -35,17 +35,7 @@ from budgetgym.envs.core import (
     CampaignState,
     channel_table,
 )
-from budgetgym.envs.scenarios import (
-    ATTRIBUTION_WINDOW_HOURS,
-    COLDSTART_DECAY_HOURS,
-    EVENT_CVR_MULT,
-    EVENT_LENGTH_HOURS,
-    EVENT_PRICE_MULT,
-    EVENT_TRAFFIC_MULT,
-    WARMUP_CVR_MULT,
-    WARMUP_HOURS,
-    CampaignParams,
-)
+from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
 
 # Streams of the hour's uniforms: ``uniforms[:, stream, channel]``.
 VOLUME, PRICE, CLICKS, PURCHASES, RETURNING, ORDER_VALUE, IMMEDIATE, ARRIVAL, SETTLE = range(9)
@@ -142,14 +132,12 @@ def market(params: CampaignParams, hour: int, u: np.ndarray):
     ch = channel_table(params.channels)
     evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak at 20:00
     weekend = 1.15 if (hour // 24) % 7 >= 5 else 1.0
-    since = (hour - params.event_start_hour)[:, None]
-    event = (since >= 0) & (since < EVENT_LENGTH_HOURS)
-    warmup = (since >= -WARMUP_HOURS) & (since < 0)
-    traffic = np.where(event, EVENT_TRAFFIC_MULT, np.where(warmup, 1.2, 1.0))
-    price_mult = np.where(event, EVENT_PRICE_MULT, np.where(warmup, 1.1, 1.0))
-    cvr_mult = np.where(event, EVENT_CVR_MULT, np.where(warmup, WARMUP_CVR_MULT, 1.0))
-    decay = math.exp(-hour / COLDSTART_DECAY_HOURS)  # of the launch boost
-    launch = 1.0 + params.coldstart_boost[:, None] * decay * ch.launch_support
+    # The scenario's calendar: the multipliers of its events and their warm-ups this hour.
+    traffic = params.hourly_traffic_mult[:, hour, None]
+    price_mult = params.hourly_price_mult[:, hour, None]
+    cvr_mult = params.hourly_cvr_mult[:, hour, None]
+    decay = np.exp(-hour / params.coldstart_decay_hours)  # of the launch boost
+    launch = 1.0 + (params.coldstart_boost * decay)[:, None] * ch.launch_support
     sigma = ch.volume_noise_sigma
     volume_noise = np.exp(sigma * ndtri(u[:, VOLUME]) - 0.5 * sigma * sigma)
     volume = params.volume_per_hour * (1.0 + 0.6 * ch.diurnal_strength * evening) * weekend
