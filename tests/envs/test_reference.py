@@ -44,12 +44,12 @@ COUNT_INFO = (*COUNTS, "purchases", "conversions_total", "new_customers_total",
               "hour")  # fmt: skip
 
 
-def spend_requests(rng: np.random.Generator, budget_left: np.ndarray, hours_left: int):
-    """Random requests ``(n, 6)``: nothing, even pacing, bursts and requests beyond the budget
+def spend_requests(rng: np.random.Generator, budget_left: np.ndarray, hours_left: int, k: int):
+    """Random requests ``(n, k)``: nothing, even pacing, bursts and requests beyond the budget
     left, split over random channels (some requested nothing)."""
     n = budget_left.size
     pace = rng.choice([0.0, 0.3, 1.0, 4.0, 1e3], size=n, p=[0.15, 0.25, 0.3, 0.2, 0.1])
-    shares = rng.dirichlet(np.full(6, 0.7), size=n) * (rng.random((n, 6)) > 0.2)
+    shares = rng.dirichlet(np.full(k, 0.7), size=n) * (rng.random((n, k)) > 0.2)
     return pace[:, None] * (budget_left / hours_left)[:, None] * shares
 
 
@@ -60,25 +60,23 @@ def assert_same(name: str, kernel: np.ndarray, ref: np.ndarray, exact: bool) -> 
         np.testing.assert_allclose(kernel, ref, rtol=MONEY_RTOL, atol=MONEY_ATOL_CNY, err_msg=name)
 
 
-@pytest.mark.parametrize("scenario", SCENARIO_NAMES)
-def test_kernel_matches_reference_over_an_episode(scenario):
-    mode = REWARD_MODES[SCENARIO_NAMES.index(scenario) % len(REWARD_MODES)]
+def run_side_by_side(scenario, seeds: np.ndarray, mode: str, rng: np.random.Generator) -> None:
+    """One episode of the kernel and the reference on the same campaigns and requests,
+    comparing every state field, info field, reward and observation after each hour."""
     penalty_coef = 1.5
     kernel = BatchedCampaigns(scenario, reward_mode=mode, roi_penalty_coef=penalty_coef)
     shadow = BatchedCampaigns(scenario)
-    seeds = np.arange(N_CAMPAIGNS) * 7919 + 1000 * SCENARIO_NAMES.index(scenario)
     kernel.reset(seeds)
     shadow.reset(seeds)
     params, ref_state = kernel.params, shadow.state
-    rng = np.random.default_rng(SCENARIO_NAMES.index(scenario))
-    horizon = params.horizon_hours
+    n, k, horizon = seeds.size, params.n_channels, params.horizon_hours
     for hour in range(horizon):
         if hour % 3 == 2:  # through the policy's actions, mapped to spend inside the kernel
-            actions = rng.uniform(-1.0, 1.0, size=(N_CAMPAIGNS, 7))
+            actions = rng.uniform(-1.0, 1.0, size=(n, k + 1))
             obs, reward, done, info = kernel.step(actions)
             request = action_to_spend_request(actions, ref_state.budget_left_cny, horizon - hour)
         else:
-            request = spend_requests(rng, ref_state.budget_left_cny, horizon - hour)
+            request = spend_requests(rng, ref_state.budget_left_cny, horizon - hour, k)
             obs, reward, done, info = kernel.step_spend(request)
         step = reference_step(params, ref_state, request, hour)
         ref_state = shadow.state = step.state
@@ -100,6 +98,14 @@ def test_kernel_matches_reference_over_an_episode(scenario):
         np.testing.assert_allclose(obs, shadow.observe(), rtol=OBS_RTOL, atol=OBS_ATOL)
     assert done.all() and ref_state.hour == horizon
     assert (ref_state.pending_conversions == 0).all()
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_NAMES)
+def test_kernel_matches_reference_over_an_episode(scenario):
+    index = SCENARIO_NAMES.index(scenario)
+    seeds = np.arange(N_CAMPAIGNS) * 7919 + 1000 * index
+    mode = REWARD_MODES[index % len(REWARD_MODES)]
+    run_side_by_side(scenario, seeds, mode, np.random.default_rng(index))
 
 
 def test_reference_draws_follow_their_definitions():
