@@ -15,8 +15,6 @@ import numpy as np
 from budgetgym.envs.channels import CHANNEL_NAMES
 from budgetgym.envs.core import (
     ACTION_DIM,
-    CALENDAR,
-    CHANNEL_TABLE,
     CLICKS,
     CONVERSIONS,
     GMV,
@@ -27,7 +25,9 @@ from budgetgym.envs.core import (
     SPEND,
     BatchKernel,
     CampaignState,
+    ChannelTable,
     action_row_to_request,
+    channel_table,
     check_actions,
     chunk_bounds,
     hour_counters,
@@ -50,10 +50,8 @@ from budgetgym.envs.features import (  # the names and sizes, also read from her
 )
 from budgetgym.envs.scenarios import (
     ATTRIBUTION_WINDOW_HOURS,
-    EVENT_LENGTH_HOURS,
     HORIZON_HOURS,
     REFERENCE_PRICE_CNY,
-    WARMUP_HOURS,
     CampaignParams,
     check_scenario,
     sample_campaigns,
@@ -65,10 +63,6 @@ OBS_LOW, OBS_HIGH = DEFAULT_LAYOUT.low, DEFAULT_LAYOUT.high
 LATE_SHARE = 0.65
 #: Shrinkage of ``log_matured_roi`` toward the target: hours of even-pacing spend at ROI = target.
 ROI_PRIOR_HOURS = 3.0
-
-
-# Passed as an argument: numba's cache would not see an edit of these constants in scenarios.py.
-_OBS_CALENDAR = (float(EVENT_LENGTH_HOURS), float(WARMUP_HOURS), REFERENCE_PRICE_CNY)
 
 
 def _clock(hour):
@@ -96,7 +90,9 @@ def _log1p_count(count):
     return inline_log(1.0 + count)
 
 
-def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calendar, col, sc, out):
+def _observe_campaigns(
+    start, stop, hour, horizon, clock, params, state, reference_price, col, sc, out
+):
     """Fill ``out[start:stop]``: each feature into its column ``col`` (``ObsColumns``), its raw
     quantity times its scale ``sc`` (``ObsScales``) where it has one (see ``features.py``)."""
     budget, target_roi, price = params.budget_cny, params.target_roi, params.price_cny
@@ -105,7 +101,7 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
     budget_left, last, totals = state.budget_left_cny, state.last, state.totals
     recent_spend = state.recent_spend_cny
     n_ch = last.shape[2]
-    event_length, warmup_length, reference_price = calendar
+    event_length, warmup_length = params.event_length_hours, params.warmup_hours
     for i in range(start, stop):
         b, roi = budget[i], target_roi[i]
         even_rate = b / horizon
@@ -117,8 +113,8 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
         out[i, col.hour_sin], out[i, col.hour_cos] = clock[0], clock[1]
         out[i, col.weekday_sin], out[i, col.weekday_cos] = clock[2], clock[3]
         out[i, col.progress] = hour / horizon
-        out[i, col.event_active] = 1.0 if 0 <= since < event_length else 0.0
-        out[i, col.event_warmup] = 1.0 if -warmup_length <= since < 0 else 0.0
+        out[i, col.event_active] = 1.0 if 0 <= since < event_length[i] else 0.0
+        out[i, col.event_warmup] = 1.0 if -warmup_length[i] <= since < 0 else 0.0
         out[i, col.hours_to_event] = min(max(-since / horizon, -1.0), 1.0)
         out[i, col.budget_left_frac] = budget_left[i] / b
         out[i, col.pace_gap] = budget_left[i] / b - (horizon - hour) / horizon
@@ -165,12 +161,14 @@ def _observe_campaigns(start, stop, hour, horizon, clock, params, state, calenda
             out[i, col.channel_recent_spend_frac + k] = recent_spend[i, k] * inv_b
 
 
-def _observe_loop(hour, horizon, params, state, calendar, col, sc, out):
+def _observe_loop(hour, horizon, params, state, reference_price, col, sc, out):
     """Fill ``out (n, OBS_DIM)`` for every campaign."""
     clock, n = _clock(hour), out.shape[0]
     for chunk in numba.prange(n_chunks(n)):
         start, stop = chunk_bounds(chunk, n)
-        _observe_campaigns(start, stop, hour, horizon, clock, params, state, calendar, col, sc, out)
+        _observe_campaigns(
+            start, stop, hour, horizon, clock, params, state, reference_price, col, sc, out
+        )
 
 
 def obs_index(name: str) -> int | slice:
@@ -283,6 +281,7 @@ class BatchedCampaigns:
         self.layout = DEFAULT_LAYOUT
         self._columns = self.layout.columns()
         self.params: CampaignParams | None = None
+        self._channel_table: tuple[tuple, ChannelTable] | None = None
         self.state: CampaignState | None = None
 
     @property
@@ -338,14 +337,20 @@ class BatchedCampaigns:
         s.last = np.empty_like(s.last)
         _STEP.for_batch(n)(
             s.hour, p.horizon_hours, float(ATTRIBUTION_WINDOW_HOURS), actions, request,
-            kernel_params(p), kernel_state(s), CHANNEL_TABLE, CALENDAR, purchases, purchase_gmv,
-            REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, _OBS_CALENDAR,
+            kernel_params(p), kernel_state(s), self._kernel_channels(), purchases, purchase_gmv,
+            REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, REFERENCE_PRICE_CNY,
             self._columns, OBS_SCALES, totals, reward, obs,
         )  # fmt: skip
         s.hour += 1
         done = np.full(n, s.hour >= self.horizon_hours)
         cohort = {"purchases": purchases, "purchase_gmv_cny": purchase_gmv}
         return obs, reward, done, self._info(totals, cohort)
+
+    def _kernel_channels(self) -> ChannelTable:
+        """The channel table of ``params.channels`` (computed again when they change)."""
+        if self._channel_table is None or self._channel_table[0] is not self.params.channels:
+            self._channel_table = (self.params.channels, channel_table(self.params.channels))
+        return self._channel_table[1]
 
     def _summarize(self, done: bool) -> tuple[np.ndarray, np.ndarray]:
         """Totals ``(n, len(TOTAL_KEYS))`` for the info, and the reward ``(n,)``."""
@@ -362,7 +367,7 @@ class BatchedCampaigns:
         obs = np.empty((self.n_envs, OBS_DIM), dtype=np.float32)
         _OBSERVE.for_batch(self.n_envs)(
             self.state.hour, self.horizon_hours, kernel_params(self.params),
-            kernel_state(self.state), _OBS_CALENDAR, self._columns, OBS_SCALES, obs,
+            kernel_state(self.state), REFERENCE_PRICE_CNY, self._columns, OBS_SCALES, obs,
         )  # fmt: skip
         return obs
 
@@ -472,13 +477,13 @@ def _summary_loop(mode, penalty_coef, done, params, state, out, reward):
 
 
 def _step_loop(
-    hour, horizon, window_hours, action, request, params, state, ch, cal, purchases,
-    purchase_gmv, mode, penalty_coef, obs_calendar, col, sc, totals_out, reward, obs,
+    hour, horizon, window_hours, action, request, params, state, ch, purchases,
+    purchase_gmv, mode, penalty_coef, reference_price, col, sc, totals_out, reward, obs,
 ):  # fmt: skip
     """One hour of every campaign in one pass: actions (checked, or ``None`` to step the given
     ``request``) -> spend request -> dynamics -> totals and reward -> next observation."""
     settle = hour + 1 >= horizon
-    counter, profile = hour_counters(hour, request.shape[1]), hour_profile(hour, cal)
+    counter, profile = hour_counters(hour, request.shape[1]), hour_profile(hour)
     clock = _clock(hour + 1)
     budget_left, n = state.budget_left_cny, request.shape[0]
     for chunk in numba.prange(n_chunks(n)):
@@ -487,13 +492,13 @@ def _step_loop(
             for i in range(start, stop):
                 action_row_to_request(action, i, budget_left[i], horizon - hour, request)
         simulate_campaigns(
-            start, stop, hour, window_hours, settle, counter, profile, params, state, ch, cal,
+            start, stop, hour, window_hours, settle, counter, profile, params, state, ch,
             request, purchases, purchase_gmv,
         )  # fmt: skip
         _summary_campaigns(start, stop, mode, penalty_coef, settle, params, state, totals_out,
                            reward)  # fmt: skip
         _observe_campaigns(
-            start, stop, hour + 1, horizon, clock, params, state, obs_calendar, col, sc, obs
+            start, stop, hour + 1, horizon, clock, params, state, reference_price, col, sc, obs
         )
 
 

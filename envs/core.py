@@ -37,16 +37,7 @@ from numba.extending import intrinsic
 
 from budgetgym.envs import random as crn
 from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec, channel_array
-from budgetgym.envs.scenarios import (
-    COLDSTART_DECAY_HOURS,
-    EVENT_CVR_MULT,
-    EVENT_LENGTH_HOURS,
-    EVENT_PRICE_MULT,
-    EVENT_TRAFFIC_MULT,
-    WARMUP_CVR_MULT,
-    WARMUP_HOURS,
-    CampaignParams,
-)
+from budgetgym.envs.scenarios import CampaignParams
 
 N_CHANNELS = len(CHANNEL_NAMES)
 ACTION_DIM = N_CHANNELS + 1
@@ -90,8 +81,7 @@ class ChannelTable(NamedTuple):
 def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> ChannelTable:
     """The kernels' :class:`ChannelTable` of a channel list."""
     sigma = channel_array("price_sigma", channels)
-    # Platform launch support reaches the on-platform slots (search, feed, live, short video).
-    launch = np.array([c.name not in ("affiliate", "social") for c in channels], dtype=np.float64)
+    launch = np.array([c.launch_support for c in channels], dtype=np.float64)
     return ChannelTable(
         price_sigma=sigma,
         volume_noise_sigma=channel_array("volume_noise_sigma", channels),
@@ -103,25 +93,6 @@ def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> Chann
     )
 
 
-CHANNEL_TABLE = channel_table()
-
-
-class Calendar(NamedTuple):
-    """The promotion calendar and the launch boost's decay, as the kernels read them."""
-
-    event_length_hours: float
-    warmup_hours: float
-    event_traffic_mult: float
-    event_price_mult: float
-    event_cvr_mult: float
-    warmup_cvr_mult: float
-    coldstart_decay_hours: float
-
-
-CALENDAR = Calendar(
-    float(EVENT_LENGTH_HOURS), float(WARMUP_HOURS), EVENT_TRAFFIC_MULT, EVENT_PRICE_MULT,
-    EVENT_CVR_MULT, WARMUP_CVR_MULT, COLDSTART_DECAY_HOURS,
-)  # fmt: skip
 # Memory of the observed recent spend: spend whose conversions have mostly not arrived yet at the
 # reference delay (24 h mean), so that observed ROI can be corrected for attribution lag.
 RECENT_SPEND_DECAY = 1.0 - 1.0 / 24.0
@@ -439,11 +410,18 @@ def hour_counters(hour, n_channels):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def hour_profile(hour, cal):
-    """Calendar factors shared by every campaign: daily cycle, weekend, launch-boost decay."""
+def hour_profile(hour):
+    """Factors of the hour shared by every campaign: daily cycle, weekend."""
     evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak 20:00, trough 08:00
     weekly = 1.15 if (hour // 24) % 7 >= 5 else 1.0
-    return evening, weekly, inline_exp(-hour / cal.coldstart_decay_hours)
+    return evening, weekly
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def launch_boost(params, i, hour):
+    """Campaign ``i``'s launch boost at ``hour``: ``coldstart_boost * exp(-hour / decay)``
+    (extra volume, as a share, on channels with launch support)."""
+    return params.coldstart_boost[i] * inline_exp(-hour / params.coldstart_decay_hours[i])
 
 
 # Inverse standard normal CDF: Acklam's rational approximation (relative error < 1.2e-9), with
@@ -576,33 +554,18 @@ def _channel_market(ch, counter, k):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _calendar_factors(cal):
-    """The calendar's event and warm-up windows and multipliers, as a tuple of scalars."""
-    return (
-        cal.event_length_hours, cal.warmup_hours, cal.event_traffic_mult, cal.event_price_mult,
-        cal.event_cvr_mult, cal.warmup_cvr_mult,
-    )  # fmt: skip
-
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
 def _market_cell(
-    hour, profile, calendar, channel, key, volume_ref, price_ref, event_start, boost, noise
+    profile, channel, key, volume_ref, price_ref, traffic, price_mult, cvr, boost, noise
 ):  # fmt: skip
-    """Volume, cost of the whole market and CVR multiplier of one channel-hour (``calendar``
-    and ``channel`` from ``_calendar_factors`` and ``_channel_market``). ``noise`` scales the
-    hour's volume and price noise: 1.0 for the realized market, 0.0 for the certainty-equivalent
-    one (volume noise at its mean 1, price noise at its median 1). Without branches: it runs in
-    SIMD lanes."""
-    evening, weekly, decay = profile
-    event_len, warmup_len, event_traffic, event_price, event_cvr, warmup_cvr = calendar
+    """Volume, cost of the whole market and CVR multiplier of one channel-hour (``channel``
+    from ``_channel_market``; ``traffic``, ``price_mult``, ``cvr`` the campaign-hour's calendar
+    multipliers, ``boost`` its :func:`launch_boost`). ``noise`` scales the hour's volume and
+    price noise: 1.0 for the realized market, 0.0 for the certainty-equivalent one (volume
+    noise at its mean 1, price noise at its median 1). Without branches: it runs in SIMD
+    lanes."""
+    evening, weekly = profile
     boosted, vs, diurnal, mean_price, counter_volume, counter_price = channel
-    since = hour - event_start
-    event = (since >= 0) & (since < event_len)
-    warmup = (since >= -warmup_len) & (since < 0)
-    traffic = event_traffic if event else (1.2 if warmup else 1.0)
-    price_mult = event_price if event else (1.1 if warmup else 1.0)
-    cvr = event_cvr if event else (warmup_cvr if warmup else 1.0)
-    launch = 1.0 + boost * decay * boosted
+    launch = 1.0 + boost * boosted
     vs = vs * noise
     volume_noise = inline_exp(vs * _ndtri_lanes(_uniform(key, counter_volume)) - 0.5 * vs * vs)
     volume = volume_ref * (1.0 + 0.6 * diurnal * evening) * weekly * traffic
@@ -640,7 +603,13 @@ class KernelParams(NamedTuple):
     delay_hazard_per_hour: np.ndarray  # (n,)
     pool_half_saturation: np.ndarray  # (n,)
     event_start_hour: np.ndarray  # (n,) int64
+    event_length_hours: np.ndarray  # (n,) int64
+    warmup_hours: np.ndarray  # (n,) int64
+    hourly_traffic_mult: np.ndarray  # (n, horizon)
+    hourly_price_mult: np.ndarray  # (n, horizon)
+    hourly_cvr_mult: np.ndarray  # (n, horizon)
     coldstart_boost: np.ndarray  # (n,)
+    coldstart_decay_hours: np.ndarray  # (n,)
     gross_margin_frac: np.ndarray  # (n,)
     new_customer_value_cny: np.ndarray  # (n,)
 
@@ -675,17 +644,17 @@ def kernel_state(state: CampaignState) -> KernelState:
 # The vectorized pass of ``simulate_campaigns`` reads a chunk's inputs from and writes its
 # results to one ``(n_channels, _N_LANE_FIELDS, CAMPAIGNS_PER_CHUNK)`` scratch array: rows the
 # compiler can load into SIMD registers, at constant distances it can prove do not overlap.
-(_L_VOLUME_REF, _L_PRICE_REF, _L_REQUEST, _L_CTR, _L_CVR_NEW, _L_CVR_RET, _L_EVENT_START,
- _L_BOOST, _L_RETURNING_BASE) = range(9)  # fmt: skip
+(_L_VOLUME_REF, _L_PRICE_REF, _L_REQUEST, _L_CTR, _L_CVR_NEW, _L_CVR_RET, _L_TRAFFIC,
+ _L_PRICE_MULT, _L_CVR_MULT, _L_BOOST, _L_RETURNING_BASE) = range(11)  # fmt: skip
 (_C_VOLUME, _C_MAX_SPEND, _C_ALLOCATED, _C_WIN_Z, _C_U_CLICKS, _C_Z_CLICKS, _C_LOGQ_CLICKS,
  _C_P_BUY, _C_LOGQ_BUY, _C_RET_SHARE, _C_LOGQ_RET, _C_U_BUY, _C_U_RET, _C_Z_ORDER, _C_U_IMM,
- _C_U_ARR) = range(9, 25)  # fmt: skip
-_N_LANE_FIELDS = 25
+ _C_U_ARR) = range(11, 27)  # fmt: skip
+_N_LANE_FIELDS = 27
 
 
 @numba.njit(cache=True, error_model="numpy")
 def simulate_campaigns(
-    start, stop, hour, window_hours, settle, counter, profile, params, state, ch, cal, request,
+    start, stop, hour, window_hours, settle, counter, profile, params, state, ch, request,
     purchases_out, purchase_gmv_out,
 ):  # fmt: skip
     """Advance campaigns ``start:stop`` by one hour in place (``state`` and ``params`` as
@@ -699,8 +668,9 @@ def simulate_campaigns(
     volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
     ctr, cvr_new, cvr_ret = params.ctr, params.cvr_new, params.cvr_returning
     immediate_frac, hazard = params.immediate_frac, params.delay_hazard_per_hour
-    pool_half, event_start, boost = (params.pool_half_saturation, params.event_start_hour,
-                                     params.coldstart_boost)  # fmt: skip
+    pool_half = params.pool_half_saturation
+    traffic_mult, price_mult, cvr_mult = (params.hourly_traffic_mult, params.hourly_price_mult,
+                                          params.hourly_cvr_mult)  # fmt: skip
     keys, budget_left, pool = state.keys, state.budget_left_cny, state.returning_pool
     pend_conv, pend_new, pend_gmv = (state.pending_conversions, state.pending_new_customers,
                                      state.pending_gmv_cny)  # fmt: skip
@@ -718,6 +688,7 @@ def simulate_campaigns(
         # The share of each request the budget left covers.
         scale = budget_left[i] / total_request if total_request > budget_left[i] else 1.0
         returning_base = pool[i] / (pool[i] + pool_half[i])
+        boost = launch_boost(params, i, hour)
         for k in range(n_ch):
             lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
             lanes[k, _L_PRICE_REF, j] = price_ref[i, k]
@@ -725,10 +696,12 @@ def simulate_campaigns(
             lanes[k, _L_CTR, j] = ctr[i, k]
             lanes[k, _L_CVR_NEW, j] = cvr_new[i, k]
             lanes[k, _L_CVR_RET, j] = cvr_ret[i, k]
-            lanes[k, _L_EVENT_START, j] = event_start[i]
-            lanes[k, _L_BOOST, j] = boost[i]
+            lanes[k, _L_TRAFFIC, j] = traffic_mult[i, hour]
+            lanes[k, _L_PRICE_MULT, j] = price_mult[i, hour]
+            lanes[k, _L_CVR_MULT, j] = cvr_mult[i, hour]
+            lanes[k, _L_BOOST, j] = boost
             lanes[k, _L_RETURNING_BASE, j] = returning_base
-    chunk_keys, calendar = keys[start:stop], _calendar_factors(cal)
+    chunk_keys = keys[start:stop]
     for k in range(n_ch):
         sigma, affinity = ch.price_sigma[k], ch.returning_affinity[k]
         channel = _channel_market(ch, counter, k)
@@ -740,9 +713,9 @@ def simulate_campaigns(
         for j in range(m):
             key = chunk_keys[j]
             volume, max_spend, cvr_mult = _market_cell(
-                hour, profile, calendar, channel, key, lanes[k, _L_VOLUME_REF, j],
-                lanes[k, _L_PRICE_REF, j], lanes[k, _L_EVENT_START, j], lanes[k, _L_BOOST, j],
-                1.0,
+                profile, channel, key, lanes[k, _L_VOLUME_REF, j], lanes[k, _L_PRICE_REF, j],
+                lanes[k, _L_TRAFFIC, j], lanes[k, _L_PRICE_MULT, j], lanes[k, _L_CVR_MULT, j],
+                lanes[k, _L_BOOST, j], 1.0,
             )  # fmt: skip
             allocated = min(lanes[k, _L_REQUEST, j], MAX_WIN_FRAC * max_spend)
             lanes[k, _C_VOLUME, j] = volume
@@ -939,17 +912,18 @@ def chunk_bounds(chunk, n_envs):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _markets_kernel(keys, horizon, volume_ref, price_ref, event_start, boost, ch, cal, noise, out):
-    n, n_ch = volume_ref.shape
-    calendar = _calendar_factors(cal)
+def _markets_kernel(keys, params, ch, noise, out):
+    n, horizon, n_ch = out.shape[1], out.shape[2], out.shape[3]
+    volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
     for t in range(horizon):
-        counter, profile = hour_counters(t, n_ch), hour_profile(t, cal)
+        counter, profile = hour_counters(t, n_ch), hour_profile(t)
         for k in range(n_ch):
             channel = _channel_market(ch, counter, k)
             for i in range(n):
                 volume, max_spend, cvr = _market_cell(
-                    t, profile, calendar, channel, keys[i], volume_ref[i, k], price_ref[i, k],
-                    event_start[i], boost[i], noise,
+                    profile, channel, keys[i], volume_ref[i, k], price_ref[i, k],
+                    params.hourly_traffic_mult[i, t], params.hourly_price_mult[i, t],
+                    params.hourly_cvr_mult[i, t], launch_boost(params, i, t), noise,
                 )  # fmt: skip
                 out[0, i, t, k] = volume
                 out[1, i, t, k] = max_spend
@@ -964,16 +938,14 @@ def hourly_markets(params: CampaignParams, noise: bool = True) -> dict[str, np.n
     numbers), so this is exactly what any policy meets: ``volume`` (impressions on offer),
     ``max_spend_cny`` (cost of the whole market; spend ``s`` buys
     ``win_curve(s, volume, max_spend_cny)`` impressions, at most ``MAX_WIN_FRAC`` of it),
-    ``cvr_mult`` (event multiplier on the true CVRs). Without, the certainty-equivalent market
-    of :func:`expected_markets`.
+    ``cvr_mult`` (calendar multiplier on the true CVRs). Without, the certainty-equivalent
+    market of :func:`expected_markets`.
     """
     out = np.zeros((3, params.n_envs, params.horizon_hours, params.n_channels))
     keys = crn.campaign_keys(params.seeds, DYNAMICS_DOMAIN)
     _markets_kernel(
-        keys, params.horizon_hours, params.volume_per_hour, params.price_median_cny,
-        params.event_start_hour, params.coldstart_boost, CHANNEL_TABLE, CALENDAR,
-        1.0 if noise else 0.0, out,
-    )  # fmt: skip
+        keys, kernel_params(params), channel_table(params.channels), 1.0 if noise else 0.0, out
+    )
     return {"volume": out[0], "max_spend_cny": out[1], "cvr_mult": out[2]}
 
 
