@@ -19,6 +19,7 @@ import copy
 
 import numpy as np
 import pytest
+import yaml
 from scipy.special import ndtri as exact_ndtri
 from scipy.stats import binom
 
@@ -26,7 +27,7 @@ from budgetgym.envs import BatchedCampaigns
 from budgetgym.envs.campaigns import TOTAL_KEYS
 from budgetgym.envs.core import HOURLY_METRICS, REWARD_MODES, action_to_spend_request
 from budgetgym.envs.reference import binomial, ndtri, reference_reward, reference_step
-from budgetgym.envs.scenarios import SCENARIO_NAMES
+from budgetgym.envs.scenarios import LIBRARY, SCENARIO_NAMES
 
 MONEY_RTOL = 1e-12
 MONEY_ATOL_CNY = 1e-9
@@ -106,6 +107,28 @@ def test_kernel_matches_reference_over_an_episode(scenario):
     seeds = np.arange(N_CAMPAIGNS) * 7919 + 1000 * index
     mode = REWARD_MODES[index % len(REWARD_MODES)]
     run_side_by_side(scenario, seeds, mode, np.random.default_rng(index))
+
+
+def test_kernel_matches_reference_on_a_user_scenario(tmp_path):
+    """A scenario file with its own channel behaviour (launch support, commission), a launch
+    boost and two overlapping events."""
+    spec = yaml.safe_load((LIBRARY.folder / "hit_product.yaml").read_text())
+    spec["name"] = "user_scenario"
+    for channel in spec["channels"]:
+        channel["launch_support"] = channel["name"] != "search"
+        channel["commission_frac"] = 0.2 if channel["billing"] == "per_sale" else 0.0
+    spec["launch_support"] = {"boost": 0.8, "decay_hours": 30.0}
+    spec["events"] = [
+        {"name": "festival_618", "start_hour": [60, 90], "length_hours": 36, "warmup_hours": 24,
+         "multipliers": {"traffic": 2.5, "price": 1.5, "cvr": 1.7},
+         "warmup_multipliers": {"traffic": 1.1, "price": 1.05, "cvr": 0.7}},
+        {"name": "flash_sale", "start_hour": [80, 120], "length_hours": 6, "warmup_hours": 0,
+         "multipliers": {"traffic": 1.8, "price": 1.3, "cvr": 1.4},
+         "warmup_multipliers": {"traffic": 1.0, "price": 1.0, "cvr": 1.0}},
+    ]  # fmt: skip
+    path = tmp_path / "user_scenario.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_side_by_side(path, np.arange(N_CAMPAIGNS) + 5, "gmv_roi_penalty", np.random.default_rng(9))
 
 
 def test_reference_draws_follow_their_definitions():
