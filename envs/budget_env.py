@@ -7,19 +7,20 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from budgetgym.envs.campaigns import OBS_HIGH, OBS_LOW, BatchedCampaigns, info_at
-from budgetgym.envs.core import ACTION_DIM
+from budgetgym.envs.campaigns import BatchedCampaigns, info_at
+from budgetgym.envs.features import DEFAULT_LAYOUT, ObservationLayout
 from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT, check_seed
 
 
-def observation_space() -> gym.spaces.Box:
-    """Flat ``Box((OBS_DIM,), float32)`` with per-feature bounds; features in ``OBS_FEATURES``."""
-    return gym.spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
+def observation_space(layout: ObservationLayout = DEFAULT_LAYOUT) -> gym.spaces.Box:
+    """Flat ``Box((layout.dim,), float32)`` with per-feature bounds; features in
+    ``layout.features``."""
+    return gym.spaces.Box(layout.low, layout.high, dtype=np.float32)
 
 
-def action_space() -> gym.spaces.Box:
+def action_space(layout: ObservationLayout = DEFAULT_LAYOUT) -> gym.spaces.Box:
     """``Box(-1, 1, (n_channels + 1,), float32)``: pace, then one logit per channel."""
-    return gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIM,), dtype=np.float32)
+    return gym.spaces.Box(-1.0, 1.0, shape=(layout.action_dim,), dtype=np.float32)
 
 
 class MultiChannelBudgetEnv(gym.Env):
@@ -32,6 +33,10 @@ class MultiChannelBudgetEnv(gym.Env):
     video, affiliate (commission per sale) and external social. Spend buys impressions through a
     concave win curve; clicks, conversions by new and returning customers and GMV follow, with
     conversion delays. See docs/simulator.md for the equations.
+
+    The channels, and with them the widths of both spaces, are the scenario's
+    (``env.campaigns.channels``); the widths below are those of the reference six. A policy
+    trained on one channel list does not fit another: checkpoints record the list.
 
     ## Action Space
     ``Box(-1, 1, (7,), float32)``. ``a[0]`` is the pace: hourly spend =
@@ -93,9 +98,9 @@ class MultiChannelBudgetEnv(gym.Env):
     pending conversions within the attribution window (168 h) are settled into the last reward.
 
     ## Arguments
-    ``scenario`` (default ``"hit_product"``), ``reward_mode``, ``roi_penalty_coef``,
-    ``horizon_hours``. ``reset(seed=s)`` draws campaign ``s``; without a seed, a training seed
-    (< 900,000) is drawn from the env's generator.
+    ``scenario`` (default ``"hit_product"``; a name or a scenario file's path), ``reward_mode``,
+    ``roi_penalty_coef``, ``horizon_hours``. ``reset(seed=s)`` draws campaign ``s``; without a
+    seed, a training seed (< 900,000) is drawn from the env's generator.
     """
 
     metadata = {"render_modes": []}
@@ -108,8 +113,8 @@ class MultiChannelBudgetEnv(gym.Env):
         horizon_hours: int = HORIZON_HOURS,
     ) -> None:
         self.campaigns = BatchedCampaigns(scenario, reward_mode, roi_penalty_coef, horizon_hours)
-        self.observation_space = observation_space()
-        self.action_space = action_space()
+        self.observation_space = observation_space(self.campaigns.layout)
+        self.action_space = action_space(self.campaigns.layout)
         self.campaign_seed: int | None = None
 
     def reset(

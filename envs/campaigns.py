@@ -6,15 +6,15 @@ evaluation, the oracle's replay) steps this class; none has a dynamics of its ow
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numba
 import numpy as np
 
-from budgetgym.envs.channels import CHANNEL_NAMES
+from budgetgym.envs.channels import CHANNEL_NAMES, ChannelSpec
 from budgetgym.envs.core import (
-    ACTION_DIM,
     CLICKS,
     CONVERSIONS,
     GMV,
@@ -44,16 +44,19 @@ from budgetgym.envs.features import (  # the names and sizes, also read from her
     DEFAULT_LAYOUT,
     GLOBAL_FEATURES,
     LOG_ROI_BOUND,
-    OBS_DIM,
+    OBS_DIM,  # noqa: F401
     OBS_FEATURES,  # noqa: F401
     OBS_SCALES,
+    ObservationLayout,
+    action_dim,
 )
+from budgetgym.envs.scenario_specs import Mixture
 from budgetgym.envs.scenarios import (
     ATTRIBUTION_WINDOW_HOURS,
     HORIZON_HOURS,
     REFERENCE_PRICE_CNY,
     CampaignParams,
-    check_scenario,
+    resolve_scenario,
     sample_campaigns,
 )
 
@@ -185,20 +188,10 @@ def channel_slice(name: str) -> slice:
     return DEFAULT_LAYOUT.channel_slice(name)
 
 
-#: Features scaled by ``1 / target ROI`` (GMV over the target's worth of spend): divided by
-#: ``mult`` when planning to ``mult x`` the target.
-_PER_TARGET = np.array(
-    [obs_index(name) for name in ("roi_to_target", "gmv_frac")]
-    + [i for name in ("gmv_rate", "cum_gmv_frac") for i in range(OBS_DIM)[channel_slice(name)]]
-)
-#: ``log(ROI / target)`` features: ``log mult`` is subtracted.
-_LOG_PER_TARGET = np.array(
-    [obs_index("log_matured_roi"), *range(OBS_DIM)[channel_slice("log_matured_roi")]]
-)
-
-
-def plan_to_target(obs: np.ndarray, mult: float | np.ndarray) -> np.ndarray:
-    """The observation ``(n, OBS_DIM)`` a campaign would show if its target ROI were
+def plan_to_target(
+    obs: np.ndarray, mult: float | np.ndarray, layout: ObservationLayout = DEFAULT_LAYOUT
+) -> np.ndarray:
+    """The observation ``(n, layout.dim)`` a campaign would show if its target ROI were
     ``mult`` ``(scalar or (n,), > 0)`` times the real one: the risk knob of a rule that reads
     its target from the observation (``mult > 1`` plans to a higher ROI: less GMV, fewer
     missed targets).
@@ -212,8 +205,8 @@ def plan_to_target(obs: np.ndarray, mult: float | np.ndarray) -> np.ndarray:
     spend matures. Every other feature is unchanged. Returns a new float64 array.
     """
     obs = np.array(obs, dtype=np.float64)
-    if obs.ndim != 2 or obs.shape[1] != OBS_DIM:
-        raise ValueError(f"Observations must have shape (n, {OBS_DIM}), got {obs.shape}.")
+    if obs.ndim != 2 or obs.shape[1] != layout.dim:
+        raise ValueError(f"Observations must have shape (n, {layout.dim}), got {obs.shape}.")
     mult = np.asarray(mult, dtype=np.float64)
     if mult.shape not in ((), (obs.shape[0],)):
         raise ValueError(
@@ -222,14 +215,27 @@ def plan_to_target(obs: np.ndarray, mult: float | np.ndarray) -> np.ndarray:
     mult = np.broadcast_to(mult, (obs.shape[0],))
     if not (np.isfinite(mult).all() and (mult > 0).all()):
         raise ValueError(f"Target multipliers must be finite and > 0, got {mult}.")
-    obs[:, obs_index("target_roi")] *= mult
-    obs[:, _PER_TARGET] /= mult[:, None]
-    obs[:, _LOG_PER_TARGET] = np.clip(obs[:, _LOG_PER_TARGET] - np.log(mult)[:, None], -5.0, 5.0)
+    columns = np.arange(layout.dim)
+    per_target = np.array(
+        [layout.index("roi_to_target"), layout.index("gmv_frac")]
+        + [i for name in ("gmv_rate", "cum_gmv_frac") for i in columns[layout.channel_slice(name)]]
+    )
+    log_per_target = np.array(
+        [layout.index("log_matured_roi"), *columns[layout.channel_slice("log_matured_roi")]]
+    )
+    obs[:, layout.index("target_roi")] *= mult
+    obs[:, per_target] /= mult[:, None]
+    obs[:, log_per_target] = np.clip(
+        obs[:, log_per_target] - np.log(mult)[:, None], -LOG_ROI_BOUND, LOG_ROI_BOUND
+    )
     return obs
 
 
-def validate_actions(actions: object, n_envs: int) -> np.ndarray:
-    """Check the shape and dtype of a batch of actions; return it as float64 ``(n_envs, 7)``.
+def validate_actions(
+    actions: object, n_envs: int, channel_names: tuple[str, ...] = CHANNEL_NAMES
+) -> np.ndarray:
+    """Check the shape and dtype of a batch of actions; return it as float64
+    ``(n_envs, len(channel_names) + 1)``.
 
     Values (NaN/inf, outside ``[-1, 1]``) are checked when they are mapped to spend, in
     :func:`~budgetgym.envs.core.action_to_spend_request`.
@@ -240,19 +246,30 @@ def validate_actions(actions: object, n_envs: int) -> np.ndarray:
     arr = np.asarray(actions)
     if arr.dtype.kind not in "fiu":
         raise ValueError(f"Actions must be a real numeric array, got dtype {arr.dtype}.")
-    if arr.shape != (n_envs, ACTION_DIM):
+    dim = action_dim(len(channel_names))
+    if arr.shape != (n_envs, dim):
         raise ValueError(
-            f"Actions must have shape ({n_envs}, {ACTION_DIM}) (pace + one logit per channel "
-            f"{CHANNEL_NAMES}), got {arr.shape}."
+            f"Actions must have shape ({n_envs}, {dim}) (pace + one logit per channel "
+            f"{channel_names}), got {arr.shape}."
         )
     return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def scenario_channels(scenario: str | os.PathLike[str]) -> tuple[ChannelSpec, ...]:
+    """The channel list of a scenario name or file (a mixture's members share theirs)."""
+    spec = resolve_scenario(scenario)
+    return spec.members[0].channels if isinstance(spec, Mixture) else spec.channels
 
 
 class BatchedCampaigns:
     """``n_envs`` campaigns stepped together with numpy.
 
+    ``channels`` are the scenario's channels and ``layout`` (an
+    :class:`~budgetgym.envs.features.ObservationLayout`) the observation over them; actions are
+    ``(n_envs, layout.action_dim)``: the pace, then one logit per channel.
+
     Args:
-        scenario: scenario name (see ``budgetgym list-scenarios``).
+        scenario: scenario name (see ``budgetgym scenario list``) or a scenario file's path.
         reward_mode: ``"gmv"``, ``"gmv_roi_penalty"`` (default) or ``"profit"``.
         roi_penalty_coef: weight of the end-of-episode penalty ``max(0, R * spend - GMV)``.
         horizon_hours: episode length in hours.
@@ -271,14 +288,15 @@ class BatchedCampaigns:
             )
         if not np.isfinite(roi_penalty_coef) or roi_penalty_coef < 0:
             raise ValueError(f"roi_penalty_coef must be finite and >= 0, got {roi_penalty_coef}.")
-        check_scenario(scenario)
         if int(horizon_hours) < 1:
             raise ValueError(f"horizon_hours must be >= 1, got {horizon_hours}.")
         self.scenario = scenario
         self.reward_mode = reward_mode
         self.roi_penalty_coef = float(roi_penalty_coef)
         self.horizon_hours = int(horizon_hours)
-        self.layout = DEFAULT_LAYOUT
+        #: The scenario's channels, in the order of the action's logits and of the observation.
+        self.channels = scenario_channels(scenario)
+        self.layout = ObservationLayout(tuple(c.name for c in self.channels))
         self._columns = self.layout.columns()
         self.params: CampaignParams | None = None
         self._channel_table: tuple[tuple, ChannelTable] | None = None
@@ -289,31 +307,42 @@ class BatchedCampaigns:
         return 0 if self.state is None else self.state.budget_left_cny.shape[0]
 
     def reset(self, seeds: np.ndarray | list[int]) -> tuple[np.ndarray, dict]:
-        """Start one campaign per seed; return observations ``(n, OBS_DIM)`` and info."""
-        self.params = sample_campaigns(self.scenario, seeds, self.horizon_hours)
+        """Start one campaign per seed; return observations ``(n, layout.dim)`` and info."""
+        params = sample_campaigns(self.scenario, seeds, self.horizon_hours)
+        names = tuple(c.name for c in params.channels)
+        if names != self.layout.channel_names:
+            raise ValueError(
+                f"Scenario {self.scenario!r} now has channels {names}, not "
+                f"{self.layout.channel_names}: the spaces were declared for those; make a new env."
+            )
+        self.params = params
         self.state = initial_state(self.params)
         totals, _ = self._summarize(False)
         return self.observe(), self._info(totals, None)
 
     def step(self, actions: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Advance one hour. Returns ``obs (n, OBS_DIM)``, ``reward (n,)``, ``done (n,)``, info."""
+        """Advance one hour with actions ``(n, layout.action_dim)``. Returns
+        ``obs (n, layout.dim)``, ``reward (n,)``, ``done (n,)``, info."""
         self._check_running()
-        acts = validate_actions(actions, self.n_envs)
+        acts = validate_actions(actions, self.n_envs, self.layout.channel_names)
         check_actions(acts)
-        return self._advance(acts, np.empty((self.n_envs, len(CHANNEL_NAMES))))
+        return self._advance(acts, np.empty((self.n_envs, self.layout.n_channels)))
 
     def step_spend(
         self, spend_request_cny: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Advance one hour with an explicit per-channel spend request ``(n, n_channels)`` CNY.
+        """Advance one hour with an explicit per-channel spend request ``(n, n_channels)`` CNY,
+        channels in the order of ``channels``.
 
         Used by the oracle's replay; policies go through :meth:`step`.
         """
         self._check_running()
         request = np.asarray(spend_request_cny, dtype=np.float64)
-        if request.shape != (self.n_envs, len(CHANNEL_NAMES)) or not np.isfinite(request).all():
+        shape = (self.n_envs, self.layout.n_channels)
+        if request.shape != shape or not np.isfinite(request).all():
             raise ValueError(
-                f"Spend request must be finite with shape ({self.n_envs}, {len(CHANNEL_NAMES)})."
+                f"Spend request must be finite with shape {shape} (one column per channel "
+                f"{self.layout.channel_names})."
             )
         return self._advance(None, np.ascontiguousarray(request))
 
@@ -332,7 +361,7 @@ class BatchedCampaigns:
         n, k = request.shape
         purchases, purchase_gmv = np.empty((n, k)), np.empty((n, k))
         totals, reward = np.empty((n, len(TOTAL_KEYS))), np.empty(n)
-        obs = np.empty((n, OBS_DIM), dtype=np.float32)
+        obs = np.empty((n, self.layout.dim), dtype=np.float32)
         # A new array each hour (the kernel writes every cell): the info hands it out uncopied.
         s.last = np.empty_like(s.last)
         _STEP.for_batch(n)(
@@ -363,8 +392,8 @@ class BatchedCampaigns:
         return totals, reward
 
     def observe(self) -> np.ndarray:
-        """Observations ``(n_envs, OBS_DIM)`` float32 of what an advertiser can see."""
-        obs = np.empty((self.n_envs, OBS_DIM), dtype=np.float32)
+        """Observations ``(n_envs, layout.dim)`` float32 of what an advertiser can see."""
+        obs = np.empty((self.n_envs, self.layout.dim), dtype=np.float32)
         _OBSERVE.for_batch(self.n_envs)(
             self.state.hour, self.horizon_hours, kernel_params(self.params),
             kernel_state(self.state), REFERENCE_PRICE_CNY, self._columns, OBS_SCALES, obs,

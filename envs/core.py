@@ -37,10 +37,11 @@ from numba.extending import intrinsic
 
 from budgetgym.envs import random as crn
 from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec, channel_array
+from budgetgym.envs.features import action_dim
 from budgetgym.envs.scenarios import CampaignParams
 
 N_CHANNELS = len(CHANNEL_NAMES)
-ACTION_DIM = N_CHANNELS + 1
+ACTION_DIM = action_dim(N_CHANNELS)
 MAX_PACE_MULT = 5.0  # action[0] = +1 spends 5x the even-pacing rate
 SHARE_TEMPERATURE = 3.0  # action logits are multiplied by this before the softmax
 _LN4 = math.log(4.0)  # the pace 4**a0 is computed as exp(a0 ln 4)

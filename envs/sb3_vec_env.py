@@ -38,7 +38,8 @@ class BudgetVecEnv(VecEnv):
     ) -> None:
         num_envs = check_num_envs(num_envs)
         self.campaigns = BatchedCampaigns(scenario, reward_mode, roi_penalty_coef, horizon_hours)
-        super().__init__(num_envs, observation_space(), action_space())
+        layout = self.campaigns.layout
+        super().__init__(num_envs, observation_space(layout), action_space(layout))
         self.seeder = CampaignSeeder(self.num_envs)
         self._actions: np.ndarray | None = None
 

@@ -90,8 +90,8 @@ class MultiChannelBudgetVectorEnv(gym.vector.VectorEnv):
         num_envs = check_num_envs(num_envs)
         self.campaigns = BatchedCampaigns(scenario, reward_mode, roi_penalty_coef, horizon_hours)
         self.num_envs = num_envs
-        self.single_observation_space = observation_space()
-        self.single_action_space = action_space()
+        self.single_observation_space = observation_space(self.campaigns.layout)
+        self.single_action_space = action_space(self.campaigns.layout)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.seeder = CampaignSeeder(self.num_envs)
