@@ -46,6 +46,7 @@ MAX_PACE_MULT = 5.0  # action[0] = +1 spends 5x the even-pacing rate
 SHARE_TEMPERATURE = 3.0  # action logits are multiplied by this before the softmax
 _LN4 = math.log(4.0)  # the pace 4**a0 is computed as exp(a0 ln 4)
 MAX_WIN_FRAC = 0.95  # spend can buy at most this share of a channel-hour's market
+CVR_CAP = 0.95  # a click buys with at most this probability, whatever the calendar's multiplier
 REWARD_MODES = ("gmv", "gmv_roi_penalty", "profit")
 DYNAMICS_DOMAIN = 2
 
@@ -172,6 +173,7 @@ def action_row_to_request(action, i, budget_left, hours_left, out):
     """Fill ``out[i]`` with the spend request of the checked action ``action[i]`` (see above)."""
     dim = action.shape[1]
     a0 = min(max(action[i, 0], -1.0), 1.0)
+    # The pace mapping; :func:`pace_action` is its inverse.
     pace = (inline_exp(a0 * _LN4) - 0.25) / 0.75
     total = max(min(pace * budget_left / hours_left, budget_left), 0.0)
     top = -np.inf
@@ -184,6 +186,68 @@ def action_row_to_request(action, i, budget_left, hours_left, out):
         norm += w
     for j in range(1, dim):
         out[i, j - 1] *= total / norm
+
+
+def pace_action(pace: np.ndarray) -> np.ndarray:
+    """``action[:, 0]`` that spends ``pace`` times even pacing (inverse of the pace mapping):
+    ``log4(0.75 pace + 0.25)``, for ``pace`` in ``[0, MAX_PACE_MULT]`` (outside: ``ValueError``).
+    """
+    pace = np.asarray(pace, dtype=np.float64)
+    if not (np.isfinite(pace).all() and (pace >= 0).all() and (pace <= MAX_PACE_MULT).all()):
+        raise ValueError(f"pace must lie in [0, {MAX_PACE_MULT}], got {pace}.")
+    return np.clip(np.log(0.75 * pace + 0.25) / _LN4, -1.0, 1.0)
+
+
+def share_logits(shares: np.ndarray) -> np.ndarray:
+    """Channel logits ``(n, k)`` whose split ``softmax(SHARE_TEMPERATURE * logits)`` is
+    ``shares (n, k)`` (rows >= 0 with a positive sum; normalized here).
+
+    The largest share gets logit 1; a share below ``exp(-2 * SHARE_TEMPERATURE)`` (0.25%) of the
+    largest gets -1, the smallest the action can express, so such a split is approximated.
+    """
+    shares = np.asarray(shares, dtype=np.float64)
+    if shares.ndim != 2 or not np.isfinite(shares).all() or (shares < 0).any():
+        raise ValueError("shares must be a finite (n, k) array >= 0.")
+    total = shares.sum(axis=1, keepdims=True)
+    if (total <= 0).any():
+        raise ValueError("Every row of shares needs a positive sum.")
+    with np.errstate(divide="ignore"):
+        log_share = np.log(shares / total)
+    logits = 1.0 + (log_share - log_share.max(axis=1, keepdims=True)) / SHARE_TEMPERATURE
+    return np.clip(logits, -1.0, 1.0)
+
+
+def spend_to_action(
+    spend_cny: np.ndarray, budget_left_cny: np.ndarray, hours_left: int
+) -> np.ndarray:
+    """The action ``(n, k + 1)`` that requests ``spend_cny (n, k)`` this hour: the inverse of
+    :func:`action_to_spend_request` (up to the shares :func:`share_logits` approximates).
+
+    The pace is the total over even pacing ``budget_left / hours_left`` (at most
+    ``MAX_PACE_MULT``); a row that spends nothing gets pace -1 and equal logits.
+
+    Raises:
+        ValueError: negative or non-finite spend, or a total above ``MAX_PACE_MULT`` times even
+            pacing (not expressible).
+    """
+    spend_cny = np.asarray(spend_cny, dtype=np.float64)
+    budget_left_cny = np.asarray(budget_left_cny, dtype=np.float64)
+    if spend_cny.ndim != 2 or not np.isfinite(spend_cny).all() or (spend_cny < 0).any():
+        raise ValueError("spend_cny must be a finite (n, k) array >= 0.")
+    total = spend_cny.sum(axis=1)
+    even = budget_left_cny / hours_left
+    pace = np.divide(total, even, out=np.zeros_like(total), where=even > 0)
+    if (pace > MAX_PACE_MULT * (1.0 + 1e-9)).any():
+        raise ValueError(
+            f"A spend of more than {MAX_PACE_MULT} times even pacing has no action: "
+            f"pace {pace.max()!r}."
+        )
+    action = np.zeros((spend_cny.shape[0], spend_cny.shape[1] + 1))
+    action[:, 0] = pace_action(np.minimum(pace, MAX_PACE_MULT))
+    spends = total > 0
+    if spends.any():
+        action[spends, 1:] = share_logits(spend_cny[spends])
+    return action
 
 
 @dataclass
@@ -380,33 +444,25 @@ def inline_log(x):
 # ----------------------------------------------------------------------------------------------
 # Scalar building blocks, compiled.
 
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _splitmix(x):
-    z = x + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
+_splitmix = numba.njit(cache=True, error_model="numpy", inline="always")(crn.splitmix64_mix)
+_bits_to_uniform = numba.njit(cache=True, error_model="numpy", inline="always")(crn.bits_to_uniform)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _uniform(key, counter):
     """Uniform in (0, 1) of one campaign key and one mixed counter (see ``hour_counters``)."""
-    bits = _splitmix(key ^ counter)
-    return (float(bits >> np.uint64(11)) + 0.5) * 2.0**-53
+    return _bits_to_uniform(_splitmix(key ^ counter))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def hour_counters(hour, n_channels):
     """Mixed counters of one hour, ``(n_streams, n_channels)``, as ``random.counters``."""
     out = np.empty((_N_STREAMS, n_channels), dtype=np.uint64)
     for stream in range(_N_STREAMS):
         for k in range(n_channels):
-            out[stream, k] = _splitmix(np.uint64(hour * 4096 + stream * n_channels + k))
+            out[stream, k] = _splitmix(
+                np.uint64(hour * crn.COUNTER_STRIDE + stream * n_channels + k)
+            )
     return out
 
 
@@ -632,6 +688,30 @@ class KernelState(NamedTuple):
     unattributed_gmv_cny: np.ndarray  # (n,)
 
 
+def pool_saturation(pool: np.ndarray, pool_half_saturation: np.ndarray) -> np.ndarray:
+    """Share of a channel's ``returning_affinity`` the store's customers reach:
+    ``pool / (pool + pool_half_saturation)`` (numpy arrays, or compiled on scalars)."""
+    return pool / (pool + pool_half_saturation)
+
+
+def purchase_probabilities(cvr_new, cvr_returning, cvr_mult, affinity, saturation):
+    """The response of a click: ``(p_buy, p_returning)``, the probability that it buys, and
+    that a returning customer buys, with the true CVRs times the calendar's ``cvr_mult``,
+    each capped at ``CVR_CAP``, and returning customers a share ``affinity * saturation`` of
+    the clicks (:func:`pool_saturation`). Broadcasting numpy arrays, or compiled on scalars
+    (the kernels): one definition for the simulator, the oracle and the planners."""
+    returning_frac = affinity * saturation
+    p_returning = returning_frac * np.minimum(cvr_returning * cvr_mult, CVR_CAP)
+    p_buy = p_returning + (1.0 - returning_frac) * np.minimum(cvr_new * cvr_mult, CVR_CAP)
+    return p_buy, p_returning
+
+
+_pool_saturation = numba.njit(cache=True, error_model="numpy", inline="always")(pool_saturation)
+_purchase_probabilities = numba.njit(cache=True, error_model="numpy", inline="always")(
+    purchase_probabilities
+)
+
+
 def kernel_params(params: CampaignParams) -> KernelParams:
     """The parameter arrays the compiled kernels read, by name (one argument)."""
     return KernelParams(*(getattr(params, name) for name in KernelParams._fields))
@@ -653,7 +733,10 @@ def kernel_state(state: CampaignState) -> KernelState:
 _N_LANE_FIELDS = 27
 
 
-@numba.njit(cache=True, error_model="numpy")
+# Not cached on its own: numba would key its build on this file alone, though it inlines
+# random.py's SplitMix64. It is compiled into the kernels that call it (``BatchKernel``), whose
+# cached builds carry a digest of every source file they contain.
+@numba.njit(error_model="numpy")
 def simulate_campaigns(
     start, stop, hour, window_hours, settle, counter, profile, params, state, ch, request,
     purchases_out, purchase_gmv_out,
@@ -688,7 +771,7 @@ def simulate_campaigns(
             total_request += max(request[i, k], 0.0)
         # The share of each request the budget left covers.
         scale = budget_left[i] / total_request if total_request > budget_left[i] else 1.0
-        returning_base = pool[i] / (pool[i] + pool_half[i])
+        returning_base = _pool_saturation(pool[i], pool_half[i])
         boost = launch_boost(params, i, hour)
         for k in range(n_ch):
             lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
@@ -730,9 +813,10 @@ def simulate_campaigns(
             lanes[k, _C_LOGQ_CLICKS, j] = _log_q(lanes[k, _L_CTR, j])
             # Each click is a returning customer's purchase, a new customer's, or none: a
             # multinomial, drawn as purchases, then the returning buyers among them.
-            returning_frac = affinity * lanes[k, _L_RETURNING_BASE, j]
-            p_ret = returning_frac * min(lanes[k, _L_CVR_RET, j] * cvr_mult, 0.95)
-            p_buy = p_ret + (1.0 - returning_frac) * min(lanes[k, _L_CVR_NEW, j] * cvr_mult, 0.95)
+            p_buy, p_ret = _purchase_probabilities(
+                lanes[k, _L_CVR_NEW, j], lanes[k, _L_CVR_RET, j], cvr_mult, affinity,
+                lanes[k, _L_RETURNING_BASE, j],
+            )  # fmt: skip
             ret_share = p_ret / p_buy if p_buy > 0.0 else 0.0
             lanes[k, _C_P_BUY, j] = p_buy
             lanes[k, _C_LOGQ_BUY, j] = _log_q(p_buy)
@@ -869,12 +953,13 @@ class BatchKernel:
     defines it, although the machine code also contains every compiled function it calls: a
     kernel calling :func:`simulate_campaigns` from another module would keep running the old
     dynamics after this file is edited. Both builds are therefore cached under a name carrying
-    a digest of this file and the kernel's own (and the parallel one under its own name: the
-    cache does not tell compile flags apart either); builds under older digests are deleted.
+    a digest of this file, random.py and the kernel's own (and the parallel one under its own
+    name: the cache does not tell compile flags apart either); builds under older digests are
+    deleted.
     """
 
     def __init__(self, function) -> None:
-        digest = sources_digest(__file__, function.__code__.co_filename)
+        digest = sources_digest(__file__, crn.__file__, function.__code__.co_filename)
         with contextlib.suppress(OSError):
             prune_stale_builds(function, digest)
         self.serial = numba.njit(cache=True, error_model="numpy")(_renamed(function, digest))
@@ -912,7 +997,6 @@ def chunk_bounds(chunk, n_envs):
 # Markets for the references: realized (the hindsight oracle) and expected (the planners).
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
 def _markets_kernel(keys, params, ch, noise, out):
     n, horizon, n_ch = out.shape[1], out.shape[2], out.shape[3]
     volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
@@ -931,6 +1015,9 @@ def _markets_kernel(keys, params, ch, noise, out):
                 out[2, i, t, k] = cvr
 
 
+_MARKETS = BatchKernel(_markets_kernel)
+
+
 def hourly_markets(params: CampaignParams, noise: bool = True) -> dict[str, np.ndarray]:
     """Market of every channel-hour, ``(n_envs, horizon_hours, n_channels)`` arrays.
 
@@ -944,7 +1031,7 @@ def hourly_markets(params: CampaignParams, noise: bool = True) -> dict[str, np.n
     """
     out = np.zeros((3, params.n_envs, params.horizon_hours, params.n_channels))
     keys = crn.campaign_keys(params.seeds, DYNAMICS_DOMAIN)
-    _markets_kernel(
+    _MARKETS.serial(
         keys, kernel_params(params), channel_table(params.channels), 1.0 if noise else 0.0, out
     )
     return {"volume": out[0], "max_spend_cny": out[1], "cvr_mult": out[2]}
@@ -967,11 +1054,18 @@ def _win_curve_ufunc(spend, volume, max_spend, sigma):
     return _win_impressions(spend, volume, max_spend, sigma)
 
 
-def win_curve(spend_cny: np.ndarray, volume: np.ndarray, max_spend_cny: np.ndarray) -> np.ndarray:
-    """Expected impressions bought with ``spend_cny``; arrays broadcast to ``(..., n_channels)``.
+def win_curve(
+    spend_cny: np.ndarray,
+    volume: np.ndarray,
+    max_spend_cny: np.ndarray,
+    price_sigma: np.ndarray = PRICE_SIGMA,
+) -> np.ndarray:
+    """Expected impressions bought with ``spend_cny``; arrays broadcast to ``(..., n_channels)``
+    (``price_sigma (n_channels,)``: ``channel_table(channels).price_sigma``; default: the
+    reference six's). The same compiled function as the kernels'.
 
     Competing prices are lognormal with log-sd ``sigma_k``; bidding ``b`` wins every impression
     priced below ``b`` at its price (second price), so with ``z = min(spend / max_spend, 0.95)``
     the impressions won are ``volume * Phi(Phi^-1(z) + sigma_k)``: concave and saturating.
     """
-    return _win_curve_ufunc(spend_cny, volume, max_spend_cny, PRICE_SIGMA)
+    return _win_curve_ufunc(spend_cny, volume, max_spend_cny, price_sigma)

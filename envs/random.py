@@ -15,22 +15,34 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
+#: Spacing of the counters of successive steps: ``step * COUNTER_STRIDE + stream * k + channel``.
+COUNTER_STRIDE = 4096
 _TWO_POW_M53 = 2.0**-53
+
+
+def splitmix64_mix(z):
+    """The SplitMix64 finalizer in wrapping uint64 arithmetic: the one definition, for a numpy
+    uint64 array (through :func:`splitmix64`) and, compiled by numba, for a uint64 scalar
+    (``core.py`` inlines it into the kernels; its builds carry a digest of this file)."""
+    z = z + GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * MIX1
+    z = (z ^ (z >> np.uint64(27))) * MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def bits_to_uniform(bits):
+    """The uniform in the open interval (0, 1) of 64 random bits: their top 53 bits, centered
+    (numpy arrays and, compiled, numba scalars)."""
+    return ((bits >> np.uint64(11)) + 0.5) * _TWO_POW_M53
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64 finalizer on a uint64 array (wrapping arithmetic, returns a new array)."""
     with np.errstate(over="ignore"):
-        z = x + _GOLDEN
-        z ^= z >> np.uint64(30)
-        z *= _MIX1
-        z ^= z >> np.uint64(27)
-        z *= _MIX2
-        z ^= z >> np.uint64(31)
-    return z
+        return splitmix64_mix(np.asarray(x, dtype=np.uint64))
 
 
 def campaign_keys(seeds: np.ndarray, domain: int) -> np.ndarray:
@@ -46,14 +58,14 @@ def campaign_keys(seeds: np.ndarray, domain: int) -> np.ndarray:
 
 def counters(step: int, n_streams: int, n_channels: int) -> np.ndarray:
     """Mixed counters for one step: ``(n_streams, n_channels)`` uint64, shared by all campaigns."""
-    flat = np.arange(n_streams * n_channels, dtype=np.uint64) + np.uint64(step * 4096)
+    flat = np.arange(n_streams * n_channels, dtype=np.uint64) + np.uint64(step * COUNTER_STRIDE)
     return splitmix64(flat).reshape(n_streams, n_channels)
 
 
 def uniforms(keys: np.ndarray, counter_table: np.ndarray) -> np.ndarray:
     """Uniforms in the open interval (0, 1): ``(n_envs, *counter_table.shape)`` float64."""
     bits = splitmix64(keys.reshape((-1,) + (1,) * counter_table.ndim) ^ counter_table)
-    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * _TWO_POW_M53
+    return bits_to_uniform(bits)
 
 
 def normals(u: np.ndarray) -> np.ndarray:

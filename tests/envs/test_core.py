@@ -264,10 +264,12 @@ def test_count_features_are_log1p_of_last_hours_counts():
 
 def test_kernel_cache_names_follow_the_dynamics_source(tmp_path):
     """numba's cache checks only the file defining a function, while the step kernel's machine
-    code includes core.py's dynamics: its cache names carry a digest of both files, so an edited
-    core.py can never run from a stale build."""
+    code includes core.py's dynamics and random.py's SplitMix64: its cache names carry a digest
+    of the three files, so an edited core.py or random.py can never run from a stale build."""
+    from budgetgym.envs import random as crn
+
     step = campaigns_module._STEP
-    digest = core.sources_digest(core.__file__, campaigns_module.__file__)
+    digest = core.sources_digest(core.__file__, crn.__file__, campaigns_module.__file__)
     assert step.serial.py_func.__qualname__ == f"_step_loop_{digest}"
     assert step.parallel.py_func.__qualname__ == f"_step_loop_{digest}_parallel"
     source = tmp_path / "dynamics.py"
@@ -347,3 +349,47 @@ def test_normal_quantile_same_bits_with_and_without_branches():
     _elementwise(3, p, lanes)
     np.testing.assert_array_equal(branching, lanes)
     np.testing.assert_allclose(branching, ndtri(p), rtol=2e-9)
+
+
+def test_spend_to_action_inverts_the_action_mapping():
+    """Forward and inverse mapping: spend -> action -> spend returns the spend."""
+    rng = np.random.default_rng(4)
+    n, k = 50, len(CHANNEL_NAMES)
+    budget_left = rng.uniform(1e3, 1e5, n)
+    hours_left = 37
+    pace = rng.uniform(0.0, core.MAX_PACE_MULT, n)
+    shares = rng.dirichlet(np.ones(k), n)
+    shares = np.maximum(shares, 0.01)  # every share expressible (above exp(-6) of the largest)
+    spend = shares / shares.sum(axis=1, keepdims=True) * (pace * budget_left / hours_left)[:, None]
+    action = core.spend_to_action(spend, budget_left, hours_left)
+    assert (np.abs(action) <= 1.0).all()
+    back = core.action_to_spend_request(action, budget_left, hours_left)
+    np.testing.assert_allclose(back, spend, rtol=1e-9)
+    np.testing.assert_allclose(core.pace_action(np.array([0.0, 1.0, 5.0])), [-1.0, 0.0, 1.0])
+    nothing = core.spend_to_action(np.zeros((1, k)), budget_left[:1], hours_left)
+    np.testing.assert_array_equal(core.action_to_spend_request(nothing, budget_left[:1], 3), 0.0)
+    with pytest.raises(ValueError, match="times even pacing"):
+        core.spend_to_action(spend * 10, budget_left, hours_left)
+
+
+def test_one_splitmix_for_numpy_and_the_kernels():
+    from budgetgym.envs import random as crn
+
+    x = np.random.default_rng(0).integers(0, 2**63, 1000, dtype=np.uint64)
+    compiled = numba.njit(lambda v: np.array([core._splitmix(e) for e in v]))(x)
+    np.testing.assert_array_equal(compiled, crn.splitmix64(x))
+    np.testing.assert_array_equal(
+        numba.njit(lambda v: np.array([core._uniform(e, np.uint64(7)) for e in v]))(x),
+        crn.uniforms(x, np.array([7], dtype=np.uint64))[:, 0],
+    )
+
+
+def test_response_model_is_the_kernels():
+    """The purchase probabilities the oracle and planners use are the kernel's: the expected
+    purchases of a big cohort of clicks match the probability (cap included)."""
+    p_buy, p_ret = core.purchase_probabilities(
+        np.array([0.01, 0.6]), np.array([0.02, 0.9]), np.array([2.0, 2.0]), 0.5, 0.5
+    )
+    np.testing.assert_allclose(p_ret, [0.25 * 0.04, 0.25 * core.CVR_CAP])
+    np.testing.assert_allclose(p_buy, p_ret + 0.75 * np.array([0.02, core.CVR_CAP]))
+    assert core.pool_saturation(np.array([10.0]), np.array([30.0]))[0] == 0.25
