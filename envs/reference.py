@@ -24,6 +24,7 @@ from scipy.special import erfc
 
 from budgetgym.envs import random as crn
 from budgetgym.envs.core import (
+    CVR_CAP,
     GMV,
     HOURLY_METRICS,
     MAX_WIN_FRAC,
@@ -39,7 +40,6 @@ from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
 
 # Streams of the hour's uniforms: ``uniforms[:, stream, channel]``.
 VOLUME, PRICE, CLICKS, PURCHASES, RETURNING, ORDER_VALUE, IMMEDIATE, ARRIVAL, SETTLE = range(9)
-CVR_CAP = 0.95  # a click buys with probability at most this, whatever the multipliers
 EXACT_MEAN_LIMIT = 12.0  # binomials with a smaller mean are drawn exactly
 
 
