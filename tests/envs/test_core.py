@@ -113,25 +113,80 @@ def test_campaign_identical_alone_and_in_batch(batch):
         np.testing.assert_array_equal(info_b["pending_gmv"][picked], info_p["pending_gmv"])
 
 
+def _constant_requests(campaigns, seeds, pace, hours):
+    """Step ``hours`` hours requesting ``pace`` x even pacing split evenly; the infos."""
+    campaigns.reset(seeds)
+    k = campaigns.layout.n_channels
+    request = np.repeat((pace * campaigns.params.budget_cny / 168 / k)[:, None], k, axis=1)
+    return request, [campaigns.step_spend(request)[3] for _ in range(hours)]
+
+
 def test_market_does_not_depend_on_actions():
     """Common random numbers: the realized market is a function of the seed and hour only, and
     the oracle's ground truth (``hourly_markets``, scalar code) is the market the step kernel
-    met (computed in SIMD lanes): the impressions of every paid channel-hour, to the bit."""
+    met (computed in SIMD lanes): the impressions of every channel-hour, to the bit."""
     seeds = 1_000_000 + np.arange(40)  # more than a chunk: SIMD lanes and a scalar remainder
     params = sample_campaigns("double11_promotion", seeds, horizon_hours=72)
     markets = hourly_markets(params)
-    paid = core.COMMISSION_FRAC == 0.0  # the affiliate's cost is a commission, not its spend
-    spends = []
-    for pace in (-0.5, 0.5):
+    impressions = []
+    for pace in (0.5, 1.5):  # the budget never binds within 72 hours
         campaigns = BatchedCampaigns("double11_promotion", horizon_hours=72)
-        steps = rollout(campaigns, seeds, constant_policy(pace))
-        spend = np.stack([s[3]["spend_cny"] for s in steps[1:]], axis=1)
-        impressions = np.stack([s[3]["impressions"] for s in steps[1:]], axis=1)
+        request, infos = _constant_requests(campaigns, seeds, pace, 72)
         assert campaigns.params.seeds.tolist() == params.seeds.tolist()
-        expected = win_curve(spend, markets["volume"], markets["max_spend_cny"])
-        np.testing.assert_array_equal(impressions[..., paid], np.floor(expected[..., paid] + 0.5))
-        spends.append(spend)
-    assert not np.allclose(spends[0], spends[1])
+        shown = np.stack([info["impressions"] for info in infos], axis=1)
+        expected = win_curve(request[:, None, :], markets["volume"], markets["max_spend_cny"])
+        np.testing.assert_array_equal(shown, np.floor(expected + 0.5))
+        impressions.append(shown)
+    assert not np.allclose(impressions[0], impressions[1])
+
+
+def test_billing_by_behaviour():
+    """CPM channels pay realized impressions at the average price per impression won, CPC
+    channels realized clicks at the expected cost per click, per-sale channels the commission
+    on their sales; each hour's spend reconciles exactly."""
+    seeds = 1_000_000 + np.arange(40)
+    campaigns = BatchedCampaigns("hit_product", horizon_hours=48)
+    request, infos = _constant_requests(campaigns, seeds, 1.0, 48)
+    params, table = campaigns.params, core.channel_table(campaigns.channels)
+    markets = hourly_markets(params)
+    expected = win_curve(request[:, None, :], markets["volume"], markets["max_spend_cny"])
+    spend = np.stack([info["spend_cny"] for info in infos], axis=1)
+    clicks = np.stack([info["clicks"] for info in infos], axis=1)
+    impressions = np.stack([info["impressions"] for info in infos], axis=1)
+    purchase_gmv = np.stack([info["purchase_gmv_cny"] for info in infos], axis=1)
+    cpm, cpc = table.billing == core.BILLING_CPM, table.billing == core.BILLING_CPC
+    per_sale = table.billing == core.BILLING_PER_SALE
+    assert cpm.any() and cpc.any() and per_sale.any()
+    price = request[:, None, :] / expected
+    np.testing.assert_allclose(spend[..., cpm], (impressions * price)[..., cpm], rtol=1e-12)
+    cost_per_click = price / params.ctr[:, None, :]
+    np.testing.assert_allclose(spend[..., cpc], (clicks * cost_per_click)[..., cpc], rtol=1e-12)
+    np.testing.assert_allclose(
+        spend[..., per_sale], (table.commission_frac * purchase_gmv)[..., per_sale], rtol=1e-12
+    )
+    # On average the paid channels cost what was allocated to them.
+    paid = cpm | cpc
+    np.testing.assert_allclose(spend[..., paid].sum(), 48 * request[:, paid].sum(), rtol=0.02)
+
+
+@pytest.mark.parametrize("channel", ["search", "feed", "affiliate"])
+def test_budget_never_exceeded_when_it_binds(channel):
+    """Every hour asks for the whole budget left on one channel (CPC, CPM, per sale): what the
+    budget cannot pay for is not bought, and the budget is spent without being exceeded."""
+    campaigns = BatchedCampaigns("hit_product", horizon_hours=48)
+    campaigns.reset(1_000_000 + np.arange(64))
+    k = campaigns.layout.channel_names.index(channel)
+    for _ in range(48):
+        request = np.zeros((64, campaigns.layout.n_channels))
+        request[:, k] = 50.0 * campaigns.state.budget_left_cny
+        if channel == "affiliate":  # reach on every channel, sales paid from what is left
+            request[:] = 10.0 * campaigns.state.budget_left_cny[:, None]
+        _, _, _, info = campaigns.step_spend(request)
+        assert (info["budget_left"] >= 0).all()
+        assert (info["spend_total"] <= info["budget"] * (1 + 1e-12)).all()
+    gap = info["budget"] - info["spend_total"] - info["budget_left"]
+    assert (np.abs(gap) <= 1e-9 * info["budget"]).all()
+    assert (info["budget_left"] < 0.01 * info["budget"]).sum() >= 5  # the budget did bind
 
 
 def test_diminishing_returns():
