@@ -117,11 +117,11 @@ def split(count: np.ndarray, new: np.ndarray, gmv: np.ndarray, taken: np.ndarray
     )
 
 
-def channel_sum(x: np.ndarray) -> np.ndarray:
-    """``(n, k) -> (n,)``: the channels added in their order, as the kernel adds them (numpy's
-    ``sum`` may associate them otherwise, and so differ in the last bit)."""
+def channel_sum(x: np.ndarray, order) -> np.ndarray:
+    """``(n, k) -> (n,)``: the channels added one by one in ``order``, as the kernel adds them
+    (numpy's ``sum`` may associate them otherwise, and so differ in the last bit)."""
     total = np.zeros(x.shape[0])
-    for k in range(x.shape[1]):
+    for k in order:
         total = total + x[:, k]
     return total
 
@@ -164,49 +164,66 @@ def reference_step(
     s = copy.deepcopy(state)
     u = crn.uniforms(s.keys, crn.counters(hour, 9, n_ch))  # (n, stream, k)
     ch = channel_table(params.channels)
+    billing = [c.billing for c in params.channels]
+    # Channels billed per impression or click pay first, in channel order, then those per sale.
+    order = [k for k in range(n_ch) if billing[k] != "per_sale"]
+    order += [k for k in range(n_ch) if billing[k] == "per_sale"]
     # Requests beyond the budget left are scaled down to it.
     request = np.maximum(spend_request_cny, 0.0)
-    total = channel_sum(request)
+    total = channel_sum(request, range(n_ch))
     over_budget = total > s.budget_left_cny
     request[over_budget] *= (s.budget_left_cny[over_budget] / total[over_budget])[:, None]
     # Auction: spend buys impressions along the win curve, at most MAX_WIN_FRAC of the market.
     volume, max_spend, cvr_mult = market(params, hour, u)
     allocated = np.minimum(request, MAX_WIN_FRAC * max_spend)
     with np.errstate(divide="ignore", invalid="ignore"):
-        won = volume * ndtr(ndtri(np.minimum(allocated / max_spend, MAX_WIN_FRAC)) + ch.price_sigma)
-    impressions = np.floor(np.where((allocated > 0.0) & (max_spend > 0.0), won, 0.0) + 0.5)
+        z = ndtri(np.minimum(allocated / max_spend, MAX_WIN_FRAC)) + ch.price_sigma
+    expected = np.where((allocated > 0.0) & (max_spend > 0.0), volume * ndtr(z), 0.0)
     # Each click is a returning customer's purchase, a new customer's, or none.
-    clicks = binomial(impressions, params.ctr, u[:, CLICKS])
     pool_saturation = s.returning_pool / (s.returning_pool + params.pool_half_saturation)
     returning_frac = ch.returning_affinity * pool_saturation[:, None]
     p_ret = returning_frac * np.minimum(params.cvr_returning * cvr_mult, CVR_CAP)
     p_buy = p_ret + (1.0 - returning_frac) * np.minimum(params.cvr_new * cvr_mult, CVR_CAP)
     with np.errstate(divide="ignore", invalid="ignore"):
         returning_share = np.where(p_buy > 0.0, p_ret / p_buy, 0.0)
-    purchases = binomial(clicks, p_buy, u[:, PURCHASES])
-    conv_ret = binomial(purchases, returning_share, u[:, RETURNING])
-    conv_new = purchases - conv_ret
-    # Order value: the mean of the cohort's lognormal orders.
-    sigma = ORDER_VALUE_SIGMA / np.sqrt(np.maximum(purchases, 1.0))
-    noise = np.where(
-        purchases > 0.0, np.exp(sigma * ndtri(u[:, ORDER_VALUE]) - 0.5 * sigma**2), 1.0
+    order_z = ndtri(u[:, ORDER_VALUE])
+    # Channel by channel, what the allocation buys and what it costs, from the budget left.
+    impressions, clicks, cost = np.zeros((n, n_ch)), np.zeros((n, n_ch)), np.zeros((n, n_ch))
+    purchases, conv_new, purchase_gmv = (
+        np.zeros((n, n_ch)),
+        np.zeros((n, n_ch)),
+        np.zeros((n, n_ch)),
     )
-    order_value = params.price_cny[:, None] * noise
-    purchase_gmv = purchases * order_value
-    cost = allocated.copy()
-    # Pay-per-sale channels cost their commission, within what paid channels left of the budget.
     room = s.budget_left_cny.copy()
-    for k in np.flatnonzero(ch.commission_frac == 0.0):
-        room = room - request[:, k]
-    for k in np.flatnonzero(ch.commission_frac > 0.0):
-        commission = ch.commission_frac[k] * purchase_gmv[:, k]
-        over = (commission > 0.0) & (commission > room)  # the sales it cannot pay are not made
-        keep = np.maximum(room[over], 0.0) / commission[over]
-        conv_new[over, k] = np.floor(conv_new[over, k] * keep)
-        conv_ret[over, k] = np.floor(conv_ret[over, k] * keep)
-        purchases[over, k] = conv_new[over, k] + conv_ret[over, k]
-        purchase_gmv[over, k] = purchases[over, k] * order_value[over, k]
-        cost[:, k] = ch.commission_frac[k] * purchase_gmv[:, k]
+    for k in order:
+        room = np.maximum(room, 0.0)
+        imp = np.floor(expected[:, k] + 0.5)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            unit_price = allocated[:, k] / expected[:, k]  # per impression won
+            unit_cpc = allocated[:, k] / (expected[:, k] * params.ctr[:, k])  # per click
+        if billing[k] == "cpm":  # the impressions won, at their average price
+            imp = np.where(imp * unit_price > room, np.floor(room / unit_price), imp)
+            cost[:, k] = np.where(imp > 0.0, imp * unit_price, 0.0)
+        clk = binomial(imp, params.ctr[:, k], u[:, CLICKS, k])
+        if billing[k] == "cpc":  # the clicks, at the expected cost per click
+            clk = np.where(clk * unit_cpc > room, np.floor(room / unit_cpc), clk)
+            cost[:, k] = np.where(clk > 0.0, clk * unit_cpc, 0.0)
+        buy = binomial(clk, p_buy[:, k], u[:, PURCHASES, k])
+        ret = binomial(buy, returning_share[:, k], u[:, RETURNING, k])
+        new = buy - ret
+        # Order value: the mean of the cohort's lognormal orders.
+        sigma = ORDER_VALUE_SIGMA / np.sqrt(np.maximum(buy, 1.0))
+        noise = np.exp(sigma * order_z[:, k] - 0.5 * sigma**2)
+        order_value = np.where(buy > 0.0, params.price_cny * noise, params.price_cny)
+        if billing[k] == "per_sale":  # a commission; the sales it cannot pay are not made
+            commission = ch.commission_frac[k] * (buy * order_value)
+            over = (commission > 0.0) & (commission > room)
+            keep = room[over] / commission[over]
+            new[over], ret[over] = np.floor(new[over] * keep), np.floor(ret[over] * keep)
+            buy = new + ret
+            cost[:, k] = ch.commission_frac[k] * (buy * order_value)
+        impressions[:, k], clicks[:, k], purchases[:, k], conv_new[:, k] = imp, clk, buy, new
+        purchase_gmv[:, k] = buy * order_value
         room = room - cost[:, k]
     # Delays: a share arrives this hour, the pending ones each with the hazard per hour.
     hazard = params.delay_hazard_per_hour[:, None]
@@ -226,16 +243,16 @@ def reference_step(
         pending = (s.pending_conversions, s.pending_new_customers, s.pending_gmv_cny)
         s_new, s_gmv = split(*pending, settled)
         conv, new, gmv = conv + settled, new + s_new, gmv + s_gmv
-        s.unattributed_conversions += channel_sum(s.pending_conversions - settled)
-        s.unattributed_gmv_cny += channel_sum(s.pending_gmv_cny - s_gmv)
+        s.unattributed_conversions += channel_sum(s.pending_conversions - settled, order)
+        s.unattributed_gmv_cny += channel_sum(s.pending_gmv_cny - s_gmv, order)
         s.pending_conversions = np.zeros((n, n_ch))
         s.pending_new_customers = np.zeros((n, n_ch))
         s.pending_gmv_cny = np.zeros((n, n_ch))
     s.last = np.stack([cost, impressions, clicks, conv, new, gmv])
     s.totals = s.totals + s.last
     s.recent_spend_cny = RECENT_SPEND_DECAY * s.recent_spend_cny + cost
-    s.budget_left_cny = np.maximum(s.budget_left_cny - channel_sum(cost), 0.0)
-    s.returning_pool = s.returning_pool + channel_sum(new)
+    s.budget_left_cny = np.maximum(s.budget_left_cny - channel_sum(cost, order), 0.0)
+    s.returning_pool = s.returning_pool + channel_sum(new, order)
     s.hour = hour + 1
     return ReferenceStep(s, dict(zip(HOURLY_METRICS, s.last, strict=True)), purchases, purchase_gmv)
 
@@ -246,12 +263,15 @@ def reference_reward(
     """Reward ``(n,)`` of the hour that led to ``state`` (docs/simulator.md §5): the hour's
     attributed GMV (or profit) and new customers' value per unit of budget, less, in mode
     ``gmv_roi_penalty`` at the end of the horizon, the spend that missed the target ROI."""
-    gmv, new_customers = channel_sum(state.last[GMV]), channel_sum(state.last[NEW_CUSTOMERS])
+    channels = range(params.n_channels)
+    gmv = channel_sum(state.last[GMV], channels)
+    new_customers = channel_sum(state.last[NEW_CUSTOMERS], channels)
     if reward_mode == "profit":
-        gmv = params.gross_margin_frac * gmv - channel_sum(state.last[SPEND])
+        gmv = params.gross_margin_frac * gmv - channel_sum(state.last[SPEND], channels)
     reward = (gmv + params.new_customer_value_cny * new_customers) / params.budget_cny
     if reward_mode == "gmv_roi_penalty" and state.hour >= params.horizon_hours:
-        spend, total_gmv = channel_sum(state.totals[SPEND]), channel_sum(state.totals[GMV])
+        spend = channel_sum(state.totals[SPEND], channels)
+        total_gmv = channel_sum(state.totals[GMV], channels)
         shortfall = np.maximum(params.target_roi * spend - total_gmv, 0.0)
         reward = reward - roi_penalty_coef * shortfall / params.budget_cny
     return reward

@@ -1,16 +1,21 @@
 """The compiled kernel against the plain-numpy reference step (envs/reference.py), side by side
-over whole episodes of every scenario, with spend requests of every kind (none, even pacing,
-bursts, beyond the budget left) and, one hour in three, a policy's actions.
+over whole episodes of every scenario and of a user's scenario file, with spend requests of
+every kind (none, even pacing, bursts, beyond the budget left) and, one hour in three, a
+policy's actions.
 
 Counts (impressions, clicks, conversions, customers, purchases, pools) must be equal, to the
-bit. Money must be equal to ``MONEY_RTOL`` relative or ``MONEY_ATOL_CNY``: the reference's
-``exp``, ``log`` and ``erfc`` are numpy's and scipy's, the kernel's are its inlined polynomials
-(``core.inline_exp``, ``core.inline_log``, within 2 ulp of glibc's) and glibc's ``erfc``, so
-market prices, order values and what follows from them may differ in their last bits (about 1%
-of the hourly amounts do: by a few 1e-16 relative, and by 1e-13 CNY in the residue of a budget
-spent to its end). Observations and rewards are computed from the reference's state by the same
-functions as the kernel's: observations must be equal to one float32 ulp (``OBS_RTOL``) or, for
-features of such a residue, ``OBS_ATOL`` (1e-16 in practice); rewards to ``MONEY_RTOL``.
+bit. Money must be equal within ``MONEY_RTOL`` of the amount plus ``MONEY_BUDGET_TOL`` of the
+campaign's budget. The reference's ``exp``, ``log`` and ``erfc`` are numpy's and scipy's, the
+kernel's are its inlined polynomials (``core.inline_exp``, ``core.inline_log``, within 2 ulp of
+glibc's) and glibc's ``erfc``: market prices, order values and the costs that follow from them
+differ in their last bits (about 5% of the hourly amounts do, by a few 1e-16 relative). These
+differences add up over a week in the budget left, to at most ~2e-15 of the budget (a few
+ulps of it); a budget nearly spent then carries them, relative to what is left, into the
+requests paced on it (measured: at most 1.1e-12 relative, 1.5e-14 of the budget, over 200
+campaigns of each scenario). Rewards (money over the budget) must be equal to the same
+tolerances. Observations are computed from the reference's state by the views' own functions
+and must be equal to two float32 ulps (``OBS_RTOL``; where the money differs in its last bits,
+its float32 rounding may differ by one) or ``OBS_ATOL`` for features near 0.
 """
 
 from __future__ import annotations
@@ -29,9 +34,9 @@ from budgetgym.envs.core import HOURLY_METRICS, REWARD_MODES, action_to_spend_re
 from budgetgym.envs.reference import binomial, ndtri, reference_reward, reference_step
 from budgetgym.envs.scenarios import LIBRARY, SCENARIO_NAMES
 
-MONEY_RTOL = 1e-12
-MONEY_ATOL_CNY = 1e-9
-OBS_RTOL = 2.0**-23  # one float32 ulp
+MONEY_RTOL = 1e-11
+MONEY_BUDGET_TOL = 1e-13
+OBS_RTOL = 2.0**-22
 OBS_ATOL = 1e-12
 N_CAMPAIGNS = 40
 COUNTS = ("impressions", "clicks", "conversions", "new_customers")
@@ -40,9 +45,9 @@ COUNT_STATE = ("returning_pool", "pending_conversions", "pending_new_customers",
 MONEY_STATE = ("budget_left_cny", "pending_gmv_cny", "recent_spend_cny", "unattributed_gmv_cny")
 INFO_KEYS = {*TOTAL_KEYS, *HOURLY_METRICS, "hour", "spend_by_channel", "gmv_by_channel",
              "true_cvr_new", "true_cvr_returning", "purchases", "purchase_gmv_cny"}  # fmt: skip
-COUNT_INFO = (*COUNTS, "purchases", "conversions_total", "new_customers_total",
+EXACT_INFO = (*COUNTS, "purchases", "conversions_total", "new_customers_total",
               "returning_customers_total", "pending_conversions", "unattributed_conversions",
-              "hour")  # fmt: skip
+              "hour", "budget", "target_roi", "true_cvr_new", "true_cvr_returning")  # fmt: skip
 
 
 def spend_requests(rng: np.random.Generator, budget_left: np.ndarray, hours_left: int, k: int):
@@ -54,11 +59,16 @@ def spend_requests(rng: np.random.Generator, budget_left: np.ndarray, hours_left
     return pace[:, None] * (budget_left / hours_left)[:, None] * shares
 
 
-def assert_same(name: str, kernel: np.ndarray, ref: np.ndarray, exact: bool) -> None:
-    if exact:
+def assert_same(name: str, kernel: np.ndarray, ref: np.ndarray, budget: np.ndarray | None):
+    """Equal to the bit (``budget`` None), or as money of campaigns with these budgets ``(n,)``
+    (to the module's tolerances)."""
+    if budget is None:
         np.testing.assert_array_equal(kernel, ref, err_msg=name)
-    else:
-        np.testing.assert_allclose(kernel, ref, rtol=MONEY_RTOL, atol=MONEY_ATOL_CNY, err_msg=name)
+        return
+    budget = budget.reshape(-1, *(1,) * (ref.ndim - 1))
+    error = np.abs(kernel - ref) - (MONEY_RTOL * np.abs(ref) + MONEY_BUDGET_TOL * budget)
+    worst = np.unravel_index(np.argmax(error), error.shape)
+    assert error[worst] <= 0.0, f"{name}{list(worst)}: kernel {kernel[worst]!r}, ref {ref[worst]!r}"
 
 
 def run_side_by_side(scenario, seeds: np.ndarray, mode: str, rng: np.random.Generator):
@@ -72,6 +82,7 @@ def run_side_by_side(scenario, seeds: np.ndarray, mode: str, rng: np.random.Gene
     shadow.reset(seeds)
     params, ref_state = kernel.params, shadow.state
     n, k, horizon = seeds.size, params.n_channels, params.horizon_hours
+    budget = params.budget_cny
     for hour in range(horizon):
         if hour % 3 == 2:  # through the policy's actions, mapped to spend inside the kernel
             actions = rng.uniform(-1.0, 1.0, size=(n, k + 1))
@@ -83,12 +94,12 @@ def run_side_by_side(scenario, seeds: np.ndarray, mode: str, rng: np.random.Gene
         step = reference_step(params, ref_state, request, hour)
         ref_state = shadow.state = step.state
         for field in COUNT_STATE + MONEY_STATE:
-            exact = field in COUNT_STATE
-            assert_same(field, getattr(kernel.state, field), getattr(ref_state, field), exact)
+            scale = None if field in COUNT_STATE else budget
+            assert_same(field, getattr(kernel.state, field), getattr(ref_state, field), scale)
         for metric, values in step.hourly.items():
-            assert_same(metric, info[metric], values, metric in COUNTS)
+            assert_same(metric, info[metric], values, None if metric in COUNTS else budget)
         ref_reward = reference_reward(params, ref_state, mode, penalty_coef)
-        np.testing.assert_allclose(reward, ref_reward, rtol=MONEY_RTOL, atol=1e-15)
+        assert_same("reward", reward * budget, ref_reward * budget, budget)
         # Observation and info from the reference's state, by the views' functions.
         totals, _ = shadow._summarize(bool(done[0]))
         ref_info = shadow._info(
@@ -96,7 +107,10 @@ def run_side_by_side(scenario, seeds: np.ndarray, mode: str, rng: np.random.Gene
         )
         assert set(info) == set(ref_info) == INFO_KEYS
         for key, values in info.items():
-            assert_same(key, values, ref_info[key], key in COUNT_INFO)
+            if key == "roi":
+                np.testing.assert_allclose(values, ref_info[key], rtol=MONEY_RTOL, err_msg=key)
+            else:
+                assert_same(key, values, ref_info[key], None if key in EXACT_INFO else budget)
         np.testing.assert_allclose(obs, shadow.observe(), rtol=OBS_RTOL, atol=OBS_ATOL)
     assert done.all() and ref_state.hour == horizon
     assert (ref_state.pending_conversions == 0).all()
