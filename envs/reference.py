@@ -9,8 +9,9 @@ below a mean of 12, normal approximation above), so it reproduces the kernel's t
 counts exactly, money to the last few bits (numpy's ``exp``, ``log`` and ``erfc`` may differ from
 the kernel's inlined ones by an ulp; tests/envs/test_reference.py states the tolerance).
 
-Channels are stepped one after another (the commissions of pay-per-sale channels use up the
-budget in channel order); every other operation is vectorized over campaigns.
+What a channel buys and costs is computed channel by channel, since each channel pays from what
+the ones before it left of the budget (those billed per impression or click first, in channel
+order, then those paid per sale); every operation is vectorized over campaigns.
 """
 
 from __future__ import annotations
@@ -188,12 +189,7 @@ def reference_step(
         returning_share = np.where(p_buy > 0.0, p_ret / p_buy, 0.0)
     order_z = ndtri(u[:, ORDER_VALUE])
     # Channel by channel, what the allocation buys and what it costs, from the budget left.
-    impressions, clicks, cost = np.zeros((n, n_ch)), np.zeros((n, n_ch)), np.zeros((n, n_ch))
-    purchases, conv_new, purchase_gmv = (
-        np.zeros((n, n_ch)),
-        np.zeros((n, n_ch)),
-        np.zeros((n, n_ch)),
-    )
+    impressions, clicks, cost, purchases, conv_new, purchase_gmv = np.zeros((6, n, n_ch))
     room = s.budget_left_cny.copy()
     for k in order:
         room = np.maximum(room, 0.0)
