@@ -33,14 +33,16 @@ from budgetgym.envs.core import (
     ORDER_VALUE_SIGMA,
     PRICE_NOISE_SIGMA,
     RECENT_SPEND_DECAY,
+    REWARD_MODES,
     SPEND,
     CampaignState,
     channel_table,
 )
 from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
 
-# Streams of the hour's uniforms: ``uniforms[:, stream, channel]``.
+# Streams of the hour's uniforms, ``uniforms[:, stream, channel]``, in the kernel's order.
 VOLUME, PRICE, CLICKS, PURCHASES, RETURNING, ORDER_VALUE, IMMEDIATE, ARRIVAL, SETTLE = range(9)
+N_STREAMS = SETTLE + 1
 EXACT_MEAN_LIMIT = 12.0  # binomials with a smaller mean are drawn exactly
 
 
@@ -163,7 +165,7 @@ def reference_step(
         raise ValueError(f"hour must be the state's hour {state.hour}, got {hour}.")
     n, n_ch = spend_request_cny.shape
     s = copy.deepcopy(state)
-    u = crn.uniforms(s.keys, crn.counters(hour, 9, n_ch))  # (n, stream, k)
+    u = crn.uniforms(s.keys, crn.counters(hour, N_STREAMS, n_ch))  # (n, stream, k)
     ch = channel_table(params.channels)
     billing = [c.billing for c in params.channels]
     # Channels billed per impression or click pay first, in channel order, then those per sale.
@@ -259,12 +261,14 @@ def reference_reward(
     """Reward ``(n,)`` of the hour that led to ``state`` (docs/simulator.md §5): the hour's
     attributed GMV (or profit) and new customers' value per unit of budget, less, in mode
     ``gmv_roi_penalty`` at the end of the horizon, the spend that missed the target ROI."""
+    if reward_mode not in REWARD_MODES:
+        raise ValueError(f"Unknown reward_mode {reward_mode!r}; valid: {', '.join(REWARD_MODES)}.")
     channels = range(params.n_channels)
-    gmv = channel_sum(state.last[GMV], channels)
+    value = channel_sum(state.last[GMV], channels)
     new_customers = channel_sum(state.last[NEW_CUSTOMERS], channels)
     if reward_mode == "profit":
-        gmv = params.gross_margin_frac * gmv - channel_sum(state.last[SPEND], channels)
-    reward = (gmv + params.new_customer_value_cny * new_customers) / params.budget_cny
+        value = params.gross_margin_frac * value - channel_sum(state.last[SPEND], channels)
+    reward = (value + params.new_customer_value_cny * new_customers) / params.budget_cny
     if reward_mode == "gmv_roi_penalty" and state.hour >= params.horizon_hours:
         spend = channel_sum(state.totals[SPEND], channels)
         total_gmv = channel_sum(state.totals[GMV], channels)

@@ -166,7 +166,7 @@ def test_reference_draws_follow_their_definitions():
     np.testing.assert_array_equal(large, expected)
 
 
-def test_reference_step_is_pure_and_checks_the_hour():
+def test_reference_step_is_pure_and_checks_its_arguments():
     campaigns = BatchedCampaigns("new_product_cold_start", horizon_hours=2)
     campaigns.reset(np.arange(8))
     state, request = campaigns.state, np.full((8, 6), 500.0)
@@ -177,3 +177,5 @@ def test_reference_step_is_pure_and_checks_the_hour():
     assert step.state.hour == 1 and (step.state.budget_left_cny < state.budget_left_cny).all()
     with pytest.raises(ValueError, match="hour must be the state's hour 1, got 0"):
         reference_step(campaigns.params, step.state, request, 0)
+    with pytest.raises(ValueError, match="Unknown reward_mode 'roi'"):
+        reference_reward(campaigns.params, step.state, "roi", 1.0)
