@@ -26,6 +26,8 @@ from budgetgym.envs.core import (
     BatchKernel,
     CampaignState,
     ChannelTable,
+    KernelParams,
+    KernelState,
     action_row_to_request,
     channel_table,
     check_actions,
@@ -47,7 +49,9 @@ from budgetgym.envs.features import (  # the names and sizes, also read from her
     OBS_DIM,  # noqa: F401
     OBS_FEATURES,  # noqa: F401
     OBS_SCALES,
+    ObsColumns,
     ObservationLayout,
+    ObsScales,
     action_dim,
 )
 from budgetgym.envs.scenario_specs import Mixture
@@ -165,7 +169,10 @@ def _observe_campaigns(
 
 
 def _observe_loop(hour, horizon, params, state, reference_price, col, sc, out):
-    """Fill ``out (n, OBS_DIM)`` for every campaign."""
+    """Fill ``out (n, OBS_DIM)`` for every campaign (arguments as plain tuples: see
+    ``core.kernel_params``)."""
+    params, state = KernelParams(*params), KernelState(*state)
+    col, sc = ObsColumns(*col), ObsScales(*sc)
     clock, n = _clock(hour), out.shape[0]
     for chunk in numba.prange(n_chunks(n)):
         start, stop = chunk_bounds(chunk, n)
@@ -297,9 +304,10 @@ class BatchedCampaigns:
         #: The scenario's channels, in the order of the action's logits and of the observation.
         self.channels = scenario_channels(scenario)
         self.layout = ObservationLayout(tuple(c.name for c in self.channels))
-        self._columns = self.layout.columns()
+        self._columns = tuple(self.layout.columns())  # plain tuples: see core.kernel_params
         self.params: CampaignParams | None = None
-        self._channel_table: tuple[tuple, ChannelTable] | None = None
+        self._channel_table: tuple[tuple, tuple[np.ndarray, ...]] | None = None
+        self._kernel_args: tuple[CampaignParams, tuple[np.ndarray, ...]] | None = None
         self.state: CampaignState | None = None
 
     @property
@@ -366,19 +374,27 @@ class BatchedCampaigns:
         s.last = np.empty_like(s.last)
         _STEP.for_batch(n)(
             s.hour, p.horizon_hours, float(ATTRIBUTION_WINDOW_HOURS), actions, request,
-            kernel_params(p), kernel_state(s), self._kernel_channels(), purchases, purchase_gmv,
-            REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, REFERENCE_PRICE_CNY,
-            self._columns, OBS_SCALES, totals, reward, obs,
+            self._kernel_params(), kernel_state(s), self._kernel_channels(), purchases,
+            purchase_gmv, REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef,
+            REFERENCE_PRICE_CNY,
+            self._columns, _OBS_SCALES, totals, reward, obs,
         )  # fmt: skip
         s.hour += 1
         done = np.full(n, s.hour >= self.horizon_hours)
         cohort = {"purchases": purchases, "purchase_gmv_cny": purchase_gmv}
         return obs, reward, done, self._info(totals, cohort)
 
-    def _kernel_channels(self) -> ChannelTable:
+    def _kernel_params(self) -> tuple[np.ndarray, ...]:
+        """``kernel_params(params)`` (computed again when ``params`` is replaced)."""
+        if self._kernel_args is None or self._kernel_args[0] is not self.params:
+            self._kernel_args = (self.params, kernel_params(self.params))
+        return self._kernel_args[1]
+
+    def _kernel_channels(self) -> tuple[np.ndarray, ...]:
         """The channel table of ``params.channels`` (computed again when they change)."""
         if self._channel_table is None or self._channel_table[0] is not self.params.channels:
-            self._channel_table = (self.params.channels, channel_table(self.params.channels))
+            table = tuple(channel_table(self.params.channels))  # see core.kernel_params
+            self._channel_table = (self.params.channels, table)
         return self._channel_table[1]
 
     def _summarize(self, done: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -387,7 +403,7 @@ class BatchedCampaigns:
         totals, reward = np.empty((n, len(TOTAL_KEYS))), np.empty(n)
         _SUMMARY.for_batch(n)(
             REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef, done,
-            kernel_params(self.params), kernel_state(self.state), totals, reward,
+            self._kernel_params(), kernel_state(self.state), totals, reward,
         )  # fmt: skip
         return totals, reward
 
@@ -395,8 +411,8 @@ class BatchedCampaigns:
         """Observations ``(n_envs, layout.dim)`` float32 of what an advertiser can see."""
         obs = np.empty((self.n_envs, self.layout.dim), dtype=np.float32)
         _OBSERVE.for_batch(self.n_envs)(
-            self.state.hour, self.horizon_hours, kernel_params(self.params),
-            kernel_state(self.state), REFERENCE_PRICE_CNY, self._columns, OBS_SCALES, obs,
+            self.state.hour, self.horizon_hours, self._kernel_params(),
+            kernel_state(self.state), REFERENCE_PRICE_CNY, self._columns, _OBS_SCALES, obs,
         )  # fmt: skip
         return obs
 
@@ -499,6 +515,7 @@ def _summary_campaigns(start, stop, mode, penalty_coef, done, params, state, out
 
 def _summary_loop(mode, penalty_coef, done, params, state, out, reward):
     """Fill ``out (n, len(TOTAL_KEYS))`` and ``reward (n,)`` for every campaign."""
+    params, state = KernelParams(*params), KernelState(*state)
     n = out.shape[0]
     for chunk in numba.prange(n_chunks(n)):
         start, stop = chunk_bounds(chunk, n)
@@ -511,6 +528,8 @@ def _step_loop(
 ):  # fmt: skip
     """One hour of every campaign in one pass: actions (checked, or ``None`` to step the given
     ``request``) -> spend request -> dynamics -> totals and reward -> next observation."""
+    params, state, ch = KernelParams(*params), KernelState(*state), ChannelTable(*ch)
+    col, sc = ObsColumns(*col), ObsScales(*sc)
     settle = hour + 1 >= horizon
     counter, profile = hour_counters(hour, request.shape[1]), hour_profile(hour)
     clock = _clock(hour + 1)
@@ -542,6 +561,7 @@ _summary_campaigns = numba.njit(cache=True, error_model="numpy", inline="always"
 _clock = numba.njit(cache=True, error_model="numpy")(_clock)
 _LOG1P_COUNTS = numba.njit(cache=True)(_log1p_count_table)(4096)
 _log1p_count = numba.njit(cache=True, error_model="numpy", inline="always")(_log1p_count)
+_OBS_SCALES = tuple(OBS_SCALES)
 _OBSERVE = BatchKernel(_observe_loop)
 _SUMMARY = BatchKernel(_summary_loop)
 _STEP = BatchKernel(_step_loop)
