@@ -766,7 +766,12 @@ def simulate_campaigns(
     pool_half = params.pool_half_saturation
     traffic_mult, price_mult, cvr_mult = (params.hourly_traffic_mult, params.hourly_price_mult,
                                           params.hourly_cvr_mult)  # fmt: skip
+    price_cny = params.price_cny
     keys, budget_left, pool = state.keys, state.budget_left_cny, state.returning_pool
+    pend_conv, pend_new, pend_gmv = (state.pending_conversions, state.pending_new_customers,
+                                     state.pending_gmv_cny)  # fmt: skip
+    last, totals, recent_spend = state.last, state.totals, state.recent_spend_cny
+    unattr_conv, unattr_gmv = state.unattributed_conversions, state.unattributed_gmv_cny
     n_ch, m = request.shape[1], stop - start
     if m > CAMPAIGNS_PER_CHUNK:
         raise ValueError("simulate_campaigns steps at most CAMPAIGNS_PER_CHUNK campaigns a call")
@@ -839,131 +844,111 @@ def simulate_campaigns(
         key = keys[i]
         # What is left to pay with: the channels billed per click or impression pay first, in
         # channel order, then the commissions of the channels paid per sale.
-        room = budget_left[i]
+        room = max(budget_left[i], 0.0)
         log_q_immediate, log_q_arrival = _log_q(immediate_frac[i]), _log_q(hazard[i])
         spent, new_arrived = 0.0, 0.0
         for phase in range(2):
             for k in range(n_ch):
                 if (ch.billing[k] == BILLING_PER_SALE) != (phase == 1):
                     continue
-                cost, new = _bill_channel(
-                    i, j, k, key, hour, settle, window_hours, room, ch, counter, params, state,
-                    lanes, log_q_immediate, log_q_arrival, purchases_out, purchase_gmv_out,
+                # What the allocation buys and what it costs, by the channel's billing: ``cpm``
+                # pays the realized impressions at the average price per impression won
+                # (allocation / expected impressions), ``cpc`` the realized clicks at the
+                # expected cost per click (allocation / expected clicks), ``per_sale`` the
+                # commission on its sales (its allocation buys reach, free). What ``room``
+                # cannot pay for is not bought: fewer impressions, clicks or sales.
+                billing = ch.billing[k]
+                allocated = lanes[k, _C_ALLOCATED, j]
+                expected_impressions = 0.0
+                if allocated > 0.0 and lanes[k, _C_MAX_SPEND, j] > 0.0:
+                    expected_impressions = lanes[k, _C_VOLUME, j] * _ndtr(lanes[k, _C_WIN_Z, j])
+                impressions = np.floor(expected_impressions + 0.5)
+                cost = 0.0
+                if billing == BILLING_CPM and impressions > 0.0:
+                    price = allocated / expected_impressions
+                    if impressions * price > room:
+                        impressions = np.floor(room / price)
+                    cost = impressions * price
+                clicks = _binomial_draw(
+                    impressions, ctr[i, k], lanes[k, _C_LOGQ_CLICKS, j], lanes[k, _C_U_CLICKS, j],
+                    lanes[k, _C_Z_CLICKS, j],
                 )  # fmt: skip
-                room -= cost
+                if billing == BILLING_CPC and clicks > 0.0:
+                    cost_per_click = allocated / (expected_impressions * ctr[i, k])
+                    if clicks * cost_per_click > room:
+                        clicks = np.floor(room / cost_per_click)
+                    cost = clicks * cost_per_click
+                purchases = _binomial_draw(
+                    clicks, lanes[k, _C_P_BUY, j], lanes[k, _C_LOGQ_BUY, j], lanes[k, _C_U_BUY, j],
+                    _Z_LAZY,
+                )  # fmt: skip
+                conv_ret = _binomial_draw(
+                    purchases, lanes[k, _C_RET_SHARE, j], lanes[k, _C_LOGQ_RET, j],
+                    lanes[k, _C_U_RET, j], _Z_LAZY,
+                )  # fmt: skip
+                conv_new = purchases - conv_ret
+                order_value = price_cny[i]
+                if purchases > 0.0:
+                    # Mean order value of the cohort: lognormal per order, averaged over it.
+                    sigma = ORDER_VALUE_SIGMA / _sqrt(purchases)
+                    z = lanes[k, _C_Z_ORDER, j]
+                    order_value *= inline_exp(sigma * z - 0.5 * sigma * sigma)
+                purchase_gmv = purchases * order_value
+                if billing == BILLING_PER_SALE:
+                    # The cost is commission x GMV. Sales that the budget left could not pay
+                    # for are not made (the programme stops).
+                    commission_frac = ch.commission_frac[k]
+                    commission = commission_frac * purchase_gmv
+                    if commission > 0.0 and commission > room:
+                        keep = room / commission
+                        conv_new = np.floor(conv_new * keep)
+                        conv_ret = np.floor(conv_ret * keep)
+                        purchases = conv_new + conv_ret
+                        purchase_gmv = purchases * order_value
+                    cost = commission_frac * purchase_gmv
+                # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
+                immediate = _binomial_draw(
+                    purchases, immediate_frac[i], log_q_immediate, lanes[k, _C_U_IMM, j], _Z_LAZY
+                )
+                old = _binomial_draw(
+                    pend_conv[i, k], hazard[i], log_q_arrival, lanes[k, _C_U_ARR, j], _Z_LAZY
+                )
+                imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
+                old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
+                conv = immediate + old
+                new = imm_new + old_new
+                gmv = imm_gmv + old_gmv
+                # Each part leaves its pool exactly once: a pool taken whole is left at exactly
+                # zero, so rounding never leaves a negative residue of GMV.
+                pend_conv[i, k] = (pend_conv[i, k] - old) + (purchases - immediate)
+                pend_new[i, k] = (pend_new[i, k] - old_new) + (conv_new - imm_new)
+                pend_gmv[i, k] = (pend_gmv[i, k] - old_gmv) + (purchase_gmv - imm_gmv)
+                if settle:
+                    # End of horizon: what arrives within the attribution window counts now.
+                    p_window = 1.0 - (1.0 - hazard[i]) ** window_hours
+                    u_set = _uniform(key, counter[_S_SETTLE, k])
+                    settled = _binomial(pend_conv[i, k], p_window, u_set)
+                    s_new, s_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], settled)
+                    conv += settled
+                    new += s_new
+                    gmv += s_gmv
+                    unattr_conv[i] += pend_conv[i, k] - settled
+                    unattr_gmv[i] += pend_gmv[i, k] - s_gmv
+                    pend_conv[i, k] = 0.0
+                    pend_new[i, k] = 0.0
+                    pend_gmv[i, k] = 0.0
+                hourly = (cost, impressions, clicks, conv, new, gmv)
+                for metric in range(6):
+                    last[metric, i, k] = hourly[metric]
+                    totals[metric, i, k] += hourly[metric]
+                recent_spend[i, k] = RECENT_SPEND_DECAY * recent_spend[i, k] + cost
+                purchases_out[i, k] = purchases
+                purchase_gmv_out[i, k] = purchase_gmv
+                room = max(room - cost, 0.0)
                 spent += cost
                 new_arrived += new
         budget_left[i] = max(budget_left[i] - spent, 0.0)
         pool[i] += new_arrived
-
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _bill_channel(
-    i, j, k, key, hour, settle, window_hours, room, ch, counter, params, state, lanes,
-    log_q_immediate, log_q_arrival, purchases_out, purchase_gmv_out,
-):  # fmt: skip
-    """The sequential draws of campaign ``i`` (lane ``j``) in channel ``k``: what its allocation
-    buys, what it costs (at most ``room``, the budget left to pay with), what arrives; updates
-    the state. Returns ``(cost, new customers arrived)``.
-
-    Billing: ``cpm`` pays the realized impressions at the average price per impression won
-    (allocation / expected impressions), ``cpc`` the realized clicks at the expected cost per
-    click (allocation / expected clicks), ``per_sale`` the commission on its sales (its
-    allocation buys reach, free). What ``room`` cannot pay is not bought: fewer impressions,
-    clicks or sales."""
-    price_cny, ctr = params.price_cny, params.ctr
-    immediate_frac, hazard = params.immediate_frac, params.delay_hazard_per_hour
-    pend_conv, pend_new, pend_gmv = (state.pending_conversions, state.pending_new_customers,
-                                     state.pending_gmv_cny)  # fmt: skip
-    last, totals, recent_spend = state.last, state.totals, state.recent_spend_cny
-    unattr_conv, unattr_gmv = state.unattributed_conversions, state.unattributed_gmv_cny
-    room = max(room, 0.0)
-    billing = ch.billing[k]
-    allocated = lanes[k, _C_ALLOCATED, j]
-    expected_impressions = 0.0
-    if allocated > 0.0 and lanes[k, _C_MAX_SPEND, j] > 0.0:
-        expected_impressions = lanes[k, _C_VOLUME, j] * _ndtr(lanes[k, _C_WIN_Z, j])
-    impressions = np.floor(expected_impressions + 0.5)
-    cost = 0.0
-    if billing == BILLING_CPM and impressions > 0.0:
-        price = allocated / expected_impressions
-        if impressions * price > room:
-            impressions = np.floor(room / price)
-        cost = impressions * price
-    clicks = _binomial_draw(
-        impressions, ctr[i, k], lanes[k, _C_LOGQ_CLICKS, j], lanes[k, _C_U_CLICKS, j],
-        lanes[k, _C_Z_CLICKS, j],
-    )  # fmt: skip
-    if billing == BILLING_CPC and clicks > 0.0:
-        cost_per_click = allocated / (expected_impressions * ctr[i, k])
-        if clicks * cost_per_click > room:
-            clicks = np.floor(room / cost_per_click)
-        cost = clicks * cost_per_click
-    purchases = _binomial_draw(
-        clicks, lanes[k, _C_P_BUY, j], lanes[k, _C_LOGQ_BUY, j], lanes[k, _C_U_BUY, j],
-        _Z_LAZY,
-    )  # fmt: skip
-    conv_ret = _binomial_draw(
-        purchases, lanes[k, _C_RET_SHARE, j], lanes[k, _C_LOGQ_RET, j],
-        lanes[k, _C_U_RET, j], _Z_LAZY,
-    )  # fmt: skip
-    conv_new = purchases - conv_ret
-    order_value = price_cny[i]
-    if purchases > 0.0:
-        # Mean order value of the cohort: lognormal per order, averaged over the cohort.
-        sigma = ORDER_VALUE_SIGMA / _sqrt(purchases)
-        z = lanes[k, _C_Z_ORDER, j]
-        order_value *= inline_exp(sigma * z - 0.5 * sigma * sigma)
-    purchase_gmv = purchases * order_value
-    if billing == BILLING_PER_SALE:
-        # The cost is commission x GMV. Sales that the budget left could not pay for are not
-        # made (the programme stops).
-        commission_frac = ch.commission_frac[k]
-        commission = commission_frac * purchase_gmv
-        if commission > 0.0 and commission > room:
-            keep = room / commission
-            conv_new = np.floor(conv_new * keep)
-            conv_ret = np.floor(conv_ret * keep)
-            purchases = conv_new + conv_ret
-            purchase_gmv = purchases * order_value
-        cost = commission_frac * purchase_gmv
-    # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
-    immediate = _binomial_draw(
-        purchases, immediate_frac[i], log_q_immediate, lanes[k, _C_U_IMM, j], _Z_LAZY
-    )
-    old = _binomial_draw(pend_conv[i, k], hazard[i], log_q_arrival, lanes[k, _C_U_ARR, j], _Z_LAZY)
-    imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
-    old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
-    conv = immediate + old
-    new = imm_new + old_new
-    gmv = imm_gmv + old_gmv
-    # Each part leaves its pool exactly once: a pool taken whole is left at exactly zero,
-    # so rounding never leaves a negative residue of GMV.
-    pend_conv[i, k] = (pend_conv[i, k] - old) + (purchases - immediate)
-    pend_new[i, k] = (pend_new[i, k] - old_new) + (conv_new - imm_new)
-    pend_gmv[i, k] = (pend_gmv[i, k] - old_gmv) + (purchase_gmv - imm_gmv)
-    if settle:
-        # End of horizon: what arrives within the attribution window counts now.
-        p_window = 1.0 - (1.0 - hazard[i]) ** window_hours
-        u_set = _uniform(key, counter[_S_SETTLE, k])
-        settled = _binomial(pend_conv[i, k], p_window, u_set)
-        s_new, s_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], settled)
-        conv += settled
-        new += s_new
-        gmv += s_gmv
-        unattr_conv[i] += pend_conv[i, k] - settled
-        unattr_gmv[i] += pend_gmv[i, k] - s_gmv
-        pend_conv[i, k] = 0.0
-        pend_new[i, k] = 0.0
-        pend_gmv[i, k] = 0.0
-    hourly = (cost, impressions, clicks, conv, new, gmv)
-    for metric in range(6):
-        last[metric, i, k] = hourly[metric]
-        totals[metric, i, k] += hourly[metric]
-    recent_spend[i, k] = RECENT_SPEND_DECAY * recent_spend[i, k] + cost
-    purchases_out[i, k] = purchases
-    purchase_gmv_out[i, k] = purchase_gmv
-    return cost, new
 
 
 def sources_digest(*paths: str | Path) -> str:
