@@ -62,8 +62,7 @@ _S_VOLUME, _S_PRICE, _S_CLICKS, _S_PURCHASES, _S_RETURNING_BUYERS = range(5)
 _S_ORDER_VALUE, _S_IMMEDIATE, _S_ARRIVAL, _S_SETTLE = range(5, 9)
 _N_STREAMS = 9
 
-PRICE_SIGMA = channel_array("price_sigma")
-COMMISSION_FRAC = channel_array("commission_frac")
+PRICE_SIGMA = channel_array("price_sigma")  # the reference six's, the default of win_curve
 
 
 class ChannelTable(NamedTuple):
