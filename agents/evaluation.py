@@ -196,7 +196,7 @@ def evaluate(
         policy: any :class:`~budgetgym.agents.policy.Policy` (or an oracle-style spend planner),
             or a Stable-Baselines3 model, wrapped by :func:`~budgetgym.agents.policy.as_policy`
             (read its note on observation normalization).
-        scenario: scenario name (``SCENARIO_NAMES``).
+        scenario: scenario name (``SCENARIO_NAMES``) or a scenario file's path.
         episodes: number of campaigns (>= 1).
         seed_start: first seed; the default is the held-out evaluation range.
         batch_size: campaigns simulated together.
