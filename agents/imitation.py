@@ -468,20 +468,25 @@ def attach_imitation(
     log: Callable[[str], None] = print,
     progress: bool = False,
     tensorboard: Path | None = None,
-) -> None:
+) -> list[StageStats]:
     """Imitation for a new run of ``config`` (with an ``imitation`` section).
 
     A :class:`DAgger` model gets its :class:`Imitation` (its ``learn`` runs it). A PPO model
     is warm-started now: behaviour cloning and the DAgger iterations fit its actor (scalars
     under ``imitation/`` in ``tensorboard`` at step = stage, one line per stage to ``log``),
     then PPO trains from there.
+
+    Returns:
+        The stages run now (none for a DAgger model, whose ``learn`` runs them).
     """
     trainer = Imitation(model, config, progress=progress and not isinstance(model, DAgger))
     if isinstance(model, DAgger):
         model.trainer = trainer
-        return
+        return []
     logger = None if tensorboard is None else configure(str(tensorboard), ["tensorboard"])
+    stages = []
     for stats in trainer.stages():
+        stages.append(stats)
         log(
             f"Imitation stage {stats.stage} (beta {stats.beta:.2f}): {stats.dataset_states:,} "
             f"states, held-out loss {stats.fit.validation_loss_before:.4f} -> "
@@ -493,3 +498,4 @@ def attach_imitation(
             logger.dump(stats.stage)
     if logger is not None:
         logger.close()
+    return stages
