@@ -187,3 +187,14 @@ def test_imitation_config_is_validated():
         validate_config(tiny("dagger", beta_decay=1.5))
     with pytest.raises(ValueError, match="did you mean 'iterations'"):
         validate_config(tiny("dagger", iteration=2))
+
+
+def test_ppo_run_with_an_imitation_section_fits_the_actor_before_ppo(tmp_path: Path):
+    lines: list[str] = []
+    config = validate_config(tiny(bc_campaigns=8, iterations=1, campaigns_per_iteration=8,
+                                  epochs=2))  # fmt: skip
+    train(config, tmp_path / "run", progress=False, log=lines.append)
+    stages = [line for line in lines if line.startswith("Imitation stage")]
+    assert len(stages) == 2 and "beta 0.50" in stages[1]
+    assert list((tmp_path / "run" / "tb" / "imitation").glob("events.out.tfevents.*"))
+    assert (tmp_path / "run" / "final" / "model.zip").is_file()
