@@ -255,7 +255,8 @@ class ActorFit:
         best_state = [p.detach().clone() for p in self.params]
         waited, epochs, train_loss = 0, 0, float("nan")
         size = self.settings.batch_size
-        for epochs in range(1, self.settings.epochs + 1):  # noqa: B007 (counted after the loop)
+        while epochs < self.settings.epochs:
+            epochs += 1
             order = torch.randperm(len(train_x), generator=self.generator).to(device)
             total = 0.0
             for batch in order.split(size):
