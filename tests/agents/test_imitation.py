@@ -173,6 +173,8 @@ def test_dagger_run_evaluates_and_exports_with_parity(tmp_path: Path):
     expected, _ = policy.predict(obs)
     actual, _ = OnnxPolicy(onnx_path).predict(obs)
     assert np.abs(actual - expected).max() <= 1e-5
+    with pytest.raises(ValueError, match="does not resume"):
+        policy.model.learn(96, reset_num_timesteps=False)
 
 
 def test_imitation_config_is_validated():
