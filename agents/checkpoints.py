@@ -1039,6 +1039,16 @@ def check_obs(obs: Any, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> np.ndarra
     return arr
 
 
+def episode_starts(state: Any, n: int, episode_start: Any = None) -> np.ndarray:
+    """Episode-start flags ``(n,)`` bool for a recurrent policy's next step: ``episode_start``
+    when given; else all True when ``state`` (``(hidden, cell)``, each ``(n_layers, batch,
+    size)``, or None) holds no state of ``n`` campaigns (the first call, after ``reset``, or
+    another batch size), all False otherwise."""
+    if episode_start is not None:
+        return np.asarray(episode_start, dtype=bool)
+    return np.full(n, state is None or state[0].shape[1] != n)
+
+
 class SB3Policy:
     """A trained SB3 model with its frozen observation normalization, as a ``Policy``.
 
@@ -1089,14 +1099,9 @@ class SB3Policy:
         if not self.recurrent:
             actions, _ = self.model.predict(norm, deterministic=deterministic)
             return add_residual(self.residual_base, arr, actions, self.channels), None
-        if episode_start is None:
-            if self._state is None or self._state[0][0].shape[1] != len(arr):
-                starts = np.ones(len(arr), dtype=bool)
-                self._state = None
-            else:
-                starts = np.zeros(len(arr), dtype=bool)
-        else:
-            starts = np.asarray(episode_start, dtype=bool)
+        starts = episode_starts(self._state, len(arr), episode_start)
+        if self._state is not None and self._state[0].shape[1] != len(arr):
+            self._state = None  # another batch: the model starts from zero states
         actions, self._state = self.model.predict(
             norm, state=self._state, episode_start=starts, deterministic=deterministic
         )
