@@ -68,6 +68,7 @@ def _module(policy: SB3Policy) -> Any:
     argument validation branches on tensor values, which ``torch.export`` cannot trace.
     """
     import torch
+    from stable_baselines3.common.policies import BaseModel
     from torch import nn
 
     class OnnxableSB3Policy(nn.Module):
@@ -119,8 +120,11 @@ def _module(policy: SB3Policy) -> Any:
             normalized observations."""
             if self.algorithm == "sac":
                 return self.sac_action(obs)
-            features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
-            return self.gaussian_mean(self.policy.mlp_extractor.forward_actor(features))
+            return self.gaussian_mean(self.policy.mlp_extractor.forward_actor(self.features(obs)))
+
+        def features(self, obs: torch.Tensor) -> torch.Tensor:
+            """The actor's features (its own extractor's, also when the critic has another)."""
+            return BaseModel.extract_features(self.policy, obs, self.policy.pi_features_extractor)
 
         def gaussian_mean(self, latent: torch.Tensor) -> torch.Tensor:
             """PPO's mean action for the actor's latent, clipped to the space as SB3 does."""
@@ -145,7 +149,7 @@ def _module(policy: SB3Policy) -> Any:
             episode_start: torch.Tensor,
         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             sb3 = self.policy
-            features = sb3.extract_features(self.normalized(obs), sb3.pi_features_extractor)
+            features = self.features(self.normalized(obs))
             keep = (1.0 - episode_start).view(1, -1, 1)  # zero the state of new campaigns
             out, (hidden, cell) = sb3.lstm_actor(features.unsqueeze(0), (keep * hidden, keep * cell))
             latent = sb3.mlp_extractor.forward_actor(out.squeeze(0))
