@@ -1110,7 +1110,8 @@ class SB3Policy:
         arr = check_obs(obs, self.channels)
         norm = self.normalizer(arr)
         if not self.recurrent:
-            actions, _ = self.model.predict(actor_input(self.model, norm), deterministic=deterministic)
+            norm = actor_input(self.model, norm)  # a privileged critic's actor reads obs only
+            actions, _ = self.model.predict(norm, deterministic=deterministic)
             return add_residual(self.residual_base, arr, actions, self.channels), None
         starts = episode_starts(self._state, len(arr), episode_start)
         if self._state is not None and self._state[0].shape[1] != len(arr):

@@ -151,7 +151,8 @@ def _module(policy: SB3Policy) -> Any:
             sb3 = self.policy
             features = self.features(self.normalized(obs))
             keep = (1.0 - episode_start).view(1, -1, 1)  # zero the state of new campaigns
-            out, (hidden, cell) = sb3.lstm_actor(features.unsqueeze(0), (keep * hidden, keep * cell))
+            state = (keep * hidden, keep * cell)
+            out, (hidden, cell) = sb3.lstm_actor(features.unsqueeze(0), state)
             latent = sb3.mlp_extractor.forward_actor(out.squeeze(0))
             return self.with_base(obs, self.gaussian_mean(latent)), hidden, cell
 

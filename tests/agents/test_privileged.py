@@ -21,7 +21,7 @@ from budgetgym.agents.privileged import (
     privileged_dim,
     privileged_features,
 )
-from budgetgym.agents.training import make_train_env, resume, train
+from budgetgym.agents.training import make_train_env, read_evaluations, resume, train
 from budgetgym.envs import OBS_DIM
 from tests.agents.test_export import observations, scale_action_head
 from tests.agents.tiny_runs import quiet, tiny
@@ -127,8 +127,7 @@ def test_trains_resumes_and_evaluates_on_held_out_campaigns(run_dir: Path) -> No
     from budgetgym.agents.evaluation import evaluate
     from budgetgym.agents.policy import load_policy
 
-    records = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
-    assert [r["num_timesteps"] for r in records] == [96, 192]
+    assert [r["num_timesteps"] for r in read_evaluations(run_dir)] == [96, 192]
     result = resume(run_dir, total_timesteps=288, progress=False, log=quiet)
     assert result.num_timesteps == 288
     summary = evaluate(
