@@ -181,7 +181,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
     Raises:
         FileNotFoundError: no such run.
-        ValueError: corrupt/incompatible checkpoint, or a recurrent policy.
+        ValueError: corrupt/incompatible checkpoint.
     """
     import onnx
     import torch

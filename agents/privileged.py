@@ -58,10 +58,15 @@ def privileged_features(params: Any) -> np.ndarray:
 
     Args:
         params: ``CampaignParams`` of ``n`` campaigns on ``k`` channels (``campaigns.params``).
+
+    Raises:
+        ValueError: a parameter that is not positive (a scenario file's zero CVR, say).
     """
     columns = []
     for name, centre, scale in PRIVILEGED_FIELDS:
         value = np.asarray(getattr(params, name), dtype=np.float64)
+        if not (value > 0).all():
+            raise ValueError(f"Campaign parameter {name} must be positive for the critic's log.")
         columns.append(((np.log(value) - centre) / scale).reshape(params.n_envs, -1))
     return np.concatenate(columns, axis=1).astype(np.float32)
 
