@@ -66,6 +66,8 @@ def arg(default: object, help_text: str) -> typing.Any:
 
 @dataclass
 class Args:
+    """The run's settings; each field is a command-line flag (``seed`` -> ``--seed``)."""
+
     exp_name: str = arg("cleanrl_ppo", "the run's name in its directory")
     seed: int = arg(1, "seeds torch, numpy and the first training campaigns seed .. seed+N-1")
     torch_threads: int = arg(1, "torch's CPU threads (a run repeats exactly for a given number)")
@@ -98,9 +100,8 @@ class Args:
 def parse_args(argv: list[str] | None = None) -> Args:
     """``Args`` from the command line; a bad value exits with status 2 and one sentence."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    hints = typing.get_type_hints(Args)
     for field in dataclasses.fields(Args):
-        flag, kind = "--" + field.name.replace("_", "-"), hints[field.name]
+        flag, kind = "--" + field.name.replace("_", "-"), field.type
         help_text = f"{field.metadata['help']} (default: {field.default!r})"
         action = argparse.BooleanOptionalAction if kind is bool else None
         parser.add_argument(
@@ -214,7 +215,10 @@ class TorchPolicy:
     def reset(self, campaigns: BatchedCampaigns) -> None:
         """Stateless: nothing to clear between batches of campaigns."""
 
-    def predict(self, obs: np.ndarray, state=None, episode_start=None, deterministic=True):
+    def predict(
+        self, obs: np.ndarray, state: None = None, episode_start: None = None, deterministic=True
+    ) -> tuple[np.ndarray, None]:
+        """Deterministic actions ``(n, action_dim)`` for raw observations ``(n, obs_dim)``."""
         with torch.no_grad():
             return self.actor(torch.as_tensor(obs, dtype=torch.float32)).numpy(), None
 

@@ -45,6 +45,8 @@ def runs(cleanrl: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict:
         return reset(self, seeds)
 
     out = {}
+    threads = torch.get_num_threads()  # the script sets both for the process; restored below
+    deterministic = torch.are_deterministic_algorithms_enabled()
     for name, seed in (("first", SEED), ("again", SEED), ("other", SEED + 1)):
         run_dir = tmp_path_factory.mktemp(name)
         argv = [*FAST, "--seed", str(seed), "--run-dir", str(run_dir)]
@@ -55,6 +57,8 @@ def runs(cleanrl: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict:
                 out[name] = cleanrl.main(cleanrl.parse_args(argv))
         else:
             out[name] = cleanrl.main(cleanrl.parse_args(argv))
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
     out["seeds_seen"] = seeds_seen
     return out
 
