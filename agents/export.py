@@ -342,7 +342,7 @@ class OnnxPolicy:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         names = tuple(i.name for i in inputs[1:])
         self.recurrent = bool(names)
-        if (names and names != STATE_INPUTS) or len(outputs) != 1 + 2 * self.recurrent:
+        if (names and names != STATE_INPUTS) or len(outputs) < 1 + 2 * self.recurrent:
             raise ValueError(
                 f"{self.path} must have one observation input and an action output (and for a "
                 f"recurrent policy the inputs {', '.join(STATE_INPUTS)} after the observation, "
@@ -409,6 +409,6 @@ class OnnxPolicy:
             zeros = np.zeros((self.state_shape[0], len(arr), self.state_shape[1]), np.float32)
             self.state = (zeros, zeros)
         feed = dict(zip(STATE_INPUTS, (*self.state, starts.astype(np.float32)), strict=True))
-        actions, hidden, cell = self.session.run(None, {self.input_name: arr, **feed})
+        actions, hidden, cell = self.session.run(None, {self.input_name: arr, **feed})[:3]
         self.state = (hidden, cell)
         return actions, None
