@@ -38,11 +38,11 @@ DEFAULT_JSON = Path("benchmarks/depth.json")
 #: budget spent: the target, not the budget, stopped it.
 ROI_BOUND_UTILIZATION = 0.99
 #: The static search: random splits (the uniform one first) times pace levels, then coordinate
-#: rounds of (log-share step, log-pace step), each move kept while it improves the score.
+#: rounds of (log-share step, log-pace step), each move kept when it ranks better.
 SEARCH_SEED = 0
 SEARCH_SPLITS = 32
-SEARCH_PACES = (0.8, 1.0, 1.4, 2.0)
-SEARCH_STEPS = ((0.7, 0.3), (0.7, 0.3), (0.35, 0.15), (0.35, 0.15), (0.15, 0.07))
+SEARCH_PACES = (0.3, 0.5, 0.8, 1.2, 2.0)
+SEARCH_STEPS = ((0.7, 0.3),) * 2 + ((0.35, 0.15),) * 3 + ((0.15, 0.07),) * 2
 #: Largest pace of a static policy (the action's limit, ``envs.core.MAX_PACE_MULT``).
 PACE_BOUNDS = (0.05, 5.0)
 #: Rows simulated together by the static search (whole candidates per batch).
@@ -227,12 +227,16 @@ def score_statics(
 
 
 def best_index(gmv: np.ndarray, miss: np.ndarray, score: np.ndarray, limit: float) -> int:
-    """The candidate with the most GMV among those missing at most ``limit`` of the campaigns,
-    or, if none does, the one with the best AuctionNet score (``agents/verdict.py``'s order)."""
-    feasible = miss <= limit + 1e-12
-    if feasible.any():
-        return int(np.argmax(np.where(feasible, gmv, -np.inf)))
-    return int(np.argmax(score))
+    """The first candidate by the criterion that ranks policies (``agents/verdict.py``'s
+    ``rank_key``): those missing at most ``limit`` of the campaigns by mean GMV ``(m,)``, then the
+    others by mean AuctionNet score ``(m,)``."""
+    from budgetgym.agents.verdict import rank_key
+
+    rows = [
+        {"gmv_mean": g, "roi_violation_rate": m, "auctionnet_score_mean": s}
+        for g, m, s in zip(gmv, miss, score, strict=True)
+    ]
+    return min(range(len(rows)), key=lambda i: rank_key(rows[i], limit))
 
 
 def search_rows(n_channels: int, validation_episodes: int) -> int:
@@ -259,7 +263,8 @@ def search_static(
        up and down by the round's step (``2k + 2`` neighbours), the best of the neighbours and the
        current point kept.
 
-    The score is :func:`best_index`'s: most mean GMV at a miss rate of at most ``miss_limit``.
+    Candidates rank as :func:`best_index` ranks them: most mean GMV at a miss rate of at most
+    ``miss_limit``, else the best AuctionNet score.
     Only ``seeds`` are read (the caller passes validation seeds).
     """
     from budgetgym.envs.campaigns import scenario_channels
