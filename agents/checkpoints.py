@@ -54,6 +54,14 @@ import numpy as np
 
 import budgetgym
 from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet, channels_of
+from budgetgym.agents.privileged import (
+    PrivilegedCriticPolicy,
+    PrivilegedObservation,
+    actor_input,
+    is_privileged,
+    model_env,
+    privileged_dim,
+)
 from budgetgym.agents.residual import (
     ActionDecayPolicy,
     add_residual,
@@ -402,11 +410,12 @@ def save_checkpoint(
         "num_timesteps": int(model.num_timesteps),
         "n_updates": int(model._n_updates),
         "episode_num": int(model._episode_num),
-        "obs_dim": int(model.observation_space.shape[0]),
+        "obs_dim": int(vecnormalize.observation_space.shape[0]),  # the env's, not the critic's
         "action_dim": int(model.action_space.shape[0]),
         "env_signature": env_signature(channels),
         "channels": channels.records(),
         "residual_base": residual_base_of(vecnormalize),
+        "privileged_critic": is_privileged(model),
         "budgetgym": budgetgym.__version__,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra_meta or {}),
@@ -456,6 +465,10 @@ def new_model(config: TrainConfig, venv: Any = None) -> Any:
 
             venv = BudgetVecEnv(config.env.n_envs, scenario=config.env.scenarios[0])
     kwargs = config.sb3_kwargs()
+    if hp.policy_kwargs.privileged_critic:  # validated: PPO only
+        venv = PrivilegedObservation(venv)
+        policy = PrivilegedCriticPolicy
+        kwargs["policy_kwargs"]["privileged_dim"] = privileged_dim(venv_channels(venv).n_channels)
     extractor = kwargs["policy_kwargs"].get("features_extractor_kwargs")
     if extractor is not None:  # ObservationSubset places the features by the env's channels
         extractor["channel_names"] = venv_channels(venv).names
@@ -769,7 +782,7 @@ class LoadedCheckpoint:
         """Make ``venv`` (the training env, without normalization), wrapped in ``VecNormalize``
         with the checkpoint's statistics, the model's env; returns the ``VecNormalize``."""
         self.vecnormalize = self.normalization.wrap(venv, training=True)
-        self.model.set_env(self.vecnormalize)
+        self.model.set_env(model_env(self.model, self.vecnormalize))
         return self.vecnormalize
 
 
@@ -1049,6 +1062,16 @@ def check_obs(obs: Any, channels: ChannelSet = DEFAULT_CHANNEL_SET) -> np.ndarra
     return arr
 
 
+def episode_starts(state: Any, n: int, episode_start: Any = None) -> np.ndarray:
+    """Episode-start flags ``(n,)`` bool for a recurrent policy's next step: ``episode_start``
+    when given; else all True when ``state`` (``(hidden, cell)``, each ``(n_layers, batch,
+    size)``, or None) holds no state of ``n`` campaigns (the first call, after ``reset``, or
+    another batch size), all False otherwise."""
+    if episode_start is not None:
+        return np.asarray(episode_start, dtype=bool)
+    return np.full(n, state is None or state[0].shape[1] != n)
+
+
 class SB3Policy:
     """A trained SB3 model with its frozen observation normalization, as a ``Policy``.
 
@@ -1097,16 +1120,12 @@ class SB3Policy:
         arr = check_obs(obs, self.channels)
         norm = self.normalizer(arr)
         if not self.recurrent:
+            norm = actor_input(self.model, norm)  # a privileged critic's actor reads obs only
             actions, _ = self.model.predict(norm, deterministic=deterministic)
             return add_residual(self.residual_base, arr, actions, self.channels), None
-        if episode_start is None:
-            if self._state is None or self._state[0][0].shape[1] != len(arr):
-                starts = np.ones(len(arr), dtype=bool)
-                self._state = None
-            else:
-                starts = np.zeros(len(arr), dtype=bool)
-        else:
-            starts = np.asarray(episode_start, dtype=bool)
+        starts = episode_starts(self._state, len(arr), episode_start)
+        if self._state is not None and self._state[0].shape[1] != len(arr):
+            self._state = None  # another batch: the model starts from zero states
         actions, self._state = self.model.predict(
             norm, state=self._state, episode_start=starts, deterministic=deterministic
         )

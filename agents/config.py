@@ -251,6 +251,10 @@ class PolicyKwargs(_Frozen):
     """LSTM width (recurrent PPO only)."""
     enable_critic_lstm: StrictBool = True
     """Separate LSTM for the critic (recurrent PPO only)."""
+    privileged_critic: StrictBool = False
+    """Training only: the critic also reads each campaign's true parameters (CVRs, CTRs,
+    delays, pool, price, budget, target; :mod:`budgetgym.agents.privileged`); the actor, which
+    evaluation and export serve, reads the observation alone (PPO only)."""
 
     @field_validator("exclude_features")
     @classmethod
@@ -293,7 +297,7 @@ class PolicyKwargs(_Frozen):
             kwargs.update(action_weight_decay=self.action_weight_decay)
         else:
             kwargs.update(log_std_init=self.log_std_init)
-        if self.exclude_features:
+        if self.exclude_features or self.privileged_critic:  # the actor's subset
             from budgetgym.agents.features import ObservationSubset
 
             kwargs.update(
@@ -616,6 +620,11 @@ class TrainConfig(_Frozen):
                     "labelled states its imitation settings collect, (bc_campaigns + iterations "
                     f"x campaigns_per_iteration) x horizon_hours = {states:,}; leave it out"
                 )
+        if hp.policy_kwargs.privileged_critic and self.algorithm != "ppo":
+            raise ValueError(
+                f"policy_kwargs.privileged_critic applies to algorithm ppo only, not "
+                f"{self.algorithm!r}"
+            )
         if isinstance(hp, PPOParams):
             rollout = hp.n_steps * self.env.n_envs
             if rollout % hp.batch_size:

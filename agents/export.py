@@ -6,12 +6,22 @@ the scenario the policy was trained on): observation
 normalization (the run's frozen ``VecNormalize`` statistics, with clipping) and the action
 post-processing (clipping for PPO's Gaussian, unscaling for SAC's squashed output, and for a
 residual policy the base rule's action added to the raw observation's) are part of the graph,
-so the file alone reproduces ``SB3Policy.predict(obs, deterministic=True)``. A
-sidecar JSON (``policy.json`` next to ``policy.onnx``) records the spaces, the scenario(s) the
-policy was trained on, its channel list (names, billing, launch support), the environment
-signature and the versions; :class:`OnnxPolicy` refuses campaigns on another channel list.
+so the file alone reproduces ``SB3Policy.predict(obs, deterministic=True)``.
 
-Recurrent PPO is not exported (its LSTM state would need extra inputs and outputs).
+A recurrent PPO policy (sb3-contrib's ``RecurrentActorCriticPolicy``) exports its actor with the
+LSTM state as graph inputs and outputs: ``obs (batch, obs_dim)``, ``hidden`` and ``cell``
+``(n_layers, batch, lstm_hidden_size)`` and ``episode_start (batch,)`` (1.0 where a campaign
+starts: the state is zeroed first) in; ``action``, ``hidden_out`` and ``cell_out`` out. The
+critic's LSTM is not exported: acting never reads it. :class:`OnnxPolicy` carries the state
+between calls as ``SB3Policy`` does.
+
+A policy trained with a privileged critic (:mod:`budgetgym.agents.privileged`) exports its actor
+alone, on the normal observation: the graph is the same as without the critic's extra inputs.
+
+A sidecar JSON (``policy.json`` next to ``policy.onnx``) records the spaces, the scenario(s) the
+policy was trained on, its channel list (names, billing, launch support), the environment
+signature and the versions (and, for a recurrent policy, the state's inputs, outputs and
+shapes); :class:`OnnxPolicy` refuses campaigns on another channel list.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from budgetgym.agents.checkpoints import (
     algorithm_name,
     check_obs,
     env_signature,
+    episode_starts,
     load_run_policy,
     read_meta,
     recorded_channels,
@@ -44,15 +55,20 @@ from budgetgym.agents.residual import base_action_torch
 ONNX_FORMAT = "budgetgym-onnx/1"
 INPUT_NAME = "obs"
 OUTPUT_NAME = "action"
+#: A recurrent policy's further inputs (the LSTM state and the episode starts) and outputs.
+STATE_INPUTS = ("hidden", "cell", "episode_start")
+STATE_OUTPUTS = ("hidden_out", "cell_out")
 
 
 def _module(policy: SB3Policy) -> Any:
-    """A torch module ``raw obs -> deterministic action`` for an SB3 PPO or SAC policy.
+    """A torch module ``raw obs -> deterministic action`` for an SB3 PPO or SAC policy, or
+    ``(raw obs, hidden, cell, episode_start) -> (action, hidden, cell)`` for a recurrent PPO.
 
     The graph calls the networks' layers directly, not SB3's distribution objects: their
     argument validation branches on tensor values, which ``torch.export`` cannot trace.
     """
     import torch
+    from stable_baselines3.common.policies import BaseModel
     from torch import nn
 
     class OnnxableSB3Policy(nn.Module):
@@ -83,23 +99,37 @@ def _module(policy: SB3Policy) -> Any:
             self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
 
         def forward(self, obs: torch.Tensor) -> torch.Tensor:  # name used by dynamic_shapes
-            action = self.action(obs)
-            if self.residual_base != "none":  # see budgetgym.agents.residual
-                base = base_action_torch(self.residual_base, obs, self.channels)
-                action = torch.clamp(base + action, -1.0, 1.0)
-            return action
+            return self.with_base(obs, self.action(self.normalized(obs)))
+
+        def normalized(self, obs: torch.Tensor) -> torch.Tensor:
+            """``VecNormalize``'s transform of raw observations."""
+            if not self.normalize:
+                return obs
+            obs = (obs.to(torch.float64) - self.mean) / self.std
+            return torch.clamp(obs, -self.clip_obs, self.clip_obs).to(torch.float32)
+
+        def with_base(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+            """The network's ``action`` plus a residual base's for raw ``obs`` (clipped)."""
+            if self.residual_base == "none":  # see budgetgym.agents.residual
+                return action
+            base = base_action_torch(self.residual_base, obs, self.channels)
+            return torch.clamp(base + action, -1.0, 1.0)
 
         def action(self, obs: torch.Tensor) -> torch.Tensor:
-            """The network's deterministic action (the correction, for a residual policy)."""
-            if self.normalize:
-                obs = (obs.to(torch.float64) - self.mean) / self.std
-                obs = torch.clamp(obs, -self.clip_obs, self.clip_obs).to(torch.float32)
+            """The network's deterministic action (the correction, for a residual policy) for
+            normalized observations."""
             if self.algorithm == "sac":
                 return self.sac_action(obs)
-            features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
-            latent = self.policy.mlp_extractor.forward_actor(features)
+            return self.gaussian_mean(self.policy.mlp_extractor.forward_actor(self.features(obs)))
+
+        def features(self, obs: torch.Tensor) -> torch.Tensor:
+            """The actor's features (its own extractor's, also when the critic has another)."""
+            return BaseModel.extract_features(self.policy, obs, self.policy.pi_features_extractor)
+
+        def gaussian_mean(self, latent: torch.Tensor) -> torch.Tensor:
+            """PPO's mean action for the actor's latent, clipped to the space as SB3 does."""
             mean_action = self.policy.action_net(latent)
-            return torch.maximum(torch.minimum(mean_action, self.high), self.low)  # SB3 clips
+            return torch.maximum(torch.minimum(mean_action, self.high), self.low)
 
         def sac_action(self, obs: torch.Tensor) -> torch.Tensor:
             """SAC's squashed mean ``tanh(mu(latent_pi(features)))``, unscaled to the space."""
@@ -108,8 +138,27 @@ def _module(policy: SB3Policy) -> Any:
             squashed = torch.tanh(actor.mu(latent))  # mu ends in a Hardtanh with gSDE
             return self.low + 0.5 * (squashed + 1.0) * (self.high - self.low)  # unscale_action
 
+    class OnnxableRecurrentPolicy(OnnxableSB3Policy):
+        """One step of sb3-contrib's recurrent actor: the state in, the new state out."""
+
+        def forward(  # names used by dynamic_shapes
+            self,
+            obs: torch.Tensor,
+            hidden: torch.Tensor,
+            cell: torch.Tensor,
+            episode_start: torch.Tensor,
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            sb3 = self.policy
+            features = self.features(self.normalized(obs))
+            keep = (1.0 - episode_start).view(1, -1, 1)  # zero the state of new campaigns
+            state = (keep * hidden, keep * cell)
+            out, (hidden, cell) = sb3.lstm_actor(features.unsqueeze(0), state)
+            latent = sb3.mlp_extractor.forward_actor(out.squeeze(0))
+            return self.with_base(obs, self.gaussian_mean(latent)), hidden, cell
+
     space = policy.model.action_space
-    module = OnnxableSB3Policy(
+    module_class = OnnxableRecurrentPolicy if policy.recurrent else OnnxableSB3Policy
+    module = module_class(
         policy.model.policy, policy.normalizer, algorithm_name(policy.model), space.low, space.high,
         policy.residual_base, policy.channels,
     )  # fmt: skip
@@ -132,41 +181,52 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
     Raises:
         FileNotFoundError: no such run.
-        ValueError: corrupt/incompatible checkpoint, or a recurrent policy.
+        ValueError: corrupt/incompatible checkpoint.
     """
     import onnx
     import torch
 
     checkpoint = resolve_checkpoint(run_dir)
     meta = read_meta(checkpoint)
-    if meta.get("algorithm") == "recurrent_ppo":
-        raise ValueError(
-            f"Checkpoint {checkpoint} holds a recurrent PPO policy, which cannot be exported to "
-            "ONNX (its LSTM state is not a graph input); evaluate the run directory instead."
-        )
     policy = load_run_policy(run_dir)
     module = _module(policy)
     out_path = Path(out) if out is not None else default_export_path(run_dir)
     if out_path.suffix != ".onnx":
         raise ValueError(f"The output file must end in .onnx, got {out_path}.")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    example = (torch.zeros(2, policy.channels.obs_dim, dtype=torch.float32),)
+    n = 2  # example batch
     batch = torch.export.Dim("batch", min=1)
+    example: tuple[torch.Tensor, ...] = (torch.zeros(n, policy.channels.obs_dim),)
+    inputs, outputs = [INPUT_NAME], [OUTPUT_NAME]
+    dynamic_shapes: dict[str, Any] = {"obs": {0: batch}}
+    state = lstm_state_shape(policy.model) if policy.recurrent else None
+    if state is not None:
+        zeros = torch.zeros(state[0], n, state[1])
+        example = (*example, zeros, zeros.clone(), torch.zeros(n))
+        inputs, outputs = [*inputs, *STATE_INPUTS], [*outputs, *STATE_OUTPUTS]
+        dynamic_shapes.update(hidden={1: batch}, cell={1: batch}, episode_start={0: batch})
     with warnings.catch_warnings(), _quiet_torch_logs():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             module,
             example,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={"obs": {0: batch}},
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_shapes=dynamic_shapes,
             dynamo=True,
             verbose=False,
         )
         program.save(str(out_path))
     onnx.checker.check_model(str(out_path))
-    write_json(out_path.with_suffix(".json"), sidecar(run_dir, checkpoint, meta))
+    write_json(out_path.with_suffix(".json"), sidecar(run_dir, checkpoint, meta, state))
     return out_path
+
+
+def lstm_state_shape(model: Any) -> tuple[int, int]:
+    """``(n_layers, lstm_hidden_size)`` of a recurrent PPO model's actor LSTM: its state is
+    ``(n_layers, batch, lstm_hidden_size)``."""
+    lstm = model.policy.lstm_actor
+    return int(lstm.num_layers), int(lstm.hidden_size)
 
 
 class _quiet_torch_logs:  # noqa: N801 (context manager used like a function)
@@ -184,8 +244,14 @@ class _quiet_torch_logs:  # noqa: N801 (context manager used like a function)
             logging.getLogger(name).setLevel(level)
 
 
-def sidecar(run_dir: str | Path, checkpoint: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """Metadata written next to the ONNX file."""
+def sidecar(
+    run_dir: str | Path,
+    checkpoint: Path,
+    meta: dict[str, Any],
+    lstm_state: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Metadata written next to the ONNX file; ``lstm_state`` (``(n_layers, hidden size)``)
+    adds a ``recurrent`` section describing a recurrent policy's state inputs and outputs."""
     channels = recorded_channels(meta, checkpoint)
     obs_dim, action_dim = channels.obs_dim, channels.action_dim
     config_path = RunPaths(Path(default_export_path(run_dir)).parent.parent).config
@@ -194,7 +260,7 @@ def sidecar(run_dir: str | Path, checkpoint: Path, meta: dict[str, Any]) -> dict
         import yaml
 
         scenario = (yaml.safe_load(config_path.read_text()) or {}).get("env", {}).get("scenario")
-    return {
+    data = {
         "format": ONNX_FORMAT,
         "input": {"name": INPUT_NAME, "shape": ["batch", obs_dim], "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", action_dim], "dtype": "float32"},
@@ -213,10 +279,34 @@ def sidecar(run_dir: str | Path, checkpoint: Path, meta: dict[str, Any]) -> dict
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": versions(channels),
     }
+    if lstm_state is not None:
+        shape = [lstm_state[0], "batch", lstm_state[1]]
+        data["recurrent"] = {
+            "inputs": {
+                "hidden": {"shape": shape, "dtype": "float32"},
+                "cell": {"shape": shape, "dtype": "float32"},
+                "episode_start": {"shape": ["batch"], "dtype": "float32"},
+            },
+            "outputs": {
+                "hidden_out": {"shape": shape, "dtype": "float32"},
+                "cell_out": {"shape": shape, "dtype": "float32"},
+            },
+            "usage": (
+                "Start with zero states and episode_start 1.0; feed hidden_out and cell_out "
+                "back as hidden and cell at the next hour, with episode_start 1.0 where a new "
+                "campaign starts (its state is zeroed) and 0.0 elsewhere."
+            ),
+        }
+    return data
 
 
 class OnnxPolicy:
     """An exported ONNX policy behind the ``Policy`` interface (onnxruntime, CPU, 1 thread).
+
+    A recurrent policy's graph (inputs ``obs``, ``hidden``, ``cell``, ``episode_start``) gets
+    its LSTM state carried between calls, as ``SB3Policy`` does: zero at the first call, after
+    ``reset`` and for another batch size, and zeroed by the graph for the campaigns whose
+    ``episode_start`` is set.
 
     Args:
         path: the ``.onnx`` file; its sidecar ``.json``, when present, is checked against this
@@ -250,9 +340,18 @@ class OnnxPolicy:
             text = " ".join(str(err).split())[:160]
             raise ValueError(f"{self.path} is not a valid ONNX model ({text}).") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) < 1:
-            raise ValueError(f"{self.path} must have one observation input and an action output.")
+        names = tuple(i.name for i in inputs[1:])
+        self.recurrent = bool(names)
+        if (names and names != STATE_INPUTS) or len(outputs) < 1 + 2 * self.recurrent:
+            raise ValueError(
+                f"{self.path} must have one observation input and an action output (and for a "
+                f"recurrent policy the inputs {', '.join(STATE_INPUTS)} after the observation, "
+                f"the outputs {', '.join(STATE_OUTPUTS)} after the action)."
+            )
         self.input_name = inputs[0].name
+        #: ``(n_layers, hidden size)`` of a recurrent policy's LSTM state.
+        self.state_shape = (inputs[1].shape[0], inputs[1].shape[2]) if self.recurrent else None
+        self.state: tuple[np.ndarray, np.ndarray] | None = None
         in_dim, out_dim = inputs[0].shape[-1], outputs[0].shape[-1]
         obs_dim, action_dim = self.channels.obs_dim, self.channels.action_dim
         if in_dim != obs_dim or (isinstance(out_dim, int) and out_dim != action_dim):
@@ -285,9 +384,11 @@ class OnnxPolicy:
         return meta
 
     def reset(self, campaigns: Any = None) -> None:
-        """Stateless; refuses ``campaigns`` on another channel list than the policy's."""
+        """Forget a recurrent policy's state; refuses ``campaigns`` on another channel list than
+        the policy's."""
         if campaigns is not None:
             channels_of(campaigns).require_same(self.channels, f"ONNX policy {self.path}")
+        self.state = None
 
     def predict(
         self,
@@ -296,7 +397,18 @@ class OnnxPolicy:
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
-        """Deterministic actions ``(n, k + 1)`` for raw observations ``(n, obs_dim)``."""
-        arr = check_obs(obs, self.channels)
-        (actions,) = self.session.run(None, {self.input_name: np.ascontiguousarray(arr)})[:1]
+        """Deterministic actions ``(n, k + 1)`` for raw observations ``(n, obs_dim)``; a
+        recurrent policy also takes ``episode_start`` ``(n,)`` (default: True at the first call
+        and after ``reset``, False after)."""
+        arr = np.ascontiguousarray(check_obs(obs, self.channels))
+        if not self.recurrent:
+            (actions,) = self.session.run(None, {self.input_name: arr})[:1]
+            return actions, None
+        starts = episode_starts(self.state, len(arr), episode_start)
+        if self.state is None or self.state[0].shape[1] != len(arr):
+            zeros = np.zeros((self.state_shape[0], len(arr), self.state_shape[1]), np.float32)
+            self.state = (zeros, zeros)
+        feed = dict(zip(STATE_INPUTS, (*self.state, starts.astype(np.float32)), strict=True))
+        actions, hidden, cell = self.session.run(None, {self.input_name: arr, **feed})[:3]
+        self.state = (hidden, cell)
         return actions, None

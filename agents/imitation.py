@@ -53,10 +53,12 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.policies import BaseModel
 
 from budgetgym.agents.checkpoints import ObsNormalizer, SB3Policy
 from budgetgym.agents.config import ImitationConfig, TrainConfig
 from budgetgym.agents.policy import load_policy
+from budgetgym.agents.privileged import actor_input
 from budgetgym.agents.progress import evaluation_progress
 from budgetgym.agents.residual import base_action, residual_base_of, venv_channels
 from budgetgym.envs.campaigns import BatchedCampaigns
@@ -207,7 +209,8 @@ def actor_parameters(policy: Any) -> list[torch.nn.Parameter]:
 
 def mean_action(policy: Any, obs: torch.Tensor) -> torch.Tensor:
     """The actor's mean action ``(n, k + 1)`` (before SB3 clips it) for normalized ``obs``."""
-    features = policy.extract_features(obs, policy.pi_features_extractor)
+    # BaseModel's: ActorCriticPolicy's returns actor and critic features when they differ.
+    features = BaseModel.extract_features(policy, obs, policy.pi_features_extractor)
     return policy.action_net(policy.mlp_extractor.forward_actor(features))
 
 
@@ -377,7 +380,9 @@ class Imitation:
             gap = self._gap(new, np.concatenate(own) if student is not None else None)
             self.data = new if self.data is None else Dataset.concat([self.data, new])
             fit = self.fitter.fit(
-                self.normalizer(self.data.obs), self._targets(self.data), self.data.holdout
+                actor_input(self.model, self.normalizer(self.data.obs)),
+                self._targets(self.data),
+                self.data.holdout,
             )
             yield StageStats(
                 stage, beta, len(new), len(self.data), float(new.capped.mean()), gap, fit

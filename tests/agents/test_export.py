@@ -112,25 +112,6 @@ def test_sac_onnx_matches_sb3_predict(tmp_path: Path) -> None:
     assert json.loads(onnx_path.with_suffix(".json").read_text())["algorithm"] == "sac"
 
 
-def test_recurrent_policy_export_fails_in_one_sentence(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from budgetgym.scripts.cli import main
-
-    hyperparams = {**TINY["hyperparams"], "n_epochs": 1, "policy_kwargs": {"lstm_hidden_size": 8}}
-    config = {**TINY, "algorithm": "recurrent_ppo", "total_timesteps": 192,
-              "hyperparams": hyperparams}  # fmt: skip
-    run_dir = tmp_path / "run"
-    train(validate_config(config), run_dir, progress=False, log=lambda _: None)
-    with pytest.raises(ValueError, match="recurrent PPO policy, which cannot be exported"):
-        export_onnx(run_dir)
-    assert main(["export", str(run_dir)]) == 2
-    assert "recurrent PPO policy, which cannot be exported" in " ".join(
-        capsys.readouterr().out.split()
-    )
-    assert not (run_dir / "export").exists()
-
-
 def test_sidecar_describes_spaces_scenario_and_versions(exported: tuple[Path, Path]) -> None:
     _, onnx_path = exported
     meta = json.loads(onnx_path.with_suffix(".json").read_text())

@@ -200,3 +200,13 @@ def test_ppo_run_with_an_imitation_section_fits_the_actor_before_ppo(tmp_path: P
     assert len(stages) == 2 and "beta 0.50" in stages[1]
     assert list((tmp_path / "run" / "tb" / "imitation").glob("events.out.tfevents.*"))
     assert (tmp_path / "run" / "final" / "model.zip").is_file()
+
+
+def test_a_privileged_critic_warm_starts_from_the_observation_alone():
+    data = tiny()
+    data["hyperparams"]["policy_kwargs"]["privileged_critic"] = True
+    model, config = model_of(data)
+    (stage,) = attach_imitation(model, config, log=lambda _: None)
+    assert stage.fit.validation_loss < stage.fit.validation_loss_before
+    with pytest.raises(ValueError, match="privileged_critic applies to algorithm ppo only"):
+        validate_config({**data, "algorithm": "dagger", "total_timesteps": 32 * HORIZON})
