@@ -501,7 +501,7 @@ def algorithm_class(name: str) -> type:
 
         return RecurrentPPO
     if name == "dagger":
-        from budgetgym.agents.imitation import DAgger
+        from budgetgym.agents.dagger import DAgger
 
         return DAgger
     raise ValueError(f"Unknown algorithm {name!r}; valid: ppo, sac, recurrent_ppo, dagger.")

@@ -33,10 +33,10 @@ so its deployed action ``clip(rule + correction, -1, 1)`` is the label. The obse
 statistics of ``VecNormalize`` are set from the behaviour-cloning dataset and frozen for the
 fits, so a trained run normalizes as it was fitted.
 
-``algorithm: dagger`` trains :class:`DAgger`, PPO's model whose ``learn`` runs these stages
-(its step counter counts labelled states); its checkpoints, evaluation and ONNX export are
-PPO's. For ``algorithm: ppo`` with an ``imitation`` section, :func:`attach_imitation` fits the
-actor first (a warm start), then PPO fine-tunes it.
+``algorithm: dagger`` trains :class:`~budgetgym.agents.dagger.DAgger`, PPO's model whose
+``learn`` runs these stages (its step counter counts labelled states); its checkpoints,
+evaluation and ONNX export are PPO's. For ``algorithm: ppo`` with an ``imitation`` section,
+:func:`attach_imitation` fits the actor first (a warm start), then PPO fine-tunes it.
 
 Campaigns are drawn from the training seed range only (``check_training_seeds``): the
 validation (900,000+) and held-out (1,000,000+) campaigns stay unseen.
@@ -51,12 +51,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3 import PPO
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.policies import BaseModel
 
 from budgetgym.agents.checkpoints import ObsNormalizer, SB3Policy
 from budgetgym.agents.config import ImitationConfig, TrainConfig
+from budgetgym.agents.dagger import DAgger
 from budgetgym.agents.policy import load_policy
 from budgetgym.agents.privileged import actor_input
 from budgetgym.agents.progress import evaluation_progress
@@ -315,7 +315,7 @@ class Imitation:
     on training campaigns of ``config.env``'s scenarios (split as its ``n_envs`` are).
 
     Args:
-        model: the PPO (or :class:`DAgger`) model, its env under ``VecNormalize``.
+        model: the PPO (or ``DAgger``) model, its env under ``VecNormalize``.
         config: the run's config (with an ``imitation`` section).
         progress: show a bar while the campaigns are played.
     """
@@ -422,52 +422,6 @@ def _split(count: int, weights: tuple[int, ...]) -> list[int]:
     return shares
 
 
-class DAgger(PPO):
-    """SB3 PPO's model trained by imitation of the planner (``algorithm: dagger``).
-
-    The policy, its checkpoints, evaluation and ONNX export are PPO's; :meth:`learn` runs
-    :class:`Imitation`'s stages instead of PPO's updates (the critic is not trained). The step
-    counter counts labelled states; after each stage the callbacks step once (validation:
-    student against the planner on validation campaigns, checkpoints, progress) and the
-    ``imitation/`` scalars are logged.
-    """
-
-    trainer: Imitation | None = None
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "trainer"]  # it holds the model and the data
-
-    def learn(
-        self,
-        total_timesteps: int,
-        callback: Any = None,
-        log_interval: int = 1,
-        tb_log_name: str = "DAgger",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> DAgger:
-        """Behaviour cloning then DAgger (``total_timesteps``: the run's labelled states)."""
-        if not reset_num_timesteps and self.num_timesteps > 0:
-            raise ValueError(
-                "A dagger run does not resume (its dataset is not saved): train it anew."
-            )
-        if self.trainer is None:
-            raise RuntimeError("attach_imitation(model, config) hands DAgger its settings.")
-        _, callback = self._setup_learn(
-            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
-        )
-        callback.on_training_start(locals(), globals())
-        for stats in self.trainer.stages():
-            self.num_timesteps += stats.states
-            for key, value in stats.scalars().items():
-                self.logger.record(f"imitation/{key}", value)
-            if not callback.on_step():
-                break
-            self.logger.dump(self.num_timesteps)
-        callback.on_training_end()
-        return self
-
-
 def attach_imitation(
     model: Any,
     config: TrainConfig,
@@ -477,10 +431,10 @@ def attach_imitation(
 ) -> list[StageStats]:
     """Imitation for a new run of ``config`` (with an ``imitation`` section).
 
-    A :class:`DAgger` model gets its :class:`Imitation` (its ``learn`` runs it). A PPO model
-    is warm-started now: behaviour cloning and the DAgger iterations fit its actor (scalars
-    under ``imitation/`` in ``tensorboard`` at step = stage, one line per stage to ``log``),
-    then PPO trains from there.
+    A :class:`~budgetgym.agents.dagger.DAgger` model gets its :class:`Imitation` (its
+    ``learn`` runs it). A PPO model is warm-started now: behaviour cloning and the DAgger
+    iterations fit its actor (scalars under ``imitation/`` in ``tensorboard`` at step = stage,
+    one line per stage to ``log``), then PPO trains from there.
 
     Returns:
         The stages run now (none for a DAgger model, whose ``learn`` runs them).
