@@ -58,12 +58,19 @@ from budgetgym.agents.checkpoints import (
     write_json,
 )
 from budgetgym.agents.config import TrainConfig, load_config
+from budgetgym.agents.lagrangian import LagrangianUpdate, PIDLagrangian
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.report import compare_run
 from budgetgym.agents.residual import ResidualAction
 from budgetgym.agents.runlock import holds_run_lock
 from budgetgym.agents.verdict import versus_best_rule
-from budgetgym.agents.wrappers import DenseRoiPenalty, PairedBaseline, RoiMissPenalty
+from budgetgym.agents.wrappers import (
+    DenseRoiPenalty,
+    LagrangianReward,
+    PairedBaseline,
+    RoiMissPenalty,
+    lagrangian_of,
+)
 from budgetgym.envs import TRAIN_SEED_LIMIT, BudgetVecEnv
 
 
@@ -177,14 +184,16 @@ def env_kwargs(config: TrainConfig) -> dict[str, Any]:
 
 def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
     """``VecMonitor(BudgetVecEnv)`` (or several concatenated, or with ``DenseRoiPenalty``
-    for ``reward_shaping: dense_roi_penalty`` and ``RoiMissPenalty`` for ``roi_miss_penalty``),
+    for ``reward_shaping: dense_roi_penalty``, ``RoiMissPenalty`` for ``roi_miss_penalty`` and
+    ``LagrangianReward`` for ``lagrangian``; :mod:`budgetgym.agents.wrappers`),
     then ``PairedBaseline`` for ``paired_baseline``, under ``ResidualAction`` for a residual
     policy, seeded with ``seed``."""
     scenarios = config.env.scenarios
     kwargs = env_kwargs(config)
     dense = config.env.reward_shaping == "dense_roi_penalty"
-    if dense:  # the wrapper charges the penalty; the campaigns pay only GMV
-        kwargs["reward_mode"] = "gmv"
+    lagrangian = config.lagrangian
+    if dense or (lagrangian is not None and kwargs["reward_mode"] == "gmv_roi_penalty"):
+        kwargs["reward_mode"] = "gmv"  # a wrapper prices the ROI; the campaigns pay GMV
     with quiet_render_mode_warning():
         sizes = config.env.campaigns_per_scenario
         envs = [
@@ -196,6 +205,9 @@ def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
             venv = DenseRoiPenalty(venv, config.env.roi_penalty_coef)
         if config.env.roi_miss_penalty > 0:
             venv = RoiMissPenalty(venv, config.env.roi_miss_penalty)
+        if lagrangian is not None:
+            gains = lagrangian.model_dump(exclude={"constraint"})
+            venv = LagrangianReward(venv, lagrangian.constraint, PIDLagrangian.start(**gains))
         venv = VecMonitor(venv)
         paired = None
         if config.env.paired_baseline != "none":
@@ -647,6 +659,9 @@ def _learn_and_save(
 
         validation.on_evaluate = checkpoint_and_report
     callbacks = [validation, checkpoints, stop, HParamsCallback(_hparams(config))]
+    lagrangian = lagrangian_of(model.get_env())
+    if lagrangian is not None:
+        callbacks.append(LagrangianUpdate(lagrangian))
     if getattr(config.hyperparams, "scenario_advantage_norm", False):  # PPO only
         callbacks.append(ScenarioAdvantageNorm())
     if progress or report is not None:

@@ -8,12 +8,16 @@ registry (``ppo``, ``sac``, ``recurrent_ppo``) or one of your own that takes a `
 * :class:`DenseRoiPenalty` charges ``gmv_roi_penalty``'s end-of-campaign ROI penalty hour by
   hour as it accrues (:class:`ShortfallLedger` keeps the account);
 * :class:`RoiMissPenalty` subtracts a fixed price from each campaign that ends below its target;
+* :class:`LagrangianReward` pays ``reward - lambda * cost`` for an ROI constraint (the miss
+  rate or the expected shortfall), its multiplier adapted by a PID controller
+  (:mod:`budgetgym.agents.lagrangian`);
 * :class:`PairedBaseline` subtracts the reward of a rule playing a twin of each campaign on the
   same seed (a control variate from common random numbers).
 
 :func:`budgetgym.agents.training.make_train_env` stacks them as
-``PairedBaseline(VecMonitor(RoiMissPenalty(DenseRoiPenalty(campaigns))))``, each where its
-config key asks for it.
+``PairedBaseline(VecMonitor(RoiMissPenalty(DenseRoiPenalty(campaigns))))`` or
+``PairedBaseline(VecMonitor(LagrangianReward(campaigns)))``, each where its config key asks for
+it.
 The residual action (a learned correction added to a rule's action) is policy-side, not a
 reward wrapper: :class:`~budgetgym.agents.residual.ResidualAction` steps it in training and the
 exported graph contains its rule (:mod:`budgetgym.agents.residual`).
@@ -22,12 +26,14 @@ exported graph contains its rule (:mod:`budgetgym.agents.residual`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from budgetgym.agents.channel_set import channels_of
-from budgetgym.agents.residual import base_action, check_residual_base
+from budgetgym.agents.lagrangian import CONSTRAINTS, LagrangianState, PIDLagrangian
+from budgetgym.agents.residual import base_action, check_residual_base, vec_env_stack
 from budgetgym.envs import BudgetVecEnv
 from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_missed
 
@@ -195,3 +201,90 @@ class PairedBaseline(VecEnvWrapper):
             self._reset_twins()
         paired = reward.astype(np.float64) - twin_return
         return obs, paired.astype(np.float32), done, infos
+
+
+class LagrangianReward(VecEnvWrapper):
+    """Pay ``reward - lambda * cost`` for an ROI constraint, ``lambda`` adapted by a PID
+    controller (training only; :mod:`budgetgym.agents.lagrangian`).
+
+    ``constraint`` ``miss_rate``: the cost is 1 in the last hour of each campaign that ends
+    below its ROI target. ``expected_shortfall``: the cost is the hourly change of the campaign's
+    shortfall ``max(0, R * spend_so_far - GMV_so_far) / B`` (:class:`ShortfallLedger` at
+    coefficient 1), which telescopes to the end-of-campaign shortfall. Each finished campaign's
+    cost (the miss, or the final shortfall) is added to the measurement that
+    :class:`~budgetgym.agents.lagrangian.LagrangianUpdate` takes at the end of each rollout to
+    update ``controller``. Reads the totals from the info.
+
+    Args:
+        venv: the wrapped env; its campaigns pay a reward without a fixed ROI penalty (``gmv``
+            or ``profit``).
+        constraint: one of :data:`~budgetgym.agents.lagrangian.CONSTRAINTS`.
+        controller: the multiplier's PID controller.
+    """
+
+    def __init__(self, venv: VecEnv, constraint: str, controller: PIDLagrangian) -> None:
+        super().__init__(venv)
+        if constraint not in CONSTRAINTS:
+            raise ValueError(f"Unknown constraint {constraint!r}; valid: {', '.join(CONSTRAINTS)}.")
+        self.constraint = constraint
+        self.controller = controller
+        self.ledger = ShortfallLedger(self.num_envs, 1.0)
+        self._pending_cost = 0.0
+        self._pending_campaigns = 0
+
+    def reset(self) -> np.ndarray:
+        self.ledger.reset()
+        return self.venv.reset()
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        obs, reward, done, infos = self.venv.step_wait()
+        keys = ("target_roi", "spend_total", "gmv_total", "budget")
+        target_roi, spend_cny, gmv_cny, budget_cny = info_columns(infos, *keys)
+        if self.constraint == "miss_rate":
+            final = roi_target_missed(gmv_cny, target_roi, spend_cny).astype(np.float64)
+            cost = final * done
+        else:
+            final = np.maximum(target_roi * spend_cny - gmv_cny, 0.0) / budget_cny
+            cost = self.ledger.charge(target_roi, spend_cny, gmv_cny, budget_cny, done)
+        self._pending_cost += float(final[done].sum())
+        self._pending_campaigns += int(done.sum())
+        shaped = reward.astype(np.float64) - self.controller.multiplier * cost
+        return obs, shaped.astype(np.float32), done, infos
+
+    def take_measurement(self) -> float | None:
+        """``J_c``: the mean cost of the campaigns finished since the last call (the share that
+        missed, or the mean final shortfall / B); None if none finished."""
+        if self._pending_campaigns == 0:
+            return None
+        cost = self._pending_cost / self._pending_campaigns
+        self._pending_cost, self._pending_campaigns = 0.0, 0
+        return cost
+
+    def state(self) -> LagrangianState:
+        """The controller's state and the measurement under way (what a checkpoint saves)."""
+        c = self.controller
+        return LagrangianState(
+            self.constraint, c.multiplier, c.integral, c.previous_cost,
+            self._pending_cost, self._pending_campaigns,
+        )  # fmt: skip
+
+    def restore(self, state: LagrangianState) -> None:
+        """Continue from a saved state (its constraint must be this wrapper's)."""
+        if state.constraint != self.constraint:
+            raise ValueError(
+                f"A Lagrangian state for {state.constraint!r} cannot restore a "
+                f"{self.constraint!r} constraint."
+            )
+        c = self.controller
+        c.multiplier, c.integral, c.previous_cost = (
+            state.multiplier, state.integral, state.previous_cost
+        )  # fmt: skip
+        self._pending_cost, self._pending_campaigns = state.pending_cost, state.pending_campaigns
+
+
+def lagrangian_of(venv: Any) -> LagrangianReward | None:
+    """The ``LagrangianReward`` in a wrapped VecEnv stack (None without one)."""
+    for layer in vec_env_stack(venv):
+        if isinstance(layer, LagrangianReward):
+            return layer
+    return None
