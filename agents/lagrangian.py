@@ -174,7 +174,7 @@ class ConstraintMeter(Protocol):
 class LagrangianUpdate(BaseCallback):
     """Updates the multiplier at the end of every rollout from the campaigns finished during it
     (none finished: no update), and logs ``lagrangian/lambda`` and ``lagrangian/constraint``
-    (the ``J_c`` measured) to TensorBoard.
+    (the ``J_c`` measured) to TensorBoard at the step of the update.
 
     Any SB3 algorithm calls it: PPO after each rollout of ``n_steps``, SAC after each
     collection of ``train_freq`` steps (campaigns finish, and the multiplier moves, once per
@@ -195,3 +195,5 @@ class LagrangianUpdate(BaseCallback):
         multiplier = self.meter.controller.update(cost)
         self.logger.record("lagrangian/lambda", multiplier)
         self.logger.record("lagrangian/constraint", cost)
+        # Written now: SAC writes its logs when campaigns end, before the rollout ends.
+        self.logger.dump(self.num_timesteps)
