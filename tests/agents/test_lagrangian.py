@@ -232,6 +232,10 @@ def test_the_multiplier_is_logged_saved_and_resumed(
     rates = [value for step, value in _scalars(run, "lagrangian/constraint") if step > saved_step]
     assert rates, "no update after the resume"
     assert after["integral"] == pytest.approx(saved["integral"] + sum(rates), rel=1e-6)
+    # A corrupt state makes its checkpoint unusable (resume skips it, naming the reason).
+    (run.final / STATE_FILE).write_text(json.dumps({**after, "multiplier": -1.0}))
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(run.final)
     # Evaluation loads the run like any other.
     actions, _ = load_run_policy(run.root).predict(np.zeros((2, 77), dtype=np.float32))
     assert actions.shape == (2, 7)
