@@ -440,7 +440,12 @@ def save_checkpoint(
 
 #: SB3 policy class name of each algorithm (a residual PPO with action weight decay uses
 #: ``ActionDecayPolicy`` instead).
-POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLstmPolicy"}
+POLICY_NAMES = {
+    "ppo": "MlpPolicy",
+    "sac": "MlpPolicy",
+    "recurrent_ppo": "MlpLstmPolicy",
+    "dagger": "MlpPolicy",
+}
 
 
 @contextlib.contextmanager
@@ -482,8 +487,9 @@ def new_model(config: TrainConfig, venv: Any = None) -> Any:
 
 
 def algorithm_name(model: Any) -> str:
-    """Config name of an SB3 model's algorithm (``ppo``, ``sac``, ``recurrent_ppo``)."""
-    names = {"PPO": "ppo", "SAC": "sac", "RecurrentPPO": "recurrent_ppo"}
+    """Config name of an SB3 model's algorithm (``ppo``, ``sac``, ``recurrent_ppo``,
+    ``dagger``)."""
+    names = {"PPO": "ppo", "SAC": "sac", "RecurrentPPO": "recurrent_ppo", "DAgger": "dagger"}
     return names.get(type(model).__name__, type(model).__name__.lower())
 
 
@@ -501,7 +507,11 @@ def algorithm_class(name: str) -> type:
         from sb3_contrib import RecurrentPPO
 
         return RecurrentPPO
-    raise ValueError(f"Unknown algorithm {name!r}; valid: ppo, sac, recurrent_ppo.")
+    if name == "dagger":
+        from budgetgym.agents.imitation import DAgger
+
+        return DAgger
+    raise ValueError(f"Unknown algorithm {name!r}; valid: ppo, sac, recurrent_ppo, dagger.")
 
 
 # --------------------------------------------------------------------------------------------

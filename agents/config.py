@@ -2,7 +2,7 @@
 
 A config has five parts::
 
-    algorithm: ppo            # ppo | sac | recurrent_ppo
+    algorithm: ppo            # ppo | sac | recurrent_ppo | dagger
     seed: 0
     total_timesteps: 2.0e+6
     env: {scenario: mixed, n_envs: 64, reward_mode: gmv_roi_penalty, ...}
@@ -11,6 +11,7 @@ A config has five parts::
     eval: {eval_freq: 100000, n_eval_episodes: 64, ...}
     checkpoint: {save_freq: 200000}
     lagrangian: {constraint: miss_rate, target: 0.05, kp: 1.0, ki: 0.2, kd: 0.0}   # optional
+    imitation: {iterations: 4, ...}   # dagger's settings; for ppo, an imitation warm start
 
 Every model rejects unknown keys (``extra="forbid"``) and is immutable, and its scalars are
 strictly typed (``n_envs: true`` or ``norm_obs: "yes"`` fail; a whole float such as ``6.0e+6``
@@ -61,7 +62,7 @@ from budgetgym.envs import HORIZON_HOURS, REWARD_MODES, SCENARIO_NAMES, check_sc
 from budgetgym.envs.scenario_specs import is_scenario_path
 
 EXPERIMENTS_DIR = Path(budgetgym.__file__).parent / "experiments"
-ALGORITHMS = ("ppo", "sac", "recurrent_ppo")
+ALGORITHMS = ("ppo", "sac", "recurrent_ppo", "dagger")
 #: Torch device types a run trains on (``device``; or ``auto``).
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
@@ -291,7 +292,7 @@ class PolicyKwargs(_Frozen):
             else list(self.net_arch)
         )
         kwargs: dict[str, Any] = {"net_arch": arch, "activation_fn": activation}
-        if algorithm in ("ppo", "recurrent_ppo"):
+        if algorithm in ("ppo", "recurrent_ppo", "dagger"):
             kwargs.update(log_std_init=self.log_std_init, ortho_init=self.ortho_init)
         if self.action_weight_decay > 0:  # validated: PPO only
             kwargs.update(action_weight_decay=self.action_weight_decay)
@@ -512,13 +513,48 @@ class LagrangianConfig(_Frozen):
 
 
 # --------------------------------------------------------------------------------------------
+# Imitation of the planner (budgetgym.agents.imitation)
+# --------------------------------------------------------------------------------------------
+class ImitationConfig(_Frozen):
+    """Behaviour cloning of a privileged reference, then DAgger (``algorithm: dagger``, or a
+    warm start of PPO's actor). Campaigns are training campaigns of ``env``'s scenarios."""
+
+    teacher: Literal["planner", "planner_cc"] = "planner"
+    """The reference imitated (it reads the campaigns' true parameters; the student does not)."""
+    bc_campaigns: PositiveInt = 512
+    """Campaigns the teacher plays alone for the behaviour-cloning dataset."""
+    iterations: Annotated[Integer, Field(ge=0)] = 4
+    """DAgger iterations after behaviour cloning (0: behaviour cloning only)."""
+    campaigns_per_iteration: PositiveInt = 256
+    """Fresh campaigns of each DAgger iteration, played by the student-teacher mixture."""
+    beta_decay: Annotated[StrictFloat, Field(ge=0, le=1)] = 0.5
+    """Iteration ``i`` (from 1) follows the teacher's action with probability
+    ``beta_decay ** i`` at each campaign-hour, the student's otherwise (Ross et al. 2011)."""
+    epochs: PositiveInt = 30
+    """Most passes over the aggregated dataset per fit."""
+    patience: PositiveInt = 3
+    """Epochs without a better held-out loss before a fit stops (the best weights are kept)."""
+    batch_size: PositiveInt = 2048
+    """Minibatch of labelled states."""
+    learning_rate: Annotated[StrictFloat, Field(gt=0)] = 1.0e-3
+    """Adam step size of the fits."""
+    holdout_frac: Annotated[StrictFloat, Field(gt=0, lt=1)] = 0.1
+    """Share of the campaigns whose states are held out of the fits for early stopping."""
+
+    def states(self, horizon_hours: int) -> int:
+        """Labelled states collected in all: every campaign's hours."""
+        return (self.bc_campaigns + self.iterations * self.campaigns_per_iteration) * horizon_hours
+
+
+# --------------------------------------------------------------------------------------------
 # The whole experiment
 # --------------------------------------------------------------------------------------------
 class TrainConfig(_Frozen):
     """A complete training experiment."""
 
     algorithm: Literal[ALGORITHMS] = "ppo"  # type: ignore[valid-type]
-    """``ppo`` (default), ``sac`` or ``recurrent_ppo`` (sb3-contrib)."""
+    """``ppo`` (default), ``sac``, ``recurrent_ppo`` (sb3-contrib) or ``dagger`` (PPO's actor
+    trained by imitation of the planner: :mod:`budgetgym.agents.imitation`)."""
     seed: Annotated[Integer, Field(ge=0, lt=800_000)] = 0
     """Seeds torch, numpy and the training campaigns (evaluation seeds are fixed ranges)."""
     total_timesteps: PositiveInt = 2_000_000
@@ -539,6 +575,26 @@ class TrainConfig(_Frozen):
     lagrangian: LagrangianConfig | None = None
     """Constrained training with a PID Lagrange multiplier (None: the fixed penalties of
     ``env``)."""
+    imitation: ImitationConfig | None = None
+    """``algorithm: dagger``: its settings (default: ``ImitationConfig()``). ``ppo``: its actor
+    starts from behaviour cloning and DAgger with these settings, then PPO fine-tunes it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dagger_defaults(cls, data: Any) -> Any:
+        """``dagger``: default ``imitation`` settings, and ``total_timesteps`` = the labelled
+        states they collect (when not given)."""
+        if not isinstance(data, dict) or data.get("algorithm") != "dagger":
+            return data
+        try:
+            imitation = ImitationConfig.model_validate(data.get("imitation") or {})
+            horizon = EnvConfig.model_validate(data.get("env") or {}).horizon_hours
+        except ValidationError:  # reported by the fields' own validation
+            return data
+        data = {**data, "imitation": data.get("imitation") or imitation}
+        if "total_timesteps" not in data:
+            data["total_timesteps"] = imitation.states(horizon)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -584,9 +640,29 @@ class TrainConfig(_Frozen):
         if not isinstance(hp, expected):
             raise ValueError(f"hyperparams are not those of algorithm {self.algorithm!r}")
         if self.lagrangian is not None:
+            if self.algorithm == "dagger":
+                raise ValueError(
+                    "lagrangian applies to reinforcement learning (ppo, sac, "
+                    "recurrent_ppo), not to algorithm dagger, which has no reward"
+                )
             _check_lagrangian_alone(self.env)
-        if hp.policy_kwargs.action_weight_decay > 0 and self.algorithm != "ppo":
-            raise ValueError("policy_kwargs.action_weight_decay applies to algorithm ppo only")
+        if hp.policy_kwargs.action_weight_decay > 0 and self.algorithm not in ("ppo", "dagger"):
+            raise ValueError(
+                "policy_kwargs.action_weight_decay applies to algorithms ppo and dagger only"
+            )
+        if self.imitation is not None and self.algorithm not in ("ppo", "dagger"):
+            raise ValueError(
+                "imitation applies to algorithm dagger, or ppo (a warm start), not "
+                f"{self.algorithm}"
+            )
+        if self.algorithm == "dagger":
+            states = self.imitation.states(self.env.horizon_hours)
+            if self.total_timesteps != states:
+                raise ValueError(
+                    f"total_timesteps ({self.total_timesteps:,}) of algorithm dagger must be the "
+                    "labelled states its imitation settings collect, (bc_campaigns + iterations "
+                    f"x campaigns_per_iteration) x horizon_hours = {states:,}; leave it out"
+                )
         if hp.policy_kwargs.privileged_critic and self.algorithm != "ppo":
             raise ValueError(
                 f"policy_kwargs.privileged_critic applies to algorithm ppo only, not "
@@ -846,6 +922,7 @@ def _valid_keys(parent: tuple[str, ...], algorithm: str) -> tuple[str, ...]:
         ("eval",): EvalConfig,
         ("checkpoint",): CheckpointConfig,
         ("lagrangian",): LagrangianConfig,
+        ("imitation",): ImitationConfig,
         ("hyperparams",): hyperparams_model(algorithm),
         ("hyperparams", "policy_kwargs"): PolicyKwargs,
     }

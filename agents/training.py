@@ -58,6 +58,7 @@ from budgetgym.agents.checkpoints import (
     write_json,
 )
 from budgetgym.agents.config import TrainConfig, load_config
+from budgetgym.agents.imitation import attach_imitation
 from budgetgym.agents.lagrangian import LagrangianUpdate, PIDLagrangian
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.report import compare_run
@@ -316,6 +317,8 @@ def train(
             venv, gamma=config.hyperparams.gamma, **config.normalize.model_dump()
         )
     model = new_model(config, vecnorm)
+    if config.imitation is not None:  # dagger's settings, or PPO's warm start (fitted here)
+        attach_imitation(model, config, log, progress, paths.tensorboard / "imitation")
     return _learn(
         model, config, paths, progress, report, final_comparison, log, None, on_validation
     )

@@ -67,7 +67,7 @@ def test_ppo_fields_are_sb3_argument_names() -> None:
         ({"hyperparams": {"n_steps": "many"}}, ["hyperparams.n_steps", "integer", "'many'"]),
         ({"env": {"scenario": "mixd"}}, ["env.scenario", "'mixd'", "did you mean 'mixed'"]),
         ({"env": {"reward_mode": "revenue"}}, ["env.reward_mode", "'revenue'"]),
-        ({"algorithm": "dqn"}, ["algorithm", "'ppo', 'sac' or 'recurrent_ppo'"]),
+        ({"algorithm": "dqn"}, ["algorithm", "'ppo', 'sac', 'recurrent_ppo' or 'dagger'"]),
         ({"total_timesteps": 2.5}, ["total_timesteps", "integer"]),
         ({"total_timesteps": -5}, ["total_timesteps", "greater than 0"]),
         ({"algorithm": "sac", "hyperparams": {"n_epochs": 3}}, ["hyperparams.n_epochs"]),

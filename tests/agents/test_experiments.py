@@ -24,7 +24,7 @@ CONFIGS = sorted(EXPERIMENTS_DIR.glob("*.yaml"))
 
 def test_every_algorithm_has_a_bundled_config() -> None:
     algorithms = {load_config(path).algorithm for path in CONFIGS}
-    assert algorithms == {"ppo", "sac", "recurrent_ppo"}
+    assert algorithms == {"ppo", "sac", "recurrent_ppo", "dagger"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
