@@ -16,10 +16,11 @@ Run directory layout (created by ``budgetgym train``)::
 
 Every checkpoint directory holds ``model.zip`` (SB3: weights and optimizer state),
 ``vecnormalize.npz`` (observation and return statistics), ``meta.json`` (format, algorithm, step,
-observation/action sizes and the environment signature) and, for SAC's periodic checkpoints,
-``replay_buffer.npz``, written to a temporary directory and renamed into place, so a checkpoint
-is either complete or absent. Loading validates them all and raises a one-sentence
-``ValueError`` for a corrupt, foreign or incompatible checkpoint.
+observation/action sizes and the environment signature), for SAC's periodic checkpoints
+``replay_buffer.npz`` and, for a run with ``lagrangian``, ``lagrangian.json`` (the multiplier and
+its PID controller's state, :mod:`budgetgym.agents.lagrangian`), written to a temporary directory
+and renamed into place, so a checkpoint is either complete or absent. Loading validates them all and
+raises a one-sentence ``ValueError`` for a corrupt, foreign or incompatible checkpoint.
 
 Loading a run never executes code from it: the model is rebuilt from the run's recorded
 ``config.yaml`` (validated, read with YAML's safe loader) and receives only the tensors of
@@ -54,6 +55,8 @@ import numpy as np
 
 import budgetgym
 from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet, channels_of
+from budgetgym.agents.lagrangian import STATE_FILE as LAGRANGIAN_FILE
+from budgetgym.agents.lagrangian import LagrangianState
 from budgetgym.agents.privileged import (
     PrivilegedCriticPolicy,
     PrivilegedObservation,
@@ -69,6 +72,7 @@ from budgetgym.agents.residual import (
     residual_base_of,
     venv_channels,
 )
+from budgetgym.agents.wrappers import lagrangian_of
 
 if TYPE_CHECKING:
     from budgetgym.agents.config import TrainConfig
@@ -403,6 +407,9 @@ def save_checkpoint(
     NormalizationStats.from_vecnormalize(vecnormalize).save(tmp / VECNORM_FILE)
     if replay_buffer and getattr(model, "replay_buffer", None) is not None:
         save_replay_buffer(model.replay_buffer, tmp / REPLAY_FILE)
+    lagrangian = lagrangian_of(vecnormalize)
+    if lagrangian is not None:
+        lagrangian.state().save(tmp / LAGRANGIAN_FILE)
     channels = venv_channels(vecnormalize)
     meta = {
         "format": CHECKPOINT_FORMAT,
@@ -769,7 +776,7 @@ class LoadedCheckpoint:
     """A validated checkpoint: SB3 model, normalization statistics and metadata.
 
     ``vecnormalize`` is the model's ``VecNormalize`` once :meth:`train_on` gave it an env
-    (None before).
+    (None before); ``lagrangian`` is the multiplier's saved state of a Lagrangian run.
     """
 
     directory: Path
@@ -777,10 +784,15 @@ class LoadedCheckpoint:
     model: Any
     normalization: NormalizationStats
     vecnormalize: Any = None
+    lagrangian: LagrangianState | None = None
 
     def train_on(self, venv: Any) -> Any:
         """Make ``venv`` (the training env, without normalization), wrapped in ``VecNormalize``
-        with the checkpoint's statistics, the model's env; returns the ``VecNormalize``."""
+        with the checkpoint's statistics (and its ``LagrangianReward`` continuing from the saved
+        multiplier), the model's env; returns the ``VecNormalize``."""
+        layer = lagrangian_of(venv)
+        if layer is not None and self.lagrangian is not None:
+            layer.restore(self.lagrangian)
         self.vecnormalize = self.normalization.wrap(venv, training=True)
         self.model.set_env(model_env(self.model, self.vecnormalize))
         return self.vecnormalize
@@ -850,6 +862,10 @@ def load_checkpoint(
             f"says {config.algorithm}."
         )
     normalization = load_normalization(directory, channels.obs_dim)
+    lagrangian = None
+    if config.lagrangian is not None:
+        path = directory / LAGRANGIAN_FILE
+        lagrangian = LagrangianState.load(path, config.lagrangian.constraint)
     model = _load_model(directory / MODEL_FILE, config, device)
     model.num_timesteps = step
     model._n_updates, model._episode_num = counters["n_updates"], counters["episode_num"]
@@ -857,7 +873,7 @@ def load_checkpoint(
     restore = env is not None if replay_buffer is None else replay_buffer
     if restore and replay.is_file() and getattr(model, "replay_buffer", None) is not None:
         load_replay_buffer(model.replay_buffer, replay)
-    loaded = LoadedCheckpoint(directory, meta, model, normalization)
+    loaded = LoadedCheckpoint(directory, meta, model, normalization, lagrangian=lagrangian)
     if env is not None:
         loaded.train_on(env)
     return loaded

@@ -10,6 +10,7 @@ A config has five parts::
     normalize: {norm_obs: true, norm_reward: true, ...}       # VecNormalize arguments
     eval: {eval_freq: 100000, n_eval_episodes: 64, ...}
     checkpoint: {save_freq: 200000}
+    lagrangian: {constraint: miss_rate, target: 0.05, kp: 1.0, ki: 0.2, kd: 0.0}   # optional
     imitation: {iterations: 4, ...}   # dagger's settings; for ppo, an imitation warm start
 
 Every model rejects unknown keys (``extra="forbid"``) and is immutable, and its scalars are
@@ -479,6 +480,38 @@ class CheckpointConfig(_Frozen):
     """Periodic checkpoints kept on disk (older ones are deleted)."""
 
 
+class LagrangianConfig(_Frozen):
+    """Constrained training (:mod:`budgetgym.agents.lagrangian`): the reward pays
+    ``reward - lambda * cost`` for an ROI constraint ``J_c <= target``, and a PID controller
+    updates ``lambda >= 0`` from the campaigns finished in each rollout. The multiplier replaces
+    the fixed ROI penalty in training: the training campaigns pay GMV (``profit`` with
+    ``reward_mode: profit``), while ``reward_mode: gmv_roi_penalty`` with ``roi_penalty_coef``
+    still scores validation (``best/``)."""
+
+    constraint: Literal["miss_rate", "expected_shortfall"] = "miss_rate"
+    """``miss_rate``: the share of campaigns ending below their ROI target;
+    ``expected_shortfall``: the mean shortfall ``max(0, R * spend - GMV) / B`` per campaign."""
+    target: NonNegFloat = 0.05
+    """The constraint's limit ``d``: a miss rate in [0, 1), or a shortfall per campaign in
+    reward units (GMV / budget)."""
+    kp: NonNegFloat = 1.0
+    """Proportional gain: ``lambda`` answers the current violation ``J_c - d`` at once."""
+    ki: NonNegFloat = 0.2
+    """Integral gain: ``lambda`` grows with the violation summed over updates (clipped at 0)."""
+    kd: NonNegFloat = 0.0
+    """Derivative gain on the rise of ``J_c`` since the last update (damps overshoot)."""
+    initial_lambda: NonNegFloat = 0.0
+    """``lambda`` before the first update (the integral starts at ``initial_lambda / ki``)."""
+
+    @model_validator(mode="after")
+    def _moves_within_range(self) -> LagrangianConfig:
+        if self.kp == self.ki == self.kd == 0:
+            raise ValueError("kp, ki and kd are all 0, so lambda never moves; give one a gain > 0")
+        if self.constraint == "miss_rate" and self.target >= 1:
+            raise ValueError(f"target {self.target} is not a miss rate below 1")
+        return self
+
+
 # --------------------------------------------------------------------------------------------
 # Imitation of the planner (budgetgym.agents.imitation)
 # --------------------------------------------------------------------------------------------
@@ -539,6 +572,9 @@ class TrainConfig(_Frozen):
     normalize: NormalizeConfig = NormalizeConfig()
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    lagrangian: LagrangianConfig | None = None
+    """Constrained training with a PID Lagrange multiplier (None: the fixed penalties of
+    ``env``)."""
     imitation: ImitationConfig | None = None
     """``algorithm: dagger``: its settings (default: ``ImitationConfig()``). ``ppo``: its actor
     starts from behaviour cloning and DAgger with these settings, then PPO fine-tunes it."""
@@ -603,6 +639,13 @@ class TrainConfig(_Frozen):
         expected = hyperparams_model(self.algorithm)
         if not isinstance(hp, expected):
             raise ValueError(f"hyperparams are not those of algorithm {self.algorithm!r}")
+        if self.lagrangian is not None:
+            if self.algorithm == "dagger":
+                raise ValueError(
+                    "lagrangian applies to reinforcement learning (ppo, sac, "
+                    "recurrent_ppo), not to algorithm dagger, which has no reward"
+                )
+            _check_lagrangian_alone(self.env)
         if hp.policy_kwargs.action_weight_decay > 0 and self.algorithm not in ("ppo", "dagger"):
             raise ValueError(
                 "policy_kwargs.action_weight_decay applies to algorithms ppo and dagger only"
@@ -645,6 +688,21 @@ class TrainConfig(_Frozen):
     def to_yaml(self) -> str:
         """The resolved config as YAML (loads back to an equal config)."""
         return yaml.safe_dump(_plain(self.model_dump(mode="json")), sort_keys=False)
+
+
+def _check_lagrangian_alone(env: EnvConfig) -> None:
+    """The multiplier prices the ROI constraint alone: refuse a fixed training price beside it."""
+    if env.reward_shaping == "dense_roi_penalty":
+        raise ValueError(
+            "lagrangian replaces the fixed ROI penalty in training, so env.reward_shaping "
+            "dense_roi_penalty (which charges roi_penalty_coef hourly) cannot be used with it; "
+            "set env.reward_shaping: none"
+        )
+    if env.roi_miss_penalty > 0:
+        raise ValueError(
+            "lagrangian prices the ROI constraint with its multiplier, so env.roi_miss_penalty "
+            f"({env.roi_miss_penalty}) cannot be added to it; set env.roi_miss_penalty: 0"
+        )
 
 
 def check_device_available(device: str, where: str = "device") -> None:
@@ -863,6 +921,7 @@ def _valid_keys(parent: tuple[str, ...], algorithm: str) -> tuple[str, ...]:
         ("normalize",): NormalizeConfig,
         ("eval",): EvalConfig,
         ("checkpoint",): CheckpointConfig,
+        ("lagrangian",): LagrangianConfig,
         ("imitation",): ImitationConfig,
         ("hyperparams",): hyperparams_model(algorithm),
         ("hyperparams", "policy_kwargs"): PolicyKwargs,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from budgetgym.agents.callbacks import (
     HParamsCallback,
@@ -59,17 +59,20 @@ from budgetgym.agents.checkpoints import (
 )
 from budgetgym.agents.config import TrainConfig, load_config
 from budgetgym.agents.imitation import attach_imitation
+from budgetgym.agents.lagrangian import LagrangianUpdate, PIDLagrangian
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.report import compare_run
-from budgetgym.agents.residual import (
-    ResidualAction,
-    base_action,
-    check_residual_base,
-)
+from budgetgym.agents.residual import ResidualAction
 from budgetgym.agents.runlock import holds_run_lock
 from budgetgym.agents.verdict import versus_best_rule
+from budgetgym.agents.wrappers import (
+    DenseRoiPenalty,
+    LagrangianReward,
+    PairedBaseline,
+    RoiMissPenalty,
+    lagrangian_of,
+)
 from budgetgym.envs import TRAIN_SEED_LIMIT, BudgetVecEnv
-from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_missed
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,171 +153,6 @@ class MultiScenarioVecEnv(VecEnv):
         return int(np.searchsorted(self._bounds, index, side="right") - 1)
 
 
-class ShortfallLedger:
-    """The ROI penalty owed so far, ``coef * max(0, R * spend - GMV) / B`` per campaign, and its
-    change since the last hour (what ``DenseRoiPenalty`` charges). Arrays ``(n_envs,)``."""
-
-    def __init__(self, n_envs: int, coef: float) -> None:
-        self.coef = float(coef)
-        self._owed = np.zeros(n_envs)
-
-    def reset(self) -> None:
-        self._owed = np.zeros_like(self._owed)
-
-    def charge(
-        self,
-        target_roi: np.ndarray,
-        spend_cny: np.ndarray,
-        gmv_cny: np.ndarray,
-        budget_cny: np.ndarray,
-        done: np.ndarray,
-    ) -> np.ndarray:
-        """This hour's change of the penalty owed (reward units); a finished campaign owes 0."""
-        owed = self.coef * np.maximum(target_roi * spend_cny - gmv_cny, 0.0) / budget_cny
-        change = owed - self._owed
-        self._owed = np.where(done, 0.0, owed)
-        return change
-
-
-class DenseRoiPenalty(VecEnvWrapper):
-    """Charge ``gmv_roi_penalty``'s end-of-campaign ROI penalty hour by hour (training only).
-
-    Wraps campaigns built with ``reward_mode="gmv"``. Each hour it subtracts the change in
-    ``coef * max(0, R * spend_so_far - GMV_so_far) / B`` (from the info totals), so the penalty
-    telescopes: an episode's return equals ``gmv_roi_penalty``'s, but the credit arrives in the
-    hour the spend or GMV that moved it happened (GMV arriving late from conversion delays pays
-    the penalty back). Evaluation always uses the environment's own reward and metrics.
-    """
-
-    def __init__(self, venv: VecEnv, coef: float) -> None:
-        super().__init__(venv)
-        self.ledger = ShortfallLedger(self.num_envs, coef)
-
-    def reset(self) -> np.ndarray:
-        self.ledger.reset()
-        return self.venv.reset()
-
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        obs, reward, done, infos = self.venv.step_wait()
-        columns = info_columns(infos, "target_roi", "spend_total", "gmv_total", "budget")
-        shaped = reward.astype(np.float64) - self.ledger.charge(*columns, done)
-        return obs, shaped.astype(np.float32), done, infos
-
-
-class RoiMissPenalty(VecEnvWrapper):
-    """Subtract ``penalty`` from the reward of the last hour of every campaign that ends below
-    its ROI target (``roi_miss_penalty``, training only): a fixed price per missed campaign, on
-    top of the penalty proportional to the shortfall. Reads the final totals from the info."""
-
-    def __init__(self, venv: VecEnv, penalty: float) -> None:
-        super().__init__(venv)
-        self.penalty = float(penalty)
-
-    def reset(self) -> np.ndarray:
-        return self.venv.reset()
-
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        obs, reward, done, infos = self.venv.step_wait()
-        missed = roi_target_missed(*info_columns(infos, "gmv_total", "target_roi", "spend_total"))
-        shaped = reward.astype(np.float64) - self.penalty * (done & missed)
-        return obs, shaped.astype(np.float32), done, infos
-
-
-class PairedBaseline(VecEnvWrapper):
-    """Subtract the hourly reward of a rule playing a twin of each campaign (training only).
-
-    ``paired_baseline``: every campaign of ``envs`` gets a twin, a campaign on the same seed and
-    scenario, which the stateless rule ``rule`` (a residual base) plays. Its reward (the
-    campaigns' own: GMV alone under ``dense_roi_penalty``, whose charge only the agent pays)
-    does not depend on the agent's actions, so subtracting it is a control variate: the policy
-    gradient's expectation is unchanged, while the luck both campaigns share (hidden CVR,
-    traffic, price and conversion draws; common random numbers) cancels from the returns. For
-    the rules and the residual policy here the variance of a campaign's return falls 40-100x
-    (docs/training.md). Sits above ``VecMonitor``, so logged episode returns stay absolute.
-    Pair it with ``gae_lambda: 1.0``: the critic cannot see the twin, and under GAE's
-    bootstrapping its errors bias the advantages (with 0.95, PPO got worse as it trained).
-    A ``ResidualAction`` above on the same rule computes the twins' actions in its own call
-    (``twin_actions``, see :class:`~budgetgym.agents.residual.TwinCampaigns`).
-
-    Args:
-        venv: the wrapped training env; its campaigns are those of ``envs``, in order.
-        envs: the ``BudgetVecEnv`` per scenario whose campaigns get twins.
-        rule: residual base name playing the twins (see :mod:`budgetgym.agents.residual`).
-        roi_charge_coef: when set (``twin_pays_roi_charge``), the twins also pay
-            ``DenseRoiPenalty``'s hourly charge at this coefficient, so the subtracted reward is
-            the twin's full shaped reward and the ROI penalty's luck cancels too.
-    """
-
-    def __init__(
-        self,
-        venv: VecEnv,
-        envs: Sequence[BudgetVecEnv],
-        rule: str,
-        roi_charge_coef: float | None = None,
-    ) -> None:
-        super().__init__(venv)
-        self.rule = check_residual_base(rule)
-        self.envs = list(envs)
-        self.channels = channels_of(self.envs[0].campaigns)
-        self.ledger = (
-            None if roi_charge_coef is None else ShortfallLedger(venv.num_envs, roi_charge_coef)
-        )
-        self.twins = [
-            BatchedCampaigns(
-                env.campaigns.scenario,
-                env.campaigns.reward_mode,
-                env.campaigns.roi_penalty_coef,
-                env.campaigns.horizon_hours,
-            )
-            for env in self.envs
-        ]
-        self._twin_obs: list[np.ndarray] = []
-        self._twin_bounds = np.cumsum([env.num_envs for env in self.envs])[:-1]
-        self.twin_actions: np.ndarray | None = None  # see ``TwinCampaigns``
-
-    @property
-    def twin_obs(self) -> np.ndarray:
-        """Current raw observations of all twins ``(n_envs, obs_dim)``, in campaign order."""
-        return np.concatenate(self._twin_obs)
-
-    def _reset_twins(self) -> None:
-        if self.ledger is not None:
-            self.ledger.reset()
-        self._twin_obs = [
-            twin.reset(env.campaigns.params.seeds)[0]
-            for twin, env in zip(self.twins, self.envs, strict=True)
-        ]
-
-    def reset(self) -> np.ndarray:
-        obs = self.venv.reset()
-        self._reset_twins()
-        return obs
-
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        obs, reward, done, infos = self.venv.step_wait()
-        actions = self.twin_actions
-        if actions is None:  # no ResidualAction above computed them
-            actions = base_action(self.rule, self.twin_obs, self.channels)
-        self.twin_actions = None
-        twin_reward, twin_infos = [], []
-        parts = np.split(actions, self._twin_bounds)
-        for j, (twin, action) in enumerate(zip(self.twins, parts, strict=True)):
-            self._twin_obs[j], r, _, info = twin.step(action)
-            twin_reward.append(r.astype(np.float32))  # rounded as the campaigns' own reward
-            twin_infos.append(info)
-        twin_return = np.concatenate(twin_reward).astype(np.float64)
-        if self.ledger is not None:
-            keys = ("target_roi", "spend_total", "gmv_total", "budget")
-            columns = [np.concatenate([info[key] for info in twin_infos]) for key in keys]
-            twin_return -= self.ledger.charge(*columns, done)
-            # rounded as the agent's shaped reward is (DenseRoiPenalty returns float32)
-            twin_return = twin_return.astype(np.float32).astype(np.float64)
-        if done.all():  # the campaigns were reset to new seeds: so are their twins
-            self._reset_twins()
-        paired = reward.astype(np.float64) - twin_return
-        return obs, paired.astype(np.float32), done, infos
-
-
 def default_torch_threads(workers: int = 1) -> int:
     """Torch threads per training process: the machine's cores shared among ``workers``."""
     return max(1, (os.cpu_count() or 1) // workers)
@@ -347,14 +185,16 @@ def env_kwargs(config: TrainConfig) -> dict[str, Any]:
 
 def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
     """``VecMonitor(BudgetVecEnv)`` (or several concatenated, or with ``DenseRoiPenalty``
-    for ``reward_shaping: dense_roi_penalty`` and ``RoiMissPenalty`` for ``roi_miss_penalty``),
+    for ``reward_shaping: dense_roi_penalty``, ``RoiMissPenalty`` for ``roi_miss_penalty`` and
+    ``LagrangianReward`` for ``lagrangian``; :mod:`budgetgym.agents.wrappers`),
     then ``PairedBaseline`` for ``paired_baseline``, under ``ResidualAction`` for a residual
     policy, seeded with ``seed``."""
     scenarios = config.env.scenarios
     kwargs = env_kwargs(config)
     dense = config.env.reward_shaping == "dense_roi_penalty"
-    if dense:  # the wrapper charges the penalty; the campaigns pay only GMV
-        kwargs["reward_mode"] = "gmv"
+    lagrangian = config.lagrangian
+    if dense or (lagrangian is not None and kwargs["reward_mode"] == "gmv_roi_penalty"):
+        kwargs["reward_mode"] = "gmv"  # a wrapper prices the ROI; the campaigns pay GMV
     with quiet_render_mode_warning():
         sizes = config.env.campaigns_per_scenario
         envs = [
@@ -366,6 +206,9 @@ def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
             venv = DenseRoiPenalty(venv, config.env.roi_penalty_coef)
         if config.env.roi_miss_penalty > 0:
             venv = RoiMissPenalty(venv, config.env.roi_miss_penalty)
+        if lagrangian is not None:
+            gains = lagrangian.model_dump(exclude={"constraint"})
+            venv = LagrangianReward(venv, lagrangian.constraint, PIDLagrangian.start(**gains))
         venv = VecMonitor(venv)
         paired = None
         if config.env.paired_baseline != "none":
@@ -819,6 +662,9 @@ def _learn_and_save(
 
         validation.on_evaluate = checkpoint_and_report
     callbacks = [validation, checkpoints, stop, HParamsCallback(_hparams(config))]
+    lagrangian = lagrangian_of(model.get_env())
+    if lagrangian is not None:
+        callbacks.append(LagrangianUpdate(lagrangian))
     if getattr(config.hyperparams, "scenario_advantage_norm", False):  # PPO only
         callbacks.append(ScenarioAdvantageNorm())
     if progress or report is not None:

@@ -34,9 +34,6 @@ from budgetgym.agents.config import validate_config
 from budgetgym.agents.residual import ResidualAction, base_action
 from budgetgym.agents.runlock import LOCK_FILE
 from budgetgym.agents.training import (
-    DenseRoiPenalty,
-    PairedBaseline,
-    RoiMissPenalty,
     default_torch_threads,
     make_train_env,
     mean_ci,
@@ -45,6 +42,7 @@ from budgetgym.agents.training import (
     train,
 )
 from budgetgym.agents.verdict import OUTCOMES
+from budgetgym.agents.wrappers import DenseRoiPenalty, PairedBaseline, RoiMissPenalty
 from budgetgym.envs import OBS_DIM, BudgetVecEnv
 from tests.agents.tiny_runs import cli, quiet, tiny, wait_for_file, write_config
 
