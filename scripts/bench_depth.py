@@ -12,7 +12,7 @@ reference) is compared with
   score).
 
 It writes the JSON (``benchmarks/depth.json`` by default) with each scenario's figures, the
-ratios issue 26's targets use and whether each target holds::
+ratios the depth targets use and whether each target holds::
 
     .venv/bin/python scripts/bench_depth.py --episodes 256 --json benchmarks/depth.json
 
@@ -47,7 +47,7 @@ SEARCH_STEPS = ((0.7, 0.3),) * 2 + ((0.35, 0.15),) * 3 + ((0.15, 0.07),) * 2
 PACE_BOUNDS = (0.05, 5.0)
 #: Rows simulated together by the static search (whole candidates per batch).
 SEARCH_BATCH_ROWS = 8192
-#: issue 26's depth targets.
+#: The depth targets: what a market worth learning must show.
 TARGET_VS_STATIC, TARGET_VS_STATIC_HIGH, TARGET_VS_UNIFORM = 1.10, 1.20, 1.25
 TARGET_FLAT_COST = 0.05
 TARGET_ROI_BOUND = (0.30, 0.70)
@@ -441,7 +441,7 @@ def measure_scenario(
 
 
 def overall_targets(results: dict[str, dict]) -> dict[str, bool | int]:
-    """issue 26's targets over the scenarios measured: counts and whether each holds."""
+    """The depth targets over the scenarios measured: counts and whether each holds."""
 
     def count(key: str) -> int:
         return sum(r["targets"][key] for r in results.values())
