@@ -56,6 +56,10 @@ class ChannelSpec(Spec):
         diurnal_strength: how strongly volume follows the daily profile (0 flat, 1 full).
         launch_support: whether the platform's launch boost for new products reaches the
             channel (the platform's own slots do; external traffic does not).
+        immediate_mult: factor on the scenario's ``immediate_frac`` for this channel's
+            purchases (1: the scenario's share).
+        delay_mult: factor on the scenario's ``mean_delay_hours`` for this channel's delayed
+            purchases (1: the scenario's mean; above 1: a longer tail).
     """
 
     name: Identifier
@@ -71,6 +75,8 @@ class ChannelSpec(Spec):
     commission_frac: Probability
     diurnal_strength: Probability
     launch_support: bool
+    immediate_mult: NonNegFloat = 1.0
+    delay_mult: PositiveFloat = 1.0
 
     @model_validator(mode="after")
     def _commission_iff_per_sale(self) -> ChannelSpec:

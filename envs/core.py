@@ -81,6 +81,8 @@ class ChannelTable(NamedTuple):
     commission_frac: np.ndarray  # commission per unit of GMV (> 0: paid per sale)
     launch_support: np.ndarray  # 1.0 where the platform's launch boost reaches the channel
     mean_price_factor: np.ndarray  # mean over median of the lognormal price, exp(sigma^2 / 2)
+    immediate_mult: np.ndarray  # factor on the campaign's immediate share of purchases
+    delay_mult: np.ndarray  # factor on the campaign's mean delay (divides the hazard)
 
 
 def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> ChannelTable:
@@ -96,6 +98,8 @@ def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> Chann
         commission_frac=channel_array("commission_frac", channels),
         launch_support=launch,
         mean_price_factor=np.exp(0.5 * sigma**2),
+        immediate_mult=channel_array("immediate_mult", channels),
+        delay_mult=channel_array("delay_mult", channels),
     )
 
 
@@ -662,6 +666,7 @@ class KernelParams(NamedTuple):
     cvr_returning: np.ndarray  # (n, k)
     immediate_frac: np.ndarray  # (n,)
     delay_hazard_per_hour: np.ndarray  # (n,)
+    attribution_window_hours: np.ndarray  # (n,)
     pool_half_saturation: np.ndarray  # (n,)
     event_start_hour: np.ndarray  # (n,) int64
     event_length_hours: np.ndarray  # (n,) int64
@@ -733,11 +738,12 @@ def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
 # results to one ``(n_channels, _N_LANE_FIELDS, CAMPAIGNS_PER_CHUNK)`` scratch array: rows the
 # compiler can load into SIMD registers, at constant distances it can prove do not overlap.
 (_L_VOLUME_REF, _L_PRICE_REF, _L_REQUEST, _L_CTR, _L_CVR_NEW, _L_CVR_RET, _L_TRAFFIC,
- _L_PRICE_MULT, _L_CVR_MULT, _L_BOOST, _L_RETURNING_BASE) = range(11)  # fmt: skip
+ _L_PRICE_MULT, _L_CVR_MULT, _L_BOOST, _L_RETURNING_BASE, _L_IMMEDIATE,
+ _L_HAZARD) = range(13)  # fmt: skip
 (_C_VOLUME, _C_MAX_SPEND, _C_ALLOCATED, _C_WIN_Z, _C_U_CLICKS, _C_Z_CLICKS, _C_LOGQ_CLICKS,
  _C_P_BUY, _C_LOGQ_BUY, _C_RET_SHARE, _C_LOGQ_RET, _C_U_BUY, _C_U_RET, _C_Z_ORDER, _C_U_IMM,
- _C_U_ARR) = range(11, 27)  # fmt: skip
-_N_LANE_FIELDS = 27
+ _C_U_ARR, _C_P_IMM, _C_LOGQ_IMM, _C_HAZARD, _C_LOGQ_ARR) = range(13, 33)  # fmt: skip
+_N_LANE_FIELDS = 33
 
 
 # Not cached on its own: numba would key its build on this file alone, though it inlines
@@ -745,7 +751,7 @@ _N_LANE_FIELDS = 27
 # cached builds carry a digest of every source file they contain.
 @numba.njit(error_model="numpy")
 def simulate_campaigns(
-    start, stop, hour, window_hours, settle, counter, profile, params, state, ch, request,
+    start, stop, hour, settle, counter, profile, params, state, ch, request,
     purchases_out, purchase_gmv_out,
 ):  # fmt: skip
     """Advance campaigns ``start:stop`` by one hour in place (``state`` and ``params`` as
@@ -758,6 +764,7 @@ def simulate_campaigns(
     volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
     ctr, cvr_new, cvr_ret = params.ctr, params.cvr_new, params.cvr_returning
     immediate_frac, hazard = params.immediate_frac, params.delay_hazard_per_hour
+    window_hours = params.attribution_window_hours
     pool_half = params.pool_half_saturation
     traffic_mult, price_mult, cvr_mult = (params.hourly_traffic_mult, params.hourly_price_mult,
                                           params.hourly_cvr_mult)  # fmt: skip
@@ -792,9 +799,12 @@ def simulate_campaigns(
             lanes[k, _L_CVR_MULT, j] = cvr_mult[i, hour]
             lanes[k, _L_BOOST, j] = boost
             lanes[k, _L_RETURNING_BASE, j] = returning_base
+            lanes[k, _L_IMMEDIATE, j] = immediate_frac[i]
+            lanes[k, _L_HAZARD, j] = hazard[i]
     chunk_keys = keys[start:stop]
     for k in range(n_ch):
         sigma, affinity = ch.price_sigma[k], ch.returning_affinity[k]
+        immediate_mult, delay_mult = ch.immediate_mult[k], ch.delay_mult[k]
         channel = _channel_market(ch, counter, k)
         # The counters of the draws, as scalars (see ``_channel_market``).
         c_clicks, c_buy, c_ret = (counter[_S_CLICKS, k], counter[_S_PURCHASES, k],
@@ -834,13 +844,19 @@ def simulate_campaigns(
             lanes[k, _C_Z_ORDER, j] = _ndtri_lanes(_uniform(key, c_order))
             lanes[k, _C_U_IMM, j] = _uniform(key, c_imm)
             lanes[k, _C_U_ARR, j] = _uniform(key, c_arr)
+            # The channel's delays: its immediate share and arrival hazard per hour.
+            p_immediate = lanes[k, _L_IMMEDIATE, j] * immediate_mult
+            p_arrival = lanes[k, _L_HAZARD, j] / delay_mult
+            lanes[k, _C_P_IMM, j] = p_immediate
+            lanes[k, _C_LOGQ_IMM, j] = _log_q(p_immediate)
+            lanes[k, _C_HAZARD, j] = p_arrival
+            lanes[k, _C_LOGQ_ARR, j] = _log_q(p_arrival)
     for j in range(m):
         i = start + j
         key = keys[i]
         # What is left to pay with: the channels billed per click or impression pay first, in
         # channel order, then the commissions of the channels paid per sale.
         room = max(budget_left[i], 0.0)
-        log_q_immediate, log_q_arrival = _log_q(immediate_frac[i]), _log_q(hazard[i])
         spent, new_arrived = 0.0, 0.0
         for phase in range(2):
             for k in range(n_ch):
@@ -902,12 +918,15 @@ def simulate_campaigns(
                         purchase_gmv = purchases * order_value
                     cost = commission_frac * purchase_gmv
                 # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
+                p_arrival = lanes[k, _C_HAZARD, j]
                 immediate = _binomial_draw(
-                    purchases, immediate_frac[i], log_q_immediate, lanes[k, _C_U_IMM, j], _Z_LAZY
-                )
+                    purchases, lanes[k, _C_P_IMM, j], lanes[k, _C_LOGQ_IMM, j],
+                    lanes[k, _C_U_IMM, j], _Z_LAZY,
+                )  # fmt: skip
                 old = _binomial_draw(
-                    pend_conv[i, k], hazard[i], log_q_arrival, lanes[k, _C_U_ARR, j], _Z_LAZY
-                )
+                    pend_conv[i, k], p_arrival, lanes[k, _C_LOGQ_ARR, j], lanes[k, _C_U_ARR, j],
+                    _Z_LAZY,
+                )  # fmt: skip
                 imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
                 old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
                 conv = immediate + old
@@ -920,7 +939,7 @@ def simulate_campaigns(
                 pend_gmv[i, k] = (pend_gmv[i, k] - old_gmv) + (purchase_gmv - imm_gmv)
                 if settle:
                     # End of horizon: what arrives within the attribution window counts now.
-                    p_window = 1.0 - (1.0 - hazard[i]) ** window_hours
+                    p_window = 1.0 - (1.0 - p_arrival) ** window_hours[i]
                     u_set = _uniform(key, counter[_S_SETTLE, k])
                     settled = _binomial(pend_conv[i, k], p_window, u_set)
                     s_new, s_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], settled)

@@ -38,7 +38,7 @@ from budgetgym.envs.core import (
     CampaignState,
     channel_table,
 )
-from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
+from budgetgym.envs.scenarios import CampaignParams
 
 # Streams of the hour's uniforms, ``uniforms[:, stream, channel]``, in the kernel's order.
 VOLUME, PRICE, CLICKS, PURCHASES, RETURNING, ORDER_VALUE, IMMEDIATE, ARRIVAL, SETTLE = range(9)
@@ -223,9 +223,11 @@ def reference_step(
         impressions[:, k], clicks[:, k], purchases[:, k], conv_new[:, k] = imp, clk, buy, new
         purchase_gmv[:, k] = buy * order_value
         room = room - cost[:, k]
-    # Delays: a share arrives this hour, the pending ones each with the hazard per hour.
-    hazard = params.delay_hazard_per_hour[:, None]
-    immediate = binomial(purchases, params.immediate_frac[:, None], u[:, IMMEDIATE])
+    # Delays: a share arrives this hour, the pending ones each with the hazard per hour, both
+    # the campaign's times the channel's multipliers.
+    immediate_frac = params.immediate_frac[:, None] * ch.immediate_mult
+    hazard = params.delay_hazard_per_hour[:, None] / ch.delay_mult
+    immediate = binomial(purchases, immediate_frac, u[:, IMMEDIATE])
     arrived = binomial(s.pending_conversions, hazard, u[:, ARRIVAL])
     imm_new, imm_gmv = split(purchases, conv_new, purchase_gmv, immediate)
     pending = (s.pending_conversions, s.pending_new_customers, s.pending_gmv_cny)
@@ -236,7 +238,7 @@ def reference_step(
     s.pending_gmv_cny = (s.pending_gmv_cny - old_gmv) + (purchase_gmv - imm_gmv)
     if hour + 1 >= params.horizon_hours:
         # End of horizon: what arrives within the attribution window counts now.
-        p_window = 1.0 - (1.0 - hazard) ** float(ATTRIBUTION_WINDOW_HOURS)
+        p_window = 1.0 - (1.0 - hazard) ** params.attribution_window_hours[:, None]
         settled = binomial(s.pending_conversions, p_window, u[:, SETTLE])
         pending = (s.pending_conversions, s.pending_new_customers, s.pending_gmv_cny)
         s_new, s_gmv = split(*pending, settled)

@@ -37,6 +37,9 @@ from budgetgym.envs.spec_base import (
 #: path, anything else a name.
 YAML_SUFFIXES = (".yaml", ".yml")
 COLDSTART_DECAY_HOURS = 72.0
+#: Hours after the campaign's last hour in which its delayed purchases still count (Alimama's
+#: 7-day window); a scenario's ``attribution_window_hours`` sets its own.
+ATTRIBUTION_WINDOW_HOURS = 168
 #: Files that describe a scenario by other data, by the top-level key that marks them: each
 #: loader turns a parsed document (and its path) into a :class:`ScenarioSpec`.
 #: ``response_curves.py`` registers ``response_curves``.
@@ -130,6 +133,9 @@ class ScenarioSpec(Spec):
         cvr_prior_median: median of that multiplier (new products without reviews convert less).
         immediate_frac: share of conversions in the click's hour (Chapelle 2014: ~35%).
         mean_delay_hours: mean of the geometric delay of the other conversions.
+        attribution_window_hours: hours after the campaign's last hour in which purchases
+            still pending count (settled into the last step); later ones are lost to the
+            campaign and reported as unattributed.
         model: model priors (:class:`ModelPriors`).
         launch_support: the platform's launch boost (:class:`LaunchSupport`).
         events: the event calendar, in order; the observation shows the first event's window.
@@ -151,6 +157,7 @@ class ScenarioSpec(Spec):
     cvr_prior_median: PositiveFloat = 1.0
     immediate_frac: Probability = 0.35
     mean_delay_hours: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 24.0
+    attribution_window_hours: Annotated[int, Field(ge=0)] = ATTRIBUTION_WINDOW_HOURS
     model: ModelPriors = ModelPriors()
     launch_support: LaunchSupport = LaunchSupport()
     events: tuple[EventSpec, ...] = ()
@@ -162,6 +169,17 @@ class ScenarioSpec(Spec):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"channels: {', '.join(repeated)} listed more than once")
+        for k, channel in enumerate(self.channels):
+            if self.immediate_frac * channel.immediate_mult > 1.0:
+                raise ValueError(
+                    f"channels[{k}].immediate_mult: {channel.immediate_mult} times immediate_frac "
+                    f"{self.immediate_frac} exceeds a share of 1"
+                )
+            if self.mean_delay_hours * channel.delay_mult < 1.0:
+                raise ValueError(
+                    f"channels[{k}].delay_mult: {channel.delay_mult} times mean_delay_hours "
+                    f"{self.mean_delay_hours} is below the 1-hour step"
+                )
         for i, event in enumerate(self.events):
             if event.start_hour[1] >= self.horizon_hours:
                 raise ValueError(

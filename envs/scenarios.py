@@ -26,6 +26,7 @@ import numpy as np
 from budgetgym.envs import random as crn
 from budgetgym.envs.channels import CHANNEL_NAMES, ChannelSpec, channel_array
 from budgetgym.envs.scenario_specs import (
+    ATTRIBUTION_WINDOW_HOURS,
     COLDSTART_DECAY_HOURS,
     Mixture,
     ScenarioLibrary,
@@ -40,7 +41,6 @@ TRAIN_SEED_LIMIT = VALIDATION_SEED_START
 HORIZON_HOURS = 168
 REFERENCE_BUDGET_CNY = 50_000.0
 REFERENCE_PRICE_CNY = 150.0
-ATTRIBUTION_WINDOW_HOURS = 168
 NO_EVENT_HOUR = 10_000  # an event start past any horizon
 
 _SAMPLING_DOMAIN = 1
@@ -128,6 +128,7 @@ class CampaignParams:
     cvr_returning: np.ndarray  # (n, k) true, hidden
     immediate_frac: np.ndarray  # (n,)
     delay_hazard_per_hour: np.ndarray  # (n,) geometric arrival probability per hour
+    attribution_window_hours: np.ndarray  # (n,) hours after the last one that still count
     returning_pool_init: np.ndarray  # (n,) customers
     pool_half_saturation: np.ndarray  # (n,) customers at which half the affinity is reached
     new_customer_value_cny: np.ndarray  # (n,)
@@ -321,6 +322,7 @@ def sample_campaigns(
         cvr_returning=cvr_returning,
         immediate_frac=per_member("immediate_frac")[:, 0],
         delay_hazard_per_hour=1.0 / per_member("mean_delay_hours")[:, 0],
+        attribution_window_hours=per_member("attribution_window_hours")[:, 0],
         returning_pool_init=np.floor(pool),
         pool_half_saturation=np.maximum(half_saturation, 1.0),
         new_customer_value_cny=per_member("new_customer_value_frac")[:, 0] * price,

@@ -1,0 +1,162 @@
+"""The market's mechanisms (docs/simulator.md), each switched on against the same campaigns with
+it off: the seeds are the same, so the market and every draw the mechanism does not touch are
+the same (common random numbers), and the difference is the mechanism's effect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from budgetgym.agents.evaluation import compare
+from budgetgym.agents.oracle import plan_campaigns
+from budgetgym.agents.policy import load_policy, unavailable
+from budgetgym.envs import BatchedCampaigns, sample_campaigns
+from budgetgym.envs.mechanisms import MECHANISMS, unmodelled_mechanisms
+from budgetgym.envs.scenarios import EVAL_SEED_START, LIBRARY, SCENARIO_NAMES
+
+SEEDS = np.arange(EVAL_SEED_START, EVAL_SEED_START + 384)
+
+
+def scenario_file(
+    tmp_path: Path, name: str, base: str = "hit_product", channels: dict | None = None, **top
+) -> Path:
+    """A copy of the shipped ``base`` scenario as ``<tmp_path>/<name>.yaml`` with the top-level
+    keys ``top`` and, per channel name, the channel keys of ``channels``."""
+    spec = yaml.safe_load((LIBRARY.folder / f"{base}.yaml").read_text())
+    spec.update(name=name, **top)
+    for channel in spec["channels"]:
+        channel.update((channels or {}).get(channel["name"], {}))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def burst_then_nothing(scenario: Path, horizon: int, burst_pace: float = 3.0) -> list[dict]:
+    """One episode of ``SEEDS``: ``burst_pace`` times even pacing in hour 0, split evenly over
+    the channels, then nothing. Returns the info of every hour."""
+    campaigns = BatchedCampaigns(scenario, horizon_hours=horizon)
+    campaigns.reset(SEEDS)
+    n, k = SEEDS.size, campaigns.params.n_channels
+    burst = (burst_pace * campaigns.params.budget_cny / horizon / k)[:, None] * np.ones((n, k))
+    infos = [campaigns.step_spend(burst)[3]]
+    for _ in range(horizon - 1):
+        infos.append(campaigns.step_spend(np.zeros((n, k)))[3])
+    return infos
+
+
+# Per-channel delays: search converts sooner, social later (Chapelle-like shapes).
+DELAYS = {
+    "search": {"immediate_mult": 1.6, "delay_mult": 0.5},
+    "social": {"immediate_mult": 0.4, "delay_mult": 2.0},
+}
+
+
+def test_per_channel_delays_shape_the_arrivals(tmp_path):
+    """The share of a click's purchases that arrive within 1 h and within 24 h of it follows
+    each channel's ``1 - (1 - pi_k)(1 - lambda_k)^(h - 1)``; the purchases themselves are the
+    same as without the channel multipliers."""
+    top = {"immediate_frac": 0.3, "mean_delay_hours": 60.0}
+    off = burst_then_nothing(scenario_file(tmp_path, "delays_off", **top), 30)
+    on = burst_then_nothing(scenario_file(tmp_path, "delays_on", channels=DELAYS, **top), 30)
+    np.testing.assert_array_equal(on[0]["purchases"], off[0]["purchases"])
+    names = [c.name for c in BatchedCampaigns(tmp_path / "delays_on.yaml").channels]
+    purchases = on[0]["purchases"].sum(axis=0)
+    for infos, multipliers in ((off, {}), (on, DELAYS)):
+        arrived = np.cumsum([info["conversions"].sum(axis=0) for info in infos], axis=0)
+        for k, name in enumerate(names):
+            pi = 0.3 * multipliers.get(name, {}).get("immediate_mult", 1.0)
+            hazard = 1.0 / (60.0 * multipliers.get(name, {}).get("delay_mult", 1.0))
+            assert purchases[k] > 500, name
+            for hours in (1, 24):
+                expected = 1.0 - (1.0 - pi) * (1.0 - hazard) ** (hours - 1)
+                share = arrived[hours - 1, k] / purchases[k]
+                # Four binomial standard deviations, and the normal approximation's rounding.
+                tolerance = 4.0 * np.sqrt(expected * (1.0 - expected) / purchases[k]) + 0.005
+                assert share == pytest.approx(expected, abs=tolerance), (name, hours, multipliers)
+    search, social = names.index("search"), names.index("social")
+    assert on[0]["conversions"][:, search].sum() > 1.4 * off[0]["conversions"][:, search].sum()
+    assert on[0]["conversions"][:, social].sum() < 0.6 * off[0]["conversions"][:, social].sum()
+
+
+def test_attribution_window_settles_what_arrives_within_it(tmp_path):
+    """At the end, pending purchases count with probability ``1 - (1 - lambda)^W``; the others
+    are lost and reported. With ``W = 0`` every pending purchase is lost; the hours before the
+    last are the same whatever the window."""
+    top = {"immediate_frac": 0.3, "mean_delay_hours": 60.0}
+    runs = {
+        w: burst_then_nothing(
+            scenario_file(tmp_path, f"window_{w}", attribution_window_hours=w, **top), 12
+        )  # fmt: skip
+        for w in (0, 24, 168)
+    }
+    for w, infos in runs.items():
+        for hour in range(11):
+            np.testing.assert_array_equal(infos[hour]["conversions"], runs[0][hour]["conversions"])
+        before_end = runs[0][10]["pending_conversions"]
+        lost = infos[-1]["unattributed_conversions"]
+        total = infos[-1]["conversions_total"] + lost
+        np.testing.assert_array_equal(total, infos[0]["purchases"].sum(axis=1))
+        # Of what was pending before the last hour, the last hour's arrivals came first.
+        pending_last = before_end.sum() - runs[0][-1]["conversions"].sum()
+        settled_share = 1.0 - lost.sum() / pending_last
+        assert settled_share == pytest.approx(1.0 - (1.0 - 1.0 / 60.0) ** w, abs=0.03), w
+    assert (runs[0][-1]["unattributed_conversions"] > 0).mean() > 0.9
+
+
+def test_delay_fields_are_validated(tmp_path):
+    with pytest.raises(ValueError, match=r"channels\[0\].immediate_mult: 4.0 times immediate_frac"):
+        BatchedCampaigns(
+            scenario_file(tmp_path, "bad", channels={"search": {"immediate_mult": 4.0}})
+        )
+    with pytest.raises(ValueError, match=r"channels\[5\].delay_mult: 0.01 times mean_delay_hours"):
+        BatchedCampaigns(scenario_file(tmp_path, "bad2", channels={"social": {"delay_mult": 0.01}}))
+    with pytest.raises(ValueError, match="attribution_window_hours"):
+        BatchedCampaigns(scenario_file(tmp_path, "bad3", attribution_window_hours=-1))
+
+
+DEEP_MARKET = LIBRARY.folder.parent / "scenario_examples" / "deep_market.yaml"
+REFERENCES_OF_THE_DEFAULT_MARKET = ("oracle", "planner", "planner_cc", "mmm_static")
+
+
+def test_unmodelled_mechanisms_names_what_a_scenario_switches_on(tmp_path):
+    assert all(unmodelled_mechanisms(name) == [] for name in SCENARIO_NAMES)
+    everything = [m.name for m in MECHANISMS]
+    assert unmodelled_mechanisms(DEEP_MARKET) == everything
+    assert unmodelled_mechanisms(sample_campaigns(DEEP_MARKET, SEEDS[:4])) == everything
+    assert unmodelled_mechanisms(sample_campaigns("mixed", SEEDS[:4])) == []
+    window = scenario_file(tmp_path, "window", attribution_window_hours=24)
+    assert unmodelled_mechanisms(window) == ["a non-default attribution window"]
+
+
+def test_references_of_the_default_market_refuse_other_mechanisms(tmp_path):
+    """``oracle``, ``planner``, ``planner_cc`` and ``mmm_static`` refuse a scenario with a
+    mechanism they do not model, in one sentence naming it and the scenario; ``compare`` leaves
+    them out with that note and runs the rules."""
+    campaigns = BatchedCampaigns(str(DEEP_MARKET), horizon_hours=6)
+    campaigns.reset(SEEDS[:4])
+    for name in REFERENCES_OF_THE_DEFAULT_MARKET:
+        policy = load_policy(name)
+        assert "per-channel conversion delays" in unavailable(policy, str(DEEP_MARKET)), name
+        assert unavailable(policy, "hit_product") is None, name
+        with pytest.raises(
+            ValueError,
+            match=rf"{name} cannot run on scenario '.*deep_market"
+            r"\.yaml': it switches on per-channel conversion",
+        ):
+            policy.reset(campaigns)  # fmt: skip
+    short_window = scenario_file(tmp_path, "hit_product", attribution_window_hours=0)
+    with pytest.raises(ValueError, match="oracle cannot run on scenario 'hit_product'"):
+        plan_campaigns(sample_campaigns(short_window, SEEDS[:2]))
+    board = tmp_path / "board"
+    rows = compare(
+        [], [str(DEEP_MARKET)], 2, EVAL_SEED_START, board, progress=False, horizon_hours=6,
+        pareto_mults=(),
+    )  # fmt: skip
+    policies = {row["policy"] for row in rows}
+    assert "uniform" in policies and not policies & set(REFERENCES_OF_THE_DEFAULT_MARKET)
+    note = (board / "leaderboard.md").read_text()
+    for name in REFERENCES_OF_THE_DEFAULT_MARKET:
+        assert f"{name} on {DEEP_MARKET}: it switches on per-channel conversion delays" in note
