@@ -60,6 +60,11 @@ class ChannelSpec(Spec):
             purchases (1: the scenario's share).
         delay_mult: factor on the scenario's ``mean_delay_hours`` for this channel's delayed
             purchases (1: the scenario's mean; above 1: a longer tail).
+        interest_per_click: share of the channel's clicks that do not buy and leave an
+            interested customer behind (AIPL's interest; upper funnel: feed, short video,
+            live, social).
+        interest_affinity: largest share of the channel's non-returning clicks that come from
+            the interested customers (converting channels: search).
     """
 
     name: Identifier
@@ -77,6 +82,8 @@ class ChannelSpec(Spec):
     launch_support: bool
     immediate_mult: NonNegFloat = 1.0
     delay_mult: PositiveFloat = 1.0
+    interest_per_click: Probability = 0.0
+    interest_affinity: Probability = 0.0
 
     @model_validator(mode="after")
     def _commission_iff_per_sale(self) -> ChannelSpec:

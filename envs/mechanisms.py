@@ -16,12 +16,13 @@ import numpy as np
 
 from budgetgym.envs.channels import ChannelSpec
 from budgetgym.envs.scenario_specs import Mixture, ScenarioSpec
-from budgetgym.envs.scenarios import CampaignParams, resolve_scenario
+from budgetgym.envs.scenarios import NO_EVENT_HOUR, CampaignParams, resolve_scenario
 
 
 class Mechanism(NamedTuple):
     """A mechanism and the fields that switch it on: keys of a scenario file's top level
-    (``CampaignParams`` arrays of the same names) and of its channel entries."""
+    (``CampaignParams`` arrays of the same names; ``presale``: an event's) and of its channel
+    entries."""
 
     name: str
     scenario_fields: tuple[str, ...]
@@ -31,11 +32,23 @@ class Mechanism(NamedTuple):
 MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism("per-channel conversion delays", (), ("immediate_mult", "delay_mult")),
     Mechanism("a non-default attribution window", ("attribution_window_hours",), ()),
+    Mechanism("interested customers", (), ("interest_per_click", "interest_affinity")),
+    Mechanism("a pre-sale event", ("presale",), ()),
 )
 
 
 def _scenario_default(field: str) -> float:
-    return ScenarioSpec.model_fields[field].default
+    return False if field == "presale" else ScenarioSpec.model_fields[field].default
+
+
+def _scenario_values(member: CampaignParams | ScenarioSpec, field: str) -> np.ndarray:
+    """A top-level field of a scenario spec, or its array in a batch's parameters; for
+    ``presale``, whether an event is a pre-sale."""
+    if field != "presale":
+        return np.asarray(getattr(member, field)).reshape(-1)
+    if isinstance(member, CampaignParams):
+        return member.presale_start_hour != NO_EVENT_HOUR
+    return np.array([any(event.presale for event in member.events)])
 
 
 def _channel_default(field: str) -> float:
@@ -70,8 +83,7 @@ def unmodelled_mechanisms(
     else:
         members = [scenario]
     fields = {f for m in MECHANISMS for f in m.scenario_fields}
-    values = {f: [np.asarray(getattr(member, f)) for member in members] for f in fields}
-    values = {f: np.concatenate([v.reshape(-1) for v in vs]) for f, vs in values.items()}
+    values = {f: np.concatenate([_scenario_values(m, f) for m in members]) for f in fields}
     channels = [c for member in members for c in member.channels]
     return [m.name for m in MECHANISMS if _switched_on(m, values, channels)]
 

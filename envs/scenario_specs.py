@@ -81,6 +81,23 @@ class LaunchSupport(Spec):
     decay_hours: PositiveFloat = COLDSTART_DECAY_HOURS
 
 
+class InterestSpec(Spec):
+    """The interested customers (AIPL's interest stage) a campaign's clicks build up; the
+    channels' ``interest_per_click`` and ``interest_affinity`` switch the pool on.
+
+    Attributes:
+        half_life_hours: hours in which half of the interested customers lose interest.
+        half_saturation_per_kcny: interested customers per 1,000 CNY of budget at which a
+            channel's clicks reach half its ``interest_affinity``.
+        cvr_mult: an interested customer's CVR per click over a new customer's (capped by
+            ``model.cvr_new_cap``).
+    """
+
+    half_life_hours: PositiveFloat = 72.0
+    half_saturation_per_kcny: PositiveFloat = 100.0
+    cvr_mult: PositiveFloat = 3.0
+
+
 class Multipliers(Spec):
     """Factors on traffic volume, impression prices and CVR during a calendar window."""
 
@@ -100,6 +117,8 @@ class EventSpec(Spec):
         warmup_hours: hours of warm-up just before the start (0: none).
         multipliers: factors during the event.
         warmup_multipliers: factors during the warm-up.
+        presale: a pre-sale (预热蓄水): during the warm-up, interest does not decay and
+            purchases are deposits that arrive in the event's first hour.
     """
 
     name: Identifier
@@ -108,6 +127,13 @@ class EventSpec(Spec):
     warmup_hours: Annotated[int, Field(ge=0)] = 0
     multipliers: Multipliers = Multipliers()
     warmup_multipliers: Multipliers = Multipliers()
+    presale: bool = False
+
+    @model_validator(mode="after")
+    def _presale_has_warmup(self) -> EventSpec:
+        if self.presale and self.warmup_hours < 1:
+            raise ValueError(f"event {self.name!r}: presale needs warmup_hours >= 1")
+        return self
 
 
 class ScenarioSpec(Spec):
@@ -138,6 +164,7 @@ class ScenarioSpec(Spec):
             campaign and reported as unattributed.
         model: model priors (:class:`ModelPriors`).
         launch_support: the platform's launch boost (:class:`LaunchSupport`).
+        interest: the pool of interested customers (:class:`InterestSpec`).
         events: the event calendar, in order; the observation shows the first event's window.
         channels: the channels, in the order of the action and observation.
     """
@@ -160,6 +187,7 @@ class ScenarioSpec(Spec):
     attribution_window_hours: Annotated[int, Field(ge=0)] = ATTRIBUTION_WINDOW_HOURS
     model: ModelPriors = ModelPriors()
     launch_support: LaunchSupport = LaunchSupport()
+    interest: InterestSpec = InterestSpec()
     events: tuple[EventSpec, ...] = ()
     channels: Annotated[tuple[ChannelSpec, ...], Field(min_length=1)]
 
@@ -180,6 +208,12 @@ class ScenarioSpec(Spec):
                     f"channels[{k}].delay_mult: {channel.delay_mult} times mean_delay_hours "
                     f"{self.mean_delay_hours} is below the 1-hour step"
                 )
+        presales = [i for i, event in enumerate(self.events) if event.presale]
+        if len(presales) > 1:
+            raise ValueError(
+                f"events[{presales[1]}].presale: at most one event of a scenario is a pre-sale "
+                f"(events[{presales[0]}] is)"
+            )
         for i, event in enumerate(self.events):
             if event.start_hour[1] >= self.horizon_hours:
                 raise ValueError(

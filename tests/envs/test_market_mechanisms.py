@@ -160,3 +160,125 @@ def test_references_of_the_default_market_refuse_other_mechanisms(tmp_path):
     note = (board / "leaderboard.md").read_text()
     for name in REFERENCES_OF_THE_DEFAULT_MARKET:
         assert f"{name} on {DEEP_MARKET}: it switches on per-channel conversion delays" in note
+
+
+# Interested customers: the feed leaves interest behind, search converts it.
+INTEREST = {"feed": {"interest_per_click": 0.3}, "search": {"interest_affinity": 0.8}}
+
+
+def search_purchases_after_feed(scenario: Path, feed_pace: float) -> tuple[np.ndarray, np.ndarray]:
+    """Search purchases ``(n,)`` in hours 24-47 at the same search spend, after ``feed_pace``
+    times even pacing on the feed in hours 0-23; and the interest pool at hour 24 ``(n,)``."""
+    campaigns = BatchedCampaigns(scenario, horizon_hours=48)
+    campaigns.reset(SEEDS)
+    names = campaigns.channels
+    feed = [c.name for c in names].index("feed")
+    search = [c.name for c in names].index("search")
+    even = campaigns.params.budget_cny / 168.0
+    request = np.zeros((SEEDS.size, len(names)))
+    request[:, feed] = feed_pace * even
+    for _ in range(24):
+        campaigns.step_spend(request)
+    interest = campaigns.state.interest.copy()
+    request[:] = 0.0
+    request[:, search] = 0.5 * even
+    bought = np.zeros(SEEDS.size)
+    for _ in range(24):
+        bought += campaigns.step_spend(request)[3]["purchases"][:, search]
+    return bought, interest
+
+
+def test_feed_spend_early_raises_search_conversions_later(tmp_path):
+    """At equal search spend in hours 24-47, feed spend in hours 0-23 raises search purchases
+    through the interested customers it leaves; without the mechanism, only through the
+    returning pool (a far smaller effect)."""
+    on = scenario_file(tmp_path, "interest_on", channels=INTEREST)
+    off = scenario_file(tmp_path, "interest_off")
+    (with_feed, interest), (without_feed, no_interest) = (
+        search_purchases_after_feed(on, pace) for pace in (1.0, 0.0)
+    )
+    (off_with, off_interest), (off_without, _) = (
+        search_purchases_after_feed(off, pace) for pace in (1.0, 0.0)
+    )
+    assert (interest > 0).all() and (no_interest == 0).all() and (off_interest == 0).all()
+    uplift_on = with_feed.sum() / without_feed.sum() - 1.0
+    uplift_off = off_with.sum() / off_without.sum() - 1.0
+    assert uplift_on > 0.2 and uplift_on > uplift_off + 0.15, (uplift_on, uplift_off)
+    # Without feed spend the pool stays empty: the same purchases as without the mechanism.
+    np.testing.assert_array_equal(without_feed, off_without)
+
+
+def presale_run(scenario: Path, warmup_pace: float) -> dict[str, np.ndarray]:
+    """One episode: the feed at even pacing in hours 0-23, then ``warmup_pace`` times even
+    pacing split evenly during the event's warm-up, nothing elsewhere. Returns per hour
+    ``(horizon, n)``: ``conversions``, ``purchases``, ``interest`` (after the hour), and the
+    campaigns' ``start``, ``warmup``."""
+    campaigns = BatchedCampaigns(scenario)
+    campaigns.reset(SEEDS)
+    params = campaigns.params
+    n, k, horizon = SEEDS.size, params.n_channels, params.horizon_hours
+    feed = list(params.channel_names).index("feed")
+    even = params.budget_cny / horizon
+    start, warmup = params.event_start_hour, params.warmup_hours
+    out = {key: np.zeros((horizon, n)) for key in ("conversions", "purchases", "interest")}
+    for hour in range(horizon):
+        request = np.zeros((n, k))
+        if hour < 24:
+            request[:, feed] = even
+        in_warmup = (start - warmup <= hour) & (hour < start)
+        request[in_warmup] = (warmup_pace * even[in_warmup] / k)[:, None]
+        info = campaigns.step_spend(request)[3]
+        out["conversions"][hour] = info["conversions"].sum(axis=1)
+        out["purchases"][hour] = info["purchases"].sum(axis=1)
+        out["interest"][hour] = campaigns.state.interest
+    return {**out, "start": start, "warmup": warmup}
+
+
+def test_presale_deposits_pay_in_the_surge_and_interest_waits(tmp_path):
+    """In a pre-sale, warm-up purchases arrive all at once in the event's first hour, so
+    warm-up spend raises the surge's conversions far more than without the pre-sale (paired
+    seeds); during the warm-up interest does not decay."""
+    spec = yaml.safe_load((LIBRARY.folder / "double11_promotion.yaml").read_text())
+    event = spec["events"][0]
+    runs = {}
+    for presale in (True, False):
+        path = scenario_file(tmp_path, f"presale_{str(presale).lower()}", base="double11_promotion",
+                             channels=INTEREST, events=[{**event, "presale": presale}])  # fmt: skip
+        runs[presale] = {pace: presale_run(path, pace) for pace in (1.0, 0.0)}
+    spent = runs[True][1.0]
+    hours = np.arange(spent["conversions"].shape[0])[:, None]
+    start, warmup = spent["start"], spent["warmup"]
+    in_warmup = (start - warmup <= hours) & (hours < start)
+    in_event = (start <= hours) & (hours < start + event["length_hours"])
+    # The warm-up's purchases arrive in the event's first hour, none before.
+    deposits = (spent["purchases"] * in_warmup).sum(axis=0)
+    first_hour = spent["conversions"][start, np.arange(SEEDS.size)]
+    pending_before = runs[True][0.0]["conversions"][start, np.arange(SEEDS.size)]
+    assert deposits.sum() > 1000
+    np.testing.assert_array_equal(first_hour - pending_before, deposits)
+    assert (spent["conversions"] * in_warmup).sum() == (
+        runs[True][0.0]["conversions"] * in_warmup
+    ).sum()
+
+    def surge_uplift(presale: bool) -> float:
+        with_spend, without = (
+            (runs[presale][pace]["conversions"] * in_event).sum() for pace in (1.0, 0.0)
+        )
+        return with_spend / without - 1.0
+
+    assert surge_uplift(True) > surge_uplift(False) + 0.2, (surge_uplift(True), surge_uplift(False))
+    # Without warm-up spend, the feed's interest waits through the warm-up, and decays outside.
+    interest = runs[True][0.0]["interest"]
+    rows = np.arange(SEEDS.size)
+    np.testing.assert_array_equal(interest[start - 1, rows], interest[start - warmup - 1, rows])
+    assert (interest[start - warmup - 1, rows] < interest[23, rows]).all()
+    assert (interest[start + 5, rows] < interest[start - 1, rows]).all()
+
+
+def test_presale_fields_are_validated(tmp_path):
+    spec = yaml.safe_load((LIBRARY.folder / "double11_promotion.yaml").read_text())
+    event = {**spec["events"][0], "presale": True}
+    with pytest.raises(ValueError, match="presale needs warmup_hours >= 1"):
+        BatchedCampaigns(scenario_file(tmp_path, "a", events=[{**event, "warmup_hours": 0}]))
+    with pytest.raises(ValueError, match=r"events\[1\].presale: at most one event"):
+        BatchedCampaigns(scenario_file(tmp_path, "b", events=[event, {**event, "name": "other"}]))
