@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from budgetgym.envs.spec_base import (
     Identifier,
@@ -65,6 +65,10 @@ class ChannelSpec(Spec):
             live, social).
         interest_affinity: largest share of the channel's non-returning clicks that come from
             the interested customers (converting channels: search).
+        fatigue_strength: how much creative fatigue lowers the CTR: ``ctr / (1 + strength *
+            F)``, with ``F`` the impressions shown, in hours of the campaign's volume, decaying
+            at ``fatigue_recovery`` per hour (0: no fatigue).
+        fatigue_recovery: share of the fatigue that wears off per hour.
     """
 
     name: Identifier
@@ -84,6 +88,8 @@ class ChannelSpec(Spec):
     delay_mult: PositiveFloat = 1.0
     interest_per_click: Probability = 0.0
     interest_affinity: Probability = 0.0
+    fatigue_strength: NonNegFloat = 0.0
+    fatigue_recovery: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.05
 
     @model_validator(mode="after")
     def _commission_iff_per_sale(self) -> ChannelSpec:

@@ -85,6 +85,8 @@ class ChannelTable(NamedTuple):
     delay_mult: np.ndarray  # factor on the campaign's mean delay (divides the hazard)
     interest_per_click: np.ndarray  # share of non-buying clicks that become interested
     interest_affinity: np.ndarray  # largest share of non-returning clicks from the interested
+    fatigue_strength: np.ndarray  # CTR / (1 + strength * fatigue)
+    fatigue_recovery: np.ndarray  # share of the fatigue that wears off per hour
 
 
 def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> ChannelTable:
@@ -104,6 +106,8 @@ def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> Chann
         delay_mult=channel_array("delay_mult", channels),
         interest_per_click=channel_array("interest_per_click", channels),
         interest_affinity=channel_array("interest_affinity", channels),
+        fatigue_strength=channel_array("fatigue_strength", channels),
+        fatigue_recovery=channel_array("fatigue_recovery", channels),
     )
 
 
@@ -276,6 +280,7 @@ class CampaignState:
     budget_left_cny: np.ndarray  # (n,)
     returning_pool: np.ndarray  # (n,) store customers who can come back
     interest: np.ndarray  # (n,) interested customers (AIPL), hidden
+    fatigue: np.ndarray  # (n, k) creative fatigue: recent impressions in hours of volume, hidden
     pending_conversions: np.ndarray  # (n, k) purchases made, not yet arrived
     pending_new_customers: np.ndarray  # (n, k) of which by new customers
     pending_gmv_cny: np.ndarray  # (n, k)
@@ -310,6 +315,7 @@ def initial_state(params: CampaignParams) -> CampaignState:
         budget_left_cny=params.budget_cny.copy(),
         returning_pool=params.returning_pool_init.copy(),
         interest=np.zeros(n),
+        fatigue=np.zeros((n, k)),
         pending_conversions=np.zeros((n, k)),
         pending_new_customers=np.zeros((n, k)),
         pending_gmv_cny=np.zeros((n, k)),
@@ -706,6 +712,7 @@ class KernelState(NamedTuple):
     budget_left_cny: np.ndarray  # (n,)
     returning_pool: np.ndarray  # (n,)
     interest: np.ndarray  # (n,)
+    fatigue: np.ndarray  # (n, k)
     pending_conversions: np.ndarray  # (n, k)
     pending_new_customers: np.ndarray  # (n, k)
     pending_gmv_cny: np.ndarray  # (n, k)
@@ -795,7 +802,7 @@ def simulate_campaigns(
     delays, the budget), one campaign after another."""
     volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
     ctr, cvr_new, cvr_ret = params.ctr, params.cvr_new, params.cvr_returning
-    cvr_int, interest = params.cvr_interested, state.interest
+    cvr_int, interest, fatigue = params.cvr_interested, state.interest, state.fatigue
     interest_retention, interest_half = params.interest_retention, params.interest_half_saturation
     immediate_frac, hazard = params.immediate_frac, params.delay_hazard_per_hour
     window_hours = params.attribution_window_hours
@@ -829,7 +836,8 @@ def simulate_campaigns(
             lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
             lanes[k, _L_PRICE_REF, j] = price_ref[i, k]
             lanes[k, _L_REQUEST, j] = max(request[i, k], 0.0) * scale
-            lanes[k, _L_CTR, j] = ctr[i, k]
+            # Creative fatigue lowers the CTR (by nothing without ``fatigue_strength``).
+            lanes[k, _L_CTR, j] = ctr[i, k] / (1.0 + ch.fatigue_strength[k] * fatigue[i, k])
             lanes[k, _L_CVR_NEW, j] = cvr_new[i, k]
             lanes[k, _L_CVR_RET, j] = cvr_ret[i, k]
             lanes[k, _L_TRAFFIC, j] = traffic_mult[i, hour]
@@ -934,11 +942,11 @@ def simulate_campaigns(
                         impressions = np.floor(room / price)
                     cost = impressions * price
                 clicks = _binomial_draw(
-                    impressions, ctr[i, k], lanes[k, _C_LOGQ_CLICKS, j], lanes[k, _C_U_CLICKS, j],
-                    lanes[k, _C_Z_CLICKS, j],
+                    impressions, lanes[k, _L_CTR, j], lanes[k, _C_LOGQ_CLICKS, j],
+                    lanes[k, _C_U_CLICKS, j], lanes[k, _C_Z_CLICKS, j],
                 )  # fmt: skip
                 if billing == BILLING_CPC and clicks > 0.0:
-                    cost_per_click = allocated / (expected_impressions * ctr[i, k])
+                    cost_per_click = allocated / (expected_impressions * lanes[k, _L_CTR, j])
                     if clicks * cost_per_click > room:
                         clicks = np.floor(room / cost_per_click)
                     cost = clicks * cost_per_click
@@ -977,6 +985,9 @@ def simulate_campaigns(
                     lanes[k, _C_U_INT, j], _Z_LAZY,
                 )  # fmt: skip
                 interest_gain += ch.interest_per_click[k] * (clicks - purchases)
+                fatigue[i, k] = (1.0 - ch.fatigue_recovery[k]) * fatigue[i, k] + impressions / (
+                    volume_ref[i, k]
+                )
                 # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
                 p_arrival = lanes[k, _C_HAZARD, j]
                 old = _binomial_draw(

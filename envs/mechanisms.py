@@ -34,6 +34,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism("a non-default attribution window", ("attribution_window_hours",), ()),
     Mechanism("interested customers", (), ("interest_per_click", "interest_affinity")),
     Mechanism("a pre-sale event", ("presale",), ()),
+    Mechanism("creative fatigue", (), ("fatigue_strength",)),
 )
 
 

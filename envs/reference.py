@@ -199,6 +199,8 @@ def reference_step(
         p_other = p_buy - p_ret
         interested_share = np.where(p_other > 0.0, np.minimum(p_int / p_other, 1.0), 0.0)
     order_z = ndtri(u[:, ORDER_VALUE])
+    # Creative fatigue lowers the CTR.
+    ctr = params.ctr / (1.0 + ch.fatigue_strength * s.fatigue)
     # Channel by channel, what the allocation buys and what it costs, from the budget left.
     impressions, clicks, cost, purchases, conv_new, purchase_gmv = np.zeros((6, n, n_ch))
     interested_buyers = np.zeros((n, n_ch))
@@ -208,11 +210,11 @@ def reference_step(
         imp = np.floor(expected[:, k] + 0.5)
         with np.errstate(divide="ignore", invalid="ignore"):
             unit_price = allocated[:, k] / expected[:, k]  # per impression won
-            unit_cpc = allocated[:, k] / (expected[:, k] * params.ctr[:, k])  # per click
+            unit_cpc = allocated[:, k] / (expected[:, k] * ctr[:, k])  # per click
         if billing[k] == "cpm":  # the impressions won, at their average price
             imp = np.where(imp * unit_price > room, np.floor(room / unit_price), imp)
             cost[:, k] = np.where(imp > 0.0, imp * unit_price, 0.0)
-        clk = binomial(imp, params.ctr[:, k], u[:, CLICKS, k])
+        clk = binomial(imp, ctr[:, k], u[:, CLICKS, k])
         if billing[k] == "cpc":  # the clicks, at the expected cost per click
             clk = np.where(clk * unit_cpc > room, np.floor(room / unit_cpc), clk)
             cost[:, k] = np.where(clk > 0.0, clk * unit_cpc, 0.0)
@@ -297,6 +299,8 @@ def reference_step(
     # In a pre-sale's warm-up interest does not decay (carts and deposits persist).
     retention = np.where(presale[:, 0], 1.0, params.interest_retention)
     s.interest = retention * remaining + gain
+    # Fatigue: the hour's impressions, in hours of the campaign's volume, join what is left.
+    s.fatigue = (1.0 - ch.fatigue_recovery) * s.fatigue + impressions / params.volume_per_hour
     s.hour = hour + 1
     return ReferenceStep(s, dict(zip(HOURLY_METRICS, s.last, strict=True)), purchases, purchase_gmv)
 

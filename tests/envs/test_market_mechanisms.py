@@ -282,3 +282,33 @@ def test_presale_fields_are_validated(tmp_path):
         BatchedCampaigns(scenario_file(tmp_path, "a", events=[{**event, "warmup_hours": 0}]))
     with pytest.raises(ValueError, match=r"events\[1\].presale: at most one event"):
         BatchedCampaigns(scenario_file(tmp_path, "b", events=[event, {**event, "name": "other"}]))
+
+
+def feed_ctr_by_hour(scenario: Path) -> np.ndarray:
+    """The feed's realized CTR per hour ``(80,)`` over ``SEEDS``: heavy feed spend in hours
+    0-23 (3 times even pacing), nothing in hours 24-71, even pacing in hours 72-79."""
+    campaigns = BatchedCampaigns(scenario, horizon_hours=80)
+    campaigns.reset(SEEDS)
+    feed = list(campaigns.params.channel_names).index("feed")
+    even = campaigns.params.budget_cny / 168.0
+    ctr = np.full(80, np.nan)
+    for hour in range(80):
+        pace = 3.0 if hour < 24 else (0.0 if hour < 72 else 1.0)
+        request = np.zeros((SEEDS.size, campaigns.params.n_channels))
+        request[:, feed] = pace * even
+        info = campaigns.step_spend(request)[3]
+        if pace > 0:
+            ctr[hour] = info["clicks"][:, feed].sum() / info["impressions"][:, feed].sum()
+    return ctr
+
+
+def test_heavy_spend_fatigues_the_creative_and_it_recovers(tmp_path):
+    """With fatigue, heavy spend lowers the feed's CTR hour after hour (paired seeds without
+    fatigue: the same at the first hour, flat after); two days of rest restore most of it."""
+    fatigue = {"feed": {"fatigue_strength": 0.3, "fatigue_recovery": 0.05}}
+    on = feed_ctr_by_hour(scenario_file(tmp_path, "fatigue_on", channels=fatigue))
+    off = feed_ctr_by_hour(scenario_file(tmp_path, "fatigue_off"))
+    ratio = on / off
+    assert ratio[0] == 1.0
+    assert ratio[20:24].mean() < 0.6 and (np.diff(ratio[:24]) < 0.02).all()
+    assert ratio[72] > ratio[23] + 0.25 and ratio[72] < 1.0
