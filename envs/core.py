@@ -60,7 +60,8 @@ SPEND, IMPRESSIONS, CLICKS, CONVERSIONS, NEW_CUSTOMERS, GMV = range(len(HOURLY_M
 # Stream indices of the per-step counter-based draws.
 _S_VOLUME, _S_PRICE, _S_CLICKS, _S_PURCHASES, _S_RETURNING_BUYERS = range(5)
 _S_ORDER_VALUE, _S_IMMEDIATE, _S_ARRIVAL, _S_SETTLE, _S_INTERESTED_BUYERS = range(5, 10)
-_N_STREAMS = 10
+_S_CVR_DRIFT = 10  # one draw per campaign-hour, in the first channel's cell
+_N_STREAMS = 11
 
 PRICE_SIGMA = channel_array("price_sigma")  # the reference six's, the default of win_curve
 
@@ -281,6 +282,7 @@ class CampaignState:
     returning_pool: np.ndarray  # (n,) store customers who can come back
     interest: np.ndarray  # (n,) interested customers (AIPL), hidden
     fatigue: np.ndarray  # (n, k) creative fatigue: recent impressions in hours of volume, hidden
+    cvr_drift_log: np.ndarray  # (n,) log of the drift's factor on every CVR, hidden
     pending_conversions: np.ndarray  # (n, k) purchases made, not yet arrived
     pending_new_customers: np.ndarray  # (n, k) of which by new customers
     pending_gmv_cny: np.ndarray  # (n, k)
@@ -316,6 +318,7 @@ def initial_state(params: CampaignParams) -> CampaignState:
         returning_pool=params.returning_pool_init.copy(),
         interest=np.zeros(n),
         fatigue=np.zeros((n, k)),
+        cvr_drift_log=np.zeros(n),
         pending_conversions=np.zeros((n, k)),
         pending_new_customers=np.zeros((n, k)),
         pending_gmv_cny=np.zeros((n, k)),
@@ -690,6 +693,8 @@ class KernelParams(NamedTuple):
     pool_half_saturation: np.ndarray  # (n,)
     interest_retention: np.ndarray  # (n,)
     interest_half_saturation: np.ndarray  # (n,)
+    cvr_drift_sigma: np.ndarray  # (n,)
+    cvr_drift_persistence: np.ndarray  # (n,)
     event_start_hour: np.ndarray  # (n,) int64
     event_length_hours: np.ndarray  # (n,) int64
     warmup_hours: np.ndarray  # (n,) int64
@@ -713,6 +718,7 @@ class KernelState(NamedTuple):
     returning_pool: np.ndarray  # (n,)
     interest: np.ndarray  # (n,)
     fatigue: np.ndarray  # (n, k)
+    cvr_drift_log: np.ndarray  # (n,)
     pending_conversions: np.ndarray  # (n, k)
     pending_new_customers: np.ndarray  # (n, k)
     pending_gmv_cny: np.ndarray  # (n, k)
@@ -803,6 +809,7 @@ def simulate_campaigns(
     volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
     ctr, cvr_new, cvr_ret = params.ctr, params.cvr_new, params.cvr_returning
     cvr_int, interest, fatigue = params.cvr_interested, state.interest, state.fatigue
+    drift_log = state.cvr_drift_log
     interest_retention, interest_half = params.interest_retention, params.interest_half_saturation
     immediate_frac, hazard = params.immediate_frac, params.delay_hazard_per_hour
     window_hours = params.attribution_window_hours
@@ -832,6 +839,13 @@ def simulate_campaigns(
         returning_base = _pool_saturation(pool[i], pool_half[i])
         interest_base = _pool_saturation(interest[i], interest_half[i])
         boost = launch_boost(params, i, hour)
+        # The hidden drift of the campaign's CVRs: an AR(1) in logs, one normal per hour.
+        drift_sigma = params.cvr_drift_sigma[i]
+        if drift_sigma > 0.0:
+            z = _ndtri(_uniform(keys[i], counter[_S_CVR_DRIFT, 0]))
+            drift = params.cvr_drift_persistence[i] * drift_log[i] + drift_sigma * z
+            drift_log[i] = drift
+        drift_mult = inline_exp(drift_log[i])
         for k in range(n_ch):
             lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
             lanes[k, _L_PRICE_REF, j] = price_ref[i, k]
@@ -842,7 +856,7 @@ def simulate_campaigns(
             lanes[k, _L_CVR_RET, j] = cvr_ret[i, k]
             lanes[k, _L_TRAFFIC, j] = traffic_mult[i, hour]
             lanes[k, _L_PRICE_MULT, j] = price_mult[i, hour]
-            lanes[k, _L_CVR_MULT, j] = cvr_mult[i, hour]
+            lanes[k, _L_CVR_MULT, j] = cvr_mult[i, hour] * drift_mult
             lanes[k, _L_BOOST, j] = boost
             lanes[k, _L_RETURNING_BASE, j] = returning_base
             lanes[k, _L_IMMEDIATE, j] = immediate_frac[i]

@@ -10,6 +10,7 @@ planning on a market they do not model.
 from __future__ import annotations
 
 import os
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -35,21 +36,31 @@ MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism("interested customers", (), ("interest_per_click", "interest_affinity")),
     Mechanism("a pre-sale event", ("presale",), ()),
     Mechanism("creative fatigue", (), ("fatigue_strength",)),
+    Mechanism("a drift of the conversion rates", ("cvr_drift_sigma",), ()),
 )
 
 
+#: Fields of ``CampaignParams`` read in a scenario spec elsewhere than at its top level, and
+#: their defaults.
+_NESTED = {"cvr_drift_sigma": ("cvr_drift.sigma", 0.0), "presale": ("", False)}
+
+
 def _scenario_default(field: str) -> float:
-    return False if field == "presale" else ScenarioSpec.model_fields[field].default
+    if field in _NESTED:
+        return _NESTED[field][1]
+    return ScenarioSpec.model_fields[field].default
 
 
 def _scenario_values(member: CampaignParams | ScenarioSpec, field: str) -> np.ndarray:
-    """A top-level field of a scenario spec, or its array in a batch's parameters; for
-    ``presale``, whether an event is a pre-sale."""
-    if field != "presale":
-        return np.asarray(getattr(member, field)).reshape(-1)
-    if isinstance(member, CampaignParams):
-        return member.presale_start_hour != NO_EVENT_HOUR
-    return np.array([any(event.presale for event in member.events)])
+    """A field of a batch's parameters, or its value in a scenario spec; for ``presale``,
+    whether an event is a pre-sale."""
+    if field == "presale":
+        if isinstance(member, CampaignParams):
+            return member.presale_start_hour != NO_EVENT_HOUR
+        return np.array([any(event.presale for event in member.events)])
+    if isinstance(member, ScenarioSpec) and field in _NESTED:
+        return np.array([attrgetter(_NESTED[field][0])(member)])
+    return np.asarray(getattr(member, field)).reshape(-1)
 
 
 def _channel_default(field: str) -> float:

@@ -42,8 +42,8 @@ from budgetgym.envs.scenarios import CampaignParams
 
 # Streams of the hour's uniforms, ``uniforms[:, stream, channel]``, in the kernel's order.
 (VOLUME, PRICE, CLICKS, PURCHASES, RETURNING, ORDER_VALUE, IMMEDIATE, ARRIVAL, SETTLE,
- INTERESTED) = range(10)  # fmt: skip
-N_STREAMS = INTERESTED + 1
+ INTERESTED, CVR_DRIFT) = range(11)  # fmt: skip
+N_STREAMS = CVR_DRIFT + 1
 EXACT_MEAN_LIMIT = 12.0  # binomials with a smaller mean are drawn exactly
 
 
@@ -179,6 +179,12 @@ def reference_step(
     request[over_budget] *= (s.budget_left_cny[over_budget] / total[over_budget])[:, None]
     # Auction: spend buys impressions along the win curve, at most MAX_WIN_FRAC of the market.
     volume, max_spend, cvr_mult = market(params, hour, u)
+    # The hidden CVR drift: log m_t = rho log m_{t-1} + sigma eps_t (the first channel's draw).
+    drifting = params.cvr_drift_sigma > 0.0
+    drift = params.cvr_drift_persistence * s.cvr_drift_log
+    drift = drift + params.cvr_drift_sigma * ndtri(u[:, CVR_DRIFT, 0])
+    s.cvr_drift_log = np.where(drifting, drift, s.cvr_drift_log)
+    cvr_mult = cvr_mult * np.exp(s.cvr_drift_log)[:, None]
     allocated = np.minimum(request, MAX_WIN_FRAC * max_spend)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = ndtri(np.minimum(allocated / max_spend, MAX_WIN_FRAC)) + ch.price_sigma

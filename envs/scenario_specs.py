@@ -98,6 +98,19 @@ class InterestSpec(Spec):
     cvr_mult: PositiveFloat = 3.0
 
 
+class CvrDrift(Spec):
+    """A hidden drift of a campaign's conversion rates within the horizon: ``log m_t = rho *
+    log m_{t-1} + sigma * eps_t``, every CVR times ``m_t`` (``sigma`` 0: none).
+
+    Attributes:
+        sigma: log-sd of the hourly innovation.
+        persistence: ``rho``, the share of the drift kept from one hour to the next.
+    """
+
+    sigma: NonNegFloat = 0.0
+    persistence: Probability = 0.98
+
+
 class Multipliers(Spec):
     """Factors on traffic volume, impression prices and CVR during a calendar window."""
 
@@ -165,6 +178,7 @@ class ScenarioSpec(Spec):
         model: model priors (:class:`ModelPriors`).
         launch_support: the platform's launch boost (:class:`LaunchSupport`).
         interest: the pool of interested customers (:class:`InterestSpec`).
+        cvr_drift: the hidden drift of the conversion rates (:class:`CvrDrift`).
         events: the event calendar, in order; the observation shows the first event's window.
         channels: the channels, in the order of the action and observation.
     """
@@ -188,6 +202,7 @@ class ScenarioSpec(Spec):
     model: ModelPriors = ModelPriors()
     launch_support: LaunchSupport = LaunchSupport()
     interest: InterestSpec = InterestSpec()
+    cvr_drift: CvrDrift = CvrDrift()
     events: tuple[EventSpec, ...] = ()
     channels: Annotated[tuple[ChannelSpec, ...], Field(min_length=1)]
 

@@ -134,6 +134,8 @@ class CampaignParams:
     pool_half_saturation: np.ndarray  # (n,) customers at which half the affinity is reached
     interest_retention: np.ndarray  # (n,) share of the interested customers kept per hour
     interest_half_saturation: np.ndarray  # (n,) interested customers at half the affinity
+    cvr_drift_sigma: np.ndarray  # (n,) log-sd of the hourly innovation of the CVR drift
+    cvr_drift_persistence: np.ndarray  # (n,) share of the drift kept per hour
     new_customer_value_cny: np.ndarray  # (n,)
     gross_margin_frac: np.ndarray  # (n,)
     event_start_hour: np.ndarray  # (n,) int64 first event's start, NO_EVENT_HOUR without
@@ -340,6 +342,8 @@ def sample_campaigns(
         returning_pool_init=np.floor(pool),
         pool_half_saturation=np.maximum(half_saturation, 1.0),
         interest_retention=0.5 ** (1.0 / per_member("interest.half_life_hours")[:, 0]),
+        cvr_drift_sigma=per_member("cvr_drift.sigma")[:, 0],
+        cvr_drift_persistence=per_member("cvr_drift.persistence")[:, 0],
         interest_half_saturation=per_member("interest.half_saturation_per_kcny")[:, 0]
         * budget
         / 1000.0,

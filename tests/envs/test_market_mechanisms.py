@@ -312,3 +312,26 @@ def test_heavy_spend_fatigues_the_creative_and_it_recovers(tmp_path):
     assert ratio[0] == 1.0
     assert ratio[20:24].mean() < 0.6 and (np.diff(ratio[:24]) < 0.02).all()
     assert ratio[72] > ratio[23] + 0.25 and ratio[72] < 1.0
+
+
+def test_cvr_drift_is_an_ar1_that_moves_purchases(tmp_path):
+    """The hidden drift follows its AR(1) (variance at the last hour) and moves each campaign's
+    purchases with it: at the same spend, campaigns whose drift ran high bought more than on
+    the same seeds without drift."""
+    sigma, rho = 0.05, 0.95
+    runs = {}
+    for name, top in (("drift_on", {"cvr_drift": {"sigma": sigma, "persistence": rho}}),
+                      ("drift_off", {})):  # fmt: skip
+        campaigns = BatchedCampaigns(scenario_file(tmp_path, name, **top), horizon_hours=96)
+        campaigns.reset(SEEDS)
+        request = np.tile(campaigns.params.budget_cny[:, None] / 168.0 / 6.0, (1, 6))
+        bought, drift = np.zeros(SEEDS.size), np.zeros(SEEDS.size)
+        for _ in range(96):
+            bought += campaigns.step_spend(request)[3]["purchases"].sum(axis=1)
+            drift += np.exp(campaigns.state.cvr_drift_log) / 96.0
+        runs[name] = (bought, drift, campaigns.state.cvr_drift_log.copy())
+    expected_var = sigma**2 * (1.0 - rho ** (2 * 96)) / (1.0 - rho**2)
+    assert np.var(runs["drift_on"][2]) == pytest.approx(expected_var, rel=0.25)
+    assert (runs["drift_off"][2] == 0.0).all()
+    ratio = np.log(runs["drift_on"][0] / runs["drift_off"][0])
+    assert np.corrcoef(ratio, np.log(runs["drift_on"][1]))[0, 1] > 0.6

@@ -45,7 +45,7 @@ COUNT_STATE = ("returning_pool", "pending_conversions", "pending_new_customers",
                "unattributed_conversions", "interest", "deposit_conversions",
                "deposit_new_customers")  # fmt: skip
 MONEY_STATE = ("budget_left_cny", "pending_gmv_cny", "recent_spend_cny", "unattributed_gmv_cny",
-               "deposit_gmv_cny", "fatigue")  # fmt: skip
+               "deposit_gmv_cny", "fatigue", "cvr_drift_log")  # fmt: skip
 INFO_KEYS = {*TOTAL_KEYS, *HOURLY_METRICS, "hour", "spend_by_channel", "gmv_by_channel",
              "true_cvr_new", "true_cvr_returning", "purchases", "purchase_gmv_cny"}  # fmt: skip
 EXACT_INFO = (*COUNTS, "purchases", "conversions_total", "new_customers_total",
