@@ -840,18 +840,20 @@ def simulate_campaigns(
         interest_base = _pool_saturation(interest[i], interest_half[i])
         boost = launch_boost(params, i, hour)
         # The hidden drift of the campaign's CVRs: an AR(1) in logs, one normal per hour.
-        drift_sigma = params.cvr_drift_sigma[i]
+        drift_sigma, drift_mult = params.cvr_drift_sigma[i], 1.0
         if drift_sigma > 0.0:
             z = _ndtri(_uniform(keys[i], counter[_S_CVR_DRIFT, 0]))
             drift = params.cvr_drift_persistence[i] * drift_log[i] + drift_sigma * z
             drift_log[i] = drift
-        drift_mult = inline_exp(drift_log[i])
+            drift_mult = inline_exp(drift)
         for k in range(n_ch):
             lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
             lanes[k, _L_PRICE_REF, j] = price_ref[i, k]
             lanes[k, _L_REQUEST, j] = max(request[i, k], 0.0) * scale
-            # Creative fatigue lowers the CTR (by nothing without ``fatigue_strength``).
-            lanes[k, _L_CTR, j] = ctr[i, k] / (1.0 + ch.fatigue_strength[k] * fatigue[i, k])
+            # Creative fatigue lowers the CTR (none without ``fatigue_strength``).
+            strength = ch.fatigue_strength[k]
+            fatigued = ctr[i, k] / (1.0 + strength * fatigue[i, k])
+            lanes[k, _L_CTR, j] = fatigued if strength > 0.0 else ctr[i, k]
             lanes[k, _L_CVR_NEW, j] = cvr_new[i, k]
             lanes[k, _L_CVR_RET, j] = cvr_ret[i, k]
             lanes[k, _L_TRAFFIC, j] = traffic_mult[i, hour]
@@ -902,10 +904,12 @@ def simulate_campaigns(
             )  # fmt: skip
             ret_share = p_ret / p_buy if p_buy > 0.0 else 0.0
             p_other = p_buy - p_ret
-            int_share = min(p_int / p_other, 1.0) if p_other > 0.0 else 0.0
-            lanes[k, _C_INT_SHARE, j] = int_share
-            lanes[k, _C_LOGQ_INT, j] = _log_q(int_share)
-            lanes[k, _C_U_INT, j] = _uniform(key, c_int)
+            int_share = 0.0
+            if interest_affinity > 0.0:  # the same for every campaign: a loop-invariant test
+                int_share = min(p_int / p_other, 1.0) if p_other > 0.0 else 0.0
+                lanes[k, _C_LOGQ_INT, j] = _log_q(int_share)
+                lanes[k, _C_U_INT, j] = _uniform(key, c_int)
+            lanes[k, _C_INT_SHARE, j] = int_share  # 0: no draw reads the two above
             lanes[k, _C_P_BUY, j] = p_buy
             lanes[k, _C_LOGQ_BUY, j] = _log_q(p_buy)
             lanes[k, _C_RET_SHARE, j] = ret_share
@@ -999,9 +1003,11 @@ def simulate_campaigns(
                     lanes[k, _C_U_INT, j], _Z_LAZY,
                 )  # fmt: skip
                 interest_gain += ch.interest_per_click[k] * (clicks - purchases)
-                fatigue[i, k] = (1.0 - ch.fatigue_recovery[k]) * fatigue[i, k] + impressions / (
-                    volume_ref[i, k]
-                )
+                if ch.fatigue_strength[k] > 0.0:  # else the CTR ignores it: left at 0
+                    recovery = ch.fatigue_recovery[k]
+                    fatigue[i, k] = (1.0 - recovery) * fatigue[i, k] + impressions / volume_ref[
+                        i, k
+                    ]
                 # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
                 p_arrival = lanes[k, _C_HAZARD, j]
                 old = _binomial_draw(

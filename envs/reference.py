@@ -306,7 +306,9 @@ def reference_step(
     retention = np.where(presale[:, 0], 1.0, params.interest_retention)
     s.interest = retention * remaining + gain
     # Fatigue: the hour's impressions, in hours of the campaign's volume, join what is left.
-    s.fatigue = (1.0 - ch.fatigue_recovery) * s.fatigue + impressions / params.volume_per_hour
+    # (Only where a channel has fatigue: elsewhere the CTR ignores it, and it stays 0.)
+    fatigue = (1.0 - ch.fatigue_recovery) * s.fatigue + impressions / params.volume_per_hour
+    s.fatigue = np.where(ch.fatigue_strength > 0.0, fatigue, s.fatigue)
     s.hour = hour + 1
     return ReferenceStep(s, dict(zip(HOURLY_METRICS, s.last, strict=True)), purchases, purchase_gmv)
 
