@@ -332,9 +332,11 @@ def build_problem(
     (used to update the pool).
     """
     saturation = pool_saturation(pool, params.pool_half_saturation[:, None])[:, :, None]
-    p_buy, p_returning = purchase_probabilities(
-        params.cvr_new[:, None, :], params.cvr_returning[:, None, :], markets["cvr_mult"],
-        channel_array("returning_affinity", params.channels), saturation,
+    # Without interested customers: the references refuse a market with them (envs/mechanisms.py).
+    p_buy, p_returning, _ = purchase_probabilities(
+        params.cvr_new[:, None, :], params.cvr_returning[:, None, :],
+        params.cvr_interested[:, None, :], markets["cvr_mult"],
+        channel_array("returning_affinity", params.channels), saturation, 0.0, 0.0,
     )  # fmt: skip
     ctr = params.ctr[:, None, :]
     problem = AllocationProblem(

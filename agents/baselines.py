@@ -50,6 +50,7 @@ from budgetgym.envs import random as crn
 from budgetgym.envs.campaigns import LATE_SHARE, BatchedCampaigns
 from budgetgym.envs.core import MAX_PACE_MULT, SHARE_TEMPERATURE
 from budgetgym.envs.errors import unknown_name_error
+from budgetgym.envs.mechanisms import unmodelled_reason
 from budgetgym.envs.scenarios import (
     EVENT_CVR_MULT,
     EVENT_LENGTH_HOURS,
@@ -987,7 +988,11 @@ class MMMStaticPolicy(RulePolicy):
 
     def unavailable_on(self, scenario: str, channels: ChannelSet | None = None) -> str | None:
         """Why the rule cannot run on ``scenario`` with ``channels`` (default: the scenario's):
-        no curves fitted for it, or curves for other paid channels; None if it can."""
+        a mechanism of the market its curves do not model switched on, no curves fitted for
+        it, or curves for other paid channels; None if it can."""
+        reason = unmodelled_reason(scenario)
+        if reason is not None:
+            return reason
         if scenario not in self.fits.scenarios:
             return "the MMM fits have no curves for it (run 'budgetgym mmm-fit' to fit them)"
         channels = scenario_channels(scenario) if channels is None else channels

@@ -250,7 +250,11 @@ def compute_references(
             return cached
     seeds = validation_seeds(n_episodes)
     reference_gmv = {
-        ref: {s: rollout(load_policy(ref), s, seeds, **env_kwargs).gmv_cny for s in scenarios}
+        ref: {
+            s: rollout(load_policy(ref), s, seeds, **env_kwargs).gmv_cny
+            for s in scenarios
+            if unavailable(load_policy(ref), s) is None  # not on a market it does not model
+        }
         for ref in REFERENCES
     }
 
@@ -282,7 +286,8 @@ def compute_references(
     result: dict[str, Any] = {"key": key}
     for ref, gmv in reference_gmv.items():
         result[f"{ref}_gmv"] = {s: v.tolist() for s, v in gmv.items()}
-        result[f"{ref}_gmv_mean"] = float(np.mean([v.mean() for v in gmv.values()]))
+        means = [v.mean() for v in gmv.values()]
+        result[f"{ref}_gmv_mean"] = float(np.mean(means)) if means else float("nan")
     result.update(
         best_baseline=None if best is None else best["policy"],
         baseline_metrics=baseline_metrics,

@@ -15,12 +15,15 @@ from budgetgym.agents.allocation import plan_problem
 from budgetgym.agents.planner import PlannerPolicy
 from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.core import hourly_markets
+from budgetgym.envs.mechanisms import check_modelled, unmodelled_reason
 from budgetgym.envs.scenarios import CampaignParams
 
 
 def plan_campaigns(params: CampaignParams, pool_iterations: int = 2) -> dict[str, np.ndarray]:
     """The oracle's plan at hour 0 for a batch of campaigns, on their realized markets (the
-    plan of :func:`~budgetgym.agents.allocation.plan_problem`)."""
+    plan of :func:`~budgetgym.agents.allocation.plan_problem`). Raises ``ValueError`` if
+    they switch on a mechanism the plan does not model."""
+    check_modelled("oracle", params, ", ".join(params.members))
     return plan_problem(params, hourly_markets(params), pool_iterations)[1]
 
 
@@ -46,6 +49,10 @@ class OraclePolicy:
         self.pool_iterations = pool_iterations
         self.plan: dict[str, np.ndarray] | None = None
         self._mpc: PlannerPolicy | None = None
+
+    def unavailable_on(self, scenario: str) -> str | None:
+        """Why the oracle cannot run on ``scenario`` (a mechanism it does not model), or None."""
+        return unmodelled_reason(scenario)
 
     def reset(self, campaigns: BatchedCampaigns) -> None:
         self._mpc = PlannerPolicy(self.replan_hours, None, self.pool_iterations, hindsight=True)

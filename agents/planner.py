@@ -59,6 +59,7 @@ from budgetgym.envs.core import (
     expected_markets,
     hourly_markets,
 )
+from budgetgym.envs.mechanisms import check_modelled, unmodelled_reason
 from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS
 
 _HOURLY_FIELDS = ("volume", "max_spend_cny", "purchases_per_impression", "attributed_frac")
@@ -127,9 +128,13 @@ class PlannerPolicy:
         self._problem: AllocationProblem | None = None
 
     def unavailable_on(self, scenario: str) -> str | None:
-        """Why the planner cannot run on ``scenario``: ``planner_cc`` (an ``alpha``) without a
-        calibration of its margin there; None if it can."""
-        if self.alpha is None:
+        """Why the planner cannot run on ``scenario``: a mechanism of the market it does not
+        model switched on (:func:`~budgetgym.envs.mechanisms.unmodelled_mechanisms`), or
+        ``planner_cc`` (an ``alpha``) without a calibration of its margin there; None if it
+        can."""
+        reason = unmodelled_reason(scenario)
+        if reason is not None or self.alpha is None:
+            return reason
             return None
         if self.calibration is None:
             self.calibration = load_calibration()
@@ -144,6 +149,7 @@ class PlannerPolicy:
         params = campaigns.params
         if params is None:
             raise RuntimeError(f"Reset the campaigns before the {self.name}: it reads params.")
+        check_modelled(self.name, params, campaigns.scenario)
         self._params = params
         self._channels: ChannelSet = channels_of(campaigns)
         if self.alpha is not None:

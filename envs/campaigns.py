@@ -56,7 +56,6 @@ from budgetgym.envs.features import (  # the names and sizes, also read from her
 )
 from budgetgym.envs.scenario_specs import Mixture
 from budgetgym.envs.scenarios import (
-    ATTRIBUTION_WINDOW_HOURS,
     HORIZON_HOURS,
     REFERENCE_PRICE_CNY,
     CampaignParams,
@@ -373,7 +372,7 @@ class BatchedCampaigns:
         # A new array each hour (the kernel writes every cell): the info hands it out uncopied.
         s.last = np.empty_like(s.last)
         _STEP.for_batch(n)(
-            s.hour, p.horizon_hours, float(ATTRIBUTION_WINDOW_HOURS), actions, request,
+            s.hour, p.horizon_hours, actions, request,
             self._kernel_params(), kernel_state(s), self._kernel_channels(), purchases,
             purchase_gmv, REWARD_MODES.index(self.reward_mode), self.roi_penalty_coef,
             REFERENCE_PRICE_CNY,
@@ -523,7 +522,7 @@ def _summary_loop(mode, penalty_coef, done, params, state, out, reward):
 
 
 def _step_loop(
-    hour, horizon, window_hours, action, request, params, state, ch, purchases,
+    hour, horizon, action, request, params, state, ch, purchases,
     purchase_gmv, mode, penalty_coef, reference_price, col, sc, totals_out, reward, obs,
 ):  # fmt: skip
     """One hour of every campaign in one pass: actions (checked, or ``None`` to step the given
@@ -540,7 +539,7 @@ def _step_loop(
             for i in range(start, stop):
                 action_row_to_request(action, i, budget_left[i], horizon - hour, request)
         simulate_campaigns(
-            start, stop, hour, window_hours, settle, counter, profile, params, state, ch,
+            start, stop, hour, settle, counter, profile, params, state, ch,
             request, purchases, purchase_gmv,
         )  # fmt: skip
         _summary_campaigns(start, stop, mode, penalty_coef, settle, params, state, totals_out,

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from budgetgym.envs.spec_base import (
     Identifier,
@@ -56,6 +56,19 @@ class ChannelSpec(Spec):
         diurnal_strength: how strongly volume follows the daily profile (0 flat, 1 full).
         launch_support: whether the platform's launch boost for new products reaches the
             channel (the platform's own slots do; external traffic does not).
+        immediate_mult: factor on the scenario's ``immediate_frac`` for this channel's
+            purchases (1: the scenario's share).
+        delay_mult: factor on the scenario's ``mean_delay_hours`` for this channel's delayed
+            purchases (1: the scenario's mean; above 1: a longer tail).
+        interest_per_click: share of the channel's clicks that do not buy and leave an
+            interested customer behind (AIPL's interest; upper funnel: feed, short video,
+            live, social).
+        interest_affinity: largest share of the channel's non-returning clicks that come from
+            the interested customers (converting channels: search).
+        fatigue_strength: how much creative fatigue lowers the CTR: ``ctr / (1 + strength *
+            F)``, with ``F`` the impressions shown, in hours of the campaign's volume, decaying
+            at ``fatigue_recovery`` per hour (0: no fatigue).
+        fatigue_recovery: share of the fatigue that wears off per hour.
     """
 
     name: Identifier
@@ -71,6 +84,12 @@ class ChannelSpec(Spec):
     commission_frac: Probability
     diurnal_strength: Probability
     launch_support: bool
+    immediate_mult: NonNegFloat = 1.0
+    delay_mult: PositiveFloat = 1.0
+    interest_per_click: Probability = 0.0
+    interest_affinity: Probability = 0.0
+    fatigue_strength: NonNegFloat = 0.0
+    fatigue_recovery: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.05
 
     @model_validator(mode="after")
     def _commission_iff_per_sale(self) -> ChannelSpec:

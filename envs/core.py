@@ -59,8 +59,9 @@ SPEND, IMPRESSIONS, CLICKS, CONVERSIONS, NEW_CUSTOMERS, GMV = range(len(HOURLY_M
 
 # Stream indices of the per-step counter-based draws.
 _S_VOLUME, _S_PRICE, _S_CLICKS, _S_PURCHASES, _S_RETURNING_BUYERS = range(5)
-_S_ORDER_VALUE, _S_IMMEDIATE, _S_ARRIVAL, _S_SETTLE = range(5, 9)
-_N_STREAMS = 9
+_S_ORDER_VALUE, _S_IMMEDIATE, _S_ARRIVAL, _S_SETTLE, _S_INTERESTED_BUYERS = range(5, 10)
+_S_CVR_DRIFT = 10  # one draw per campaign-hour, in the first channel's cell
+_N_STREAMS = 11
 
 PRICE_SIGMA = channel_array("price_sigma")  # the reference six's, the default of win_curve
 
@@ -81,6 +82,12 @@ class ChannelTable(NamedTuple):
     commission_frac: np.ndarray  # commission per unit of GMV (> 0: paid per sale)
     launch_support: np.ndarray  # 1.0 where the platform's launch boost reaches the channel
     mean_price_factor: np.ndarray  # mean over median of the lognormal price, exp(sigma^2 / 2)
+    immediate_mult: np.ndarray  # factor on the campaign's immediate share of purchases
+    delay_mult: np.ndarray  # factor on the campaign's mean delay (divides the hazard)
+    interest_per_click: np.ndarray  # share of non-buying clicks that become interested
+    interest_affinity: np.ndarray  # largest share of non-returning clicks from the interested
+    fatigue_strength: np.ndarray  # CTR / (1 + strength * fatigue)
+    fatigue_recovery: np.ndarray  # share of the fatigue that wears off per hour
 
 
 def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> ChannelTable:
@@ -96,6 +103,12 @@ def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> Chann
         commission_frac=channel_array("commission_frac", channels),
         launch_support=launch,
         mean_price_factor=np.exp(0.5 * sigma**2),
+        immediate_mult=channel_array("immediate_mult", channels),
+        delay_mult=channel_array("delay_mult", channels),
+        interest_per_click=channel_array("interest_per_click", channels),
+        interest_affinity=channel_array("interest_affinity", channels),
+        fatigue_strength=channel_array("fatigue_strength", channels),
+        fatigue_recovery=channel_array("fatigue_recovery", channels),
     )
 
 
@@ -267,9 +280,16 @@ class CampaignState:
     keys: np.ndarray  # (n,) uint64 counter-based random keys
     budget_left_cny: np.ndarray  # (n,)
     returning_pool: np.ndarray  # (n,) store customers who can come back
+    interest: np.ndarray  # (n,) interested customers (AIPL), hidden
+    fatigue: np.ndarray  # (n, k) creative fatigue: recent impressions in hours of volume, hidden
+    cvr_drift_log: np.ndarray  # (n,) log of the drift's factor on every CVR, hidden
     pending_conversions: np.ndarray  # (n, k) purchases made, not yet arrived
     pending_new_customers: np.ndarray  # (n, k) of which by new customers
     pending_gmv_cny: np.ndarray  # (n, k)
+    # Pre-sale deposits: purchases of the warm-up, arriving in the event's first hour.
+    deposit_conversions: np.ndarray  # (n, k)
+    deposit_new_customers: np.ndarray  # (n, k)
+    deposit_gmv_cny: np.ndarray  # (n, k)
     last: np.ndarray  # (6, n, k)
     totals: np.ndarray  # (6, n, k)
     recent_spend_cny: np.ndarray  # (n, k) spend with a 24 h exponential memory
@@ -296,9 +316,15 @@ def initial_state(params: CampaignParams) -> CampaignState:
         keys=crn.campaign_keys(params.seeds, DYNAMICS_DOMAIN),
         budget_left_cny=params.budget_cny.copy(),
         returning_pool=params.returning_pool_init.copy(),
+        interest=np.zeros(n),
+        fatigue=np.zeros((n, k)),
+        cvr_drift_log=np.zeros(n),
         pending_conversions=np.zeros((n, k)),
         pending_new_customers=np.zeros((n, k)),
         pending_gmv_cny=np.zeros((n, k)),
+        deposit_conversions=np.zeros((n, k)),
+        deposit_new_customers=np.zeros((n, k)),
+        deposit_gmv_cny=np.zeros((n, k)),
         last=np.zeros((len(HOURLY_METRICS), n, k)),
         totals=np.zeros((len(HOURLY_METRICS), n, k)),
         recent_spend_cny=np.zeros((n, k)),
@@ -660,12 +686,20 @@ class KernelParams(NamedTuple):
     ctr: np.ndarray  # (n, k)
     cvr_new: np.ndarray  # (n, k)
     cvr_returning: np.ndarray  # (n, k)
+    cvr_interested: np.ndarray  # (n, k)
     immediate_frac: np.ndarray  # (n,)
     delay_hazard_per_hour: np.ndarray  # (n,)
+    attribution_window_hours: np.ndarray  # (n,)
     pool_half_saturation: np.ndarray  # (n,)
+    interest_retention: np.ndarray  # (n,)
+    interest_half_saturation: np.ndarray  # (n,)
+    cvr_drift_sigma: np.ndarray  # (n,)
+    cvr_drift_persistence: np.ndarray  # (n,)
     event_start_hour: np.ndarray  # (n,) int64
     event_length_hours: np.ndarray  # (n,) int64
     warmup_hours: np.ndarray  # (n,) int64
+    presale_start_hour: np.ndarray  # (n,) int64
+    presale_warmup_hours: np.ndarray  # (n,) int64
     hourly_traffic_mult: np.ndarray  # (n, horizon)
     hourly_price_mult: np.ndarray  # (n, horizon)
     hourly_cvr_mult: np.ndarray  # (n, horizon)
@@ -682,9 +716,15 @@ class KernelState(NamedTuple):
     keys: np.ndarray  # (n,) uint64
     budget_left_cny: np.ndarray  # (n,)
     returning_pool: np.ndarray  # (n,)
+    interest: np.ndarray  # (n,)
+    fatigue: np.ndarray  # (n, k)
+    cvr_drift_log: np.ndarray  # (n,)
     pending_conversions: np.ndarray  # (n, k)
     pending_new_customers: np.ndarray  # (n, k)
     pending_gmv_cny: np.ndarray  # (n, k)
+    deposit_conversions: np.ndarray  # (n, k)
+    deposit_new_customers: np.ndarray  # (n, k)
+    deposit_gmv_cny: np.ndarray  # (n, k)
     last: np.ndarray  # (6, n, k)
     totals: np.ndarray  # (6, n, k)
     recent_spend_cny: np.ndarray  # (n, k)
@@ -693,21 +733,30 @@ class KernelState(NamedTuple):
 
 
 def pool_saturation(pool: np.ndarray, pool_half_saturation: np.ndarray) -> np.ndarray:
-    """Share of a channel's ``returning_affinity`` the store's customers reach:
-    ``pool / (pool + pool_half_saturation)`` (numpy arrays, or compiled on scalars)."""
+    """Share of a channel's affinity a pool of customers reaches (the store's returning
+    customers, or the interested ones): ``pool / (pool + pool_half_saturation)`` (numpy
+    arrays, or compiled on scalars)."""
     return pool / (pool + pool_half_saturation)
 
 
-def purchase_probabilities(cvr_new, cvr_returning, cvr_mult, affinity, saturation):
-    """The response of a click: ``(p_buy, p_returning)``, the probability that it buys, and
-    that a returning customer buys, with the true CVRs times the calendar's ``cvr_mult``,
-    each capped at ``CVR_CAP``, and returning customers a share ``affinity * saturation`` of
-    the clicks (:func:`pool_saturation`). Broadcasting numpy arrays, or compiled on scalars
-    (the kernels): one definition for the simulator, the oracle and the planners."""
+def purchase_probabilities(
+    cvr_new, cvr_returning, cvr_interested, cvr_mult, affinity, saturation, interest_affinity,
+    interest_saturation,
+):  # fmt: skip
+    """The response of a click: ``(p_buy, p_returning, p_interested)``, the probability that
+    it buys, that a returning customer buys and that an interested customer buys.
+
+    A click is a returning customer's with probability ``affinity * saturation``, else an
+    interested customer's with probability ``interest_affinity * interest_saturation``, else a
+    new customer's (saturations: :func:`pool_saturation`); each buys at its true CVR times the
+    calendar's ``cvr_mult``, capped at ``CVR_CAP``. Broadcasting numpy arrays, or compiled on
+    scalars (the kernels): one definition for the simulator, the oracle and the planners."""
     returning_frac = affinity * saturation
+    interested_frac = (1.0 - returning_frac) * (interest_affinity * interest_saturation)
     p_returning = returning_frac * np.minimum(cvr_returning * cvr_mult, CVR_CAP)
-    p_buy = p_returning + (1.0 - returning_frac) * np.minimum(cvr_new * cvr_mult, CVR_CAP)
-    return p_buy, p_returning
+    p_interested = interested_frac * np.minimum(cvr_interested * cvr_mult, CVR_CAP)
+    p_new = ((1.0 - returning_frac) - interested_frac) * np.minimum(cvr_new * cvr_mult, CVR_CAP)
+    return p_returning + p_interested + p_new, p_returning, p_interested
 
 
 _pool_saturation = numba.njit(cache=True, error_model="numpy", inline="always")(pool_saturation)
@@ -733,11 +782,13 @@ def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
 # results to one ``(n_channels, _N_LANE_FIELDS, CAMPAIGNS_PER_CHUNK)`` scratch array: rows the
 # compiler can load into SIMD registers, at constant distances it can prove do not overlap.
 (_L_VOLUME_REF, _L_PRICE_REF, _L_REQUEST, _L_CTR, _L_CVR_NEW, _L_CVR_RET, _L_TRAFFIC,
- _L_PRICE_MULT, _L_CVR_MULT, _L_BOOST, _L_RETURNING_BASE) = range(11)  # fmt: skip
+ _L_PRICE_MULT, _L_CVR_MULT, _L_BOOST, _L_RETURNING_BASE, _L_IMMEDIATE, _L_HAZARD, _L_CVR_INT,
+ _L_INTEREST_BASE) = range(15)  # fmt: skip
 (_C_VOLUME, _C_MAX_SPEND, _C_ALLOCATED, _C_WIN_Z, _C_U_CLICKS, _C_Z_CLICKS, _C_LOGQ_CLICKS,
  _C_P_BUY, _C_LOGQ_BUY, _C_RET_SHARE, _C_LOGQ_RET, _C_U_BUY, _C_U_RET, _C_Z_ORDER, _C_U_IMM,
- _C_U_ARR) = range(11, 27)  # fmt: skip
-_N_LANE_FIELDS = 27
+ _C_U_ARR, _C_P_IMM, _C_LOGQ_IMM, _C_HAZARD, _C_LOGQ_ARR, _C_INT_SHARE, _C_LOGQ_INT,
+ _C_U_INT) = range(15, 38)  # fmt: skip
+_N_LANE_FIELDS = 38
 
 
 # Not cached on its own: numba would key its build on this file alone, though it inlines
@@ -745,7 +796,7 @@ _N_LANE_FIELDS = 27
 # cached builds carry a digest of every source file they contain.
 @numba.njit(error_model="numpy")
 def simulate_campaigns(
-    start, stop, hour, window_hours, settle, counter, profile, params, state, ch, request,
+    start, stop, hour, settle, counter, profile, params, state, ch, request,
     purchases_out, purchase_gmv_out,
 ):  # fmt: skip
     """Advance campaigns ``start:stop`` by one hour in place (``state`` and ``params`` as
@@ -757,7 +808,11 @@ def simulate_campaigns(
     delays, the budget), one campaign after another."""
     volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
     ctr, cvr_new, cvr_ret = params.ctr, params.cvr_new, params.cvr_returning
+    cvr_int, interest, fatigue = params.cvr_interested, state.interest, state.fatigue
+    drift_log = state.cvr_drift_log
+    interest_retention, interest_half = params.interest_retention, params.interest_half_saturation
     immediate_frac, hazard = params.immediate_frac, params.delay_hazard_per_hour
+    window_hours = params.attribution_window_hours
     pool_half = params.pool_half_saturation
     traffic_mult, price_mult, cvr_mult = (params.hourly_traffic_mult, params.hourly_price_mult,
                                           params.hourly_cvr_mult)  # fmt: skip
@@ -767,6 +822,9 @@ def simulate_campaigns(
                                      state.pending_gmv_cny)  # fmt: skip
     last, totals, recent_spend = state.last, state.totals, state.recent_spend_cny
     unattr_conv, unattr_gmv = state.unattributed_conversions, state.unattributed_gmv_cny
+    dep_conv, dep_new, dep_gmv = (state.deposit_conversions, state.deposit_new_customers,
+                                  state.deposit_gmv_cny)  # fmt: skip
+    presale_start, presale_warmup = params.presale_start_hour, params.presale_warmup_hours
     n_ch, m = request.shape[1], stop - start
     if m > CAMPAIGNS_PER_CHUNK:
         raise ValueError("simulate_campaigns steps at most CAMPAIGNS_PER_CHUNK campaigns a call")
@@ -779,28 +837,46 @@ def simulate_campaigns(
         # The share of each request the budget left covers.
         scale = budget_left[i] / total_request if total_request > budget_left[i] else 1.0
         returning_base = _pool_saturation(pool[i], pool_half[i])
+        interest_base = _pool_saturation(interest[i], interest_half[i])
         boost = launch_boost(params, i, hour)
+        # The hidden drift of the campaign's CVRs: an AR(1) in logs, one normal per hour.
+        drift_sigma, drift_mult = params.cvr_drift_sigma[i], 1.0
+        if drift_sigma > 0.0:
+            z = _ndtri(_uniform(keys[i], counter[_S_CVR_DRIFT, 0]))
+            drift = params.cvr_drift_persistence[i] * drift_log[i] + drift_sigma * z
+            drift_log[i] = drift
+            drift_mult = inline_exp(drift)
         for k in range(n_ch):
             lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
             lanes[k, _L_PRICE_REF, j] = price_ref[i, k]
             lanes[k, _L_REQUEST, j] = max(request[i, k], 0.0) * scale
-            lanes[k, _L_CTR, j] = ctr[i, k]
+            # Creative fatigue lowers the CTR (none without ``fatigue_strength``).
+            strength = ch.fatigue_strength[k]
+            fatigued = ctr[i, k] / (1.0 + strength * fatigue[i, k])
+            lanes[k, _L_CTR, j] = fatigued if strength > 0.0 else ctr[i, k]
             lanes[k, _L_CVR_NEW, j] = cvr_new[i, k]
             lanes[k, _L_CVR_RET, j] = cvr_ret[i, k]
             lanes[k, _L_TRAFFIC, j] = traffic_mult[i, hour]
             lanes[k, _L_PRICE_MULT, j] = price_mult[i, hour]
-            lanes[k, _L_CVR_MULT, j] = cvr_mult[i, hour]
+            lanes[k, _L_CVR_MULT, j] = cvr_mult[i, hour] * drift_mult
             lanes[k, _L_BOOST, j] = boost
             lanes[k, _L_RETURNING_BASE, j] = returning_base
+            lanes[k, _L_IMMEDIATE, j] = immediate_frac[i]
+            lanes[k, _L_HAZARD, j] = hazard[i]
+            lanes[k, _L_CVR_INT, j] = cvr_int[i, k]
+            lanes[k, _L_INTEREST_BASE, j] = interest_base
     chunk_keys = keys[start:stop]
     for k in range(n_ch):
         sigma, affinity = ch.price_sigma[k], ch.returning_affinity[k]
+        immediate_mult, delay_mult = ch.immediate_mult[k], ch.delay_mult[k]
+        interest_affinity = ch.interest_affinity[k]
         channel = _channel_market(ch, counter, k)
         # The counters of the draws, as scalars (see ``_channel_market``).
         c_clicks, c_buy, c_ret = (counter[_S_CLICKS, k], counter[_S_PURCHASES, k],
                                   counter[_S_RETURNING_BUYERS, k])  # fmt: skip
         c_order, c_imm, c_arr = (counter[_S_ORDER_VALUE, k], counter[_S_IMMEDIATE, k],
                                  counter[_S_ARRIVAL, k])  # fmt: skip
+        c_int = counter[_S_INTERESTED_BUYERS, k]
         for j in range(m):
             key = chunk_keys[j]
             volume, max_spend, cvr_mult = _market_cell(
@@ -818,13 +894,22 @@ def simulate_campaigns(
             lanes[k, _C_U_CLICKS, j] = u_clicks
             lanes[k, _C_Z_CLICKS, j] = _ndtri_lanes(u_clicks)
             lanes[k, _C_LOGQ_CLICKS, j] = _log_q(lanes[k, _L_CTR, j])
-            # Each click is a returning customer's purchase, a new customer's, or none: a
-            # multinomial, drawn as purchases, then the returning buyers among them.
-            p_buy, p_ret = _purchase_probabilities(
-                lanes[k, _L_CVR_NEW, j], lanes[k, _L_CVR_RET, j], cvr_mult, affinity,
-                lanes[k, _L_RETURNING_BASE, j],
+            # Each click is a returning, an interested or a new customer's purchase, or none: a
+            # multinomial, drawn as purchases, the returning buyers among them, then the
+            # interested buyers among the others.
+            p_buy, p_ret, p_int = _purchase_probabilities(
+                lanes[k, _L_CVR_NEW, j], lanes[k, _L_CVR_RET, j], lanes[k, _L_CVR_INT, j],
+                cvr_mult, affinity, lanes[k, _L_RETURNING_BASE, j], interest_affinity,
+                lanes[k, _L_INTEREST_BASE, j],
             )  # fmt: skip
             ret_share = p_ret / p_buy if p_buy > 0.0 else 0.0
+            p_other = p_buy - p_ret
+            int_share = 0.0
+            if interest_affinity > 0.0:  # the same for every campaign: a loop-invariant test
+                int_share = min(p_int / p_other, 1.0) if p_other > 0.0 else 0.0
+                lanes[k, _C_LOGQ_INT, j] = _log_q(int_share)
+                lanes[k, _C_U_INT, j] = _uniform(key, c_int)
+            lanes[k, _C_INT_SHARE, j] = int_share  # 0: no draw reads the two above
             lanes[k, _C_P_BUY, j] = p_buy
             lanes[k, _C_LOGQ_BUY, j] = _log_q(p_buy)
             lanes[k, _C_RET_SHARE, j] = ret_share
@@ -834,14 +919,24 @@ def simulate_campaigns(
             lanes[k, _C_Z_ORDER, j] = _ndtri_lanes(_uniform(key, c_order))
             lanes[k, _C_U_IMM, j] = _uniform(key, c_imm)
             lanes[k, _C_U_ARR, j] = _uniform(key, c_arr)
+            # The channel's delays: its immediate share and arrival hazard per hour.
+            p_immediate = lanes[k, _L_IMMEDIATE, j] * immediate_mult
+            p_arrival = lanes[k, _L_HAZARD, j] / delay_mult
+            lanes[k, _C_P_IMM, j] = p_immediate
+            lanes[k, _C_LOGQ_IMM, j] = _log_q(p_immediate)
+            lanes[k, _C_HAZARD, j] = p_arrival
+            lanes[k, _C_LOGQ_ARR, j] = _log_q(p_arrival)
     for j in range(m):
         i = start + j
         key = keys[i]
         # What is left to pay with: the channels billed per click or impression pay first, in
         # channel order, then the commissions of the channels paid per sale.
         room = max(budget_left[i], 0.0)
-        log_q_immediate, log_q_arrival = _log_q(immediate_frac[i]), _log_q(hazard[i])
         spent, new_arrived = 0.0, 0.0
+        interest_gain, interested_buyers = 0.0, 0.0
+        # A pre-sale's warm-up takes deposits; its first hour receives them.
+        presale = presale_start[i] - presale_warmup[i] <= hour < presale_start[i]
+        release = hour == presale_start[i]
         for phase in range(2):
             for k in range(n_ch):
                 if (ch.billing[k] == BILLING_PER_SALE) != (phase == 1):
@@ -865,11 +960,11 @@ def simulate_campaigns(
                         impressions = np.floor(room / price)
                     cost = impressions * price
                 clicks = _binomial_draw(
-                    impressions, ctr[i, k], lanes[k, _C_LOGQ_CLICKS, j], lanes[k, _C_U_CLICKS, j],
-                    lanes[k, _C_Z_CLICKS, j],
+                    impressions, lanes[k, _L_CTR, j], lanes[k, _C_LOGQ_CLICKS, j],
+                    lanes[k, _C_U_CLICKS, j], lanes[k, _C_Z_CLICKS, j],
                 )  # fmt: skip
                 if billing == BILLING_CPC and clicks > 0.0:
-                    cost_per_click = allocated / (expected_impressions * ctr[i, k])
+                    cost_per_click = allocated / (expected_impressions * lanes[k, _L_CTR, j])
                     if clicks * cost_per_click > room:
                         clicks = np.floor(room / cost_per_click)
                     cost = clicks * cost_per_click
@@ -901,34 +996,66 @@ def simulate_campaigns(
                         purchases = conv_new + conv_ret
                         purchase_gmv = purchases * order_value
                     cost = commission_frac * purchase_gmv
+                # The interested customers among the new buyers leave the interest pool; the
+                # clicks that did not buy leave interested customers behind.
+                interested_buyers += _binomial_draw(
+                    conv_new, lanes[k, _C_INT_SHARE, j], lanes[k, _C_LOGQ_INT, j],
+                    lanes[k, _C_U_INT, j], _Z_LAZY,
+                )  # fmt: skip
+                interest_gain += ch.interest_per_click[k] * (clicks - purchases)
+                if ch.fatigue_strength[k] > 0.0:  # else the CTR ignores it: left at 0
+                    recovery = ch.fatigue_recovery[k]
+                    fatigue[i, k] = (1.0 - recovery) * fatigue[i, k] + impressions / volume_ref[
+                        i, k
+                    ]
                 # Delays (Chapelle 2014): a share arrives this hour, the rest geometrically later.
-                immediate = _binomial_draw(
-                    purchases, immediate_frac[i], log_q_immediate, lanes[k, _C_U_IMM, j], _Z_LAZY
-                )
+                p_arrival = lanes[k, _C_HAZARD, j]
                 old = _binomial_draw(
-                    pend_conv[i, k], hazard[i], log_q_arrival, lanes[k, _C_U_ARR, j], _Z_LAZY
-                )
-                imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
+                    pend_conv[i, k], p_arrival, lanes[k, _C_LOGQ_ARR, j], lanes[k, _C_U_ARR, j],
+                    _Z_LAZY,
+                )  # fmt: skip
                 old_new, old_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], old)
+                if presale:
+                    # Deposits: nothing arrives now, nothing waits in the delay pool.
+                    dep_conv[i, k] += purchases
+                    dep_new[i, k] += conv_new
+                    dep_gmv[i, k] += purchase_gmv
+                    immediate, imm_new, imm_gmv = 0.0, 0.0, 0.0
+                    wait_conv, wait_new, wait_gmv = 0.0, 0.0, 0.0
+                else:
+                    immediate = _binomial_draw(
+                        purchases, lanes[k, _C_P_IMM, j], lanes[k, _C_LOGQ_IMM, j],
+                        lanes[k, _C_U_IMM, j], _Z_LAZY,
+                    )  # fmt: skip
+                    imm_new, imm_gmv = _split(purchases, conv_new, purchase_gmv, immediate)
+                    wait_conv, wait_new = purchases - immediate, conv_new - imm_new
+                    wait_gmv = purchase_gmv - imm_gmv
                 conv = immediate + old
                 new = imm_new + old_new
                 gmv = imm_gmv + old_gmv
                 # Each part leaves its pool exactly once: a pool taken whole is left at exactly
                 # zero, so rounding never leaves a negative residue of GMV.
-                pend_conv[i, k] = (pend_conv[i, k] - old) + (purchases - immediate)
-                pend_new[i, k] = (pend_new[i, k] - old_new) + (conv_new - imm_new)
-                pend_gmv[i, k] = (pend_gmv[i, k] - old_gmv) + (purchase_gmv - imm_gmv)
+                pend_conv[i, k] = (pend_conv[i, k] - old) + wait_conv
+                pend_new[i, k] = (pend_new[i, k] - old_new) + wait_new
+                pend_gmv[i, k] = (pend_gmv[i, k] - old_gmv) + wait_gmv
+                if release or (settle and presale_start[i] <= hour + window_hours[i]):
+                    # The pre-sale opens (or will, within the attribution window): deposits pay.
+                    conv += dep_conv[i, k]
+                    new += dep_new[i, k]
+                    gmv += dep_gmv[i, k]
+                    dep_conv[i, k], dep_new[i, k], dep_gmv[i, k] = 0.0, 0.0, 0.0
                 if settle:
                     # End of horizon: what arrives within the attribution window counts now.
-                    p_window = 1.0 - (1.0 - hazard[i]) ** window_hours
+                    p_window = 1.0 - (1.0 - p_arrival) ** window_hours[i]
                     u_set = _uniform(key, counter[_S_SETTLE, k])
                     settled = _binomial(pend_conv[i, k], p_window, u_set)
                     s_new, s_gmv = _split(pend_conv[i, k], pend_new[i, k], pend_gmv[i, k], settled)
                     conv += settled
                     new += s_new
                     gmv += s_gmv
-                    unattr_conv[i] += pend_conv[i, k] - settled
-                    unattr_gmv[i] += pend_gmv[i, k] - s_gmv
+                    unattr_conv[i] += (pend_conv[i, k] - settled) + dep_conv[i, k]
+                    unattr_gmv[i] += (pend_gmv[i, k] - s_gmv) + dep_gmv[i, k]
+                    dep_conv[i, k], dep_new[i, k], dep_gmv[i, k] = 0.0, 0.0, 0.0
                     pend_conv[i, k] = 0.0
                     pend_new[i, k] = 0.0
                     pend_gmv[i, k] = 0.0
@@ -944,6 +1071,11 @@ def simulate_campaigns(
                 new_arrived += new
         budget_left[i] = max(budget_left[i] - spent, 0.0)
         pool[i] += new_arrived
+        # The hour's interested buyers leave first (the saturating share of the clicks they
+        # take can exceed the pool), the rest decays, the hour's new interest joins.
+        remaining = max(interest[i] - interested_buyers, 0.0)
+        retention = 1.0 if presale else interest_retention[i]  # carts and deposits persist
+        interest[i] = retention * remaining + interest_gain
 
 
 def sources_digest(*paths: str | Path) -> str:

@@ -38,11 +38,12 @@ from budgetgym.envs.core import (
     CampaignState,
     channel_table,
 )
-from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
+from budgetgym.envs.scenarios import CampaignParams
 
 # Streams of the hour's uniforms, ``uniforms[:, stream, channel]``, in the kernel's order.
-VOLUME, PRICE, CLICKS, PURCHASES, RETURNING, ORDER_VALUE, IMMEDIATE, ARRIVAL, SETTLE = range(9)
-N_STREAMS = SETTLE + 1
+(VOLUME, PRICE, CLICKS, PURCHASES, RETURNING, ORDER_VALUE, IMMEDIATE, ARRIVAL, SETTLE,
+ INTERESTED, CVR_DRIFT) = range(11)  # fmt: skip
+N_STREAMS = CVR_DRIFT + 1
 EXACT_MEAN_LIMIT = 12.0  # binomials with a smaller mean are drawn exactly
 
 
@@ -178,31 +179,48 @@ def reference_step(
     request[over_budget] *= (s.budget_left_cny[over_budget] / total[over_budget])[:, None]
     # Auction: spend buys impressions along the win curve, at most MAX_WIN_FRAC of the market.
     volume, max_spend, cvr_mult = market(params, hour, u)
+    # The hidden CVR drift: log m_t = rho log m_{t-1} + sigma eps_t (the first channel's draw).
+    drifting = params.cvr_drift_sigma > 0.0
+    drift = params.cvr_drift_persistence * s.cvr_drift_log
+    drift = drift + params.cvr_drift_sigma * ndtri(u[:, CVR_DRIFT, 0])
+    s.cvr_drift_log = np.where(drifting, drift, s.cvr_drift_log)
+    cvr_mult = cvr_mult * np.exp(s.cvr_drift_log)[:, None]
     allocated = np.minimum(request, MAX_WIN_FRAC * max_spend)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = ndtri(np.minimum(allocated / max_spend, MAX_WIN_FRAC)) + ch.price_sigma
     expected = np.where((allocated > 0.0) & (max_spend > 0.0), volume * ndtr(z), 0.0)
-    # Each click is a returning customer's purchase, a new customer's, or none.
+    # Each click is a returning, an interested or a new customer's purchase, or none.
     pool_saturation = s.returning_pool / (s.returning_pool + params.pool_half_saturation)
     returning_frac = ch.returning_affinity * pool_saturation[:, None]
+    interest_saturation = s.interest / (s.interest + params.interest_half_saturation)
+    interested_frac = (1.0 - returning_frac) * (ch.interest_affinity * interest_saturation[:, None])
     p_ret = returning_frac * np.minimum(params.cvr_returning * cvr_mult, CVR_CAP)
-    p_buy = p_ret + (1.0 - returning_frac) * np.minimum(params.cvr_new * cvr_mult, CVR_CAP)
+    p_int = interested_frac * np.minimum(params.cvr_interested * cvr_mult, CVR_CAP)
+    p_new = ((1.0 - returning_frac) - interested_frac) * np.minimum(
+        params.cvr_new * cvr_mult, CVR_CAP
+    )
+    p_buy = p_ret + p_int + p_new
     with np.errstate(divide="ignore", invalid="ignore"):
         returning_share = np.where(p_buy > 0.0, p_ret / p_buy, 0.0)
+        p_other = p_buy - p_ret
+        interested_share = np.where(p_other > 0.0, np.minimum(p_int / p_other, 1.0), 0.0)
     order_z = ndtri(u[:, ORDER_VALUE])
+    # Creative fatigue lowers the CTR.
+    ctr = params.ctr / (1.0 + ch.fatigue_strength * s.fatigue)
     # Channel by channel, what the allocation buys and what it costs, from the budget left.
     impressions, clicks, cost, purchases, conv_new, purchase_gmv = np.zeros((6, n, n_ch))
+    interested_buyers = np.zeros((n, n_ch))
     room = s.budget_left_cny.copy()
     for k in order:
         room = np.maximum(room, 0.0)
         imp = np.floor(expected[:, k] + 0.5)
         with np.errstate(divide="ignore", invalid="ignore"):
             unit_price = allocated[:, k] / expected[:, k]  # per impression won
-            unit_cpc = allocated[:, k] / (expected[:, k] * params.ctr[:, k])  # per click
+            unit_cpc = allocated[:, k] / (expected[:, k] * ctr[:, k])  # per click
         if billing[k] == "cpm":  # the impressions won, at their average price
             imp = np.where(imp * unit_price > room, np.floor(room / unit_price), imp)
             cost[:, k] = np.where(imp > 0.0, imp * unit_price, 0.0)
-        clk = binomial(imp, params.ctr[:, k], u[:, CLICKS, k])
+        clk = binomial(imp, ctr[:, k], u[:, CLICKS, k])
         if billing[k] == "cpc":  # the clicks, at the expected cost per click
             clk = np.where(clk * unit_cpc > room, np.floor(room / unit_cpc), clk)
             cost[:, k] = np.where(clk > 0.0, clk * unit_cpc, 0.0)
@@ -220,29 +238,58 @@ def reference_step(
             new[over], ret[over] = np.floor(new[over] * keep), np.floor(ret[over] * keep)
             buy = new + ret
             cost[:, k] = ch.commission_frac[k] * (buy * order_value)
+        # The interested customers among the new buyers leave the interest pool.
+        interested_buyers[:, k] = binomial(new, interested_share[:, k], u[:, INTERESTED, k])
         impressions[:, k], clicks[:, k], purchases[:, k], conv_new[:, k] = imp, clk, buy, new
         purchase_gmv[:, k] = buy * order_value
         room = room - cost[:, k]
-    # Delays: a share arrives this hour, the pending ones each with the hazard per hour.
-    hazard = params.delay_hazard_per_hour[:, None]
-    immediate = binomial(purchases, params.immediate_frac[:, None], u[:, IMMEDIATE])
+    # Delays: a share arrives this hour, the pending ones each with the hazard per hour, both
+    # the campaign's times the channel's multipliers.
+    immediate_frac = params.immediate_frac[:, None] * ch.immediate_mult
+    hazard = params.delay_hazard_per_hour[:, None] / ch.delay_mult
+    # In a pre-sale's warm-up, purchases are deposits instead: none arrives now or waits in the
+    # delay pool; they all arrive in the event's first hour.
+    start = params.presale_start_hour
+    presale = ((start - params.presale_warmup_hours <= hour) & (hour < start))[:, None]
+    immediate = np.where(presale, 0.0, binomial(purchases, immediate_frac, u[:, IMMEDIATE]))
     arrived = binomial(s.pending_conversions, hazard, u[:, ARRIVAL])
     imm_new, imm_gmv = split(purchases, conv_new, purchase_gmv, immediate)
     pending = (s.pending_conversions, s.pending_new_customers, s.pending_gmv_cny)
     old_new, old_gmv = split(*pending, arrived)
     conv, new, gmv = immediate + arrived, imm_new + old_new, imm_gmv + old_gmv
-    s.pending_conversions = (s.pending_conversions - arrived) + (purchases - immediate)
-    s.pending_new_customers = (s.pending_new_customers - old_new) + (conv_new - imm_new)
-    s.pending_gmv_cny = (s.pending_gmv_cny - old_gmv) + (purchase_gmv - imm_gmv)
-    if hour + 1 >= params.horizon_hours:
+    waiting = np.where(presale, 0.0, 1.0)
+    s.pending_conversions = (s.pending_conversions - arrived) + (purchases - immediate) * waiting
+    s.pending_new_customers = (s.pending_new_customers - old_new) + (conv_new - imm_new) * waiting
+    s.pending_gmv_cny = (s.pending_gmv_cny - old_gmv) + (purchase_gmv - imm_gmv) * waiting
+    deposited = 1.0 - waiting
+    s.deposit_conversions = s.deposit_conversions + purchases * deposited
+    s.deposit_new_customers = s.deposit_new_customers + conv_new * deposited
+    s.deposit_gmv_cny = s.deposit_gmv_cny + purchase_gmv * deposited
+    last_hour = hour + 1 >= params.horizon_hours
+    window = params.attribution_window_hours
+    opens = (hour == start) | (last_hour & (start <= hour + window))
+    paid = np.where(opens[:, None], 1.0, 0.0)  # the pre-sale opens: deposits arrive
+    conv = conv + s.deposit_conversions * paid
+    new = new + s.deposit_new_customers * paid
+    gmv = gmv + s.deposit_gmv_cny * paid
+    s.deposit_conversions = s.deposit_conversions * (1.0 - paid)
+    s.deposit_new_customers = s.deposit_new_customers * (1.0 - paid)
+    s.deposit_gmv_cny = s.deposit_gmv_cny * (1.0 - paid)
+    if last_hour:
         # End of horizon: what arrives within the attribution window counts now.
-        p_window = 1.0 - (1.0 - hazard) ** float(ATTRIBUTION_WINDOW_HOURS)
+        p_window = 1.0 - (1.0 - hazard) ** params.attribution_window_hours[:, None]
         settled = binomial(s.pending_conversions, p_window, u[:, SETTLE])
         pending = (s.pending_conversions, s.pending_new_customers, s.pending_gmv_cny)
         s_new, s_gmv = split(*pending, settled)
         conv, new, gmv = conv + settled, new + s_new, gmv + s_gmv
-        s.unattributed_conversions += channel_sum(s.pending_conversions - settled, order)
-        s.unattributed_gmv_cny += channel_sum(s.pending_gmv_cny - s_gmv, order)
+        # Deposits of a pre-sale that opens after the attribution window are lost too.
+        lost = (s.pending_conversions - settled) + s.deposit_conversions
+        lost_gmv = (s.pending_gmv_cny - s_gmv) + s.deposit_gmv_cny
+        s.unattributed_conversions += channel_sum(lost, order)
+        s.unattributed_gmv_cny += channel_sum(lost_gmv, order)
+        s.deposit_conversions = np.zeros((n, n_ch))
+        s.deposit_new_customers = np.zeros((n, n_ch))
+        s.deposit_gmv_cny = np.zeros((n, n_ch))
         s.pending_conversions = np.zeros((n, n_ch))
         s.pending_new_customers = np.zeros((n, n_ch))
         s.pending_gmv_cny = np.zeros((n, n_ch))
@@ -251,6 +298,17 @@ def reference_step(
     s.recent_spend_cny = RECENT_SPEND_DECAY * s.recent_spend_cny + cost
     s.budget_left_cny = np.maximum(s.budget_left_cny - channel_sum(cost, order), 0.0)
     s.returning_pool = s.returning_pool + channel_sum(new, order)
+    # Interest: the hour's interested buyers leave (floored at an empty pool), the rest decays,
+    # the clicks that did not buy add their channel's share.
+    remaining = np.maximum(s.interest - channel_sum(interested_buyers, order), 0.0)
+    gain = channel_sum(ch.interest_per_click * (clicks - purchases), order)
+    # In a pre-sale's warm-up interest does not decay (carts and deposits persist).
+    retention = np.where(presale[:, 0], 1.0, params.interest_retention)
+    s.interest = retention * remaining + gain
+    # Fatigue: the hour's impressions, in hours of the campaign's volume, join what is left.
+    # (Only where a channel has fatigue: elsewhere the CTR ignores it, and it stays 0.)
+    fatigue = (1.0 - ch.fatigue_recovery) * s.fatigue + impressions / params.volume_per_hour
+    s.fatigue = np.where(ch.fatigue_strength > 0.0, fatigue, s.fatigue)
     s.hour = hour + 1
     return ReferenceStep(s, dict(zip(HOURLY_METRICS, s.last, strict=True)), purchases, purchase_gmv)
 

@@ -37,6 +37,9 @@ from budgetgym.envs.spec_base import (
 #: path, anything else a name.
 YAML_SUFFIXES = (".yaml", ".yml")
 COLDSTART_DECAY_HOURS = 72.0
+#: Hours after the campaign's last hour in which its delayed purchases still count (Alimama's
+#: 7-day window); a scenario's ``attribution_window_hours`` sets its own.
+ATTRIBUTION_WINDOW_HOURS = 168
 #: Files that describe a scenario by other data, by the top-level key that marks them: each
 #: loader turns a parsed document (and its path) into a :class:`ScenarioSpec`.
 #: ``response_curves.py`` registers ``response_curves``.
@@ -78,6 +81,36 @@ class LaunchSupport(Spec):
     decay_hours: PositiveFloat = COLDSTART_DECAY_HOURS
 
 
+class InterestSpec(Spec):
+    """The interested customers (AIPL's interest stage) a campaign's clicks build up; the
+    channels' ``interest_per_click`` and ``interest_affinity`` switch the pool on.
+
+    Attributes:
+        half_life_hours: hours in which half of the interested customers lose interest.
+        half_saturation_per_kcny: interested customers per 1,000 CNY of budget at which a
+            channel's clicks reach half its ``interest_affinity``.
+        cvr_mult: an interested customer's CVR per click over a new customer's (capped by
+            ``model.cvr_new_cap``).
+    """
+
+    half_life_hours: PositiveFloat = 72.0
+    half_saturation_per_kcny: PositiveFloat = 100.0
+    cvr_mult: PositiveFloat = 3.0
+
+
+class CvrDrift(Spec):
+    """A hidden drift of a campaign's conversion rates within the horizon: ``log m_t = rho *
+    log m_{t-1} + sigma * eps_t``, every CVR times ``m_t`` (``sigma`` 0: none).
+
+    Attributes:
+        sigma: log-sd of the hourly innovation.
+        persistence: ``rho``, the share of the drift kept from one hour to the next.
+    """
+
+    sigma: NonNegFloat = 0.0
+    persistence: Probability = 0.98
+
+
 class Multipliers(Spec):
     """Factors on traffic volume, impression prices and CVR during a calendar window."""
 
@@ -97,6 +130,8 @@ class EventSpec(Spec):
         warmup_hours: hours of warm-up just before the start (0: none).
         multipliers: factors during the event.
         warmup_multipliers: factors during the warm-up.
+        presale: a pre-sale (预热蓄水): during the warm-up, interest does not decay and
+            purchases are deposits that arrive in the event's first hour.
     """
 
     name: Identifier
@@ -105,6 +140,13 @@ class EventSpec(Spec):
     warmup_hours: Annotated[int, Field(ge=0)] = 0
     multipliers: Multipliers = Multipliers()
     warmup_multipliers: Multipliers = Multipliers()
+    presale: bool = False
+
+    @model_validator(mode="after")
+    def _presale_has_warmup(self) -> EventSpec:
+        if self.presale and self.warmup_hours < 1:
+            raise ValueError(f"event {self.name!r}: presale needs warmup_hours >= 1")
+        return self
 
 
 class ScenarioSpec(Spec):
@@ -130,8 +172,13 @@ class ScenarioSpec(Spec):
         cvr_prior_median: median of that multiplier (new products without reviews convert less).
         immediate_frac: share of conversions in the click's hour (Chapelle 2014: ~35%).
         mean_delay_hours: mean of the geometric delay of the other conversions.
+        attribution_window_hours: hours after the campaign's last hour in which purchases
+            still pending count (settled into the last step); later ones are lost to the
+            campaign and reported as unattributed.
         model: model priors (:class:`ModelPriors`).
         launch_support: the platform's launch boost (:class:`LaunchSupport`).
+        interest: the pool of interested customers (:class:`InterestSpec`).
+        cvr_drift: the hidden drift of the conversion rates (:class:`CvrDrift`).
         events: the event calendar, in order; the observation shows the first event's window.
         channels: the channels, in the order of the action and observation.
     """
@@ -151,8 +198,11 @@ class ScenarioSpec(Spec):
     cvr_prior_median: PositiveFloat = 1.0
     immediate_frac: Probability = 0.35
     mean_delay_hours: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 24.0
+    attribution_window_hours: Annotated[int, Field(ge=0)] = ATTRIBUTION_WINDOW_HOURS
     model: ModelPriors = ModelPriors()
     launch_support: LaunchSupport = LaunchSupport()
+    interest: InterestSpec = InterestSpec()
+    cvr_drift: CvrDrift = CvrDrift()
     events: tuple[EventSpec, ...] = ()
     channels: Annotated[tuple[ChannelSpec, ...], Field(min_length=1)]
 
@@ -162,6 +212,23 @@ class ScenarioSpec(Spec):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"channels: {', '.join(repeated)} listed more than once")
+        for k, channel in enumerate(self.channels):
+            if self.immediate_frac * channel.immediate_mult > 1.0:
+                raise ValueError(
+                    f"channels[{k}].immediate_mult: {channel.immediate_mult} times immediate_frac "
+                    f"{self.immediate_frac} exceeds a share of 1"
+                )
+            if self.mean_delay_hours * channel.delay_mult < 1.0:
+                raise ValueError(
+                    f"channels[{k}].delay_mult: {channel.delay_mult} times mean_delay_hours "
+                    f"{self.mean_delay_hours} is below the 1-hour step"
+                )
+        presales = [i for i, event in enumerate(self.events) if event.presale]
+        if len(presales) > 1:
+            raise ValueError(
+                f"events[{presales[1]}].presale: at most one event of a scenario is a pre-sale "
+                f"(events[{presales[0]}] is)"
+            )
         for i, event in enumerate(self.events):
             if event.start_hour[1] >= self.horizon_hours:
                 raise ValueError(

@@ -26,6 +26,7 @@ import numpy as np
 from budgetgym.envs import random as crn
 from budgetgym.envs.channels import CHANNEL_NAMES, ChannelSpec, channel_array
 from budgetgym.envs.scenario_specs import (
+    ATTRIBUTION_WINDOW_HOURS,
     COLDSTART_DECAY_HOURS,
     Mixture,
     ScenarioLibrary,
@@ -40,7 +41,6 @@ TRAIN_SEED_LIMIT = VALIDATION_SEED_START
 HORIZON_HOURS = 168
 REFERENCE_BUDGET_CNY = 50_000.0
 REFERENCE_PRICE_CNY = 150.0
-ATTRIBUTION_WINDOW_HOURS = 168
 NO_EVENT_HOUR = 10_000  # an event start past any horizon
 
 _SAMPLING_DOMAIN = 1
@@ -128,13 +128,21 @@ class CampaignParams:
     cvr_returning: np.ndarray  # (n, k) true, hidden
     immediate_frac: np.ndarray  # (n,)
     delay_hazard_per_hour: np.ndarray  # (n,) geometric arrival probability per hour
+    attribution_window_hours: np.ndarray  # (n,) hours after the last one that still count
+    cvr_interested: np.ndarray  # (n, k) true, hidden: an interested customer's CVR
     returning_pool_init: np.ndarray  # (n,) customers
     pool_half_saturation: np.ndarray  # (n,) customers at which half the affinity is reached
+    interest_retention: np.ndarray  # (n,) share of the interested customers kept per hour
+    interest_half_saturation: np.ndarray  # (n,) interested customers at half the affinity
+    cvr_drift_sigma: np.ndarray  # (n,) log-sd of the hourly innovation of the CVR drift
+    cvr_drift_persistence: np.ndarray  # (n,) share of the drift kept per hour
     new_customer_value_cny: np.ndarray  # (n,)
     gross_margin_frac: np.ndarray  # (n,)
     event_start_hour: np.ndarray  # (n,) int64 first event's start, NO_EVENT_HOUR without
     event_length_hours: np.ndarray  # (n,) int64 first event's length (0 without)
     warmup_hours: np.ndarray  # (n,) int64 first event's warm-up length (0 without)
+    presale_start_hour: np.ndarray  # (n,) int64 the pre-sale event's start, NO_EVENT_HOUR without
+    presale_warmup_hours: np.ndarray  # (n,) int64 its warm-up length (0 without)
     hourly_traffic_mult: np.ndarray  # (n, horizon) calendar factor on volume
     hourly_price_mult: np.ndarray  # (n, horizon) calendar factor on impression prices
     hourly_cvr_mult: np.ndarray  # (n, horizon) calendar factor on CVR
@@ -199,6 +207,8 @@ def _calendar(
         "event_start_hour": np.full(n, NO_EVENT_HOUR, dtype=np.int64),
         "event_length_hours": np.zeros(n, dtype=np.int64),
         "warmup_hours": np.zeros(n, dtype=np.int64),
+        "presale_start_hour": np.full(n, NO_EVENT_HOUR, dtype=np.int64),
+        "presale_warmup_hours": np.zeros(n, dtype=np.int64),
     }
     for m, spec in enumerate(members):
         rows = np.flatnonzero(idx == m)
@@ -219,6 +229,9 @@ def _calendar(
                 first["event_start_hour"][rows] = start
                 first["event_length_hours"][rows] = event.length_hours
                 first["warmup_hours"][rows] = event.warmup_hours
+            if event.presale:
+                first["presale_start_hour"][rows] = start
+                first["presale_warmup_hours"][rows] = event.warmup_hours
     return {
         **first,
         "hourly_traffic_mult": mult["traffic"],
@@ -305,6 +318,9 @@ def sample_campaigns(
     cvr_returning = np.minimum(
         table("cvr_returning") * cvr_mult, per_member("model.cvr_returning_cap")
     )
+    cvr_interested = np.minimum(
+        cvr_new * per_member("interest.cvr_mult"), per_member("model.cvr_new_cap")
+    )
     u_events = u[:, _EVENT_STREAM:, :].reshape(n, -1)
     half_saturation = per_member("model.pool_half_saturation_per_kcny")[:, 0] * budget / 1000.0
 
@@ -321,8 +337,16 @@ def sample_campaigns(
         cvr_returning=cvr_returning,
         immediate_frac=per_member("immediate_frac")[:, 0],
         delay_hazard_per_hour=1.0 / per_member("mean_delay_hours")[:, 0],
+        attribution_window_hours=per_member("attribution_window_hours")[:, 0],
+        cvr_interested=cvr_interested,
         returning_pool_init=np.floor(pool),
         pool_half_saturation=np.maximum(half_saturation, 1.0),
+        interest_retention=0.5 ** (1.0 / per_member("interest.half_life_hours")[:, 0]),
+        cvr_drift_sigma=per_member("cvr_drift.sigma")[:, 0],
+        cvr_drift_persistence=per_member("cvr_drift.persistence")[:, 0],
+        interest_half_saturation=per_member("interest.half_saturation_per_kcny")[:, 0]
+        * budget
+        / 1000.0,
         new_customer_value_cny=per_member("new_customer_value_frac")[:, 0] * price,
         gross_margin_frac=per_member("gross_margin_frac")[:, 0],
         **_calendar(members, idx, u_events, horizon),

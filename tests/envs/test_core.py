@@ -442,9 +442,17 @@ def test_one_splitmix_for_numpy_and_the_kernels():
 def test_response_model_is_the_kernels():
     """The purchase probabilities the oracle and planners use are the kernel's: the expected
     purchases of a big cohort of clicks match the probability (cap included)."""
-    p_buy, p_ret = core.purchase_probabilities(
-        np.array([0.01, 0.6]), np.array([0.02, 0.9]), np.array([2.0, 2.0]), 0.5, 0.5
+    cvr_new, cvr_ret, cvr_int = np.array([0.01, 0.6]), np.array([0.02, 0.9]), np.array([0.03, 0.7])
+    p_buy, p_ret, p_int = core.purchase_probabilities(
+        cvr_new, cvr_ret, cvr_int, np.array([2.0, 2.0]), 0.5, 0.5, 0.0, 0.0
     )
     np.testing.assert_allclose(p_ret, [0.25 * 0.04, 0.25 * core.CVR_CAP])
     np.testing.assert_allclose(p_buy, p_ret + 0.75 * np.array([0.02, core.CVR_CAP]))
+    assert (p_int == 0.0).all()
+    # Interested customers: a share 0.8 * 0.5 of the clicks that are not returning customers'.
+    p_buy, p_ret, p_int = core.purchase_probabilities(
+        cvr_new, cvr_ret, cvr_int, np.array([2.0, 2.0]), 0.5, 0.5, 0.8, 0.5
+    )
+    np.testing.assert_allclose(p_int, 0.75 * 0.4 * np.array([0.06, core.CVR_CAP]))
+    np.testing.assert_allclose(p_buy, p_ret + p_int + 0.75 * 0.6 * np.array([0.02, core.CVR_CAP]))
     assert core.pool_saturation(np.array([10.0]), np.array([30.0]))[0] == 0.25

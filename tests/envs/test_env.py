@@ -9,9 +9,12 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from budgetgym.envs import ENV_ID, OBS_DIM, OBS_FEATURES, MultiChannelBudgetEnv
+from budgetgym.envs.scenarios import LIBRARY
+
+DEEP_MARKET = str(LIBRARY.folder.parent / "scenario_examples" / "deep_market.yaml")
 
 
-@pytest.mark.parametrize("scenario", ["hit_product", "mixed"])
+@pytest.mark.parametrize("scenario", ["hit_product", "mixed", DEEP_MARKET])
 def test_gymnasium_and_sb3_checkers(scenario):
     gym_check_env(MultiChannelBudgetEnv(scenario=scenario), skip_render_check=True)
     sb3_check_env(MultiChannelBudgetEnv(scenario=scenario), warn=True)

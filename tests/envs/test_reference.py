@@ -31,6 +31,7 @@ from scipy.stats import binom
 from budgetgym.envs import BatchedCampaigns
 from budgetgym.envs.campaigns import TOTAL_KEYS
 from budgetgym.envs.core import HOURLY_METRICS, REWARD_MODES, action_to_spend_request
+from budgetgym.envs.mechanisms import MECHANISMS, unmodelled_mechanisms
 from budgetgym.envs.reference import binomial, ndtri, reference_reward, reference_step
 from budgetgym.envs.scenarios import LIBRARY, SCENARIO_NAMES
 
@@ -41,8 +42,10 @@ OBS_ATOL = 1e-12
 N_CAMPAIGNS = 40
 COUNTS = ("impressions", "clicks", "conversions", "new_customers")
 COUNT_STATE = ("returning_pool", "pending_conversions", "pending_new_customers",
-               "unattributed_conversions")  # fmt: skip
-MONEY_STATE = ("budget_left_cny", "pending_gmv_cny", "recent_spend_cny", "unattributed_gmv_cny")
+               "unattributed_conversions", "interest", "deposit_conversions",
+               "deposit_new_customers")  # fmt: skip
+MONEY_STATE = ("budget_left_cny", "pending_gmv_cny", "recent_spend_cny", "unattributed_gmv_cny",
+               "deposit_gmv_cny", "fatigue", "cvr_drift_log")  # fmt: skip
 INFO_KEYS = {*TOTAL_KEYS, *HOURLY_METRICS, "hour", "spend_by_channel", "gmv_by_channel",
              "true_cvr_new", "true_cvr_returning", "purchases", "purchase_gmv_cny"}  # fmt: skip
 EXACT_INFO = (*COUNTS, "purchases", "conversions_total", "new_customers_total",
@@ -149,6 +152,14 @@ def test_kernel_matches_reference_on_a_user_scenario(tmp_path):
     params = run_side_by_side(path, np.arange(N_CAMPAIGNS) + 5, "gmv_roi_penalty", rng)
     assert [c.name for c in params.channels] == ["search", "feed", "short_video", "affiliate",
                                                  "social"]  # fmt: skip
+
+
+def test_kernel_matches_reference_on_deep_market():
+    """The example that switches on every mechanism of the market."""
+    deep_market = LIBRARY.folder.parent / "scenario_examples" / "deep_market.yaml"
+    assert unmodelled_mechanisms(deep_market) == [m.name for m in MECHANISMS]
+    seeds = np.arange(N_CAMPAIGNS) * 7919 + 31
+    run_side_by_side(deep_market, seeds, "gmv_roi_penalty", np.random.default_rng(31))
 
 
 def test_reference_draws_follow_their_definitions():

@@ -1,0 +1,337 @@
+"""The market's mechanisms (docs/simulator.md), each switched on against the same campaigns with
+it off: the seeds are the same, so the market and every draw the mechanism does not touch are
+the same (common random numbers), and the difference is the mechanism's effect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from budgetgym.agents.evaluation import compare
+from budgetgym.agents.oracle import plan_campaigns
+from budgetgym.agents.policy import load_policy, unavailable
+from budgetgym.envs import BatchedCampaigns, sample_campaigns
+from budgetgym.envs.mechanisms import MECHANISMS, unmodelled_mechanisms
+from budgetgym.envs.scenarios import EVAL_SEED_START, LIBRARY, SCENARIO_NAMES
+
+SEEDS = np.arange(EVAL_SEED_START, EVAL_SEED_START + 384)
+
+
+def scenario_file(
+    tmp_path: Path, name: str, base: str = "hit_product", channels: dict | None = None, **top
+) -> Path:
+    """A copy of the shipped ``base`` scenario as ``<tmp_path>/<name>.yaml`` with the top-level
+    keys ``top`` and, per channel name, the channel keys of ``channels``."""
+    spec = yaml.safe_load((LIBRARY.folder / f"{base}.yaml").read_text())
+    spec.update(name=name, **top)
+    for channel in spec["channels"]:
+        channel.update((channels or {}).get(channel["name"], {}))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def burst_then_nothing(scenario: Path, horizon: int, burst_pace: float = 3.0) -> list[dict]:
+    """One episode of ``SEEDS``: ``burst_pace`` times even pacing in hour 0, split evenly over
+    the channels, then nothing. Returns the info of every hour."""
+    campaigns = BatchedCampaigns(scenario, horizon_hours=horizon)
+    campaigns.reset(SEEDS)
+    n, k = SEEDS.size, campaigns.params.n_channels
+    burst = (burst_pace * campaigns.params.budget_cny / horizon / k)[:, None] * np.ones((n, k))
+    infos = [campaigns.step_spend(burst)[3]]
+    for _ in range(horizon - 1):
+        infos.append(campaigns.step_spend(np.zeros((n, k)))[3])
+    return infos
+
+
+# Per-channel delays: search converts sooner, social later (Chapelle-like shapes).
+DELAYS = {
+    "search": {"immediate_mult": 1.6, "delay_mult": 0.5},
+    "social": {"immediate_mult": 0.4, "delay_mult": 2.0},
+}
+
+
+def test_per_channel_delays_shape_the_arrivals(tmp_path):
+    """The share of a click's purchases that arrive within 1 h and within 24 h of it follows
+    each channel's ``1 - (1 - pi_k)(1 - lambda_k)^(h - 1)``; the purchases themselves are the
+    same as without the channel multipliers."""
+    top = {"immediate_frac": 0.3, "mean_delay_hours": 60.0}
+    off = burst_then_nothing(scenario_file(tmp_path, "delays_off", **top), 30)
+    on = burst_then_nothing(scenario_file(tmp_path, "delays_on", channels=DELAYS, **top), 30)
+    np.testing.assert_array_equal(on[0]["purchases"], off[0]["purchases"])
+    names = [c.name for c in BatchedCampaigns(tmp_path / "delays_on.yaml").channels]
+    purchases = on[0]["purchases"].sum(axis=0)
+    for infos, multipliers in ((off, {}), (on, DELAYS)):
+        arrived = np.cumsum([info["conversions"].sum(axis=0) for info in infos], axis=0)
+        for k, name in enumerate(names):
+            pi = 0.3 * multipliers.get(name, {}).get("immediate_mult", 1.0)
+            hazard = 1.0 / (60.0 * multipliers.get(name, {}).get("delay_mult", 1.0))
+            assert purchases[k] > 500, name
+            for hours in (1, 24):
+                expected = 1.0 - (1.0 - pi) * (1.0 - hazard) ** (hours - 1)
+                share = arrived[hours - 1, k] / purchases[k]
+                # Four binomial standard deviations, and the normal approximation's rounding.
+                tolerance = 4.0 * np.sqrt(expected * (1.0 - expected) / purchases[k]) + 0.005
+                assert share == pytest.approx(expected, abs=tolerance), (name, hours, multipliers)
+    search, social = names.index("search"), names.index("social")
+    assert on[0]["conversions"][:, search].sum() > 1.4 * off[0]["conversions"][:, search].sum()
+    assert on[0]["conversions"][:, social].sum() < 0.6 * off[0]["conversions"][:, social].sum()
+
+
+def test_attribution_window_settles_what_arrives_within_it(tmp_path):
+    """At the end, pending purchases count with probability ``1 - (1 - lambda)^W``; the others
+    are lost and reported. With ``W = 0`` every pending purchase is lost; the hours before the
+    last are the same whatever the window."""
+    top = {"immediate_frac": 0.3, "mean_delay_hours": 60.0}
+    runs = {
+        w: burst_then_nothing(
+            scenario_file(tmp_path, f"window_{w}", attribution_window_hours=w, **top), 12
+        )  # fmt: skip
+        for w in (0, 24, 168)
+    }
+    for w, infos in runs.items():
+        for hour in range(11):
+            np.testing.assert_array_equal(infos[hour]["conversions"], runs[0][hour]["conversions"])
+        before_end = runs[0][10]["pending_conversions"]
+        lost = infos[-1]["unattributed_conversions"]
+        total = infos[-1]["conversions_total"] + lost
+        np.testing.assert_array_equal(total, infos[0]["purchases"].sum(axis=1))
+        # Of what was pending before the last hour, the last hour's arrivals came first.
+        pending_last = before_end.sum() - runs[0][-1]["conversions"].sum()
+        settled_share = 1.0 - lost.sum() / pending_last
+        assert settled_share == pytest.approx(1.0 - (1.0 - 1.0 / 60.0) ** w, abs=0.03), w
+    assert (runs[0][-1]["unattributed_conversions"] > 0).mean() > 0.9
+
+
+def test_delay_fields_are_validated(tmp_path):
+    with pytest.raises(ValueError, match=r"channels\[0\].immediate_mult: 4.0 times immediate_frac"):
+        BatchedCampaigns(
+            scenario_file(tmp_path, "bad", channels={"search": {"immediate_mult": 4.0}})
+        )
+    with pytest.raises(ValueError, match=r"channels\[5\].delay_mult: 0.01 times mean_delay_hours"):
+        BatchedCampaigns(scenario_file(tmp_path, "bad2", channels={"social": {"delay_mult": 0.01}}))
+    with pytest.raises(ValueError, match="attribution_window_hours"):
+        BatchedCampaigns(scenario_file(tmp_path, "bad3", attribution_window_hours=-1))
+
+
+DEEP_MARKET = LIBRARY.folder.parent / "scenario_examples" / "deep_market.yaml"
+REFERENCES_OF_THE_DEFAULT_MARKET = ("oracle", "planner", "planner_cc", "mmm_static")
+
+
+def test_unmodelled_mechanisms_names_what_a_scenario_switches_on(tmp_path):
+    assert all(unmodelled_mechanisms(name) == [] for name in SCENARIO_NAMES)
+    everything = [m.name for m in MECHANISMS]
+    assert unmodelled_mechanisms(DEEP_MARKET) == everything
+    assert unmodelled_mechanisms(sample_campaigns(DEEP_MARKET, SEEDS[:4])) == everything
+    assert unmodelled_mechanisms(sample_campaigns("mixed", SEEDS[:4])) == []
+    window = scenario_file(tmp_path, "window", attribution_window_hours=24)
+    assert unmodelled_mechanisms(window) == ["a non-default attribution window"]
+
+
+def test_references_of_the_default_market_refuse_other_mechanisms(tmp_path):
+    """``oracle``, ``planner``, ``planner_cc`` and ``mmm_static`` refuse a scenario with a
+    mechanism they do not model, in one sentence naming it and the scenario; ``compare`` leaves
+    them out with that note and runs the rules."""
+    campaigns = BatchedCampaigns(str(DEEP_MARKET), horizon_hours=6)
+    campaigns.reset(SEEDS[:4])
+    for name in REFERENCES_OF_THE_DEFAULT_MARKET:
+        policy = load_policy(name)
+        assert "per-channel conversion delays" in unavailable(policy, str(DEEP_MARKET)), name
+        assert unavailable(policy, "hit_product") is None, name
+        with pytest.raises(
+            ValueError,
+            match=rf"{name} cannot run on scenario '.*deep_market"
+            r"\.yaml': it switches on per-channel conversion",
+        ):
+            policy.reset(campaigns)  # fmt: skip
+    short_window = scenario_file(tmp_path, "hit_product", attribution_window_hours=0)
+    with pytest.raises(ValueError, match="oracle cannot run on scenario 'hit_product'"):
+        plan_campaigns(sample_campaigns(short_window, SEEDS[:2]))
+    board = tmp_path / "board"
+    rows = compare(
+        [], [str(DEEP_MARKET)], 2, EVAL_SEED_START, board, progress=False, horizon_hours=6,
+        pareto_mults=(),
+    )  # fmt: skip
+    policies = {row["policy"] for row in rows}
+    assert "uniform" in policies and not policies & set(REFERENCES_OF_THE_DEFAULT_MARKET)
+    note = (board / "leaderboard.md").read_text()
+    for name in REFERENCES_OF_THE_DEFAULT_MARKET:
+        assert f"{name} on {DEEP_MARKET}: it switches on per-channel conversion delays" in note
+
+
+# Interested customers: the feed leaves interest behind, search converts it.
+INTEREST = {"feed": {"interest_per_click": 0.3}, "search": {"interest_affinity": 0.8}}
+
+
+def search_purchases_after_feed(scenario: Path, feed_pace: float) -> tuple[np.ndarray, np.ndarray]:
+    """Search purchases ``(n,)`` in hours 24-47 at the same search spend, after ``feed_pace``
+    times even pacing on the feed in hours 0-23; and the interest pool at hour 24 ``(n,)``."""
+    campaigns = BatchedCampaigns(scenario, horizon_hours=48)
+    campaigns.reset(SEEDS)
+    names = campaigns.channels
+    feed = [c.name for c in names].index("feed")
+    search = [c.name for c in names].index("search")
+    even = campaigns.params.budget_cny / 168.0
+    request = np.zeros((SEEDS.size, len(names)))
+    request[:, feed] = feed_pace * even
+    for _ in range(24):
+        campaigns.step_spend(request)
+    interest = campaigns.state.interest.copy()
+    request[:] = 0.0
+    request[:, search] = 0.5 * even
+    bought = np.zeros(SEEDS.size)
+    for _ in range(24):
+        bought += campaigns.step_spend(request)[3]["purchases"][:, search]
+    return bought, interest
+
+
+def test_feed_spend_early_raises_search_conversions_later(tmp_path):
+    """At equal search spend in hours 24-47, feed spend in hours 0-23 raises search purchases
+    through the interested customers it leaves; without the mechanism, only through the
+    returning pool (a far smaller effect)."""
+    on = scenario_file(tmp_path, "interest_on", channels=INTEREST)
+    off = scenario_file(tmp_path, "interest_off")
+    (with_feed, interest), (without_feed, no_interest) = (
+        search_purchases_after_feed(on, pace) for pace in (1.0, 0.0)
+    )
+    (off_with, off_interest), (off_without, _) = (
+        search_purchases_after_feed(off, pace) for pace in (1.0, 0.0)
+    )
+    assert (interest > 0).all() and (no_interest == 0).all() and (off_interest == 0).all()
+    uplift_on = with_feed.sum() / without_feed.sum() - 1.0
+    uplift_off = off_with.sum() / off_without.sum() - 1.0
+    assert uplift_on > 0.2 and uplift_on > uplift_off + 0.15, (uplift_on, uplift_off)
+    # Without feed spend the pool stays empty: the same purchases as without the mechanism.
+    np.testing.assert_array_equal(without_feed, off_without)
+
+
+def presale_run(scenario: Path, warmup_pace: float) -> dict[str, np.ndarray]:
+    """One episode: the feed at even pacing in hours 0-23, then ``warmup_pace`` times even
+    pacing split evenly during the event's warm-up, nothing elsewhere. Returns per hour
+    ``(horizon, n)``: ``conversions``, ``purchases``, ``interest`` (after the hour), and the
+    campaigns' ``start``, ``warmup``."""
+    campaigns = BatchedCampaigns(scenario)
+    campaigns.reset(SEEDS)
+    params = campaigns.params
+    n, k, horizon = SEEDS.size, params.n_channels, params.horizon_hours
+    feed = list(params.channel_names).index("feed")
+    even = params.budget_cny / horizon
+    start, warmup = params.event_start_hour, params.warmup_hours
+    out = {key: np.zeros((horizon, n)) for key in ("conversions", "purchases", "interest")}
+    for hour in range(horizon):
+        request = np.zeros((n, k))
+        if hour < 24:
+            request[:, feed] = even
+        in_warmup = (start - warmup <= hour) & (hour < start)
+        request[in_warmup] = (warmup_pace * even[in_warmup] / k)[:, None]
+        info = campaigns.step_spend(request)[3]
+        out["conversions"][hour] = info["conversions"].sum(axis=1)
+        out["purchases"][hour] = info["purchases"].sum(axis=1)
+        out["interest"][hour] = campaigns.state.interest
+    return {**out, "start": start, "warmup": warmup}
+
+
+def test_presale_deposits_pay_in_the_surge_and_interest_waits(tmp_path):
+    """In a pre-sale, warm-up purchases arrive all at once in the event's first hour, so
+    warm-up spend raises the surge's conversions far more than without the pre-sale (paired
+    seeds); during the warm-up interest does not decay."""
+    spec = yaml.safe_load((LIBRARY.folder / "double11_promotion.yaml").read_text())
+    event = spec["events"][0]
+    runs = {}
+    for presale in (True, False):
+        path = scenario_file(tmp_path, f"presale_{str(presale).lower()}", base="double11_promotion",
+                             channels=INTEREST, events=[{**event, "presale": presale}])  # fmt: skip
+        runs[presale] = {pace: presale_run(path, pace) for pace in (1.0, 0.0)}
+    spent = runs[True][1.0]
+    hours = np.arange(spent["conversions"].shape[0])[:, None]
+    start, warmup = spent["start"], spent["warmup"]
+    in_warmup = (start - warmup <= hours) & (hours < start)
+    in_event = (start <= hours) & (hours < start + event["length_hours"])
+    # The warm-up's purchases arrive in the event's first hour, none before.
+    deposits = (spent["purchases"] * in_warmup).sum(axis=0)
+    first_hour = spent["conversions"][start, np.arange(SEEDS.size)]
+    pending_before = runs[True][0.0]["conversions"][start, np.arange(SEEDS.size)]
+    assert deposits.sum() > 1000
+    np.testing.assert_array_equal(first_hour - pending_before, deposits)
+    assert (spent["conversions"] * in_warmup).sum() == (
+        runs[True][0.0]["conversions"] * in_warmup
+    ).sum()
+
+    def surge_uplift(presale: bool) -> float:
+        with_spend, without = (
+            (runs[presale][pace]["conversions"] * in_event).sum() for pace in (1.0, 0.0)
+        )
+        return with_spend / without - 1.0
+
+    assert surge_uplift(True) > surge_uplift(False) + 0.2, (surge_uplift(True), surge_uplift(False))
+    # Without warm-up spend, the feed's interest waits through the warm-up, and decays outside.
+    interest = runs[True][0.0]["interest"]
+    rows = np.arange(SEEDS.size)
+    np.testing.assert_array_equal(interest[start - 1, rows], interest[start - warmup - 1, rows])
+    assert (interest[start - warmup - 1, rows] < interest[23, rows]).all()
+    assert (interest[start + 5, rows] < interest[start - 1, rows]).all()
+
+
+def test_presale_fields_are_validated(tmp_path):
+    spec = yaml.safe_load((LIBRARY.folder / "double11_promotion.yaml").read_text())
+    event = {**spec["events"][0], "presale": True}
+    with pytest.raises(ValueError, match="presale needs warmup_hours >= 1"):
+        BatchedCampaigns(scenario_file(tmp_path, "a", events=[{**event, "warmup_hours": 0}]))
+    with pytest.raises(ValueError, match=r"events\[1\].presale: at most one event"):
+        BatchedCampaigns(scenario_file(tmp_path, "b", events=[event, {**event, "name": "other"}]))
+
+
+def feed_ctr_by_hour(scenario: Path) -> np.ndarray:
+    """The feed's realized CTR per hour ``(80,)`` over ``SEEDS``: heavy feed spend in hours
+    0-23 (3 times even pacing), nothing in hours 24-71, even pacing in hours 72-79."""
+    campaigns = BatchedCampaigns(scenario, horizon_hours=80)
+    campaigns.reset(SEEDS)
+    feed = list(campaigns.params.channel_names).index("feed")
+    even = campaigns.params.budget_cny / 168.0
+    ctr = np.full(80, np.nan)
+    for hour in range(80):
+        pace = 3.0 if hour < 24 else (0.0 if hour < 72 else 1.0)
+        request = np.zeros((SEEDS.size, campaigns.params.n_channels))
+        request[:, feed] = pace * even
+        info = campaigns.step_spend(request)[3]
+        if pace > 0:
+            ctr[hour] = info["clicks"][:, feed].sum() / info["impressions"][:, feed].sum()
+    return ctr
+
+
+def test_heavy_spend_fatigues_the_creative_and_it_recovers(tmp_path):
+    """With fatigue, heavy spend lowers the feed's CTR hour after hour (paired seeds without
+    fatigue: the same at the first hour, flat after); two days of rest restore most of it."""
+    fatigue = {"feed": {"fatigue_strength": 0.3, "fatigue_recovery": 0.05}}
+    on = feed_ctr_by_hour(scenario_file(tmp_path, "fatigue_on", channels=fatigue))
+    off = feed_ctr_by_hour(scenario_file(tmp_path, "fatigue_off"))
+    ratio = on / off
+    assert ratio[0] == 1.0
+    assert ratio[20:24].mean() < 0.6 and (np.diff(ratio[:24]) < 0.02).all()
+    assert ratio[72] > ratio[23] + 0.25 and ratio[72] < 1.0
+
+
+def test_cvr_drift_is_an_ar1_that_moves_purchases(tmp_path):
+    """The hidden drift follows its AR(1) (variance at the last hour) and moves each campaign's
+    purchases with it: at the same spend, campaigns whose drift ran high bought more than on
+    the same seeds without drift."""
+    sigma, rho = 0.05, 0.95
+    runs = {}
+    for name, top in (("drift_on", {"cvr_drift": {"sigma": sigma, "persistence": rho}}),
+                      ("drift_off", {})):  # fmt: skip
+        campaigns = BatchedCampaigns(scenario_file(tmp_path, name, **top), horizon_hours=96)
+        campaigns.reset(SEEDS)
+        request = np.tile(campaigns.params.budget_cny[:, None] / 168.0 / 6.0, (1, 6))
+        bought, drift = np.zeros(SEEDS.size), np.zeros(SEEDS.size)
+        for _ in range(96):
+            bought += campaigns.step_spend(request)[3]["purchases"].sum(axis=1)
+            drift += np.exp(campaigns.state.cvr_drift_log) / 96.0
+        runs[name] = (bought, drift, campaigns.state.cvr_drift_log.copy())
+    expected_var = sigma**2 * (1.0 - rho ** (2 * 96)) / (1.0 - rho**2)
+    assert np.var(runs["drift_on"][2]) == pytest.approx(expected_var, rel=0.25)
+    assert (runs["drift_off"][2] == 0.0).all()
+    ratio = np.log(runs["drift_on"][0] / runs["drift_off"][0])
+    assert np.corrcoef(ratio, np.log(runs["drift_on"][1]))[0, 1] > 0.6
