@@ -1,5 +1,5 @@
 """The algorithm registry: lookups, refusals, and an algorithm registered by one call that
-trains, loads and evaluates through the normal pipeline."""
+trains, loads, evaluates and exports through the normal pipeline."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from budgetgym.agents.algorithms import (
 from budgetgym.agents.checkpoints import read_meta, resolve_checkpoint
 from budgetgym.agents.config import TrainConfig, validate_config
 from budgetgym.agents.evaluation import simulate
+from budgetgym.agents.export import OnnxPolicy, export_onnx
 from budgetgym.agents.hyperparams import HyperParams, PolicyKwargs, PositiveInt
 from budgetgym.agents.policy import load_policy
 from budgetgym.agents.training import train
@@ -90,3 +91,7 @@ def test_registered_algorithm_trains_and_evaluates(a2c: AlgorithmSpec, tmp_path:
     run = simulate(policy, "hit_product", 4, EVAL_SEED_START, progress=False, horizon_hours=24)
     gmv = np.array([row["gmv"] for row in run.episodes])
     assert gmv.shape == (4,) and np.all(np.isfinite(gmv)) and gmv.sum() > 0
+    obs = np.random.default_rng(0).normal(size=(64, policy.channels.obs_dim)).astype(np.float32)
+    expected, _ = policy.predict(obs, deterministic=True)
+    actual, _ = OnnxPolicy(export_onnx(tmp_path / "run")).predict(obs)
+    assert np.abs(actual - expected).max() <= 1e-5
