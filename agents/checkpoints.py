@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import budgetgym
+from budgetgym.agents.algorithms import ALGORITHMS, algorithm_name, algorithm_spec
 from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet, channels_of
 from budgetgym.agents.lagrangian import STATE_FILE as LAGRANGIAN_FILE
 from budgetgym.agents.lagrangian import LagrangianState
@@ -438,16 +439,6 @@ def save_checkpoint(
     return directory
 
 
-#: SB3 policy class name of each algorithm (a residual PPO with action weight decay uses
-#: ``ActionDecayPolicy`` instead).
-POLICY_NAMES = {
-    "ppo": "MlpPolicy",
-    "sac": "MlpPolicy",
-    "recurrent_ppo": "MlpLstmPolicy",
-    "dagger": "MlpPolicy",
-}
-
-
 @contextlib.contextmanager
 def quiet_render_mode_warning() -> Iterator[None]:
     """Silence SB3's "render_mode is not defined" warning (the simulator does not render)."""
@@ -464,54 +455,27 @@ def new_model(config: TrainConfig, venv: Any = None) -> Any:
     load weights into.
     """
     hp = config.hyperparams
-    decay = hp.policy_kwargs.action_weight_decay > 0  # validated: PPO only
-    policy = ActionDecayPolicy if decay else POLICY_NAMES[config.algorithm]
+    decay = hp.policy_kwargs.action_weight_decay > 0  # validated: the spec supports it
+    spec = algorithm_spec(config.algorithm)
+    policy = ActionDecayPolicy if decay else spec.policy
     if venv is None:
         with quiet_render_mode_warning():
             from budgetgym.envs import BudgetVecEnv
 
             venv = BudgetVecEnv(config.env.n_envs, scenario=config.env.scenarios[0])
     kwargs = config.sb3_kwargs()
-    if hp.policy_kwargs.privileged_critic:  # validated: PPO only
+    if hp.policy_kwargs.privileged_critic:  # validated: the spec supports it
         venv = PrivilegedObservation(venv)
         policy = PrivilegedCriticPolicy
         kwargs["policy_kwargs"]["privileged_dim"] = privileged_dim(venv_channels(venv).n_channels)
     extractor = kwargs["policy_kwargs"].get("features_extractor_kwargs")
     if extractor is not None:  # ObservationSubset places the features by the env's channels
         extractor["channel_names"] = venv_channels(venv).names
-    model = algorithm_class(config.algorithm)(policy, venv, verbose=0, **kwargs)
+    model = spec.model_class()(policy, venv, verbose=0, **kwargs)
     logits_log_std = hp.policy_kwargs.log_std_init_logits  # validated: PPO without gSDE only
     if logits_log_std is not None:  # SB3 takes one initial log-sd for every action dimension
         model.policy.log_std.data[1:] = logits_log_std
     return model
-
-
-def algorithm_name(model: Any) -> str:
-    """Config name of an SB3 model's algorithm (``ppo``, ``sac``, ``recurrent_ppo``,
-    ``dagger``)."""
-    names = {"PPO": "ppo", "SAC": "sac", "RecurrentPPO": "recurrent_ppo", "DAgger": "dagger"}
-    return names.get(type(model).__name__, type(model).__name__.lower())
-
-
-def algorithm_class(name: str) -> type:
-    """SB3 class of a config algorithm name."""
-    if name == "ppo":
-        from stable_baselines3 import PPO
-
-        return PPO
-    if name == "sac":
-        from stable_baselines3 import SAC
-
-        return SAC
-    if name == "recurrent_ppo":
-        from sb3_contrib import RecurrentPPO
-
-        return RecurrentPPO
-    if name == "dagger":
-        from budgetgym.agents.dagger import DAgger
-
-        return DAgger
-    raise ValueError(f"Unknown algorithm {name!r}; valid: ppo, sac, recurrent_ppo, dagger.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1113,7 +1077,8 @@ class SB3Policy:
         self.normalizer = normalizer
         self.name = name
         self.residual_base = check_residual_base(residual_base)
-        self.recurrent = algorithm_name(model) == "recurrent_ppo"
+        spec = ALGORITHMS.get(algorithm_name(model))  # None: an SB3 model of no registered one
+        self.recurrent = spec is not None and spec.recurrent
         self._state: Any = None
         self._episode_start: np.ndarray | None = None
 

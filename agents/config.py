@@ -2,7 +2,7 @@
 
 A config has five parts::
 
-    algorithm: ppo            # ppo | sac | recurrent_ppo | dagger
+    algorithm: ppo            # ppo | sac | recurrent_ppo | dagger (budgetgym.agents.algorithms)
     seed: 0
     total_timesteps: 2.0e+6
     env: {scenario: mixed, n_envs: 64, reward_mode: gmv_roi_penalty, ...}
@@ -18,7 +18,8 @@ strictly typed (``n_envs: true`` or ``norm_obs: "yes"`` fail; a whole float such
 counts as an integer). A key given twice in one YAML mapping and an empty (or comment-only)
 file are refused: ``algorithm: ppo`` asks for the defaults. Hyperparameter fields are named
 exactly as the Stable-Baselines3 constructor arguments, so the mapping to the algorithm is
-``ALGO(**config.hyperparams.sb3_kwargs())``. Validation errors are turned into one
+``ALGO(**config.sb3_kwargs())``; each algorithm's model is its registry entry's
+(:mod:`budgetgym.agents.algorithms`). Validation errors are turned into one
 ``ValueError`` sentence naming the key, what was expected and, for a misspelt key, the closest
 valid one.
 
@@ -34,15 +35,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 import torch
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    Strict,
+    SerializeAsAny,
     StrictBool,
     StrictFloat,
     ValidationError,
@@ -51,6 +49,18 @@ from pydantic import (
 )
 
 import budgetgym
+from budgetgym.agents.algorithms import ALGORITHMS, algorithm_spec, supporting
+from budgetgym.agents.hyperparams import Frozen as _Frozen
+from budgetgym.agents.hyperparams import (
+    HyperParams,
+    Integer,
+    NonNegFloat,
+    PolicyKwargs,
+    PositiveInt,
+    PPOParams,
+    RuleBase,
+    unknown_name,
+)
 from budgetgym.agents.limits import (
     check_campaigns,
     check_episodes,
@@ -62,41 +72,8 @@ from budgetgym.envs import HORIZON_HOURS, REWARD_MODES, SCENARIO_NAMES, check_sc
 from budgetgym.envs.scenario_specs import is_scenario_path
 
 EXPERIMENTS_DIR = Path(budgetgym.__file__).parent / "experiments"
-ALGORITHMS = ("ppo", "sac", "recurrent_ppo", "dagger")
 #: Torch device types a run trains on (``device``; or ``auto``).
 DEVICE_TYPES = ("cpu", "cuda", "mps")
-ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
-
-
-def _as_int(value: Any) -> Any:
-    """A float without a fraction (YAML configs write counts as ``6.0e+6``) or a numpy integer
-    as an int; anything else unchanged, for the strict check."""
-    if (isinstance(value, float) and value.is_integer()) or isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-# Strict scalar types: pydantic's lax mode would read `n_envs: true` as 1 and `norm_obs: 1` or
-# `"yes"` as true. An integer field takes an int or a whole float (not a bool, a string or a
-# fraction); a float field takes an int or a float (not a bool or a string).
-Integer = Annotated[int, Strict(), BeforeValidator(_as_int)]
-PositiveInt = Annotated[Integer, Field(gt=0)]
-NonNegFloat = Annotated[StrictFloat, Field(ge=0.0)]
-#: A stateless rule of budgetgym.agents.residual (RESIDUAL_BASES), or none.
-RuleBase = Literal[
-    "none", "obs_pacing", "obs_pacing_unthrottled", "obs_thompson", "obs_price_aware"
-]
-
-
-class _Frozen(BaseModel):
-    """Base of every config model: immutable, unknown keys rejected; fields use the strict
-    scalar types above."""
-
-    # allow_inf_nan=False: a YAML `.inf` or `.nan` (say, an infinite penalty) fails here, by name,
-    # instead of turning rewards or losses into inf/NaN mid-training.
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,7 +84,7 @@ def _check_scenario(name: str) -> None:
     if is_scenario_path(name):
         check_scenario(name)
     elif name not in SCENARIO_NAMES:
-        raise ValueError(_unknown_name("scenario", name, SCENARIO_NAMES))
+        raise ValueError(unknown_name("scenario", name, SCENARIO_NAMES))
 
 
 class EnvConfig(_Frozen):
@@ -173,7 +150,7 @@ class EnvConfig(_Frozen):
     @classmethod
     def _known_reward_mode(cls, value: str) -> str:
         if value not in REWARD_MODES:
-            raise ValueError(_unknown_name("reward mode", value, REWARD_MODES))
+            raise ValueError(unknown_name("reward mode", value, REWARD_MODES))
         return value
 
     @model_validator(mode="after")
@@ -220,211 +197,6 @@ class EnvConfig(_Frozen):
                 f"proportions {list(weights)} of the scenarios {list(self.scenarios)}"
             )
         return self
-
-
-# --------------------------------------------------------------------------------------------
-# Algorithm hyperparameters (field names = SB3 constructor arguments)
-# --------------------------------------------------------------------------------------------
-class PolicyKwargs(_Frozen):
-    """``policy_kwargs`` passed to the SB3 policy (a subset with typed values)."""
-
-    net_arch: tuple[PositiveInt, ...] | dict[str, tuple[PositiveInt, ...]] = (64, 64)
-    """Hidden layer sizes: shared ``[64, 64]`` or ``{pi: [...], vf: [...]}`` (``qf`` for SAC)."""
-    activation_fn: Literal[ACTIVATIONS] = "tanh"  # type: ignore[valid-type]
-    """Activation between hidden layers."""
-    log_std_init: StrictFloat = 0.0
-    """Initial log standard deviation of the Gaussian actions (PPO, recurrent PPO)."""
-    log_std_init_logits: StrictFloat | None = None
-    """Initial log-sd of the six channel logits (``action[1:]``) when it should differ from the
-    pace's: a logit's noise is multiplied by the softmax temperature 3 (PPO without gSDE)."""
-    ortho_init: StrictBool = True
-    """Orthogonal initialisation (PPO, recurrent PPO)."""
-    action_weight_decay: NonNegFloat = 0.0
-    """Decoupled weight decay (AdamW) of the action head only, pulling the mean action toward 0
-    (toward the rule for a residual policy; ``budgetgym.agents.residual.ActionDecayPolicy``).
-    PPO only; 0 keeps SB3's ``MlpPolicy``."""
-    exclude_features: tuple[str, ...] = ()
-    """Observation features the networks do not read (``budgetgym.agents.features``): feature
-    names (a per-channel one for every channel), one channel's (``search/log_cpm``), or
-    ``last_hour`` for last hour's per-channel outcomes. The rules and the residual base still
-    see the whole observation."""
-    lstm_hidden_size: PositiveInt = 64
-    """LSTM width (recurrent PPO only)."""
-    enable_critic_lstm: StrictBool = True
-    """Separate LSTM for the critic (recurrent PPO only)."""
-    privileged_critic: StrictBool = False
-    """Training only: the critic also reads each campaign's true parameters (CVRs, CTRs,
-    delays, pool, price, budget, target; :mod:`budgetgym.agents.privileged`); the actor, which
-    evaluation and export serve, reads the observation alone (PPO only)."""
-
-    @field_validator("exclude_features")
-    @classmethod
-    def _known_features(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from budgetgym.agents.features import excluded_indices
-
-        excluded_indices(value)
-        return value
-
-    @field_validator("net_arch")
-    @classmethod
-    def _net_arch_keys(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            bad = sorted(set(value) - {"pi", "vf", "qf"})
-            if bad:
-                raise ValueError(f"net_arch keys must be pi, vf or qf, got {', '.join(bad)}")
-        return value
-
-    def sb3_kwargs(self, algorithm: str) -> dict[str, Any]:
-        """The ``policy_kwargs`` dict for ``algorithm`` (torch activation class resolved)."""
-        import torch.nn as nn
-
-        activation = {
-            "tanh": nn.Tanh,
-            "relu": nn.ReLU,
-            "elu": nn.ELU,
-            "leaky_relu": nn.LeakyReLU,
-            "gelu": nn.GELU,
-            "silu": nn.SiLU,
-        }[self.activation_fn]
-        arch = (
-            {key: list(val) for key, val in self.net_arch.items()}
-            if isinstance(self.net_arch, dict)
-            else list(self.net_arch)
-        )
-        kwargs: dict[str, Any] = {"net_arch": arch, "activation_fn": activation}
-        if algorithm in ("ppo", "recurrent_ppo", "dagger"):
-            kwargs.update(log_std_init=self.log_std_init, ortho_init=self.ortho_init)
-        if self.action_weight_decay > 0:  # validated: PPO only
-            kwargs.update(action_weight_decay=self.action_weight_decay)
-        else:
-            kwargs.update(log_std_init=self.log_std_init)
-        if self.exclude_features or self.privileged_critic:  # the actor's subset
-            from budgetgym.agents.features import ObservationSubset
-
-            kwargs.update(
-                features_extractor_class=ObservationSubset,
-                features_extractor_kwargs={"exclude": list(self.exclude_features)},
-            )
-        if algorithm == "recurrent_ppo":
-            kwargs.update(
-                lstm_hidden_size=self.lstm_hidden_size,
-                enable_critic_lstm=self.enable_critic_lstm,
-            )
-        return kwargs
-
-
-#: Hyperparameters of budgetgym's own, not SB3 constructor arguments.
-OWN_FIELDS = frozenset({"lr_schedule", "scenario_advantage_norm"})
-
-
-class PPOParams(_Frozen):
-    """Arguments of ``stable_baselines3.PPO`` (and ``sb3_contrib.RecurrentPPO``)."""
-
-    learning_rate: Annotated[StrictFloat, Field(gt=0)] = 3.0e-4
-    """Adam step size (constant, or linearly decayed with ``lr_schedule: linear``)."""
-    lr_schedule: Literal["constant", "linear"] = "constant"
-    """``linear`` decays the learning rate to 0 at ``total_timesteps`` (rl-zoo's ``lin_``)."""
-    n_steps: PositiveInt = 168
-    """Steps collected per campaign between updates (rollout length)."""
-    batch_size: PositiveInt = 2688
-    """Minibatch size; must divide ``n_steps * n_envs``."""
-    n_epochs: PositiveInt = 10
-    """Passes over each rollout."""
-    gamma: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.995
-    """Discount factor (also used by reward normalization)."""
-    gae_lambda: Annotated[StrictFloat, Field(ge=0, le=1)] = 0.95
-    """GAE bias-variance trade-off."""
-    clip_range: Annotated[StrictFloat, Field(gt=0)] = 0.2
-    """PPO ratio clipping."""
-    ent_coef: NonNegFloat = 0.0
-    """Entropy bonus."""
-    vf_coef: NonNegFloat = 0.5
-    """Value-loss weight."""
-    max_grad_norm: Annotated[StrictFloat, Field(gt=0)] = 0.5
-    """Gradient clipping norm."""
-    target_kl: Annotated[StrictFloat, Field(gt=0)] | None = None
-    """Early stop of an update when the approximate KL exceeds this (None: off)."""
-    normalize_advantage: StrictBool = True
-    """Normalize advantages per minibatch."""
-    scenario_advantage_norm: StrictBool = False
-    """Before each update, standardize the advantages within each scenario's campaigns
-    (``ScenarioAdvantageNorm``), so that no scenario's noise sets the others' step size."""
-    use_sde: StrictBool = False
-    """Generalized state-dependent exploration (gSDE, Raffin et al. 2022) instead of independent
-    Gaussian noise; ``log_std_init`` then sets the noise weights' log-sd (rl-zoo uses -2)."""
-    sde_sample_freq: Annotated[Integer, Field(ge=-1)] = -1
-    """With ``use_sde``: resample the noise every this many steps (-1: once per rollout)."""
-    policy_kwargs: PolicyKwargs = PolicyKwargs()
-    """Network architecture."""
-
-    def sb3_kwargs(self, algorithm: str, total_timesteps: int) -> dict[str, Any]:
-        """Keyword arguments for the SB3 constructor."""
-        kwargs = self.model_dump(exclude={"policy_kwargs", *OWN_FIELDS})
-        kwargs["learning_rate"] = _schedule(self.learning_rate, self.lr_schedule)
-        kwargs["policy_kwargs"] = self.policy_kwargs.sb3_kwargs(algorithm)
-        return kwargs
-
-    @model_validator(mode="after")
-    def _logits_noise_without_sde(self) -> PPOParams:
-        if self.use_sde and self.policy_kwargs.log_std_init_logits is not None:
-            raise ValueError("policy_kwargs.log_std_init_logits does not apply with use_sde")
-        return self
-
-
-class SACParams(_Frozen):
-    """Arguments of ``stable_baselines3.SAC``."""
-
-    learning_rate: Annotated[StrictFloat, Field(gt=0)] = 3.0e-4
-    """Adam step size."""
-    lr_schedule: Literal["constant", "linear"] = "constant"
-    """``linear`` decays the learning rate to 0 at ``total_timesteps``."""
-    buffer_size: PositiveInt = 300_000
-    """Replay buffer capacity (transitions)."""
-    learning_starts: Annotated[Integer, Field(ge=0)] = 10_000
-    """Transitions collected before the first update."""
-    batch_size: PositiveInt = 512
-    """Minibatch size."""
-    tau: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.005
-    """Target network soft-update rate."""
-    gamma: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.995
-    """Discount factor."""
-    train_freq: PositiveInt = 1
-    """Env steps (of all campaigns at once) between updates."""
-    gradient_steps: Integer = 4
-    """Gradient steps per update (-1: as many as transitions collected)."""
-    ent_coef: str | StrictFloat = "auto"
-    """Entropy coefficient, or ``auto`` to learn it."""
-    policy_kwargs: PolicyKwargs = PolicyKwargs(net_arch=(256, 256), activation_fn="relu")
-    """Network architecture."""
-
-    @model_validator(mode="after")
-    def _no_logits_noise(self) -> SACParams:
-        if self.policy_kwargs.log_std_init_logits is not None:
-            raise ValueError("policy_kwargs.log_std_init_logits applies to PPO only")
-        return self
-
-    def sb3_kwargs(self, algorithm: str, total_timesteps: int) -> dict[str, Any]:
-        """Keyword arguments for the SB3 constructor."""
-        kwargs = self.model_dump(exclude={"policy_kwargs", *OWN_FIELDS})
-        kwargs["learning_rate"] = _schedule(self.learning_rate, self.lr_schedule)
-        kwargs["policy_kwargs"] = self.policy_kwargs.sb3_kwargs(algorithm)
-        return kwargs
-
-
-class LinearSchedule:
-    """Learning rate decayed linearly to 0 (``progress_remaining`` goes from 1 to 0); picklable."""
-
-    def __init__(self, initial: float) -> None:
-        self.initial = initial
-
-    def __call__(self, progress_remaining: float) -> float:
-        return self.initial * max(progress_remaining, 0.0)
-
-
-def _schedule(value: float, kind: str) -> Any:
-    if kind == "constant":
-        return value
-    return LinearSchedule(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -552,9 +324,10 @@ class ImitationConfig(_Frozen):
 class TrainConfig(_Frozen):
     """A complete training experiment."""
 
-    algorithm: Literal[ALGORITHMS] = "ppo"  # type: ignore[valid-type]
-    """``ppo`` (default), ``sac``, ``recurrent_ppo`` (sb3-contrib) or ``dagger`` (PPO's actor
-    trained by imitation of the planner: :mod:`budgetgym.agents.imitation`)."""
+    algorithm: str = "ppo"
+    """A registered algorithm (:mod:`budgetgym.agents.algorithms`): ``ppo`` (default), ``sac``,
+    ``recurrent_ppo`` (sb3-contrib) or ``dagger`` (PPO's actor trained by imitation of the
+    planner: :mod:`budgetgym.agents.imitation`), or one a researcher registered."""
     seed: Annotated[Integer, Field(ge=0, lt=800_000)] = 0
     """Seeds torch, numpy and the training campaigns (evaluation seeds are fixed ranges)."""
     total_timesteps: PositiveInt = 2_000_000
@@ -568,7 +341,8 @@ class TrainConfig(_Frozen):
     network learns a correction added to that rule's action
     (:mod:`budgetgym.agents.residual`); ``none``: it outputs the action itself."""
     env: EnvConfig = EnvConfig()
-    hyperparams: PPOParams | SACParams = PPOParams()
+    hyperparams: SerializeAsAny[HyperParams] = PPOParams()
+    """The algorithm's hyperparameter model (``AlgorithmSpec.hyperparams``)."""
     normalize: NormalizeConfig = NormalizeConfig()
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
@@ -582,9 +356,14 @@ class TrainConfig(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _dagger_defaults(cls, data: Any) -> Any:
-        """``dagger``: default ``imitation`` settings, and ``total_timesteps`` = the labelled
-        states they collect (when not given)."""
-        if not isinstance(data, dict) or data.get("algorithm") != "dagger":
+        """An algorithm that learns by imitation alone (``dagger``): default ``imitation``
+        settings, and ``total_timesteps`` = the labelled states they collect (when not given)."""
+        if not isinstance(data, dict):
+            return data
+        algorithm = data.get("algorithm", "ppo")
+        if not isinstance(algorithm, str) or ALGORITHMS.get(algorithm) is None:
+            return data
+        if algorithm_spec(algorithm).learns_from_reward:
             return data
         try:
             imitation = ImitationConfig.model_validate(data.get("imitation") or {})
@@ -602,14 +381,19 @@ class TrainConfig(_Frozen):
         """Parse ``hyperparams`` with the model of the chosen algorithm."""
         if not isinstance(data, dict):
             return data
-        algorithm = data.get("algorithm", "ppo")
         params = data.get("hyperparams")
-        model = hyperparams_model(algorithm) if algorithm in ALGORITHMS else PPOParams
+        model = hyperparams_model(data.get("algorithm", "ppo"))
         if params is None:
             return {**data, "hyperparams": model()}
         if isinstance(params, dict):
             return {**data, "hyperparams": model.model_validate(params)}
         return data
+
+    @field_validator("algorithm")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        algorithm_spec(value)
+        return value
 
     @field_validator("device")
     @classmethod
@@ -636,51 +420,31 @@ class TrainConfig(_Frozen):
             key="eval.n_eval_episodes",
         )
         hp = self.hyperparams
-        expected = hyperparams_model(self.algorithm)
-        if not isinstance(hp, expected):
+        spec = algorithm_spec(self.algorithm)
+        if not isinstance(hp, spec.hyperparams):
             raise ValueError(f"hyperparams are not those of algorithm {self.algorithm!r}")
         if self.lagrangian is not None:
-            if self.algorithm == "dagger":
+            if not spec.learns_from_reward:
                 raise ValueError(
-                    "lagrangian applies to reinforcement learning (ppo, sac, "
-                    "recurrent_ppo), not to algorithm dagger, which has no reward"
+                    f"lagrangian applies to reinforcement learning "
+                    f"({', '.join(supporting('learns_from_reward'))}), not to algorithm "
+                    f"{self.algorithm}, which has no reward"
                 )
             _check_lagrangian_alone(self.env)
-        if hp.policy_kwargs.action_weight_decay > 0 and self.algorithm not in ("ppo", "dagger"):
-            raise ValueError(
-                "policy_kwargs.action_weight_decay applies to algorithms ppo and dagger only"
-            )
-        if self.imitation is not None and self.algorithm not in ("ppo", "dagger"):
-            raise ValueError(
-                "imitation applies to algorithm dagger, or ppo (a warm start), not "
-                f"{self.algorithm}"
-            )
-        if self.algorithm == "dagger":
-            states = self.imitation.states(self.env.horizon_hours)
-            if self.total_timesteps != states:
-                raise ValueError(
-                    f"total_timesteps ({self.total_timesteps:,}) of algorithm dagger must be the "
-                    "labelled states its imitation settings collect, (bc_campaigns + iterations "
-                    f"x campaigns_per_iteration) x horizon_hours = {states:,}; leave it out"
-                )
-        if hp.policy_kwargs.privileged_critic and self.algorithm != "ppo":
-            raise ValueError(
-                f"policy_kwargs.privileged_critic applies to algorithm ppo only, not "
-                f"{self.algorithm!r}"
-            )
-        if isinstance(hp, PPOParams):
-            rollout = hp.n_steps * self.env.n_envs
-            if rollout % hp.batch_size:
-                raise ValueError(
-                    f"hyperparams.batch_size ({hp.batch_size}) must be a factor of "
-                    f"n_steps * n_envs = {rollout}; use e.g. {_factor_near(rollout, hp.batch_size)}"
-                )
+        if hp.policy_kwargs.action_weight_decay > 0 and not spec.action_weight_decay:
+            raise ValueError(_only("policy_kwargs.action_weight_decay", spec.name))
+        if self.imitation is not None and not spec.imitation:
+            raise ValueError(_only("imitation", spec.name))
+        if hp.policy_kwargs.privileged_critic and not spec.privileged_critic:
+            raise ValueError(_only("policy_kwargs.privileged_critic", spec.name))
+        if spec.check is not None:
+            spec.check(self)
         return self
 
     def sb3_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the SB3 algorithm constructor (besides policy and env)."""
         return {
-            **self.hyperparams.sb3_kwargs(self.algorithm, self.total_timesteps),
+            **algorithm_spec(self.algorithm).sb3_kwargs(self.hyperparams),
             "seed": self.seed,
             "device": self.device,
         }
@@ -731,9 +495,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _factor_near(total: int, wanted: int) -> int:
-    factors = [d for d in range(1, total + 1) if total % d == 0]
-    return min(factors, key=lambda d: (abs(d - wanted), -d))
+def _only(key: str, algorithm: str) -> str:
+    """The sentence refusing ``key`` for an ``algorithm`` whose spec does not support it."""
+    feature = key.rpartition(".")[2]
+    names = supporting(feature)
+    noun = "algorithm" if len(names) == 1 else "algorithms"
+    return f"{key} applies to {noun} {', '.join(names)} only, not {algorithm!r}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -838,7 +605,7 @@ def validate_config(data: dict[str, Any], source: str = "config") -> TrainConfig
     """
     algorithm = data.get("algorithm", "ppo")
     params = data.get("hyperparams")
-    if isinstance(params, dict) and algorithm in ALGORITHMS:
+    if isinstance(params, dict) and isinstance(algorithm, str) and algorithm in ALGORITHMS:
         model = hyperparams_model(algorithm)
         try:
             data = {**data, "hyperparams": model.model_validate(params)}
@@ -908,9 +675,11 @@ def load_config(
 # --------------------------------------------------------------------------------------------
 # Error messages
 # --------------------------------------------------------------------------------------------
-def hyperparams_model(algorithm: str) -> type[PPOParams] | type[SACParams]:
-    """The hyperparameter model of an algorithm name."""
-    return SACParams if algorithm == "sac" else PPOParams
+def hyperparams_model(algorithm: Any) -> type[HyperParams]:
+    """The hyperparameter model of a registered algorithm name (PPO's for an unknown name,
+    which the ``algorithm`` field reports)."""
+    spec = ALGORITHMS.get(algorithm) if isinstance(algorithm, str) else None
+    return PPOParams if spec is None else spec.hyperparams
 
 
 def _valid_keys(parent: tuple[str, ...], algorithm: str) -> tuple[str, ...]:
@@ -962,17 +731,8 @@ def format_validation_error(
 def _is_union_tag(part: Any) -> bool:
     """Pydantic inserts the union member's type name into error locations; drop it."""
     return isinstance(part, str) and (
-        part in ("str", "float", "int", "PPOParams", "SACParams")
+        part in ("str", "float", "int")
         or part.startswith(("tuple[", "dict[", "function-", "literal[", "constrained-"))
-    )
-
-
-def _unknown_name(what: str, name: str, valid: tuple[str, ...]) -> str:
-    hint = difflib.get_close_matches(name, valid, n=1)
-    return (
-        f"unknown {what} {name!r}"
-        + (f" (did you mean {hint[0]!r}?)" if hint else "")
-        + f"; valid: {', '.join(valid)}"
     )
 
 

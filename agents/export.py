@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from budgetgym.agents.algorithms import ExportHead, algorithm_spec
 from budgetgym.agents.channel_set import ChannelSet, channels_of
 from budgetgym.agents.checkpoints import (
     RunPaths,
@@ -78,7 +79,7 @@ def _module(policy: SB3Policy) -> Any:
             self,
             sb3_policy: Any,
             normalizer: Any,
-            algorithm: str,
+            head: ExportHead,
             low,
             high,
             residual_base: str,
@@ -86,7 +87,7 @@ def _module(policy: SB3Policy) -> Any:
         ) -> None:
             super().__init__()
             self.policy = sb3_policy
-            self.algorithm = algorithm
+            self.head = head
             self.residual_base = residual_base
             self.channels = channels
             self.normalize = bool(normalizer.enabled)
@@ -118,7 +119,7 @@ def _module(policy: SB3Policy) -> Any:
         def action(self, obs: torch.Tensor) -> torch.Tensor:
             """The network's deterministic action (the correction, for a residual policy) for
             normalized observations."""
-            if self.algorithm == "sac":
+            if self.head == "squashed_gaussian":
                 return self.sac_action(obs)
             return self.gaussian_mean(self.policy.mlp_extractor.forward_actor(self.features(obs)))
 
@@ -156,10 +157,14 @@ def _module(policy: SB3Policy) -> Any:
             latent = sb3.mlp_extractor.forward_actor(out.squeeze(0))
             return self.with_base(obs, self.gaussian_mean(latent)), hidden, cell
 
+    name = algorithm_name(policy.model)
+    head = algorithm_spec(name).export
+    if head is None:
+        raise ValueError(f"Algorithm {name!r} does not export its policy to ONNX.")
     space = policy.model.action_space
     module_class = OnnxableRecurrentPolicy if policy.recurrent else OnnxableSB3Policy
     module = module_class(
-        policy.model.policy, policy.normalizer, algorithm_name(policy.model), space.low, space.high,
+        policy.model.policy, policy.normalizer, head, space.low, space.high,
         policy.residual_base, policy.channels,
     )  # fmt: skip
     return module.eval()

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
+from budgetgym.agents.algorithms import algorithm_spec
 from budgetgym.agents.callbacks import (
     HParamsCallback,
     ProgressCallback,
@@ -650,7 +651,7 @@ def _learn_and_save(
         paths,
         config.checkpoint.save_freq,
         config.checkpoint.keep_last,
-        save_replay_buffer=config.algorithm == "sac",
+        save_replay_buffer=algorithm_spec(config.algorithm).replay_buffer,
         extra_meta=lambda: {"best_mean_reward": validation.best_mean_reward},
         log=log,
     )

@@ -7,16 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from budgetgym.agents.algorithms import ALGORITHMS
 from budgetgym.agents.config import (
     EXPERIMENTS_DIR,
-    OWN_FIELDS,
-    PPOParams,
-    SACParams,
     TrainConfig,
     load_config,
     parse_dotlist,
     validate_config,
 )
+from budgetgym.agents.hyperparams import OWN_FIELDS, SACParams
 from budgetgym.envs import resolve_scenario
 
 
@@ -48,15 +47,14 @@ def test_scientific_notation_is_a_number(tmp_path: Path) -> None:
     assert config.hyperparams.learning_rate == pytest.approx(3e-4)
 
 
-def test_ppo_fields_are_sb3_argument_names() -> None:
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_hyperparams_are_the_model_class_argument_names(name: str) -> None:
     import inspect
 
-    from stable_baselines3 import PPO, SAC
-
-    for model, algo in ((PPOParams, PPO), (SACParams, SAC)):
-        sb3_args = set(inspect.signature(algo.__init__).parameters)
-        ours = set(model.model_fields) - OWN_FIELDS
-        assert ours <= sb3_args, ours - sb3_args
+    spec = ALGORITHMS[name]
+    sb3_args = set(inspect.signature(spec.model_class().__init__).parameters)
+    ours = set(spec.hyperparams.model_fields) - OWN_FIELDS
+    assert ours <= sb3_args, ours - sb3_args
 
 
 @pytest.mark.parametrize(
@@ -67,7 +65,7 @@ def test_ppo_fields_are_sb3_argument_names() -> None:
         ({"hyperparams": {"n_steps": "many"}}, ["hyperparams.n_steps", "integer", "'many'"]),
         ({"env": {"scenario": "mixd"}}, ["env.scenario", "'mixd'", "did you mean 'mixed'"]),
         ({"env": {"reward_mode": "revenue"}}, ["env.reward_mode", "'revenue'"]),
-        ({"algorithm": "dqn"}, ["algorithm", "'ppo', 'sac', 'recurrent_ppo' or 'dagger'"]),
+        ({"algorithm": "dqn"}, ["algorithm", "valid: ppo, sac, recurrent_ppo, dagger"]),
         ({"total_timesteps": 2.5}, ["total_timesteps", "integer"]),
         ({"total_timesteps": -5}, ["total_timesteps", "greater than 0"]),
         ({"algorithm": "sac", "hyperparams": {"n_epochs": 3}}, ["hyperparams.n_epochs"]),
