@@ -323,20 +323,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.progress import track
 
-    from budgetgym.envs.scenarios import EVAL_SEED_START, SCENARIO_NAMES, check_scenario
+    from budgetgym.scripts.cli_common import CLIError, held_out_seed_start, scenario_selection
 
-    seed_start = EVAL_SEED_START if args.seed_start is None else args.seed_start
     try:
-        if seed_start < EVAL_SEED_START:
-            raise ValueError(
-                f"--seed-start must be >= {EVAL_SEED_START:,} (the held-out range), got "
-                f"{seed_start:,}."
-            )
+        seed_start = held_out_seed_start(args.seed_start)
         if args.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {args.episodes}.")
-        names = list(SCENARIO_NAMES) if "all" in args.scenarios else []
-        names += [check_scenario(s) for s in args.scenarios if s != "all" and s not in names]
-    except ValueError as err:
+        names = scenario_selection(args.scenarios)
+    except (ValueError, CLIError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     results = {

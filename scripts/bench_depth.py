@@ -509,30 +509,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from budgetgym.agents.progress import evaluation_progress
     from budgetgym.envs.campaigns import scenario_channels
-    from budgetgym.envs.scenarios import (
-        EVAL_SEED_START,
-        HORIZON_HOURS,
-        SCENARIO_NAMES,
-        check_scenario,
-    )
+    from budgetgym.envs.scenarios import HORIZON_HOURS
+    from budgetgym.scripts.cli_common import CLIError, held_out_seed_start, scenario_selection
 
-    seed_start = EVAL_SEED_START if args.seed_start is None else args.seed_start
     horizon = HORIZON_HOURS if args.horizon_hours is None else args.horizon_hours
     try:
-        if seed_start < EVAL_SEED_START:
-            raise ValueError(
-                f"--seed-start must be >= {EVAL_SEED_START:,} (the held-out range), got "
-                f"{seed_start:,}."
-            )
+        seed_start = held_out_seed_start(args.seed_start)
         if args.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {args.episodes}.")
         if horizon < 1:
             raise ValueError(f"--horizon-hours must be >= 1, got {horizon}.")
         validation_seeds(args.validation_episodes)
-        names = [s for s in args.scenarios if s != "all"]
-        scenarios = list(dict.fromkeys(SCENARIO_NAMES if "all" in args.scenarios else []))
-        scenarios += [check_scenario(s) for s in names if s not in scenarios]
-    except ValueError as err:
+        scenarios = scenario_selection(args.scenarios)
+    except (ValueError, CLIError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     total = sum(

@@ -73,6 +73,30 @@ def check_training_seeds(seed_start: int, campaigns: int) -> None:
         )
 
 
+def held_out_seed_start(seed_start: int | None) -> int:
+    """``--seed-start`` of a held-out measurement: the first held-out seed when not given;
+    ``CLIError`` below it (a benchmark never reports on training or validation campaigns)."""
+    from budgetgym.envs.scenarios import EVAL_SEED_START
+
+    if seed_start is None:
+        return EVAL_SEED_START
+    if seed_start < EVAL_SEED_START:
+        raise CLIError(
+            f"--seed-start must be >= {EVAL_SEED_START:,} (the held-out range), got {seed_start:,}."
+        )
+    return seed_start
+
+
+def scenario_selection(values: Iterable[str]) -> list[str]:
+    """``--scenarios`` values as a list without repeats: ``all`` is every named scenario, the
+    others are checked names or scenario files (``ValueError`` naming a bad one)."""
+    from budgetgym.envs.scenarios import SCENARIO_NAMES, check_scenario
+
+    values = list(values)
+    names = list(SCENARIO_NAMES) if "all" in values else []
+    return list(dict.fromkeys(names + [check_scenario(v) for v in values if v != "all"]))
+
+
 def compile_simulator(console: Console, batch_sizes: Iterable[int]) -> None:
     """Load the simulator's compiled kernels for batches of these sizes. On a cold cache numba
     compiles them first (about a minute): say so, with a spinner on a terminal. A warm cache
