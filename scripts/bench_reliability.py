@@ -6,7 +6,8 @@
 The first form drives ``BatchedCampaigns`` with valid but hostile action streams (uniform
 noise, every entry at ±1, all of the budget into one channel, spending everything then nothing
 hour after hour, values one float step inside ±1) over ``--campaigns`` campaigns of every
-scenario, and counts, over every campaign-step:
+shipped scenario and of ``deep_market`` (the example with every market mechanism on), and
+counts, over every campaign-step:
 
 - budget overruns: campaigns whose cumulative spend exceeds the budget (by any amount);
 - non-finite values in the observations, rewards and every info array;
@@ -39,6 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from budgetgym.envs import ACTION_DIM, SCENARIO_NAMES, BatchedCampaigns
+from budgetgym.envs.scenarios import LIBRARY
 
 #: ``stream(rng, n, hour) -> actions (n, ACTION_DIM)``: valid (finite, within [-1, 1]) actions.
 Stream = Callable[[np.random.Generator, int, int], np.ndarray]
@@ -123,13 +125,17 @@ def run_stream(scenario: str, stream: Stream, campaigns: int, seed: int) -> dict
     }
 
 
+#: The shipped scenarios and the example that switches every market mechanism on.
+SCENARIOS = (*SCENARIO_NAMES, str(LIBRARY.folder.parent / "scenario_examples" / "deep_market.yaml"))
+
+
 def env_figures(campaigns: int) -> dict:
     """:func:`run_stream` for every stream and scenario; totals per stream."""
     rows = {}
     for s, (name, stream) in enumerate(STREAMS.items()):
         parts = [
             run_stream(scenario, stream, campaigns, seed=1_000_000 + 10_000 * (s * 10 + k))
-            for k, scenario in enumerate(SCENARIO_NAMES)
+            for k, scenario in enumerate(SCENARIOS)
         ]
         row = {key: sum(p[key] for p in parts) for key in parts[0] if not key.startswith("gap")}
         row["spent_frac"] = float(np.mean([p["spent_frac"] for p in parts]))
