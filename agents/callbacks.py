@@ -49,7 +49,7 @@ from budgetgym.agents.policy import PLANNER_CC, load_policy, unavailable
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.residual import residual_base_of, vec_env_stack, venv_channels
 from budgetgym.agents.verdict import best_rule
-from budgetgym.envs import VALIDATION_SEED_START, BatchedCampaigns
+from budgetgym.envs import EVAL_SEED_START, VALIDATION_SEED_START, BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
 from budgetgym.envs.sb3_vec_env import BudgetVecEnv
 
@@ -160,8 +160,14 @@ def ratio_of_totals(batches: list[EpisodeBatch], reference_gmv_cny: list[np.ndar
 
 
 def validation_seeds(n_episodes: int) -> np.ndarray:
-    """The fixed validation campaigns: ``900,000 .. 900,000 + n - 1``."""
-    return VALIDATION_SEED_START + np.arange(n_episodes)
+    """The fixed validation campaigns: ``900,000 .. 900,000 + n - 1`` (``ValueError`` if ``n``
+    is below 1 or would reach the held-out range)."""
+    if n_episodes < 1 or VALIDATION_SEED_START + n_episodes > EVAL_SEED_START:
+        raise ValueError(
+            f"validation episodes must be 1..{EVAL_SEED_START - VALIDATION_SEED_START}, "
+            f"got {n_episodes}."
+        )
+    return VALIDATION_SEED_START + np.arange(n_episodes, dtype=np.int64)
 
 
 def mean_over_scenarios(per_scenario: dict[str, dict[str, float]]) -> dict[str, float]:

@@ -16,11 +16,12 @@ Run directory layout (created by ``budgetgym train``)::
 
 Every checkpoint directory holds ``model.zip`` (SB3: weights and optimizer state),
 ``vecnormalize.npz`` (observation and return statistics), ``meta.json`` (format, algorithm, step,
-observation/action sizes and the environment signature), for SAC's periodic checkpoints
-``replay_buffer.npz`` and, for a run with ``lagrangian``, ``lagrangian.json`` (the multiplier and
-its PID controller's state, :mod:`budgetgym.agents.lagrangian`), written to a temporary directory
-and renamed into place, so a checkpoint is either complete or absent. Loading validates them all and
-raises a one-sentence ``ValueError`` for a corrupt, foreign or incompatible checkpoint.
+observation/action sizes and the environment signature), for the periodic checkpoints of an
+algorithm with a replay buffer (SAC) ``replay_buffer.npz`` and, for a run with ``lagrangian``,
+``lagrangian.json`` (the multiplier and its PID controller's state,
+:mod:`budgetgym.agents.lagrangian`), written to a temporary directory and renamed into place,
+so a checkpoint is either complete or absent. Loading validates them all and raises a
+one-sentence ``ValueError`` for a corrupt, foreign or incompatible checkpoint.
 
 Loading a run never executes code from it: the model is rebuilt from the run's recorded
 ``config.yaml`` (validated, read with YAML's safe loader) and receives only the tensors of
@@ -1080,7 +1081,6 @@ class SB3Policy:
         spec = ALGORITHMS.get(algorithm_name(model))  # None: an SB3 model of no registered one
         self.recurrent = spec is not None and spec.recurrent
         self._state: Any = None
-        self._episode_start: np.ndarray | None = None
 
     def reset(self, campaigns: Any = None) -> None:
         """Forget the recurrent state: the next ``predict`` starts new episodes (of
@@ -1088,7 +1088,6 @@ class SB3Policy:
         if campaigns is not None:
             channels_of(campaigns).require_same(self.channels, f"Policy {self.name!r}")
         self._state = None
-        self._episode_start = None
 
     def predict(
         self,

@@ -255,16 +255,40 @@ def sidecar(
     meta: dict[str, Any],
     lstm_state: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Metadata written next to the ONNX file; ``lstm_state`` (``(n_layers, hidden size)``)
-    adds a ``recurrent`` section describing a recurrent policy's state inputs and outputs."""
-    channels = recorded_channels(meta, checkpoint)
-    obs_dim, action_dim = channels.obs_dim, channels.action_dim
+    """Metadata written next to the ONNX file of a run's checkpoint (:func:`policy_sidecar`)."""
     config_path = RunPaths(Path(default_export_path(run_dir)).parent.parent).config
     scenario: Any = None
     if config_path.is_file():
         import yaml
 
         scenario = (yaml.safe_load(config_path.read_text()) or {}).get("env", {}).get("scenario")
+    return policy_sidecar(
+        recorded_channels(meta, checkpoint),
+        scenario=scenario,
+        algorithm=meta.get("algorithm"),
+        residual_base=meta.get("residual_base", "none"),
+        num_timesteps=meta.get("num_timesteps"),
+        source=str(checkpoint),
+        lstm_state=lstm_state,
+    )
+
+
+def policy_sidecar(
+    channels: ChannelSet,
+    *,
+    scenario: Any,
+    algorithm: str | None,
+    residual_base: str,
+    num_timesteps: int | None,
+    source: str | None,
+    lstm_state: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """The ``.json`` written next to an ONNX policy (format ``budgetgym-onnx/1``), which
+    :class:`OnnxPolicy` checks on load: input and output names and shapes, the channel list and
+    its environment signature, provenance and versions. ``lstm_state`` (``(n_layers, hidden
+    size)``) adds a ``recurrent`` section describing a recurrent policy's state inputs and
+    outputs."""
+    obs_dim, action_dim = channels.obs_dim, channels.action_dim
     data = {
         "format": ONNX_FORMAT,
         "input": {"name": INPUT_NAME, "shape": ["batch", obs_dim], "dtype": "float32"},
@@ -277,10 +301,10 @@ def sidecar(
         "channels": channels.records(),
         "env_signature": env_signature(channels),
         "scenario": scenario,
-        "algorithm": meta.get("algorithm"),
-        "residual_base": meta.get("residual_base", "none"),
-        "num_timesteps": meta.get("num_timesteps"),
-        "source_checkpoint": str(checkpoint),
+        "algorithm": algorithm,
+        "residual_base": residual_base,
+        "num_timesteps": num_timesteps,
+        "source_checkpoint": source,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": versions(channels),
     }

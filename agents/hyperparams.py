@@ -87,7 +87,8 @@ class PolicyKwargs(Frozen):
     action_weight_decay: NonNegFloat = 0.0
     """Decoupled weight decay (AdamW) of the action head only, pulling the mean action toward 0
     (toward the rule for a residual policy; ``budgetgym.agents.residual.ActionDecayPolicy``).
-    PPO only; 0 keeps SB3's ``MlpPolicy``."""
+    Algorithms whose spec supports it (``budgetgym.agents.algorithms``); 0 keeps SB3's
+    ``MlpPolicy``."""
     exclude_features: tuple[str, ...] = ()
     """Observation features the networks do not read (``budgetgym.agents.features``): feature
     names (a per-channel one for every channel), one channel's (``search/log_cpm``), or
@@ -100,7 +101,8 @@ class PolicyKwargs(Frozen):
     privileged_critic: StrictBool = False
     """Training only: the critic also reads each campaign's true parameters (CVRs, CTRs,
     delays, pool, price, budget, target; :mod:`budgetgym.agents.privileged`); the actor, which
-    evaluation and export serve, reads the observation alone (PPO only)."""
+    evaluation and export serve, reads the observation alone (algorithms whose spec supports
+    it)."""
 
     @field_validator("exclude_features")
     @classmethod

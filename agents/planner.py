@@ -135,7 +135,6 @@ class PlannerPolicy:
         reason = unmodelled_reason(scenario)
         if reason is not None or self.alpha is None:
             return reason
-            return None
         if self.calibration is None:
             self.calibration = load_calibration()
         try:

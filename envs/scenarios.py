@@ -53,6 +53,8 @@ _EVENT_STREAM = 7
 
 #: The shipped scenarios and mixtures (``envs/scenario_files``).
 LIBRARY = ScenarioLibrary(Path(str(resources.files("budgetgym.envs").joinpath("scenario_files"))))
+#: The example scenario that switches every market mechanism on (docs/simulator.md).
+DEEP_MARKET = LIBRARY.folder.parent / "scenario_examples" / "deep_market.yaml"
 SCENARIOS: dict[str, ScenarioSpec] = LIBRARY.scenarios
 MIXED = "mixed"
 SCENARIO_NAMES: tuple[str, ...] = LIBRARY.names

@@ -22,7 +22,6 @@ Run: ``python examples/cleanrl_ppo.py --scenario mixed --total-timesteps 1000000
 
 import argparse
 import dataclasses
-import json
 import logging
 import random
 import time
@@ -43,9 +42,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 import budgetgym  # noqa: F401  (registers the environment)
 from budgetgym.agents.channel_set import channels_of
-from budgetgym.agents.checkpoints import env_signature
+from budgetgym.agents.checkpoints import write_json
 from budgetgym.agents.evaluation import simulate, summarize
-from budgetgym.agents.export import OnnxPolicy
+from budgetgym.agents.export import INPUT_NAME, OUTPUT_NAME, OnnxPolicy, policy_sidecar
 from budgetgym.agents.metrics import compensation_pct_of_spend
 from budgetgym.agents.policy import load_policy, unavailable
 from budgetgym.envs import (
@@ -262,29 +261,25 @@ def export_onnx(
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # its notes on absent torchvision
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        batch = {"obs": {0: torch.export.Dim("batch", min=1)}}
         program = torch.onnx.export(
             actor,
             example,
-            input_names=["obs"],
-            output_names=["action"],
-            dynamic_shapes=batch,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}},
             dynamo=True,
             verbose=False,
         )
     program.save(str(path))
-    channels = channels_of(campaigns)
-    sidecar = {
-        "format": "budgetgym-onnx/1",
-        "algorithm": args.exp_name,
-        "scenario": args.scenario,
-        "obs_dim": channels.obs_dim,
-        "action_dim": channels.action_dim,
-        "channels": channels.records(),
-        "env_signature": env_signature(channels),
-        "num_timesteps": args.total_timesteps,
-    }
-    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    sidecar = policy_sidecar(
+        channels_of(campaigns),
+        scenario=args.scenario,
+        algorithm=args.exp_name,
+        residual_base="none",
+        num_timesteps=args.total_timesteps,
+        source=None,
+    )
+    write_json(path.with_suffix(".json"), sidecar)
     obs = held_out_observations(args.scenario, 16, args.horizon_hours)
     with torch.no_grad():
         expected = actor(torch.as_tensor(obs)).numpy()

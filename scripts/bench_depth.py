@@ -180,19 +180,6 @@ class StaticChoice:
         return StaticPolicy.from_split(self.shares[None, :], np.array([self.pace]))
 
 
-def validation_seeds(episodes: int) -> np.ndarray:
-    """The validation campaigns of the static search: ``VALIDATION_SEED_START`` up, below the
-    held-out range (``ValueError`` if ``episodes`` would reach it)."""
-    from budgetgym.envs.scenarios import EVAL_SEED_START, VALIDATION_SEED_START
-
-    if episodes < 1 or VALIDATION_SEED_START + episodes > EVAL_SEED_START:
-        raise ValueError(
-            f"validation episodes must be 1..{EVAL_SEED_START - VALIDATION_SEED_START}, "
-            f"got {episodes}."
-        )
-    return VALIDATION_SEED_START + np.arange(episodes, dtype=np.int64)
-
-
 def score_statics(
     scenario: str,
     shares: np.ndarray,
@@ -346,6 +333,7 @@ def measure_scenario(
     """Every figure of one scenario (see the module docstring); ``bar`` advances over the
     campaign-steps (:func:`steps_per_scenario`)."""
     from budgetgym.agents.baselines import BASELINE_NAMES
+    from budgetgym.agents.callbacks import validation_seeds
     from budgetgym.agents.evaluation import row_channels, simulate, summarize
     from budgetgym.agents.policy import PLANNER_CC, load_policy, unavailable
     from budgetgym.agents.verdict import best_rule
@@ -507,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    from budgetgym.agents.callbacks import validation_seeds
     from budgetgym.agents.progress import evaluation_progress
     from budgetgym.envs.campaigns import scenario_channels
     from budgetgym.envs.scenarios import HORIZON_HOURS

@@ -40,7 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from budgetgym.envs import ACTION_DIM, SCENARIO_NAMES, BatchedCampaigns
-from budgetgym.envs.scenarios import LIBRARY
+from budgetgym.envs.scenarios import DEEP_MARKET
 
 #: ``stream(rng, n, hour) -> actions (n, ACTION_DIM)``: valid (finite, within [-1, 1]) actions.
 Stream = Callable[[np.random.Generator, int, int], np.ndarray]
@@ -126,7 +126,7 @@ def run_stream(scenario: str, stream: Stream, campaigns: int, seed: int) -> dict
 
 
 #: The shipped scenarios and the example that switches every market mechanism on.
-SCENARIOS = (*SCENARIO_NAMES, str(LIBRARY.folder.parent / "scenario_examples" / "deep_market.yaml"))
+SCENARIOS = (*SCENARIO_NAMES, str(DEEP_MARKET))
 
 
 def env_figures(campaigns: int) -> dict:

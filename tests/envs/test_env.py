@@ -9,9 +9,9 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from budgetgym.envs import ENV_ID, OBS_DIM, OBS_FEATURES, MultiChannelBudgetEnv
-from budgetgym.envs.scenarios import LIBRARY
+from budgetgym.envs.scenarios import DEEP_MARKET as DEEP_MARKET_PATH
 
-DEEP_MARKET = str(LIBRARY.folder.parent / "scenario_examples" / "deep_market.yaml")
+DEEP_MARKET = str(DEEP_MARKET_PATH)
 
 
 @pytest.mark.parametrize("scenario", ["hit_product", "mixed", DEEP_MARKET])

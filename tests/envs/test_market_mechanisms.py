@@ -15,6 +15,7 @@ from budgetgym.agents.oracle import plan_campaigns
 from budgetgym.agents.policy import load_policy, unavailable
 from budgetgym.envs import BatchedCampaigns, sample_campaigns
 from budgetgym.envs.mechanisms import MECHANISMS, unmodelled_mechanisms
+from budgetgym.envs.scenarios import DEEP_MARKET as DEEP_MARKET_PATH
 from budgetgym.envs.scenarios import EVAL_SEED_START, LIBRARY, SCENARIO_NAMES
 
 SEEDS = np.arange(EVAL_SEED_START, EVAL_SEED_START + 384)
@@ -117,7 +118,7 @@ def test_delay_fields_are_validated(tmp_path):
         BatchedCampaigns(scenario_file(tmp_path, "bad3", attribution_window_hours=-1))
 
 
-DEEP_MARKET = LIBRARY.folder.parent / "scenario_examples" / "deep_market.yaml"
+DEEP_MARKET = DEEP_MARKET_PATH
 REFERENCES_OF_THE_DEFAULT_MARKET = ("oracle", "planner", "planner_cc", "mmm_static")
 
 

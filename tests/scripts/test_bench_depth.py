@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from budgetgym.agents.baselines import BASELINE_NAMES
+from budgetgym.agents.callbacks import validation_seeds
 from budgetgym.agents.evaluation import rollout
 from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.scenarios import EVAL_SEED_START, TRAIN_SEED_LIMIT, VALIDATION_SEED_START
@@ -101,7 +102,7 @@ def test_static_search_reads_validation_seeds_only(tiny_run) -> None:
 
 def test_validation_range_and_seed_start_are_checked(tmp_path: Path, capsys) -> None:
     with pytest.raises(ValueError, match="validation episodes"):
-        bench_depth.validation_seeds(EVAL_SEED_START - VALIDATION_SEED_START + 1)
+        validation_seeds(EVAL_SEED_START - VALIDATION_SEED_START + 1)
     code = bench_depth.main(["--seed-start", str(EVAL_SEED_START - 1), "--json", str(tmp_path)])
     assert code == 2
     assert "--seed-start must be >=" in capsys.readouterr().err
