@@ -18,7 +18,7 @@ from budgetgym.agents.cc_calibration import KAPPA_GRID, CCCalibration, MissRateC
 from budgetgym.agents.evaluation import rollout
 from budgetgym.agents.planner import PlannerPolicy
 from budgetgym.envs.campaigns import BatchedCampaigns, roi_target_missed
-from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
+from budgetgym.envs.scenarios import HORIZON_HOURS, training_seeds
 
 #: Training campaigns of the calibration, per scenario (the same at every margin).
 CALIBRATION_SEED_START = 700_000
@@ -37,12 +37,7 @@ def measure_miss_rates(
     Raises:
         ValueError: a seed outside the training range.
     """
-    seeds = np.asarray(seeds, dtype=np.int64)
-    if seeds.size == 0 or seeds.min() < 0 or seeds.max() >= TRAIN_SEED_LIMIT:
-        raise ValueError(
-            f"The calibration must use training seeds (0 to {TRAIN_SEED_LIMIT - 1:,}), got "
-            f"{seeds.min() if seeds.size else 'none'} to {seeds.max() if seeds.size else ''}."
-        )
+    seeds = training_seeds(seeds, "The calibration")
     kappas = np.asarray(kappas, dtype=np.float64)
     policy = PlannerPolicy(kappa=np.repeat(kappas, seeds.size))
     campaigns = BatchedCampaigns(scenario, horizon_hours=horizon_hours)

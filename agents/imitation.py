@@ -38,7 +38,7 @@ fits, so a trained run normalizes as it was fitted.
 evaluation and ONNX export are PPO's. For ``algorithm: ppo`` with an ``imitation`` section,
 :func:`attach_imitation` fits the actor first (a warm start), then PPO fine-tunes it.
 
-Campaigns are drawn from the training seed range only (``check_training_seeds``): the
+Campaigns are drawn from the training seed range only (``envs.scenarios.training_seeds``): the
 validation (900,000+) and held-out (1,000,000+) campaigns stay unseen.
 """
 
@@ -63,23 +63,10 @@ from budgetgym.agents.progress import evaluation_progress
 from budgetgym.agents.residual import base_action, residual_base_of, venv_channels
 from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.core import MAX_PACE_MULT, spend_to_action
-from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT
+from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT, training_seeds
 
 #: States per forward pass when the held-out loss is computed (memory, not results).
 _EVAL_CHUNK = 65_536
-
-
-def check_training_seeds(seeds: np.ndarray) -> np.ndarray:
-    """``seeds`` as int64 if every one is a training seed (``0 <= seed < TRAIN_SEED_LIMIT``);
-    ``ValueError`` naming the first one in the validation or held-out range otherwise."""
-    seeds = np.asarray(seeds, dtype=np.int64)
-    outside = (seeds < 0) | (seeds >= TRAIN_SEED_LIMIT)
-    if outside.any():
-        raise ValueError(
-            f"Imitation data come from training campaigns only (seeds 0..{TRAIN_SEED_LIMIT - 1}); "
-            f"seed {int(seeds[outside][0])} is not one."
-        )
-    return seeds
 
 
 def teacher_action(
@@ -158,7 +145,7 @@ def collect(
         The dataset (``n * horizon_hours`` states, hour-major) and the student's actions in the
         visited states ``(n * horizon_hours, k + 1)`` (NaN without a student).
     """
-    seeds = check_training_seeds(seeds)
+    seeds = training_seeds(seeds, "Imitation data")
     if student is None and beta != 1.0:
         raise ValueError(f"Without a student every action is the teacher's: beta 1, got {beta}.")
     rng = np.random.default_rng() if rng is None else rng

@@ -22,7 +22,7 @@ from budgetgym.agents.channel_set import ChannelSet, channels_of, scenario_chann
 from budgetgym.agents.mmm import MMMFits, ResponseCurves, fit_hill
 from budgetgym.envs import random as crn
 from budgetgym.envs.campaigns import BatchedCampaigns
-from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
+from budgetgym.envs.scenarios import HORIZON_HOURS, training_seeds
 
 #: Training campaigns of the history, per scenario.
 FIT_SEED_START = 800_000
@@ -77,9 +77,7 @@ def collect_history(
         ``spend, gmv``: ``(n, days, n_channels)`` mean hourly spend and attributed GMV per day,
         B/H units, for the whole days of the horizon.
     """
-    seeds = np.asarray(seeds, dtype=np.int64)
-    if seeds.size == 0 or seeds.min() < 0 or seeds.max() >= TRAIN_SEED_LIMIT:
-        raise ValueError(f"The history must use training seeds (0 to {TRAIN_SEED_LIMIT - 1:,}).")
+    seeds = training_seeds(seeds, "The history")
     days = horizon_hours // HOURS_PER_DAY
     if days < 2:
         raise ValueError(f"horizon_hours must cover at least 2 days, got {horizon_hours}.")

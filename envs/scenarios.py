@@ -51,6 +51,22 @@ _N_STREAMS = 12
 _MIN_COLUMNS = 6
 _EVENT_STREAM = 7
 
+
+def training_seeds(seeds: np.ndarray, purpose: str) -> np.ndarray:
+    """``seeds`` as int64 if there is one at least and every one is a training seed
+    (``0 <= seed < TRAIN_SEED_LIMIT``): work fitted or calibrated on campaigns never sees a
+    validation or held-out one. ``ValueError`` otherwise, naming ``purpose`` (e.g. "The
+    calibration") and the first seed outside the range."""
+    seeds = np.asarray(seeds, dtype=np.int64)
+    outside = (seeds < 0) | (seeds >= TRAIN_SEED_LIMIT)
+    if seeds.size == 0 or outside.any():
+        got = f"seed {int(seeds[outside][0]):,}" if outside.any() else "no seed"
+        raise ValueError(
+            f"{purpose} must use training seeds (0 to {TRAIN_SEED_LIMIT - 1:,}), got {got}."
+        )
+    return seeds
+
+
 #: The shipped scenarios and mixtures (``envs/scenario_files``).
 LIBRARY = ScenarioLibrary(Path(str(resources.files("budgetgym.envs").joinpath("scenario_files"))))
 #: The example scenario that switches every market mechanism on (docs/simulator.md).

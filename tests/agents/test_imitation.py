@@ -14,7 +14,6 @@ from budgetgym.agents.config import validate_config
 from budgetgym.agents.imitation import (
     Imitation,
     attach_imitation,
-    check_training_seeds,
     collect,
     teacher_action,
 )
@@ -22,7 +21,12 @@ from budgetgym.agents.planner import PlannerPolicy
 from budgetgym.agents.training import make_train_env, train
 from budgetgym.envs import BatchedCampaigns
 from budgetgym.envs.core import MAX_PACE_MULT, action_to_spend_request
-from budgetgym.envs.scenarios import EVAL_SEED_START, TRAIN_SEED_LIMIT, VALIDATION_SEED_START
+from budgetgym.envs.scenarios import (
+    EVAL_SEED_START,
+    TRAIN_SEED_LIMIT,
+    VALIDATION_SEED_START,
+    training_seeds,
+)
 
 HORIZON = 24
 IMITATION = {
@@ -57,9 +61,9 @@ def model_of(config: dict):
 
 def test_datasets_use_training_seeds_only():
     for seed in (VALIDATION_SEED_START, EVAL_SEED_START, -1):
-        with pytest.raises(ValueError, match=f"seed {seed} is not one"):
-            check_training_seeds(np.array([3, seed]))
-        with pytest.raises(ValueError, match="training campaigns only"):
+        with pytest.raises(ValueError, match=f"got seed {seed:,}"):
+            training_seeds(np.array([3, seed]), "Imitation data")
+        with pytest.raises(ValueError, match="Imitation data must use training seeds"):
             collect("hit_product", np.array([seed]), horizon_hours=HORIZON)
     model, config = model_of(tiny(iterations=3))
     trainer = Imitation(model, config.model_copy(update={"seed": 799_999}))
