@@ -88,13 +88,12 @@ def held_out_seed_start(seed_start: int | None) -> int:
 
 
 def scenario_selection(values: Iterable[str]) -> list[str]:
-    """``--scenarios`` values as a list without repeats: ``all`` is every named scenario, the
-    others are checked names or scenario files (``ValueError`` naming a bad one)."""
-    from budgetgym.envs.scenarios import SCENARIO_NAMES, check_scenario
+    """``--scenarios`` values (each as :func:`~budgetgym.agents.evaluation.parse_scenarios`
+    reads it: ``all``, or checked names and scenario files) as one list without repeats
+    (``ValueError`` naming a bad one)."""
+    from budgetgym.agents.evaluation import parse_scenarios
 
-    values = list(values)
-    names = list(SCENARIO_NAMES) if "all" in values else []
-    return list(dict.fromkeys(names + [check_scenario(v) for v in values if v != "all"]))
+    return list(dict.fromkeys(name for value in values for name in parse_scenarios(value)))
 
 
 def compile_simulator(console: Console, batch_sizes: Iterable[int]) -> None:
