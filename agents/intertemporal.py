@@ -27,6 +27,7 @@ A later mechanism with a state joins the twin as one more state in :meth:`Expect
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -179,6 +180,13 @@ class ExpectedTwin:
 
     def roll(self, impressions: torch.Tensor, start: int, state: TwinState) -> TwinRoll:
         """Roll hours ``start..start+T-1`` from ``state`` over ``impressions (n, T, k)``."""
+        # purchase_probabilities caps the CVRs (constant tensors) with np.minimum, which calls
+        # torch's __array_wrap__ in its pre-numpy-2 form: a DeprecationWarning, nothing else.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return self._roll(impressions, start, state)
+
+    def _roll(self, impressions: torch.Tensor, start: int, state: TwinState) -> TwinRoll:
         interest, fatigue, pool, pending, deposit = state
         gmv, sale_cost, ppi = [], [], []
         for t in range(start, start + impressions.shape[1]):
