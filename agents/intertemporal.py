@@ -178,21 +178,28 @@ class ExpectedTwin:
             _t(np.zeros((n, k))), _t(np.zeros(n)),
         )  # fmt: skip
 
-    def roll(self, impressions: torch.Tensor, start: int, state: TwinState) -> TwinRoll:
-        """Roll hours ``start..start+T-1`` from ``state`` over ``impressions (n, T, k)``."""
+    def roll(
+        self,
+        impressions: torch.Tensor,
+        start: int,
+        state: TwinState,
+        clicks: torch.Tensor | None = None,
+    ) -> TwinRoll:
+        """Roll hours ``start..start+T-1`` from ``state`` over ``impressions (n, T, k)`` (and
+        ``clicks (n, T, k)`` where given, as observed: else their expectation)."""
         # purchase_probabilities caps the CVRs (constant tensors) with np.minimum, which calls
         # torch's __array_wrap__ in its pre-numpy-2 form: a DeprecationWarning, nothing else.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return self._roll(impressions, start, state)
+            return self._roll(impressions, start, state, clicks)
 
-    def _roll(self, impressions: torch.Tensor, start: int, state: TwinState) -> TwinRoll:
+    def _roll(self, impressions, start: int, state: TwinState, observed_clicks) -> TwinRoll:
         interest, fatigue, pool, pending, deposit = state
         gmv, sale_cost, ppi = [], [], []
         for t in range(start, start + impressions.shape[1]):
             imp = impressions[:, t - start]
             ctr = self.ctr / (1.0 + self.fatigue_strength * fatigue)
-            clicks = imp * ctr
+            clicks = imp * ctr if observed_clicks is None else observed_clicks[:, t - start]
             p_buy, p_returning, p_interested = purchase_probabilities(
                 self.cvr[0], self.cvr[1], self.cvr[2], self.cvr_mult[:, t], self.affinity,
                 pool_saturation(pool[:, None], self.pool_half), self.interest_affinity,

@@ -37,9 +37,10 @@ of the first plan (the oracle's fixed point on the expected market). With one (i
 pre-sale deposits, creative fatigue, per-channel delays), the plan is the sequential
 linearisation on the expected twin (:mod:`budgetgym.agents.intertemporal`), pool included;
 every ``relinearise_hours`` it is linearised again from the twin's state at that hour, rolled
-over the spend it actually requested (its own past actions: fair to know), hidden drift
-excluded. In between, the replans solve the linearised problem, its GMV corrected by the
-twin's (``LinearPlan.correction_cny``).
+over the impressions and clicks observed so far (fatigue is a function of the impressions,
+interest of the clicks and the expected purchases among them: fair to compute), the hidden
+drift at its expectation. In between, the replans solve the linearised problem, its GMV
+corrected by the twin's (``LinearPlan.correction_cny``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,13 @@ from budgetgym.agents.allocation import (
     within_budget,
 )
 from budgetgym.agents.cc_calibration import CCCalibration, load_calibration
-from budgetgym.agents.channel_set import ChannelSet, channel_feature, channels_of, feature
+from budgetgym.agents.channel_set import (
+    ChannelSet,
+    channel_feature,
+    channels_of,
+    feature,
+    unscale,
+)
 from budgetgym.agents.intertemporal import (
     LinearPlan,
     plan_linearised,
@@ -196,7 +203,8 @@ class PlannerPolicy:
         n, horizon = params.n_envs, params.horizon_hours
         # Suffix sums of the twin's GMV less the linearised problem's (0 without a twin).
         self._correction = np.zeros((n, horizon + 1))
-        self._requested = np.zeros((n, horizon, params.n_channels))
+        # Impressions and clicks observed in each past hour, (2, n, H, k).
+        self._observed = np.zeros((2, n, horizon, params.n_channels))
         if market.linear is not None:
             self._adopt(market.linear, 0)
         self.roi_bound = np.zeros(n, dtype=bool)
@@ -223,6 +231,9 @@ class PlannerPolicy:
         budget = params.budget_cny
         if hour > 0:
             last_spend = channel_feature(obs, "spend_rate", channels) * budget[:, None]
+            for i, name in enumerate(("log_impressions", "log_clicks")):
+                value = unscale(channel_feature(obs, name, channels), name, channels)
+                self._observed[i, :, hour - 1] = np.expm1(value)
             self._add_pending(last_spend / params.horizon_hours, hour - 1)
         budget_left = feature(obs, "budget_left_frac", channels) * budget
         relinearise = self._twin is not None and hour > 0 and hour % self.relinearise_hours == 0
@@ -238,9 +249,7 @@ class PlannerPolicy:
             self._replan(hour, budget_left, gmv_so_far)
         self._hour += 1
         plan = self._plan[:, hour - self._plan_start]
-        request = within_budget(plan, budget_left, self._problem.pays_per_sale)
-        self._requested[:, hour] = request
-        return request
+        return within_budget(plan, budget_left, self._problem.pays_per_sale)
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
         raise TypeError(
@@ -327,13 +336,11 @@ class PlannerPolicy:
 
     def _relinearise(self, hour: int, budget_left: np.ndarray, gmv_so_far: np.ndarray) -> None:
         """Linearise hours ``hour..H-1`` again from the twin's state at ``hour``, rolled over
-        the spend requested so far, around the current plan."""
+        the impressions and clicks observed so far, around the current plan."""
         params, twin = self._params, self._twin
-        past = expected_impressions(
-            self._requested[:, :hour], problem_hours(self._problem, 0, hour)
-        )
+        impressions, clicks = (torch.as_tensor(x[:, :hour]) for x in self._observed)
         with torch.no_grad():
-            state = twin.roll(torch.as_tensor(past), 0, twin.initial).state
+            state = twin.roll(impressions, 0, twin.initial, clicks).state
         rest = replace(problem_hours(self._problem, hour), budget_cny=budget_left)
         linear = plan_linearised(
             twin,
