@@ -28,6 +28,8 @@ A later mechanism with a state joins the twin as one more state in :meth:`Expect
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -130,6 +132,18 @@ class TwinRoll(NamedTuple):
     state: TwinState
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread inside (restored after): the twin's tensors are small, ``(n, k)`` an
+    hour, and its graph long, so threads cost more than they give (several times, measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _t(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float64))
 
@@ -189,7 +203,7 @@ class ExpectedTwin:
         ``clicks (n, T, k)`` where given, as observed: else their expectation)."""
         # purchase_probabilities caps the CVRs (constant tensors) with np.minimum, which calls
         # torch's __array_wrap__ in its pre-numpy-2 form: a DeprecationWarning, nothing else.
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), one_thread():
             warnings.simplefilter("ignore", DeprecationWarning)
             return self._roll(impressions, start, state, clicks)
 
@@ -284,7 +298,8 @@ def _linearise(
     impressions = expected_impressions(alloc, problem)
     leaf = torch.tensor(impressions, requires_grad=True)
     rolled = twin.roll(leaf, start, state)
-    rolled.gmv.sum().backward()  # campaigns are independent: each row's own gradient
+    with one_thread():
+        rolled.gmv.sum().backward()  # campaigns are independent: each row's own gradient
     slope = leaf.grad.numpy()
     own = replace(problem, purchases_per_impression=rolled.ppi.detach().numpy(),
                   future_gmv_per_impression=0.0)  # fmt: skip
