@@ -21,8 +21,10 @@ is the smallest ``theta`` meeting both constraints, found by bisection on ``log(
 
 Expected GMV per impression includes the returning-customer mix, which grows as new customers
 arrive; the plan iterates plan -> expected pool trajectory -> plan (a fixed point in two or
-three passes), and discounts each hour by the expected share of its conversions attributed
-before the end of the attribution window. With the GMV and spend that already count as
+three passes), and discounts each channel-hour by the expected share of its conversions
+attributed before the end of the attribution window (:func:`attributed_fracs`). Mechanisms with
+a state (interest, fatigue, deposits) enter through shadow values, ``future_gmv_per_impression``
+(:mod:`budgetgym.agents.intertemporal`). With the GMV and spend that already count as
 offsets, the same solver re-plans the rest of the horizon in the closed-loop references
 (:mod:`budgetgym.agents.planner`).
 """
@@ -378,7 +380,8 @@ def build_problem(
     (used to update the pool).
     """
     saturation = pool_saturation(pool, params.pool_half_saturation[:, None])[:, :, None]
-    # Without interested customers: the references refuse a market with them (envs/mechanisms.py).
+    # Without interested customers or fatigue: the static problem (agents/intertemporal.py's twin
+    # models them).
     p_buy, p_returning, _ = purchase_probabilities(
         params.cvr_new[:, None, :], params.cvr_returning[:, None, :],
         params.cvr_interested[:, None, :], markets["cvr_mult"],

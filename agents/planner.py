@@ -237,11 +237,8 @@ class PlannerPolicy:
             self._add_pending(last_spend / params.horizon_hours, hour - 1)
         budget_left = feature(obs, "budget_left_frac", channels) * budget
         relinearise = self._twin is not None and hour > 0 and hour % self.relinearise_hours == 0
-        if relinearise or hour - self._plan_start >= self._plan.shape[1]:
-            replan = True
-        else:
-            replan = hour % self.replan_hours == 0
-        if replan:
+        plan_ended = hour - self._plan_start >= self._plan.shape[1]
+        if relinearise or plan_ended or hour % self.replan_hours == 0:
             gmv_frac = channel_feature(obs, "cum_gmv_frac", channels).sum(axis=1)
             gmv_so_far = gmv_frac * budget * params.target_roi
             if relinearise:
