@@ -274,6 +274,10 @@ class LagrangianConfig(_Frozen):
     """Derivative gain on the rise of ``J_c`` since the last update (damps overshoot)."""
     initial_lambda: NonNegFloat = 0.0
     """``lambda`` before the first update (the integral starts at ``initial_lambda / ki``)."""
+    max_lambda: Annotated[StrictFloat, Field(gt=0)] | None = None
+    """Cap on ``lambda`` (None: none). The integral is held at ``max_lambda / ki`` (anti-windup),
+    so a target out of reach does not wind it up. Above the price at which no campaign gains
+    from a miss, a larger ``lambda`` leaves the optimum unchanged and only drowns the GMV."""
 
     @model_validator(mode="after")
     def _moves_within_range(self) -> LagrangianConfig:
@@ -281,6 +285,10 @@ class LagrangianConfig(_Frozen):
             raise ValueError("kp, ki and kd are all 0, so lambda never moves; give one a gain > 0")
         if self.constraint == "miss_rate" and self.target >= 1:
             raise ValueError(f"target {self.target} is not a miss rate below 1")
+        if self.max_lambda is not None and self.initial_lambda > self.max_lambda:
+            raise ValueError(
+                f"initial_lambda {self.initial_lambda} is above max_lambda {self.max_lambda}"
+            )
         return self
 
 
@@ -431,6 +439,13 @@ class TrainConfig(_Frozen):
                     f"{self.algorithm}, which has no reward"
                 )
             _check_lagrangian_alone(self.env)
+            if self.normalize.norm_reward:
+                raise ValueError(
+                    "lagrangian prices each unit of cost at lambda in reward units, but "
+                    "normalize.norm_reward divides the reward by a running return std that grows "
+                    "with lambda and clips it at clip_reward, which caps the price the policy "
+                    "sees; set normalize.norm_reward: false"
+                )
         if hp.policy_kwargs.action_weight_decay > 0 and not spec.action_weight_decay:
             raise ValueError(_only("policy_kwargs.action_weight_decay", spec.name))
         if self.imitation is not None and not spec.imitation:

@@ -19,6 +19,11 @@ measured over the campaigns finished since the last update::
     I = max(0, I + e)
     lambda = max(0, kp * e + ki * I + kd * max(0, J_c - J_c_previous))
 
+With a cap ``lambda_max`` the multiplier is clipped to ``[0, lambda_max]`` and the integral to
+``[0, lambda_max / ki]`` (anti-windup: while the target is out of reach the integral holds at
+what the cap needs instead of growing without bound, so lambda comes down as soon as the
+constraint holds again).
+
 Plain gradient ascent on ``lambda`` (RCPO) is the integral term alone; the proportional term
 answers a violation at once and the derivative term a cost that is rising, which damps the
 overshoot and oscillation of the integral alone. The integral starts at ``initial_lambda / ki``
@@ -54,6 +59,7 @@ class PIDLagrangian:
     Attributes:
         kp, ki, kd: proportional, integral and derivative gains (each >= 0).
         target: the constraint's limit ``d`` (a miss rate, or a shortfall per campaign / B).
+        max_lambda: the cap ``lambda_max`` (None: no cap).
         multiplier: the current ``lambda``.
         integral: the error summed over the updates, clipped at 0 (``I``).
         previous_cost: ``J_c`` at the last update (None before the first).
@@ -63,27 +69,39 @@ class PIDLagrangian:
     ki: float
     kd: float
     target: float
+    max_lambda: float | None = None
     multiplier: float = 0.0
     integral: float = 0.0
     previous_cost: float | None = None
 
     @classmethod
     def start(
-        cls, kp: float, ki: float, kd: float, target: float, initial_lambda: float = 0.0
+        cls,
+        kp: float,
+        ki: float,
+        kd: float,
+        target: float,
+        initial_lambda: float = 0.0,
+        max_lambda: float | None = None,
     ) -> PIDLagrangian:
         """A controller at ``initial_lambda``, its integral at ``initial_lambda / ki`` (0 when
         ``ki`` is 0)."""
+        if max_lambda is not None and initial_lambda > max_lambda:
+            raise ValueError(f"initial_lambda {initial_lambda} is above max_lambda {max_lambda}")
         integral = initial_lambda / ki if ki > 0 else 0.0
-        return cls(kp, ki, kd, target, float(initial_lambda), float(integral))
+        return cls(kp, ki, kd, target, max_lambda, float(initial_lambda), float(integral))
 
     def update(self, cost: float) -> float:
         """Take ``J_c``, the constraint measured since the last update; return the new
         ``lambda``."""
+        cap = math.inf if self.max_lambda is None else self.max_lambda
         error = cost - self.target
-        self.integral = max(0.0, self.integral + error)
+        integral_cap = cap / self.ki if self.ki > 0 else math.inf
+        self.integral = min(max(0.0, self.integral + error), integral_cap)
         rise = 0.0 if self.previous_cost is None else max(0.0, cost - self.previous_cost)
         self.previous_cost = float(cost)
-        self.multiplier = max(0.0, self.kp * error + self.ki * self.integral + self.kd * rise)
+        unclipped = self.kp * error + self.ki * self.integral + self.kd * rise
+        self.multiplier = min(max(0.0, unclipped), cap)
         return self.multiplier
 
 

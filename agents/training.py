@@ -221,6 +221,13 @@ def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
         return venv
 
 
+def normalize_train_env(config: TrainConfig, venv: VecEnv) -> VecNormalize:
+    """``VecNormalize`` over the training env (:func:`make_train_env`) as a new run builds it:
+    the ``normalize`` section's settings, the algorithm's discount."""
+    with quiet_render_mode_warning():
+        return VecNormalize(venv, gamma=config.hyperparams.gamma, **config.normalize.model_dump())
+
+
 def campaign_seed(config: TrainConfig, num_timesteps: int) -> int:
     """First training campaign seed: the config seed, shifted on resume so as not to repeat."""
     offset = (num_timesteps // max(config.env.horizon_hours, 1)) * 7919
@@ -312,11 +319,7 @@ def train(
     write_json(paths.versions, {**versions(), "torch_threads": torch_threads})
     _append_command(paths)
 
-    venv = make_train_env(config, campaign_seed(config, 0))
-    with quiet_render_mode_warning():
-        vecnorm = VecNormalize(
-            venv, gamma=config.hyperparams.gamma, **config.normalize.model_dump()
-        )
+    vecnorm = normalize_train_env(config, make_train_env(config, campaign_seed(config, 0)))
     model = new_model(config, vecnorm)
     if config.imitation is not None:  # dagger's settings, or PPO's warm start (fitted here)
         attach_imitation(model, config, log, progress, paths.tensorboard / "imitation")

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from budgetgym.agents.checkpoints import RunPaths, load_checkpoint, load_run_policy
-from budgetgym.agents.config import validate_config
+from budgetgym.agents.config import load_config, validate_config
 from budgetgym.agents.lagrangian import STATE_FILE, LagrangianState, PIDLagrangian
-from budgetgym.agents.training import make_train_env, resume, train
+from budgetgym.agents.training import make_train_env, normalize_train_env, resume, train
 from budgetgym.agents.wrappers import (
     DenseRoiPenalty,
     LagrangianReward,
@@ -21,7 +22,11 @@ from budgetgym.agents.wrappers import (
     lagrangian_of,
 )
 from budgetgym.envs import BudgetVecEnv
+from budgetgym.envs.campaigns import info_columns, roi_target_missed
 from tests.agents.tiny_runs import quiet, tiny
+
+#: A Lagrangian run leaves the reward unscaled (see the config test below).
+RAW_REWARD = {"norm_reward": False}
 
 
 # --------------------------------------------------------------------------------------------
@@ -43,6 +48,21 @@ def test_pid_multiplier_rises_while_violated_falls_when_satisfied_and_stays_non_
     assert rising == pytest.approx(1.0 * 0.2 + 0.5 * 0.2 + 0.2 * 0.25)
     # The integral starts at initial_lambda / ki: with no error lambda stays where it started.
     assert PIDLagrangian.start(0.0, 0.5, 0.0, 0.05, initial_lambda=2.0).update(0.05) == 2.0
+
+
+def test_a_capped_multiplier_does_not_wind_up_and_lets_go_at_once() -> None:
+    # A target out of reach: the uncapped integral grows every update, the capped one holds at
+    # max_lambda / ki, so once the constraint holds lambda falls at the first update.
+    free = PIDLagrangian.start(kp=1.0, ki=0.2, kd=0.0, target=0.05, initial_lambda=0.5)
+    capped = PIDLagrangian.start(1.0, 0.2, 0.0, 0.05, initial_lambda=0.5, max_lambda=3.0)
+    for _ in range(100):
+        free.update(0.45), capped.update(0.45)
+    assert free.multiplier == pytest.approx(0.4 + 0.2 * (2.5 + 100 * 0.4)) and free.integral > 40
+    assert capped.multiplier == 3.0 and capped.integral == pytest.approx(3.0 / 0.2)
+    assert capped.update(0.0) == pytest.approx(0.2 * (15.0 - 0.05) - 0.05)  # below the cap
+    assert free.update(0.0) > 3.0  # the uncapped one is still paying for its wind-up
+    with pytest.raises(ValueError, match="above max_lambda"):
+        PIDLagrangian.start(1.0, 0.2, 0.0, 0.05, initial_lambda=4.0, max_lambda=3.0)
 
 
 # A campaign with budget 1 and target ROI R whose GMV is c * x**s for spend x (concave): the
@@ -150,12 +170,38 @@ def test_lagrangian_reward_at_a_fixed_multiplier_is_the_fixed_penalty_it_general
 
 def test_make_train_env_pays_gmv_under_the_multiplier() -> None:
     lagrangian = {"constraint": "expected_shortfall", "target": 0.02, "initial_lambda": 0.3}
-    config = validate_config({**tiny(), "lagrangian": lagrangian})
+    config = validate_config({**tiny(normalize=RAW_REWARD), "lagrangian": lagrangian})
     venv = make_train_env(config, seed=1)
     layer = lagrangian_of(venv)
     assert isinstance(venv.venv, LagrangianReward) and layer is venv.venv
     assert layer.venv.campaigns.reward_mode == "gmv"  # lambda, not kappa, prices the shortfall
     assert layer.controller.multiplier == 0.3 and layer.controller.integral == 0.3 / 0.2
+
+
+def test_the_learner_pays_lambda_for_a_miss_at_any_lambda() -> None:
+    """The shipped config's training stack (campaigns, multiplier, twin, normalization), on
+    smaller campaigns: the reward the learner sees in a missed campaign's last hour is lower by
+    exactly the rise of lambda, from 6 to 60, and unchanged elsewhere. A return-std normalizer
+    would divide the price by a std that grows with lambda and clip it at clip_reward."""
+    shipped = yaml.safe_load(load_config("ppo_lagrangian").to_yaml())
+    horizon = 24
+    small = {
+        "env": {**shipped["env"], "n_envs": 8, "horizon_hours": horizon},
+        "hyperparams": {**shipped["hyperparams"], "n_steps": horizon, "batch_size": 96},
+    }
+    config = validate_config({**shipped, **small})
+    rewards = []
+    for multiplier in (6.0, 60.0):
+        venv = normalize_train_env(config, make_train_env(config, seed=3))
+        lagrangian_of(venv).controller.multiplier = multiplier
+        venv.reset()
+        action = np.zeros((venv.num_envs, *venv.action_space.shape), dtype=np.float32)
+        for _ in range(2 * horizon):  # two campaign-weeks: the normalizer's statistics warm up
+            _, reward, done, infos = venv.step(action)
+        rewards.append(reward)
+    missed = roi_target_missed(*info_columns(infos, "gmv_total", "target_roi", "spend_total"))
+    assert done.all() and missed.any()
+    np.testing.assert_allclose(rewards[1] - rewards[0], -54.0 * missed, atol=1e-3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,10 +217,12 @@ def test_make_train_env_pays_gmv_under_the_multiplier() -> None:
         ({"lagrangian": {"ki": -0.1}}, "lagrangian.ki: input should be greater than"),
         ({"lagrangian": {"kii": 0.1}}, "did you mean 'ki'"),
         ({"lagrangian": {"constraint": "miss"}}, "lagrangian.constraint"),
+        ({"normalize": {"norm_reward": True}}, "set normalize.norm_reward: false"),
+        ({"lagrangian": {"initial_lambda": 2.0, "max_lambda": 1.0}}, "above max_lambda"),
     ],
 )
 def test_lagrangian_config_refuses_conflicts_and_bad_values(changes: dict, message: str) -> None:
-    data = tiny(**{"lagrangian": {"constraint": "miss_rate"}, **changes})
+    data = tiny(**{"lagrangian": {"constraint": "miss_rate"}, "normalize": RAW_REWARD, **changes})
     with pytest.raises(ValueError, match=message):
         validate_config(data)
 
@@ -206,7 +254,12 @@ def _scalars(run: RunPaths, tag: str) -> list[tuple[int, float]]:
 def test_the_multiplier_is_logged_saved_and_resumed(
     tmp_path: Path, algorithm: str, hyperparams: dict
 ) -> None:
-    data = {**tiny(), "algorithm": algorithm, "hyperparams": hyperparams, "lagrangian": STRICT}
+    data = {
+        **tiny(normalize=RAW_REWARD),
+        "algorithm": algorithm,
+        "hyperparams": hyperparams,
+        "lagrangian": STRICT,
+    }
     config = validate_config(data)
     train(config, tmp_path / "run", progress=False, log=quiet)
     run = RunPaths(tmp_path / "run")
