@@ -2,9 +2,11 @@
 
 Every mechanism of the deeper market (docs/simulator.md) is scenario data whose default leaves
 it off: a scenario with every default is the market the references (``oracle``, ``planner``,
-``planner_cc``, ``mmm_static``) model. :func:`unmodelled_mechanisms` names the mechanisms a
-scenario switches on, so that those references can refuse it with a clear sentence instead of
-planning on a market they do not model.
+``planner_cc``, ``mmm_static``) model, and they model the mechanisms marked ``modelled`` too
+(competition and the broadcast schedule: static per channel-hour, in their expected response).
+:func:`switched_on_mechanisms` names the mechanisms a scenario switches on,
+:func:`unmodelled_mechanisms` those the references do not model, so that they can refuse the
+scenario with a clear sentence instead of planning on a market they do not model.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from budgetgym.envs.scenarios import NO_EVENT_HOUR, CampaignParams, resolve_scen
 class Mechanism(NamedTuple):
     """A mechanism and the fields that switch it on: keys of a scenario file's top level
     (``CampaignParams`` arrays of the same names; ``presale``: an event's) and of its channel
-    entries."""
+    entries), and whether the references model it."""
 
     name: str
     scenario_fields: tuple[str, ...]
     channel_fields: tuple[str, ...]
+    modelled: bool = False
 
 
 MECHANISMS: tuple[Mechanism, ...] = (
@@ -37,6 +40,11 @@ MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism("a pre-sale event", ("presale",), ()),
     Mechanism("creative fatigue", (), ("fatigue_strength",)),
     Mechanism("a drift of the conversion rates", ("cvr_drift_sigma",), ()),
+    Mechanism("a reserve price", (), ("reserve_price_frac",), modelled=True),
+    Mechanism("rival depletion through the day", (), ("rival_depletion",), modelled=True),
+    Mechanism("own-spend price impact", (), ("price_impact",), modelled=True),
+    Mechanism("an S-shaped response", (), ("hill_shape",), modelled=True),
+    Mechanism("a live broadcast schedule", (), ("broadcast",), modelled=True),
 )
 
 
@@ -80,7 +88,7 @@ def _switched_on(mechanism: Mechanism, values: dict[str, np.ndarray], channels) 
     )
 
 
-def unmodelled_mechanisms(
+def switched_on_mechanisms(
     scenario: CampaignParams | ScenarioSpec | Mixture | str | os.PathLike[str],
 ) -> list[str]:
     """Names of the mechanisms ``scenario`` switches on (``MECHANISMS`` order; empty for every
@@ -98,6 +106,14 @@ def unmodelled_mechanisms(
     values = {f: np.concatenate([_scenario_values(m, f) for m in members]) for f in fields}
     channels = [c for member in members for c in member.channels]
     return [m.name for m in MECHANISMS if _switched_on(m, values, channels)]
+
+
+def unmodelled_mechanisms(
+    scenario: CampaignParams | ScenarioSpec | Mixture | str | os.PathLike[str],
+) -> list[str]:
+    """The mechanisms of :func:`switched_on_mechanisms` the references do not model."""
+    modelled = {m.name for m in MECHANISMS if m.modelled}
+    return [name for name in switched_on_mechanisms(scenario) if name not in modelled]
 
 
 def unmodelled_reason(scenario: CampaignParams | ScenarioSpec | Mixture | str) -> str | None:
