@@ -53,8 +53,8 @@ _WARM_WIDTH = 0.1  # initial warm-start bracket in log(theta)
 _WARM_TOLERANCE = 1e-4  # bracket width in log(theta) at which a warm bisection stops
 X_CAP = float(ndtri(MAX_WIN_FRAC))  # quantile of the largest useful allocation
 X_NONE = -40.0  # ``x`` of a channel-hour not bought (with competition): Phi(X_NONE) is 0
-_NEWTON_STEPS = 12  # safeguarded Newton steps of the competitive first-order condition
-_TANGENCY_STEPS = 48  # golden-section steps of the S-shaped response's tangency
+_NEWTON_STEPS = 6  # safeguarded Newton steps of the competitive first-order condition
+_TANGENCY_STEPS = 32  # golden-section steps of the S-shaped response's tangency
 
 
 @dataclass(frozen=True)
@@ -209,64 +209,82 @@ class ResponseCells:
         self.x_t = np.broadcast_to(x_reserve, self.m.shape).copy()
         if (self.hill > 1.0).any():
             self.x_t = self._tangency(x_reserve)
+        # Channels whose first-order condition has no closed form (the reserve's has one).
+        self.iterative = np.flatnonzero((self.hill != 1.0) | (self.impact > 0.0))
 
     def _response(self, x: np.ndarray, hours: slice = slice(None)):
         """Cost share ``c``, spend, GMV and the marginal ROI's log ``f + log theta`` of the paid
         channel-hours ``hours`` at ``x (n, len(hours), paid)``."""
-        c = (ndtr(x) - self.reserve_quantile) + self.reserve_share
+        c, log_marginal, won, log_hill = self._log_marginal(x, hours)
         spend = self.m[:, hours] * c / (1.0 - self.impact * c)
-        won = ndtr(x + self.sigma)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_hill = np.where(
-                self.hill != 1.0, (self.hill - 1.0) * np.log(won / HILL_REFERENCE_SHARE), 0.0
-            )
         gmv = self.gv[:, hours] * won * np.exp(log_hill)
-        log_marginal = self.log_ratio[:, hours] - self.sigma * x + np.log(self.hill) + log_hill
-        log_marginal = log_marginal + 2.0 * np.log(1.0 - self.impact * c)
         return c, spend, gmv, log_marginal
 
-    def _log_marginal_slope(self, x: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """``df/dx`` of the marginal ROI's log at ``x`` and cost share ``c`` (negative where the
-        response is concave)."""
-        won = np.maximum(ndtr(x + self.sigma), 1e-300)
-        hill = (self.hill - 1.0) * _normal_pdf(x + self.sigma) / won
-        return hill - self.sigma - 2.0 * self.impact * _normal_pdf(x) / (1.0 - self.impact * c)
+    def _log_marginal(self, x: np.ndarray, hours: slice, cols=slice(None)):
+        """Cost share ``c``, the marginal ROI's log, the won share and the log of the S-shape's
+        factor of the paid channel-hours ``hours`` of the paid channels ``cols`` at ``x``."""
+        hill, impact, sigma = self.hill[cols], self.impact[cols], self.sigma[cols]
+        c = (ndtr(x) - self.reserve_quantile[cols]) + self.reserve_share[cols]
+        won = ndtr(x + sigma)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_hill = np.where(hill != 1.0, (hill - 1.0) * np.log(won / HILL_REFERENCE_SHARE), 0.0)
+        log_marginal = self.log_ratio[:, hours][..., cols] - sigma * x + np.log(hill) + log_hill
+        return c, log_marginal + 2.0 * np.log(1.0 - impact * c), won, log_hill
+
+    def _log_marginal_slope(self, x: np.ndarray, c: np.ndarray, cols=slice(None)) -> np.ndarray:
+        """``df/dx`` of the marginal ROI's log at ``x`` and cost share ``c`` of the paid
+        channels ``cols`` (negative where the response is concave)."""
+        hill, impact, sigma = self.hill[cols], self.impact[cols], self.sigma[cols]
+        won = np.maximum(ndtr(x + sigma), 1e-300)
+        shape = (hill - 1.0) * _normal_pdf(x + sigma) / won
+        return shape - sigma - 2.0 * impact * _normal_pdf(x) / (1.0 - impact * c)
 
     def _tangency(self, x_reserve: np.ndarray) -> np.ndarray:
         """``x (n, H, paid)`` of the largest average ROI ``G / a`` on ``[x_reserve, x_cap]``
         (golden section; the concave envelope's tangency of an S-shaped response)."""
-        lo = np.broadcast_to(np.maximum(x_reserve, -8.0), self.m.shape).copy()
-        hi = np.broadcast_to(self.x_cap, self.m.shape).copy()
+        cols = np.flatnonzero(self.hill > 1.0)
+        shape = (*self.m.shape[:2], cols.size)
+        lo = np.broadcast_to(np.maximum(x_reserve[cols], -8.0), shape).copy()
+        hi = np.broadcast_to(self.x_cap[cols], shape).copy()
         ratio = (np.sqrt(5.0) - 1.0) / 2.0
+        impact, m, gv = self.impact[cols], self.m[..., cols], self.gv[..., cols]
 
         def average(x: np.ndarray) -> np.ndarray:
-            _, spend, gmv, _ = self._response(x)
-            return gmv / np.maximum(spend, 1e-300)
+            c, _, won, log_hill = self._log_marginal(x, slice(None), cols)
+            spend = m * c / (1.0 - impact * c)
+            return gv * won * np.exp(log_hill) / np.maximum(spend, 1e-300)
 
         for _ in range(_TANGENCY_STEPS):
             a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
             left = average(a) >= average(b)
             hi, lo = np.where(left, b, hi), np.where(left, lo, a)
-        x_t = 0.5 * (lo + hi)
-        return np.where(self.hill > 1.0, x_t, np.maximum(x_reserve, X_NONE + 1.0))
+        x_t = np.broadcast_to(x_reserve, self.m.shape).copy()
+        x_t[..., cols] = 0.5 * (lo + hi)
+        return x_t
 
     def _competitive_x(self, log_theta: np.ndarray, hours: slice) -> np.ndarray:
         """``x`` of the paid channel-hours ``hours`` at ``log_theta (n,)``: the root of the
         marginal ROI's first-order condition on ``[x_t, x_cap]``, ``X_NONE`` where it is below
         ``theta`` already at ``x_t``."""
         target = log_theta[:, None, None]
-        lo = np.minimum(self.x_t[:, hours], self.x_cap)
-        hi = np.broadcast_to(self.x_cap, lo.shape)
-        bought = self._response(lo, hours)[3] >= target
-        at_cap = self._response(hi, hours)[3] >= target
-        x = np.clip((self.log_ratio[:, hours] - target) / self.sigma, lo, hi)
-        for _ in range(_NEWTON_STEPS):
-            c, _, _, log_marginal = self._response(x, hours)
-            f = log_marginal - target
-            lo, hi = np.where(f > 0, x, lo), np.where(f > 0, hi, x)
-            step = x - f / np.minimum(self._log_marginal_slope(x, c), -1e-12)
-            x = np.where((step > lo) & (step < hi), step, 0.5 * (lo + hi))
-        x = np.where(at_cap, hi, x)
+        x_t = np.minimum(self.x_t[:, hours], self.x_cap)
+        # Closed form where neither impact nor an S-shape: the lognormal's, from the reserve on.
+        x = np.minimum((self.log_ratio[:, hours] - target) / self.sigma, self.x_cap)
+        bought = x >= x_t
+        cols = self.iterative
+        if cols.size:
+            lo, hi = x_t[..., cols], np.broadcast_to(self.x_cap[cols], x_t[..., cols].shape)
+            bought[..., cols] = self._log_marginal(lo, hours, cols)[1] >= target
+            at_cap = self._log_marginal(hi, hours, cols)[1] >= target
+            root = np.clip(x[..., cols], lo, hi)
+            for _ in range(_NEWTON_STEPS):
+                c, log_marginal, _, _ = self._log_marginal(root, hours, cols)
+                f = log_marginal - target
+                lo, hi = np.where(f > 0, root, lo), np.where(f > 0, hi, root)
+                slope = np.minimum(self._log_marginal_slope(root, c, cols), -1e-12)
+                step = root - f / slope
+                root = np.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
+            x[..., cols] = np.where(at_cap, hi, root)
         return np.where(bought, x, X_NONE)
 
     def paid_x(self, log_theta: np.ndarray, start: int = 0) -> np.ndarray:
