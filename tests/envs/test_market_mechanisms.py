@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from budgetgym.agents.allocation import expected_response, plan_problem, within_budget
+from budgetgym.agents.allocation import (
+    ResponseCells,
+    expected_response,
+    plan_problem,
+    within_budget,
+)
 from budgetgym.agents.evaluation import compare, rollout
 from budgetgym.agents.oracle import plan_campaigns
 from budgetgym.agents.policy import load_policy, unavailable
@@ -518,3 +523,23 @@ def test_references_model_competition_exactly(tmp_path):
     gmv = {name: info["gmv_total"].mean() for name, info in results.items()}
     miss = {name: (info["roi"] < info["target_roi"]).mean() for name, info in results.items()}
     assert gmv["planner"] > 1.2 * gmv["uniform"] and miss["planner"] < miss["uniform"], (gmv, miss)
+
+
+def test_planner_buys_an_s_shaped_channel_hour_on_its_concave_envelope(tmp_path):
+    """With an S-shaped response the plan buys nothing or at least the tangency spend (the
+    largest average ROI), never the convex part below it, and at a price ``theta`` above the
+    channel-hour's largest average ROI it buys nothing."""
+    path = scenario_file(tmp_path, "s_shape", channels={"short_video": {"hill_shape": 2.5}})
+    params = sample_campaigns(path, SEEDS[:32])
+    problem, plan = plan_problem(params, expected_markets(params))
+    cells = ResponseCells(problem)
+    video = list(cells.paid_idx).index(list(params.channel_names).index("short_video"))
+    _, tangency_spend, tangency_gmv, _ = cells._response(cells.x_t)
+    alloc = cells.allocation(np.log(plan["theta"]))[..., cells.paid_idx][..., video]
+    tangency_spend, tangency_gmv = tangency_spend[..., video], tangency_gmv[..., video]
+    bought = alloc > 0
+    assert bought.any() and (~bought).any()
+    assert (alloc[bought] >= tangency_spend[bought] * (1.0 - 1e-9)).all()
+    best_average = tangency_gmv / tangency_spend
+    theta = np.broadcast_to(plan["theta"][:, None], best_average.shape)
+    assert not (bought & (best_average < theta * (1.0 - 1e-6))).any()
