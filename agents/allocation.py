@@ -38,7 +38,15 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from budgetgym.envs.channels import channel_array
-from budgetgym.envs.core import MAX_WIN_FRAC, pool_saturation, purchase_probabilities, win_curve
+from budgetgym.envs.core import (
+    HILL_REFERENCE_SHARE,
+    MAX_WIN_FRAC,
+    hill_factor,
+    pool_saturation,
+    purchase_probabilities,
+    reserve_constants,
+    win_curve,
+)
 from budgetgym.envs.scenarios import CampaignParams
 
 THETA_BOUNDS = (1e-3, 1e4)  # bracket of the marginal-ROI price theta
@@ -46,6 +54,9 @@ _BISECTION_STEPS = 40
 _WARM_WIDTH = 0.1  # initial warm-start bracket in log(theta)
 _WARM_TOLERANCE = 1e-4  # bracket width in log(theta) at which a warm bisection stops
 X_CAP = float(ndtri(MAX_WIN_FRAC))  # quantile of the largest useful allocation
+X_NONE = -40.0  # ``x`` of a channel-hour not bought (with competition): Phi(X_NONE) is 0
+_NEWTON_STEPS = 6  # safeguarded Newton steps of the competitive first-order condition
+_TANGENCY_STEPS = 32  # golden-section steps of the S-shaped response's tangency
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,9 @@ class AllocationProblem:
         future_gmv_per_impression: ``(n, H, k)`` CNY (or 0): the shadow value of an impression,
             the attributed GMV it adds in later hours through the market's state (interest,
             fatigue, deposits, the returning pool; :mod:`budgetgym.agents.intertemporal`).
+        reserve_frac: ``(k,)`` reserve price over the median price (None: 0, no reserve).
+        price_impact: ``(k,)`` own-spend price impact (None: 0).
+        hill_shape: ``(k,)`` Hill shape of the response (None: 1).
     """
 
     volume: np.ndarray
@@ -80,6 +94,18 @@ class AllocationProblem:
     budget_cny: np.ndarray
     target_roi: np.ndarray
     future_gmv_per_impression: np.ndarray | float = 0.0
+    reserve_frac: np.ndarray | None = None
+    price_impact: np.ndarray | None = None
+    hill_shape: np.ndarray | None = None
+
+    @property
+    def competes(self) -> bool:
+        """Whether a competition mechanism (reserve, price impact, S-shape) is on."""
+        return (
+            (self.reserve_frac is not None and bool(np.any(self.reserve_frac > 0)))
+            or (self.price_impact is not None and bool(np.any(self.price_impact > 0)))
+            or (self.hill_shape is not None and bool(np.any(self.hill_shape != 1)))
+        )
 
     @property
     def pays_per_sale(self) -> np.ndarray:
@@ -108,8 +134,17 @@ class AllocationProblem:
 
 
 def expected_impressions(alloc_cny: np.ndarray, problem: AllocationProblem) -> np.ndarray:
-    """Expected impressions ``(n, H, k)`` won with ``alloc_cny``: the core's win curve."""
-    return win_curve(alloc_cny, problem.volume, problem.max_spend_cny, problem.sigma)
+    """Expected impressions ``(n, H, k)`` won with ``alloc_cny`` (the core's win curve), times
+    the S-shaped response's factor on their CTR where ``hill_shape`` is above 1 (the
+    impressions that respond: purchases are these times ``purchases_per_impression``)."""
+    if not problem.competes:
+        return win_curve(alloc_cny, problem.volume, problem.max_spend_cny, problem.sigma)
+    won = win_curve(
+        alloc_cny, problem.volume, problem.max_spend_cny, problem.sigma, problem.reserve_frac,
+        problem.price_impact,
+    )  # fmt: skip
+    hill = np.ones_like(problem.sigma) if problem.hill_shape is None else problem.hill_shape
+    return won * hill_factor(won, problem.volume, hill)
 
 
 def expected_response(
@@ -138,6 +173,18 @@ class ResponseCells:
     ``g V Phi(x + sigma)`` with ``x = min((log(g V / M) - sigma^2 / 2 - log theta) / sigma,
     Phi^-1(MAX_WIN_FRAC))`` (see :func:`solve_allocation`); a pay-per-sale channel-hour is
     bought out (``gmv_full``, ``cost_full``) when its ROI beats ``theta``.
+
+    With competition (``problem.competes``: a reserve, own-spend price impact or an S-shaped
+    response) the paid channel-hour's response in ``x`` (the quantile of its spend share at
+    the market's own prices, docs/simulator.md §2) is: cost share
+    ``c = Phi(x) - q + c0`` (``c0``, ``q``: :func:`~budgetgym.envs.core.reserve_constants`),
+    spend ``a = M c / (1 - eta c)``, GMV ``g V w (w / w_ref)^(s - 1)`` with ``w = Phi(x +
+    sigma)``; its marginal ROI is ``dG/da = exp(f(x))``,
+    ``f = log(g V / M) - sigma^2 / 2 - sigma x + log s + (s - 1) log(w / w_ref) + 2 log(1 -
+    eta c)``. The channel-hour is bought at ``f(x) = log theta`` (safeguarded Newton), from its
+    lowest useful ``x_t`` on: the reserve's quantile, or, for an S-shaped response (not
+    concave), the tangency of its concave envelope (the spend of the largest average ROI,
+    found once by golden section): below ``x_t`` it buys nothing.
     """
 
     def __init__(self, problem: AllocationProblem) -> None:
@@ -151,6 +198,9 @@ class ResponseCells:
         with np.errstate(divide="ignore"):
             self.log_ratio = np.log(self.gv / np.maximum(self.m, 1e-12)) - 0.5 * self.sigma**2
         self.cap = problem.cap_cny
+        self.competes = problem.competes
+        if self.competes:
+            self._competition(problem)
         gmv_full, cost_full = expected_response(problem.cap_cny, problem)
         self.sale_gmv, self.sale_cost = gmv_full[..., self.sale_idx], cost_full[..., self.sale_idx]
         self.sale_worth = np.divide(
@@ -160,10 +210,114 @@ class ResponseCells:
             where=self.sale_cost > 0,
         )
 
+    def _competition(self, problem: AllocationProblem) -> None:
+        """The paid channels' competition constants ``(paid,)`` and tangencies ``x_t``."""
+        paid, k = self.paid_idx, problem.sigma.size
+        reserve = np.zeros(k) if problem.reserve_frac is None else problem.reserve_frac
+        impact = np.zeros(k) if problem.price_impact is None else problem.price_impact
+        hill = np.ones(k) if problem.hill_shape is None else problem.hill_shape
+        share, quantile, _ = reserve_constants(reserve[paid], self.sigma)
+        self.reserve_share, self.reserve_quantile = share, quantile
+        self.impact, self.hill = impact[paid], hill[paid]
+        # The kernel caps the allocation at MAX_WIN_FRAC of M: the cost share's largest value.
+        top = MAX_WIN_FRAC / (1.0 + self.impact * MAX_WIN_FRAC)
+        self.x_cap = ndtri(top - share + quantile)
+        with np.errstate(divide="ignore"):
+            x_reserve = np.maximum(ndtri(quantile), X_NONE + 1.0)  # the reserve's quantile
+        self.x_t = np.broadcast_to(x_reserve, self.m.shape).copy()
+        if (self.hill > 1.0).any():
+            self.x_t = self._tangency(x_reserve)
+        # Channels whose first-order condition has no closed form (the reserve's has one).
+        self.iterative = np.flatnonzero((self.hill != 1.0) | (self.impact > 0.0))
+
+    def _response(self, x: np.ndarray, hours: slice = slice(None)):
+        """Cost share ``c``, spend, GMV and the marginal ROI's log ``f + log theta`` of the paid
+        channel-hours ``hours`` at ``x (n, len(hours), paid)``."""
+        c, log_marginal, won, log_hill = self._log_marginal(x, hours)
+        spend = self.m[:, hours] * c / (1.0 - self.impact * c)
+        gmv = self.gv[:, hours] * won * np.exp(log_hill)
+        return c, spend, gmv, log_marginal
+
+    def _log_marginal(self, x: np.ndarray, hours: slice, cols=slice(None)):
+        """Cost share ``c``, the marginal ROI's log, the won share and the log of the S-shape's
+        factor of the paid channel-hours ``hours`` of the paid channels ``cols`` at ``x``."""
+        hill, impact, sigma = self.hill[cols], self.impact[cols], self.sigma[cols]
+        c = (ndtr(x) - self.reserve_quantile[cols]) + self.reserve_share[cols]
+        won = ndtr(x + sigma)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_hill = np.where(hill != 1.0, (hill - 1.0) * np.log(won / HILL_REFERENCE_SHARE), 0.0)
+        log_marginal = self.log_ratio[:, hours][..., cols] - sigma * x + np.log(hill) + log_hill
+        return c, log_marginal + 2.0 * np.log(1.0 - impact * c), won, log_hill
+
+    def _log_marginal_slope(self, x: np.ndarray, c: np.ndarray, cols=slice(None)) -> np.ndarray:
+        """``df/dx`` of the marginal ROI's log at ``x`` and cost share ``c`` of the paid
+        channels ``cols`` (negative where the response is concave)."""
+        hill, impact, sigma = self.hill[cols], self.impact[cols], self.sigma[cols]
+        won = np.maximum(ndtr(x + sigma), 1e-300)
+        shape = (hill - 1.0) * _normal_pdf(x + sigma) / won
+        return shape - sigma - 2.0 * impact * _normal_pdf(x) / (1.0 - impact * c)
+
+    def _tangency(self, x_reserve: np.ndarray) -> np.ndarray:
+        """``x (n, H, paid)`` of the largest average ROI ``G / a`` on ``[x_reserve, x_cap]``
+        (golden section; the concave envelope's tangency of an S-shaped response)."""
+        cols = np.flatnonzero(self.hill > 1.0)
+        shape = (*self.m.shape[:2], cols.size)
+        lo = np.broadcast_to(np.maximum(x_reserve[cols], -8.0), shape).copy()
+        hi = np.broadcast_to(self.x_cap[cols], shape).copy()
+        ratio = (np.sqrt(5.0) - 1.0) / 2.0
+        impact, m, gv = self.impact[cols], self.m[..., cols], self.gv[..., cols]
+
+        def average(x: np.ndarray) -> np.ndarray:
+            c, _, won, log_hill = self._log_marginal(x, slice(None), cols)
+            spend = m * c / (1.0 - impact * c)
+            return gv * won * np.exp(log_hill) / np.maximum(spend, 1e-300)
+
+        for _ in range(_TANGENCY_STEPS):
+            a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+            left = average(a) >= average(b)
+            hi, lo = np.where(left, b, hi), np.where(left, lo, a)
+        x_t = np.broadcast_to(x_reserve, self.m.shape).copy()
+        x_t[..., cols] = 0.5 * (lo + hi)
+        return x_t
+
+    def _competitive_x(self, log_theta: np.ndarray, hours: slice) -> np.ndarray:
+        """``x`` of the paid channel-hours ``hours`` at ``log_theta (n,)``: the root of the
+        marginal ROI's first-order condition on ``[x_t, x_cap]``, ``X_NONE`` where it is below
+        ``theta`` already at ``x_t``."""
+        target = log_theta[:, None, None]
+        x_t = np.minimum(self.x_t[:, hours], self.x_cap)
+        # Closed form where neither impact nor an S-shape: the lognormal's, from the reserve on.
+        x = np.minimum((self.log_ratio[:, hours] - target) / self.sigma, self.x_cap)
+        bought = x >= x_t
+        cols = self.iterative
+        if cols.size:
+            lo, hi = x_t[..., cols], np.broadcast_to(self.x_cap[cols], x_t[..., cols].shape)
+            bought[..., cols] = self._log_marginal(lo, hours, cols)[1] >= target
+            at_cap = self._log_marginal(hi, hours, cols)[1] >= target
+            root = np.clip(x[..., cols], lo, hi)
+            for _ in range(_NEWTON_STEPS):
+                c, log_marginal, _, _ = self._log_marginal(root, hours, cols)
+                f = log_marginal - target
+                lo, hi = np.where(f > 0, root, lo), np.where(f > 0, hi, root)
+                slope = np.minimum(self._log_marginal_slope(root, c, cols), -1e-12)
+                step = root - f / slope
+                root = np.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
+            x[..., cols] = np.where(at_cap, hi, root)
+        return np.where(bought, x, X_NONE)
+
     def paid_x(self, log_theta: np.ndarray, start: int = 0) -> np.ndarray:
         """``x (n, H - start, paid)`` of the paid channel-hours at ``log_theta (n,)``."""
+        if self.competes:
+            return self._competitive_x(log_theta, slice(start, None))
         x = (self.log_ratio[:, start:] - log_theta[:, None, None]) / self.sigma
         return np.minimum(x, X_CAP)
+
+    def paid_spend(self, x: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Spend ``(n, hours, paid)`` of the paid channel-hours ``start..stop-1`` at ``x``."""
+        if not self.competes:
+            return self.m[:, start:stop] * ndtr(x)
+        spend = self._response(x, slice(start, stop))[1]
+        return np.where(x > X_NONE, spend, 0.0)
 
     def paid_totals(
         self, log_theta: np.ndarray, start: int = 0
@@ -176,19 +330,29 @@ class ResponseCells:
         """
         x = self.paid_x(log_theta, start)
         gmv = self.paid_gmv(x, start).sum(axis=2)
-        spend = (self.m[:, start:] * ndtr(x)).sum(axis=2)
+        spend = self.paid_spend(x, start).sum(axis=2)
         density = np.exp(-0.5 * x**2) / np.sqrt(2.0 * np.pi)
-        slope = -(np.where(x < X_CAP, self.m[:, start:] * density / self.sigma, 0.0)).sum(axis=2)
-        return gmv, spend, slope
+        if not self.competes:
+            slope = -(np.where(x < X_CAP, self.m[:, start:] * density / self.sigma, 0.0))
+            return gmv, spend, slope.sum(axis=2)
+        # d spend / d log(theta) = (d spend / dx) / (d f / dx) inside [x_t, x_cap].
+        c = (ndtr(x) - self.reserve_quantile) + self.reserve_share
+        df = np.minimum(self._log_marginal_slope(x, c), -1e-12)
+        dspend = self.m[:, start:] * density / (1.0 - self.impact * c) ** 2
+        inside = (x > X_NONE) & (x < self.x_cap) & (x > self.x_t[:, start:])
+        return gmv, spend, np.where(inside, dspend / df, 0.0).sum(axis=2)
 
     def paid_gmv(self, x: np.ndarray, start: int = 0) -> np.ndarray:
         """GMV ``(n, H - start, paid)`` of the paid channel-hours at ``x`` (from :meth:`paid_x`)."""
+        if self.competes:
+            return np.where(x > X_NONE, self._response(x, slice(start, None))[2], 0.0)
         return self.gv[:, start:] * ndtr(x + self.sigma)
 
     def take(self, rows: np.ndarray) -> ResponseCells:
         """The cells of campaigns ``rows`` only."""
         taken = copy.copy(self)
-        for name in ("gv", "m", "log_ratio", "cap", "sale_gmv", "sale_cost", "sale_worth"):
+        names = ["gv", "m", "log_ratio", "cap", "sale_gmv", "sale_cost", "sale_worth"]
+        for name in names + (["x_t"] if self.competes else []):
             setattr(taken, name, getattr(self, name)[rows])
         return taken
 
@@ -201,8 +365,8 @@ class ResponseCells:
     def totals(self, log_theta: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Expected GMV and spend ``(n,)`` CNY of hours ``start..H-1`` at ``log_theta (n,)``."""
         x = self.paid_x(log_theta, start)
-        gmv = (self.gv[:, start:] * ndtr(x + self.sigma)).sum(axis=(1, 2))
-        spend = (self.m[:, start:] * ndtr(x)).sum(axis=(1, 2))
+        gmv = self.paid_gmv(x, start).sum(axis=(1, 2))
+        spend = self.paid_spend(x, start).sum(axis=(1, 2))
         sale_gmv, sale_spend = self.sale_totals(log_theta, start)
         return gmv + sale_gmv, spend + sale_spend
 
@@ -212,11 +376,20 @@ class ResponseCells:
         hours = slice(start, stop)
         cap = self.cap[:, hours]
         alloc = np.zeros_like(cap)
-        x = np.minimum((self.log_ratio[:, hours] - log_theta[:, None, None]) / self.sigma, X_CAP)
-        alloc[..., self.paid_idx] = np.minimum(self.m[:, hours] * ndtr(x), cap[..., self.paid_idx])
+        if self.competes:
+            x = self._competitive_x(log_theta, hours)
+        else:
+            x = (self.log_ratio[:, hours] - log_theta[:, None, None]) / self.sigma
+            x = np.minimum(x, X_CAP)
+        spend = self.paid_spend(x, start, stop)
+        alloc[..., self.paid_idx] = np.minimum(spend, cap[..., self.paid_idx])
         buy = self.sale_worth[:, hours] > np.exp(log_theta)[:, None, None]
         alloc[..., self.sale_idx] = np.where(buy, cap[..., self.sale_idx], 0.0)
         return alloc
+
+
+def _normal_pdf(x: np.ndarray) -> np.ndarray:
+    return np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
 
 
 def meets_constraints(
@@ -399,6 +572,9 @@ def build_problem(
         commission_frac=channel_array("commission_frac", params.channels),
         budget_cny=params.budget_cny,
         target_roi=params.target_roi,
+        reserve_frac=channel_array("reserve_price_frac", params.channels),
+        price_impact=channel_array("price_impact", params.channels),
+        hill_shape=channel_array("hill_shape", params.channels),
     )
     return problem, ctr * (p_buy - p_returning)
 

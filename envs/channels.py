@@ -35,6 +35,32 @@ from budgetgym.envs.spec_base import (
 Billing = Literal["cpc", "cpm", "per_sale"]
 
 
+HourOfDay = Annotated[int, Field(ge=0, le=23)]
+Weekday = Annotated[int, Field(ge=0, le=6)]
+HOURS_PER_WEEK = 168
+
+
+class BroadcastSchedule(Spec):
+    """When a live channel is on air: hours of the day and weekdays (0 = the campaign's first
+    day, Monday), the same for every campaign of the scenario, so a policy reads it off the
+    observation's clock. Off air, the channel's volume is ``off_air_traffic`` times its own.
+
+    Attributes:
+        hours: hours of the day on air (0-23).
+        weekdays: days of the week on air (0-6; default every day).
+        off_air_traffic: factor on the volume off air (the stream's replays and shop page).
+    """
+
+    hours: Annotated[tuple[HourOfDay, ...], Field(min_length=1)]
+    weekdays: Annotated[tuple[Weekday, ...], Field(min_length=1)] = (0, 1, 2, 3, 4, 5, 6)
+    off_air_traffic: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.1
+
+    def on_air(self) -> np.ndarray:
+        """``(168,)`` bool: whether each hour of the week is on air."""
+        hour = np.arange(HOURS_PER_WEEK)
+        return np.isin(hour % 24, self.hours) & np.isin(hour // 24, self.weekdays)
+
+
 class ChannelSpec(Spec):
     """One traffic channel of the reference campaign (frozen; a scenario file's ``channels``
     entry).
@@ -69,6 +95,17 @@ class ChannelSpec(Spec):
             F)``, with ``F`` the impressions shown, in hours of the campaign's volume, decaying
             at ``fatigue_recovery`` per hour (0: no fatigue).
         fatigue_recovery: share of the fatigue that wears off per hour.
+        reserve_price_frac: the platform's reserve price, as a fraction of the channel-hour's
+            median price: every impression won costs at least it (0: none).
+        rival_depletion: how strongly rival budgets pacing out lower the price through the
+            day: the price times ``1 + rival_depletion * (23 - 2 h) / 23`` at hour of day
+            ``h`` (mean 1 over the day; 0: none).
+        price_impact: how much the campaign's own spend raises the channel-hour's price level:
+            times ``1 + price_impact * spend / max_spend`` (0: none).
+        hill_shape: Hill shape ``s`` of the response: the won impressions' CTR times the won
+            share to the power ``s - 1`` (1: linear in impressions; above 1: S-shaped).
+        broadcast: the live broadcast schedule (:class:`BroadcastSchedule`; None: always on
+            air).
     """
 
     name: Identifier
@@ -90,6 +127,11 @@ class ChannelSpec(Spec):
     interest_affinity: Probability = 0.0
     fatigue_strength: NonNegFloat = 0.0
     fatigue_recovery: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.05
+    reserve_price_frac: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    rival_depletion: Annotated[float, Field(ge=0, le=0.9, allow_inf_nan=False)] = 0.0
+    price_impact: Annotated[float, Field(ge=0, le=0.5, allow_inf_nan=False)] = 0.0
+    hill_shape: Annotated[float, Field(ge=1, le=4, allow_inf_nan=False)] = 1.0
+    broadcast: BroadcastSchedule | None = None
 
     @model_validator(mode="after")
     def _commission_iff_per_sale(self) -> ChannelSpec:

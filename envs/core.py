@@ -36,7 +36,13 @@ from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
 from budgetgym.envs import random as crn
-from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec, channel_array
+from budgetgym.envs.channels import (
+    CHANNEL_NAMES,
+    DEFAULT_CHANNELS,
+    HOURS_PER_WEEK,
+    ChannelSpec,
+    channel_array,
+)
 from budgetgym.envs.features import action_dim
 from budgetgym.envs.scenarios import CampaignParams
 
@@ -47,6 +53,9 @@ SHARE_TEMPERATURE = 3.0  # action logits are multiplied by this before the softm
 _LN4 = math.log(4.0)  # the pace 4**a0 is computed as exp(a0 ln 4)
 MAX_WIN_FRAC = 0.95  # spend can buy at most this share of a channel-hour's market
 CVR_CAP = 0.95  # a click buys with at most this probability, whatever the calendar's multiplier
+#: Won share of a channel-hour at which an S-shaped response (``hill_shape`` > 1) has the
+#: channel's own CTR: below it fewer clicks per impression, above it more.
+HILL_REFERENCE_SHARE = 0.5
 #: A channel's ``billing`` as the kernels read it (``ChannelTable.billing``).
 BILLING_CODES = ("cpc", "cpm", "per_sale")
 BILLING_CPC, BILLING_CPM, BILLING_PER_SALE = (float(i) for i in range(len(BILLING_CODES)))
@@ -88,11 +97,60 @@ class ChannelTable(NamedTuple):
     interest_affinity: np.ndarray  # largest share of non-returning clicks from the interested
     fatigue_strength: np.ndarray  # CTR / (1 + strength * fatigue)
     fatigue_recovery: np.ndarray  # share of the fatigue that wears off per hour
+    # Competition (docs/simulator.md §2): the reserve price's constants (see
+    # ``reserve_constants``), the own-spend price impact and the response's Hill shape.
+    reserve_share: np.ndarray  # cost share of the impressions below the reserve, at the reserve
+    reserve_quantile: np.ndarray  # their cost share at their own prices
+    reserve_won_per_share: np.ndarray  # won share per cost share below the reserve
+    price_impact: np.ndarray  # price level times 1 + impact * spend / max_spend
+    hill_shape: np.ndarray  # CTR times the won share ** (hill_shape - 1)
+    # ``(n_channels, 168)``: factors of each hour of the week on volume (the live broadcast
+    # schedule) and on price (rival depletion through the day).
+    clock_volume: np.ndarray
+    clock_price: np.ndarray
+
+
+def reserve_constants(
+    reserve_frac: np.ndarray, sigma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A reserve price ``rho`` times the median price of lognormal prices of log-sd ``sigma``
+    (``(k,)`` arrays), in units of the market's cost ``M = V m exp(sigma^2 / 2)``:
+    ``c0 = rho exp(-sigma^2 / 2) Phi(ln rho / sigma)``, the cost of every impression priced
+    below the reserve paid at the reserve; ``q = Phi(ln rho / sigma - sigma)``, their cost at
+    their own prices; ``K = exp(sigma^2 / 2) / rho``, the won share per cost share below the
+    reserve. All 0 without a reserve (``rho = 0``)."""
+    rho, sigma = np.asarray(reserve_frac, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    on = rho > 0.0
+    with np.errstate(divide="ignore"):
+        y = np.where(on, np.log(np.where(on, rho, 1.0)) / sigma, -np.inf)
+    ndtr = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)), otypes=[np.float64])
+    share = np.where(on, rho * np.exp(-0.5 * sigma**2) * ndtr(y), 0.0)
+    quantile = np.where(on, ndtr(y - sigma), 0.0)
+    won = np.where(on, np.exp(0.5 * sigma**2) / np.where(on, rho, 1.0), 0.0)
+    return share, quantile, won
+
+
+def clock_multipliers(channels: tuple[ChannelSpec, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Factors ``(k, 168)`` of each hour of the week on each channel's volume (off air:
+    ``broadcast.off_air_traffic``; 1 without a schedule) and price (rival depletion,
+    ``1 + delta (23 - 2 h) / 23`` at hour of day ``h``: mean 1 over the day)."""
+    hour_of_day = np.arange(HOURS_PER_WEEK) % 24
+    volume = np.ones((len(channels), HOURS_PER_WEEK))
+    for k, c in enumerate(channels):
+        if c.broadcast is not None:
+            volume[k] = np.where(c.broadcast.on_air(), 1.0, c.broadcast.off_air_traffic)
+    depletion = channel_array("rival_depletion", channels)[:, None]
+    price = 1.0 + depletion * ((23.0 - 2.0 * hour_of_day) / 23.0)
+    return volume, price
 
 
 def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> ChannelTable:
     """The kernels' :class:`ChannelTable` of a channel list."""
     sigma = channel_array("price_sigma", channels)
+    reserve_share, reserve_quantile, won_per_share = reserve_constants(
+        channel_array("reserve_price_frac", channels), sigma
+    )
+    clock_volume, clock_price = clock_multipliers(channels)
     launch = np.array([c.launch_support for c in channels], dtype=np.float64)
     return ChannelTable(
         price_sigma=sigma,
@@ -109,6 +167,13 @@ def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> Chann
         interest_affinity=channel_array("interest_affinity", channels),
         fatigue_strength=channel_array("fatigue_strength", channels),
         fatigue_recovery=channel_array("fatigue_recovery", channels),
+        reserve_share=reserve_share,
+        reserve_quantile=reserve_quantile,
+        reserve_won_per_share=won_per_share,
+        price_impact=channel_array("price_impact", channels),
+        hill_shape=channel_array("hill_shape", channels),
+        clock_volume=clock_volume,
+        clock_price=clock_price,
     )
 
 
@@ -631,12 +696,40 @@ def _win_impressions(spend, volume, max_spend, sigma):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _channel_market(ch, counter, k):
+def _win_quantile(share, sigma, reserve_share, reserve_quantile, won_per_share, impact):
+    """``Phi^-1`` of the won share of a channel-hour whose allocation is ``share`` of the
+    market's cost (at most ``MAX_WIN_FRAC``), with competition (docs/simulator.md §2): the own
+    spend raises the price level by ``1 + impact * share``; below the reserve's cost share
+    every impression costs the reserve (the won share is linear in spend), above it the
+    lognormal landscape. Without either it is ``Phi^-1(share) + sigma``, to the bit. Without
+    branches: it runs in SIMD lanes."""
+    base = share / (1.0 + impact * share)
+    rationed = base < reserve_share
+    arg = base * won_per_share if rationed else (base - reserve_share) + reserve_quantile
+    return _ndtri_lanes(arg) + (0.0 if rationed else sigma)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _competitive_impressions(
+    spend, volume, max_spend, sigma, reserve_share, reserve_quantile, won_per_share, impact
+):  # fmt: skip
+    """Expected impressions won with competition (see :func:`_win_quantile`)."""
+    if spend <= 0.0 or max_spend <= 0.0:
+        return 0.0
+    share = min(spend / max_spend, MAX_WIN_FRAC)
+    z = _win_quantile(share, sigma, reserve_share, reserve_quantile, won_per_share, impact)
+    return volume * _ndtr(z)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _channel_market(ch, counter, k, hour):
     """What every campaign's market cell in channel ``k`` shares this hour, as a tuple of scalars
     (an array passed into the cell's loop would be reference-counted at every campaign)."""
+    week_hour = hour % HOURS_PER_WEEK
     return (
         ch.launch_support[k], ch.volume_noise_sigma[k], ch.diurnal_strength[k],
         ch.mean_price_factor[k], counter[_S_VOLUME, k], counter[_S_PRICE, k],
+        ch.clock_volume[k, week_hour], ch.clock_price[k, week_hour],
     )  # fmt: skip
 
 
@@ -651,14 +744,16 @@ def _market_cell(
     noise at its mean 1, price noise at its median 1). Without branches: it runs in SIMD
     lanes."""
     evening, weekly = profile
-    boosted, vs, diurnal, mean_price, counter_volume, counter_price = channel
+    boosted, vs, diurnal, mean_price, counter_volume, counter_price, on_air, depletion = channel
     launch = 1.0 + boost * boosted
     vs = vs * noise
     volume_noise = inline_exp(vs * _ndtri_lanes(_uniform(key, counter_volume)) - 0.5 * vs * vs)
     volume = volume_ref * (1.0 + 0.6 * diurnal * evening) * weekly * traffic
     volume *= launch * volume_noise
+    volume *= on_air  # the live broadcast schedule (1: on air)
     price_noise = PRICE_NOISE_SIGMA * noise * _ndtri_lanes(_uniform(key, counter_price))
     price = price_ref * (1.0 + 0.25 * evening) * price_mult * inline_exp(price_noise)
+    price *= depletion  # rival budgets pacing out through the day
     return volume, volume * price * mean_price, cvr
 
 
@@ -870,7 +965,9 @@ def simulate_campaigns(
         sigma, affinity = ch.price_sigma[k], ch.returning_affinity[k]
         immediate_mult, delay_mult = ch.immediate_mult[k], ch.delay_mult[k]
         interest_affinity = ch.interest_affinity[k]
-        channel = _channel_market(ch, counter, k)
+        channel = _channel_market(ch, counter, k, hour)
+        reserve_share, reserve_quantile = ch.reserve_share[k], ch.reserve_quantile[k]
+        won_per_share, impact = ch.reserve_won_per_share[k], ch.price_impact[k]
         # The counters of the draws, as scalars (see ``_channel_market``).
         c_clicks, c_buy, c_ret = (counter[_S_CLICKS, k], counter[_S_PURCHASES, k],
                                   counter[_S_RETURNING_BUYERS, k])  # fmt: skip
@@ -888,8 +985,11 @@ def simulate_campaigns(
             lanes[k, _C_VOLUME, j] = volume
             lanes[k, _C_MAX_SPEND, j] = max_spend
             lanes[k, _C_ALLOCATED, j] = allocated
-            # Quantile of the win curve (see ``_win_impressions``; unused when nothing is spent).
-            lanes[k, _C_WIN_Z, j] = _ndtri_lanes(min(allocated / max_spend, MAX_WIN_FRAC)) + sigma
+            # Quantile of the win curve (see ``_win_quantile``; unused when nothing is spent).
+            lanes[k, _C_WIN_Z, j] = _win_quantile(
+                min(allocated / max_spend, MAX_WIN_FRAC), sigma, reserve_share, reserve_quantile,
+                won_per_share, impact,
+            )  # fmt: skip
             u_clicks = _uniform(key, c_clicks)
             lanes[k, _C_U_CLICKS, j] = u_clicks
             lanes[k, _C_Z_CLICKS, j] = _ndtri_lanes(u_clicks)
@@ -959,12 +1059,20 @@ def simulate_campaigns(
                     if impressions * price > room:
                         impressions = np.floor(room / price)
                     cost = impressions * price
+                ctr_k, log_q_clicks = lanes[k, _L_CTR, j], lanes[k, _C_LOGQ_CLICKS, j]
+                hill = ch.hill_shape[k]
+                if hill != 1.0 and expected_impressions > 0.0:
+                    # S-shaped response: the CTR times (won share / HILL_REFERENCE_SHARE) **
+                    # (hill - 1).
+                    won = expected_impressions / (HILL_REFERENCE_SHARE * lanes[k, _C_VOLUME, j])
+                    ctr_k *= inline_exp((hill - 1.0) * inline_log(won))
+                    log_q_clicks = _log_q(ctr_k)
                 clicks = _binomial_draw(
-                    impressions, lanes[k, _L_CTR, j], lanes[k, _C_LOGQ_CLICKS, j],
-                    lanes[k, _C_U_CLICKS, j], lanes[k, _C_Z_CLICKS, j],
+                    impressions, ctr_k, log_q_clicks, lanes[k, _C_U_CLICKS, j],
+                    lanes[k, _C_Z_CLICKS, j],
                 )  # fmt: skip
                 if billing == BILLING_CPC and clicks > 0.0:
-                    cost_per_click = allocated / (expected_impressions * lanes[k, _L_CTR, j])
+                    cost_per_click = allocated / (expected_impressions * ctr_k)
                     if clicks * cost_per_click > room:
                         clicks = np.floor(room / cost_per_click)
                     cost = clicks * cost_per_click
@@ -1161,7 +1269,7 @@ def _markets_kernel(keys, params, ch, noise, out):
     for t in range(horizon):
         counter, profile = hour_counters(t, n_ch), hour_profile(t)
         for k in range(n_ch):
-            channel = _channel_market(ch, counter, k)
+            channel = _channel_market(ch, counter, k, t)
             for i in range(n):
                 volume, max_spend, cvr = _market_cell(
                     profile, channel, keys[i], volume_ref[i, k], price_ref[i, k],
@@ -1216,11 +1324,18 @@ def _win_curve_ufunc(spend, volume, max_spend, sigma):
     return _win_impressions(spend, volume, max_spend, sigma)
 
 
+@numba.vectorize(["float64(" + ", ".join(["float64"] * 8) + ")"], cache=True)
+def _competitive_curve_ufunc(spend, volume, max_spend, sigma, share, quantile, won, impact):
+    return _competitive_impressions(spend, volume, max_spend, sigma, share, quantile, won, impact)
+
+
 def win_curve(
     spend_cny: np.ndarray,
     volume: np.ndarray,
     max_spend_cny: np.ndarray,
     price_sigma: np.ndarray = PRICE_SIGMA,
+    reserve_frac: np.ndarray | None = None,
+    price_impact: np.ndarray | None = None,
 ) -> np.ndarray:
     """Expected impressions bought with ``spend_cny``; arrays broadcast to ``(..., n_channels)``
     (``price_sigma (n_channels,)``: ``channel_table(channels).price_sigma``; default: the
@@ -1229,5 +1344,25 @@ def win_curve(
     Competing prices are lognormal with log-sd ``sigma_k``; bidding ``b`` wins every impression
     priced below ``b`` at its price (second price), so with ``z = min(spend / max_spend, 0.95)``
     the impressions won are ``volume * Phi(Phi^-1(z) + sigma_k)``: concave and saturating.
+    With the channels' ``reserve_frac`` and ``price_impact`` ``(n_channels,)`` (None: 0), the
+    win curve with competition (docs/simulator.md §2).
     """
-    return _win_curve_ufunc(spend_cny, volume, max_spend_cny, price_sigma)
+    if reserve_frac is None and price_impact is None:
+        return _win_curve_ufunc(spend_cny, volume, max_spend_cny, price_sigma)
+    shape = np.shape(price_sigma)
+    reserve = np.zeros(shape) if reserve_frac is None else reserve_frac
+    impact = np.zeros(shape) if price_impact is None else price_impact
+    share, quantile, won = reserve_constants(reserve, price_sigma)
+    return _competitive_curve_ufunc(
+        spend_cny, volume, max_spend_cny, price_sigma, share, quantile, won, impact
+    )
+
+
+def hill_factor(impressions: np.ndarray, volume: np.ndarray, hill_shape: np.ndarray) -> np.ndarray:
+    """Factor on the CTR of ``impressions`` won of ``volume`` with the channels' ``hill_shape``
+    ``(n_channels,)``: ``(impressions / (HILL_REFERENCE_SHARE volume)) ** (hill_shape - 1)``
+    (1 where the shape is 1 or nothing is won)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        won = impressions / (HILL_REFERENCE_SHARE * volume)
+        factor = np.exp((hill_shape - 1.0) * np.log(won))
+    return np.where((hill_shape != 1.0) & (impressions > 0.0), factor, 1.0)

@@ -25,7 +25,7 @@ from budgetgym.envs.scenarios import NO_EVENT_HOUR, CampaignParams, resolve_scen
 class Mechanism(NamedTuple):
     """A mechanism and the fields that switch it on: keys of a scenario file's top level
     (``CampaignParams`` arrays of the same names; ``presale``: an event's) and of its channel
-    entries."""
+    entries)."""
 
     name: str
     scenario_fields: tuple[str, ...]
@@ -39,6 +39,11 @@ MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism("a pre-sale event", ("presale",), ()),
     Mechanism("creative fatigue", (), ("fatigue_strength",)),
     Mechanism("a drift of the conversion rates", ("cvr_drift_sigma",), ()),
+    Mechanism("a reserve price", (), ("reserve_price_frac",)),
+    Mechanism("rival depletion through the day", (), ("rival_depletion",)),
+    Mechanism("own-spend price impact", (), ("price_impact",)),
+    Mechanism("an S-shaped response", (), ("hill_shape",)),
+    Mechanism("a live broadcast schedule", (), ("broadcast",)),
 )
 MECHANISM_NAMES: tuple[str, ...] = tuple(m.name for m in MECHANISMS)
 

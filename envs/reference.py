@@ -37,6 +37,7 @@ from budgetgym.envs.core import (
     SPEND,
     CampaignState,
     channel_table,
+    hill_factor,
 )
 from budgetgym.envs.scenarios import CampaignParams
 
@@ -147,8 +148,10 @@ def market(params: CampaignParams, hour: int, u: np.ndarray):
     volume = params.volume_per_hour * (1.0 + 0.6 * ch.diurnal_strength * evening) * weekend
     volume = volume * traffic
     volume = volume * (launch * volume_noise)
+    volume = volume * ch.clock_volume[:, hour % 168]  # the live broadcast schedule
     price = params.price_median_cny * (1.0 + 0.25 * evening) * price_mult
     price = price * np.exp(PRICE_NOISE_SIGMA * ndtri(u[:, PRICE]))
+    price = price * ch.clock_price[:, hour % 168]  # rival depletion through the day
     # Cost of the whole market: volume times the mean of the lognormal prices.
     max_spend = volume * price * np.exp(0.5 * ch.price_sigma**2)
     return volume, max_spend, np.broadcast_to(cvr_mult, volume.shape)
@@ -187,8 +190,17 @@ def reference_step(
     cvr_mult = cvr_mult * np.exp(s.cvr_drift_log)[:, None]
     allocated = np.minimum(request, MAX_WIN_FRAC * max_spend)
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = ndtri(np.minimum(allocated / max_spend, MAX_WIN_FRAC)) + ch.price_sigma
+        share = np.minimum(allocated / max_spend, MAX_WIN_FRAC)
+        # Own spend raises the price level; below the reserve's cost share every impression
+        # costs the reserve, above it the lognormal landscape (docs/simulator.md §2).
+        base = share / (1.0 + ch.price_impact * share)
+        rationed = base < ch.reserve_share
+        above = (base - ch.reserve_share) + ch.reserve_quantile
+        arg = np.where(rationed, base * ch.reserve_won_per_share, above)
+        z = ndtri(arg) + np.where(rationed, 0.0, ch.price_sigma)
     expected = np.where((allocated > 0.0) & (max_spend > 0.0), volume * ndtr(z), 0.0)
+    # An S-shaped response: the CTR times (won share / HILL_REFERENCE_SHARE) ** (hill - 1).
+    hill = hill_factor(expected, volume, ch.hill_shape)
     # Each click is a returning, an interested or a new customer's purchase, or none.
     pool_saturation = s.returning_pool / (s.returning_pool + params.pool_half_saturation)
     returning_frac = ch.returning_affinity * pool_saturation[:, None]
@@ -206,7 +218,7 @@ def reference_step(
         interested_share = np.where(p_other > 0.0, np.minimum(p_int / p_other, 1.0), 0.0)
     order_z = ndtri(u[:, ORDER_VALUE])
     # Creative fatigue lowers the CTR.
-    ctr = params.ctr / (1.0 + ch.fatigue_strength * s.fatigue)
+    ctr = params.ctr / (1.0 + ch.fatigue_strength * s.fatigue) * hill
     # Channel by channel, what the allocation buys and what it costs, from the budget left.
     impressions, clicks, cost, purchases, conv_new, purchase_gmv = np.zeros((6, n, n_ch))
     interested_buyers = np.zeros((n, n_ch))

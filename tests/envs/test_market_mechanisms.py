@@ -10,10 +10,23 @@ import numpy as np
 import pytest
 import yaml
 
-from budgetgym.agents.evaluation import compare
+from budgetgym.agents.allocation import (
+    ResponseCells,
+    expected_response,
+    plan_problem,
+    within_budget,
+)
+from budgetgym.agents.evaluation import compare, rollout
 from budgetgym.agents.policy import load_policy, unavailable
 from budgetgym.envs import BatchedCampaigns, sample_campaigns
-from budgetgym.envs.mechanisms import MECHANISMS, check_modelled, unmodelled_mechanisms
+from budgetgym.envs.core import PRICE_SIGMA, expected_markets, hourly_markets, win_curve
+from budgetgym.envs.mechanisms import (
+    MECHANISM_NAMES,
+    MECHANISMS,
+    check_modelled,
+    switched_on,
+    unmodelled_mechanisms,
+)
 from budgetgym.envs.scenarios import DEEP_MARKET as DEEP_MARKET_PATH
 from budgetgym.envs.scenarios import EVAL_SEED_START, LIBRARY, SCENARIO_NAMES
 
@@ -124,6 +137,7 @@ REFERENCES_OF_THE_DEFAULT_MARKET = ("mmm_static",)
 def test_unmodelled_mechanisms_names_what_a_scenario_switches_on(tmp_path):
     assert all(unmodelled_mechanisms(name) == [] for name in SCENARIO_NAMES)
     everything = [m.name for m in MECHANISMS]
+    assert switched_on(DEEP_MARKET) == everything
     assert unmodelled_mechanisms(DEEP_MARKET) == everything
     assert unmodelled_mechanisms(sample_campaigns(DEEP_MARKET, SEEDS[:4])) == everything
     assert unmodelled_mechanisms(sample_campaigns("mixed", SEEDS[:4])) == []
@@ -327,3 +341,202 @@ def test_cvr_drift_is_an_ar1_that_moves_purchases(tmp_path):
     assert (runs["drift_off"][2] == 0.0).all()
     ratio = np.log(runs["drift_on"][0] / runs["drift_off"][0])
     assert np.corrcoef(ratio, np.log(runs["drift_on"][1]))[0, 1] > 0.6
+
+
+# Competition and the broadcast schedule (docs/simulator.md §2).
+COMPETITION = {
+    "search": {"reserve_price_frac": 0.4},
+    "feed": {"rival_depletion": 0.3, "price_impact": 0.3},
+    "live": {"broadcast": {"hours": [19, 20, 21, 22], "off_air_traffic": 0.1}, "hill_shape": 2.0},
+    "short_video": {"hill_shape": 2.0},
+    "social": {"reserve_price_frac": 0.5, "price_impact": 0.2},
+}
+
+
+def one_channel_hours(
+    scenario: Path, channel: str, spend_share: float, hours: int = 1
+) -> list[dict]:
+    """Infos of ``hours`` hours of ``SEEDS`` spending ``spend_share`` of the channel's expected
+    market cost (at that hour, on the mechanism-free market of ``hit_product``, the base of
+    ``scenario_file``) on ``channel`` alone."""
+    campaigns = BatchedCampaigns(scenario, horizon_hours=max(hours, 2))
+    campaigns.reset(SEEDS)
+    k = list(campaigns.params.channel_names).index(channel)
+    market = expected_markets(sample_campaigns("hit_product", SEEDS))["max_spend_cny"]
+    infos = []
+    for hour in range(hours):
+        request = np.zeros((SEEDS.size, campaigns.params.n_channels))
+        request[:, k] = spend_share * market[:, hour, k]
+        infos.append(campaigns.step_spend(request)[3])
+    return infos
+
+
+def test_reserve_price_makes_the_marginal_roi_at_zero_spend_finite(tmp_path):
+    """Below the reserve's cost share every impression costs the reserve: impressions per CNY
+    at vanishing spend are ``1 / r`` (the marginal ROI ``g / r``), where without a reserve the
+    first impressions cost almost nothing; the kernel bills the same."""
+    rho, sigma = 0.4, PRICE_SIGMA[1]  # feed
+    volume, max_spend = np.array([1.0e5]), np.array([1.0e5 * 0.008 * np.exp(0.5 * sigma**2)])
+    reserve = rho * 0.008
+    sigmas, reserves = np.full(1, sigma), np.full(1, rho)
+    for spend in (1e-6, 1e-3, 1.0):
+        with_reserve = win_curve(spend, volume, max_spend, sigmas, reserves)
+        assert with_reserve / spend == pytest.approx(1.0 / reserve, rel=1e-6)
+    # Without a reserve, impressions per CNY grow without bound as the spend vanishes.
+    per_cny = [win_curve(spend, volume, max_spend, sigmas)[0] / spend for spend in (1e-3, 1e-9)]
+    assert per_cny[0] > 3.0 / reserve and per_cny[1] > 3.0 * per_cny[0]
+    on = scenario_file(tmp_path, "reserve_on", channels={"feed": {"reserve_price_frac": rho}})
+    off = scenario_file(tmp_path, "reserve_off")
+    (info_on,), (info_off,) = (one_channel_hours(path, "feed", 0.002) for path in (on, off))
+    feed = 1
+    markets = hourly_markets(sample_campaigns(on, SEEDS))
+    median = markets["max_spend_cny"][:, 0, feed] / (
+        markets["volume"][:, 0, feed] * np.exp(0.5 * sigma**2)
+    )
+    price_on = info_on["spend_cny"][:, feed] / info_on["impressions"][:, feed]
+    np.testing.assert_allclose(price_on, rho * median, rtol=1e-3)
+    assert (info_off["impressions"][:, feed] > 1.3 * info_on["impressions"][:, feed]).all()
+
+
+def test_rival_depletion_makes_late_hours_cheaper(tmp_path):
+    """The price profile falls through the day with the same daily mean, so the same spend
+    buys more impressions late in the day than early (paired seeds without depletion)."""
+    delta = 0.3
+    on = scenario_file(tmp_path, "deplete_on", channels={"feed": {"rival_depletion": delta}})
+    off = scenario_file(tmp_path, "deplete_off")
+    ratio = np.array([
+        info_on["impressions"][:, 1].sum() / info_off["impressions"][:, 1].sum()
+        for info_on, info_off in zip(
+            one_channel_hours(on, "feed", 0.3, 24), one_channel_hours(off, "feed", 0.3, 24),
+            strict=True,
+        )
+    ])  # fmt: skip
+    assert ratio[:4].max() < 0.95 and ratio[-4:].min() > 1.05, ratio
+    assert (np.diff(ratio) > 0).all()
+    params = sample_campaigns(on, SEEDS[:8])
+    price = (
+        hourly_markets(params)["max_spend_cny"]
+        / hourly_markets(sample_campaigns(off, SEEDS[:8]))["max_spend_cny"]
+    )
+    np.testing.assert_allclose(price[:, :24, 1].mean(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(price[:, 0, 1], 1.0 + delta, rtol=1e-12)
+
+
+def test_own_spend_raises_the_price(tmp_path):
+    """With price impact, doubling spend buys fewer than twice the impressions by more than
+    without, and the price paid per impression rises with the spend."""
+    impact = {"feed": {"price_impact": 0.5}}
+    on = scenario_file(tmp_path, "impact_on", channels=impact)
+    off = scenario_file(tmp_path, "impact_off")
+    feed = 1
+    got = {
+        (name, share): one_channel_hours(path, "feed", share)[0]
+        for name, path in (("on", on), ("off", off))
+        for share in (0.2, 0.4)
+    }
+    impressions = {key: info["impressions"][:, feed].sum() for key, info in got.items()}
+    price = {key: info["spend_cny"][:, feed].sum() / impressions[key] for key, info in got.items()}
+    growth_on = impressions["on", 0.4] / impressions["on", 0.2]
+    growth_off = impressions["off", 0.4] / impressions["off", 0.2]
+    assert growth_on < growth_off - 0.03, (growth_on, growth_off)
+    assert price["on", 0.4] / price["on", 0.2] > price["off", 0.4] / price["off", 0.2] + 0.03
+    assert price["on", 0.2] > price["off", 0.2]
+
+
+def test_hill_shape_makes_the_response_convex_at_low_spend(tmp_path):
+    """With ``hill_shape`` 2 the clicks bought are convex in spend at low spend (positive
+    second difference); with shape 1, concave."""
+    on = scenario_file(tmp_path, "hill_on", channels={"feed": {"hill_shape": 2.0}})
+    off = scenario_file(tmp_path, "hill_off")
+    feed = 1
+    second = {}
+    for path in (on, off):
+        clicks = [
+            one_channel_hours(path, "feed", share)[0]["clicks"][:, feed].sum()
+            for share in (0.01, 0.02, 0.03)
+        ]
+        second[path] = (clicks[2] - 2.0 * clicks[1] + clicks[0]) / clicks[1]
+    assert second[on] > 0.05 and second[off] < 0.0, second
+
+
+def test_off_air_buys_far_fewer_impressions_than_on_air(tmp_path):
+    """A live broadcast schedule: on air the market is the channel's own (the same impressions
+    as without a schedule, to the bit), off air a tenth of it, known in advance: the same
+    spend buys less than half the impressions (the win curve's concavity keeps it above a
+    tenth)."""
+    schedule = {"live": {"broadcast": {"hours": [20, 21], "off_air_traffic": 0.1}}}
+    on = scenario_file(tmp_path, "broadcast_on", channels=schedule)
+    off = scenario_file(tmp_path, "broadcast_off")
+    live = 2
+    with_schedule = one_channel_hours(on, "live", 0.05, 24)
+    without = one_channel_hours(off, "live", 0.05, 24)
+    for hour, (a, b) in enumerate(zip(with_schedule, without, strict=True)):
+        if hour in (20, 21):
+            np.testing.assert_array_equal(a["impressions"], b["impressions"])
+        else:
+            assert a["impressions"][:, live].sum() < 0.5 * b["impressions"][:, live].sum()
+    volume = expected_markets(sample_campaigns(on, SEEDS[:4]))["volume"][:, :48, live]
+    base = expected_markets(sample_campaigns(off, SEEDS[:4]))["volume"][:, :48, live]
+    on_air = np.isin(np.arange(48) % 24, (20, 21))
+    expected = np.broadcast_to(np.where(on_air, 1.0, 0.1), volume.shape)
+    np.testing.assert_allclose(volume / base, expected, rtol=1e-12)
+
+
+def test_references_model_competition_exactly(tmp_path):
+    """On a scenario with competition and a broadcast schedule (nothing else), the references
+    run; the plan's expected purchase GMV and spend per channel, on the realized market, are
+    the simulation's (paired seeds, open loop); ``planner`` beats ``uniform``."""
+    path = scenario_file(tmp_path, "competition", channels=COMPETITION)
+    assert unmodelled_mechanisms(path, MECHANISM_NAMES) == []
+    assert len(switched_on(path)) == 5
+    campaigns = BatchedCampaigns(path, horizon_hours=48)
+    seeds = SEEDS[:128]
+    campaigns.reset(seeds)
+    params = campaigns.params
+    problem, plan = plan_problem(params, hourly_markets(params))
+    gmv, cost = expected_response(plan["alloc_cny"], problem)
+    attributed = problem.gmv_per_purchase_cny / problem.price_cny[:, None, None]
+    expected_purchase_gmv = (gmv / attributed).sum(axis=(0, 1))
+    simulated_gmv, simulated_spend = np.zeros(params.n_channels), np.zeros(params.n_channels)
+    for hour in range(params.horizon_hours):
+        request = within_budget(
+            plan["alloc_cny"][:, hour], campaigns.state.budget_left_cny, problem.pays_per_sale
+        )
+        info = campaigns.step_spend(request)[3]
+        simulated_gmv += info["purchase_gmv_cny"].sum(axis=0)
+        simulated_spend += info["spend_cny"].sum(axis=0)
+    bought = cost.sum(axis=(0, 1)) > 0
+    assert bought.sum() >= 5
+    np.testing.assert_allclose(simulated_spend[bought], cost.sum(axis=(0, 1))[bought], rtol=0.02)
+    # Within 3% plus four standard deviations of the channel's order count (about GMV / 150).
+    tolerance = 0.03 + 4.0 / np.sqrt(expected_purchase_gmv[bought] / 150.0)
+    error = np.abs(simulated_gmv[bought] / expected_purchase_gmv[bought] - 1.0)
+    assert (error < tolerance).all(), (error, tolerance)
+    # A whole week: more GMV than uniform, and fewer campaigns below their target.
+    results = {
+        name: rollout(load_policy(name), BatchedCampaigns(path), SEEDS[:64])[0]
+        for name in ("planner", "uniform")
+    }
+    gmv = {name: info["gmv_total"].mean() for name, info in results.items()}
+    miss = {name: (info["roi"] < info["target_roi"]).mean() for name, info in results.items()}
+    assert gmv["planner"] > 1.2 * gmv["uniform"] and miss["planner"] < miss["uniform"], (gmv, miss)
+
+
+def test_planner_buys_an_s_shaped_channel_hour_on_its_concave_envelope(tmp_path):
+    """With an S-shaped response the plan buys nothing or at least the tangency spend (the
+    largest average ROI), never the convex part below it, and at a price ``theta`` above the
+    channel-hour's largest average ROI it buys nothing."""
+    path = scenario_file(tmp_path, "s_shape", channels={"short_video": {"hill_shape": 2.5}})
+    params = sample_campaigns(path, SEEDS[:32])
+    problem, plan = plan_problem(params, expected_markets(params))
+    cells = ResponseCells(problem)
+    video = list(cells.paid_idx).index(list(params.channel_names).index("short_video"))
+    _, tangency_spend, tangency_gmv, _ = cells._response(cells.x_t)
+    alloc = cells.allocation(np.log(plan["theta"]))[..., cells.paid_idx][..., video]
+    tangency_spend, tangency_gmv = tangency_spend[..., video], tangency_gmv[..., video]
+    bought = alloc > 0
+    assert bought.any() and (~bought).any()
+    assert (alloc[bought] >= tangency_spend[bought] * (1.0 - 1e-9)).all()
+    best_average = tangency_gmv / tangency_spend
+    theta = np.broadcast_to(plan["theta"][:, None], best_average.shape)
+    assert not (bought & (best_average < theta * (1.0 - 1e-6))).any()

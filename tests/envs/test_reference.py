@@ -31,7 +31,7 @@ from scipy.stats import binom
 from budgetgym.envs import BatchedCampaigns
 from budgetgym.envs.campaigns import TOTAL_KEYS
 from budgetgym.envs.core import HOURLY_METRICS, REWARD_MODES, action_to_spend_request
-from budgetgym.envs.mechanisms import MECHANISMS, unmodelled_mechanisms
+from budgetgym.envs.mechanisms import MECHANISMS, switched_on
 from budgetgym.envs.reference import binomial, ndtri, reference_reward, reference_step
 from budgetgym.envs.scenarios import DEEP_MARKET, LIBRARY, SCENARIO_NAMES
 
@@ -157,7 +157,7 @@ def test_kernel_matches_reference_on_a_user_scenario(tmp_path):
 def test_kernel_matches_reference_on_deep_market():
     """The example that switches on every mechanism of the market."""
     deep_market = DEEP_MARKET
-    assert unmodelled_mechanisms(deep_market) == [m.name for m in MECHANISMS]
+    assert switched_on(deep_market) == [m.name for m in MECHANISMS]
     seeds = np.arange(N_CAMPAIGNS) * 7919 + 31
     run_side_by_side(deep_market, seeds, "gmv_roi_penalty", np.random.default_rng(31))
 
