@@ -38,6 +38,7 @@ from numba.extending import intrinsic
 from budgetgym.envs import random as crn
 from budgetgym.envs.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, ChannelSpec, channel_array
 from budgetgym.envs.features import action_dim
+from budgetgym.envs.scenario_specs import WEEK_HOURS
 from budgetgym.envs.scenarios import CampaignParams
 
 N_CHANNELS = len(CHANNEL_NAMES)
@@ -498,10 +499,27 @@ def hour_counters(hour, n_channels):
 
 @numba.njit(cache=True, error_model="numpy")
 def hour_profile(hour):
-    """Factors of the hour shared by every campaign: daily cycle, weekend."""
+    """Factors of an hour of the week (0: Monday 00:00) shared by every campaign: daily cycle,
+    weekend."""
     evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak 20:00, trough 08:00
     weekly = 1.15 if (hour // 24) % 7 >= 5 else 1.0
     return evening, weekly
+
+
+def week_profile() -> np.ndarray:
+    """``(WEEK_HOURS, 2)``: :func:`hour_profile` of every hour of the week, the table the kernels
+    index with a campaign's hour of the week (its ``start_hour_of_week`` plus its hour)."""
+    return np.array([hour_profile(h) for h in range(WEEK_HOURS)])
+
+
+#: :func:`week_profile`, computed once.
+WEEK_PROFILE = week_profile()
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def week_hour(params, i, hour):
+    """Campaign ``i``'s hour of the week (0: Monday 00:00) at its ``hour``."""
+    return (hour + params.start_hour_of_week[i]) % WEEK_HOURS
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -707,6 +725,7 @@ class KernelParams(NamedTuple):
     coldstart_decay_hours: np.ndarray  # (n,)
     gross_margin_frac: np.ndarray  # (n,)
     new_customer_value_cny: np.ndarray  # (n,)
+    start_hour_of_week: np.ndarray  # (n,) int64
 
 
 class KernelState(NamedTuple):
@@ -788,7 +807,8 @@ def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
  _C_P_BUY, _C_LOGQ_BUY, _C_RET_SHARE, _C_LOGQ_RET, _C_U_BUY, _C_U_RET, _C_Z_ORDER, _C_U_IMM,
  _C_U_ARR, _C_P_IMM, _C_LOGQ_IMM, _C_HAZARD, _C_LOGQ_ARR, _C_INT_SHARE, _C_LOGQ_INT,
  _C_U_INT) = range(15, 38)  # fmt: skip
-_N_LANE_FIELDS = 38
+_L_EVENING, _L_WEEKLY = 38, 39  # the campaign-hour's daily cycle and weekend (hour_profile)
+_N_LANE_FIELDS = 40
 
 
 # Not cached on its own: numba would key its build on this file alone, though it inlines
@@ -800,7 +820,8 @@ def simulate_campaigns(
     purchases_out, purchase_gmv_out,
 ):  # fmt: skip
     """Advance campaigns ``start:stop`` by one hour in place (``state`` and ``params`` as
-    :func:`kernel_state` / :func:`kernel_params`; ``counter``, ``profile`` of the hour).
+    :func:`kernel_state` / :func:`kernel_params`; ``counter`` of the hour, ``profile`` the
+    :data:`WEEK_PROFILE` table, read at each campaign's hour of the week).
 
     Two passes: what depends only on the market, the request and the uniforms (market, win
     curve, uniforms and normal quantiles, purchase probabilities) for every channel-campaign in
@@ -839,6 +860,8 @@ def simulate_campaigns(
         returning_base = _pool_saturation(pool[i], pool_half[i])
         interest_base = _pool_saturation(interest[i], interest_half[i])
         boost = launch_boost(params, i, hour)
+        week = week_hour(params, i, hour)
+        evening, weekly = profile[week, 0], profile[week, 1]
         # The hidden drift of the campaign's CVRs: an AR(1) in logs, one normal per hour.
         drift_sigma, drift_mult = params.cvr_drift_sigma[i], 1.0
         if drift_sigma > 0.0:
@@ -865,6 +888,8 @@ def simulate_campaigns(
             lanes[k, _L_HAZARD, j] = hazard[i]
             lanes[k, _L_CVR_INT, j] = cvr_int[i, k]
             lanes[k, _L_INTEREST_BASE, j] = interest_base
+            lanes[k, _L_EVENING, j] = evening
+            lanes[k, _L_WEEKLY, j] = weekly
     chunk_keys = keys[start:stop]
     for k in range(n_ch):
         sigma, affinity = ch.price_sigma[k], ch.returning_affinity[k]
@@ -879,8 +904,9 @@ def simulate_campaigns(
         c_int = counter[_S_INTERESTED_BUYERS, k]
         for j in range(m):
             key = chunk_keys[j]
+            profile_cell = (lanes[k, _L_EVENING, j], lanes[k, _L_WEEKLY, j])
             volume, max_spend, cvr_mult = _market_cell(
-                profile, channel, key, lanes[k, _L_VOLUME_REF, j], lanes[k, _L_PRICE_REF, j],
+                profile_cell, channel, key, lanes[k, _L_VOLUME_REF, j], lanes[k, _L_PRICE_REF, j],
                 lanes[k, _L_TRAFFIC, j], lanes[k, _L_PRICE_MULT, j], lanes[k, _L_CVR_MULT, j],
                 lanes[k, _L_BOOST, j], 1.0,
             )  # fmt: skip
@@ -1159,10 +1185,12 @@ def _markets_kernel(keys, params, ch, noise, out):
     n, horizon, n_ch = out.shape[1], out.shape[2], out.shape[3]
     volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
     for t in range(horizon):
-        counter, profile = hour_counters(t, n_ch), hour_profile(t)
+        counter = hour_counters(t, n_ch)
         for k in range(n_ch):
             channel = _channel_market(ch, counter, k)
             for i in range(n):
+                week = week_hour(params, i, t)
+                profile = (WEEK_PROFILE[week, 0], WEEK_PROFILE[week, 1])
                 volume, max_spend, cvr = _market_cell(
                     profile, channel, keys[i], volume_ref[i, k], price_ref[i, k],
                     params.hourly_traffic_mult[i, t], params.hourly_price_mult[i, t],

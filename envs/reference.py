@@ -38,6 +38,7 @@ from budgetgym.envs.core import (
     CampaignState,
     channel_table,
 )
+from budgetgym.envs.scenario_specs import WEEK_HOURS
 from budgetgym.envs.scenarios import CampaignParams
 
 # Streams of the hour's uniforms, ``uniforms[:, stream, channel]``, in the kernel's order.
@@ -134,8 +135,10 @@ def market(params: CampaignParams, hour: int, u: np.ndarray):
     """Impressions on offer, cost of the whole market (CNY) and CVR multiplier of every
     channel-campaign this hour, ``(n, k)`` each (docs/simulator.md §2, §6)."""
     ch = channel_table(params.channels)
-    evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak at 20:00
-    weekend = 1.15 if (hour // 24) % 7 >= 5 else 1.0
+    # The campaign's hour of the week: its start's plus the hour.
+    week = (hour + params.start_hour_of_week) % WEEK_HOURS
+    evening = np.array([math.cos(2.0 * math.pi * (h % 24 - 20) / 24.0) for h in week])[:, None]
+    weekend = np.where((week // 24) % 7 >= 5, 1.15, 1.0)[:, None]  # Saturday and Sunday
     # The scenario's calendar: the multipliers of its events and their warm-ups this hour.
     traffic = params.hourly_traffic_mult[:, hour, None]
     price_mult = params.hourly_price_mult[:, hour, None]

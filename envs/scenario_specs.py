@@ -40,6 +40,8 @@ COLDSTART_DECAY_HOURS = 72.0
 #: Hours after the campaign's last hour in which its delayed purchases still count (Alimama's
 #: 7-day window); a scenario's ``attribution_window_hours`` sets its own.
 ATTRIBUTION_WINDOW_HOURS = 168
+#: Hours of a week: a campaign's ``start_hour_of_week`` lies in ``0..WEEK_HOURS - 1``.
+WEEK_HOURS = 168
 #: Files that describe a scenario by other data, by the top-level key that marks them: each
 #: loader turns a parsed document (and its path) into a :class:`ScenarioSpec`.
 #: ``response_curves.py`` registers ``response_curves``.
@@ -181,6 +183,10 @@ class ScenarioSpec(Spec):
         cvr_drift: the hidden drift of the conversion rates (:class:`CvrDrift`).
         events: the event calendar, in order; the observation shows the first event's window.
         channels: the channels, in the order of the action and observation.
+        start_hour_of_week: ``[low, high]`` hours of the week (0: Monday 00:00, 167: Sunday
+            23:00) at which a campaign starts; each campaign draws its start uniformly among
+            these whole hours. The hour and weekday profiles and the observation's clock follow
+            it; event start hours stay in hours from the campaign's start.
     """
 
     name: Identifier
@@ -205,6 +211,7 @@ class ScenarioSpec(Spec):
     cvr_drift: CvrDrift = CvrDrift()
     events: tuple[EventSpec, ...] = ()
     channels: Annotated[tuple[ChannelSpec, ...], Field(min_length=1)]
+    start_hour_of_week: HourRange = (0, 0)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScenarioSpec:
@@ -228,6 +235,11 @@ class ScenarioSpec(Spec):
             raise ValueError(
                 f"events[{presales[1]}].presale: at most one event of a scenario is a pre-sale "
                 f"(events[{presales[0]}] is)"
+            )
+        if self.start_hour_of_week[1] >= WEEK_HOURS:
+            raise ValueError(
+                f"start_hour_of_week: {self.start_hour_of_week[1]} is not an hour of the week "
+                f"(0 to {WEEK_HOURS - 1})"
             )
         for i, event in enumerate(self.events):
             if event.start_hour[1] >= self.horizon_hours:

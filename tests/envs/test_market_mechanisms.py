@@ -14,6 +14,14 @@ from budgetgym.agents.evaluation import compare
 from budgetgym.agents.oracle import plan_campaigns
 from budgetgym.agents.policy import load_policy, unavailable
 from budgetgym.envs import BatchedCampaigns, sample_campaigns
+from budgetgym.envs.campaigns import obs_index
+from budgetgym.envs.core import (
+    WEEK_PROFILE,
+    channel_table,
+    expected_markets,
+    hourly_markets,
+    win_curve,
+)
 from budgetgym.envs.mechanisms import MECHANISMS, unmodelled_mechanisms
 from budgetgym.envs.scenarios import DEEP_MARKET as DEEP_MARKET_PATH
 from budgetgym.envs.scenarios import EVAL_SEED_START, LIBRARY, SCENARIO_NAMES
@@ -336,3 +344,69 @@ def test_cvr_drift_is_an_ar1_that_moves_purchases(tmp_path):
     assert (runs["drift_off"][2] == 0.0).all()
     ratio = np.log(runs["drift_on"][0] / runs["drift_off"][0])
     assert np.corrcoef(ratio, np.log(runs["drift_on"][1]))[0, 1] > 0.6
+
+
+# Campaign start: Saturday 03:00 (5 * 24 + 3) against Monday 00:00.
+SATURDAY_3AM = 123
+
+
+def test_campaign_start_shifts_the_profiles_and_the_clock(tmp_path):
+    """Campaigns identical but for their start meet the hour and weekday profiles of their own
+    hours of the week, in the simulator's market and in the planners' expected one, and
+    observe their own clock; the campaign's hour 0 is its start."""
+    seeds = SEEDS[:64]
+    start = {"start_hour_of_week": [SATURDAY_3AM, SATURDAY_3AM]}
+    on_path = scenario_file(tmp_path, "start_on", **start)
+    off_path = scenario_file(tmp_path, "start_off")
+    on, off = sample_campaigns(on_path, seeds), sample_campaigns(off_path, seeds)
+    assert (on.start_hour_of_week == SATURDAY_3AM).all() and (off.start_hour_of_week == 0).all()
+    np.testing.assert_array_equal(on.volume_per_hour, off.volume_per_hour)
+    np.testing.assert_array_equal(on.cvr_new, off.cvr_new)
+    diurnal = channel_table(on.channels).diurnal_strength
+    hours = np.arange(on.horizon_hours)
+
+    def profile(start_hour: int) -> np.ndarray:
+        """``(H, k)`` volume factor of the daily cycle and the weekend at each campaign hour."""
+        table = WEEK_PROFILE[(hours + start_hour) % 168]
+        return (1.0 + 0.6 * diurnal * table[:, :1]) * table[:, 1:]
+
+    expected_ratio = profile(SATURDAY_3AM) / profile(0)
+    realized = hourly_markets(on)["volume"] / hourly_markets(off)["volume"]
+    np.testing.assert_allclose(
+        realized, np.broadcast_to(expected_ratio, realized.shape), rtol=1e-12
+    )
+    # The planners' market is the same function of the campaign's hour of the week: the
+    # start's hour t is the Monday campaign's hour t + 123.
+    planned_on, planned_off = expected_markets(on), expected_markets(off)
+    shift = SATURDAY_3AM
+    np.testing.assert_allclose(
+        planned_on["volume"][:, : 168 - shift], planned_off["volume"][:, shift:], rtol=1e-12
+    )
+    # The simulator buys along that market: the impressions a spend wins follow the win curve
+    # of the campaign's own hours of the week.
+    for name, (path, params) in {"on": (on_path, on), "off": (off_path, off)}.items():
+        campaigns = BatchedCampaigns(path, horizon_hours=24)
+        obs, _ = campaigns.reset(seeds)
+        clock = obs[:, [obs_index(f) for f in ("hour_sin", "hour_cos", "weekday_sin",
+                                                 "weekday_cos")]]  # fmt: skip
+        hour, day = divmod(params.start_hour_of_week[0], 24)[::-1]
+        np.testing.assert_allclose(
+            clock[0],
+            [np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
+             np.sin(2 * np.pi * day / 7), np.cos(2 * np.pi * day / 7)],
+            atol=1e-6,
+        )  # fmt: skip
+        request = np.tile(params.budget_cny[:, None] / 168.0 / 6.0, (1, 6))
+        market = hourly_markets(params)
+        for t in range(24):
+            won = campaigns.step_spend(request)[3]["impressions"]
+            expected = win_curve(
+                request, market["volume"][:, t], market["max_spend_cny"][:, t],
+                channel_table(params.channels).price_sigma,
+            )  # fmt: skip
+            np.testing.assert_array_equal(won, np.floor(expected + 0.5), err_msg=f"{name} {t}")
+
+
+def test_start_hour_of_week_is_validated(tmp_path):
+    with pytest.raises(ValueError, match=r"start_hour_of_week: 168 is not an hour of the week"):
+        sample_campaigns(scenario_file(tmp_path, "late", start_hour_of_week=[0, 168]), SEEDS[:1])
