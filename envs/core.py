@@ -726,6 +726,8 @@ class KernelParams(NamedTuple):
     gross_margin_frac: np.ndarray  # (n,)
     new_customer_value_cny: np.ndarray  # (n,)
     start_hour_of_week: np.ndarray  # (n,) int64
+    learning_gap: np.ndarray  # (n,)
+    learning_clicks: np.ndarray  # (n,)
 
 
 class KernelState(NamedTuple):
@@ -778,6 +780,18 @@ def purchase_probabilities(
     return p_returning + p_interested + p_new, p_returning, p_interested
 
 
+def learning_multiplier(gap, clicks, clicks_to_learn):
+    """The factor on every CVR of a campaign whose platform is still learning its product:
+    ``1 - gap * exp(-clicks / clicks_to_learn)``, ``1 - gap`` before its first click and 1 in
+    the limit (``clicks``: the campaign's cumulative clicks over every channel before the hour;
+    numpy arrays, or compiled on scalars). A state-dependent multiplier: the planners can
+    evaluate it along a planned click trajectory."""
+    return 1.0 - gap * np.exp(-clicks / clicks_to_learn)
+
+
+_learning_multiplier = numba.njit(cache=True, error_model="numpy", inline="always")(
+    learning_multiplier
+)
 _pool_saturation = numba.njit(cache=True, error_model="numpy", inline="always")(pool_saturation)
 _purchase_probabilities = numba.njit(cache=True, error_model="numpy", inline="always")(
     purchase_probabilities
@@ -869,6 +883,13 @@ def simulate_campaigns(
             drift = params.cvr_drift_persistence[i] * drift_log[i] + drift_sigma * z
             drift_log[i] = drift
             drift_mult = inline_exp(drift)
+        # The platform's learning of a new product (none without a gap).
+        gap = params.learning_gap[i]
+        if gap > 0.0:
+            clicks = 0.0
+            for k in range(n_ch):
+                clicks += totals[CLICKS, i, k]
+            drift_mult *= _learning_multiplier(gap, clicks, params.learning_clicks[i])
         for k in range(n_ch):
             lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
             lanes[k, _L_PRICE_REF, j] = price_ref[i, k]

@@ -37,12 +37,17 @@ MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism("a pre-sale event", ("presale",), ()),
     Mechanism("creative fatigue", (), ("fatigue_strength",)),
     Mechanism("a drift of the conversion rates", ("cvr_drift_sigma",), ()),
+    Mechanism("the platform's learning of a new product", ("learning_gap",), ()),
 )
 
 
 #: Fields of ``CampaignParams`` read in a scenario spec elsewhere than at its top level, and
 #: their defaults.
-_NESTED = {"cvr_drift_sigma": ("cvr_drift.sigma", 0.0), "presale": ("", False)}
+_NESTED = {
+    "cvr_drift_sigma": ("cvr_drift.sigma", 0.0),
+    "learning_gap": ("learning.gap", 0.0),
+    "presale": ("", False),
+}
 
 
 def _scenario_default(field: str) -> float:

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.special import erfc
 
 from budgetgym.envs import random as crn
+from budgetgym.envs.core import CLICKS as CLICKS_METRIC  # (the stream CLICKS is another index)
 from budgetgym.envs.core import (
     CVR_CAP,
     GMV,
@@ -37,6 +38,7 @@ from budgetgym.envs.core import (
     SPEND,
     CampaignState,
     channel_table,
+    learning_multiplier,
 )
 from budgetgym.envs.scenario_specs import WEEK_HOURS
 from budgetgym.envs.scenarios import CampaignParams
@@ -187,7 +189,10 @@ def reference_step(
     drift = params.cvr_drift_persistence * s.cvr_drift_log
     drift = drift + params.cvr_drift_sigma * ndtri(u[:, CVR_DRIFT, 0])
     s.cvr_drift_log = np.where(drifting, drift, s.cvr_drift_log)
-    cvr_mult = cvr_mult * np.exp(s.cvr_drift_log)[:, None]
+    # The platform's learning of a new product sharpens with the campaign's clicks so far.
+    clicks_so_far = channel_sum(s.totals[CLICKS_METRIC], range(n_ch))
+    learned = learning_multiplier(params.learning_gap, clicks_so_far, params.learning_clicks)
+    cvr_mult = cvr_mult * (np.exp(s.cvr_drift_log) * learned)[:, None]
     allocated = np.minimum(request, MAX_WIN_FRAC * max_spend)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = ndtri(np.minimum(allocated / max_spend, MAX_WIN_FRAC)) + ch.price_sigma

@@ -113,6 +113,20 @@ class CvrDrift(Spec):
     persistence: Probability = 0.98
 
 
+class LearningSpec(Spec):
+    """The platform's learning of a new product: its targeting sharpens with the campaign's
+    data, every CVR times ``1 - gap * exp(-clicks / clicks_to_learn)`` (``gap`` 0: none).
+
+    Attributes:
+        gap: the share of conversions the platform's targeting misses at the start, in [0, 1).
+        clicks_to_learn: the campaign's cumulative clicks (every channel) over which the gap
+            closes by a factor e.
+    """
+
+    gap: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
+    clicks_to_learn: PositiveFloat = 25000.0
+
+
 class Multipliers(Spec):
     """Factors on traffic volume, impression prices and CVR during a calendar window."""
 
@@ -181,6 +195,7 @@ class ScenarioSpec(Spec):
         launch_support: the platform's launch boost (:class:`LaunchSupport`).
         interest: the pool of interested customers (:class:`InterestSpec`).
         cvr_drift: the hidden drift of the conversion rates (:class:`CvrDrift`).
+        learning: the platform's learning of a new product (:class:`LearningSpec`).
         events: the event calendar, in order; the observation shows the first event's window.
         channels: the channels, in the order of the action and observation.
         start_hour_of_week: ``[low, high]`` hours of the week (0: Monday 00:00, 167: Sunday
@@ -212,6 +227,7 @@ class ScenarioSpec(Spec):
     events: tuple[EventSpec, ...] = ()
     channels: Annotated[tuple[ChannelSpec, ...], Field(min_length=1)]
     start_hour_of_week: HourRange = (0, 0)
+    learning: LearningSpec = LearningSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> ScenarioSpec:

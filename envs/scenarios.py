@@ -168,6 +168,8 @@ class CampaignParams:
     coldstart_boost: np.ndarray  # (n,) launch boost on channels with launch support
     coldstart_decay_hours: np.ndarray  # (n,) its exponential decay time
     start_hour_of_week: np.ndarray  # (n,) int64 hour of the week of hour 0 (0: Monday 00:00)
+    learning_gap: np.ndarray  # (n,) share of conversions the platform's targeting misses at first
+    learning_clicks: np.ndarray  # (n,) cumulative clicks over which the gap closes by e
     horizon_hours: int
     channels: tuple[ChannelSpec, ...]  # the scenario's channels, in the order of the k axis
     members: tuple[str, ...]  # scenario names that scenario_index indexes
@@ -375,6 +377,8 @@ def sample_campaigns(
         coldstart_boost=per_member("launch_support.boost")[:, 0],
         coldstart_decay_hours=per_member("launch_support.decay_hours")[:, 0],
         start_hour_of_week=start_hour,
+        learning_gap=per_member("learning.gap")[:, 0],
+        learning_clicks=per_member("learning.clicks_to_learn")[:, 0],
         horizon_hours=horizon,
         channels=channels,
         members=tuple(spec.name for spec in members),

@@ -20,6 +20,7 @@ from budgetgym.envs.core import (
     channel_table,
     expected_markets,
     hourly_markets,
+    learning_multiplier,
     win_curve,
 )
 from budgetgym.envs.mechanisms import MECHANISMS, unmodelled_mechanisms
@@ -410,3 +411,51 @@ def test_campaign_start_shifts_the_profiles_and_the_clock(tmp_path):
 def test_start_hour_of_week_is_validated(tmp_path):
     with pytest.raises(ValueError, match=r"start_hour_of_week: 168 is not an hour of the week"):
         sample_campaigns(scenario_file(tmp_path, "late", start_hour_of_week=[0, 168]), SEEDS[:1])
+
+
+def second_day_conversion(scenario: Path, first_day_pace: float) -> np.ndarray:
+    """Purchases per click ``(n,)`` of ``SEEDS`` on the second day, at even pacing split evenly
+    over the channels, after ``first_day_pace`` times even pacing on the first day."""
+    campaigns = BatchedCampaigns(scenario, horizon_hours=48)
+    campaigns.reset(SEEDS)
+    even = np.tile(campaigns.params.budget_cny[:, None] / 168.0 / 6.0, (1, 6))
+    bought, clicks = np.zeros(SEEDS.size), np.zeros(SEEDS.size)
+    for hour in range(48):
+        info = campaigns.step_spend(even * (first_day_pace if hour < 24 else 1.0))[3]
+        if hour >= 24:
+            bought += info["purchases"].sum(axis=1)
+            clicks += info["clicks"].sum(axis=1)
+    return bought / clicks
+
+
+def test_learning_multiplier_starts_at_one_minus_the_gap_and_closes_it():
+    clicks = np.array([0.0, 25000.0, 1e7])
+    np.testing.assert_allclose(learning_multiplier(0.3, clicks, 25000.0), [0.7, 1 - 0.3 / np.e, 1])
+
+
+def test_spend_on_the_first_day_raises_the_second_days_conversion_rate(tmp_path):
+    """With learning, the same second-day spend converts better after first-day spend than
+    after none, by more than on the same seeds without learning (where only the returning pool
+    grows)."""
+    learning = {"learning": {"gap": 0.4, "clicks_to_learn": 20000.0}}
+    lift = {}
+    for name, top in (("learning_on", learning), ("learning_off", {})):
+        path = scenario_file(tmp_path, name, base="new_product_cold_start", **top)
+        lift[name] = second_day_conversion(path, 3.0) / second_day_conversion(path, 0.0)
+    on, off = np.median(lift["learning_on"]), np.median(lift["learning_off"])
+    assert on > off + 0.15 and off < 1.05
+    assert unmodelled_mechanisms(tmp_path / "learning_on.yaml") == [
+        "the platform's learning of a new product"
+    ]
+
+
+def test_launch_support_can_last_the_products_30_days(tmp_path):
+    """A boost that fades to 5% over 30 days (decay 240 h) keeps half of it at a week's end."""
+    support = {"launch_support": {"boost": 1.0, "decay_hours": 240.0}}
+    on = sample_campaigns(scenario_file(tmp_path, "support_on", **support), SEEDS[:8])
+    off = sample_campaigns(scenario_file(tmp_path, "support_off"), SEEDS[:8])
+    ratio = hourly_markets(on)["volume"] / hourly_markets(off)["volume"]
+    search = on.channel_names.index("search")
+    affiliate = on.channel_names.index("affiliate")
+    np.testing.assert_allclose(ratio[:, 167, search], 1.0 + np.exp(-167.0 / 240.0), rtol=1e-12)
+    np.testing.assert_allclose(ratio[:, :, affiliate], 1.0, rtol=1e-12)
