@@ -10,7 +10,10 @@ the hindsight oracle, the expected one for the planners), a reference solves
 over the allocation ``a_tk`` of channel ``k`` in hour ``t``. For a paid channel the cost is the
 allocation, ``C(a) = a``, and ``G(a) = g * win_curve(a)`` with ``g`` the expected attributed GMV
 per impression, so ``G`` is concave. For a pay-per-sale channel (affiliate) the cost is the
-commission on the GMV it sells, ``C(a) = c * G_purchase(a)``, a fixed cost per unit of GMV.
+commission on the GMV it sells, ``C(a) = c * G_purchase(a)``: a fixed cost per unit of GMV
+(``per_sale_pricing: fixed``), or, priced by ``bid``, a commission budget whose rate ``c(a)``
+rises with the allocation (:func:`~budgetgym.envs.core.commission_bid`): ``C(a) = min(a, full)``
+and ``G(a) = f C(a) / c(a)`` (``f`` the attributed share), concave too.
 
 Both constraints are linear in the ``C`` and ``G`` totals, so the Lagrangian separates into
 independent channel-hour problems ``max_a G(a) - theta * C(a)`` with one price ``theta`` (the
@@ -36,7 +39,13 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from budgetgym.envs.channels import channel_array
-from budgetgym.envs.core import MAX_WIN_FRAC, pool_saturation, purchase_probabilities, win_curve
+from budgetgym.envs.core import (
+    MAX_WIN_FRAC,
+    commission_bid,
+    pool_saturation,
+    purchase_probabilities,
+    win_curve,
+)
 from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
 
 THETA_BOUNDS = (1e-3, 1e4)  # bracket of the marginal-ROI price theta
@@ -61,6 +70,11 @@ class AllocationProblem:
         commission_frac: ``(k,)`` cost per unit of purchase GMV; 0 for paid channels.
         budget_cny: ``(n,)``.
         target_roi: ``(n,)``.
+        bid_pricing: ``(k,)`` bool: pay-per-sale channels whose allocation sets the commission
+            rate (``per_sale_pricing: bid``); None: none.
+        commission_min: ``(k,)`` their lowest commission rate.
+        commission_max: ``(k,)`` their highest.
+        commission_elasticity: ``(k,)`` promoters' traffic grows as ``rate ** elasticity``.
     """
 
     volume: np.ndarray
@@ -73,6 +87,17 @@ class AllocationProblem:
     commission_frac: np.ndarray
     budget_cny: np.ndarray
     target_roi: np.ndarray
+    bid_pricing: np.ndarray | None = None
+    commission_min: np.ndarray | None = None
+    commission_max: np.ndarray | None = None
+    commission_elasticity: np.ndarray | None = None
+
+    @property
+    def bids(self) -> np.ndarray:
+        """``(k,)`` bool: channels whose allocation sets their commission rate."""
+        if self.bid_pricing is None:
+            return np.zeros(self.commission_frac.shape, dtype=bool)
+        return self.bid_pricing
 
     @property
     def pays_per_sale(self) -> np.ndarray:
@@ -100,16 +125,44 @@ def expected_response(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Expected attributed GMV and cost, both ``(n, H, k)`` CNY, of an allocation.
 
-    A pay-per-sale channel's allocation buys reach; its cost is the commission on what it
-    sells (the core stops it only when the budget left cannot pay, which a plan within budget
-    never meets).
+    A pay-per-sale channel's allocation buys reach (``fixed``) or sets its commission rate
+    (``bid``); its cost is the commission on what it sells (the core stops it only when the
+    budget left cannot pay, which a plan within budget never meets).
     """
-    alloc = np.minimum(np.maximum(alloc_cny, 0.0), problem.cap_cny)
+    requested = np.maximum(alloc_cny, 0.0)
+    alloc = np.minimum(requested, problem.cap_cny)
     purchases = expected_impressions(alloc, problem) * problem.purchases_per_impression
+    rate = problem.commission_frac
+    if problem.bids.any():
+        impressions, bid_rate = _bid_response(requested, problem)
+        purchases = np.where(
+            problem.bids, impressions * problem.purchases_per_impression, purchases
+        )
+        rate = np.where(problem.bids, bid_rate, rate)
     gmv = purchases * problem.gmv_per_purchase_cny
     price = problem.price_cny[:, None, None]
-    cost = np.where(problem.pays_per_sale, problem.commission_frac * purchases * price, alloc)
+    cost = np.where(problem.pays_per_sale, rate * purchases * price, alloc)
     return gmv, cost
+
+
+def _bid_response(alloc_cny: np.ndarray, problem: AllocationProblem):
+    """:func:`~budgetgym.envs.core.commission_bid` of every channel-hour ``(n, H, k)``:
+    expected impressions and commission rate (meaningful on the ``bid`` channels)."""
+    gmv_per_impression = problem.purchases_per_impression * problem.price_cny[:, None, None]
+    return commission_bid(
+        alloc_cny, problem.volume, gmv_per_impression, problem.commission_min,
+        problem.commission_max, problem.commission_elasticity,
+    )  # fmt: skip
+
+
+def commission_rate(alloc_cny: np.ndarray, problem: AllocationProblem) -> np.ndarray:
+    """``(n, H, k)`` expected commission rate of each channel-hour's allocation: a ``fixed``
+    channel's ``commission_frac``, a ``bid`` channel's rate for that budget (0 for paid
+    channels)."""
+    rate = np.broadcast_to(problem.commission_frac, alloc_cny.shape)
+    if problem.bids.any():
+        rate = np.where(problem.bids, _bid_response(alloc_cny, problem)[1], rate)
+    return rate
 
 
 class ResponseCells:
@@ -118,13 +171,15 @@ class ResponseCells:
 
     A paid channel-hour bought down to marginal ROI ``theta`` spends ``M Phi(x)`` and returns
     ``g V Phi(x + sigma)`` with ``x = min((log(g V / M) - sigma^2 / 2 - log theta) / sigma,
-    Phi^-1(MAX_WIN_FRAC))`` (see :func:`solve_allocation`); a pay-per-sale channel-hour is
-    bought out (``gmv_full``, ``cost_full``) when its ROI beats ``theta``.
+    Phi^-1(MAX_WIN_FRAC))`` (see :func:`solve_allocation`); a ``fixed`` pay-per-sale
+    channel-hour is bought out (``gmv_full``, ``cost_full``) when its ROI beats ``theta``; a
+    ``bid`` one is bought to the rate where its marginal ROI is ``theta`` (:meth:`bid_alloc`).
     """
 
     def __init__(self, problem: AllocationProblem) -> None:
-        per_sale = problem.pays_per_sale
-        self.paid_idx, self.sale_idx = np.flatnonzero(~per_sale), np.flatnonzero(per_sale)
+        per_sale, bids = problem.pays_per_sale, problem.bids
+        self.paid_idx = np.flatnonzero(~per_sale)
+        self.sale_idx, self.bid_idx = np.flatnonzero(per_sale & ~bids), np.flatnonzero(bids)
         self.sigma = problem.sigma[self.paid_idx]
         self.volume_sigma = problem.volume_sigma[self.paid_idx]
         g = (problem.purchases_per_impression * problem.gmv_per_purchase_cny)[..., self.paid_idx]
@@ -141,6 +196,45 @@ class ResponseCells:
             out=np.zeros_like(self.sale_gmv),
             where=self.sale_cost > 0,
         )
+        # Bid channels: the commission of the whole reach at the top rate, the attributed share.
+        bid = self.bid_idx
+        self.bid_frac = problem.attributed_frac[:, :, None]
+        self.bid_full = np.zeros((*problem.volume.shape[:2], 0))
+        if bid.size:
+            price = problem.price_cny[:, None, None]
+            gmv_per_impression = problem.purchases_per_impression[..., bid] * price
+            self.bid_full = (
+                problem.commission_max[bid] * gmv_per_impression * MAX_WIN_FRAC
+            ) * problem.volume[..., bid]
+            self.bid_rates = (problem.commission_min[bid], problem.commission_max[bid])
+            self.bid_elasticity = problem.commission_elasticity[bid]
+
+    def bid_alloc(self, log_theta: np.ndarray, start: int = 0, stop: int | None = None):
+        """Allocation ``(n, stop - start, bid)`` CNY of the ``bid`` channel-hours at
+        ``log_theta (n,)``, and its commission rate.
+
+        With attributed share ``f``, the attributed GMV of the commission budget ``a`` is
+        ``f a / c(a)``, whose marginal ROI is ``f epsilon / ((1 + epsilon) c)`` above the lowest
+        rate's budget and ``f / c_min`` below it: the rate where it is ``theta`` is
+        ``c* = f epsilon / ((1 + epsilon) theta)``, clipped to ``[c_min, c_max]``, bought with
+        ``a = full (c* / c_max) ** (1 + epsilon)``; nothing where ``f / c_min <= theta``.
+        """
+        hours = slice(start, stop)
+        theta = np.exp(log_theta)[:, None, None]
+        frac, (rate_min, rate_max) = self.bid_frac[:, hours], self.bid_rates
+        eps = self.bid_elasticity
+        rate = np.clip(frac * eps / ((1.0 + eps) * theta), rate_min, rate_max)
+        alloc = self.bid_full[:, hours] * (rate / rate_max) ** (1.0 + eps)
+        return np.where(frac > theta * rate_min, alloc, 0.0), rate
+
+    def bid_totals(self, log_theta: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Attributed GMV and commission ``(n,)`` of the ``bid`` channel-hours from ``start``."""
+        if not self.bid_idx.size:
+            zero = np.zeros(log_theta.shape)
+            return zero, zero
+        alloc, rate = self.bid_alloc(log_theta, start)
+        gmv = self.bid_frac[:, start:] * alloc / rate
+        return gmv.sum(axis=(1, 2)), alloc.sum(axis=(1, 2))
 
     def paid_x(self, log_theta: np.ndarray, start: int = 0) -> np.ndarray:
         """``x (n, H - start, paid)`` of the paid channel-hours at ``log_theta (n,)``."""
@@ -170,7 +264,9 @@ class ResponseCells:
     def take(self, rows: np.ndarray) -> ResponseCells:
         """The cells of campaigns ``rows`` only."""
         taken = copy.copy(self)
-        for name in ("gv", "m", "log_ratio", "cap", "sale_gmv", "sale_cost", "sale_worth"):
+        names = ("gv", "m", "log_ratio", "cap", "sale_gmv", "sale_cost", "sale_worth", "bid_full",
+                 "bid_frac")  # fmt: skip
+        for name in names:
             setattr(taken, name, getattr(self, name)[rows])
         return taken
 
@@ -178,7 +274,8 @@ class ResponseCells:
         """GMV and commission ``(n,)`` of the pay-per-sale channel-hours from ``start`` on."""
         buy = self.sale_worth[:, start:] > np.exp(log_theta)[:, None, None]
         gmv = (self.sale_gmv[:, start:] * buy).sum(axis=(1, 2))
-        return gmv, (self.sale_cost[:, start:] * buy).sum(axis=(1, 2))
+        bid_gmv, bid_cost = self.bid_totals(log_theta, start)
+        return gmv + bid_gmv, (self.sale_cost[:, start:] * buy).sum(axis=(1, 2)) + bid_cost
 
     def totals(self, log_theta: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Expected GMV and spend ``(n,)`` CNY of hours ``start..H-1`` at ``log_theta (n,)``."""
@@ -198,6 +295,8 @@ class ResponseCells:
         alloc[..., self.paid_idx] = np.minimum(self.m[:, hours] * ndtr(x), cap[..., self.paid_idx])
         buy = self.sale_worth[:, hours] > np.exp(log_theta)[:, None, None]
         alloc[..., self.sale_idx] = np.where(buy, cap[..., self.sale_idx], 0.0)
+        if self.bid_idx.size:
+            alloc[..., self.bid_idx] = self.bid_alloc(log_theta, start, stop)[0]
         return alloc
 
 
@@ -350,6 +449,10 @@ def build_problem(
         commission_frac=channel_array("commission_frac", params.channels),
         budget_cny=params.budget_cny,
         target_roi=params.target_roi,
+        bid_pricing=np.array([c.per_sale_pricing == "bid" for c in params.channels]),
+        commission_min=channel_array("commission_min", params.channels),
+        commission_max=channel_array("commission_max", params.channels),
+        commission_elasticity=channel_array("commission_elasticity", params.channels),
     )
     return problem, ctr * (p_buy - p_returning)
 

@@ -89,6 +89,10 @@ class ChannelTable(NamedTuple):
     interest_affinity: np.ndarray  # largest share of non-returning clicks from the interested
     fatigue_strength: np.ndarray  # CTR / (1 + strength * fatigue)
     fatigue_recovery: np.ndarray  # share of the fatigue that wears off per hour
+    bid_pricing: np.ndarray  # 1.0 where the allocation sets the commission rate (per_sale bid)
+    commission_min: np.ndarray  # lowest commission rate of a bid channel
+    commission_max: np.ndarray  # highest commission rate of a bid channel
+    commission_elasticity: np.ndarray  # promoters' traffic grows as rate ** elasticity
 
 
 def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> ChannelTable:
@@ -110,6 +114,10 @@ def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> Chann
         interest_affinity=channel_array("interest_affinity", channels),
         fatigue_strength=channel_array("fatigue_strength", channels),
         fatigue_recovery=channel_array("fatigue_recovery", channels),
+        bid_pricing=np.array([c.per_sale_pricing == "bid" for c in channels], dtype=np.float64),
+        commission_min=channel_array("commission_min", channels),
+        commission_max=channel_array("commission_max", channels),
+        commission_elasticity=channel_array("commission_elasticity", channels),
     )
 
 
@@ -789,6 +797,27 @@ def learning_multiplier(gap, clicks, clicks_to_learn):
     return 1.0 - gap * np.exp(-clicks / clicks_to_learn)
 
 
+def commission_bid(alloc, volume, gmv_per_impression, rate_min, rate_max, elasticity):
+    """What a commission budget buys on a ``per_sale`` channel priced by ``bid``: the expected
+    impressions promoters bring and the commission rate, ``(impressions, rate)``.
+
+    Promoters bring ``MAX_WIN_FRAC * volume * (rate / rate_max) ** elasticity`` impressions at
+    the rate ``rate``, each selling ``gmv_per_impression`` (CTR times purchase probability times
+    the order value) in expectation, so the expected commission at the top rate is ``full =
+    rate_max * gmv_per_impression * MAX_WIN_FRAC * volume``. The platform offers the rate whose
+    expected commission is the allocation ``a``: ``rate = rate_max * (min(a, full) / full) **
+    (1 / (1 + elasticity))``, at least ``rate_min``; below the budget of ``rate_min``, promoters
+    take part of the programme (impressions ``a / (rate_min * gmv_per_impression)``). Either
+    way the expected commission is ``min(a, full)`` and the expected GMV ``min(a, full) /
+    rate``. Numpy arrays (broadcast), or compiled on scalars (the kernel)."""
+    full = rate_max * gmv_per_impression * MAX_WIN_FRAC * volume
+    spent = np.minimum(alloc, full)
+    share = spent / np.maximum(full, 1e-300)
+    rate = np.maximum(rate_max * share ** (1.0 / (1.0 + elasticity)), rate_min)
+    return spent / (rate * np.maximum(gmv_per_impression, 1e-300)), rate
+
+
+_commission_bid = numba.njit(cache=True, error_model="numpy", inline="always")(commission_bid)
 _learning_multiplier = numba.njit(cache=True, error_model="numpy", inline="always")(
     learning_multiplier
 )
@@ -822,7 +851,8 @@ def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
  _C_U_ARR, _C_P_IMM, _C_LOGQ_IMM, _C_HAZARD, _C_LOGQ_ARR, _C_INT_SHARE, _C_LOGQ_INT,
  _C_U_INT) = range(15, 38)  # fmt: skip
 _L_EVENING, _L_WEEKLY = 38, 39  # the campaign-hour's daily cycle and weekend (hour_profile)
-_N_LANE_FIELDS = 40
+_C_BID_IMPRESSIONS, _C_BID_RATE = 40, 41  # what a bid channel's commission budget buys
+_N_LANE_FIELDS = 42
 
 
 # Not cached on its own: numba would key its build on this file alone, though it inlines
@@ -911,7 +941,7 @@ def simulate_campaigns(
             lanes[k, _L_INTEREST_BASE, j] = interest_base
             lanes[k, _L_EVENING, j] = evening
             lanes[k, _L_WEEKLY, j] = weekly
-    chunk_keys = keys[start:stop]
+    chunk_keys, chunk_price = keys[start:stop], price_cny[start:stop]
     for k in range(n_ch):
         sigma, affinity = ch.price_sigma[k], ch.returning_affinity[k]
         immediate_mult, delay_mult = ch.immediate_mult[k], ch.delay_mult[k]
@@ -958,6 +988,13 @@ def simulate_campaigns(
                 lanes[k, _C_U_INT, j] = _uniform(key, c_int)
             lanes[k, _C_INT_SHARE, j] = int_share  # 0: no draw reads the two above
             lanes[k, _C_P_BUY, j] = p_buy
+            if ch.bid_pricing[k] > 0.0:  # the same for every campaign: a loop-invariant test
+                bid_impressions, bid_rate = _commission_bid(
+                    lanes[k, _L_REQUEST, j], volume, lanes[k, _L_CTR, j] * p_buy * chunk_price[j],
+                    ch.commission_min[k], ch.commission_max[k], ch.commission_elasticity[k],
+                )  # fmt: skip
+                lanes[k, _C_BID_IMPRESSIONS, j] = bid_impressions
+                lanes[k, _C_BID_RATE, j] = bid_rate
             lanes[k, _C_LOGQ_BUY, j] = _log_q(p_buy)
             lanes[k, _C_RET_SHARE, j] = ret_share
             lanes[k, _C_LOGQ_RET, j] = _log_q(ret_share)
@@ -992,12 +1029,16 @@ def simulate_campaigns(
                 # pays the realized impressions at the average price per impression won
                 # (allocation / expected impressions), ``cpc`` the realized clicks at the
                 # expected cost per click (allocation / expected clicks), ``per_sale`` the
-                # commission on its sales (its allocation buys reach, free). What ``room``
+                # commission on its sales (``fixed``: its allocation buys reach, free; ``bid``:
+                # its allocation sets the rate, see ``commission_bid``). What ``room``
                 # cannot pay for is not bought: fewer impressions, clicks or sales.
                 billing = ch.billing[k]
                 allocated = lanes[k, _C_ALLOCATED, j]
                 expected_impressions = 0.0
-                if allocated > 0.0 and lanes[k, _C_MAX_SPEND, j] > 0.0:
+                bid = ch.bid_pricing[k] > 0.0
+                if bid:  # promoters drawn by the commission rate the allocation offers
+                    expected_impressions = lanes[k, _C_BID_IMPRESSIONS, j]
+                elif allocated > 0.0 and lanes[k, _C_MAX_SPEND, j] > 0.0:
                     expected_impressions = lanes[k, _C_VOLUME, j] * _ndtr(lanes[k, _C_WIN_Z, j])
                 impressions = np.floor(expected_impressions + 0.5)
                 cost = 0.0
@@ -1034,7 +1075,7 @@ def simulate_campaigns(
                 if billing == BILLING_PER_SALE:
                     # The cost is commission x GMV. Sales that the budget left could not pay
                     # for are not made (the programme stops).
-                    commission_frac = ch.commission_frac[k]
+                    commission_frac = lanes[k, _C_BID_RATE, j] if bid else ch.commission_frac[k]
                     commission = commission_frac * purchase_gmv
                     if commission > 0.0 and commission > room:
                         keep = room / commission

@@ -221,6 +221,18 @@ def reference_step(
     room = s.budget_left_cny.copy()
     for k in order:
         room = np.maximum(room, 0.0)
+        rate = ch.commission_frac[k]  # of a per_sale channel
+        if ch.bid_pricing[k] > 0.0:
+            # A commission budget: the rate whose expected commission is the allocation, at
+            # most the top rate's on MAX_WIN_FRAC of the volume, at least the lowest rate.
+            gmv_per_impression = ctr[:, k] * p_buy[:, k] * params.price_cny
+            full = ch.commission_max[k] * gmv_per_impression * MAX_WIN_FRAC * volume[:, k]
+            spent = np.minimum(request[:, k], full)
+            share = spent / np.maximum(full, 1e-300)
+            rate = ch.commission_max[k] * share ** (1.0 / (1.0 + ch.commission_elasticity[k]))
+            rate = np.maximum(rate, ch.commission_min[k])
+            # Promoters bring the impressions that sell that commission at that rate.
+            expected[:, k] = spent / (rate * np.maximum(gmv_per_impression, 1e-300))
         imp = np.floor(expected[:, k] + 0.5)
         with np.errstate(divide="ignore", invalid="ignore"):
             unit_price = allocated[:, k] / expected[:, k]  # per impression won
@@ -240,12 +252,12 @@ def reference_step(
         noise = np.exp(sigma * order_z[:, k] - 0.5 * sigma**2)
         order_value = np.where(buy > 0.0, params.price_cny * noise, params.price_cny)
         if billing[k] == "per_sale":  # a commission; the sales it cannot pay are not made
-            commission = ch.commission_frac[k] * (buy * order_value)
+            commission = rate * (buy * order_value)
             over = (commission > 0.0) & (commission > room)
             keep = room[over] / commission[over]
             new[over], ret[over] = np.floor(new[over] * keep), np.floor(ret[over] * keep)
             buy = new + ret
-            cost[:, k] = ch.commission_frac[k] * (buy * order_value)
+            cost[:, k] = rate * (buy * order_value)
         # The interested customers among the new buyers leave the interest pool.
         interested_buyers[:, k] = binomial(new, interested_share[:, k], u[:, INTERESTED, k])
         impressions[:, k], clicks[:, k], purchases[:, k], conv_new[:, k] = imp, clk, buy, new

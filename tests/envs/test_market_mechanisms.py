@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from budgetgym.agents.allocation import commission_rate, expected_response, plan_problem
 from budgetgym.agents.evaluation import compare
 from budgetgym.agents.oracle import plan_campaigns
 from budgetgym.agents.policy import load_policy, unavailable
@@ -459,3 +460,86 @@ def test_launch_support_can_last_the_products_30_days(tmp_path):
     affiliate = on.channel_names.index("affiliate")
     np.testing.assert_allclose(ratio[:, 167, search], 1.0 + np.exp(-167.0 / 240.0), rtol=1e-12)
     np.testing.assert_allclose(ratio[:, :, affiliate], 1.0, rtol=1e-12)
+
+
+# The affiliate's commission rate as the action: a commission budget between 5% and 50%.
+BID = {
+    "affiliate": {
+        "per_sale_pricing": "bid",
+        "commission_min": 0.05,
+        "commission_max": 0.5,
+        "commission_elasticity": 1.0,
+    }
+}
+
+
+def affiliate_day(scenario: Path, pace: float) -> dict[str, np.ndarray]:
+    """A day of ``SEEDS`` allocating ``pace`` times even pacing to the affiliate alone: its
+    total allocation, impressions, commission and the GMV of its purchases ``(n,)``."""
+    campaigns = BatchedCampaigns(scenario, horizon_hours=24)
+    campaigns.reset(SEEDS)
+    affiliate = campaigns.params.channel_names.index("affiliate")
+    request = np.zeros((SEEDS.size, campaigns.params.n_channels))
+    request[:, affiliate] = pace * campaigns.params.budget_cny / 168.0
+    out = {key: np.zeros(SEEDS.size) for key in ("impressions", "spend_cny", "purchase_gmv_cny")}
+    for _ in range(24):
+        info = campaigns.step_spend(request)[3]
+        for key in out:
+            out[key] += info[key][:, affiliate]
+    out["allocated"] = 24 * request[:, affiliate]
+    return out
+
+
+def test_affiliate_commission_budget_buys_traffic_at_a_falling_roi(tmp_path):
+    """Priced by ``bid``, the affiliate is not free: its expected commission is its allocation
+    (below the top rate's), more allocation brings more promoters' traffic at a lower ROI, and
+    each sale's ROI is 1 / rate, within [1 / 0.5, 1 / 0.05]. Priced ``fixed`` (paired seeds),
+    its ROI is 1 / 0.3 whatever the allocation."""
+    path = scenario_file(tmp_path, "bid_on", channels=BID)
+    days = [affiliate_day(path, pace) for pace in (0.02, 0.05, 0.15)]
+    for day in days:
+        assert day["spend_cny"].sum() == pytest.approx(day["allocated"].sum(), rel=0.03)
+    impressions = [day["impressions"].sum() for day in days]
+    roi = [day["purchase_gmv_cny"].sum() / day["spend_cny"].sum() for day in days]
+    assert impressions[0] < impressions[1] < impressions[2]
+    assert 1 / 0.05 >= roi[0] > roi[1] > roi[2] >= 1 / 0.5
+    fixed = affiliate_day(scenario_file(tmp_path, "bid_off"), 0.15)
+    fixed_roi = fixed["purchase_gmv_cny"] / np.maximum(fixed["spend_cny"], 1e-12)
+    np.testing.assert_allclose(fixed_roi[fixed["spend_cny"] > 0], 1 / 0.3, rtol=1e-9)
+
+
+def test_bid_pricing_is_validated(tmp_path):
+    with pytest.raises(ValueError, match="per_sale_pricing 'bid' needs billing 'per_sale'"):
+        sample_campaigns(
+            scenario_file(tmp_path, "bad", channels={"search": {"per_sale_pricing": "bid"}}),
+            SEEDS[:1],
+        )
+    with pytest.raises(ValueError, match="commission_min 0.6 exceeds commission_max 0.5"):
+        sample_campaigns(
+            scenario_file(tmp_path, "bad", channels={"affiliate": {"commission_min": 0.6}}),
+            SEEDS[:1],
+        )
+
+
+def test_planners_model_the_affiliate_commission_budget(tmp_path):
+    """The references model ``bid`` pricing: the plan's expected commission and attributed GMV
+    on the affiliate match what the simulator delivers for that plan within a few percent, the
+    plan does not max the channel out, and the planners accept the scenario."""
+    path = scenario_file(tmp_path, "bid_plan", channels=BID)
+    campaigns = BatchedCampaigns(path)
+    campaigns.reset(SEEDS)
+    params = campaigns.params
+    problem, plan = plan_problem(params, expected_markets(params))
+    gmv, cost = expected_response(plan["alloc_cny"], problem)
+    for hour in range(params.horizon_hours):
+        info = campaigns.step_spend(plan["alloc_cny"][:, hour])[3]
+    affiliate = params.channel_names.index("affiliate")
+    delivered = info["spend_by_channel"][:, affiliate].sum()
+    assert delivered == pytest.approx(cost[..., affiliate].sum(), rel=0.03)
+    attributed = info["gmv_by_channel"][:, affiliate].sum()
+    assert attributed == pytest.approx(gmv[..., affiliate].sum(), rel=0.03)
+    # The rate the plan offers stays below the top one where the commission budget binds.
+    rate = commission_rate(plan["alloc_cny"], problem)[..., affiliate]
+    assert np.median(rate[plan["alloc_cny"][..., affiliate] > 0]) < 0.5
+    assert unmodelled_mechanisms(path) == []
+    assert unavailable(load_policy("planner"), str(path)) is None
