@@ -24,8 +24,10 @@ is the smallest ``theta`` meeting both constraints, found by bisection on ``log(
 
 Expected GMV per impression includes the returning-customer mix, which grows as new customers
 arrive; the plan iterates plan -> expected pool trajectory -> plan (a fixed point in two or
-three passes), and discounts each hour by the expected share of its conversions attributed
-before the end of the attribution window. With the GMV and spend that already count as
+three passes), and discounts each channel-hour by the expected share of its conversions
+attributed before the end of the attribution window (:func:`attributed_fracs`). Mechanisms with
+a state (interest, fatigue, deposits) enter through shadow values, ``future_gmv_per_impression``
+(:mod:`budgetgym.agents.intertemporal`). With the GMV and spend that already count as
 offsets, the same solver re-plans the rest of the horizon in the closed-loop references
 (:mod:`budgetgym.agents.planner`).
 """
@@ -46,7 +48,7 @@ from budgetgym.envs.core import (
     purchase_probabilities,
     win_curve,
 )
-from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS, CampaignParams
+from budgetgym.envs.scenarios import CampaignParams
 
 THETA_BOUNDS = (1e-3, 1e4)  # bracket of the marginal-ROI price theta
 _BISECTION_STEPS = 40
@@ -64,12 +66,16 @@ class AllocationProblem:
         max_spend_cny: ``(n, H, k)`` cost of buying the whole market.
         purchases_per_impression: ``(n, H, k)`` expected purchases per impression won.
         price_cny: ``(n,)`` average order value.
-        attributed_frac: ``(n, H)`` expected share of an hour's purchases attributed in time.
+        attributed_frac: ``(n, H)`` or ``(n, H, k)`` expected share of an hour's (a
+            channel-hour's) purchase GMV attributed to the campaign in time.
         sigma: ``(k,)`` log-sd of market prices (shape of the win curve).
         volume_sigma: ``(k,)`` log-sd of the hourly volume noise.
         commission_frac: ``(k,)`` cost per unit of purchase GMV; 0 for paid channels.
         budget_cny: ``(n,)``.
         target_roi: ``(n,)``.
+        future_gmv_per_impression: ``(n, H, k)`` CNY (or 0): the shadow value of an impression,
+            the attributed GMV it adds in later hours through the market's state (interest,
+            fatigue, deposits, the returning pool; :mod:`budgetgym.agents.intertemporal`).
         bid_pricing: ``(k,)`` bool: pay-per-sale channels whose allocation sets the commission
             rate (``per_sale_pricing: bid``); None: none.
         commission_min: ``(k,)`` their lowest commission rate.
@@ -87,6 +93,7 @@ class AllocationProblem:
     commission_frac: np.ndarray
     budget_cny: np.ndarray
     target_roi: np.ndarray
+    future_gmv_per_impression: np.ndarray | float = 0.0
     bid_pricing: np.ndarray | None = None
     commission_min: np.ndarray | None = None
     commission_max: np.ndarray | None = None
@@ -111,13 +118,28 @@ class AllocationProblem:
 
     @property
     def gmv_per_purchase_cny(self) -> np.ndarray:
-        """``(n, H, 1)`` expected *attributed* GMV per purchase."""
-        return (self.price_cny[:, None] * self.attributed_frac)[:, :, None]
+        """``(n, H, 1)`` or ``(n, H, k)`` expected *attributed* GMV per purchase."""
+        frac = self.attributed_frac
+        if frac.ndim == 3:
+            return self.price_cny[:, None, None] * frac
+        return (self.price_cny[:, None] * frac)[:, :, None]
+
+    @property
+    def gmv_per_impression_cny(self) -> np.ndarray:
+        """``(n, H, k)`` attributed GMV an impression adds, now and (shadow value) later; at
+        least 0 (a channel-hour worth less is never bought)."""
+        own = self.purchases_per_impression * self.gmv_per_purchase_cny
+        return np.maximum(own + self.future_gmv_per_impression, 0.0)
 
 
 def expected_impressions(alloc_cny: np.ndarray, problem: AllocationProblem) -> np.ndarray:
-    """Expected impressions ``(n, H, k)`` won with ``alloc_cny``: the core's win curve."""
-    return win_curve(alloc_cny, problem.volume, problem.max_spend_cny, problem.sigma)
+    """Expected impressions ``(n, H, k)`` won with ``alloc_cny``: the core's win curve, and on a
+    ``bid`` channel what its commission budget brings (:func:`_bid_response`)."""
+    impressions = win_curve(alloc_cny, problem.volume, problem.max_spend_cny, problem.sigma)
+    if problem.bids.any():
+        bid_impressions = _bid_response(np.maximum(alloc_cny, 0.0), problem)[0]
+        impressions = np.where(problem.bids, bid_impressions, impressions)
+    return impressions
 
 
 def expected_response(
@@ -130,17 +152,13 @@ def expected_response(
     budget left cannot pay, which a plan within budget never meets).
     """
     requested = np.maximum(alloc_cny, 0.0)
-    alloc = np.minimum(requested, problem.cap_cny)
-    purchases = expected_impressions(alloc, problem) * problem.purchases_per_impression
-    rate = problem.commission_frac
-    if problem.bids.any():
-        impressions, bid_rate = _bid_response(requested, problem)
-        purchases = np.where(
-            problem.bids, impressions * problem.purchases_per_impression, purchases
-        )
-        rate = np.where(problem.bids, bid_rate, rate)
-    gmv = purchases * problem.gmv_per_purchase_cny
+    # A bid channel's allocation is a commission budget, not a share of its reach's cost.
+    alloc = np.where(problem.bids, requested, np.minimum(requested, problem.cap_cny))
+    impressions = expected_impressions(alloc, problem)
+    purchases = impressions * problem.purchases_per_impression
+    gmv = purchases * problem.gmv_per_purchase_cny + impressions * problem.future_gmv_per_impression
     price = problem.price_cny[:, None, None]
+    rate = commission_rate(alloc, problem)
     cost = np.where(problem.pays_per_sale, rate * purchases * price, alloc)
     return gmv, cost
 
@@ -182,7 +200,7 @@ class ResponseCells:
         self.sale_idx, self.bid_idx = np.flatnonzero(per_sale & ~bids), np.flatnonzero(bids)
         self.sigma = problem.sigma[self.paid_idx]
         self.volume_sigma = problem.volume_sigma[self.paid_idx]
-        g = (problem.purchases_per_impression * problem.gmv_per_purchase_cny)[..., self.paid_idx]
+        g = problem.gmv_per_impression_cny[..., self.paid_idx]
         self.gv = g * problem.volume[..., self.paid_idx]  # (n, H, paid) GMV of the whole market
         self.m = problem.max_spend_cny[..., self.paid_idx]
         with np.errstate(divide="ignore"):
@@ -196,13 +214,16 @@ class ResponseCells:
             out=np.zeros_like(self.sale_gmv),
             where=self.sale_cost > 0,
         )
-        # Bid channels: the commission of the whole reach at the top rate, the attributed share.
+        # Bid channels: the commission of the whole reach at the top rate, and the attributed
+        # value (shadow values included) per unit of purchase GMV.
         bid = self.bid_idx
-        self.bid_frac = problem.attributed_frac[:, :, None]
-        self.bid_full = np.zeros((*problem.volume.shape[:2], 0))
+        self.bid_frac = self.bid_full = np.zeros((*problem.volume.shape[:2], 0))
         if bid.size:
             price = problem.price_cny[:, None, None]
             gmv_per_impression = problem.purchases_per_impression[..., bid] * price
+            self.bid_frac = problem.gmv_per_impression_cny[..., bid] / np.maximum(
+                gmv_per_impression, 1e-300
+            )
             self.bid_full = (
                 problem.commission_max[bid] * gmv_per_impression * MAX_WIN_FRAC
             ) * problem.volume[..., bid]
@@ -213,9 +234,10 @@ class ResponseCells:
         """Allocation ``(n, stop - start, bid)`` CNY of the ``bid`` channel-hours at
         ``log_theta (n,)``, and its commission rate.
 
-        With attributed share ``f``, the attributed GMV of the commission budget ``a`` is
-        ``f a / c(a)``, whose marginal ROI is ``f epsilon / ((1 + epsilon) c)`` above the lowest
-        rate's budget and ``f / c_min`` below it: the rate where it is ``theta`` is
+        With attributed value ``f`` per unit of purchase GMV (shadow values included), the
+        attributed GMV of the commission budget ``a`` is ``f a / c(a)``, whose marginal ROI is
+        ``f epsilon / ((1 + epsilon) c)`` above the lowest rate's budget and ``f / c_min`` below
+        it: the rate where it is ``theta`` is
         ``c* = f epsilon / ((1 + epsilon) theta)``, clipped to ``[c_min, c_max]``, bought with
         ``a = full (c* / c_max) ** (1 + epsilon)``; nothing where ``f / c_min <= theta``.
         """
@@ -409,17 +431,47 @@ def smallest_log_theta(
     return np.where(ok_low, lo, hi)
 
 
-def _attributed_frac(params: CampaignParams) -> np.ndarray:
-    """``(n, H)`` expected share of an hour's purchases attributed by the end of the window.
+def channel_delays(params: CampaignParams) -> tuple[np.ndarray, np.ndarray]:
+    """The delay model of every channel-campaign, ``(n, k)`` each: the share of purchases that
+    arrives at once (``immediate_frac * immediate_mult``, at most 1) and the hazard per hour of
+    the rest (``delay_hazard_per_hour / delay_mult``, at most 1), as the core draws them."""
+    immediate = params.immediate_frac[:, None] * channel_array("immediate_mult", params.channels)
+    hazard = params.delay_hazard_per_hour[:, None] / channel_array("delay_mult", params.channels)
+    return np.minimum(immediate, 1.0), np.minimum(hazard, 1.0)
 
-    A purchase in hour ``t`` arrives at once with probability ``immediate_frac``, otherwise with
-    hazard ``h`` in each of the ``H - 1 - t`` later hours, and at the end within the attribution
-    window with probability ``1 - (1 - h)^W``; the rest is never counted.
-    """
+
+def presale_warmup(params: CampaignParams) -> np.ndarray:
+    """``(n, H)`` bool: the hours of a pre-sale's warm-up, whose purchases are deposits."""
     hours = np.arange(params.horizon_hours)
-    h = params.delay_hazard_per_hour[:, None]
-    late = (1.0 - params.immediate_frac[:, None]) * (1.0 - h) ** (params.horizon_hours - 1 - hours)
-    return 1.0 - late * (1.0 - h) ** ATTRIBUTION_WINDOW_HOURS
+    start = params.presale_start_hour[:, None]
+    return (start - params.presale_warmup_hours[:, None] <= hours) & (hours < start)
+
+
+def deposits_attributed(params: CampaignParams) -> np.ndarray:
+    """``(n,)`` bool: whether a pre-sale's deposits arrive within the attribution window (the
+    event opens at most ``attribution_window_hours`` after the last hour)."""
+    last = params.horizon_hours - 1
+    return params.presale_start_hour <= last + params.attribution_window_hours
+
+
+def attributed_fracs(params: CampaignParams) -> np.ndarray:
+    """``(n, H, k)`` expected share of a channel-hour's purchases attributed by the end of the
+    window.
+
+    A purchase in hour ``t`` on channel ``k`` arrives at once with probability ``i_k``,
+    otherwise with hazard ``h_k`` in each of the ``H - 1 - t`` later hours, and at the end
+    within the attribution window ``W`` with probability ``1 - (1 - h_k)^W``
+    (:func:`channel_delays`); the rest is never counted:
+    ``1 - (1 - i_k) (1 - h_k)^(H - 1 - t) (1 - h_k)^W``. A deposit of a pre-sale's warm-up
+    arrives whole when the event opens: 1 if that is within the window, else 0.
+    """
+    immediate, hazard = channel_delays(params)
+    hours_after = (params.horizon_hours - 1 - np.arange(params.horizon_hours))[None, :, None]
+    late = (1.0 - immediate[:, None, :]) * (1.0 - hazard[:, None, :]) ** hours_after
+    window = params.attribution_window_hours[:, None, None]
+    frac = 1.0 - late * (1.0 - hazard[:, None, :]) ** window
+    deposit = np.where(deposits_attributed(params), 1.0, 0.0)[:, None, None]
+    return np.where(presale_warmup(params)[:, :, None], deposit, frac)
 
 
 def build_problem(
@@ -431,7 +483,8 @@ def build_problem(
     (used to update the pool).
     """
     saturation = pool_saturation(pool, params.pool_half_saturation[:, None])[:, :, None]
-    # Without interested customers: the references refuse a market with them (envs/mechanisms.py).
+    # Without interested customers or fatigue: the static problem (agents/intertemporal.py's twin
+    # models them).
     p_buy, p_returning, _ = purchase_probabilities(
         params.cvr_new[:, None, :], params.cvr_returning[:, None, :],
         params.cvr_interested[:, None, :], markets["cvr_mult"],
@@ -443,7 +496,7 @@ def build_problem(
         max_spend_cny=markets["max_spend_cny"],
         purchases_per_impression=ctr * p_buy,
         price_cny=params.price_cny,
-        attributed_frac=_attributed_frac(params),
+        attributed_frac=attributed_fracs(params),
         sigma=channel_array("price_sigma", params.channels),
         volume_sigma=channel_array("volume_noise_sigma", params.channels),
         commission_frac=channel_array("commission_frac", params.channels),

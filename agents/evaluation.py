@@ -39,7 +39,7 @@ from budgetgym.agents.policy import (
 from budgetgym.agents.progress import ProgressBar, evaluation_progress
 from budgetgym.agents.verdict import add_paired_differences
 from budgetgym.envs.campaigns import BatchedCampaigns, roi_target_missed
-from budgetgym.envs.mechanisms import unmodelled_reason
+from budgetgym.envs.mechanisms import MECHANISM_NAMES, unmodelled_reason
 from budgetgym.envs.scenarios import EVAL_SEED_START, HORIZON_HOURS, SCENARIO_NAMES, check_scenario
 
 #: The references every campaign's GMV is measured against (``<ref>_gmv``, ``pct_of_<ref>``
@@ -278,11 +278,11 @@ def measure(run: EvaluationResult, batch_size: int = 256) -> EvaluationResult:
     """Complete :func:`simulate`'s result: the references' GMV on each campaign
     (:func:`attach_references`; a reference not yet evaluated on these seeds is, in batches of
     ``batch_size``; NaN on a scenario whose market the references do not model,
-    :func:`~budgetgym.envs.mechanisms.unmodelled_mechanisms`) and the summary fields
+    :func:`~budgetgym.envs.mechanisms.unmodelled_mechanisms`: none today) and the summary fields
     (:func:`summarize`)."""
     facts, rows = run.summary, run.episodes
     scenario, seed_start, horizon = facts["scenario"], facts["seed_start"], facts["horizon_hours"]
-    modelled = unmodelled_reason(scenario) is None
+    modelled = unmodelled_reason(scenario, MECHANISM_NAMES) is None
     attach_references(
         rows,
         {

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from budgetgym.agents.allocation import plan_problem
+from budgetgym.agents.intertemporal import plan_market
 from budgetgym.agents.planner import PlannerPolicy
 from budgetgym.envs.campaigns import BatchedCampaigns
-from budgetgym.envs.core import hourly_markets
 from budgetgym.envs.mechanisms import check_modelled, unmodelled_reason
 from budgetgym.envs.scenarios import CampaignParams
 
 
 def plan_campaigns(params: CampaignParams, pool_iterations: int = 2) -> dict[str, np.ndarray]:
     """The oracle's plan at hour 0 for a batch of campaigns, on their realized markets (the
-    plan of :func:`~budgetgym.agents.allocation.plan_problem`). Raises ``ValueError`` if
+    plan of :func:`~budgetgym.agents.intertemporal.plan_market`). Raises ``ValueError`` if
     they switch on a mechanism the plan does not model."""
-    check_modelled("oracle", params, ", ".join(params.members))
-    return plan_problem(params, hourly_markets(params), pool_iterations)[1]
+    check_modelled("oracle", params, ", ".join(params.members), OraclePolicy.models)
+    return plan_market(params, True, pool_iterations).plan
 
 
 class OraclePolicy:
@@ -43,6 +42,7 @@ class OraclePolicy:
 
     name = "oracle"
     acts_in_spend = True
+    models = PlannerPolicy.models
 
     def __init__(self, replan_hours: int = 1, pool_iterations: int = 2) -> None:
         self.replan_hours = replan_hours
@@ -52,7 +52,7 @@ class OraclePolicy:
 
     def unavailable_on(self, scenario: str) -> str | None:
         """Why the oracle cannot run on ``scenario`` (a mechanism it does not model), or None."""
-        return unmodelled_reason(scenario)
+        return unmodelled_reason(scenario, self.models)
 
     def reset(self, campaigns: BatchedCampaigns) -> None:
         self._mpc = PlannerPolicy(self.replan_hours, None, self.pool_iterations, hindsight=True)

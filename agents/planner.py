@@ -27,8 +27,20 @@ derives it).
 When no plan meets the constraint any more (bad luck early on), the planner buys only the
 channel-hours whose marginal ROI reaches the target: the plan that comes closest.
 
-The returning-customer pool follows the expected trajectory of the first plan (the oracle's
-fixed point on the expected market), not re-iterated at every replan.
+It models every mechanism of the deeper market (docs/benchmark.md). Per-channel delays, the
+attribution window and pre-sale deposits set the share of each channel-hour's GMV attributed
+in time (:func:`~budgetgym.agents.allocation.attributed_fracs`); the hidden CVR drift enters at
+its expectation (the oracle: its realized path;
+:func:`~budgetgym.agents.intertemporal.drift_factor`).
+Without a mechanism with a state, the returning-customer pool follows the expected trajectory
+of the first plan (the oracle's fixed point on the expected market). With one (interest,
+pre-sale deposits, creative fatigue, per-channel delays), the plan is the sequential
+linearisation on the expected twin (:mod:`budgetgym.agents.intertemporal`), pool included;
+every ``relinearise_hours`` it is linearised again from the twin's state at that hour, rolled
+over the impressions and clicks observed so far (fatigue is a function of the impressions,
+interest of the clicks and the expected purchases among them: fair to compute), the hidden
+drift at its expectation. In between, the replans solve the linearised problem, its GMV
+corrected by the twin's (``LinearPlan.correction_cny``).
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import torch
 from scipy.special import log_ndtr
 
 from budgetgym.agents.allocation import (
@@ -43,28 +56,37 @@ from budgetgym.agents.allocation import (
     X_CAP,
     AllocationProblem,
     ResponseCells,
+    channel_delays,
     commission_rate,
+    deposits_attributed,
     expected_impressions,
     meets_constraints,
-    plan_problem,
+    presale_warmup,
     smallest_log_theta,
     solve_allocation,
     within_budget,
 )
 from budgetgym.agents.cc_calibration import CCCalibration, load_calibration
-from budgetgym.agents.channel_set import ChannelSet, channel_feature, channels_of, feature
+from budgetgym.agents.channel_set import (
+    ChannelSet,
+    channel_feature,
+    channels_of,
+    feature,
+    unscale,
+)
+from budgetgym.agents.intertemporal import (
+    LinearPlan,
+    plan_linearised,
+    plan_market,
+    problem_hours,
+)
 from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.core import (
     ORDER_VALUE_SIGMA,
     PRICE_NOISE_SIGMA,
-    expected_markets,
-    hourly_markets,
 )
-from budgetgym.envs.mechanisms import check_modelled, unmodelled_reason
-from budgetgym.envs.scenarios import ATTRIBUTION_WINDOW_HOURS
+from budgetgym.envs.mechanisms import MECHANISM_NAMES, check_modelled, unmodelled_reason
 
-_HOURLY_FIELDS = ("volume", "max_spend_cny", "purchases_per_impression", "attributed_frac")
-_CAMPAIGN_FIELDS = ("price_cny", "budget_cny", "target_roi")
 #: Offsets in log(theta) of the tabulated prices around a campaign's centre (step 0.1).
 _GRID = np.linspace(-1.0, 1.0, 21)
 _STEP = float(_GRID[1] - _GRID[0])
@@ -87,6 +109,10 @@ class PlannerPolicy:
             (negative: plan below the target). Exclusive with ``alpha``.
         calibration: the miss-rate curves that map ``alpha`` to ``kappa`` (default: the shipped
             file, read at the first ``reset``).
+        relinearise_hours: hours between two linearisations on the expected twin, where the
+            campaigns switch on a mechanism with a state (>= 1).
+        stateful: plan on the expected twin where they do; False: on the static problem, the
+            ablation that ignores the states (interest, fatigue, deposits' interest).
 
     Attributes (after ``reset``):
         initial_plan: the plan at hour 0, as
@@ -100,6 +126,8 @@ class PlannerPolicy:
     """
 
     acts_in_spend = True
+    #: The mechanisms of the market it models (``envs.mechanisms``): every one.
+    models = MECHANISM_NAMES
 
     def __init__(
         self,
@@ -110,9 +138,17 @@ class PlannerPolicy:
         *,
         kappa: float | np.ndarray | None = None,
         calibration: CCCalibration | None = None,
+        relinearise_hours: int = 24,
+        stateful: bool = True,
     ) -> None:
-        if isinstance(replan_hours, bool) or int(replan_hours) != replan_hours or replan_hours < 1:
-            raise ValueError(f"replan_hours must be an integer >= 1, got {replan_hours!r}.")
+        for name, hours in (
+            ("replan_hours", replan_hours),
+            ("relinearise_hours", relinearise_hours),
+        ):
+            if isinstance(hours, bool) or int(hours) != hours or hours < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {hours!r}.")
+        self.relinearise_hours = int(relinearise_hours)
+        self.stateful = stateful
         if alpha is not None and not 0.0 < alpha < 0.5:
             raise ValueError(f"alpha must lie in (0, 0.5), got {alpha!r}.")
         if alpha is not None and kappa is not None:
@@ -133,7 +169,7 @@ class PlannerPolicy:
         model switched on (:func:`~budgetgym.envs.mechanisms.unmodelled_mechanisms`), or
         ``planner_cc`` (an ``alpha``) without a calibration of its margin there; None if it
         can."""
-        reason = unmodelled_reason(scenario)
+        reason = unmodelled_reason(scenario, self.models)
         if reason is not None or self.alpha is None:
             return reason
         if self.calibration is None:
@@ -149,7 +185,7 @@ class PlannerPolicy:
         params = campaigns.params
         if params is None:
             raise RuntimeError(f"Reset the campaigns before the {self.name}: it reads params.")
-        check_modelled(self.name, params, campaigns.scenario)
+        check_modelled(self.name, params, campaigns.scenario, self.models)
         self._params = params
         self._channels: ChannelSet = channels_of(campaigns)
         if self.alpha is not None:
@@ -163,13 +199,24 @@ class PlannerPolicy:
                     f"got shape {self.kappa.shape}."
                 )
             self._kappa = self.kappa
-        markets = hourly_markets(params) if self.hindsight else expected_markets(params)
-        self._problem, self.initial_plan = plan_problem(params, markets, self.pool_iterations)
-        self.roi_bound = np.zeros(params.n_envs, dtype=bool)
+        market = plan_market(params, self.hindsight, self.pool_iterations, self.stateful)
+        self._problem, self.initial_plan, self._twin = market.problem, market.plan, market.twin
+        n, horizon = params.n_envs, params.horizon_hours
+        # Suffix sums of the twin's GMV less the linearised problem's (0 without a twin).
+        self._correction = np.zeros((n, horizon + 1))
+        # Impressions and clicks observed in each past hour, (2, n, H, k).
+        self._observed = np.zeros((2, n, horizon, params.n_channels))
+        if market.linear is not None:
+            self._adopt(market.linear, 0)
+        self.roi_bound = np.zeros(n, dtype=bool)
         self._log_theta = np.log(self.initial_plan["theta"])
         self._table = _TotalsTable(ResponseCells(self._problem), self._hedged)
-        self._table.build(np.arange(params.n_envs), self._log_theta)
-        self._pending_gmv = np.zeros(params.n_envs)  # expected purchase GMV not yet arrived, CNY
+        self._table.build(np.arange(n), self._log_theta)
+        self._delays = channel_delays(params)
+        self._warmup = presale_warmup(params)
+        self._deposits_count = deposits_attributed(params)
+        self._pending_gmv = np.zeros((n, params.n_channels))  # expected GMV not yet arrived, CNY
+        self._deposit_gmv = np.zeros(n)  # expected GMV in pre-sale deposits, CNY
         self._margin = np.zeros(params.n_envs)
         self._hour = 0
         self._plan = self._problem.volume[:, :0]
@@ -185,11 +232,19 @@ class PlannerPolicy:
         budget = params.budget_cny
         if hour > 0:
             last_spend = channel_feature(obs, "spend_rate", channels) * budget[:, None]
+            for i, name in enumerate(("log_impressions", "log_clicks")):
+                value = unscale(channel_feature(obs, name, channels), name, channels)
+                self._observed[i, :, hour - 1] = np.expm1(value)
             self._add_pending(last_spend / params.horizon_hours, hour - 1)
         budget_left = feature(obs, "budget_left_frac", channels) * budget
-        if hour - self._plan_start >= self._plan.shape[1] or hour % self.replan_hours == 0:
+        relinearise = self._twin is not None and hour > 0 and hour % self.relinearise_hours == 0
+        plan_ended = hour - self._plan_start >= self._plan.shape[1]
+        if relinearise or plan_ended or hour % self.replan_hours == 0:
             gmv_frac = channel_feature(obs, "cum_gmv_frac", channels).sum(axis=1)
-            self._replan(hour, budget_left, gmv_frac * budget * params.target_roi)
+            gmv_so_far = gmv_frac * budget * params.target_roi
+            if relinearise:
+                self._relinearise(hour, budget_left, gmv_so_far)
+            self._replan(hour, budget_left, gmv_so_far)
         self._hour += 1
         plan = self._plan[:, hour - self._plan_start]
         return within_budget(plan, budget_left, self._problem.pays_per_sale)
@@ -207,9 +262,7 @@ class PlannerPolicy:
         channel's rate: the one its spend, the commission budget it met, sets).
         """
         problem, params = self._problem, self._params
-        cell = replace(
-            problem, **{f: getattr(problem, f)[:, hour : hour + 1] for f in _HOURLY_FIELDS}
-        )
+        cell = problem_hours(problem, hour, hour + 1)
         impressions = expected_impressions(spend_cny[:, None], cell)[:, 0]
         purchases = impressions * problem.purchases_per_impression[:, hour]
         per_sale = problem.pays_per_sale
@@ -217,9 +270,12 @@ class PlannerPolicy:
             per_sale,
             spend_cny / np.where(per_sale, commission_rate(spend_cny[:, None], cell)[:, 0], 1.0),
             purchases * params.price_cny[:, None],
-        ).sum(axis=1)
-        h = params.delay_hazard_per_hour
-        self._pending_gmv = self._pending_gmv * (1.0 - h) + (1.0 - params.immediate_frac) * gmv
+        )
+        immediate, hazard = self._delays
+        warmup = self._warmup[:, hour, None]  # a pre-sale's deposits wait for the event
+        waiting = np.where(warmup, 0.0, (1.0 - immediate) * gmv)
+        self._pending_gmv = self._pending_gmv * (1.0 - hazard) + waiting
+        self._deposit_gmv = self._deposit_gmv + np.where(warmup, gmv, 0.0).sum(axis=1)
 
     def _solve(
         self,
@@ -254,16 +310,61 @@ class PlannerPolicy:
             table.build(rows, log_theta[rows])
         return log_theta
 
+    def _pending(self, hour: int) -> np.ndarray:
+        """Expected GMV ``(n,)`` CNY of past purchases still to be attributed: those in the
+        delay pool that arrive within the window, and pre-sale deposits not yet paid."""
+        params = self._params
+        remaining = params.horizon_hours - hour + params.attribution_window_hours
+        _, hazard = self._delays
+        arriving = 1.0 - (1.0 - hazard) ** remaining[:, None]
+        pending = (self._pending_gmv * arriving).sum(axis=1)
+        unpaid = self._deposits_count & (hour <= params.presale_start_hour)
+        return pending + np.where(unpaid, self._deposit_gmv, 0.0)
+
+    def _adopt(self, linear: LinearPlan, start: int) -> None:
+        """Take the linearised problem of hours ``start..H-1`` and its GMV correction."""
+        full = self._problem
+        fields = {}
+        for name in ("purchases_per_impression", "future_gmv_per_impression"):
+            values = np.broadcast_to(getattr(full, name), full.volume.shape).copy()
+            values[:, start:] = getattr(linear.problem, name)
+            fields[name] = values
+        self._problem = replace(full, **fields)
+        suffix = np.cumsum(linear.correction_cny[:, ::-1], axis=1)[:, ::-1]
+        self._correction[:, start:-1] = suffix
+
+    def _relinearise(self, hour: int, budget_left: np.ndarray, gmv_so_far: np.ndarray) -> None:
+        """Linearise hours ``hour..H-1`` again from the twin's state at ``hour``, rolled over
+        the impressions and clicks observed so far, around the current plan."""
+        params, twin = self._params, self._twin
+        impressions, clicks = (torch.as_tensor(x[:, :hour]) for x in self._observed)
+        with torch.no_grad():
+            state = twin.roll(impressions, 0, twin.initial, clicks).state
+        rest = replace(problem_hours(self._problem, hour), budget_cny=budget_left)
+        linear = plan_linearised(
+            twin,
+            rest,
+            self._table.cells.allocation(self._log_theta, hour),
+            hour,
+            state,
+            gmv_so_far + self._pending(hour) - self._margin,
+            params.budget_cny - budget_left,
+            self._log_theta,
+        )
+        self._adopt(linear, hour)
+        self._log_theta = np.log(linear.theta)
+        self._table = _TotalsTable(ResponseCells(self._problem), self._hedged)
+        self._table.build(np.arange(params.n_envs), self._log_theta)
+
     def _replan(self, hour: int, budget_left: np.ndarray, gmv_so_far: np.ndarray) -> None:
         """Solve hours ``hour..H-1`` from the current state; keep the plan and its price."""
         params, table = self._params, self._table
-        h = params.delay_hazard_per_hour
-        remaining = params.horizon_hours - hour + ATTRIBUTION_WINDOW_HOURS
-        pending = self._pending_gmv * (1.0 - (1.0 - h) ** remaining)  # expected to be attributed
+        pending = self._pending(hour)  # expected to be attributed
         spend_so_far = params.budget_cny - budget_left
+        gmv_offset = gmv_so_far + pending + self._correction[:, hour]
         for _ in range(2 if self._hedged and hour == 0 else 1):
             self._log_theta = self._solve(
-                hour, budget_left, gmv_so_far + pending - self._margin, spend_so_far
+                hour, budget_left, gmv_offset - self._margin, spend_so_far
             )
             _, spend = table.totals(self._log_theta, hour)
             self.roi_bound = (spend < budget_left * (1.0 - 1e-3)) & (
@@ -280,12 +381,7 @@ def _campaigns_hours(
     problem: AllocationProblem, rows: np.ndarray, start: int, budget_cny: np.ndarray
 ) -> AllocationProblem:
     """The problem of campaigns ``rows`` over hours ``start..H-1`` with ``budget_cny (n,)``."""
-    return replace(
-        problem,
-        budget_cny=budget_cny,
-        **{f: getattr(problem, f)[rows, start:] for f in _HOURLY_FIELDS},
-        **{f: getattr(problem, f)[rows] for f in _CAMPAIGN_FIELDS if f != "budget_cny"},
-    )
+    return replace(problem_hours(problem, start, rows=rows), budget_cny=budget_cny)
 
 
 class _TotalsTable:

@@ -1,15 +1,17 @@
 """Which of the market's mechanisms a scenario switches on.
 
 Every mechanism of the deeper market (docs/simulator.md) is scenario data whose default leaves
-it off: a scenario with every default is the market the references (``oracle``, ``planner``,
-``planner_cc``, ``mmm_static``) model. :func:`unmodelled_mechanisms` names the mechanisms a
-scenario switches on, so that those references can refuse it with a clear sentence instead of
-planning on a market they do not model.
+it off. :func:`switched_on` names the mechanisms a scenario switches on. A reference declares
+the mechanisms it models (``planner``, ``planner_cc`` and ``oracle``: all of them,
+:data:`MECHANISM_NAMES`; ``mmm_static``: none) and refuses, with a clear sentence, a scenario
+that switches on any other (:func:`unmodelled_mechanisms`, :func:`check_modelled`) instead of
+planning on a market it does not model.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -39,6 +41,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism("a drift of the conversion rates", ("cvr_drift_sigma",), ()),
     Mechanism("the platform's learning of a new product", ("learning_gap",), ()),
 )
+MECHANISM_NAMES: tuple[str, ...] = tuple(m.name for m in MECHANISMS)
 
 
 #: Fields of ``CampaignParams`` read in a scenario spec elsewhere than at its top level, and
@@ -85,9 +88,10 @@ def _switched_on(mechanism: Mechanism, values: dict[str, np.ndarray], channels) 
     )
 
 
-def unmodelled_mechanisms(
-    scenario: CampaignParams | ScenarioSpec | Mixture | str | os.PathLike[str],
-) -> list[str]:
+Scenario = CampaignParams | ScenarioSpec | Mixture | str | os.PathLike[str]
+
+
+def switched_on(scenario: Scenario) -> list[str]:
     """Names of the mechanisms ``scenario`` switches on (``MECHANISMS`` order; empty for every
     shipped scenario): a batch's parameters, a scenario or mixture spec, or a scenario's name
     or file path."""
@@ -105,10 +109,16 @@ def unmodelled_mechanisms(
     return [m.name for m in MECHANISMS if _switched_on(m, values, channels)]
 
 
-def unmodelled_reason(scenario: CampaignParams | ScenarioSpec | Mixture | str) -> str | None:
-    """Why a reference that models the default market cannot run on ``scenario`` (it switches
-    on mechanisms the reference does not model), or None if it can."""
-    found = unmodelled_mechanisms(scenario)
+def unmodelled_mechanisms(scenario: Scenario, modelled: Collection[str] = ()) -> list[str]:
+    """Names of the mechanisms ``scenario`` switches on (:func:`switched_on`) other than those
+    in ``modelled`` (default: none, the default market's)."""
+    return [name for name in switched_on(scenario) if name not in modelled]
+
+
+def unmodelled_reason(scenario: Scenario, modelled: Collection[str] = ()) -> str | None:
+    """Why a reference that models the mechanisms ``modelled`` (default: none) cannot run on
+    ``scenario`` (it switches on others), or None if it can."""
+    found = unmodelled_mechanisms(scenario, modelled)
     if not found:
         return None
     listed = found[0] if len(found) == 1 else f"{', '.join(found[:-1])} and {found[-1]}"
@@ -116,10 +126,14 @@ def unmodelled_reason(scenario: CampaignParams | ScenarioSpec | Mixture | str) -
 
 
 def check_modelled(
-    reference: str, params: CampaignParams, scenario: str | os.PathLike[str]
+    reference: str,
+    params: CampaignParams,
+    scenario: str | os.PathLike[str],
+    modelled: Collection[str] = (),
 ) -> None:
     """Raise ``ValueError`` naming ``reference``, ``scenario`` and the mechanisms if the
-    campaigns ``params`` of ``scenario`` switch on any (see :func:`unmodelled_mechanisms`)."""
-    reason = unmodelled_reason(params)
+    campaigns ``params`` of ``scenario`` switch on any not in ``modelled`` (see
+    :func:`unmodelled_mechanisms`)."""
+    reason = unmodelled_reason(params, modelled)
     if reason is not None:
         raise ValueError(f"{reference} cannot run on scenario {os.fspath(scenario)!r}: {reason}.")

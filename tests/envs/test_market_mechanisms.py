@@ -12,7 +12,6 @@ import yaml
 
 from budgetgym.agents.allocation import commission_rate, expected_response, plan_problem
 from budgetgym.agents.evaluation import compare
-from budgetgym.agents.oracle import plan_campaigns
 from budgetgym.agents.policy import load_policy, unavailable
 from budgetgym.envs import BatchedCampaigns, sample_campaigns
 from budgetgym.envs.campaigns import obs_index
@@ -24,7 +23,7 @@ from budgetgym.envs.core import (
     learning_multiplier,
     win_curve,
 )
-from budgetgym.envs.mechanisms import MECHANISMS, unmodelled_mechanisms
+from budgetgym.envs.mechanisms import MECHANISMS, check_modelled, unmodelled_mechanisms
 from budgetgym.envs.scenarios import DEEP_MARKET as DEEP_MARKET_PATH
 from budgetgym.envs.scenarios import EVAL_SEED_START, LIBRARY, SCENARIO_NAMES
 
@@ -129,7 +128,7 @@ def test_delay_fields_are_validated(tmp_path):
 
 
 DEEP_MARKET = DEEP_MARKET_PATH
-REFERENCES_OF_THE_DEFAULT_MARKET = ("oracle", "planner", "planner_cc", "mmm_static")
+REFERENCES_OF_THE_DEFAULT_MARKET = ("mmm_static",)
 
 
 def test_unmodelled_mechanisms_names_what_a_scenario_switches_on(tmp_path):
@@ -143,24 +142,16 @@ def test_unmodelled_mechanisms_names_what_a_scenario_switches_on(tmp_path):
 
 
 def test_references_of_the_default_market_refuse_other_mechanisms(tmp_path):
-    """``oracle``, ``planner``, ``planner_cc`` and ``mmm_static`` refuse a scenario with a
-    mechanism they do not model, in one sentence naming it and the scenario; ``compare`` leaves
-    them out with that note and runs the rules."""
-    campaigns = BatchedCampaigns(str(DEEP_MARKET), horizon_hours=6)
-    campaigns.reset(SEEDS[:4])
-    for name in REFERENCES_OF_THE_DEFAULT_MARKET:
-        policy = load_policy(name)
-        assert "per-channel conversion delays" in unavailable(policy, str(DEEP_MARKET)), name
-        assert unavailable(policy, "hit_product") is None, name
-        with pytest.raises(
-            ValueError,
-            match=rf"{name} cannot run on scenario '.*deep_market"
-            r"\.yaml': it switches on per-channel conversion",
-        ):
-            policy.reset(campaigns)  # fmt: skip
+    """``mmm_static`` refuses a scenario with a mechanism it does not model, in one sentence
+    naming it; ``compare`` leaves it out with that note and runs the rules. ``oracle`` and
+    ``planner`` model every mechanism (tests/agents/test_planner_mechanisms.py)."""
+    policy = load_policy("mmm_static")
+    assert "per-channel conversion delays" in unavailable(policy, str(DEEP_MARKET))
+    assert unavailable(policy, "hit_product") is None
+    assert unmodelled_mechanisms(DEEP_MARKET, [m.name for m in MECHANISMS]) == []
     short_window = scenario_file(tmp_path, "hit_product", attribution_window_hours=0)
-    with pytest.raises(ValueError, match="oracle cannot run on scenario 'hit_product'"):
-        plan_campaigns(sample_campaigns(short_window, SEEDS[:2]))
+    with pytest.raises(ValueError, match="mmm cannot run on scenario 'hit_product'"):
+        check_modelled("mmm", sample_campaigns(short_window, SEEDS[:2]), "hit_product")
     board = tmp_path / "board"
     rows = compare(
         [], [str(DEEP_MARKET)], 2, EVAL_SEED_START, board, progress=False, horizon_hours=6,
