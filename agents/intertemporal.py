@@ -227,13 +227,18 @@ class ExpectedTwin:
             imp = impressions[:, t - start]
             ctr = self.ctr / (1.0 + self.fatigue_strength * fatigue)
             clicks = imp * ctr if observed_clicks is None else observed_clicks[:, t - start]
-            learned = 1.0 - self.learning_gap * torch.exp(-clicks_so_far / self.learning_clicks)
             p_buy, p_returning, p_interested = purchase_probabilities(
-                self.cvr[0], self.cvr[1], self.cvr[2], self.cvr_mult[:, t] * learned[:, None],
-                self.affinity,
+                self.cvr[0], self.cvr[1], self.cvr[2], self.cvr_mult[:, t], self.affinity,
                 pool_saturation(pool[:, None], self.pool_half), self.interest_affinity,
                 pool_saturation(interest[:, None], self.interest_half),
             )  # fmt: skip
+            # The platform's learning scales every CVR (exact while none reaches CVR_CAP; a
+            # factor on the capped probabilities, since the cap is numpy's and the factor, a
+            # function of the clicks, carries the gradient).
+            learned = 1.0 - self.learning_gap * torch.exp(-clicks_so_far / self.learning_clicks)
+            p_buy, p_returning, p_interested = (
+                p * learned[:, None] for p in (p_buy, p_returning, p_interested)
+            )
             purchases = clicks * p_buy
             ppi.append(ctr * p_buy)
             gmv.append(purchases * self.price * self.attributed[:, t])
