@@ -10,7 +10,10 @@ the hindsight oracle, the expected one for the planners), a reference solves
 over the allocation ``a_tk`` of channel ``k`` in hour ``t``. For a paid channel the cost is the
 allocation, ``C(a) = a``, and ``G(a) = g * win_curve(a)`` with ``g`` the expected attributed GMV
 per impression, so ``G`` is concave. For a pay-per-sale channel (affiliate) the cost is the
-commission on the GMV it sells, ``C(a) = c * G_purchase(a)``, a fixed cost per unit of GMV.
+commission on the GMV it sells, ``C(a) = c * G_purchase(a)``: a fixed cost per unit of GMV
+(``per_sale_pricing: fixed``), or, priced by ``bid``, a commission budget whose rate ``c(a)``
+rises with the allocation (:func:`~budgetgym.envs.core.commission_bid`): ``C(a) = min(a, full)``
+and ``G(a) = f C(a) / c(a)`` (``f`` the attributed share), concave too.
 
 Both constraints are linear in the ``C`` and ``G`` totals, so the Lagrangian separates into
 independent channel-hour problems ``max_a G(a) - theta * C(a)`` with one price ``theta`` (the
@@ -41,6 +44,7 @@ from budgetgym.envs.channels import channel_array
 from budgetgym.envs.core import (
     HILL_REFERENCE_SHARE,
     MAX_WIN_FRAC,
+    commission_bid,
     hill_factor,
     pool_saturation,
     purchase_probabilities,
@@ -81,6 +85,11 @@ class AllocationProblem:
         reserve_frac: ``(k,)`` reserve price over the median price (None: 0, no reserve).
         price_impact: ``(k,)`` own-spend price impact (None: 0).
         hill_shape: ``(k,)`` Hill shape of the response (None: 1).
+        bid_pricing: ``(k,)`` bool: pay-per-sale channels whose allocation sets the commission
+            rate (``per_sale_pricing: bid``); None: none.
+        commission_min: ``(k,)`` their lowest commission rate.
+        commission_max: ``(k,)`` their highest.
+        commission_elasticity: ``(k,)`` promoters' traffic grows as ``rate ** elasticity``.
     """
 
     volume: np.ndarray
@@ -106,6 +115,18 @@ class AllocationProblem:
             or (self.price_impact is not None and bool(np.any(self.price_impact > 0)))
             or (self.hill_shape is not None and bool(np.any(self.hill_shape != 1)))
         )
+
+    bid_pricing: np.ndarray | None = None
+    commission_min: np.ndarray | None = None
+    commission_max: np.ndarray | None = None
+    commission_elasticity: np.ndarray | None = None
+
+    @property
+    def bids(self) -> np.ndarray:
+        """``(k,)`` bool: channels whose allocation sets their commission rate."""
+        if self.bid_pricing is None:
+            return np.zeros(self.commission_frac.shape, dtype=bool)
+        return self.bid_pricing
 
     @property
     def pays_per_sale(self) -> np.ndarray:
@@ -134,17 +155,23 @@ class AllocationProblem:
 
 
 def expected_impressions(alloc_cny: np.ndarray, problem: AllocationProblem) -> np.ndarray:
-    """Expected impressions ``(n, H, k)`` won with ``alloc_cny`` (the core's win curve), times
-    the S-shaped response's factor on their CTR where ``hill_shape`` is above 1 (the
-    impressions that respond: purchases are these times ``purchases_per_impression``)."""
-    if not problem.competes:
-        return win_curve(alloc_cny, problem.volume, problem.max_spend_cny, problem.sigma)
-    won = win_curve(
-        alloc_cny, problem.volume, problem.max_spend_cny, problem.sigma, problem.reserve_frac,
-        problem.price_impact,
-    )  # fmt: skip
-    hill = np.ones_like(problem.sigma) if problem.hill_shape is None else problem.hill_shape
-    return won * hill_factor(won, problem.volume, hill)
+    """Expected impressions ``(n, H, k)`` won with ``alloc_cny``: the core's win curve (times
+    the S-shaped response's factor on their CTR where ``hill_shape`` is above 1: the
+    impressions that respond, purchases are these times ``purchases_per_impression``), and on a
+    ``bid`` channel what its commission budget brings (:func:`_bid_response`)."""
+    if problem.competes:
+        won = win_curve(
+            alloc_cny, problem.volume, problem.max_spend_cny, problem.sigma, problem.reserve_frac,
+            problem.price_impact,
+        )  # fmt: skip
+        hill = np.ones_like(problem.sigma) if problem.hill_shape is None else problem.hill_shape
+        impressions = won * hill_factor(won, problem.volume, hill)
+    else:
+        impressions = win_curve(alloc_cny, problem.volume, problem.max_spend_cny, problem.sigma)
+    if problem.bids.any():
+        bid_impressions = _bid_response(np.maximum(alloc_cny, 0.0), problem)[0]
+        impressions = np.where(problem.bids, bid_impressions, impressions)
+    return impressions
 
 
 def expected_response(
@@ -152,17 +179,40 @@ def expected_response(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Expected attributed GMV and cost, both ``(n, H, k)`` CNY, of an allocation.
 
-    A pay-per-sale channel's allocation buys reach; its cost is the commission on what it
-    sells (the core stops it only when the budget left cannot pay, which a plan within budget
-    never meets).
+    A pay-per-sale channel's allocation buys reach (``fixed``) or sets its commission rate
+    (``bid``); its cost is the commission on what it sells (the core stops it only when the
+    budget left cannot pay, which a plan within budget never meets).
     """
-    alloc = np.minimum(np.maximum(alloc_cny, 0.0), problem.cap_cny)
+    requested = np.maximum(alloc_cny, 0.0)
+    # A bid channel's allocation is a commission budget, not a share of its reach's cost.
+    alloc = np.where(problem.bids, requested, np.minimum(requested, problem.cap_cny))
     impressions = expected_impressions(alloc, problem)
     purchases = impressions * problem.purchases_per_impression
     gmv = purchases * problem.gmv_per_purchase_cny + impressions * problem.future_gmv_per_impression
     price = problem.price_cny[:, None, None]
-    cost = np.where(problem.pays_per_sale, problem.commission_frac * purchases * price, alloc)
+    rate = commission_rate(alloc, problem)
+    cost = np.where(problem.pays_per_sale, rate * purchases * price, alloc)
     return gmv, cost
+
+
+def _bid_response(alloc_cny: np.ndarray, problem: AllocationProblem):
+    """:func:`~budgetgym.envs.core.commission_bid` of every channel-hour ``(n, H, k)``:
+    expected impressions and commission rate (meaningful on the ``bid`` channels)."""
+    gmv_per_impression = problem.purchases_per_impression * problem.price_cny[:, None, None]
+    return commission_bid(
+        alloc_cny, problem.volume, gmv_per_impression, problem.commission_min,
+        problem.commission_max, problem.commission_elasticity,
+    )  # fmt: skip
+
+
+def commission_rate(alloc_cny: np.ndarray, problem: AllocationProblem) -> np.ndarray:
+    """``(n, H, k)`` expected commission rate of each channel-hour's allocation: a ``fixed``
+    channel's ``commission_frac``, a ``bid`` channel's rate for that budget (0 for paid
+    channels)."""
+    rate = np.broadcast_to(problem.commission_frac, alloc_cny.shape)
+    if problem.bids.any():
+        rate = np.where(problem.bids, _bid_response(alloc_cny, problem)[1], rate)
+    return rate
 
 
 class ResponseCells:
@@ -171,8 +221,9 @@ class ResponseCells:
 
     A paid channel-hour bought down to marginal ROI ``theta`` spends ``M Phi(x)`` and returns
     ``g V Phi(x + sigma)`` with ``x = min((log(g V / M) - sigma^2 / 2 - log theta) / sigma,
-    Phi^-1(MAX_WIN_FRAC))`` (see :func:`solve_allocation`); a pay-per-sale channel-hour is
-    bought out (``gmv_full``, ``cost_full``) when its ROI beats ``theta``.
+    Phi^-1(MAX_WIN_FRAC))`` (see :func:`solve_allocation`); a ``fixed`` pay-per-sale
+    channel-hour is bought out (``gmv_full``, ``cost_full``) when its ROI beats ``theta``; a
+    ``bid`` one is bought to the rate where its marginal ROI is ``theta`` (:meth:`bid_alloc`).
 
     With competition (``problem.competes``: a reserve, own-spend price impact or an S-shaped
     response) the paid channel-hour's response in ``x`` (the quantile of its spend share at
@@ -188,8 +239,9 @@ class ResponseCells:
     """
 
     def __init__(self, problem: AllocationProblem) -> None:
-        per_sale = problem.pays_per_sale
-        self.paid_idx, self.sale_idx = np.flatnonzero(~per_sale), np.flatnonzero(per_sale)
+        per_sale, bids = problem.pays_per_sale, problem.bids
+        self.paid_idx = np.flatnonzero(~per_sale)
+        self.sale_idx, self.bid_idx = np.flatnonzero(per_sale & ~bids), np.flatnonzero(bids)
         self.sigma = problem.sigma[self.paid_idx]
         self.volume_sigma = problem.volume_sigma[self.paid_idx]
         g = problem.gmv_per_impression_cny[..., self.paid_idx]
@@ -209,6 +261,49 @@ class ResponseCells:
             out=np.zeros_like(self.sale_gmv),
             where=self.sale_cost > 0,
         )
+        # Bid channels: the commission of the whole reach at the top rate, and the attributed
+        # value (shadow values included) per unit of purchase GMV.
+        bid = self.bid_idx
+        self.bid_frac = self.bid_full = np.zeros((*problem.volume.shape[:2], 0))
+        if bid.size:
+            price = problem.price_cny[:, None, None]
+            gmv_per_impression = problem.purchases_per_impression[..., bid] * price
+            self.bid_frac = problem.gmv_per_impression_cny[..., bid] / np.maximum(
+                gmv_per_impression, 1e-300
+            )
+            self.bid_full = (
+                problem.commission_max[bid] * gmv_per_impression * MAX_WIN_FRAC
+            ) * problem.volume[..., bid]
+            self.bid_rates = (problem.commission_min[bid], problem.commission_max[bid])
+            self.bid_elasticity = problem.commission_elasticity[bid]
+
+    def bid_alloc(self, log_theta: np.ndarray, start: int = 0, stop: int | None = None):
+        """Allocation ``(n, stop - start, bid)`` CNY of the ``bid`` channel-hours at
+        ``log_theta (n,)``, and its commission rate.
+
+        With attributed value ``f`` per unit of purchase GMV (shadow values included), the
+        attributed GMV of the commission budget ``a`` is ``f a / c(a)``, whose marginal ROI is
+        ``f epsilon / ((1 + epsilon) c)`` above the lowest rate's budget and ``f / c_min`` below
+        it: the rate where it is ``theta`` is
+        ``c* = f epsilon / ((1 + epsilon) theta)``, clipped to ``[c_min, c_max]``, bought with
+        ``a = full (c* / c_max) ** (1 + epsilon)``; nothing where ``f / c_min <= theta``.
+        """
+        hours = slice(start, stop)
+        theta = np.exp(log_theta)[:, None, None]
+        frac, (rate_min, rate_max) = self.bid_frac[:, hours], self.bid_rates
+        eps = self.bid_elasticity
+        rate = np.clip(frac * eps / ((1.0 + eps) * theta), rate_min, rate_max)
+        alloc = self.bid_full[:, hours] * (rate / rate_max) ** (1.0 + eps)
+        return np.where(frac > theta * rate_min, alloc, 0.0), rate
+
+    def bid_totals(self, log_theta: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Attributed GMV and commission ``(n,)`` of the ``bid`` channel-hours from ``start``."""
+        if not self.bid_idx.size:
+            zero = np.zeros(log_theta.shape)
+            return zero, zero
+        alloc, rate = self.bid_alloc(log_theta, start)
+        gmv = self.bid_frac[:, start:] * alloc / rate
+        return gmv.sum(axis=(1, 2)), alloc.sum(axis=(1, 2))
 
     def _competition(self, problem: AllocationProblem) -> None:
         """The paid channels' competition constants ``(paid,)`` and tangencies ``x_t``."""
@@ -351,7 +446,8 @@ class ResponseCells:
     def take(self, rows: np.ndarray) -> ResponseCells:
         """The cells of campaigns ``rows`` only."""
         taken = copy.copy(self)
-        names = ["gv", "m", "log_ratio", "cap", "sale_gmv", "sale_cost", "sale_worth"]
+        names = ["gv", "m", "log_ratio", "cap", "sale_gmv", "sale_cost", "sale_worth", "bid_full",
+                 "bid_frac"]  # fmt: skip
         for name in names + (["x_t"] if self.competes else []):
             setattr(taken, name, getattr(self, name)[rows])
         return taken
@@ -360,7 +456,8 @@ class ResponseCells:
         """GMV and commission ``(n,)`` of the pay-per-sale channel-hours from ``start`` on."""
         buy = self.sale_worth[:, start:] > np.exp(log_theta)[:, None, None]
         gmv = (self.sale_gmv[:, start:] * buy).sum(axis=(1, 2))
-        return gmv, (self.sale_cost[:, start:] * buy).sum(axis=(1, 2))
+        bid_gmv, bid_cost = self.bid_totals(log_theta, start)
+        return gmv + bid_gmv, (self.sale_cost[:, start:] * buy).sum(axis=(1, 2)) + bid_cost
 
     def totals(self, log_theta: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Expected GMV and spend ``(n,)`` CNY of hours ``start..H-1`` at ``log_theta (n,)``."""
@@ -385,6 +482,8 @@ class ResponseCells:
         alloc[..., self.paid_idx] = np.minimum(spend, cap[..., self.paid_idx])
         buy = self.sale_worth[:, hours] > np.exp(log_theta)[:, None, None]
         alloc[..., self.sale_idx] = np.where(buy, cap[..., self.sale_idx], 0.0)
+        if self.bid_idx.size:
+            alloc[..., self.bid_idx] = self.bid_alloc(log_theta, start, stop)[0]
         return alloc
 
 
@@ -575,6 +674,10 @@ def build_problem(
         reserve_frac=channel_array("reserve_price_frac", params.channels),
         price_impact=channel_array("price_impact", params.channels),
         hill_shape=channel_array("hill_shape", params.channels),
+        bid_pricing=np.array([c.per_sale_pricing == "bid" for c in params.channels]),
+        commission_min=channel_array("commission_min", params.channels),
+        commission_max=channel_array("commission_max", params.channels),
+        commission_elasticity=channel_array("commission_elasticity", params.channels),
     )
     return problem, ctr * (p_buy - p_returning)
 

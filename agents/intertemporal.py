@@ -49,6 +49,7 @@ from budgetgym.envs import random as crn
 from budgetgym.envs.channels import channel_array
 from budgetgym.envs.core import (
     DYNAMICS_DOMAIN,
+    MAX_WIN_FRAC,
     expected_markets,
     hourly_markets,
     pool_saturation,
@@ -65,6 +66,7 @@ STATEFUL = (
     "a pre-sale event",
     "creative fatigue",
     "per-channel conversion delays",
+    "the platform's learning of a new product",
 )
 #: Sequential linearisation: linearised solves, and the step towards each answer.
 ITERATIONS = 4
@@ -112,13 +114,15 @@ def models_state(params: CampaignParams) -> bool:
 class TwinState(NamedTuple):
     """Expected state at the start of an hour (arrays or tensors): ``interest (n,)``,
     ``fatigue (n, k)``, ``pool (n,)`` returning customers, ``pending_new (n, k)`` new customers
-    whose purchase has not arrived, ``deposit_new (n,)`` those in pre-sale deposits."""
+    whose purchase has not arrived, ``deposit_new (n,)`` those in pre-sale deposits,
+    ``clicks (n,)`` the campaign's clicks so far (the platform's learning)."""
 
     interest: np.ndarray
     fatigue: np.ndarray
     pool: np.ndarray
     pending_new: np.ndarray
     deposit_new: np.ndarray
+    clicks: np.ndarray
 
 
 class TwinRoll(NamedTuple):
@@ -189,8 +193,17 @@ class ExpectedTwin:
         n, k = params.n_envs, params.n_channels
         self.initial = TwinState(
             _t(np.zeros(n)), _t(np.zeros((n, k))), _t(params.returning_pool_init),
-            _t(np.zeros((n, k))), _t(np.zeros(n)),
+            _t(np.zeros((n, k))), _t(np.zeros(n)), _t(np.zeros(n)),
         )  # fmt: skip
+        # The platform's learning (core.learning_multiplier) and the bid channels' commission
+        # rate at the impressions their budget brings (core.commission_bid, inverted).
+        self.learning_gap = _t(params.learning_gap)
+        self.learning_clicks = _t(params.learning_clicks)
+        self.bids = torch.as_tensor(problem.bids)
+        self.reach = _t(MAX_WIN_FRAC * markets["volume"])
+        self.rate_min = _t(channel_array("commission_min", ch))
+        self.rate_max = _t(channel_array("commission_max", ch))
+        self.rate_power = 1.0 / _t(channel_array("commission_elasticity", ch))
 
     def roll(
         self,
@@ -208,7 +221,7 @@ class ExpectedTwin:
             return self._roll(impressions, start, state, clicks)
 
     def _roll(self, impressions, start: int, state: TwinState, observed_clicks) -> TwinRoll:
-        interest, fatigue, pool, pending, deposit = state
+        interest, fatigue, pool, pending, deposit, clicks_so_far = state
         gmv, sale_cost, ppi = [], [], []
         for t in range(start, start + impressions.shape[1]):
             imp = impressions[:, t - start]
@@ -219,10 +232,22 @@ class ExpectedTwin:
                 pool_saturation(pool[:, None], self.pool_half), self.interest_affinity,
                 pool_saturation(interest[:, None], self.interest_half),
             )  # fmt: skip
+            # The platform's learning scales every CVR (exact while none reaches CVR_CAP; a
+            # factor on the capped probabilities, since the cap is numpy's and the factor, a
+            # function of the clicks, carries the gradient).
+            learned = 1.0 - self.learning_gap * torch.exp(-clicks_so_far / self.learning_clicks)
+            p_buy, p_returning, p_interested = (
+                p * learned[:, None] for p in (p_buy, p_returning, p_interested)
+            )
             purchases = clicks * p_buy
             ppi.append(ctr * p_buy)
             gmv.append(purchases * self.price * self.attributed[:, t])
-            sale_cost.append(self.commission * purchases * self.price)
+            rate = self.commission
+            if self.bids.any():
+                offered = self.rate_max * (imp / self.reach[:, t]) ** self.rate_power
+                rate = torch.where(self.bids, torch.maximum(offered, self.rate_min), rate)
+            sale_cost.append(rate * purchases * self.price)
+            clicks_so_far = clicks_so_far + clicks.sum(dim=1)
             new = clicks * (p_buy - p_returning)
             warm = self.warmup[:, t, None]
             arrived = torch.where(warm, 0.0, self.immediate * new) + self.hazard * pending
@@ -241,7 +266,7 @@ class ExpectedTwin:
         stack = lambda xs: torch.stack(xs, dim=1)  # noqa: E731
         return TwinRoll(
             stack(gmv), stack(sale_cost), stack(ppi),
-            TwinState(interest, fatigue, pool, pending, deposit),
+            TwinState(interest, fatigue, pool, pending, deposit, clicks_so_far),
         )  # fmt: skip
 
 

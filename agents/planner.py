@@ -57,6 +57,7 @@ from budgetgym.agents.allocation import (
     AllocationProblem,
     ResponseCells,
     channel_delays,
+    commission_rate,
     deposits_attributed,
     expected_impressions,
     meets_constraints,
@@ -257,7 +258,8 @@ class PlannerPolicy:
         """Add the expected purchase GMV of ``spend_cny (n, k)`` in ``hour`` to what is pending.
 
         Paid channels: expected purchases of that spend on the expected market. Pay-per-sale
-        channels: the commission paid is ``commission * purchase GMV``, so the GMV is known.
+        channels: the commission paid is ``rate * purchase GMV``, so the GMV is known (a ``bid``
+        channel's rate: the one its spend, the commission budget it met, sets).
         """
         problem, params = self._problem, self._params
         cell = problem_hours(problem, hour, hour + 1)
@@ -266,7 +268,7 @@ class PlannerPolicy:
         per_sale = problem.pays_per_sale
         gmv = np.where(
             per_sale,
-            spend_cny / np.where(per_sale, problem.commission_frac, 1.0),
+            spend_cny / np.where(per_sale, commission_rate(spend_cny[:, None], cell)[:, 0], 1.0),
             purchases * params.price_cny[:, None],
         )
         immediate, hazard = self._delays

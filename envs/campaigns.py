@@ -19,10 +19,12 @@ from budgetgym.envs.core import (
     CONVERSIONS,
     GMV,
     HOURLY_METRICS,
+    HOURS_PER_WEEK,
     IMPRESSIONS,
     NEW_CUSTOMERS,
     REWARD_MODES,
     SPEND,
+    WEEK_PROFILE,
     BatchKernel,
     CampaignState,
     ChannelTable,
@@ -33,13 +35,13 @@ from budgetgym.envs.core import (
     check_actions,
     chunk_bounds,
     hour_counters,
-    hour_profile,
     initial_state,
     inline_log,
     kernel_params,
     kernel_state,
     n_chunks,
     simulate_campaigns,
+    week_hour,
 )
 from budgetgym.envs.features import (  # the names and sizes, also read from here
     CHANNEL_FEATURES,  # noqa: F401
@@ -72,7 +74,7 @@ ROI_PRIOR_HOURS = 3.0
 
 
 def _clock(hour):
-    """Time-of-day and day-of-week angles of ``hour`` as (sin, cos, sin, cos)."""
+    """Time-of-day and day-of-week angles of an hour of the week as (sin, cos, sin, cos)."""
     hour_angle = 2.0 * np.pi * (hour % 24) / 24.0
     day_angle = 2.0 * np.pi * ((hour // 24) % 7) / 7.0
     return np.sin(hour_angle), np.cos(hour_angle), np.sin(day_angle), np.cos(day_angle)
@@ -100,7 +102,8 @@ def _observe_campaigns(
     start, stop, hour, horizon, clock, params, state, reference_price, col, sc, out
 ):
     """Fill ``out[start:stop]``: each feature into its column ``col`` (``ObsColumns``), its raw
-    quantity times its scale ``sc`` (``ObsScales``) where it has one (see ``features.py``)."""
+    quantity times its scale ``sc`` (``ObsScales``) where it has one (see ``features.py``);
+    ``clock`` is ``CLOCK_TABLE``, read at each campaign's hour of the week."""
     budget, target_roi, price = params.budget_cny, params.target_roi, params.price_cny
     event_start, boost = params.event_start_hour, params.coldstart_boost
     new_value = params.new_customer_value_cny
@@ -116,8 +119,9 @@ def _observe_campaigns(
             spend_total += totals[SPEND, i, k]
             gmv_total += totals[GMV, i, k]
         since = hour - event_start[i]
-        out[i, col.hour_sin], out[i, col.hour_cos] = clock[0], clock[1]
-        out[i, col.weekday_sin], out[i, col.weekday_cos] = clock[2], clock[3]
+        week = week_hour(params, i, hour)
+        out[i, col.hour_sin], out[i, col.hour_cos] = clock[week, 0], clock[week, 1]
+        out[i, col.weekday_sin], out[i, col.weekday_cos] = clock[week, 2], clock[week, 3]
         out[i, col.progress] = hour / horizon
         out[i, col.event_active] = 1.0 if 0 <= since < event_length[i] else 0.0
         out[i, col.event_warmup] = 1.0 if -warmup_length[i] <= since < 0 else 0.0
@@ -172,7 +176,7 @@ def _observe_loop(hour, horizon, params, state, reference_price, col, sc, out):
     ``core.kernel_params``)."""
     params, state = KernelParams(*params), KernelState(*state)
     col, sc = ObsColumns(*col), ObsScales(*sc)
-    clock, n = _clock(hour), out.shape[0]
+    clock, n = CLOCK_TABLE, out.shape[0]
     for chunk in numba.prange(n_chunks(n)):
         start, stop = chunk_bounds(chunk, n)
         _observe_campaigns(
@@ -530,8 +534,7 @@ def _step_loop(
     params, state, ch = KernelParams(*params), KernelState(*state), ChannelTable(*ch)
     col, sc = ObsColumns(*col), ObsScales(*sc)
     settle = hour + 1 >= horizon
-    counter, profile = hour_counters(hour, request.shape[1]), hour_profile(hour)
-    clock = _clock(hour + 1)
+    counter, profile, clock = hour_counters(hour, request.shape[1]), WEEK_PROFILE, CLOCK_TABLE
     budget_left, n = state.budget_left_cny, request.shape[0]
     for chunk in numba.prange(n_chunks(n)):
         start, stop = chunk_bounds(chunk, n)
@@ -558,6 +561,8 @@ _summary_campaigns = numba.njit(cache=True, error_model="numpy", inline="always"
     _summary_campaigns
 )
 _clock = numba.njit(cache=True, error_model="numpy")(_clock)
+#: ``(HOURS_PER_WEEK, 4)``: the clock features of every hour of the week (compiled ``_clock``).
+CLOCK_TABLE = np.array([_clock(h) for h in range(HOURS_PER_WEEK)])
 _LOG1P_COUNTS = numba.njit(cache=True)(_log1p_count_table)(4096)
 _log1p_count = numba.njit(cache=True, error_model="numpy", inline="always")(_log1p_count)
 _OBS_SCALES = tuple(OBS_SCALES)

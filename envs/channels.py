@@ -33,6 +33,9 @@ from budgetgym.envs.spec_base import (
 #: How a channel charges: per click (search auction), per thousand impressions (feed, live,
 #: short video, social) or a commission on the sales it brings (affiliate).
 Billing = Literal["cpc", "cpm", "per_sale"]
+#: How a ``per_sale`` channel's commission rate is set: the channel's ``commission_frac``
+#: (``fixed``), or by the hour's allocation, a commission budget (``bid``; docs/simulator.md §3).
+PerSalePricing = Literal["fixed", "bid"]
 
 
 HourOfDay = Annotated[int, Field(ge=0, le=23)]
@@ -41,9 +44,10 @@ HOURS_PER_WEEK = 168
 
 
 class BroadcastSchedule(Spec):
-    """When a live channel is on air: hours of the day and weekdays (0 = the campaign's first
-    day, Monday), the same for every campaign of the scenario, so a policy reads it off the
-    observation's clock. Off air, the channel's volume is ``off_air_traffic`` times its own.
+    """When a live channel is on air: hours of the day and weekdays (0 = Monday) of each
+    campaign's own clock (its ``start_hour_of_week`` plus its hour), the same for every campaign
+    of the scenario, so a policy reads it off the observation's clock. Off air, the channel's
+    volume is ``off_air_traffic`` times its own.
 
     Attributes:
         hours: hours of the day on air (0-23).
@@ -106,6 +110,13 @@ class ChannelSpec(Spec):
             share to the power ``s - 1`` (1: linear in impressions; above 1: S-shaped).
         broadcast: the live broadcast schedule (:class:`BroadcastSchedule`; None: always on
             air).
+        per_sale_pricing: ``"fixed"`` (the commission is ``commission_frac``, the allocation
+            buys reach free of charge) or ``"bid"`` (the allocation is a commission budget that
+            sets the rate offered to promoters, within ``[commission_min, commission_max]``;
+            ``per_sale`` channels only).
+        commission_min: the lowest commission rate a ``bid`` channel offers.
+        commission_max: the highest; at it promoters bring ``MAX_WIN_FRAC`` of the volume.
+        commission_elasticity: ``epsilon``: promoters' traffic grows as ``rate ** epsilon``.
     """
 
     name: Identifier
@@ -132,6 +143,10 @@ class ChannelSpec(Spec):
     price_impact: Annotated[float, Field(ge=0, le=0.5, allow_inf_nan=False)] = 0.0
     hill_shape: Annotated[float, Field(ge=1, le=4, allow_inf_nan=False)] = 1.0
     broadcast: BroadcastSchedule | None = None
+    per_sale_pricing: PerSalePricing = "fixed"
+    commission_min: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.05
+    commission_max: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.5
+    commission_elasticity: PositiveFloat = 1.0
 
     @model_validator(mode="after")
     def _commission_iff_per_sale(self) -> ChannelSpec:
@@ -139,6 +154,16 @@ class ChannelSpec(Spec):
             raise ValueError(
                 f"channel {self.name!r}: commission_frac must be > 0 if and only if billing is "
                 f"'per_sale' (billing {self.billing!r}, commission_frac {self.commission_frac})"
+            )
+        if self.per_sale_pricing == "bid" and self.billing != "per_sale":
+            raise ValueError(
+                f"channel {self.name!r}: per_sale_pricing 'bid' needs billing 'per_sale', "
+                f"not {self.billing!r}"
+            )
+        if self.commission_min > self.commission_max:
+            raise ValueError(
+                f"channel {self.name!r}: commission_min {self.commission_min} exceeds "
+                f"commission_max {self.commission_max}"
             )
         return self
 

@@ -108,6 +108,10 @@ class ChannelTable(NamedTuple):
     # schedule) and on price (rival depletion through the day).
     clock_volume: np.ndarray
     clock_price: np.ndarray
+    bid_pricing: np.ndarray  # 1.0 where the allocation sets the commission rate (per_sale bid)
+    commission_min: np.ndarray  # lowest commission rate of a bid channel
+    commission_max: np.ndarray  # highest commission rate of a bid channel
+    commission_elasticity: np.ndarray  # promoters' traffic grows as rate ** elasticity
 
 
 def reserve_constants(
@@ -174,6 +178,10 @@ def channel_table(channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS) -> Chann
         hill_shape=channel_array("hill_shape", channels),
         clock_volume=clock_volume,
         clock_price=clock_price,
+        bid_pricing=np.array([c.per_sale_pricing == "bid" for c in channels], dtype=np.float64),
+        commission_min=channel_array("commission_min", channels),
+        commission_max=channel_array("commission_max", channels),
+        commission_elasticity=channel_array("commission_elasticity", channels),
     )
 
 
@@ -563,10 +571,28 @@ def hour_counters(hour, n_channels):
 
 @numba.njit(cache=True, error_model="numpy")
 def hour_profile(hour):
-    """Factors of the hour shared by every campaign: daily cycle, weekend."""
+    """Factors of an hour of the week (0: Monday 00:00) shared by every campaign: daily cycle,
+    weekend."""
     evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak 20:00, trough 08:00
     weekly = 1.15 if (hour // 24) % 7 >= 5 else 1.0
     return evening, weekly
+
+
+def week_profile() -> np.ndarray:
+    """``(HOURS_PER_WEEK, 2)``: :func:`hour_profile` of every hour of the week, the table the
+    kernels index with a campaign's hour of the week (its ``start_hour_of_week`` plus its
+    hour)."""
+    return np.array([hour_profile(h) for h in range(HOURS_PER_WEEK)])
+
+
+#: :func:`week_profile`, computed once.
+WEEK_PROFILE = week_profile()
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def week_hour(params, i, hour):
+    """Campaign ``i``'s hour of the week (0: Monday 00:00) at its ``hour``."""
+    return (hour + params.start_hour_of_week[i]) % HOURS_PER_WEEK
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -722,14 +748,12 @@ def _competitive_impressions(
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _channel_market(ch, counter, k, hour):
+def _channel_market(ch, counter, k):
     """What every campaign's market cell in channel ``k`` shares this hour, as a tuple of scalars
     (an array passed into the cell's loop would be reference-counted at every campaign)."""
-    week_hour = hour % HOURS_PER_WEEK
     return (
         ch.launch_support[k], ch.volume_noise_sigma[k], ch.diurnal_strength[k],
         ch.mean_price_factor[k], counter[_S_VOLUME, k], counter[_S_PRICE, k],
-        ch.clock_volume[k, week_hour], ch.clock_price[k, week_hour],
     )  # fmt: skip
 
 
@@ -744,16 +768,14 @@ def _market_cell(
     noise at its mean 1, price noise at its median 1). Without branches: it runs in SIMD
     lanes."""
     evening, weekly = profile
-    boosted, vs, diurnal, mean_price, counter_volume, counter_price, on_air, depletion = channel
+    boosted, vs, diurnal, mean_price, counter_volume, counter_price = channel
     launch = 1.0 + boost * boosted
     vs = vs * noise
     volume_noise = inline_exp(vs * _ndtri_lanes(_uniform(key, counter_volume)) - 0.5 * vs * vs)
     volume = volume_ref * (1.0 + 0.6 * diurnal * evening) * weekly * traffic
     volume *= launch * volume_noise
-    volume *= on_air  # the live broadcast schedule (1: on air)
     price_noise = PRICE_NOISE_SIGMA * noise * _ndtri_lanes(_uniform(key, counter_price))
     price = price_ref * (1.0 + 0.25 * evening) * price_mult * inline_exp(price_noise)
-    price *= depletion  # rival budgets pacing out through the day
     return volume, volume * price * mean_price, cvr
 
 
@@ -802,6 +824,9 @@ class KernelParams(NamedTuple):
     coldstart_decay_hours: np.ndarray  # (n,)
     gross_margin_frac: np.ndarray  # (n,)
     new_customer_value_cny: np.ndarray  # (n,)
+    start_hour_of_week: np.ndarray  # (n,) int64
+    learning_gap: np.ndarray  # (n,)
+    learning_clicks: np.ndarray  # (n,)
 
 
 class KernelState(NamedTuple):
@@ -854,6 +879,39 @@ def purchase_probabilities(
     return p_returning + p_interested + p_new, p_returning, p_interested
 
 
+def learning_multiplier(gap, clicks, clicks_to_learn):
+    """The factor on every CVR of a campaign whose platform is still learning its product:
+    ``1 - gap * exp(-clicks / clicks_to_learn)``, ``1 - gap`` before its first click and 1 in
+    the limit (``clicks``: the campaign's cumulative clicks over every channel before the hour;
+    numpy arrays, or compiled on scalars). A state-dependent multiplier: the planners can
+    evaluate it along a planned click trajectory."""
+    return 1.0 - gap * np.exp(-clicks / clicks_to_learn)
+
+
+def commission_bid(alloc, volume, gmv_per_impression, rate_min, rate_max, elasticity):
+    """What a commission budget buys on a ``per_sale`` channel priced by ``bid``: the expected
+    impressions promoters bring and the commission rate, ``(impressions, rate)``.
+
+    Promoters bring ``MAX_WIN_FRAC * volume * (rate / rate_max) ** elasticity`` impressions at
+    the rate ``rate``, each selling ``gmv_per_impression`` (CTR times purchase probability times
+    the order value) in expectation, so the expected commission at the top rate is ``full =
+    rate_max * gmv_per_impression * MAX_WIN_FRAC * volume``. The platform offers the rate whose
+    expected commission is the allocation ``a``: ``rate = rate_max * (min(a, full) / full) **
+    (1 / (1 + elasticity))``, at least ``rate_min``; below the budget of ``rate_min``, promoters
+    take part of the programme (impressions ``a / (rate_min * gmv_per_impression)``). Either
+    way the expected commission is ``min(a, full)`` and the expected GMV ``min(a, full) /
+    rate``. Numpy arrays (broadcast), or compiled on scalars (the kernel)."""
+    full = rate_max * gmv_per_impression * MAX_WIN_FRAC * volume
+    spent = np.minimum(alloc, full)
+    share = spent / np.maximum(full, 1e-300)
+    rate = np.maximum(rate_max * share ** (1.0 / (1.0 + elasticity)), rate_min)
+    return spent / (rate * np.maximum(gmv_per_impression, 1e-300)), rate
+
+
+_commission_bid = numba.njit(cache=True, error_model="numpy", inline="always")(commission_bid)
+_learning_multiplier = numba.njit(cache=True, error_model="numpy", inline="always")(
+    learning_multiplier
+)
 _pool_saturation = numba.njit(cache=True, error_model="numpy", inline="always")(pool_saturation)
 _purchase_probabilities = numba.njit(cache=True, error_model="numpy", inline="always")(
     purchase_probabilities
@@ -883,7 +941,9 @@ def kernel_state(state: CampaignState) -> tuple[np.ndarray, ...]:
  _C_P_BUY, _C_LOGQ_BUY, _C_RET_SHARE, _C_LOGQ_RET, _C_U_BUY, _C_U_RET, _C_Z_ORDER, _C_U_IMM,
  _C_U_ARR, _C_P_IMM, _C_LOGQ_IMM, _C_HAZARD, _C_LOGQ_ARR, _C_INT_SHARE, _C_LOGQ_INT,
  _C_U_INT) = range(15, 38)  # fmt: skip
-_N_LANE_FIELDS = 38
+_L_EVENING, _L_WEEKLY = 38, 39  # the campaign-hour's daily cycle and weekend (hour_profile)
+_C_BID_IMPRESSIONS, _C_BID_RATE = 40, 41  # what a bid channel's commission budget buys
+_N_LANE_FIELDS = 42
 
 
 # Not cached on its own: numba would key its build on this file alone, though it inlines
@@ -895,7 +955,8 @@ def simulate_campaigns(
     purchases_out, purchase_gmv_out,
 ):  # fmt: skip
     """Advance campaigns ``start:stop`` by one hour in place (``state`` and ``params`` as
-    :func:`kernel_state` / :func:`kernel_params`; ``counter``, ``profile`` of the hour).
+    :func:`kernel_state` / :func:`kernel_params`; ``counter`` of the hour, ``profile`` the
+    :data:`WEEK_PROFILE` table, read at each campaign's hour of the week).
 
     Two passes: what depends only on the market, the request and the uniforms (market, win
     curve, uniforms and normal quantiles, purchase probabilities) for every channel-campaign in
@@ -934,6 +995,8 @@ def simulate_campaigns(
         returning_base = _pool_saturation(pool[i], pool_half[i])
         interest_base = _pool_saturation(interest[i], interest_half[i])
         boost = launch_boost(params, i, hour)
+        week = week_hour(params, i, hour)
+        evening, weekly = profile[week, 0], profile[week, 1]
         # The hidden drift of the campaign's CVRs: an AR(1) in logs, one normal per hour.
         drift_sigma, drift_mult = params.cvr_drift_sigma[i], 1.0
         if drift_sigma > 0.0:
@@ -941,6 +1004,13 @@ def simulate_campaigns(
             drift = params.cvr_drift_persistence[i] * drift_log[i] + drift_sigma * z
             drift_log[i] = drift
             drift_mult = inline_exp(drift)
+        # The platform's learning of a new product (none without a gap).
+        gap = params.learning_gap[i]
+        if gap > 0.0:
+            clicks = 0.0
+            for k in range(n_ch):
+                clicks += totals[CLICKS, i, k]
+            drift_mult *= _learning_multiplier(gap, clicks, params.learning_clicks[i])
         for k in range(n_ch):
             lanes[k, _L_VOLUME_REF, j] = volume_ref[i, k]
             lanes[k, _L_PRICE_REF, j] = price_ref[i, k]
@@ -951,8 +1021,10 @@ def simulate_campaigns(
             lanes[k, _L_CTR, j] = fatigued if strength > 0.0 else ctr[i, k]
             lanes[k, _L_CVR_NEW, j] = cvr_new[i, k]
             lanes[k, _L_CVR_RET, j] = cvr_ret[i, k]
-            lanes[k, _L_TRAFFIC, j] = traffic_mult[i, hour]
-            lanes[k, _L_PRICE_MULT, j] = price_mult[i, hour]
+            # The calendar's multipliers, times the clock's: the live broadcast schedule on
+            # the volume, rival depletion through the day on the price (1 without them).
+            lanes[k, _L_TRAFFIC, j] = traffic_mult[i, hour] * ch.clock_volume[k, week]
+            lanes[k, _L_PRICE_MULT, j] = price_mult[i, hour] * ch.clock_price[k, week]
             lanes[k, _L_CVR_MULT, j] = cvr_mult[i, hour] * drift_mult
             lanes[k, _L_BOOST, j] = boost
             lanes[k, _L_RETURNING_BASE, j] = returning_base
@@ -960,12 +1032,14 @@ def simulate_campaigns(
             lanes[k, _L_HAZARD, j] = hazard[i]
             lanes[k, _L_CVR_INT, j] = cvr_int[i, k]
             lanes[k, _L_INTEREST_BASE, j] = interest_base
-    chunk_keys = keys[start:stop]
+            lanes[k, _L_EVENING, j] = evening
+            lanes[k, _L_WEEKLY, j] = weekly
+    chunk_keys, chunk_price = keys[start:stop], price_cny[start:stop]
     for k in range(n_ch):
         sigma, affinity = ch.price_sigma[k], ch.returning_affinity[k]
         immediate_mult, delay_mult = ch.immediate_mult[k], ch.delay_mult[k]
         interest_affinity = ch.interest_affinity[k]
-        channel = _channel_market(ch, counter, k, hour)
+        channel = _channel_market(ch, counter, k)
         reserve_share, reserve_quantile = ch.reserve_share[k], ch.reserve_quantile[k]
         won_per_share, impact = ch.reserve_won_per_share[k], ch.price_impact[k]
         # The counters of the draws, as scalars (see ``_channel_market``).
@@ -976,8 +1050,9 @@ def simulate_campaigns(
         c_int = counter[_S_INTERESTED_BUYERS, k]
         for j in range(m):
             key = chunk_keys[j]
+            profile_cell = (lanes[k, _L_EVENING, j], lanes[k, _L_WEEKLY, j])
             volume, max_spend, cvr_mult = _market_cell(
-                profile, channel, key, lanes[k, _L_VOLUME_REF, j], lanes[k, _L_PRICE_REF, j],
+                profile_cell, channel, key, lanes[k, _L_VOLUME_REF, j], lanes[k, _L_PRICE_REF, j],
                 lanes[k, _L_TRAFFIC, j], lanes[k, _L_PRICE_MULT, j], lanes[k, _L_CVR_MULT, j],
                 lanes[k, _L_BOOST, j], 1.0,
             )  # fmt: skip
@@ -1011,6 +1086,13 @@ def simulate_campaigns(
                 lanes[k, _C_U_INT, j] = _uniform(key, c_int)
             lanes[k, _C_INT_SHARE, j] = int_share  # 0: no draw reads the two above
             lanes[k, _C_P_BUY, j] = p_buy
+            if ch.bid_pricing[k] > 0.0:  # the same for every campaign: a loop-invariant test
+                bid_impressions, bid_rate = _commission_bid(
+                    lanes[k, _L_REQUEST, j], volume, lanes[k, _L_CTR, j] * p_buy * chunk_price[j],
+                    ch.commission_min[k], ch.commission_max[k], ch.commission_elasticity[k],
+                )  # fmt: skip
+                lanes[k, _C_BID_IMPRESSIONS, j] = bid_impressions
+                lanes[k, _C_BID_RATE, j] = bid_rate
             lanes[k, _C_LOGQ_BUY, j] = _log_q(p_buy)
             lanes[k, _C_RET_SHARE, j] = ret_share
             lanes[k, _C_LOGQ_RET, j] = _log_q(ret_share)
@@ -1045,12 +1127,16 @@ def simulate_campaigns(
                 # pays the realized impressions at the average price per impression won
                 # (allocation / expected impressions), ``cpc`` the realized clicks at the
                 # expected cost per click (allocation / expected clicks), ``per_sale`` the
-                # commission on its sales (its allocation buys reach, free). What ``room``
+                # commission on its sales (``fixed``: its allocation buys reach, free; ``bid``:
+                # its allocation sets the rate, see ``commission_bid``). What ``room``
                 # cannot pay for is not bought: fewer impressions, clicks or sales.
                 billing = ch.billing[k]
                 allocated = lanes[k, _C_ALLOCATED, j]
                 expected_impressions = 0.0
-                if allocated > 0.0 and lanes[k, _C_MAX_SPEND, j] > 0.0:
+                bid = ch.bid_pricing[k] > 0.0
+                if bid:  # promoters drawn by the commission rate the allocation offers
+                    expected_impressions = lanes[k, _C_BID_IMPRESSIONS, j]
+                elif allocated > 0.0 and lanes[k, _C_MAX_SPEND, j] > 0.0:
                     expected_impressions = lanes[k, _C_VOLUME, j] * _ndtr(lanes[k, _C_WIN_Z, j])
                 impressions = np.floor(expected_impressions + 0.5)
                 cost = 0.0
@@ -1095,7 +1181,7 @@ def simulate_campaigns(
                 if billing == BILLING_PER_SALE:
                     # The cost is commission x GMV. Sales that the budget left could not pay
                     # for are not made (the programme stops).
-                    commission_frac = ch.commission_frac[k]
+                    commission_frac = lanes[k, _C_BID_RATE, j] if bid else ch.commission_frac[k]
                     commission = commission_frac * purchase_gmv
                     if commission > 0.0 and commission > room:
                         keep = room / commission
@@ -1267,13 +1353,16 @@ def _markets_kernel(keys, params, ch, noise, out):
     n, horizon, n_ch = out.shape[1], out.shape[2], out.shape[3]
     volume_ref, price_ref = params.volume_per_hour, params.price_median_cny
     for t in range(horizon):
-        counter, profile = hour_counters(t, n_ch), hour_profile(t)
+        counter = hour_counters(t, n_ch)
         for k in range(n_ch):
-            channel = _channel_market(ch, counter, k, t)
+            channel = _channel_market(ch, counter, k)
             for i in range(n):
+                week = week_hour(params, i, t)
+                profile = (WEEK_PROFILE[week, 0], WEEK_PROFILE[week, 1])
                 volume, max_spend, cvr = _market_cell(
                     profile, channel, keys[i], volume_ref[i, k], price_ref[i, k],
-                    params.hourly_traffic_mult[i, t], params.hourly_price_mult[i, t],
+                    params.hourly_traffic_mult[i, t] * ch.clock_volume[k, week],
+                    params.hourly_price_mult[i, t] * ch.clock_price[k, week],
                     params.hourly_cvr_mult[i, t], launch_boost(params, i, t), noise,
                 )  # fmt: skip
                 out[0, i, t, k] = volume

@@ -44,13 +44,18 @@ MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism("own-spend price impact", (), ("price_impact",)),
     Mechanism("an S-shaped response", (), ("hill_shape",)),
     Mechanism("a live broadcast schedule", (), ("broadcast",)),
+    Mechanism("the platform's learning of a new product", ("learning_gap",), ()),
 )
 MECHANISM_NAMES: tuple[str, ...] = tuple(m.name for m in MECHANISMS)
 
 
 #: Fields of ``CampaignParams`` read in a scenario spec elsewhere than at its top level, and
 #: their defaults.
-_NESTED = {"cvr_drift_sigma": ("cvr_drift.sigma", 0.0), "presale": ("", False)}
+_NESTED = {
+    "cvr_drift_sigma": ("cvr_drift.sigma", 0.0),
+    "learning_gap": ("learning.gap", 0.0),
+    "presale": ("", False),
+}
 
 
 def _scenario_default(field: str) -> float:

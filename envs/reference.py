@@ -24,6 +24,7 @@ import numpy as np
 from scipy.special import erfc
 
 from budgetgym.envs import random as crn
+from budgetgym.envs.core import CLICKS as CLICKS_METRIC  # (the stream CLICKS is another index)
 from budgetgym.envs.core import (
     CVR_CAP,
     GMV,
@@ -38,7 +39,9 @@ from budgetgym.envs.core import (
     CampaignState,
     channel_table,
     hill_factor,
+    learning_multiplier,
 )
+from budgetgym.envs.scenario_specs import HOURS_PER_WEEK
 from budgetgym.envs.scenarios import CampaignParams
 
 # Streams of the hour's uniforms, ``uniforms[:, stream, channel]``, in the kernel's order.
@@ -135,11 +138,14 @@ def market(params: CampaignParams, hour: int, u: np.ndarray):
     """Impressions on offer, cost of the whole market (CNY) and CVR multiplier of every
     channel-campaign this hour, ``(n, k)`` each (docs/simulator.md §2, §6)."""
     ch = channel_table(params.channels)
-    evening = math.cos(2.0 * math.pi * (hour % 24 - 20) / 24.0)  # peak at 20:00
-    weekend = 1.15 if (hour // 24) % 7 >= 5 else 1.0
+    # The campaign's hour of the week: its start's plus the hour.
+    week = (hour + params.start_hour_of_week) % HOURS_PER_WEEK
+    evening = np.array([math.cos(2.0 * math.pi * (h % 24 - 20) / 24.0) for h in week])[:, None]
+    weekend = np.where((week // 24) % 7 >= 5, 1.15, 1.0)[:, None]  # Saturday and Sunday
     # The scenario's calendar: the multipliers of its events and their warm-ups this hour.
-    traffic = params.hourly_traffic_mult[:, hour, None]
-    price_mult = params.hourly_price_mult[:, hour, None]
+    # Times the clock's: the live broadcast schedule and rival depletion through the day.
+    traffic = params.hourly_traffic_mult[:, hour, None] * ch.clock_volume[:, week].T
+    price_mult = params.hourly_price_mult[:, hour, None] * ch.clock_price[:, week].T
     cvr_mult = params.hourly_cvr_mult[:, hour, None]
     decay = np.exp(-hour / params.coldstart_decay_hours)  # of the launch boost
     launch = 1.0 + (params.coldstart_boost * decay)[:, None] * ch.launch_support
@@ -148,10 +154,8 @@ def market(params: CampaignParams, hour: int, u: np.ndarray):
     volume = params.volume_per_hour * (1.0 + 0.6 * ch.diurnal_strength * evening) * weekend
     volume = volume * traffic
     volume = volume * (launch * volume_noise)
-    volume = volume * ch.clock_volume[:, hour % 168]  # the live broadcast schedule
     price = params.price_median_cny * (1.0 + 0.25 * evening) * price_mult
     price = price * np.exp(PRICE_NOISE_SIGMA * ndtri(u[:, PRICE]))
-    price = price * ch.clock_price[:, hour % 168]  # rival depletion through the day
     # Cost of the whole market: volume times the mean of the lognormal prices.
     max_spend = volume * price * np.exp(0.5 * ch.price_sigma**2)
     return volume, max_spend, np.broadcast_to(cvr_mult, volume.shape)
@@ -187,7 +191,10 @@ def reference_step(
     drift = params.cvr_drift_persistence * s.cvr_drift_log
     drift = drift + params.cvr_drift_sigma * ndtri(u[:, CVR_DRIFT, 0])
     s.cvr_drift_log = np.where(drifting, drift, s.cvr_drift_log)
-    cvr_mult = cvr_mult * np.exp(s.cvr_drift_log)[:, None]
+    # The platform's learning of a new product sharpens with the campaign's clicks so far.
+    clicks_so_far = channel_sum(s.totals[CLICKS_METRIC], range(n_ch))
+    learned = learning_multiplier(params.learning_gap, clicks_so_far, params.learning_clicks)
+    cvr_mult = cvr_mult * (np.exp(s.cvr_drift_log) * learned)[:, None]
     allocated = np.minimum(request, MAX_WIN_FRAC * max_spend)
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.minimum(allocated / max_spend, MAX_WIN_FRAC)
@@ -225,6 +232,18 @@ def reference_step(
     room = s.budget_left_cny.copy()
     for k in order:
         room = np.maximum(room, 0.0)
+        rate = ch.commission_frac[k]  # of a per_sale channel
+        if ch.bid_pricing[k] > 0.0:
+            # A commission budget: the rate whose expected commission is the allocation, at
+            # most the top rate's on MAX_WIN_FRAC of the volume, at least the lowest rate.
+            gmv_per_impression = ctr[:, k] * p_buy[:, k] * params.price_cny
+            full = ch.commission_max[k] * gmv_per_impression * MAX_WIN_FRAC * volume[:, k]
+            spent = np.minimum(request[:, k], full)
+            share = spent / np.maximum(full, 1e-300)
+            rate = ch.commission_max[k] * share ** (1.0 / (1.0 + ch.commission_elasticity[k]))
+            rate = np.maximum(rate, ch.commission_min[k])
+            # Promoters bring the impressions that sell that commission at that rate.
+            expected[:, k] = spent / (rate * np.maximum(gmv_per_impression, 1e-300))
         imp = np.floor(expected[:, k] + 0.5)
         with np.errstate(divide="ignore", invalid="ignore"):
             unit_price = allocated[:, k] / expected[:, k]  # per impression won
@@ -244,12 +263,12 @@ def reference_step(
         noise = np.exp(sigma * order_z[:, k] - 0.5 * sigma**2)
         order_value = np.where(buy > 0.0, params.price_cny * noise, params.price_cny)
         if billing[k] == "per_sale":  # a commission; the sales it cannot pay are not made
-            commission = ch.commission_frac[k] * (buy * order_value)
+            commission = rate * (buy * order_value)
             over = (commission > 0.0) & (commission > room)
             keep = room[over] / commission[over]
             new[over], ret[over] = np.floor(new[over] * keep), np.floor(ret[over] * keep)
             buy = new + ret
-            cost[:, k] = ch.commission_frac[k] * (buy * order_value)
+            cost[:, k] = rate * (buy * order_value)
         # The interested customers among the new buyers leave the interest pool.
         interested_buyers[:, k] = binomial(new, interested_share[:, k], u[:, INTERESTED, k])
         impressions[:, k], clicks[:, k], purchases[:, k], conv_new[:, k] = imp, clk, buy, new

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from budgetgym.envs.channels import ChannelSpec
+from budgetgym.envs.channels import HOURS_PER_WEEK, ChannelSpec
 from budgetgym.envs.errors import unknown_name_error
 from budgetgym.envs.spec_base import (
     HourRange,
@@ -40,6 +40,7 @@ COLDSTART_DECAY_HOURS = 72.0
 #: Hours after the campaign's last hour in which its delayed purchases still count (Alimama's
 #: 7-day window); a scenario's ``attribution_window_hours`` sets its own.
 ATTRIBUTION_WINDOW_HOURS = 168
+#: Hours of a week: a campaign's ``start_hour_of_week`` lies in ``0..HOURS_PER_WEEK - 1``.
 #: Files that describe a scenario by other data, by the top-level key that marks them: each
 #: loader turns a parsed document (and its path) into a :class:`ScenarioSpec`.
 #: ``response_curves.py`` registers ``response_curves``.
@@ -111,6 +112,20 @@ class CvrDrift(Spec):
     persistence: Probability = 0.98
 
 
+class LearningSpec(Spec):
+    """The platform's learning of a new product: its targeting sharpens with the campaign's
+    data, every CVR times ``1 - gap * exp(-clicks / clicks_to_learn)`` (``gap`` 0: none).
+
+    Attributes:
+        gap: the share of conversions the platform's targeting misses at the start, in [0, 1).
+        clicks_to_learn: the campaign's cumulative clicks (every channel) over which the gap
+            closes by a factor e.
+    """
+
+    gap: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
+    clicks_to_learn: PositiveFloat = 25000.0
+
+
 class Multipliers(Spec):
     """Factors on traffic volume, impression prices and CVR during a calendar window."""
 
@@ -179,8 +194,13 @@ class ScenarioSpec(Spec):
         launch_support: the platform's launch boost (:class:`LaunchSupport`).
         interest: the pool of interested customers (:class:`InterestSpec`).
         cvr_drift: the hidden drift of the conversion rates (:class:`CvrDrift`).
+        learning: the platform's learning of a new product (:class:`LearningSpec`).
         events: the event calendar, in order; the observation shows the first event's window.
         channels: the channels, in the order of the action and observation.
+        start_hour_of_week: ``[low, high]`` hours of the week (0: Monday 00:00, 167: Sunday
+            23:00) at which a campaign starts; each campaign draws its start uniformly among
+            these whole hours. The hour and weekday profiles and the observation's clock follow
+            it; event start hours stay in hours from the campaign's start.
     """
 
     name: Identifier
@@ -205,6 +225,8 @@ class ScenarioSpec(Spec):
     cvr_drift: CvrDrift = CvrDrift()
     events: tuple[EventSpec, ...] = ()
     channels: Annotated[tuple[ChannelSpec, ...], Field(min_length=1)]
+    start_hour_of_week: HourRange = (0, 0)
+    learning: LearningSpec = LearningSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> ScenarioSpec:
@@ -228,6 +250,11 @@ class ScenarioSpec(Spec):
             raise ValueError(
                 f"events[{presales[1]}].presale: at most one event of a scenario is a pre-sale "
                 f"(events[{presales[0]}] is)"
+            )
+        if self.start_hour_of_week[1] >= HOURS_PER_WEEK:
+            raise ValueError(
+                f"start_hour_of_week: {self.start_hour_of_week[1]} is not an hour of the week "
+                f"(0 to {HOURS_PER_WEEK - 1})"
             )
         for i, event in enumerate(self.events):
             if event.start_hour[1] >= self.horizon_hours:

@@ -47,6 +47,7 @@ _SAMPLING_DOMAIN = 1
 # Uniforms of one campaign's sampling: a table of (stream, column) cells, at least
 # _MIN_COLUMNS wide (the campaign-wide draws of stream 1 take five columns) and as wide as the
 # channel list. Streams 0-6 are the draws below; event j reads the j-th cell from stream 7 on.
+# Stream 0 holds the member (column 0) and the start's hour of the week (column 1).
 _N_STREAMS = 12
 _MIN_COLUMNS = 6
 _EVENT_STREAM = 7
@@ -166,6 +167,9 @@ class CampaignParams:
     hourly_cvr_mult: np.ndarray  # (n, horizon) calendar factor on CVR
     coldstart_boost: np.ndarray  # (n,) launch boost on channels with launch support
     coldstart_decay_hours: np.ndarray  # (n,) its exponential decay time
+    start_hour_of_week: np.ndarray  # (n,) int64 hour of the week of hour 0 (0: Monday 00:00)
+    learning_gap: np.ndarray  # (n,) share of conversions the platform's targeting misses at first
+    learning_clicks: np.ndarray  # (n,) cumulative clicks over which the gap closes by e
     horizon_hours: int
     channels: tuple[ChannelSpec, ...]  # the scenario's channels, in the order of the k axis
     members: tuple[str, ...]  # scenario names that scenario_index indexes
@@ -340,6 +344,8 @@ def sample_campaigns(
         cvr_new * per_member("interest.cvr_mult"), per_member("model.cvr_new_cap")
     )
     u_events = u[:, _EVENT_STREAM:, :].reshape(n, -1)
+    start_lo, start_hi = per_member("start_hour_of_week").T
+    start_hour = np.floor(start_lo + u[:, 0, 1] * (start_hi - start_lo + 1)).astype(np.int64)
     half_saturation = per_member("model.pool_half_saturation_per_kcny")[:, 0] * budget / 1000.0
 
     return CampaignParams(
@@ -370,6 +376,9 @@ def sample_campaigns(
         **_calendar(members, idx, u_events, horizon),
         coldstart_boost=per_member("launch_support.boost")[:, 0],
         coldstart_decay_hours=per_member("launch_support.decay_hours")[:, 0],
+        start_hour_of_week=start_hour,
+        learning_gap=per_member("learning.gap")[:, 0],
+        learning_clicks=per_member("learning.clicks_to_learn")[:, 0],
         horizon_hours=horizon,
         channels=channels,
         members=tuple(spec.name for spec in members),

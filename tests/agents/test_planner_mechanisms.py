@@ -16,7 +16,7 @@ from budgetgym.agents.policy import load_policy, unavailable
 from budgetgym.envs import BatchedCampaigns
 from budgetgym.envs.core import GMV, SPEND, expected_markets
 from budgetgym.envs.scenarios import DEEP_MARKET, EVAL_SEED_START
-from tests.envs.test_market_mechanisms import DELAYS, scenario_file
+from tests.envs.test_market_mechanisms import BID, DELAYS, scenario_file
 
 HOURS = 72
 SEEDS = np.arange(EVAL_SEED_START, EVAL_SEED_START + 128)
@@ -52,6 +52,8 @@ VARIANTS = {
     "interest": (INTEREST, INTEREST_CHANNELS),
     "presale": ({**INTEREST, "events": [PRESALE_EVENT]}, INTEREST_CHANNELS),
     "fatigue": ({}, FATIGUE),
+    "learning": ({"learning": {"gap": 0.3, "clicks_to_learn": 25000.0}}, {}),
+    "bid": ({}, BID),
 }
 #: The mechanisms with a state: modelling them must pay.
 STATEFUL = ("interest", "presale", "fatigue")

@@ -12,6 +12,7 @@ import yaml
 
 from budgetgym.agents.allocation import (
     ResponseCells,
+    commission_rate,
     expected_response,
     plan_problem,
     within_budget,
@@ -19,7 +20,16 @@ from budgetgym.agents.allocation import (
 from budgetgym.agents.evaluation import compare, rollout
 from budgetgym.agents.policy import load_policy, unavailable
 from budgetgym.envs import BatchedCampaigns, sample_campaigns
-from budgetgym.envs.core import PRICE_SIGMA, expected_markets, hourly_markets, win_curve
+from budgetgym.envs.campaigns import obs_index
+from budgetgym.envs.core import (
+    PRICE_SIGMA,
+    WEEK_PROFILE,
+    channel_table,
+    expected_markets,
+    hourly_markets,
+    learning_multiplier,
+    win_curve,
+)
 from budgetgym.envs.mechanisms import (
     MECHANISM_NAMES,
     MECHANISMS,
@@ -540,3 +550,200 @@ def test_planner_buys_an_s_shaped_channel_hour_on_its_concave_envelope(tmp_path)
     best_average = tangency_gmv / tangency_spend
     theta = np.broadcast_to(plan["theta"][:, None], best_average.shape)
     assert not (bought & (best_average < theta * (1.0 - 1e-6))).any()
+
+
+# Campaign start: Saturday 03:00 (5 * 24 + 3) against Monday 00:00.
+SATURDAY_3AM = 123
+
+
+def test_campaign_start_shifts_the_profiles_and_the_clock(tmp_path):
+    """Campaigns identical but for their start meet the hour and weekday profiles of their own
+    hours of the week, in the simulator's market and in the planners' expected one, and
+    observe their own clock; the campaign's hour 0 is its start."""
+    seeds = SEEDS[:64]
+    start = {"start_hour_of_week": [SATURDAY_3AM, SATURDAY_3AM]}
+    on_path = scenario_file(tmp_path, "start_on", **start)
+    off_path = scenario_file(tmp_path, "start_off")
+    on, off = sample_campaigns(on_path, seeds), sample_campaigns(off_path, seeds)
+    assert (on.start_hour_of_week == SATURDAY_3AM).all() and (off.start_hour_of_week == 0).all()
+    np.testing.assert_array_equal(on.volume_per_hour, off.volume_per_hour)
+    np.testing.assert_array_equal(on.cvr_new, off.cvr_new)
+    diurnal = channel_table(on.channels).diurnal_strength
+    hours = np.arange(on.horizon_hours)
+
+    def profile(start_hour: int) -> np.ndarray:
+        """``(H, k)`` volume factor of the daily cycle and the weekend at each campaign hour."""
+        table = WEEK_PROFILE[(hours + start_hour) % 168]
+        return (1.0 + 0.6 * diurnal * table[:, :1]) * table[:, 1:]
+
+    expected_ratio = profile(SATURDAY_3AM) / profile(0)
+    realized = hourly_markets(on)["volume"] / hourly_markets(off)["volume"]
+    np.testing.assert_allclose(
+        realized, np.broadcast_to(expected_ratio, realized.shape), rtol=1e-12
+    )
+    # The planners' market is the same function of the campaign's hour of the week: the
+    # start's hour t is the Monday campaign's hour t + 123.
+    planned_on, planned_off = expected_markets(on), expected_markets(off)
+    shift = SATURDAY_3AM
+    np.testing.assert_allclose(
+        planned_on["volume"][:, : 168 - shift], planned_off["volume"][:, shift:], rtol=1e-12
+    )
+    # The simulator buys along that market: the impressions a spend wins follow the win curve
+    # of the campaign's own hours of the week.
+    for name, (path, params) in {"on": (on_path, on), "off": (off_path, off)}.items():
+        campaigns = BatchedCampaigns(path, horizon_hours=24)
+        obs, _ = campaigns.reset(seeds)
+        clock = obs[:, [obs_index(f) for f in ("hour_sin", "hour_cos", "weekday_sin",
+                                                 "weekday_cos")]]  # fmt: skip
+        hour, day = divmod(params.start_hour_of_week[0], 24)[::-1]
+        np.testing.assert_allclose(
+            clock[0],
+            [np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
+             np.sin(2 * np.pi * day / 7), np.cos(2 * np.pi * day / 7)],
+            atol=1e-6,
+        )  # fmt: skip
+        request = np.tile(params.budget_cny[:, None] / 168.0 / 6.0, (1, 6))
+        market = hourly_markets(params)
+        for t in range(24):
+            won = campaigns.step_spend(request)[3]["impressions"]
+            expected = win_curve(
+                request, market["volume"][:, t], market["max_spend_cny"][:, t],
+                channel_table(params.channels).price_sigma,
+            )  # fmt: skip
+            np.testing.assert_array_equal(won, np.floor(expected + 0.5), err_msg=f"{name} {t}")
+
+
+def test_start_hour_of_week_is_validated(tmp_path):
+    with pytest.raises(ValueError, match=r"start_hour_of_week: 168 is not an hour of the week"):
+        sample_campaigns(scenario_file(tmp_path, "late", start_hour_of_week=[0, 168]), SEEDS[:1])
+
+
+def second_day_conversion(scenario: Path, first_day_pace: float) -> np.ndarray:
+    """Purchases per click ``(n,)`` of ``SEEDS`` on the second day, at even pacing split evenly
+    over the channels, after ``first_day_pace`` times even pacing on the first day."""
+    campaigns = BatchedCampaigns(scenario, horizon_hours=48)
+    campaigns.reset(SEEDS)
+    even = np.tile(campaigns.params.budget_cny[:, None] / 168.0 / 6.0, (1, 6))
+    bought, clicks = np.zeros(SEEDS.size), np.zeros(SEEDS.size)
+    for hour in range(48):
+        info = campaigns.step_spend(even * (first_day_pace if hour < 24 else 1.0))[3]
+        if hour >= 24:
+            bought += info["purchases"].sum(axis=1)
+            clicks += info["clicks"].sum(axis=1)
+    return bought / clicks
+
+
+def test_learning_multiplier_starts_at_one_minus_the_gap_and_closes_it():
+    clicks = np.array([0.0, 25000.0, 1e7])
+    np.testing.assert_allclose(learning_multiplier(0.3, clicks, 25000.0), [0.7, 1 - 0.3 / np.e, 1])
+
+
+def test_spend_on_the_first_day_raises_the_second_days_conversion_rate(tmp_path):
+    """With learning, the same second-day spend converts better after first-day spend than
+    after none, by more than on the same seeds without learning (where only the returning pool
+    grows)."""
+    learning = {"learning": {"gap": 0.4, "clicks_to_learn": 20000.0}}
+    lift = {}
+    for name, top in (("learning_on", learning), ("learning_off", {})):
+        path = scenario_file(tmp_path, name, base="new_product_cold_start", **top)
+        lift[name] = second_day_conversion(path, 3.0) / second_day_conversion(path, 0.0)
+    on, off = np.median(lift["learning_on"]), np.median(lift["learning_off"])
+    assert on > off + 0.15 and off < 1.05
+    assert unmodelled_mechanisms(tmp_path / "learning_on.yaml") == [
+        "the platform's learning of a new product"
+    ]
+
+
+def test_launch_support_can_last_the_products_30_days(tmp_path):
+    """A boost that fades to 5% over 30 days (decay 240 h) keeps half of it at a week's end."""
+    support = {"launch_support": {"boost": 1.0, "decay_hours": 240.0}}
+    on = sample_campaigns(scenario_file(tmp_path, "support_on", **support), SEEDS[:8])
+    off = sample_campaigns(scenario_file(tmp_path, "support_off"), SEEDS[:8])
+    ratio = hourly_markets(on)["volume"] / hourly_markets(off)["volume"]
+    search = on.channel_names.index("search")
+    affiliate = on.channel_names.index("affiliate")
+    np.testing.assert_allclose(ratio[:, 167, search], 1.0 + np.exp(-167.0 / 240.0), rtol=1e-12)
+    np.testing.assert_allclose(ratio[:, :, affiliate], 1.0, rtol=1e-12)
+
+
+# The affiliate's commission rate as the action: a commission budget between 5% and 50%.
+BID = {
+    "affiliate": {
+        "per_sale_pricing": "bid",
+        "commission_min": 0.05,
+        "commission_max": 0.5,
+        "commission_elasticity": 1.0,
+    }
+}
+
+
+def affiliate_day(scenario: Path, pace: float) -> dict[str, np.ndarray]:
+    """A day of ``SEEDS`` allocating ``pace`` times even pacing to the affiliate alone: its
+    total allocation, impressions, commission and the GMV of its purchases ``(n,)``."""
+    campaigns = BatchedCampaigns(scenario, horizon_hours=24)
+    campaigns.reset(SEEDS)
+    affiliate = campaigns.params.channel_names.index("affiliate")
+    request = np.zeros((SEEDS.size, campaigns.params.n_channels))
+    request[:, affiliate] = pace * campaigns.params.budget_cny / 168.0
+    out = {key: np.zeros(SEEDS.size) for key in ("impressions", "spend_cny", "purchase_gmv_cny")}
+    for _ in range(24):
+        info = campaigns.step_spend(request)[3]
+        for key in out:
+            out[key] += info[key][:, affiliate]
+    out["allocated"] = 24 * request[:, affiliate]
+    return out
+
+
+def test_affiliate_commission_budget_buys_traffic_at_a_falling_roi(tmp_path):
+    """Priced by ``bid``, the affiliate is not free: its expected commission is its allocation
+    (below the top rate's), more allocation brings more promoters' traffic at a lower ROI, and
+    each sale's ROI is 1 / rate, within [1 / 0.5, 1 / 0.05]. Priced ``fixed`` (paired seeds),
+    its ROI is 1 / 0.3 whatever the allocation."""
+    path = scenario_file(tmp_path, "bid_on", channels=BID)
+    days = [affiliate_day(path, pace) for pace in (0.02, 0.05, 0.15)]
+    for day in days:
+        assert day["spend_cny"].sum() == pytest.approx(day["allocated"].sum(), rel=0.03)
+    impressions = [day["impressions"].sum() for day in days]
+    roi = [day["purchase_gmv_cny"].sum() / day["spend_cny"].sum() for day in days]
+    assert impressions[0] < impressions[1] < impressions[2]
+    assert 1 / 0.05 >= roi[0] > roi[1] > roi[2] >= 1 / 0.5
+    fixed = affiliate_day(scenario_file(tmp_path, "bid_off"), 0.15)
+    fixed_roi = fixed["purchase_gmv_cny"] / np.maximum(fixed["spend_cny"], 1e-12)
+    np.testing.assert_allclose(fixed_roi[fixed["spend_cny"] > 0], 1 / 0.3, rtol=1e-9)
+
+
+def test_bid_pricing_is_validated(tmp_path):
+    with pytest.raises(ValueError, match="per_sale_pricing 'bid' needs billing 'per_sale'"):
+        sample_campaigns(
+            scenario_file(tmp_path, "bad", channels={"search": {"per_sale_pricing": "bid"}}),
+            SEEDS[:1],
+        )
+    with pytest.raises(ValueError, match="commission_min 0.6 exceeds commission_max 0.5"):
+        sample_campaigns(
+            scenario_file(tmp_path, "bad", channels={"affiliate": {"commission_min": 0.6}}),
+            SEEDS[:1],
+        )
+
+
+def test_planners_model_the_affiliate_commission_budget(tmp_path):
+    """The references model ``bid`` pricing: the plan's expected commission and attributed GMV
+    on the affiliate match what the simulator delivers for that plan within a few percent, the
+    plan does not max the channel out, and the planners accept the scenario."""
+    path = scenario_file(tmp_path, "bid_plan", channels=BID)
+    campaigns = BatchedCampaigns(path)
+    campaigns.reset(SEEDS)
+    params = campaigns.params
+    problem, plan = plan_problem(params, expected_markets(params))
+    gmv, cost = expected_response(plan["alloc_cny"], problem)
+    for hour in range(params.horizon_hours):
+        info = campaigns.step_spend(plan["alloc_cny"][:, hour])[3]
+    affiliate = params.channel_names.index("affiliate")
+    delivered = info["spend_by_channel"][:, affiliate].sum()
+    assert delivered == pytest.approx(cost[..., affiliate].sum(), rel=0.03)
+    attributed = info["gmv_by_channel"][:, affiliate].sum()
+    assert attributed == pytest.approx(gmv[..., affiliate].sum(), rel=0.03)
+    # The rate the plan offers stays below the top one where the commission budget binds.
+    rate = commission_rate(plan["alloc_cny"], problem)[..., affiliate]
+    assert np.median(rate[plan["alloc_cny"][..., affiliate] > 0]) < 0.5
+    assert unmodelled_mechanisms(path) == []
+    assert unavailable(load_policy("planner"), str(path)) is None
