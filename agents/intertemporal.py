@@ -31,10 +31,9 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
 
 from budgetgym.agents.allocation import (
     AllocationProblem,
@@ -59,6 +58,9 @@ from budgetgym.envs.mechanisms import switched_on
 from budgetgym.envs.reference import CVR_DRIFT, N_STREAMS, ndtri
 from budgetgym.envs.scenarios import CampaignParams
 
+if TYPE_CHECKING:
+    import torch
+
 #: Mechanisms with a state carried from hour to hour that the twin models (the static problem
 #: models the rest exactly); per-channel delays join them since they time the pool's arrivals.
 STATEFUL = (
@@ -71,6 +73,21 @@ STATEFUL = (
 #: Sequential linearisation: linearised solves, and the step towards each answer.
 ITERATIONS = 4
 DAMPING = 0.5
+
+
+def _import_torch():
+    """torch, the twin's autograd (the ``train`` extra): only a scenario that switches on a
+    mechanism with a state (:data:`STATEFUL`) needs it, so the references run without it on
+    the default market."""
+    try:
+        import torch
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "The references' expected twin of a market with states (interest, pre-sale, "
+            "fatigue, per-channel delays, learning) needs torch: "
+            'pip install "budgetgym[train]".'
+        ) from error
+    return torch
 
 
 def drift_factor(params: CampaignParams, realized: bool) -> np.ndarray:
@@ -140,6 +157,7 @@ class TwinRoll(NamedTuple):
 def one_thread() -> Iterator[None]:
     """Torch on one thread inside (restored after): the twin's tensors are small, ``(n, k)`` an
     hour, and its graph long, so threads cost more than they give (several times, measured)."""
+    torch = _import_torch()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -149,6 +167,7 @@ def one_thread() -> Iterator[None]:
 
 
 def _t(x) -> torch.Tensor:
+    torch = _import_torch()
     return torch.as_tensor(np.asarray(x, dtype=np.float64))
 
 
@@ -166,6 +185,7 @@ class ExpectedTwin:
     """
 
     def __init__(self, params: CampaignParams, markets: dict, problem: AllocationProblem) -> None:
+        torch = _import_torch()
         ch = params.channels
         self.horizon = params.horizon_hours
         self.ctr = _t(params.ctr)
@@ -220,7 +240,16 @@ class ExpectedTwin:
             warnings.simplefilter("ignore", DeprecationWarning)
             return self._roll(impressions, start, state, clicks)
 
+    def observed_state(self, impressions: np.ndarray, clicks: np.ndarray) -> TwinState:
+        """The expected state after the hours observed so far, rolled over their impressions
+        and clicks ``(n, hours, k)`` (no gradient)."""
+        torch = _import_torch()
+        with torch.no_grad():
+            impressions, clicks = torch.as_tensor(impressions), torch.as_tensor(clicks)
+            return self.roll(impressions, 0, self.initial, clicks).state
+
     def _roll(self, impressions, start: int, state: TwinState, observed_clicks) -> TwinRoll:
+        torch = _import_torch()
         interest, fatigue, pool, pending, deposit, clicks_so_far = state
         gmv, sale_cost, ppi = [], [], []
         for t in range(start, start + impressions.shape[1]):
@@ -320,6 +349,7 @@ def _linearise(
 ) -> tuple[AllocationProblem, np.ndarray]:
     """The problem linearised at ``alloc`` and the twin's GMV there less its linear part,
     ``(n,)`` CNY (the constant of the linearisation)."""
+    torch = _import_torch()
     impressions = expected_impressions(alloc, problem)
     leaf = torch.tensor(impressions, requires_grad=True)
     rolled = twin.roll(leaf, start, state)
@@ -343,6 +373,7 @@ def _evaluate(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The twin's GMV and spend ``(n,)`` of ``alloc`` and its per-hour correction over
     ``linear`` ``(n, H - start)``."""
+    torch = _import_torch()
     impressions = expected_impressions(alloc, linear)
     with torch.no_grad():
         rolled = twin.roll(torch.as_tensor(impressions), start, state)

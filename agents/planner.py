@@ -48,7 +48,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import torch
 from scipy.special import log_ndtr
 
 from budgetgym.agents.allocation import (
@@ -337,9 +336,7 @@ class PlannerPolicy:
         """Linearise hours ``hour..H-1`` again from the twin's state at ``hour``, rolled over
         the impressions and clicks observed so far, around the current plan."""
         params, twin = self._params, self._twin
-        impressions, clicks = (torch.as_tensor(x[:, :hour]) for x in self._observed)
-        with torch.no_grad():
-            state = twin.roll(impressions, 0, twin.initial, clicks).state
+        state = twin.observed_state(*(x[:, :hour] for x in self._observed))
         rest = replace(problem_hours(self._problem, hour), budget_cny=budget_left)
         linear = plan_linearised(
             twin,

@@ -45,6 +45,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism("an S-shaped response", (), ("hill_shape",)),
     Mechanism("a live broadcast schedule", (), ("broadcast",)),
     Mechanism("the platform's learning of a new product", ("learning_gap",), ()),
+    Mechanism("an affiliate commission rate set by the allocation", (), ("per_sale_pricing",)),
 )
 MECHANISM_NAMES: tuple[str, ...] = tuple(m.name for m in MECHANISMS)
 

@@ -745,5 +745,6 @@ def test_planners_model_the_affiliate_commission_budget(tmp_path):
     # The rate the plan offers stays below the top one where the commission budget binds.
     rate = commission_rate(plan["alloc_cny"], problem)[..., affiliate]
     assert np.median(rate[plan["alloc_cny"][..., affiliate] > 0]) < 0.5
-    assert unmodelled_mechanisms(path) == []
+    assert unmodelled_mechanisms(path, MECHANISM_NAMES) == []
     assert unavailable(load_policy("planner"), str(path)) is None
+    assert "commission rate" in unavailable(load_policy("mmm_static"), str(path))
