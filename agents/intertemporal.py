@@ -23,7 +23,8 @@ over a plan (numpy, vectorized over campaigns and channels, one step per hour);
    per campaign, the answer with the most twin GMV among those within the budget that meet the
    ROI target on the twin (else the one closest to it).
 
-A later mechanism with a state joins the twin as one more state in :meth:`ExpectedTwin.roll`.
+A later mechanism with a state joins the twin as one more state in :meth:`ExpectedTwin.roll`
+and its adjoint (:meth:`ExpectedTwin._backward`).
 """
 
 from __future__ import annotations
