@@ -138,8 +138,8 @@ class TwinRoll(NamedTuple):
 
 class _Hour(NamedTuple):
     """What the adjoint needs of one hour of the forward roll: the state at its start, its
-    impressions and clicks ``(n, k)``, the uncapped-by-learning purchase probabilities
-    ``p_buy``, ``p_returning``, ``p_interested`` ``(n, k)``, the learning factor ``(n,)``."""
+    impressions and clicks ``(n, k)``, the purchase probabilities before the learning factor
+    ``p_buy``, ``p_returning``, ``p_interested`` ``(n, k)``, and that factor ``(n,)``."""
 
     state: TwinState
     imp: np.ndarray
@@ -314,7 +314,7 @@ class ExpectedTwin:
         slope = np.empty((n, len(tape), k))
         for step in range(len(tape) - 1, -1, -1):
             hour, t = tape[step], start + step
-            interest, fatigue, pool, pending, deposit, clicks_so_far = hour.state
+            interest, fatigue, pool, _, _, clicks_so_far = hour.state
             imp, clicks, learned = hour.imp, hour.clicks, hour.learned[:, None]
             p_buy, p_returning = hour.p_buy * learned, hour.p_returning * learned
             p_interested = hour.p_interested * learned
