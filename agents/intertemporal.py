@@ -7,14 +7,15 @@ stream.
 
 Interest, pre-sale deposits, creative fatigue and the returning pool make a channel-hour's
 value depend on every earlier hour. :class:`ExpectedTwin` rolls their expected states forward
-over a plan (torch, vectorized over campaigns and channels, one step per hour);
+over a plan (numpy, vectorized over campaigns and channels, one step per hour);
 :func:`plan_linearised` solves the planning problem by sequential linearisation around a plan
 (docs/benchmark.md derives it):
 
 1. roll the twin over the plan's expected impressions: every hour's states give each
    channel-hour its purchases per impression (CTR x fatigue, CVR x interest and pool);
-2. one backward pass (autograd) gives ``dG / d imp``, the total attributed GMV an impression
-   adds, now and through the states later; less its own GMV, the shadow value;
+2. one backward pass (the roll's adjoint, :meth:`ExpectedTwin.gmv_gradient`) gives
+   ``dG / d imp``, the total attributed GMV an impression adds, now and through the states
+   later; less its own GMV, the shadow value;
 3. fold both into the concave cells (``AllocationProblem.future_gmv_per_impression``) and
    solve with the one-price solver, the budget and ROI constraints as always, the ROI's GMV
    linearised (the twin's GMV at the plan plus the slope times the change);
@@ -22,16 +23,14 @@ over a plan (torch, vectorized over campaigns and channels, one step per hour);
    per campaign, the answer with the most twin GMV among those within the budget that meet the
    ROI target on the twin (else the one closest to it).
 
-A later mechanism with a state joins the twin as one more state in :meth:`ExpectedTwin.roll`.
+A later mechanism with a state joins the twin as one more state in :meth:`ExpectedTwin.roll`
+and its adjoint (:meth:`ExpectedTwin._backward`).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,19 +46,18 @@ from budgetgym.agents.allocation import (
 from budgetgym.envs import random as crn
 from budgetgym.envs.channels import channel_array
 from budgetgym.envs.core import (
+    CVR_CAP,
     DYNAMICS_DOMAIN,
     MAX_WIN_FRAC,
     expected_markets,
     hourly_markets,
+    learning_multiplier,
     pool_saturation,
     purchase_probabilities,
 )
 from budgetgym.envs.mechanisms import switched_on
 from budgetgym.envs.reference import CVR_DRIFT, N_STREAMS, ndtri
 from budgetgym.envs.scenarios import CampaignParams
-
-if TYPE_CHECKING:
-    import torch
 
 #: Mechanisms with a state carried from hour to hour that the twin models (the static problem
 #: models the rest exactly); per-channel delays join them since they time the pool's arrivals.
@@ -73,21 +71,6 @@ STATEFUL = (
 #: Sequential linearisation: linearised solves, and the step towards each answer.
 ITERATIONS = 4
 DAMPING = 0.5
-
-
-def _import_torch():
-    """torch, the twin's autograd (the ``train`` extra): only a scenario that switches on a
-    mechanism with a state (:data:`STATEFUL`) needs it, so the references run without it on
-    the default market."""
-    try:
-        import torch
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
-            "The references' expected twin of a market with states (interest, pre-sale, "
-            "fatigue, per-channel delays, learning) needs torch: "
-            'pip install "budgetgym[train]".'
-        ) from error
-    return torch
 
 
 def drift_factor(params: CampaignParams, realized: bool) -> np.ndarray:
@@ -129,10 +112,10 @@ def models_state(params: CampaignParams) -> bool:
 
 
 class TwinState(NamedTuple):
-    """Expected state at the start of an hour (arrays or tensors): ``interest (n,)``,
-    ``fatigue (n, k)``, ``pool (n,)`` returning customers, ``pending_new (n, k)`` new customers
-    whose purchase has not arrived, ``deposit_new (n,)`` those in pre-sale deposits,
-    ``clicks (n,)`` the campaign's clicks so far (the platform's learning)."""
+    """Expected state at the start of an hour: ``interest (n,)``, ``fatigue (n, k)``,
+    ``pool (n,)`` returning customers, ``pending_new (n, k)`` new customers whose purchase has
+    not arrived, ``deposit_new (n,)`` those in pre-sale deposits, ``clicks (n,)`` the
+    campaign's clicks so far (the platform's learning)."""
 
     interest: np.ndarray
     fatigue: np.ndarray
@@ -143,32 +126,28 @@ class TwinState(NamedTuple):
 
 
 class TwinRoll(NamedTuple):
-    """A roll of the twin over hours ``start..H-1`` (tensors, ``(n, H - start, k)`` unless said):
+    """A roll of the twin over hours ``start..H-1`` (``(n, H - start, k)`` unless said):
     attributed ``gmv`` and commission ``sale_cost`` CNY, own purchases per impression ``ppi``
     (the states' multipliers folded in), and the state after the last hour."""
 
-    gmv: torch.Tensor
-    sale_cost: torch.Tensor
-    ppi: torch.Tensor
+    gmv: np.ndarray
+    sale_cost: np.ndarray
+    ppi: np.ndarray
     state: TwinState
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch on one thread inside (restored after): the twin's tensors are small, ``(n, k)`` an
-    hour, and its graph long, so threads cost more than they give (several times, measured)."""
-    torch = _import_torch()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+class _Hour(NamedTuple):
+    """What the adjoint needs of one hour of the forward roll: the state at its start, its
+    impressions and clicks ``(n, k)``, the purchase probabilities before the learning factor
+    ``p_buy``, ``p_returning``, ``p_interested`` ``(n, k)``, and that factor ``(n,)``."""
 
-
-def _t(x) -> torch.Tensor:
-    torch = _import_torch()
-    return torch.as_tensor(np.asarray(x, dtype=np.float64))
+    state: TwinState
+    imp: np.ndarray
+    clicks: np.ndarray
+    p_buy: np.ndarray
+    p_returning: np.ndarray
+    p_interested: np.ndarray
+    learned: np.ndarray
 
 
 class ExpectedTwin:
@@ -182,74 +161,90 @@ class ExpectedTwin:
     ``I' = r_t max(I - sum_k clicks p_int, 0) + sum_k c_k (clicks - purchases)`` (``r_t = 1``
     in a warm-up), ``F' = (1 - rec_k) F + imp / V_k``, new customers join the pool when their
     purchase arrives (the channel's delays; deposits when the pre-sale opens).
+
+    :meth:`gmv_gradient` differentiates the roll's total attributed GMV with respect to the
+    impressions by its adjoint (reverse mode): one backward sweep over the hours that carries
+    ``dG / d(state after hour t)`` to ``dG / d(state at its start)`` and reads off
+    ``dG / d imp_t`` on the way (:meth:`_backward`).
     """
 
     def __init__(self, params: CampaignParams, markets: dict, problem: AllocationProblem) -> None:
-        torch = _import_torch()
         ch = params.channels
         self.horizon = params.horizon_hours
-        self.ctr = _t(params.ctr)
-        self.cvr = [_t(params.cvr_new), _t(params.cvr_returning), _t(params.cvr_interested)]
-        self.cvr_mult = _t(markets["cvr_mult"])
-        self.affinity = _t(channel_array("returning_affinity", ch))
-        self.interest_affinity = _t(channel_array("interest_affinity", ch))
-        self.interest_per_click = _t(channel_array("interest_per_click", ch))
-        fatigue = channel_array("fatigue_strength", ch)
-        self.fatigue_strength = _t(fatigue)
-        self.fatigued = torch.as_tensor(fatigue > 0.0)
-        self.recovery = _t(channel_array("fatigue_recovery", ch))
-        self.commission = _t(problem.commission_frac)
-        self.volume_per_hour = _t(params.volume_per_hour)
-        self.pool_half = _t(params.pool_half_saturation)[:, None]
-        self.interest_half = _t(params.interest_half_saturation)[:, None]
-        self.price = _t(params.price_cny)[:, None]
+        self.ctr = params.ctr
+        self.cvr = [params.cvr_new, params.cvr_returning, params.cvr_interested]
+        self.cvr_mult = markets["cvr_mult"]
+        # The capped CVRs ``(n, H, k)`` (new, returning, interested), as purchase_probabilities
+        # caps them: the adjoint's constants.
+        self.capped = [np.minimum(cvr[:, None, :] * self.cvr_mult, CVR_CAP) for cvr in self.cvr]
+        self.affinity = channel_array("returning_affinity", ch)
+        self.interest_affinity = channel_array("interest_affinity", ch)
+        self.interest_per_click = channel_array("interest_per_click", ch)
+        self.fatigue_strength = channel_array("fatigue_strength", ch)
+        self.fatigued = self.fatigue_strength > 0.0
+        self.recovery = channel_array("fatigue_recovery", ch)
+        self.commission = problem.commission_frac
+        self.volume_per_hour = params.volume_per_hour
+        self.pool_half = params.pool_half_saturation
+        self.interest_half = params.interest_half_saturation
+        self.price = params.price_cny[:, None]
         frac = problem.attributed_frac
-        self.attributed = _t(frac if frac.ndim == 3 else frac[:, :, None])
-        immediate, hazard = channel_delays(params)
-        self.immediate, self.hazard = _t(immediate), _t(hazard)
-        self.warmup = torch.as_tensor(presale_warmup(params))
-        self.retention = _t(params.interest_retention)
+        self.attributed = np.asarray(frac if frac.ndim == 3 else frac[:, :, None], dtype=float)
+        self.immediate, self.hazard = channel_delays(params)
+        self.warmup = presale_warmup(params)
+        self.retention = params.interest_retention
         self.opens = params.presale_start_hour
         n, k = params.n_envs, params.n_channels
         self.initial = TwinState(
-            _t(np.zeros(n)), _t(np.zeros((n, k))), _t(params.returning_pool_init),
-            _t(np.zeros((n, k))), _t(np.zeros(n)), _t(np.zeros(n)),
+            np.zeros(n), np.zeros((n, k)), np.asarray(params.returning_pool_init, dtype=float),
+            np.zeros((n, k)), np.zeros(n), np.zeros(n),
         )  # fmt: skip
         # The platform's learning (core.learning_multiplier) and the bid channels' commission
         # rate at the impressions their budget brings (core.commission_bid, inverted).
-        self.learning_gap = _t(params.learning_gap)
-        self.learning_clicks = _t(params.learning_clicks)
-        self.bids = torch.as_tensor(problem.bids)
-        self.reach = _t(MAX_WIN_FRAC * markets["volume"])
-        self.rate_min = _t(channel_array("commission_min", ch))
-        self.rate_max = _t(channel_array("commission_max", ch))
-        self.rate_power = 1.0 / _t(channel_array("commission_elasticity", ch))
+        self.learning_gap = params.learning_gap
+        self.learning_clicks = params.learning_clicks
+        self.bids = problem.bids
+        self.reach = MAX_WIN_FRAC * markets["volume"]
+        self.rate_min = channel_array("commission_min", ch)
+        self.rate_max = channel_array("commission_max", ch)
+        self.rate_power = 1.0 / channel_array("commission_elasticity", ch)
 
     def roll(
         self,
-        impressions: torch.Tensor,
+        impressions: np.ndarray,
         start: int,
         state: TwinState,
-        clicks: torch.Tensor | None = None,
+        clicks: np.ndarray | None = None,
     ) -> TwinRoll:
         """Roll hours ``start..start+T-1`` from ``state`` over ``impressions (n, T, k)`` (and
         ``clicks (n, T, k)`` where given, as observed: else their expectation)."""
-        # purchase_probabilities caps the CVRs (constant tensors) with np.minimum, which calls
-        # torch's __array_wrap__ in its pre-numpy-2 form: a DeprecationWarning, nothing else.
-        with warnings.catch_warnings(), one_thread():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return self._roll(impressions, start, state, clicks)
+        return self._roll(impressions, start, state, clicks, None)
 
     def observed_state(self, impressions: np.ndarray, clicks: np.ndarray) -> TwinState:
         """The expected state after the hours observed so far, rolled over their impressions
-        and clicks ``(n, hours, k)`` (no gradient)."""
-        torch = _import_torch()
-        with torch.no_grad():
-            impressions, clicks = torch.as_tensor(impressions), torch.as_tensor(clicks)
-            return self.roll(impressions, 0, self.initial, clicks).state
+        and clicks ``(n, hours, k)``."""
+        return self.roll(impressions, 0, self.initial, clicks).state
 
-    def _roll(self, impressions, start: int, state: TwinState, observed_clicks) -> TwinRoll:
-        torch = _import_torch()
+    def gmv_gradient(
+        self, impressions: np.ndarray, start: int, state: TwinState
+    ) -> tuple[TwinRoll, np.ndarray]:
+        """The roll of hours ``start..H-1`` over ``impressions (n, H - start, k)`` and
+        ``dG / d impressions`` of the same shape, ``G`` each campaign's total attributed GMV
+        over those hours (CNY per impression): the campaigns are independent, so one sweep
+        gives every row its own gradient."""
+        tape: list[_Hour] = []
+        rolled = self._roll(impressions, start, state, None, tape)
+        return rolled, self._backward(tape, start)
+
+    def _roll(
+        self,
+        impressions: np.ndarray,
+        start: int,
+        state: TwinState,
+        observed_clicks: np.ndarray | None,
+        tape: list[_Hour] | None,
+    ) -> TwinRoll:
+        """The forward roll; each hour's :class:`_Hour` appended to ``tape`` where given."""
         interest, fatigue, pool, pending, deposit, clicks_so_far = state
         gmv, sale_cost, ppi = [], [], []
         for t in range(start, start + impressions.shape[1]):
@@ -258,13 +253,17 @@ class ExpectedTwin:
             clicks = imp * ctr if observed_clicks is None else observed_clicks[:, t - start]
             p_buy, p_returning, p_interested = purchase_probabilities(
                 self.cvr[0], self.cvr[1], self.cvr[2], self.cvr_mult[:, t], self.affinity,
-                pool_saturation(pool[:, None], self.pool_half), self.interest_affinity,
-                pool_saturation(interest[:, None], self.interest_half),
+                pool_saturation(pool, self.pool_half)[:, None], self.interest_affinity,
+                pool_saturation(interest, self.interest_half)[:, None],
             )  # fmt: skip
             # The platform's learning scales every CVR (exact while none reaches CVR_CAP; a
-            # factor on the capped probabilities, since the cap is numpy's and the factor, a
-            # function of the clicks, carries the gradient).
-            learned = 1.0 - self.learning_gap * torch.exp(-clicks_so_far / self.learning_clicks)
+            # factor on the capped probabilities).
+            learned = learning_multiplier(self.learning_gap, clicks_so_far, self.learning_clicks)
+            if tape is not None:
+                hour_state = TwinState(interest, fatigue, pool, pending, deposit, clicks_so_far)
+                tape.append(
+                    _Hour(hour_state, imp, clicks, p_buy, p_returning, p_interested, learned)
+                )
             p_buy, p_returning, p_interested = (
                 p * learned[:, None] for p in (p_buy, p_returning, p_interested)
             )
@@ -274,29 +273,114 @@ class ExpectedTwin:
             rate = self.commission
             if self.bids.any():
                 offered = self.rate_max * (imp / self.reach[:, t]) ** self.rate_power
-                rate = torch.where(self.bids, torch.maximum(offered, self.rate_min), rate)
+                rate = np.where(self.bids, np.maximum(offered, self.rate_min), rate)
             sale_cost.append(rate * purchases * self.price)
-            clicks_so_far = clicks_so_far + clicks.sum(dim=1)
+            clicks_so_far = clicks_so_far + clicks.sum(axis=1)
             new = clicks * (p_buy - p_returning)
             warm = self.warmup[:, t, None]
-            arrived = torch.where(warm, 0.0, self.immediate * new) + self.hazard * pending
-            waiting = torch.where(warm, 0.0, (1.0 - self.immediate) * new)
+            arrived = np.where(warm, 0.0, self.immediate * new) + self.hazard * pending
+            waiting = np.where(warm, 0.0, (1.0 - self.immediate) * new)
             pending = pending * (1.0 - self.hazard) + waiting
-            deposit = deposit + torch.where(warm, new, 0.0).sum(dim=1)
-            opens = torch.as_tensor(self.opens == t)
-            pool = pool + arrived.sum(dim=1) + torch.where(opens, deposit, 0.0)
-            deposit = torch.where(opens, 0.0, deposit)
-            bought = (clicks * p_interested).sum(dim=1)
-            gain = (self.interest_per_click * (clicks - purchases)).sum(dim=1)
-            kept = torch.where(self.warmup[:, t], 1.0, self.retention)
-            interest = kept * torch.clamp(interest - bought, min=0.0) + gain
+            deposit = deposit + np.where(warm, new, 0.0).sum(axis=1)
+            opens = self.opens == t
+            pool = pool + arrived.sum(axis=1) + np.where(opens, deposit, 0.0)
+            deposit = np.where(opens, 0.0, deposit)
+            bought = (clicks * p_interested).sum(axis=1)
+            gain = (self.interest_per_click * (clicks - purchases)).sum(axis=1)
+            kept = np.where(self.warmup[:, t], 1.0, self.retention)
+            interest = kept * np.maximum(interest - bought, 0.0) + gain
             worn = (1.0 - self.recovery) * fatigue + imp / self.volume_per_hour
-            fatigue = torch.where(self.fatigued, worn, fatigue)
-        stack = lambda xs: torch.stack(xs, dim=1)  # noqa: E731
+            fatigue = np.where(self.fatigued, worn, fatigue)
+        stack = lambda xs: np.stack(xs, axis=1)  # noqa: E731
         return TwinRoll(
             stack(gmv), stack(sale_cost), stack(ppi),
             TwinState(interest, fatigue, pool, pending, deposit, clicks_so_far),
         )  # fmt: skip
+
+    def _backward(self, tape: list[_Hour], start: int) -> np.ndarray:
+        """The adjoint of :meth:`_roll`'s total attributed GMV over ``tape``'s hours:
+        ``dG / d imp (n, T, k)``.
+
+        With ``a_X`` the adjoint ``dG / dX`` of the state after hour ``t`` (zero after the
+        last), the sweep from the last hour to ``start`` takes, per hour, the adjoints of the
+        hour's intermediates (new customers, purchases, clicks, probabilities, saturations)
+        from ``a_X`` and the hour's own GMV (``dG / d purchases = price f_tk``), and returns
+        ``a_X`` at the hour's start and ``dG / d imp_t``: the chain rule of every line of the
+        roll, in reverse (``max(x, 0)`` passes the adjoint where ``x >= 0``).
+        """
+        n, k = tape[0].imp.shape
+        a_interest, a_fatigue, a_pool = np.zeros(n), np.zeros((n, k)), np.zeros(n)
+        a_pending, a_deposit, a_clicks_so_far = np.zeros((n, k)), np.zeros(n), np.zeros(n)
+        slope = np.empty((n, len(tape), k))
+        for step in range(len(tape) - 1, -1, -1):
+            hour, t = tape[step], start + step
+            interest, fatigue, pool, _, _, clicks_so_far = hour.state
+            imp, clicks, learned = hour.imp, hour.clicks, hour.learned[:, None]
+            p_buy, p_returning = hour.p_buy * learned, hour.p_returning * learned
+            p_interested = hour.p_interested * learned
+            warm, opens = self.warmup[:, t], self.opens == t
+            # Pool, deposits and pending new customers: a_new, dG / d new customers (n, k).
+            a_deposit_after = np.where(opens, a_pool, a_deposit)
+            a_new = np.where(
+                warm[:, None],
+                a_deposit_after[:, None],
+                self.immediate * a_pool[:, None] + (1.0 - self.immediate) * a_pending,
+            )
+            a_pending = a_pending * (1.0 - self.hazard) + self.hazard * a_pool[:, None]
+            a_deposit = a_deposit_after
+            # Interest: I' = kept max(I - bought, 0) + gain.
+            kept = np.where(warm, 1.0, self.retention)
+            a_unclamped = np.where(interest - (clicks * p_interested).sum(axis=1) >= 0.0,
+                                   kept * a_interest, 0.0)  # fmt: skip
+            a_purchases = self.price * self.attributed[:, t] - (
+                self.interest_per_click * a_interest[:, None]
+            )
+            a_clicks = (
+                a_clicks_so_far[:, None]
+                + self.interest_per_click * a_interest[:, None]
+                - a_unclamped[:, None] * p_interested
+                + a_new * (p_buy - p_returning)
+                + a_purchases * p_buy
+            )
+            a_buy = a_purchases * clicks + a_new * clicks
+            a_returning = -a_new * clicks
+            a_interested = -a_unclamped[:, None] * clicks
+            # The learning factor on the three probabilities, then the uncapped mix
+            # p_ret = rf c_R, p_int = if c_I, p_new = (1 - rf - if) c_N.
+            a_learned = (
+                a_buy * hour.p_buy + a_returning * hour.p_returning
+                + a_interested * hour.p_interested
+            ).sum(axis=1)  # fmt: skip
+            a_buy, a_returning, a_interested = (
+                a * learned for a in (a_buy, a_returning, a_interested)
+            )
+            cvr_new, cvr_returning, cvr_interested = (c[:, t] for c in self.capped)
+            a_rf = (a_returning + a_buy) * cvr_returning - a_buy * cvr_new
+            a_if = (a_interested + a_buy) * cvr_interested - a_buy * cvr_new
+            interest_sat = pool_saturation(interest, self.interest_half)[:, None]
+            pool_sat = pool_saturation(pool, self.pool_half)[:, None]
+            a_rf = a_rf - a_if * self.interest_affinity * interest_sat
+            a_interest_sat = a_if * (1.0 - self.affinity * pool_sat) * self.interest_affinity
+            a_pool_sat = (a_rf * self.affinity).sum(axis=1)
+            a_interest = (
+                a_unclamped
+                + a_interest_sat.sum(axis=1)
+                * self.interest_half
+                / (interest + self.interest_half) ** 2
+            )
+            a_pool = a_pool + a_pool_sat * self.pool_half / (pool + self.pool_half) ** 2
+            gap_decay = self.learning_gap * np.exp(-clicks_so_far / self.learning_clicks)
+            a_clicks_so_far = a_clicks_so_far + a_learned * gap_decay / self.learning_clicks
+            # Clicks = imp ctr / (1 + phi F); F' = (1 - rec) F + imp / V where fatigued.
+            damped = 1.0 + self.fatigue_strength * fatigue
+            ctr = self.ctr / damped
+            slope[:, step] = a_clicks * ctr + np.where(
+                self.fatigued, a_fatigue / self.volume_per_hour, 0.0
+            )
+            a_fatigue = np.where(self.fatigued, (1.0 - self.recovery) * a_fatigue, a_fatigue) - (
+                a_clicks * imp * ctr * self.fatigue_strength / damped
+            )
+        return slope
 
 
 def problem_hours(
@@ -349,18 +433,12 @@ def _linearise(
 ) -> tuple[AllocationProblem, np.ndarray]:
     """The problem linearised at ``alloc`` and the twin's GMV there less its linear part,
     ``(n,)`` CNY (the constant of the linearisation)."""
-    torch = _import_torch()
     impressions = expected_impressions(alloc, problem)
-    leaf = torch.tensor(impressions, requires_grad=True)
-    rolled = twin.roll(leaf, start, state)
-    with one_thread():
-        rolled.gmv.sum().backward()  # campaigns are independent: each row's own gradient
-    slope = leaf.grad.numpy()
-    own = replace(problem, purchases_per_impression=rolled.ppi.detach().numpy(),
-                  future_gmv_per_impression=0.0)  # fmt: skip
+    rolled, slope = twin.gmv_gradient(impressions, start, state)
+    own = replace(problem, purchases_per_impression=rolled.ppi, future_gmv_per_impression=0.0)
     shadow = slope - own.purchases_per_impression * own.gmv_per_purchase_cny
     linear = replace(own, future_gmv_per_impression=shadow)
-    constant = rolled.gmv.detach().numpy().sum(axis=(1, 2)) - (slope * impressions).sum(axis=(1, 2))
+    constant = rolled.gmv.sum(axis=(1, 2)) - (slope * impressions).sum(axis=(1, 2))
     return linear, constant
 
 
@@ -373,13 +451,11 @@ def _evaluate(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The twin's GMV and spend ``(n,)`` of ``alloc`` and its per-hour correction over
     ``linear`` ``(n, H - start)``."""
-    torch = _import_torch()
     impressions = expected_impressions(alloc, linear)
-    with torch.no_grad():
-        rolled = twin.roll(torch.as_tensor(impressions), start, state)
-    gmv_hourly = rolled.gmv.numpy().sum(axis=2)
+    rolled = twin.roll(impressions, start, state)
+    gmv_hourly = rolled.gmv.sum(axis=2)
     paid = np.where(linear.pays_per_sale, 0.0, np.minimum(alloc, linear.cap_cny))
-    spend = paid.sum(axis=(1, 2)) + rolled.sale_cost.numpy().sum(axis=(1, 2))
+    spend = paid.sum(axis=(1, 2)) + rolled.sale_cost.sum(axis=(1, 2))
     correction = gmv_hourly - (linear.gmv_per_impression_cny * impressions).sum(axis=2)
     return gmv_hourly.sum(axis=1), spend, correction
 

@@ -101,7 +101,9 @@ import budgetgym.envs
 from budgetgym.agents.baselines import make_baseline
 from budgetgym.agents.evaluation import rollout
 from budgetgym.agents.oracle import OraclePolicy
+from budgetgym.agents.intertemporal import models_state
 from budgetgym.envs import BatchedCampaigns
+from budgetgym.envs.scenarios import DEEP_MARKET
 
 env = gym.make("budgetgym/MultiChannelBudget-v0", scenario="double11_promotion")
 obs, info = env.reset(seed=1_000_000)
@@ -112,6 +114,10 @@ gmv = {{}}
 for policy in (make_baseline("uniform"), make_baseline("obs_price_aware"),
                make_baseline("bandit"), OraclePolicy()):
     gmv[policy.name] = rollout(policy, campaigns, seeds)[0]["gmv_total"]
+deep = BatchedCampaigns(str(DEEP_MARKET), horizon_hours=48)  # the oracle plans on its twin
+deep.reset(seeds)
+assert models_state(deep.params)
+gmv["oracle on deep_market"] = rollout(OraclePolicy(), deep, seeds)[0]["gmv_total"]
 assert all(np.isfinite(v).all() and (v > 0).any() for v in gmv.values()), gmv
 try:
     budgetgym.envs.BudgetVecEnv
@@ -134,8 +140,9 @@ print("ok", sorted(gmv))
 
 def test_environment_rules_and_oracle_need_no_training_dependencies() -> None:
     """What ``pip install budgetgym`` (no extras) gives: with the ``train`` extra's modules made
-    unimportable, the environment, a rule of each kind and the oracle run, and none of those
-    modules is loaded."""
+    unimportable, the environment, a rule of each kind and the oracle run (the oracle also on
+    deep_market, a market with states that it plans on with its expected twin), and none of
+    those modules is loaded."""
     proc = subprocess.run(
         [sys.executable, "-c", ENV_ONLY], capture_output=True, text=True, timeout=900
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from budgetgym.agents.allocation import expected_impressions, within_budget
 from budgetgym.agents.evaluation import simulate
@@ -82,12 +81,11 @@ def replay_initial_plan(scenario: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     markets = with_drift(params, expected_markets(params), realized=False)
     twin = ExpectedTwin(params, markets, market.problem)
     impressions = expected_impressions(alloc, market.problem)
-    with torch.no_grad():
-        rolled = twin.roll(torch.as_tensor(impressions), 0, twin.initial)
+    rolled = twin.roll(impressions, 0, twin.initial)
     per_sale = market.problem.pays_per_sale
-    predicted_gmv = rolled.gmv.numpy().sum(axis=(0, 1))
+    predicted_gmv = rolled.gmv.sum(axis=(0, 1))
     paid = np.minimum(alloc, market.problem.cap_cny).sum(axis=(0, 1))
-    predicted_spend = np.where(per_sale, rolled.sale_cost.numpy().sum(axis=(0, 1)), paid)
+    predicted_spend = np.where(per_sale, rolled.sale_cost.sum(axis=(0, 1)), paid)
     for t in range(HOURS):
         budget_left = campaigns.state.budget_left_cny
         campaigns.step_spend(within_budget(alloc[:, t], budget_left, per_sale))
@@ -108,6 +106,46 @@ def test_the_planners_model_predicts_the_simulated_gmv_and_spend(scenarios, vari
     np.testing.assert_allclose(spend_model[bought], spend_sim[bought], rtol=0.08)
     np.testing.assert_allclose(gmv_model.sum(), gmv_sim.sum(), rtol=0.04)
     np.testing.assert_allclose(spend_model.sum(), spend_sim.sum(), rtol=0.04)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_twins_adjoint_is_the_gradient_of_its_gmv(scenarios, variant):
+    """The adjoint's ``dG / d impressions`` matches central finite differences of the roll's
+    total attributed GMV within 1e-5 of each campaign's largest slope, on random impression
+    plans around the static problem's, from hour 0 and from the state observed to hour 20, for
+    every channel-hour of 4 held-out campaigns."""
+    campaigns = BatchedCampaigns(scenarios[variant], horizon_hours=36)
+    campaigns.reset(SEEDS[:4])
+    params = campaigns.params
+    market = plan_market(params, realized=False, stateful=False)
+    markets = with_drift(params, expected_markets(params), realized=False)
+    twin = ExpectedTwin(params, markets, market.problem)
+    base = expected_impressions(market.plan["alloc_cny"], market.problem)
+    rng = np.random.default_rng(0)
+    for start in (0, 20):
+        impressions = base * rng.uniform(0.5, 1.5, base.shape) + rng.uniform(0.0, 100.0)
+        state = (
+            twin.initial
+            if start == 0
+            else twin.observed_state(
+                impressions[:, :start], impressions[:, :start] * params.ctr[:, None]
+            )
+        )
+        rest = impressions[:, start:]
+        rolled, slope = twin.gmv_gradient(rest, start, state)
+        np.testing.assert_array_equal(rolled.gmv, twin.roll(rest, start, state).gmv)
+        step = 1e-4 * np.maximum(rest, 1.0)
+        numeric = np.empty_like(rest)
+        for index in np.ndindex(rest.shape[1:]):  # every hour and channel, all campaigns at once
+            shift = np.zeros_like(rest)
+            shift[(slice(None), *index)] = step[(slice(None), *index)]
+            up, down = (
+                twin.roll(rest + s * shift, start, state).gmv.sum(axis=(1, 2)) for s in (1, -1)
+            )
+            numeric[(slice(None), *index)] = (up - down) / (2.0 * step[(slice(None), *index)])
+        scale = np.abs(numeric).max(axis=(1, 2), keepdims=True)  # each campaign's largest
+        error = np.abs(slope - numeric) / scale
+        assert error.max() <= 1e-5, (variant, start, error.max())
 
 
 @pytest.fixture(scope="module")
