@@ -974,7 +974,8 @@ class MMMStaticPolicy(RulePolicy):
 
     Args:
         fits: the curves (default: the shipped fits file, :func:`~budgetgym.agents.mmm.load_fits`).
-        scenario: the scenario whose curves are used until ``reset(campaigns)`` names one.
+        scenario: the scenario whose curves are used until ``reset(campaigns)`` names one (none
+            when the rule cannot run on it).
     """
 
     name = "mmm_static"
@@ -984,7 +985,12 @@ class MMMStaticPolicy(RulePolicy):
         super().__init__(**kwargs)
         self.fits = load_fits() if fits is None else fits
         self._tables: dict[str, np.ndarray] = {}
-        self.use_scenario(scenario)
+        # A default scenario the curves cannot serve leaves the rule unset until ``reset``
+        # names one it can (which raises otherwise), so that it can still be built and asked
+        # ``unavailable_on``.
+        self.scenario: str | None = None
+        if self.unavailable_on(scenario, self.channels) is None:
+            self.use_scenario(scenario)
 
     def unavailable_on(self, scenario: str, channels: ChannelSet | None = None) -> str | None:
         """Why the rule cannot run on ``scenario`` with ``channels`` (default: the scenario's):
@@ -1021,6 +1027,11 @@ class MMMStaticPolicy(RulePolicy):
         self.use_scenario(campaigns.scenario)
 
     def decide(self, view):
+        if self.scenario is None:
+            raise ValueError(
+                "mmm_static has no scenario whose curves it can use: reset it on campaigns of "
+                "a scenario it models (see unavailable_on)."
+            )
         split = interpolate_split(self._tables[self.scenario], view["target_roi"])
         plan = np.zeros((split.shape[0], self.n_channels))
         plan[:, self.channels.paid] = split

@@ -72,8 +72,6 @@ def training_seeds(seeds: np.ndarray, purpose: str) -> np.ndarray:
 LIBRARY = ScenarioLibrary(Path(str(resources.files("budgetgym.envs").joinpath("scenario_files"))))
 #: The example scenario that switches every market mechanism on (docs/simulator.md).
 DEEP_MARKET = LIBRARY.folder.parent / "scenario_examples" / "deep_market.yaml"
-#: The seven scenarios of the deeper market (every mechanism on, calibrated): a folder of files.
-DEEPER = LIBRARY.folder.parent / "scenario_examples" / "deeper"
 SCENARIOS: dict[str, ScenarioSpec] = LIBRARY.scenarios
 MIXED = "mixed"
 SCENARIO_NAMES: tuple[str, ...] = LIBRARY.names
