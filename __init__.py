@@ -1,6 +1,6 @@
 """budgetgym: reinforcement learning for multi-channel advertising budget allocation.
 
-Importing the package registers the Gymnasium environment ``budgetgym/MultiChannelBudget-v0``.
+Importing the package registers the Gymnasium environment ``budgetgym/MultiChannelBudget-v1``.
 """
 
 from budgetgym.envs import register_envs

@@ -50,7 +50,6 @@ from budgetgym.envs import random as crn
 from budgetgym.envs.campaigns import LATE_SHARE, BatchedCampaigns
 from budgetgym.envs.core import MAX_PACE_MULT, SHARE_TEMPERATURE
 from budgetgym.envs.errors import unknown_name_error
-from budgetgym.envs.mechanisms import unmodelled_reason
 from budgetgym.envs.scenarios import (
     EVENT_CVR_MULT,
     EVENT_LENGTH_HOURS,
@@ -967,7 +966,9 @@ class MMMStaticPolicy(RulePolicy):
     The rule knows the scenario it runs on (``campaigns.scenario`` at reset: a merchant knows
     their category, and the model was fitted on that category's campaigns), never a campaign's
     parameters; ``mixed`` uses the curves fitted on mixed campaigns, and so does a rule used
-    without ``reset(campaigns)``.
+    without ``reset(campaigns)``. The curves are a practitioner's model, fitted on whatever
+    market the scenario switches on: they know nothing of carry-over between channels,
+    pre-sale storage, the hour's competition or the broadcast schedule.
 
     Source: the budget allocators of Meta Robyn, Google Meridian and PyMC-Marketing (SLSQP on
     the fitted response curves, one static split per channel).
@@ -994,11 +995,7 @@ class MMMStaticPolicy(RulePolicy):
 
     def unavailable_on(self, scenario: str, channels: ChannelSet | None = None) -> str | None:
         """Why the rule cannot run on ``scenario`` with ``channels`` (default: the scenario's):
-        a mechanism of the market its curves do not model switched on, no curves fitted for
-        it, or curves for other paid channels; None if it can."""
-        reason = unmodelled_reason(scenario)
-        if reason is not None:
-            return reason
+        no curves fitted for it, or curves for other paid channels; None if it can."""
         if scenario not in self.fits.scenarios:
             return "the MMM fits have no curves for it (run 'budgetgym mmm-fit' to fit them)"
         channels = scenario_channels(scenario) if channels is None else channels
@@ -1030,7 +1027,7 @@ class MMMStaticPolicy(RulePolicy):
         if self.scenario is None:
             raise ValueError(
                 "mmm_static has no scenario whose curves it can use: reset it on campaigns of "
-                "a scenario it models (see unavailable_on)."
+                "a scenario with fitted curves (see unavailable_on)."
             )
         split = interpolate_split(self._tables[self.scenario], view["target_roi"])
         plan = np.zeros((split.shape[0], self.n_channels))

@@ -75,6 +75,7 @@ from budgetgym.agents.residual import (
     venv_channels,
 )
 from budgetgym.agents.wrappers import lagrangian_of
+from budgetgym.envs import ENV_ID, RETIRED_ENV_IDS, retired_env_message
 
 if TYPE_CHECKING:
     from budgetgym.agents.config import TrainConfig
@@ -95,6 +96,19 @@ def env_signature(channels: ChannelSet = DEFAULT_CHANNEL_SET) -> str:
     """
     text = json.dumps([list(channels.layout.features), list(channels.names), channels.action_dim])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_env_id(meta: dict[str, Any], where: Path | str) -> None:
+    """``ValueError`` unless a checkpoint's or an export's metadata records this simulator's env
+    id; metadata without one was made on the retired v0 market."""
+    recorded = meta.get("env_id", RETIRED_ENV_IDS[0])
+    if recorded in RETIRED_ENV_IDS:
+        raise ValueError(f"{where} was made on {recorded}. {retired_env_message(recorded)}")
+    if recorded != ENV_ID:
+        raise ValueError(
+            f"{where} was made on the unknown environment {recorded!r}; this budgetgym "
+            f"simulates {ENV_ID}."
+        )
 
 
 def recorded_channels(meta: dict[str, Any], where: Path | str) -> ChannelSet:
@@ -421,6 +435,7 @@ def save_checkpoint(
         "episode_num": int(model._episode_num),
         "obs_dim": int(vecnormalize.observation_space.shape[0]),  # the env's, not the critic's
         "action_dim": int(model.action_space.shape[0]),
+        "env_id": ENV_ID,
         "env_signature": env_signature(channels),
         "channels": channels.records(),
         "residual_base": residual_base_of(vecnormalize),
@@ -713,7 +728,8 @@ def check_compatible(
 ) -> ChannelSet:
     """The channel list a checkpoint was made for; ``ValueError`` if this simulator lays out
     that list's observations and actions differently, or if it is not ``channels`` (the
-    environment's, when given)."""
+    environment's, when given); a checkpoint of a retired market is refused naming v1."""
+    check_env_id(meta, f"Checkpoint {where}")
     recorded = recorded_channels(meta, where)
     obs_dim, action_dim = recorded.obs_dim, recorded.action_dim
     if meta.get("obs_dim") != obs_dim or meta.get("action_dim") != action_dim:

@@ -41,6 +41,7 @@ from budgetgym.agents.checkpoints import (
     RunPaths,
     SB3Policy,
     algorithm_name,
+    check_env_id,
     check_obs,
     env_signature,
     episode_starts,
@@ -52,6 +53,7 @@ from budgetgym.agents.checkpoints import (
     write_json,
 )
 from budgetgym.agents.residual import base_action_torch
+from budgetgym.envs import ENV_ID
 
 ONNX_FORMAT = "budgetgym-onnx/1"
 INPUT_NAME = "obs"
@@ -299,6 +301,7 @@ def policy_sidecar(
         "obs_dim": obs_dim,
         "action_dim": action_dim,
         "channels": channels.records(),
+        "env_id": ENV_ID,
         "env_signature": env_signature(channels),
         "scenario": scenario,
         "algorithm": algorithm,
@@ -399,6 +402,7 @@ class OnnxPolicy:
             meta = json.loads(path.read_text())
         except json.JSONDecodeError:
             raise ValueError(f"Sidecar {path} of the ONNX policy is not valid JSON.") from None
+        check_env_id(meta, f"ONNX policy {self.path}")
         signature = meta.get("env_signature")
         channels = recorded_channels(meta, path)
         expected = env_signature(channels)

@@ -7,6 +7,7 @@ environment does not import torch.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -39,7 +40,24 @@ from budgetgym.envs.scenarios import (
 )
 from budgetgym.envs.vector import MultiChannelBudgetVectorEnv
 
-ENV_ID = "budgetgym/MultiChannelBudget-v0"
+ENV_ID = "budgetgym/MultiChannelBudget-v1"
+#: Env ids of markets this version no longer simulates, refused by ``gym.make`` and by the
+#: checkpoint and export loaders with :func:`retired_env_message`.
+RETIRED_ENV_IDS = ("budgetgym/MultiChannelBudget-v0",)
+
+
+def retired_env_message(env_id: str) -> str:
+    """Why ``env_id`` (a retired market's id) is refused, naming the one to use instead."""
+    return (
+        f"{env_id} is retired: this budgetgym simulates {ENV_ID}, the market with customer "
+        "states, pre-sale storage, competition, the product's ROI contract, long delays and "
+        f"drift (README, 'What changed in v1'). Make {ENV_ID} and retrain; policies and "
+        f"figures of {env_id} do not carry over."
+    )
+
+
+def _make_retired(env_id: str, **_kwargs: Any) -> None:
+    raise gym.error.DeprecatedEnv(retired_env_message(env_id))
 
 
 def __getattr__(name: str) -> Any:
@@ -57,7 +75,8 @@ def __getattr__(name: str) -> Any:
 
 
 def register_envs() -> None:
-    """Register ``budgetgym/MultiChannelBudget-v0`` with gymnasium (idempotent)."""
+    """Register ``budgetgym/MultiChannelBudget-v1`` with gymnasium, and the retired ids as
+    entries whose ``make`` fails naming v1 (idempotent)."""
     if ENV_ID in gym.registry:
         return
     gym.register(
@@ -65,6 +84,9 @@ def register_envs() -> None:
         entry_point="budgetgym.envs.budget_env:MultiChannelBudgetEnv",
         vector_entry_point="budgetgym.envs.vector:MultiChannelBudgetVectorEnv",
     )
+    for env_id in RETIRED_ENV_IDS:
+        make_retired = functools.partial(_make_retired, env_id)
+        gym.register(id=env_id, entry_point=make_retired, vector_entry_point=make_retired)
 
 
 __all__ = [
@@ -74,6 +96,7 @@ __all__ = [
     "DEFAULT_CHANNELS",
     "DEFAULT_LAYOUT",
     "ENV_ID",
+    "RETIRED_ENV_IDS",
     "EVAL_SEED_START",
     "GLOBAL_FEATURES",
     "HORIZON_HOURS",

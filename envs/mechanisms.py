@@ -98,8 +98,8 @@ Scenario = CampaignParams | ScenarioSpec | Mixture | str | os.PathLike[str]
 
 
 def switched_on(scenario: Scenario) -> list[str]:
-    """Names of the mechanisms ``scenario`` switches on (``MECHANISMS`` order; empty for every
-    shipped scenario): a batch's parameters, a scenario or mixture spec, or a scenario's name
+    """Names of the mechanisms ``scenario`` switches on (``MECHANISMS`` order; empty for the
+    plain market): a batch's parameters, a scenario or mixture spec, or a scenario's name
     or file path."""
     if isinstance(scenario, (str, os.PathLike)):
         scenario = resolve_scenario(scenario)
@@ -117,7 +117,7 @@ def switched_on(scenario: Scenario) -> list[str]:
 
 def unmodelled_mechanisms(scenario: Scenario, modelled: Collection[str] = ()) -> list[str]:
     """Names of the mechanisms ``scenario`` switches on (:func:`switched_on`) other than those
-    in ``modelled`` (default: none, the default market's)."""
+    in ``modelled`` (default: none, the plain market's)."""
     return [name for name in switched_on(scenario) if name not in modelled]
 
 

@@ -72,6 +72,9 @@ def training_seeds(seeds: np.ndarray, purpose: str) -> np.ndarray:
 LIBRARY = ScenarioLibrary(Path(str(resources.files("budgetgym.envs").joinpath("scenario_files"))))
 #: The example scenario that switches every market mechanism on (docs/simulator.md).
 DEEP_MARKET = LIBRARY.folder.parent / "scenario_examples" / "deep_market.yaml"
+#: The plain market: the seven shipped scenarios with every mechanism off, a folder of files (an
+#: ablation, and the base the mechanisms' tests switch one mechanism on in).
+PLAIN = LIBRARY.folder.parent / "scenario_examples" / "plain"
 SCENARIOS: dict[str, ScenarioSpec] = LIBRARY.scenarios
 MIXED = "mixed"
 SCENARIO_NAMES: tuple[str, ...] = LIBRARY.names

@@ -181,7 +181,7 @@ checkpoint: {save_freq: 96, keep_last: 2}
 
 ACTION_SNIPPET = """\
 import numpy as np, gymnasium as gym, budgetgym
-env = gym.make("budgetgym/MultiChannelBudget-v0")
+env = gym.make("budgetgym/MultiChannelBudget-v1")
 env.reset(seed=1_000_000)
 env.step({action})
 print("accepted")

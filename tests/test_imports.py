@@ -105,7 +105,7 @@ from budgetgym.agents.intertemporal import models_state
 from budgetgym.envs import BatchedCampaigns
 from budgetgym.envs.scenarios import DEEP_MARKET
 
-env = gym.make("budgetgym/MultiChannelBudget-v0", scenario="double11_promotion")
+env = gym.make("budgetgym/MultiChannelBudget-v1", scenario="double11_promotion")
 obs, info = env.reset(seed=1_000_000)
 env.step(env.action_space.sample())
 campaigns = BatchedCampaigns("mixed", horizon_hours=24)

@@ -9,12 +9,21 @@ from budgetgym.agents.baselines import (
     calendar_pace,
     calendar_rule_actions,
     calendar_weights,
+    hour_value,
     make_baseline,
 )
 from budgetgym.agents.evaluation import rollout
 from budgetgym.envs import BatchedCampaigns, obs_index
 from budgetgym.envs.campaigns import roi_target_missed
-from budgetgym.envs.scenarios import EVENT_LENGTH_HOURS, HORIZON_HOURS, WARMUP_HOURS
+from budgetgym.envs.scenarios import (
+    EVENT_CVR_MULT,
+    EVENT_LENGTH_HOURS,
+    EVENT_PRICE_MULT,
+    EVENT_TRAFFIC_MULT,
+    HORIZON_HOURS,
+    WARMUP_CVR_MULT,
+    WARMUP_HOURS,
+)
 
 VALIDATION = 900_000
 
@@ -57,25 +66,32 @@ def test_the_forecast_calendar_is_the_observed_one(double11):
     assert np.all(event.sum(axis=1) == EVENT_LENGTH_HOURS)
     assert np.all(warmup.sum(axis=1) == WARMUP_HOURS)
     assert first[event].min() > 3.0 * first[~event].max()
-    assert first[warmup].max() < first[~event & ~warmup].min()
+    # Against the same hours without the event, the event and the warm-up weigh what the
+    # public calendar's multipliers are worth.
+    no_event = observations[0].copy()
+    no_event[:, obs_index("hours_to_event")] = 1.0
+    ordinary = calendar_weights(no_event)
+    surge = hour_value(EVENT_TRAFFIC_MULT, EVENT_PRICE_MULT, EVENT_CVR_MULT)
+    np.testing.assert_allclose(first[event] / ordinary[event], surge, rtol=1e-9)
+    warm = hour_value(1.0, 1.0, WARMUP_CVR_MULT)
+    np.testing.assert_allclose(first[warmup] / ordinary[warmup], warm, rtol=1e-9)
     for hour in (1, 50, 100, 150):
         later = calendar_weights(observations[hour])
         np.testing.assert_allclose(later[:, : HORIZON_HOURS - hour], first[:, hour:], rtol=1e-9)
         assert np.all(later[:, HORIZON_HOURS - hour :] == 0.0)
 
 
-def test_spends_through_the_surge_and_saves_through_the_warm_up(double11):
+def test_spends_through_the_surge(double11):
+    """The 48 event hours, 29% of the week, take over 40% of the spend: the event's hours are
+    paced at over twice the rate of the others (what the surge's market can absorb caps it)."""
     observations, _, spend, campaigns, info = double11
     event = observations[:, :, obs_index("event_active")] == 1.0
-    warmup = observations[:, :, obs_index("event_warmup")] == 1.0
     even_cny = campaigns.params.budget_cny / HORIZON_HOURS
     for i in range(spend.shape[1]):
         event_rate = spend[event[:, i], i].mean() / even_cny[i]
-        warmup_rate = spend[warmup[:, i], i].mean() / even_cny[i]
-        other_rate = spend[~event[:, i] & ~warmup[:, i], i].mean() / even_cny[i]
-        assert event_rate > 2.5 * other_rate
-        assert warmup_rate < other_rate < 1.0 < event_rate
-        assert spend[event[:, i], i].sum() > 0.5 * info["spend_total"][i]
+        other_rate = spend[~event[:, i], i].mean() / even_cny[i]
+        assert event_rate > 2.0 * other_rate and other_rate < 1.0 < event_rate
+        assert spend[event[:, i], i].sum() > 0.4 * info["spend_total"][i]
 
 
 def test_paces_nearly_evenly_without_an_event(hit_product):
@@ -85,8 +101,12 @@ def test_paces_nearly_evenly_without_an_event(hit_product):
     day_share = spend.reshape(7, 24, -1).sum(axis=1) / campaigns.params.budget_cny
     np.testing.assert_allclose(day_share.mean(axis=1), 1.0 / 7.0, rtol=0.2)
     # The daily tilt: more spend in the evening (16:00-24:00), when traffic peaks, than in the
-    # morning (4:00-12:00).
-    by_hour = spend.reshape(7, 24, -1).sum(axis=(0, 2))
+    # morning (4:00-12:00), by the clock each campaign observes (they start at any hour).
+    angle = np.arctan2(
+        observations[..., obs_index("hour_sin")], observations[..., obs_index("hour_cos")]
+    )
+    clock = np.round(angle.astype(np.float64) * 24.0 / (2.0 * np.pi)) % 24.0
+    by_hour = np.bincount(clock.ravel().astype(int), weights=spend.ravel(), minlength=24)
     assert by_hour[16:24].sum() > 1.2 * by_hour[4:12].sum()
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet
 from budgetgym.agents.checkpoints import check_compatible, env_signature, recorded_channels
+from budgetgym.envs import ENV_ID
 
 _KEPT = [i for i, name in enumerate(DEFAULT_CHANNEL_SET.names) if name != "live"]
 NO_LIVE = ChannelSet(
@@ -19,6 +20,7 @@ NO_LIVE = ChannelSet(
 
 def meta_of(channels: ChannelSet) -> dict:
     return {
+        "env_id": ENV_ID,
         "obs_dim": channels.obs_dim,
         "action_dim": channels.action_dim,
         "env_signature": env_signature(channels),
@@ -53,3 +55,12 @@ def test_a_checkpoint_refuses_another_channel_list_in_one_sentence() -> None:
         check_compatible(meta_of(NO_LIVE), where, billed)
     with pytest.raises(ValueError, match="observations of size 77"):
         check_compatible({**meta_of(NO_LIVE), "obs_dim": 77}, where)
+
+
+def test_a_checkpoint_of_the_retired_market_is_refused_naming_v1() -> None:
+    """Metadata without an env id comes from v0; its observation layout may even match."""
+    v0 = {k: v for k, v in meta_of(DEFAULT_CHANNEL_SET).items() if k != "env_id"}
+    with pytest.raises(ValueError, match="MultiChannelBudget-v0 is retired.*Make budgetgym/"):
+        check_compatible(v0, Path("run/final"))
+    with pytest.raises(ValueError, match="unknown environment 'budgetgym/Other-v3'"):
+        check_compatible({**v0, "env_id": "budgetgym/Other-v3"}, Path("run/final"))

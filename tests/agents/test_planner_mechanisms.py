@@ -1,6 +1,6 @@
-"""The planner on the deeper market, one mechanism switched on at a time (hit_product plus one
-field): its model predicts what the simulator does, modelling the states beats ignoring them,
-and it never spends beyond the budget."""
+"""The planner on the market's mechanisms, one switched on at a time (the plain market's
+hit_product plus one field): its model predicts what the simulator does, modelling the states
+beats ignoring them, and it never spends beyond the budget."""
 
 from __future__ import annotations
 
@@ -196,9 +196,9 @@ def test_the_planner_plans_on_the_drifts_expectation_and_the_oracle_on_its_path(
     assert np.unique(realized[:, -1]).size == 8 and not np.allclose(realized, expected)
 
 
-def test_every_reference_but_mmm_static_accepts_the_deep_market():
+def test_every_reference_accepts_the_deep_market_given_its_data():
     deep = str(DEEP_MARKET)
     assert unavailable(load_policy("planner"), deep) is None
     assert unavailable(load_policy("oracle"), deep) is None
-    assert "per-channel conversion delays" in unavailable(load_policy("mmm_static"), deep)
+    assert "no curves for it" in unavailable(load_policy("mmm_static"), deep)
     assert "budgetgym" in unavailable(load_policy("planner_cc"), deep)

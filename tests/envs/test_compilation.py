@@ -48,7 +48,7 @@ def signatures():
 compile_kernels((4, 300))
 before = signatures()
 assert any(before.values()), before
-env = gym.make("budgetgym/MultiChannelBudget-v0", scenario="hit_product", horizon_hours=3)
+env = gym.make("budgetgym/MultiChannelBudget-v1", scenario="hit_product", horizon_hours=3)
 env.reset(seed=1)
 env.step(env.action_space.sample())
 venv = BudgetVecEnv(4, scenario="double11_promotion", reward_mode="profit")

@@ -17,9 +17,12 @@ from budgetgym.envs.core import (
     hourly_markets,
     win_curve,
 )
+from budgetgym.envs.scenarios import PLAIN
 from tests.conftest import constant_policy, rollout
 
 SCENARIOS = ["hit_product", "high_price_long_cycle", "double11_promotion", "mixed"]
+PLAIN_HIT = str(PLAIN / "hit_product.yaml")
+PLAIN_DOUBLE11 = str(PLAIN / "double11_promotion.yaml")
 
 
 def random_policy(seed: int):
@@ -122,15 +125,16 @@ def _constant_requests(campaigns, seeds, pace, hours):
 
 
 def test_market_does_not_depend_on_actions():
-    """Common random numbers: the realized market is a function of the seed and hour only, and
+    """Common random numbers: on the plain market (no own-spend price impact, no rival
+    depletion), the realized market is a function of the seed and hour only, and
     the oracle's ground truth (``hourly_markets``, scalar code) is the market the step kernel
     met (computed in SIMD lanes): the impressions of every channel-hour, to the bit."""
     seeds = 1_000_000 + np.arange(40)  # more than a chunk: SIMD lanes and a scalar remainder
-    params = sample_campaigns("double11_promotion", seeds, horizon_hours=72)
+    params = sample_campaigns(PLAIN_DOUBLE11, seeds, horizon_hours=72)
     markets = hourly_markets(params)
     impressions = []
     for pace in (0.5, 1.5):  # the budget never binds within 72 hours
-        campaigns = BatchedCampaigns("double11_promotion", horizon_hours=72)
+        campaigns = BatchedCampaigns(PLAIN_DOUBLE11, horizon_hours=72)
         request, infos = _constant_requests(campaigns, seeds, pace, 72)
         assert campaigns.params.seeds.tolist() == params.seeds.tolist()
         shown = np.stack([info["impressions"] for info in infos], axis=1)
@@ -143,9 +147,10 @@ def test_market_does_not_depend_on_actions():
 def test_billing_by_behaviour():
     """CPM channels pay realized impressions at the average price per impression won, CPC
     channels realized clicks at the expected cost per click, per-sale channels the commission
-    on their sales; each hour's spend reconciles exactly."""
+    on their sales (the plain market's fixed commission, no reserve price); each hour's spend
+    reconciles exactly."""
     seeds = 1_000_000 + np.arange(40)
-    campaigns = BatchedCampaigns("hit_product", horizon_hours=48)
+    campaigns = BatchedCampaigns(PLAIN_HIT, horizon_hours=48)
     request, infos = _constant_requests(campaigns, seeds, 1.0, 48)
     params, table = campaigns.params, core.channel_table(campaigns.channels)
     markets = hourly_markets(params)
@@ -190,12 +195,13 @@ def test_budget_never_exceeded_when_it_binds(channel):
 
 
 def test_diminishing_returns():
-    """Doubling a channel's spend yields clearly less than double GMV (same campaigns)."""
+    """Doubling a channel's spend yields clearly less than double GMV (same campaigns, the plain
+    market: the shipped short video's response is S-shaped)."""
     seeds = 1_000_000 + np.arange(64)
     for k, channel in enumerate(CHANNEL_NAMES):
         results = []
         for mult in (1.0, 2.0):
-            campaigns = BatchedCampaigns("hit_product", reward_mode="gmv", horizon_hours=48)
+            campaigns = BatchedCampaigns(PLAIN_HIT, reward_mode="gmv", horizon_hours=48)
             campaigns.reset(seeds)
             request = np.zeros((len(seeds), len(CHANNEL_NAMES)))
             # Half the even-pacing rate, then twice that, on one channel.

@@ -38,7 +38,7 @@ from budgetgym.envs.mechanisms import (
     unmodelled_mechanisms,
 )
 from budgetgym.envs.scenarios import DEEP_MARKET as DEEP_MARKET_PATH
-from budgetgym.envs.scenarios import EVAL_SEED_START, LIBRARY, SCENARIO_NAMES
+from budgetgym.envs.scenarios import EVAL_SEED_START, PLAIN, SCENARIO_NAMES
 
 SEEDS = np.arange(EVAL_SEED_START, EVAL_SEED_START + 384)
 
@@ -46,9 +46,10 @@ SEEDS = np.arange(EVAL_SEED_START, EVAL_SEED_START + 384)
 def scenario_file(
     tmp_path: Path, name: str, base: str = "hit_product", channels: dict | None = None, **top
 ) -> Path:
-    """A copy of the shipped ``base`` scenario as ``<tmp_path>/<name>.yaml`` with the top-level
-    keys ``top`` and, per channel name, the channel keys of ``channels``."""
-    spec = yaml.safe_load((LIBRARY.folder / f"{base}.yaml").read_text())
+    """A copy of the plain market's ``base`` scenario (every mechanism off) as
+    ``<tmp_path>/<name>.yaml`` with the top-level keys ``top`` and, per channel name, the
+    channel keys of ``channels``."""
+    spec = yaml.safe_load((PLAIN / f"{base}.yaml").read_text())
     spec.update(name=name, **top)
     for channel in spec["channels"]:
         channel.update((channels or {}).get(channel["name"], {}))
@@ -141,26 +142,27 @@ def test_delay_fields_are_validated(tmp_path):
 
 
 DEEP_MARKET = DEEP_MARKET_PATH
-REFERENCES_OF_THE_DEFAULT_MARKET = ("mmm_static",)
 
 
 def test_unmodelled_mechanisms_names_what_a_scenario_switches_on(tmp_path):
-    assert all(unmodelled_mechanisms(name) == [] for name in SCENARIO_NAMES)
+    assert all(unmodelled_mechanisms(PLAIN / f"{name}.yaml") == [] for name in SCENARIO_NAMES)
+    assert all(len(unmodelled_mechanisms(name)) >= 10 for name in SCENARIO_NAMES)
     everything = [m.name for m in MECHANISMS]
     assert switched_on(DEEP_MARKET) == everything
     assert unmodelled_mechanisms(DEEP_MARKET) == everything
     assert unmodelled_mechanisms(sample_campaigns(DEEP_MARKET, SEEDS[:4])) == everything
-    assert unmodelled_mechanisms(sample_campaigns("mixed", SEEDS[:4])) == []
+    assert unmodelled_mechanisms(sample_campaigns(PLAIN / "mixed.yaml", SEEDS[:4])) == []
     window = scenario_file(tmp_path, "window", attribution_window_hours=24)
     assert unmodelled_mechanisms(window) == ["a non-default attribution window"]
 
 
-def test_references_of_the_default_market_refuse_other_mechanisms(tmp_path):
-    """``mmm_static`` refuses a scenario with a mechanism it does not model, in one sentence
-    naming it; ``compare`` leaves it out with that note and runs the rules. ``oracle`` and
+def test_a_reference_refuses_what_it_does_not_model_and_compare_leaves_it_out(tmp_path):
+    """A reference refuses a scenario with a mechanism it does not model, in one sentence
+    naming it. ``mmm_static`` runs wherever it has fitted curves and refuses a file without
+    them; ``compare`` leaves it out with that note and runs the rules. ``oracle`` and
     ``planner`` model every mechanism (tests/agents/test_planner_mechanisms.py)."""
     policy = load_policy("mmm_static")
-    assert "per-channel conversion delays" in unavailable(policy, str(DEEP_MARKET))
+    assert "no curves for it" in unavailable(policy, str(DEEP_MARKET))
     assert unavailable(policy, "hit_product") is None
     assert unmodelled_mechanisms(DEEP_MARKET, [m.name for m in MECHANISMS]) == []
     short_window = scenario_file(tmp_path, "hit_product", attribution_window_hours=0)
@@ -172,10 +174,9 @@ def test_references_of_the_default_market_refuse_other_mechanisms(tmp_path):
         pareto_mults=(),
     )  # fmt: skip
     policies = {row["policy"] for row in rows}
-    assert "uniform" in policies and not policies & set(REFERENCES_OF_THE_DEFAULT_MARKET)
+    assert "uniform" in policies and "mmm_static" not in policies
     note = (board / "leaderboard.md").read_text()
-    for name in REFERENCES_OF_THE_DEFAULT_MARKET:
-        assert f"{name} on {DEEP_MARKET}: it switches on per-channel conversion delays" in note
+    assert f"mmm_static on {DEEP_MARKET}: the MMM fits have no curves for it" in note
 
 
 # Interested customers: the feed leaves interest behind, search converts it.
@@ -254,7 +255,7 @@ def test_presale_deposits_pay_in_the_surge_and_interest_waits(tmp_path):
     """In a pre-sale, warm-up purchases arrive all at once in the event's first hour, so
     warm-up spend raises the surge's conversions far more than without the pre-sale (paired
     seeds); during the warm-up interest does not decay."""
-    spec = yaml.safe_load((LIBRARY.folder / "double11_promotion.yaml").read_text())
+    spec = yaml.safe_load((PLAIN / "double11_promotion.yaml").read_text())
     event = spec["events"][0]
     runs = {}
     for presale in (True, False):
@@ -292,7 +293,7 @@ def test_presale_deposits_pay_in_the_surge_and_interest_waits(tmp_path):
 
 
 def test_presale_fields_are_validated(tmp_path):
-    spec = yaml.safe_load((LIBRARY.folder / "double11_promotion.yaml").read_text())
+    spec = yaml.safe_load((PLAIN / "double11_promotion.yaml").read_text())
     event = {**spec["events"][0], "presale": True}
     with pytest.raises(ValueError, match="presale needs warmup_hours >= 1"):
         BatchedCampaigns(scenario_file(tmp_path, "a", events=[{**event, "warmup_hours": 0}]))
@@ -372,7 +373,7 @@ def one_channel_hours(
     campaigns = BatchedCampaigns(scenario, horizon_hours=max(hours, 2))
     campaigns.reset(SEEDS)
     k = list(campaigns.params.channel_names).index(channel)
-    market = expected_markets(sample_campaigns("hit_product", SEEDS))["max_spend_cny"]
+    market = expected_markets(sample_campaigns(PLAIN / "hit_product.yaml", SEEDS))["max_spend_cny"]
     infos = []
     for hour in range(hours):
         request = np.zeros((SEEDS.size, campaigns.params.n_channels))
@@ -747,4 +748,3 @@ def test_planners_model_the_affiliate_commission_budget(tmp_path):
     assert np.median(rate[plan["alloc_cny"][..., affiliate] > 0]) < 0.5
     assert unmodelled_mechanisms(path, MECHANISM_NAMES) == []
     assert unavailable(load_policy("planner"), str(path)) is None
-    assert "commission rate" in unavailable(load_policy("mmm_static"), str(path))

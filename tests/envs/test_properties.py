@@ -38,16 +38,22 @@ def test_budget_never_exceeded_and_everything_finite(scenario, seed, actions, mo
 
 
 def _check_billing(campaigns: BatchedCampaigns, info: dict) -> None:
-    """Each channel's cost follows what it bills: clicks, impressions or sales."""
+    """Each channel's cost follows what it bills: clicks, impressions or sales (at the fixed
+    commission, or at a bid rate within the channel's range)."""
     table = channel_table(campaigns.channels)
     spend = info["spend_cny"]
     for billing, paid_for in ((BILLING_CPC, "clicks"), (BILLING_CPM, "impressions")):
         cols = table.billing == billing
         np.testing.assert_array_equal(spend[:, cols] > 0, info[paid_for][:, cols] > 0)
-    cols = table.billing == BILLING_PER_SALE
+    per_sale = table.billing == BILLING_PER_SALE
+    fixed, bid = per_sale & (table.bid_pricing == 0), per_sale & (table.bid_pricing == 1)
+    sales = info["purchase_gmv_cny"]
     np.testing.assert_allclose(
-        spend[:, cols], table.commission_frac[cols] * info["purchase_gmv_cny"][:, cols], rtol=1e-12
+        spend[:, fixed], table.commission_frac[fixed] * sales[:, fixed], rtol=1e-12
     )
+    tol = 1 + 1e-12
+    assert (spend[:, bid] >= table.commission_min[bid] * sales[:, bid] / tol).all()
+    assert (spend[:, bid] <= table.commission_max[bid] * sales[:, bid] * tol).all()
     gap = info["budget"] - info["spend_total"] - info["budget_left"]
     assert (np.abs(gap) <= 1e-9 * info["budget"]).all()
 

@@ -57,7 +57,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_environment_follows_the_file(user_scenario: Path) -> None:
-    env = gym.make("budgetgym/MultiChannelBudget-v0", scenario=str(user_scenario))
+    env = gym.make("budgetgym/MultiChannelBudget-v1", scenario=str(user_scenario))
     check_env(env.unwrapped, skip_render_check=True)
     channels = ChannelSet.of(env.unwrapped.campaigns.channels)
     assert channels.names == ("search", "feed", "short_video", "affiliate", "social")
