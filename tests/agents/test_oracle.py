@@ -19,8 +19,10 @@ from budgetgym.envs import SCENARIO_NAMES, BatchedCampaigns, sample_campaigns
 from budgetgym.envs.core import MAX_WIN_FRAC
 from budgetgym.envs.scenarios import PLAIN
 
-#: The plain market's scenarios (every mechanism off), as files.
+#: The plain market's scenarios (every mechanism off), as files, and the rules that run there
+#: (``mmm_static``'s curves are fitted on the shipped scenarios only).
 PLAIN_SCENARIOS = [str(PLAIN / f"{name}.yaml") for name in SCENARIO_NAMES]
+PLAIN_RULES = tuple(name for name in BASELINES if name != "mmm_static")
 
 
 def tiny_problem(
@@ -181,13 +183,13 @@ def test_oracle_dominates_baselines_on_every_scenario():
     for scenario in PLAIN_SCENARIOS:
         campaigns = BatchedCampaigns(scenario, horizon_hours=horizon)
         results = {}
-        for name in (*BASELINES, "oracle"):
+        for name in (*PLAIN_RULES, "oracle"):
             info, _ = rollout(load_policy(name), campaigns, seeds)
             roi_ok = info["gmv_total"] >= info["target_roi"] * info["spend_total"]
             score = info["gmv_total"] * np.minimum(1.0, (info["roi"] / info["target_roi"]) ** 2)
             results[name] = (info["gmv_total"], roi_ok, score)
         oracle_gmv, _, oracle_score = results["oracle"]
-        for name in BASELINES:
+        for name in PLAIN_RULES:
             gmv, roi_ok, score = results[name]
             assert oracle_score.mean() >= score.mean(), (scenario, name)
             if roi_ok.any():
@@ -202,7 +204,7 @@ def test_oracle_mean_gmv_at_least_every_baseline():
         campaigns = BatchedCampaigns(scenario)
         gmv = {
             name: rollout(load_policy(name), campaigns, seeds)[0]["gmv_total"].mean()
-            for name in (*BASELINES, "oracle")
+            for name in (*PLAIN_RULES, "oracle")
         }
-        best_rule = max(BASELINES, key=gmv.get)
+        best_rule = max(PLAIN_RULES, key=gmv.get)
         assert gmv["oracle"] >= gmv[best_rule], (scenario, best_rule, gmv)
