@@ -22,7 +22,7 @@ from budgetgym.envs.scenarios import HORIZON_HOURS, training_seeds
 
 #: Training campaigns of the calibration, per scenario (the same at every margin).
 CALIBRATION_SEED_START = 700_000
-CALIBRATION_CAMPAIGNS = 512
+CALIBRATION_CAMPAIGNS = 192
 
 
 def measure_miss_rates(

@@ -57,8 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kappas",
         help=(
             "Comma-separated margins to measure, increasing (--kappas=-1,0,1 when the first is "
-            f"negative); without it, {len(KAPPA_GRID)} margins evenly from {KAPPA_GRID[0]:g} to "
-            f"{KAPPA_GRID[-1]:g}."
+            f"negative); without it, the {len(KAPPA_GRID)} margins "
+            f"{', '.join(f'{k:g}' for k in KAPPA_GRID)}."
         ),
     )
     p.add_argument("--out", type=Path, help="Output JSON (default: the shipped calibration).")

@@ -55,7 +55,7 @@ def test_remeasuring_reproduces_the_shipped_curve(shipped):
     tolerance may flip with the batch's make-up): a change of the planner or the simulator that
     moves them fails here until ``budgetgym planner-cc-calibrate`` is rerun."""
     curve = shipped.curves["hit_product"]
-    rows = [5, 8]
+    rows = [1, 5]  # margins 0 and 1
     seeds = shipped.seed_start + np.arange(shipped.campaigns)
     rates = measure_miss_rates("hit_product", seeds, curve.kappa[rows], shipped.horizon_hours)
     np.testing.assert_allclose(rates, curve.measured[rows], rtol=0, atol=2.01 / shipped.campaigns)
