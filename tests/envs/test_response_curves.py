@@ -19,14 +19,18 @@ from budgetgym.envs import (
     resolve_scenario,
 )
 from budgetgym.envs.response_curves import FIT_TOLERANCE
-from budgetgym.envs.scenario_specs import ScenarioSpec
-from budgetgym.envs.scenarios import SCENARIOS
+from budgetgym.envs.scenario_specs import ScenarioSpec, load_scenario_file
+from budgetgym.envs.scenarios import PLAIN
 
 EXAMPLE = Path(str(resources.files("budgetgym.envs").joinpath("scenario_examples/mmm_weekly.yaml")))
+#: The example's base: the plain market's hit_product (the curves are fitted without mechanisms).
+PLAIN_HIT = load_scenario_file(PLAIN / "hit_product.yaml")
 
 
 def _example() -> dict:
-    return yaml.safe_load(EXAMPLE.read_text())
+    """The example's data, its base made absolute so that a copy elsewhere finds it."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    return {**data, "base": str(EXAMPLE.parent / data["base"])}
 
 
 def _write(tmp_path: Path, data: dict) -> Path:
@@ -39,7 +43,7 @@ def test_the_example_file_is_a_scenario_wherever_a_path_is_accepted():
     spec = resolve_scenario(EXAMPLE)
     assert isinstance(spec, ScenarioSpec) and spec.name == "mmm_weekly"
     assert tuple(c.name for c in spec.channels) == CHANNEL_NAMES
-    base = SCENARIOS["hit_product"]
+    base = PLAIN_HIT
     by_name = {c.name: c for c in spec.channels}
     assert by_name["affiliate"] == {c.name: c for c in base.channels}["affiliate"]
     for curve in ResponseCurvesSpec.model_validate(_example()).response_curves:
@@ -58,7 +62,7 @@ def test_constant_spend_earns_the_curves_gmv(tmp_path):
     data = {**_example(), "budget_cny": [1e6, 1e6]}  # the budget never binds
     path = _write(tmp_path, data)
     spec = ResponseCurvesSpec.model_validate(data)
-    _, fits = fit_curves(spec, SCENARIOS["hit_product"])
+    _, fits = fit_curves(spec, PLAIN_HIT)
     error = {f.channel: f.max_rel_error for f in fits}
     assert max(error.values()) <= FIT_TOLERANCE
     curves = {c.channel: c for c in spec.response_curves}
