@@ -32,6 +32,7 @@ from pydantic import Field, model_validator
 from budgetgym.envs.channels import ChannelSpec, channel_array
 from budgetgym.envs.core import MAX_WIN_FRAC, hourly_markets, win_curve
 from budgetgym.envs.errors import unknown_name_error
+from budgetgym.envs.mechanisms import unmodelled_mechanisms
 from budgetgym.envs.scenario_specs import (
     DERIVED_KINDS,
     ModelPriors,
@@ -41,6 +42,7 @@ from budgetgym.envs.scenario_specs import (
 )
 from budgetgym.envs.scenarios import (
     ATTRIBUTION_WINDOW_HOURS,
+    PLAIN,
     REFERENCE_PRICE_CNY,
     SCENARIOS,
     sample_campaigns,
@@ -53,6 +55,9 @@ from budgetgym.envs.spec_base import (
     validate_mapping,
 )
 
+#: The default base: the plain market's hit product (the shipped scenarios switch on mechanisms
+#: the fit does not model).
+PLAIN_BASE = PLAIN / "hit_product.yaml"
 #: The fit's range: spend per period from TYPICAL_RANGE[0] to TYPICAL_RANGE[1] x typical.
 TYPICAL_RANGE = (0.5, 2.0)
 #: Largest relative error of the fitted GMV over that range that a file may have.
@@ -99,7 +104,8 @@ class ResponseCurvesSpec(Spec):
         name: the scenario's name.
         description: one line for listings.
         base: the scenario (name, or path relative to this file) whose channels, calendar,
-            launch support, delays and goal the result keeps.
+            launch support, delays and goal the result keeps: one of the plain market, which
+            the fit models (default: the plain ``hit_product``, ``PLAIN_BASE``).
         period_hours: the model's period (168: weekly data, 24: daily).
         price_cny: average order value (GMV is fixed by the curves; this sets orders).
         budget_cny: campaign budget, log-uniform (default: 0.8 to 1.25 times the typical
@@ -111,7 +117,7 @@ class ResponseCurvesSpec(Spec):
 
     name: Identifier
     description: str = Field(min_length=1)
-    base: str = "hit_product"
+    base: str = str(PLAIN_BASE)
     period_hours: Annotated[int, Field(ge=1)] = 168
     price_cny: PositiveFloat = REFERENCE_PRICE_CNY
     budget_cny: PositiveRange | None = None
@@ -154,6 +160,13 @@ def _base_spec(spec: ResponseCurvesSpec, source: Path) -> ScenarioSpec:
         raise ValueError(f"{source}: base: {known}")
     if not isinstance(base, ScenarioSpec):
         raise ValueError(f"{source}: base: {spec.base!r} is not a plain scenario.")
+    mechanisms = unmodelled_mechanisms(base)
+    if mechanisms:
+        raise ValueError(
+            f"{source}: base: {spec.base!r} switches on {', '.join(mechanisms)}; the fit models "
+            f"the plain market's response, so the result would miss its curves. Name a plain "
+            f"scenario, e.g. {PLAIN_BASE}."
+        )
     return base
 
 

@@ -103,3 +103,16 @@ def test_curves_the_simulator_cannot_take_are_refused_by_name(tmp_path, edit, ex
     with pytest.raises(ValueError) as err:
         check_scenario(_write(tmp_path, data))
     assert expected in str(err.value) and "curves.yaml" in str(err.value), str(err.value)
+
+
+def test_a_base_with_mechanisms_is_refused_and_the_default_base_is_plain(tmp_path):
+    """The fit models the plain market: a shipped (v1) scenario as base would miss its curves
+    by the mechanisms' effect, so it is refused by name; without ``base`` the plain hit
+    product is used."""
+    with pytest.raises(ValueError) as err:
+        check_scenario(_write(tmp_path, {**_example(), "base": "hit_product"}))
+    message = str(err.value)
+    assert "base: 'hit_product' switches on" in message and "creative fatigue" in message, message
+    assert str(PLAIN / "hit_product.yaml") in message, message
+    without_base = {key: value for key, value in _example().items() if key != "base"}
+    assert resolve_scenario(_write(tmp_path, without_base)) == resolve_scenario(EXAMPLE)
