@@ -4,7 +4,10 @@ Both runs use the same PPO hyperparameters (those of ``experiments/ppo_default.y
 ``--config`` says otherwise), the same number of campaigns and ``VecNormalize``, one torch
 thread, and count env steps per second of wall time spent in ``learn`` (rollouts and updates)::
 
-    python scripts/bench_train.py [--json FILE] [--timesteps N] [--config FILE]
+    python scripts/bench_train.py [--json FILE] [--timesteps N] [--config FILE] [--scenario S]
+
+Both step campaigns of ``--scenario`` (default ``mixed``, the shipped market), whatever mix the
+config trains on.
 
 Keys of the JSON: ``ppo_env_steps_per_s`` (batched), ``ppo_dummyvec_env_steps_per_s``,
 ``speedup``, ``env_only_steps_per_s`` (batched env with constant actions, no learning) and
@@ -44,12 +47,12 @@ def _learn_rate(config, make_venv, timesteps: int) -> float:
     return model.num_timesteps / elapsed
 
 
-def _env_only_rate(n_envs: int, seconds: float = 3.0) -> float:
+def _env_only_rate(n_envs: int, scenario: str, seconds: float = 3.0) -> float:
     from budgetgym.agents.checkpoints import quiet_render_mode_warning
     from budgetgym.envs import ACTION_DIM, BudgetVecEnv
 
     with quiet_render_mode_warning():
-        venv = BudgetVecEnv(n_envs, scenario="mixed")
+        venv = BudgetVecEnv(n_envs, scenario=scenario)
     venv.seed(0)
     venv.reset()
     actions = np.zeros((n_envs, ACTION_DIM), dtype=np.float32)
@@ -64,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="Also write the results to this JSON file.")
     parser.add_argument("--config", default="ppo_default", help="Config for PPO settings.")
+    parser.add_argument(
+        "--scenario", default="mixed", help="Scenario name or file that both views step."
+    )
     parser.add_argument(
         "--timesteps",
         type=int,
@@ -82,24 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     from budgetgym.envs import ENV_ID, BudgetVecEnv
 
     limit_threads()
-    # Both views step `mixed` campaigns, whatever mix the config trains on.
     data = read_yaml(resolve_config_path(args.config))
     env = data.setdefault("env", {})
     if isinstance(env, dict):  # anything else: validation names the error below
-        env.update(scenario="mixed", scenario_weights=None)
+        env.update(scenario=args.scenario, scenario_weights=None)
     config = validate_config(data, source=f"config {args.config}")
     n_envs, n_steps = config.env.n_envs, config.hyperparams.n_steps
     timesteps = args.timesteps or 4 * n_steps * n_envs
     env_kwargs = {"reward_mode": config.env.reward_mode, "horizon_hours": config.env.horizon_hours}
 
     def batched():
-        venv = BudgetVecEnv(n_envs, scenario="mixed", **env_kwargs)
+        venv = BudgetVecEnv(n_envs, scenario=config.env.scenario, **env_kwargs)
         venv.seed(config.seed)
         return venv
 
     def dummy():
         def make(i: int):
-            return lambda: gym.make(ENV_ID, scenario="mixed", **env_kwargs)
+            return lambda: gym.make(ENV_ID, scenario=config.env.scenario, **env_kwargs)
 
         venv = DummyVecEnv([make(i) for i in range(n_envs)])
         venv.seed(config.seed)
@@ -108,12 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "ppo_env_steps_per_s": round(_learn_rate(config, batched, timesteps), 1),
         "ppo_dummyvec_env_steps_per_s": round(_learn_rate(config, dummy, timesteps), 1),
-        "env_only_steps_per_s": round(_env_only_rate(n_envs), 1),
+        "env_only_steps_per_s": round(_env_only_rate(n_envs, config.env.scenario), 1),
     }
     speedup = result["ppo_env_steps_per_s"] / result["ppo_dummyvec_env_steps_per_s"]
     result["speedup"] = round(speedup, 2)
     result.update(
         {
+            "scenario": config.env.scenario,
             "timesteps_per_run": timesteps,
             "n_envs": n_envs,
             "n_steps": n_steps,

@@ -529,7 +529,7 @@ def test_excluded_features_by_name_channel_and_group() -> None:
 
 def test_bench_train_runs_the_configs_policy(tmp_path: Path) -> None:
     """The benchmark builds the model as training does (custom policy class, feature subset,
-    scenario mix replaced by ``mixed``) and writes its JSON."""
+    scenario mix replaced by ``--scenario``) and writes its JSON, naming the scenario."""
     data = tiny(
         env={"scenario": ["mixed", "new_product_cold_start"], "scenario_weights": [1, 1]},
         hyperparams={
@@ -541,10 +541,10 @@ def test_bench_train_runs_the_configs_policy(tmp_path: Path) -> None:
     script = Path(__file__).resolve().parents[2] / "scripts" / "bench_train.py"
     proc = subprocess.run(
         [sys.executable, str(script), "--config", str(config), "--timesteps", "96", "--json",
-         str(out)],
+         str(out), "--scenario", "low_ctr_creative"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["ppo_env_steps_per_s"] > 0 and result["ppo_dummyvec_env_steps_per_s"] > 0
-    assert result["n_envs"] == 4
+    assert result["n_envs"] == 4 and result["scenario"] == "low_ctr_creative"
