@@ -35,8 +35,10 @@ offsets, the same solver re-plans the rest of the horizon in the closed-loop ref
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy.special import ndtr, ndtri
 
@@ -325,13 +327,19 @@ class ResponseCells:
         # Channels whose first-order condition has no closed form (the reserve's has one).
         self.iterative = np.flatnonzero((self.hill != 1.0) | (self.impact > 0.0))
 
-    def _response(self, x: np.ndarray, hours: slice = slice(None)):
-        """Cost share ``c``, spend, GMV and the marginal ROI's log ``f + log theta`` of the paid
-        channel-hours ``hours`` at ``x (n, len(hours), paid)``."""
-        c, log_marginal, won, log_hill = self._log_marginal(x, hours)
-        spend = self.m[:, hours] * c / (1.0 - self.impact * c)
-        gmv = self.gv[:, hours] * won * np.exp(log_hill)
-        return c, spend, gmv, log_marginal
+    def _spend_gmv(self, x: np.ndarray, hours: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Spend and GMV ``(n, len(hours), paid)`` of the paid channel-hours ``hours`` at ``x``
+        (0 where ``x`` is ``X_NONE``: not bought)."""
+        spend, gmv = np.empty(x.shape), np.empty(x.shape)
+        _competitive_response(
+            np.ascontiguousarray(x, dtype=np.float64),
+            np.ascontiguousarray(self.m[:, hours]),
+            np.ascontiguousarray(self.gv[:, hours]),
+            *self._channel_constants()[1:],
+            spend,
+            gmv,
+        )
+        return spend, gmv
 
     def _log_marginal(self, x: np.ndarray, hours: slice, cols=slice(None)):
         """Cost share ``c``, the marginal ROI's log, the won share and the log of the S-shape's
@@ -386,19 +394,29 @@ class ResponseCells:
         bought = x >= x_t
         cols = self.iterative
         if cols.size:
-            lo, hi = x_t[..., cols], np.broadcast_to(self.x_cap[cols], x_t[..., cols].shape)
-            bought[..., cols] = self._log_marginal(lo, hours, cols)[1] >= target
-            at_cap = self._log_marginal(hi, hours, cols)[1] >= target
-            root = np.clip(x[..., cols], lo, hi)
-            for _ in range(_NEWTON_STEPS):
-                c, log_marginal, _, _ = self._log_marginal(root, hours, cols)
-                f = log_marginal - target
-                lo, hi = np.where(f > 0, root, lo), np.where(f > 0, hi, root)
-                slope = np.minimum(self._log_marginal_slope(root, c, cols), -1e-12)
-                step = root - f / slope
-                root = np.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
-            x[..., cols] = np.where(at_cap, hi, root)
+            root = np.empty(x_t[..., cols].shape)
+            _competitive_roots(
+                np.ascontiguousarray(self.log_ratio[:, hours][..., cols]),
+                np.ascontiguousarray(log_theta, dtype=np.float64),
+                np.ascontiguousarray(x_t[..., cols]),
+                np.ascontiguousarray(x[..., cols]),
+                *(np.ascontiguousarray(v[cols]) for v in self._channel_constants()),
+                root,
+            )
+            x[..., cols] = root
+            bought[..., cols] = root > X_NONE
         return np.where(bought, x, X_NONE)
+
+    def _channel_constants(self) -> tuple[np.ndarray, ...]:
+        """The paid channels' ``(paid,)`` constants of :func:`_competitive_roots`."""
+        return (
+            self.x_cap,
+            self.sigma,
+            self.hill,
+            self.impact,
+            self.reserve_quantile,
+            self.reserve_share,
+        )
 
     def paid_x(self, log_theta: np.ndarray, start: int = 0) -> np.ndarray:
         """``x (n, H - start, paid)`` of the paid channel-hours at ``log_theta (n,)``."""
@@ -411,8 +429,7 @@ class ResponseCells:
         """Spend ``(n, hours, paid)`` of the paid channel-hours ``start..stop-1`` at ``x``."""
         if not self.competes:
             return self.m[:, start:stop] * ndtr(x)
-        spend = self._response(x, slice(start, stop))[1]
-        return np.where(x > X_NONE, spend, 0.0)
+        return self._spend_gmv(x, slice(start, stop))[0]
 
     def paid_totals(
         self, log_theta: np.ndarray, start: int = 0
@@ -424,12 +441,13 @@ class ResponseCells:
         ``theta`` times the spend's (every channel-hour is bought down to marginal ROI theta).
         """
         x = self.paid_x(log_theta, start)
-        gmv = self.paid_gmv(x, start).sum(axis=2)
-        spend = self.paid_spend(x, start).sum(axis=2)
         density = np.exp(-0.5 * x**2) / np.sqrt(2.0 * np.pi)
         if not self.competes:
+            gmv = self.paid_gmv(x, start).sum(axis=2)
+            spend = self.paid_spend(x, start).sum(axis=2)
             slope = -(np.where(x < X_CAP, self.m[:, start:] * density / self.sigma, 0.0))
             return gmv, spend, slope.sum(axis=2)
+        spend, gmv = (v.sum(axis=2) for v in self._spend_gmv(x, slice(start, None)))
         # d spend / d log(theta) = (d spend / dx) / (d f / dx) inside [x_t, x_cap].
         c = (ndtr(x) - self.reserve_quantile) + self.reserve_share
         df = np.minimum(self._log_marginal_slope(x, c), -1e-12)
@@ -440,7 +458,7 @@ class ResponseCells:
     def paid_gmv(self, x: np.ndarray, start: int = 0) -> np.ndarray:
         """GMV ``(n, H - start, paid)`` of the paid channel-hours at ``x`` (from :meth:`paid_x`)."""
         if self.competes:
-            return np.where(x > X_NONE, self._response(x, slice(start, None))[2], 0.0)
+            return self._spend_gmv(x, slice(start, None))[1]
         return self.gv[:, start:] * ndtr(x + self.sigma)
 
     def take(self, rows: np.ndarray) -> ResponseCells:
@@ -489,6 +507,88 @@ class ResponseCells:
 
 def _normal_pdf(x: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _ndtr(x):
+    """The standard normal CDF of a scalar (scipy's ``ndtr`` within a few ulp)."""
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _log_marginal_at(x, log_ratio, sigma, hill, impact, quantile, share):
+    """:meth:`ResponseCells._log_marginal` of one channel-hour: ``(f(x), c(x))``."""
+    c = (_ndtr(x) - quantile) + share
+    log_hill = 0.0
+    if hill != 1.0:
+        log_hill = (hill - 1.0) * np.log(_ndtr(x + sigma) / HILL_REFERENCE_SHARE)
+    f = log_ratio - sigma * x + np.log(hill) + log_hill
+    return f + 2.0 * np.log(1.0 - impact * c), c
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _competitive_response(x, m, gv, sigma, hill, impact, quantile, share, spend, gmv):
+    """``spend`` and ``gmv`` ``(n, h, c)`` of the paid channel-hours at ``x (n, h, c)``, of
+    market spend ``m`` and market GMV ``gv`` ``(n, h, c)`` (:class:`ResponseCells`), 0 where
+    ``x`` is ``X_NONE``; the rest per channel ``(c,)``."""
+    n, hours, cols = x.shape
+    for i in range(n):
+        for t in range(hours):
+            for j in range(cols):
+                v = x[i, t, j]
+                if v <= X_NONE:
+                    spend[i, t, j] = gmv[i, t, j] = 0.0
+                    continue
+                c = (_ndtr(v) - quantile[j]) + share[j]
+                won = _ndtr(v + sigma[j])
+                scale = 1.0
+                if hill[j] != 1.0:
+                    scale = math.exp((hill[j] - 1.0) * np.log(won / HILL_REFERENCE_SHARE))
+                spend[i, t, j] = m[i, t, j] * c / (1.0 - impact[j] * c)
+                gmv[i, t, j] = gv[i, t, j] * won * scale
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _competitive_roots(
+    log_ratio, log_theta, x_low, x_start, x_cap, sigma, hill, impact, quantile, share, out
+):
+    """``out (n, h, c)``: per channel-hour, the root of ``f(x) = log theta`` on
+    ``[x_low, x_cap]`` by safeguarded Newton from ``x_start`` (``_NEWTON_STEPS`` steps), ``x_cap``
+    where ``f`` is still above ``log theta`` there and ``X_NONE`` where it is below it already at
+    ``x_low``. ``log_ratio``, ``x_low``, ``x_start``: ``(n, h, c)``; ``log_theta``: ``(n,)``;
+    the rest per channel ``(c,)``."""
+    pdf_norm = 1.0 / math.sqrt(2.0 * math.pi)
+    n, hours, cols = log_ratio.shape
+    for i in range(n):
+        target = log_theta[i]
+        for t in range(hours):
+            for j in range(cols):
+                lr, s, h, eta = log_ratio[i, t, j], sigma[j], hill[j], impact[j]
+                q, c0 = quantile[j], share[j]
+                lo, hi = x_low[i, t, j], x_cap[j]
+                if _log_marginal_at(lo, lr, s, h, eta, q, c0)[0] < target:
+                    out[i, t, j] = X_NONE
+                    continue
+                if _log_marginal_at(hi, lr, s, h, eta, q, c0)[0] >= target:
+                    out[i, t, j] = hi
+                    continue
+                root = min(max(x_start[i, t, j], lo), hi)
+                for _ in range(_NEWTON_STEPS):
+                    f, c = _log_marginal_at(root, lr, s, h, eta, q, c0)
+                    f -= target
+                    if f > 0:
+                        lo = root
+                    else:
+                        hi = root
+                    won = max(_ndtr(root + s), 1e-300)
+                    pdf_won = math.exp(-0.5 * (root + s) * (root + s)) * pdf_norm
+                    pdf = math.exp(-0.5 * root * root) * pdf_norm
+                    slope = (h - 1.0) * pdf_won / won - s - 2.0 * eta * pdf / (1.0 - eta * c)
+                    step = root - f / min(slope, -1e-12)
+                    if step == root:  # converged: the remaining steps would not move it
+                        break
+                    root = step if lo <= step <= hi else 0.5 * (lo + hi)
+                out[i, t, j] = root
 
 
 def meets_constraints(
