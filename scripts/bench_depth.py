@@ -16,7 +16,7 @@ ratios the depth targets use and whether each target holds::
 
     .venv/bin/python scripts/bench_depth.py --episodes 256 --json benchmarks/depth.json
 
-The defaults (256 held-out and 128 validation campaigns per scenario) take about 10 minutes for
+The defaults (1,024 held-out and 128 validation campaigns per scenario) take about 10 minutes for
 the seven scenarios on 2 CPU cores. ``--scenarios`` takes names, ``all`` or scenario files.
 """
 
@@ -30,8 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-#: Campaigns per scenario, held out and for the static search.
-DEFAULT_EPISODES = 256
+#: Campaigns per scenario, held out and for the static search. The ROI-bound share's target band
+#: is tested at its edge: 1,024 campaigns put a standard error of 1.5 points on a 35% share
+#: (2.8 points at 256).
+DEFAULT_EPISODES = 1024
 DEFAULT_VALIDATION_EPISODES = 128
 DEFAULT_JSON = Path("benchmarks/depth.json")
 #: A campaign is ROI-bound under the planner when it ends with less than this share of its
@@ -401,6 +403,7 @@ def measure_scenario(
         "flat_planner_gmv": flat_row["gmv_mean"],
         "flat_planner_miss_rate": flat_row["roi_violation_rate"],
         "roi_bound_share": roi_bound,
+        "roi_bound_share_se": float(np.sqrt(roi_bound * (1.0 - roi_bound) / utilization.size)),
         "roi_bound_share_planned": float(planner.planned_roi_bound.mean()),
         "calendar_pacing": _figures(summaries.get("calendar_pacing")),
         "mmm_static": _figures(summaries.get("mmm_static")),
@@ -573,7 +576,7 @@ def depth_table(report: dict) -> str:
                 f"| {f['gmv']:,.0f}, {_pct(f['miss_rate'])} " if f["gmv"] is not None else "| — "
                 for f in (r["calendar_pacing"], r["mmm_static"])
             )
-            + f"| {_pct(r['roi_bound_share'])} |"
+            + f"| {_pct(r['roi_bound_share'])} ± {_pct(r['roi_bound_share_se'])} |"
         )
     return head + "\n".join(lines)
 

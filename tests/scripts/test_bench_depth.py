@@ -68,6 +68,8 @@ def test_writes_every_required_figure_and_the_targets(tiny_run) -> None:
         assert set(mixed[name]) >= {"gmv", "miss_rate"}
     assert mixed["best_rule"]["name"] in BASELINE_NAMES
     assert 0.0 <= mixed["roi_bound_share"] <= 1.0
+    share, n = mixed["roi_bound_share"], mixed["episodes"]
+    assert mixed["roi_bound_share_se"] == pytest.approx(np.sqrt(share * (1 - share) / n))
     shares = mixed["planner_spend_share"]
     assert set(shares) == set(mixed["best_static"]["shares"])
     for spread in shares.values():
