@@ -34,8 +34,9 @@ SHIPPED_CALIBRATION = "planner_cc_calibration.json"
 #: The command that measures the curves, named in the errors that need it.
 CALIBRATE_COMMAND = "budgetgym planner-cc-calibrate"
 #: Margins measured, in standard deviations of the GMV still to be attributed: dense where the
-#: shipped scenarios' miss rates cross 2-10% (each margin costs a rollout of every campaign).
-KAPPA_GRID = (-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5)
+#: shipped scenarios' miss rates cross 2-10% (each margin costs a rollout of every campaign, so
+#: campaigns, which set the curve's error, buy more than margins).
+KAPPA_GRID = (0.0, 0.5, 0.75, 1.0, 1.5, 2.5)
 #: Equal miss rates at this many smallest margins mark a curve as saturated (see
 #: :attr:`MissRateCurve.saturated`).
 SATURATION_POINTS = 3
