@@ -70,11 +70,6 @@ def test_planner_beats_every_rule_at_no_higher_miss_rate(results):
             assert _gmv(best) >= _gmv(rule_result), (scenario, rule, best.summary["policy"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner_cc misses 11% of mixed's validation campaigns at alpha 0.05 on the v1 market "
-    "(its curve, measured on training campaigns, says 5% at the same margin): an open defect",
-)
 def test_planner_cc_keeps_its_risk(results):
     """planner_cc's share of campaigns below target is alpha +- 3 points on validation
     campaigns (its margin is calibrated on training ones), and falls as alpha falls.
