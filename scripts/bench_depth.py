@@ -16,7 +16,7 @@ ratios the depth targets use and whether each target holds::
 
     .venv/bin/python scripts/bench_depth.py --episodes 256 --json benchmarks/depth.json
 
-The defaults (1,024 held-out and 128 validation campaigns per scenario) take about 10 minutes for
+The defaults (1,024 held-out and 128 validation campaigns per scenario) take about 35 minutes for
 the seven scenarios on 2 CPU cores. ``--scenarios`` takes names, ``all`` or scenario files.
 """
 
