@@ -21,8 +21,8 @@ from budgetgym.envs.campaigns import BatchedCampaigns, roi_target_missed
 from budgetgym.envs.scenarios import HORIZON_HOURS, training_seeds
 
 #: Training campaigns of the calibration, per scenario (the same at every margin). The seeds share
-#: their random streams across scenarios, so one sample's luck shifts every curve at once: on 192
-#: campaigns every curve lay 2-5 points below the scenario's held-out miss rate.
+#: their random streams across scenarios, so one sample's luck shifts every curve at once: 192
+#: campaigns left each curve 2-5 points from the scenario's held-out miss rate (docs/benchmark.md).
 CALIBRATION_SEED_START = 700_000
 CALIBRATION_CAMPAIGNS = 512
 
