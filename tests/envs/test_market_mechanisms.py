@@ -542,7 +542,7 @@ def test_planner_buys_an_s_shaped_channel_hour_on_its_concave_envelope(tmp_path)
     problem, plan = plan_problem(params, expected_markets(params))
     cells = ResponseCells(problem)
     video = list(cells.paid_idx).index(list(params.channel_names).index("short_video"))
-    _, tangency_spend, tangency_gmv, _ = cells._response(cells.x_t)
+    tangency_spend, tangency_gmv = cells._spend_gmv(cells.x_t, slice(None))
     alloc = cells.allocation(np.log(plan["theta"]))[..., cells.paid_idx][..., video]
     tangency_spend, tangency_gmv = tangency_spend[..., video], tangency_gmv[..., video]
     bought = alloc > 0
