@@ -48,6 +48,7 @@ from budgetgym.envs.core import (
     MAX_WIN_FRAC,
     commission_bid,
     hill_factor,
+    normal_cdf,
     pool_saturation,
     purchase_probabilities,
     reserve_constants,
@@ -510,18 +511,12 @@ def _normal_pdf(x: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _ndtr(x):
-    """The standard normal CDF of a scalar (scipy's ``ndtr`` within a few ulp)."""
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
-
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
 def _log_marginal_at(x, log_ratio, sigma, hill, impact, quantile, share):
     """:meth:`ResponseCells._log_marginal` of one channel-hour: ``(f(x), c(x))``."""
-    c = (_ndtr(x) - quantile) + share
+    c = (normal_cdf(x) - quantile) + share
     log_hill = 0.0
     if hill != 1.0:
-        log_hill = (hill - 1.0) * np.log(_ndtr(x + sigma) / HILL_REFERENCE_SHARE)
+        log_hill = (hill - 1.0) * np.log(normal_cdf(x + sigma) / HILL_REFERENCE_SHARE)
     f = log_ratio - sigma * x + np.log(hill) + log_hill
     return f + 2.0 * np.log(1.0 - impact * c), c
 
@@ -539,8 +534,8 @@ def _competitive_response(x, m, gv, sigma, hill, impact, quantile, share, spend,
                 if v <= X_NONE:
                     spend[i, t, j] = gmv[i, t, j] = 0.0
                     continue
-                c = (_ndtr(v) - quantile[j]) + share[j]
-                won = _ndtr(v + sigma[j])
+                c = (normal_cdf(v) - quantile[j]) + share[j]
+                won = normal_cdf(v + sigma[j])
                 scale = 1.0
                 if hill[j] != 1.0:
                     scale = math.exp((hill[j] - 1.0) * np.log(won / HILL_REFERENCE_SHARE))
@@ -580,7 +575,7 @@ def _competitive_roots(
                         lo = root
                     else:
                         hi = root
-                    won = max(_ndtr(root + s), 1e-300)
+                    won = max(normal_cdf(root + s), 1e-300)
                     pdf_won = math.exp(-0.5 * (root + s) * (root + s)) * pdf_norm
                     pdf = math.exp(-0.5 * root * root) * pdf_norm
                     slope = (h - 1.0) * pdf_won / won - s - 2.0 * eta * pdf / (1.0 - eta * c)

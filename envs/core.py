@@ -666,7 +666,9 @@ def _ndtri_lanes(p):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _ndtr(x):
+def normal_cdf(x):
+    """The standard normal CDF of a scalar, for compiled code (scipy's ``ndtr`` within a few
+    ulp)."""
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
@@ -718,7 +720,7 @@ def _win_impressions(spend, volume, max_spend, sigma):
     if spend <= 0.0 or max_spend <= 0.0:
         return 0.0
     z = min(spend / max_spend, MAX_WIN_FRAC)
-    return volume * _ndtr(_ndtri(z) + sigma)
+    return volume * normal_cdf(_ndtri(z) + sigma)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -744,7 +746,7 @@ def _competitive_impressions(
         return 0.0
     share = min(spend / max_spend, MAX_WIN_FRAC)
     z = _win_quantile(share, sigma, reserve_share, reserve_quantile, won_per_share, impact)
-    return volume * _ndtr(z)
+    return volume * normal_cdf(z)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -1137,7 +1139,8 @@ def simulate_campaigns(
                 if bid:  # promoters drawn by the commission rate the allocation offers
                     expected_impressions = lanes[k, _C_BID_IMPRESSIONS, j]
                 elif allocated > 0.0 and lanes[k, _C_MAX_SPEND, j] > 0.0:
-                    expected_impressions = lanes[k, _C_VOLUME, j] * _ndtr(lanes[k, _C_WIN_Z, j])
+                    win_share = normal_cdf(lanes[k, _C_WIN_Z, j])
+                    expected_impressions = lanes[k, _C_VOLUME, j] * win_share
                 impressions = np.floor(expected_impressions + 0.5)
                 cost = 0.0
                 if billing == BILLING_CPM and impressions > 0.0:
