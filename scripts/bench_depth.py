@@ -14,7 +14,7 @@ reference) is compared with
 It writes the JSON (``benchmarks/depth.json`` by default) with each scenario's figures, the
 ratios the depth targets use and whether each target holds::
 
-    .venv/bin/python scripts/bench_depth.py --episodes 256 --json benchmarks/depth.json
+    .venv/bin/python scripts/bench_depth.py --json benchmarks/depth.json
 
 The defaults (1,024 held-out and 128 validation campaigns per scenario) take about 35 minutes for
 the seven scenarios on 2 CPU cores. ``--scenarios`` takes names, ``all`` or scenario files.
