@@ -336,7 +336,7 @@ class ResponseCells:
             np.ascontiguousarray(x, dtype=np.float64),
             np.ascontiguousarray(self.m[:, hours]),
             np.ascontiguousarray(self.gv[:, hours]),
-            *self._channel_constants()[1:],
+            *self._channel_constants(),
             spend,
             gmv,
         )
@@ -401,6 +401,7 @@ class ResponseCells:
                 np.ascontiguousarray(log_theta, dtype=np.float64),
                 np.ascontiguousarray(x_t[..., cols]),
                 np.ascontiguousarray(x[..., cols]),
+                np.ascontiguousarray(self.x_cap[cols]),
                 *(np.ascontiguousarray(v[cols]) for v in self._channel_constants()),
                 root,
             )
@@ -409,9 +410,9 @@ class ResponseCells:
         return np.where(bought, x, X_NONE)
 
     def _channel_constants(self) -> tuple[np.ndarray, ...]:
-        """The paid channels' ``(paid,)`` constants of :func:`_competitive_roots`."""
+        """The paid channels' ``(paid,)`` response constants of the kernels
+        (:func:`_competitive_response`, :func:`_competitive_roots`)."""
         return (
-            self.x_cap,
             self.sigma,
             self.hill,
             self.impact,

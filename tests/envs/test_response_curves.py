@@ -18,13 +18,12 @@ from budgetgym.envs import (
     fit_curves,
     resolve_scenario,
 )
-from budgetgym.envs.response_curves import FIT_TOLERANCE
+from budgetgym.envs.response_curves import FIT_TOLERANCE, PLAIN_BASE
 from budgetgym.envs.scenario_specs import ScenarioSpec, load_scenario_file
-from budgetgym.envs.scenarios import PLAIN
 
 EXAMPLE = Path(str(resources.files("budgetgym.envs").joinpath("scenario_examples/mmm_weekly.yaml")))
 #: The example's base: the plain market's hit_product (the curves are fitted without mechanisms).
-PLAIN_HIT = load_scenario_file(PLAIN / "hit_product.yaml")
+PLAIN_HIT = load_scenario_file(PLAIN_BASE)
 
 
 def _example() -> dict:
@@ -113,6 +112,6 @@ def test_a_base_with_mechanisms_is_refused_and_the_default_base_is_plain(tmp_pat
         check_scenario(_write(tmp_path, {**_example(), "base": "hit_product"}))
     message = str(err.value)
     assert "base: 'hit_product' switches on" in message and "creative fatigue" in message, message
-    assert str(PLAIN / "hit_product.yaml") in message, message
+    assert str(PLAIN_BASE) in message, message
     without_base = {key: value for key, value in _example().items() if key != "base"}
     assert resolve_scenario(_write(tmp_path, without_base)) == resolve_scenario(EXAMPLE)
