@@ -136,8 +136,15 @@ def start_training(tmp_path: Path, run: str = "run") -> subprocess.Popen:
 
 def test_a_run_in_use_refuses_a_second_process_and_names_the_holder(tmp_path: Path) -> None:
     holder = start_training(tmp_path)
+
+    def listing() -> list[str]:
+        # The holder keeps training: its own staging files (.NAME.tmp-PID) come and go.
+        own = (f".tmp-{holder.pid}", f".old-{holder.pid}")
+        return sorted(p.name for p in (tmp_path / "run").iterdir() if not p.name.endswith(own))
+
     try:
-        before = sorted(p.name for p in (tmp_path / "run").iterdir())
+        before = listing()
+        recorded = {n: (tmp_path / "run" / n).read_bytes() for n in ("config.yaml", "command.txt")}
         resumed = cli("train", "--resume", "run", "--total-timesteps", "20000000", cwd=tmp_path)
         line = one_line_error(resumed)
         assert f"Run directory run is in use by process {holder.pid}" in line
@@ -145,7 +152,8 @@ def test_a_run_in_use_refuses_a_second_process_and_names_the_holder(tmp_path: Pa
         config = tmp_path / "tiny.yaml"
         fresh = cli("train", "--config", str(config), "--run-dir", "run", cwd=tmp_path)
         assert f"in use by process {holder.pid}" in one_line_error(fresh)
-        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+        assert listing() == before
+        assert {n: (tmp_path / "run" / n).read_bytes() for n in recorded} == recorded
     finally:
         holder.send_signal(signal.SIGINT)
         holder.communicate(timeout=120)
