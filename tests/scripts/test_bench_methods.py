@@ -1,0 +1,78 @@
+"""scripts/bench_methods.py: runs grouped by method, the best rule found by the criterion, the
+targets judged per seed and on the seed mean, and bad input refused by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from budgetgym.scripts import bench_methods
+
+
+def row(policy: str, gmv: float, miss: float, scenario: str = "hit_product") -> dict:
+    return {
+        "policy": policy,
+        "scenario": scenario,
+        "gmv_mean": gmv,
+        "roi_violation_rate": miss,
+        "auctionnet_score_mean": gmv * (1 - miss),
+        "compensation_pct_of_spend": 10 * miss,
+    }
+
+
+def leaderboard(*runs: dict) -> list[dict]:
+    """planner 100, planner_cc 90 at 5% misses; the rules: roi_proportional is the best rule
+    (80 at 20% misses, within planner_cc's + 5 points is nobody, so best by AuctionNet score)."""
+    return [
+        row("planner", 100.0, 0.20),
+        row("planner_cc", 90.0, 0.05),
+        row("roi_proportional", 80.0, 0.20),
+        row("uniform", 70.0, 0.40),
+        *runs,
+    ]
+
+
+def test_each_seed_is_judged_against_the_best_rule_and_the_mean_against_planner_cc() -> None:
+    runs = [row("a_s0", 86.0, 0.21), row("a_s1", 88.0, 0.25), row("b_s0", 87.0, 0.07)]
+    table = bench_methods.method_rows(
+        leaderboard(*runs), {"a": [Path("x/a_s0"), Path("y/a_s1")], "b": [Path("b_s0")]}
+    )
+    a, b = table
+    assert a["rule"] == b["rule"] == "roi_proportional"
+    # a_s1 has more GMV but 5 points more misses than the rule: beyond the 2-point margin.
+    assert (a["seeds_beating_rule"], a["beats_rule_every_seed"]) == (1, False)
+    assert a["pct_of_planner"]["mean"] == pytest.approx(87.0)
+    assert a["miss_pct"]["seeds"] == pytest.approx([21.0, 25.0])
+    assert a["gmv_vs_rule_pct"]["mean"] == pytest.approx(100 * (87 / 80 - 1))
+    assert not a["near_planner_cc"]  # 97% of planner_cc's GMV, but 23% misses
+    assert b["beats_rule_every_seed"] and b["near_planner_cc"]  # 96.7% at 7% <= 5 + 3
+    assert b["train_minutes"] == [None]  # no run directory on disk
+
+
+def test_training_minutes_run_from_the_first_command_to_final(tmp_path: Path) -> None:
+    run = tmp_path / "a_s0"
+    (run / "final").mkdir(parents=True)
+    (run / "command.txt").write_text("2026-01-01 10:00:00  budgetgym train\n")
+    (run / "final" / "meta.json").write_text(json.dumps({"saved_at": "2026-01-01T10:12:30+0000"}))
+    assert bench_methods.train_minutes(run) == pytest.approx(12.5)
+
+
+def test_a_run_missing_from_the_comparison_is_named(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "leaderboard.json"
+    path.write_text(json.dumps(leaderboard(row("a_s0", 86.0, 0.21))))
+    assert bench_methods.main([str(path), "--method", "a=a_s0,a_s9"]) == 2
+    assert "a_s9 is not in the comparison on hit_product" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_methods.main([str(path), "--method", "a"])
+
+
+def test_the_table_is_printed_and_written(tmp_path: Path, capsys) -> None:
+    path, out = tmp_path / "leaderboard.json", tmp_path / "methods.json"
+    path.write_text(json.dumps(leaderboard(row("a_s0", 86.0, 0.21))))
+    assert bench_methods.main([str(path), "--method", "a=a_s0", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| a | hit_product | 86.0 ± 0.0 | 21.0 ± 0.0 |" in printed
+    assert "a: beats the best rule on every seed in every scenario: True" in printed
+    assert json.loads(out.read_text())[0]["runs"] == ["a_s0"]
