@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from budgetgym.agents.algorithms import algorithm_spec
@@ -228,6 +229,28 @@ def normalize_train_env(config: TrainConfig, venv: VecEnv) -> VecNormalize:
         return VecNormalize(venv, gamma=config.hyperparams.gamma, **config.normalize.model_dump())
 
 
+class _FrozenMeanStd(RunningMeanStd):
+    """Running statistics that no longer update (``VecNormalize`` calls ``update`` each step)."""
+
+    def update(self, arr: np.ndarray) -> None:
+        pass
+
+
+def keep_imitation_statistics(config: TrainConfig, vecnorm: VecNormalize | None) -> None:
+    """After an imitation warm start, hold ``vecnorm``'s observation statistics where imitation
+    set them; its return statistics keep updating.
+
+    The actor was fitted on observations normalized by the imitation dataset's statistics, and
+    the learner's own states move them: ``dagger``'s student misses 20% of 128 validation
+    targets with its own statistics and 31% with them merged with 250k of its training states,
+    before any gradient step. PPO would start from a policy it never fitted.
+    """
+    if config.imitation is not None and vecnorm is not None:
+        stats, frozen = vecnorm.obs_rms, _FrozenMeanStd(shape=vecnorm.obs_rms.mean.shape)
+        frozen.mean, frozen.var, frozen.count = stats.mean, stats.var, stats.count
+        vecnorm.obs_rms = frozen
+
+
 def campaign_seed(config: TrainConfig, num_timesteps: int) -> int:
     """First training campaign seed: the config seed, shifted on resume so as not to repeat."""
     offset = (num_timesteps // max(config.env.horizon_hours, 1)) * 7919
@@ -323,6 +346,7 @@ def train(
     model = new_model(config, vecnorm)
     if config.imitation is not None:  # dagger's settings, or PPO's warm start (fitted here)
         attach_imitation(model, config, log, progress, paths.tensorboard / "imitation")
+        keep_imitation_statistics(config, vecnorm)
     return _learn(
         model, config, paths, progress, report, final_comparison, log, None, on_validation
     )
@@ -384,7 +408,9 @@ def resume(
         return TrainResult(paths.root, done, False, 0.0, paths.final, metrics, rows)
     _drop_records_after(paths, done, log)
     _wait_past_event_files(paths)
-    loaded.train_on(make_train_env(config, campaign_seed(config, done)))
+    keep_imitation_statistics(
+        config, loaded.train_on(make_train_env(config, campaign_seed(config, done)))
+    )
     model = loaded.model
     if config.total_timesteps != _config_target(paths):
         paths.config.write_text(config.to_yaml())

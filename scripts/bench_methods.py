@@ -13,6 +13,9 @@ training wall time of each run (from its ``command.txt`` to its ``final/`` check
         --method dagger=runs/dagger_s0,runs/dagger_s1,runs/dagger_s2 --method ... \\
         --json benchmarks/methods.json
 
+Several comparisons of the same campaigns (a method trained later, compared on its own) are
+merged: the first one's rows, then the policies each other one adds.
+
 It checks the targets of a learned method, per scenario:
 
 - **beats the best rule** on a seed: more mean GMV, and a miss rate at most the rule's +
@@ -59,6 +62,27 @@ def parse_method(spec: str) -> tuple[str, list[Path]]:
     if not sep or not name or not runs:
         raise argparse.ArgumentTypeError(f"--method takes NAME=RUN[,RUN...], got {spec!r}")
     return name, [Path(r) for r in runs.split(",")]
+
+
+def merge(leaderboards: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The rows of several comparisons of the same campaigns: the first one's, then each
+    (scenario, policy) the others add. A method trained later is compared without running the
+    references and rules again.
+
+    Raises:
+        ValueError: a row present in two comparisons differs (other seeds, episodes or code).
+    """
+    rows = {(r["scenario"], r["policy"]): r for r in leaderboards[0]}
+    for board in leaderboards[1:]:
+        for r in board:
+            key = (r["scenario"], r["policy"])
+            if key not in rows:
+                rows[key] = r
+            elif (rows[key]["episodes"], rows[key]["gmv_mean"]) != (r["episodes"], r["gmv_mean"]):
+                raise ValueError(
+                    f"the comparisons differ on {key[1]} in {key[0]}: not the same campaigns"
+                )
+    return list(rows.values())
 
 
 def _stat(values: list[float]) -> dict[str, Any]:
@@ -152,7 +176,10 @@ def markdown(table: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("leaderboard", type=Path, help="leaderboard.json of the comparison")
+    parser.add_argument(
+        "leaderboard", type=Path, nargs="+",
+        help="leaderboard.json of the comparison; several of the same campaigns are merged",
+    )  # fmt: skip
     parser.add_argument(
         "--method", type=parse_method, action="append", required=True, metavar="NAME=RUN,...",
         help="a method and its run directories (one per training seed); repeat for several",
@@ -163,10 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(methods) != len(args.method):
         parser.error("each --method needs its own name")
     try:
-        rows = json.loads(args.leaderboard.read_text())
+        rows = merge([json.loads(path.read_text()) for path in args.leaderboard])
         table = method_rows(rows, methods)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"error: {args.leaderboard}: {exc}", file=sys.stderr)
+        print(f"error: {', '.join(map(str, args.leaderboard))}: {exc}", file=sys.stderr)
         return 2
     print(markdown(table))
     miss_limit = PLANNER_CC_ALPHA + CC_MISS_MARGIN

@@ -18,7 +18,7 @@ from budgetgym.agents.imitation import (
     teacher_action,
 )
 from budgetgym.agents.planner import PlannerPolicy
-from budgetgym.agents.training import make_train_env, train
+from budgetgym.agents.training import make_train_env, resume, train
 from budgetgym.envs import BatchedCampaigns
 from budgetgym.envs.core import MAX_PACE_MULT, action_to_spend_request
 from budgetgym.envs.scenarios import (
@@ -203,7 +203,16 @@ def test_ppo_run_with_an_imitation_section_fits_the_actor_before_ppo(tmp_path: P
     stages = [line for line in lines if line.startswith("Imitation stage")]
     assert len(stages) == 2 and "beta 0.50" in stages[1]
     assert list((tmp_path / "run" / "tb" / "imitation").glob("events.out.tfevents.*"))
-    assert (tmp_path / "run" / "final" / "model.zip").is_file()
+    # PPO keeps the observation statistics the actor was fitted on: those of the 8 behaviour-
+    # cloning campaigns, through training and a resume; the return statistics move on.
+    bc_states = 8 * HORIZON
+    final = np.load(tmp_path / "run" / "final" / "vecnormalize.npz")
+    assert final["obs_count"] == bc_states and final["ret_count"] > 0
+    resume(tmp_path / "run", total_timesteps=192, progress=False, log=lines.append)
+    resumed = np.load(tmp_path / "run" / "final" / "vecnormalize.npz")
+    assert resumed["obs_count"] == bc_states and resumed["ret_count"] > final["ret_count"]
+    for key in ("obs_mean", "obs_var"):
+        np.testing.assert_array_equal(resumed[key], final[key])
 
 
 def test_a_privileged_critic_warm_starts_from_the_observation_alone():

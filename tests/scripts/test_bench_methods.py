@@ -76,3 +76,16 @@ def test_the_table_is_printed_and_written(tmp_path: Path, capsys) -> None:
     assert "| a | hit_product | 86.0 ± 0.0 | 21.0 ± 0.0 |" in printed
     assert "a: beats the best rule on every seed in every scenario: True" in printed
     assert json.loads(out.read_text())[0]["runs"] == ["a_s0"]
+
+
+def test_comparisons_of_the_same_campaigns_merge_and_others_are_refused(tmp_path: Path) -> None:
+    first, later = leaderboard(row("a_s0", 86.0, 0.21)), leaderboard(row("b_s0", 87.0, 0.07))
+    for rows in (first, later):
+        for r in rows:
+            r["episodes"] = 256
+    merged = bench_methods.merge([first, later])
+    assert [r["policy"] for r in merged][-2:] == ["a_s0", "b_s0"] and len(merged) == 6
+    other = json.loads(json.dumps(later))
+    other[0]["gmv_mean"] = 101.0  # the planner on other campaigns
+    with pytest.raises(ValueError, match="differ on planner in hit_product"):
+        bench_methods.merge([first, other])
