@@ -138,6 +138,7 @@ def method_rows(rows: list[dict[str, Any]], methods: dict[str, list[Path]]) -> l
                 "rule": rule["policy"],
                 "rule_pct_of_planner": 100 * rule["gmv_mean"] / planner["gmv_mean"],
                 "rule_miss_pct": 100 * rule["roi_violation_rate"],
+                "rule_compensation_pct_of_spend": rule["compensation_pct_of_spend"],
                 "cc_pct_of_planner": 100 * cc["gmv_mean"] / planner["gmv_mean"],
                 "cc_miss_pct": 100 * cc["roi_violation_rate"],
                 "seeds_beating_rule": sum(beats),
@@ -157,7 +158,8 @@ def markdown(table: list[dict[str, Any]]) -> str:
     """The table as markdown: one line per (method, scenario), then the references."""
     lines = [
         "| method | scenario | % of planner | ROI misses % | compensation % of spend "
-        "| GMV vs best rule % | seeds beating the rule | best rule (% of planner, misses %) "
+        "| GMV vs best rule % | seeds beating the rule "
+        "| best rule (% of planner, misses %, compensation %) "
         "| planner_cc (% of planner, misses %) | train min per seed |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -168,7 +170,8 @@ def markdown(table: list[dict[str, Any]]) -> str:
             f"| {_cell(r['miss_pct'])} | {_cell(r['compensation_pct_of_spend'])} "
             f"| {r['gmv_vs_rule_pct']['mean']:+.1f} ± {r['gmv_vs_rule_pct']['ci95']:.1f} "
             f"| {r['seeds_beating_rule']} of {len(r['runs'])} "
-            f"| `{r['rule']}` ({r['rule_pct_of_planner']:.1f}, {r['rule_miss_pct']:.1f}) "
+            f"| `{r['rule']}` ({r['rule_pct_of_planner']:.1f}, {r['rule_miss_pct']:.1f}, "
+            f"{r['rule_compensation_pct_of_spend']:.1f}) "
             f"| {r['cc_pct_of_planner']:.1f}, {r['cc_miss_pct']:.1f} | {minutes} |"
         )
     return "\n".join(lines)
