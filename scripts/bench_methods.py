@@ -2,8 +2,8 @@
 
 A method is one configuration trained with several seeds (one run directory per seed). One
 held-out comparison with every run as a policy gives, per run and scenario, the GMV in % of the
-planner's, the ROI-miss rate, the compensation in % of spend and the paired GMV difference to
-the best rule (``agents/verdict.py``'s criterion). This script groups the runs by method and
+planner's, the ROI-miss rate and the compensation in % of spend, beside the best rule
+(``agents/verdict.py``'s criterion) and ``planner_cc``. This script groups the runs by method and
 writes the table: method x scenario, mean and 95% interval over seeds (Student t), with the
 training wall time of each run (from its ``command.txt`` to its ``final/`` checkpoint)::
 
@@ -11,7 +11,7 @@ training wall time of each run (from its ``command.txt`` to its ``final/`` check
         --policy runs/dagger_s0 --policy runs/dagger_s1 ...
     .venv/bin/python scripts/bench_methods.py runs/methods/eval/leaderboard.json \\
         --method dagger=runs/dagger_s0,runs/dagger_s1,runs/dagger_s2 --method ... \\
-        --json benchmarks/methods.json
+        --json docs/results/methods.json
 
 Several comparisons of the same campaigns (a method trained later, compared on its own) are
 merged: the first one's rows, then the policies each other one adds.
