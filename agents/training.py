@@ -236,7 +236,7 @@ class _FrozenMeanStd(RunningMeanStd):
         pass
 
 
-def keep_imitation_statistics(config: TrainConfig, vecnorm: VecNormalize | None) -> None:
+def keep_imitation_statistics(config: TrainConfig, vecnorm: VecNormalize) -> None:
     """After an imitation warm start, hold ``vecnorm``'s observation statistics where imitation
     set them; its return statistics keep updating.
 
@@ -245,7 +245,7 @@ def keep_imitation_statistics(config: TrainConfig, vecnorm: VecNormalize | None)
     targets with its own statistics and 31% with them merged with 250k of its training states,
     before any gradient step. PPO would start from a policy it never fitted.
     """
-    if config.imitation is not None and vecnorm is not None:
+    if config.imitation is not None:
         stats, frozen = vecnorm.obs_rms, _FrozenMeanStd(shape=vecnorm.obs_rms.mean.shape)
         frozen.mean, frozen.var, frozen.count = stats.mean, stats.var, stats.count
         vecnorm.obs_rms = frozen

@@ -118,21 +118,20 @@ def method_rows(rows: list[dict[str, Any]], methods: dict[str, list[Path]]) -> l
                 if row is None:
                     raise ValueError(f"{run_dir.name} is not in the comparison on {scenario}.")
                 runs.append(row)
-            misses = [r["roi_violation_rate"] for r in runs]
-            gmv_vs_cc = [r["gmv_mean"] / cc["gmv_mean"] for r in runs]
+            miss_pct = _stat([100 * r["roi_violation_rate"] for r in runs])
+            vs_cc = _stat([r["gmv_mean"] / cc["gmv_mean"] for r in runs])
             vs_rule = [100 * (r["gmv_mean"] / rule["gmv_mean"] - 1) for r in runs]
             beats = [
                 r["gmv_mean"] > rule["gmv_mean"]
                 and r["roi_violation_rate"] <= rule["roi_violation_rate"] + RULE_MISS_MARGIN + 1e-12
                 for r in runs
             ]
-            mean_miss, mean_vs_cc = sum(misses) / len(runs), sum(gmv_vs_cc) / len(runs)
             out.append({
                 "method": name,
                 "scenario": scenario,
                 "runs": [d.name for d in run_dirs],
                 "pct_of_planner": _stat([100 * r["gmv_mean"] / planner["gmv_mean"] for r in runs]),
-                "miss_pct": _stat([100 * m for m in misses]),
+                "miss_pct": miss_pct,
                 "compensation_pct_of_spend": _stat([r["compensation_pct_of_spend"] for r in runs]),
                 "gmv_vs_rule_pct": _stat(vs_rule),
                 "rule": rule["policy"],
@@ -143,8 +142,8 @@ def method_rows(rows: list[dict[str, Any]], methods: dict[str, list[Path]]) -> l
                 "cc_miss_pct": 100 * cc["roi_violation_rate"],
                 "seeds_beating_rule": sum(beats),
                 "beats_rule_every_seed": all(beats),
-                "near_planner_cc": mean_vs_cc >= CC_GMV_SHARE
-                and mean_miss <= PLANNER_CC_ALPHA + CC_MISS_MARGIN + 1e-12,
+                "near_planner_cc": vs_cc["mean"] >= CC_GMV_SHARE
+                and miss_pct["mean"] <= 100 * (PLANNER_CC_ALPHA + CC_MISS_MARGIN) + 1e-9,
                 "train_minutes": [train_minutes(d) for d in run_dirs],
             })  # fmt: skip
     return out
