@@ -112,6 +112,23 @@ def check_dagger(config: Any) -> None:
     check_rollout_batch(config)
 
 
+def check_ars(config: Any) -> None:
+    """ARS plays its own campaigns (``budgetgym.agents.random_search``): the training env's
+    reward wrappers and a residual rule do not reach them, so they are refused."""
+    env = config.env
+    for key, value, plain in (
+        ("residual_base", config.residual_base, "none"),
+        ("env.paired_baseline", env.paired_baseline, "none"),
+        ("env.reward_shaping", env.reward_shaping, "none"),
+        ("env.roi_miss_penalty", env.roi_miss_penalty, 0),
+    ):
+        if value != plain:
+            raise ValueError(
+                f"{key} ({value!r}) does not apply to algorithm ars, which scores whole "
+                f"campaigns it plays itself; set {key}: {plain}"
+            )
+
+
 def _factor_near(total: int, wanted: int) -> int:
     """The factor of ``total`` closest to ``wanted``."""
     factors = [d for d in range(1, total + 1) if total % d == 0]
@@ -196,5 +213,13 @@ register_algorithm(
         imitation=True,
         learns_from_reward=False,
         check=check_dagger,
+    )
+)
+register_algorithm(
+    AlgorithmSpec(
+        "ars",
+        PPOParams,
+        "budgetgym.agents.random_search:RandomSearch",
+        check=check_ars,
     )
 )

@@ -2,7 +2,7 @@
 
 A config has five parts::
 
-    algorithm: ppo            # ppo | sac | recurrent_ppo | dagger (budgetgym.agents.algorithms)
+    algorithm: ppo   # ppo | sac | recurrent_ppo | dagger | ars (budgetgym.agents.algorithms)
     seed: 0
     total_timesteps: 2.0e+6
     env: {scenario: mixed, n_envs: 64, reward_mode: gmv_roi_penalty, ...}
@@ -12,6 +12,7 @@ A config has five parts::
     checkpoint: {save_freq: 200000}
     lagrangian: {constraint: miss_rate, target: 0.05, kp: 1.0, ki: 0.2, kd: 0.0}   # optional
     imitation: {iterations: 4, ...}   # dagger's settings; for ppo, an imitation warm start
+    ars: {n_delta: 16, ...}           # ars's settings (Augmented Random Search)
 
 Every model rejects unknown keys (``extra="forbid"``) and is immutable, and its scalars are
 strictly typed (``n_envs: true`` or ``norm_obs: "yes"`` fail; a whole float such as ``6.0e+6``
@@ -320,10 +321,40 @@ class ImitationConfig(_Frozen):
     """Adam step size of the fits."""
     holdout_frac: Annotated[StrictFloat, Field(gt=0, lt=1)] = 0.1
     """Share of the campaigns whose states are held out of the fits for early stopping."""
+    pace_expectile: Annotated[StrictFloat, Field(gt=0, lt=1)] = 0.5
+    """The expectile of the teacher's pace (action entry 0) that the student learns among
+    states it cannot tell apart (asymmetric least squares, Newey & Powell 1987). 0.5: the mean
+    (squared error). Below 0.5 a cautious student: asking for more than the label costs
+    ``(1 - tau) / tau`` times what asking for less does, so where campaigns that look alike
+    call for different paces it spends like the weaker ones. The channel logits keep the
+    squared error."""
 
     def states(self, horizon_hours: int) -> int:
         """Labelled states collected in all: every campaign's hours."""
         return (self.bc_campaigns + self.iterations * self.campaigns_per_iteration) * horizon_hours
+
+
+# --------------------------------------------------------------------------------------------
+# Augmented Random Search (budgetgym.agents.random_search)
+# --------------------------------------------------------------------------------------------
+class ARSConfig(_Frozen):
+    """Augmented Random Search (``algorithm: ars``): each generation plays ``2 n_delta``
+    perturbations of the actor on the same ``env.n_envs`` fresh training campaigns."""
+
+    n_delta: PositiveInt = 16
+    """Random directions per generation (each played as +delta and -delta)."""
+    n_top: PositiveInt = 8
+    """Directions kept for the step: those with the best return of their two candidates."""
+    delta_std: Annotated[StrictFloat, Field(gt=0)] = 0.05
+    """Standard deviation of the perturbations, in the actor's parameter units."""
+    learning_rate: Annotated[StrictFloat, Field(gt=0)] = 0.02
+    """Step size, divided by ``n_top`` times the standard deviation of the kept returns."""
+
+    @model_validator(mode="after")
+    def _top_within_directions(self) -> ARSConfig:
+        if self.n_top > self.n_delta:
+            raise ValueError(f"n_top ({self.n_top}) must be at most n_delta ({self.n_delta})")
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,8 +365,9 @@ class TrainConfig(_Frozen):
 
     algorithm: str = "ppo"
     """A registered algorithm (:mod:`budgetgym.agents.algorithms`): ``ppo`` (default), ``sac``,
-    ``recurrent_ppo`` (sb3-contrib) or ``dagger`` (PPO's actor trained by imitation of the
-    planner: :mod:`budgetgym.agents.imitation`), or one a researcher registered."""
+    ``recurrent_ppo`` (sb3-contrib), ``dagger`` (PPO's actor trained by imitation of the
+    planner: :mod:`budgetgym.agents.imitation`) or ``ars`` (PPO's actor trained by Augmented
+    Random Search: :mod:`budgetgym.agents.random_search`), or one a researcher registered."""
     seed: Annotated[Integer, Field(ge=0, lt=800_000)] = 0
     """Seeds torch, numpy and the training campaigns (evaluation seeds are fixed ranges)."""
     total_timesteps: PositiveInt = 2_000_000
@@ -360,6 +392,17 @@ class TrainConfig(_Frozen):
     imitation: ImitationConfig | None = None
     """``algorithm: dagger``: its settings (default: ``ImitationConfig()``). ``ppo``: its actor
     starts from behaviour cloning and DAgger with these settings, then PPO fine-tunes it."""
+
+    ars: ARSConfig | None = None
+    """``algorithm: ars``: its settings (default: ``ARSConfig()``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ars_defaults(cls, data: Any) -> Any:
+        """``algorithm: ars`` without an ``ars`` section: the default settings."""
+        if isinstance(data, dict) and data.get("algorithm") == "ars" and not data.get("ars"):
+            data = {**data, "ars": {}}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -448,6 +491,8 @@ class TrainConfig(_Frozen):
                 )
         if hp.policy_kwargs.action_weight_decay > 0 and not spec.action_weight_decay:
             raise ValueError(_only("policy_kwargs.action_weight_decay", spec.name))
+        if self.ars is not None and self.algorithm != "ars":
+            raise ValueError(f"ars applies to algorithm ars only, not to {self.algorithm}")
         if self.imitation is not None and not spec.imitation:
             raise ValueError(_only("imitation", spec.name))
         if hp.policy_kwargs.privileged_critic and not spec.privileged_critic:
@@ -707,6 +752,7 @@ def _valid_keys(parent: tuple[str, ...], algorithm: str) -> tuple[str, ...]:
         ("checkpoint",): CheckpointConfig,
         ("lagrangian",): LagrangianConfig,
         ("imitation",): ImitationConfig,
+        ("ars",): ARSConfig,
         ("hyperparams",): hyperparams_model(algorithm),
         ("hyperparams", "policy_kwargs"): PolicyKwargs,
     }

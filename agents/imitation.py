@@ -213,7 +213,8 @@ class FitStats:
 
 class ActorFit:
     """Fits an SB3 actor-critic policy's mean action to targets by mean squared error (Adam),
-    stopping early on held-out states; keeps the weights of the best held-out loss."""
+    the pace's asymmetric for a ``pace_expectile`` other than 0.5, stopping early on held-out
+    states; keeps the weights of the best held-out loss."""
 
     def __init__(self, policy: Any, settings: ImitationConfig, seed: int) -> None:
         self.policy = policy
@@ -222,11 +223,22 @@ class ActorFit:
         self.optimizer = torch.optim.Adam(self.params, lr=settings.learning_rate)
         self.generator = torch.Generator().manual_seed(seed)
 
+    def errors(self, obs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Squared errors ``(n, k + 1)`` of the mean action on normalized ``obs (n, obs_dim)``
+        against ``target (n, k + 1)``, the pace's weighted by its expectile: ``2 tau`` where
+        the student asks for less than the label, ``2 (1 - tau)`` where it asks for more."""
+        residual = target - mean_action(self.policy, obs)
+        squared = residual**2
+        tau = self.settings.pace_expectile
+        pace_weight = torch.where(residual[:, 0] > 0, 2.0 * tau, 2.0 * (1.0 - tau))
+        return torch.cat([squared[:, :1] * pace_weight[:, None], squared[:, 1:]], dim=1)
+
     def loss(self, obs: torch.Tensor, target: torch.Tensor) -> float:
-        """Mean squared error over ``obs (n, obs_dim)`` normalized and ``target (n, k + 1)``."""
+        """Mean of :meth:`errors` over ``obs (n, obs_dim)`` normalized and ``target (n, k + 1)``
+        (the mean squared error for ``pace_expectile`` 0.5)."""
         with torch.no_grad():
             total = sum(
-                float(((mean_action(self.policy, o) - t) ** 2).sum())
+                float(self.errors(o, t).sum())
                 for o, t in zip(obs.split(_EVAL_CHUNK), target.split(_EVAL_CHUNK), strict=True)
             )
         return total / max(target.numel(), 1)
@@ -250,7 +262,7 @@ class ActorFit:
             order = torch.randperm(len(train_x), generator=self.generator).to(device)
             total = 0.0
             for batch in order.split(size):
-                loss = ((mean_action(self.policy, train_x[batch]) - train_y[batch]) ** 2).mean()
+                loss = self.errors(train_x[batch], train_y[batch]).mean()
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()

@@ -63,6 +63,7 @@ from budgetgym.agents.config import TrainConfig, load_config
 from budgetgym.agents.imitation import attach_imitation
 from budgetgym.agents.lagrangian import LagrangianUpdate, PIDLagrangian
 from budgetgym.agents.progress import LineProgress, is_terminal
+from budgetgym.agents.random_search import attach_search
 from budgetgym.agents.report import compare_run
 from budgetgym.agents.residual import ResidualAction
 from budgetgym.agents.runlock import holds_run_lock
@@ -347,6 +348,8 @@ def train(
     if config.imitation is not None:  # dagger's settings, or PPO's warm start (fitted here)
         attach_imitation(model, config, log, progress, paths.tensorboard / "imitation")
         keep_imitation_statistics(config, vecnorm)
+    if config.ars is not None:
+        attach_search(model, config)
     return _learn(
         model, config, paths, progress, report, final_comparison, log, None, on_validation
     )

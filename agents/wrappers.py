@@ -251,6 +251,12 @@ class LagrangianReward(VecEnvWrapper):
         shaped = reward.astype(np.float64) - self.controller.multiplier * cost
         return obs, shaped.astype(np.float32), done, infos
 
+    def record(self, costs: np.ndarray) -> None:
+        """Add the costs ``(n,)`` of campaigns finished outside the env (a trainer that plays
+        its own campaigns, :mod:`budgetgym.agents.random_search`) to the measurement."""
+        self._pending_cost += float(np.sum(costs))
+        self._pending_campaigns += len(costs)
+
     def take_measurement(self) -> float | None:
         """``J_c``: the mean cost of the campaigns finished since the last call (the share that
         missed, or the mean final shortfall / B); None if none finished."""

@@ -47,16 +47,17 @@ def a2c() -> Iterator[AlgorithmSpec]:
 
 
 def test_builtin_algorithms_are_registered() -> None:
-    assert list(ALGORITHMS) == ["ppo", "sac", "recurrent_ppo", "dagger"]
+    assert list(ALGORITHMS) == ["ppo", "sac", "recurrent_ppo", "dagger", "ars"]
     assert algorithm_spec("recurrent_ppo").recurrent
     assert algorithm_spec("sac").replay_buffer
     assert algorithm_spec("dagger").model_class().__name__ == "DAgger"
+    assert algorithm_spec("ars").model_class().__name__ == "RandomSearch"
 
 
 def test_unknown_algorithm_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="unknown algorithm 'ppo2' \\(did you mean 'ppo'\\?\\)"):
         algorithm_spec("ppo2")
-    with pytest.raises(ValueError, match="valid: ppo, sac, recurrent_ppo, dagger"):
+    with pytest.raises(ValueError, match="valid: ppo, sac, recurrent_ppo, dagger, ars"):
         validate_config({"algorithm": "a2c"})
 
 

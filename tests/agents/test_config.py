@@ -65,7 +65,7 @@ def test_hyperparams_are_the_model_class_argument_names(name: str) -> None:
         ({"hyperparams": {"n_steps": "many"}}, ["hyperparams.n_steps", "integer", "'many'"]),
         ({"env": {"scenario": "mixd"}}, ["env.scenario", "'mixd'", "did you mean 'mixed'"]),
         ({"env": {"reward_mode": "revenue"}}, ["env.reward_mode", "'revenue'"]),
-        ({"algorithm": "dqn"}, ["algorithm", "valid: ppo, sac, recurrent_ppo, dagger"]),
+        ({"algorithm": "dqn"}, ["algorithm", "valid: ppo, sac, recurrent_ppo, dagger, ars"]),
         ({"total_timesteps": 2.5}, ["total_timesteps", "integer"]),
         ({"total_timesteps": -5}, ["total_timesteps", "greater than 0"]),
         ({"algorithm": "sac", "hyperparams": {"n_epochs": 3}}, ["hyperparams.n_epochs"]),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import VecNormalize
 
+from budgetgym.agents.algorithms import ALGORITHMS
 from budgetgym.agents.checkpoints import (
     ObsNormalizer,
     SB3Policy,
@@ -24,7 +25,7 @@ CONFIGS = sorted(EXPERIMENTS_DIR.glob("*.yaml"))
 
 def test_every_algorithm_has_a_bundled_config() -> None:
     algorithms = {load_config(path).algorithm for path in CONFIGS}
-    assert algorithms == {"ppo", "sac", "recurrent_ppo", "dagger"}
+    assert algorithms == set(ALGORITHMS) == {"ppo", "sac", "recurrent_ppo", "dagger", "ars"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)

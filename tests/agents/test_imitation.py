@@ -7,14 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
 from budgetgym.agents.checkpoints import ObsNormalizer, SB3Policy, new_model
 from budgetgym.agents.config import validate_config
 from budgetgym.agents.imitation import (
+    ActorFit,
     Imitation,
     attach_imitation,
     collect,
+    mean_action,
     teacher_action,
 )
 from budgetgym.agents.planner import PlannerPolicy
@@ -119,6 +122,25 @@ def test_behaviour_cloning_moves_the_student_to_the_planners_actions():
     assert gap_after < 0.6 * gap_before
 
 
+@pytest.mark.parametrize("tau", [0.5, 0.2])
+def test_a_cautious_student_learns_the_paces_expectile(tau: float):
+    """Where identical-looking states carry paces of -0.5 and +0.5 alike, the fitted pace is
+    their ``tau``-expectile, 0.5 (2 tau - 1): the mean at 0.5, -0.3 at 0.2 (the cautious side);
+    the channel logits keep the squared error's mean."""
+    model, config = model_of(tiny(pace_expectile=tau))
+    fitter = ActorFit(model.policy, config.imitation, seed=0)
+    rng = np.random.default_rng(0)
+    n, width = 4096, model.action_space.shape[0]
+    obs = np.zeros((n, model.observation_space.shape[0]), dtype=np.float32)
+    target = np.zeros((n, width), dtype=np.float32)
+    target[:, 0] = rng.choice([-0.5, 0.5], n)
+    target[:, 1:] = rng.choice([-0.2, 0.4], (n, width - 1))
+    fitter.fit(obs, target, holdout=np.arange(n) % 4 == 0)
+    mean = mean_action(model.policy, torch.zeros(1, obs.shape[1]))[0].detach().numpy()
+    assert mean[0] == pytest.approx(0.5 * (2 * tau - 1), abs=0.03)
+    np.testing.assert_allclose(mean[1:], 0.1, atol=0.03)
+
+
 def test_a_dagger_iteration_adds_the_states_the_student_visits_labelled_by_the_planner():
     model, config = model_of(tiny("dagger", iterations=1, beta_decay=0.0, epochs=10))
     trainer = Imitation(model, config)
@@ -191,6 +213,8 @@ def test_imitation_config_is_validated():
         validate_config({**tiny(), "algorithm": "sac", "hyperparams": {}})
     with pytest.raises(ValueError, match="imitation.beta_decay"):
         validate_config(tiny("dagger", beta_decay=1.5))
+    with pytest.raises(ValueError, match="imitation.pace_expectile"):
+        validate_config(tiny("dagger", pace_expectile=1.0))
     with pytest.raises(ValueError, match="did you mean 'iterations'"):
         validate_config(tiny("dagger", iteration=2))
 
