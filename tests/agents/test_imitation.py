@@ -30,6 +30,7 @@ from budgetgym.envs.scenarios import (
     VALIDATION_SEED_START,
     training_seeds,
 )
+from tests.agents.tiny_runs import check_policy_runs_anywhere
 
 HORIZON = 24
 IMITATION = {
@@ -177,10 +178,6 @@ def test_a_dagger_iteration_adds_the_states_the_student_visits_labelled_by_the_p
 
 
 def test_dagger_run_evaluates_and_exports_with_parity(tmp_path: Path):
-    from budgetgym.agents.evaluation import evaluate
-    from budgetgym.agents.export import OnnxPolicy, export_onnx
-    from budgetgym.agents.policy import load_policy
-
     config = validate_config(tiny("dagger", iterations=1, bc_campaigns=16, epochs=5))
     assert config.total_timesteps == (16 + 16) * HORIZON
     run_dir = tmp_path / "run"
@@ -189,18 +186,7 @@ def test_dagger_run_evaluates_and_exports_with_parity(tmp_path: Path):
     records = (run_dir / "evaluations.jsonl").read_text().splitlines()
     assert len(records) == 2  # the student validated after behaviour cloning and the iteration
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
-    policy = load_policy(str(run_dir))
-    assert type(policy.model).__name__ == "DAgger"
-    summary = evaluate(policy, "hit_product", 8, progress=False, horizon_hours=HORIZON).summary
-    assert summary["episodes"] == 8 and summary["gmv_mean"] > 0
-    onnx_path = export_onnx(run_dir)
-    campaigns = BatchedCampaigns("hit_product", horizon_hours=HORIZON)
-    obs, _ = campaigns.reset(np.arange(1_000_000, 1_000_064))
-    expected, _ = policy.predict(obs)
-    actual, _ = OnnxPolicy(onnx_path).predict(obs)
-    assert np.abs(actual - expected).max() <= 1e-5
-    with pytest.raises(ValueError, match="does not resume"):
-        policy.model.learn(96, reset_num_timesteps=False)
+    check_policy_runs_anywhere(run_dir, "DAgger", HORIZON)
 
 
 def test_imitation_config_is_validated():

@@ -18,6 +18,7 @@ from budgetgym.agents.training import make_train_env, train
 from budgetgym.envs import BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
 from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT
+from tests.agents.tiny_runs import check_policy_runs_anywhere
 
 HORIZON = 24
 
@@ -133,10 +134,6 @@ def test_one_generation_steps_along_the_kept_directions():
 
 
 def test_ars_run_moves_lambda_evaluates_and_exports_with_parity(tmp_path: Path):
-    from budgetgym.agents.evaluation import evaluate
-    from budgetgym.agents.export import OnnxPolicy, export_onnx
-    from budgetgym.agents.policy import load_policy
-
     config = validate_config(tiny())
     run_dir = tmp_path / "run"
     result = train(config, run_dir, progress=False, log=lambda _: None)
@@ -145,15 +142,4 @@ def test_ars_run_moves_lambda_evaluates_and_exports_with_parity(tmp_path: Path):
     assert len(records) == 3  # validated after every generation
     state = json.loads((run_dir / "final" / "lagrangian.json").read_text())
     assert state["multiplier"] != 0.5 and state["pending_campaigns"] == 0
-    policy = load_policy(str(run_dir))
-    assert type(policy.model).__name__ == "RandomSearch"
-    summary = evaluate(policy, "hit_product", 8, progress=False, horizon_hours=HORIZON).summary
-    assert summary["episodes"] == 8 and summary["gmv_mean"] > 0
-    onnx_path = export_onnx(run_dir)
-    campaigns = BatchedCampaigns("hit_product", horizon_hours=HORIZON)
-    obs, _ = campaigns.reset(np.arange(1_000_000, 1_000_016))
-    expected, _ = policy.predict(obs)
-    actual, _ = OnnxPolicy(onnx_path).predict(obs)
-    assert np.abs(actual - expected).max() <= 1e-5
-    with pytest.raises(ValueError, match="does not resume"):
-        policy.model.learn(96, reset_num_timesteps=False)
+    check_policy_runs_anywhere(run_dir, "RandomSearch", HORIZON)

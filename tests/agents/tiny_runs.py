@@ -64,3 +64,28 @@ def wait_for_file(path: Path, proc: subprocess.Popen, safety_net_s: float = 900.
             out, err = proc.communicate()
             pytest.fail(f"{path.name} never appeared (exit code {proc.returncode}):\n{out}{err}")
         time.sleep(0.2)
+
+
+def check_policy_runs_anywhere(run_dir: Path, model_class: str, horizon_hours: int) -> None:
+    """A trained run of a PPO-format algorithm that does not resume (dagger, ars): its policy
+    loads as ``model_class``, evaluates, exports to ONNX with parity to ``predict`` (1e-5), and
+    its model refuses to continue."""
+    import numpy as np
+
+    from budgetgym.agents.evaluation import evaluate
+    from budgetgym.agents.export import OnnxPolicy, export_onnx
+    from budgetgym.agents.policy import load_policy
+    from budgetgym.envs import BatchedCampaigns
+
+    policy = load_policy(str(run_dir))
+    assert type(policy.model).__name__ == model_class
+    summary = evaluate(policy, "hit_product", 8, progress=False, horizon_hours=horizon_hours)
+    assert summary.summary["episodes"] == 8 and summary.summary["gmv_mean"] > 0
+    onnx_path = export_onnx(run_dir)
+    campaigns = BatchedCampaigns("hit_product", horizon_hours=horizon_hours)
+    obs, _ = campaigns.reset(np.arange(1_000_000, 1_000_064))
+    expected, _ = policy.predict(obs)
+    actual, _ = OnnxPolicy(onnx_path).predict(obs)
+    assert np.abs(actual - expected).max() <= 1e-5
+    with pytest.raises(ValueError, match="does not resume"):
+        policy.model.learn(96, reset_num_timesteps=False)
