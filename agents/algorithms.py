@@ -48,6 +48,8 @@ class AlgorithmSpec:
         learns_from_reward: trains on the reward (so ``lagrangian`` applies); False: trains by
             imitation alone, and its ``imitation`` section defaults to ``ImitationConfig()``.
         export: how the ONNX graph computes the action (None: the policy does not export).
+        resumes: ``budgetgym train --resume`` continues an interrupted run (False: the model
+            refuses, its training state is not saved).
         check: raises ``ValueError`` (one sentence naming the key) on a config this algorithm
             cannot train; called after the checks of the fields above.
     """
@@ -64,6 +66,7 @@ class AlgorithmSpec:
     imitation: bool = False
     learns_from_reward: bool = True
     export: ExportHead | None = "gaussian"
+    resumes: bool = True
     check: Callable[[Any], None] | None = None
 
     def __post_init__(self) -> None:
@@ -212,6 +215,7 @@ register_algorithm(
         action_weight_decay=True,
         imitation=True,
         learns_from_reward=False,
+        resumes=False,
         check=check_dagger,
     )
 )
@@ -220,6 +224,7 @@ register_algorithm(
         "ars",
         PPOParams,
         "budgetgym.agents.random_search:RandomSearch",
+        resumes=False,
         check=check_ars,
     )
 )

@@ -715,10 +715,11 @@ def _learn_and_save(
 
     if stop.stop.is_set() and model.num_timesteps < config.total_timesteps:
         checkpoint = checkpoints.save_now(paths.checkpoint(model.num_timesteps))
-        log(
-            f"Interrupted at step {model.num_timesteps:,}: saved {checkpoint}; continue with "
-            f"`budgetgym train --resume {paths.root}`."
-        )
+        if algorithm_spec(config.algorithm).resumes:
+            then = f"continue with `budgetgym train --resume {paths.root}`"
+        else:
+            then = f"{config.algorithm} does not resume: train it anew with --overwrite"
+        log(f"Interrupted at step {model.num_timesteps:,}: saved {checkpoint}; {then}.")
         return TrainResult(
             paths.root, model.num_timesteps, True, elapsed, checkpoint, stop_signal=signals.received
         )

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +14,16 @@ import pytest
 import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
-from budgetgym.agents.checkpoints import new_model, quiet_render_mode_warning
+from budgetgym.agents.checkpoints import RunPaths, new_model, quiet_render_mode_warning
 from budgetgym.agents.config import ARSConfig, validate_config
 from budgetgym.agents.imitation import mean_action
+from budgetgym.agents.policy import load_policy
 from budgetgym.agents.random_search import RandomSearchTrainer
 from budgetgym.agents.training import make_train_env, train
-from budgetgym.envs import BatchedCampaigns
+from budgetgym.envs import ACTION_DIM, OBS_DIM, BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
 from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT
-from tests.agents.tiny_runs import check_policy_runs_anywhere
+from tests.agents.tiny_runs import check_policy_runs_anywhere, wait_for_file, write_config
 
 HORIZON = 24
 
@@ -143,3 +148,25 @@ def test_ars_run_moves_lambda_evaluates_and_exports_with_parity(tmp_path: Path):
     state = json.loads((run_dir / "final" / "lagrangian.json").read_text())
     assert state["multiplier"] != 0.5 and state["pending_campaigns"] == 0
     check_policy_runs_anywhere(run_dir, "RandomSearch", HORIZON)
+
+
+def test_ctrl_c_saves_a_policy_and_says_ars_does_not_resume(tmp_path: Path):
+    data = tiny()
+    data["total_timesteps"] = 1_000 * 2 * 3 * 6 * HORIZON  # far more than the test waits for
+    config = write_config(tmp_path, data)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "budgetgym.scripts.cli", "train", "--config", str(config),
+         "--run-dir", "run", "--no-progress"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "400"},
+    )  # fmt: skip
+    run = RunPaths(tmp_path / "run")
+    wait_for_file(run.evaluations, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "ars does not resume: train it anew with --overwrite" in out
+    assert "--resume" not in out
+    (saved,) = run.list_checkpoints()
+    action, _ = load_policy(str(saved)).predict(np.zeros((2, OBS_DIM), dtype=np.float32))
+    assert action.shape == (2, ACTION_DIM)
