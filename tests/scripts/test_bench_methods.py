@@ -43,12 +43,21 @@ def test_each_seed_is_judged_against_the_best_rule_and_the_mean_against_planner_
     assert a["rule"] == b["rule"] == "roi_proportional"
     # a_s1 has more GMV but 5 points more misses than the rule: beyond the 2-point margin.
     assert (a["seeds_beating_rule"], a["beats_rule_every_seed"]) == (1, False)
+    # On the seed mean: 87 > 80 at 23% misses, still more than 20 + 2.
+    assert not a["beats_rule_on_seed_mean"] and b["beats_rule_on_seed_mean"]
     assert a["pct_of_planner"]["mean"] == pytest.approx(87.0)
     assert a["miss_pct"]["seeds"] == pytest.approx([21.0, 25.0])
     assert a["gmv_vs_rule_pct"]["mean"] == pytest.approx(100 * (87 / 80 - 1))
     assert not a["near_planner_cc"]  # 97% of planner_cc's GMV, but 23% misses
     assert b["beats_rule_every_seed"] and b["near_planner_cc"]  # 96.7% at 7% <= 5 + 3
     assert b["train_minutes"] == [None]  # no run directory on disk
+
+
+def test_the_seed_mean_can_beat_the_rule_where_a_seed_does_not() -> None:
+    runs = [row("c_s0", 78.0, 0.10), row("c_s1", 90.0, 0.20)]
+    (c,) = bench_methods.method_rows(leaderboard(*runs), {"c": [Path("c_s0"), Path("c_s1")]})
+    assert c["seeds_beating_rule"] == 1 and not c["beats_rule_every_seed"]
+    assert c["beats_rule_on_seed_mean"]  # 84 > 80 at 15% misses
 
 
 def test_training_minutes_run_from_the_first_command_to_final(tmp_path: Path) -> None:
