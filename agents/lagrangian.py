@@ -43,13 +43,33 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+
+from budgetgym.envs.campaigns import roi_target_missed
 
 #: The constraints a Lagrangian run can put on its campaigns.
 CONSTRAINTS = ("miss_rate", "expected_shortfall")
 #: The file a checkpoint of a Lagrangian run keeps the controller's state in.
 STATE_FILE = "lagrangian.json"
 STATE_FORMAT = "budgetgym-lagrangian/1"
+
+
+def campaign_cost(
+    constraint: str,
+    gmv_cny: np.ndarray,
+    target_roi: np.ndarray,
+    spend_cny: np.ndarray,
+    budget_cny: np.ndarray,
+) -> np.ndarray:
+    """The constraint's cost ``(n,)`` of finished campaigns from their totals: 1.0 for a miss
+    (``miss_rate``), or the shortfall ``max(0, R * spend - GMV) / B``
+    (``expected_shortfall``)."""
+    if constraint == "miss_rate":
+        return roi_target_missed(gmv_cny, target_roi, spend_cny).astype(np.float64)
+    if constraint == "expected_shortfall":
+        return np.maximum(target_roi * spend_cny - gmv_cny, 0.0) / budget_cny
+    raise ValueError(f"Unknown constraint {constraint!r}; valid: {', '.join(CONSTRAINTS)}.")
 
 
 @dataclass

@@ -34,6 +34,7 @@ the actor linear, ARS's policy class.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,29 +44,26 @@ from torch.func import functional_call, vmap
 
 from budgetgym.agents.config import TrainConfig
 from budgetgym.agents.imitation import actor_parameters, mean_action
+from budgetgym.agents.lagrangian import campaign_cost
 from budgetgym.agents.wrappers import lagrangian_of
 from budgetgym.envs.campaigns import BatchedCampaigns, roi_target_missed
 from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT, training_seeds
 
 
+@dataclass
 class Generation:
-    """The campaigns of one generation's candidates: every candidate plays the same seeds.
+    """The scores of one generation's candidates, every one played on the same campaigns.
 
     Attributes:
         returns: ``(candidates,)`` mean campaign return of each candidate.
         costs: ``(candidates, campaigns)`` the constraint's cost of every campaign (a miss 0/1,
             or the shortfall / B); None without a ``lagrangian`` section.
         missed: ``(candidates, campaigns)`` bool, campaigns that ended below their ROI target.
-        states: campaign-hours played.
     """
 
-    def __init__(
-        self, returns: np.ndarray, costs: np.ndarray | None, missed: np.ndarray, states: int
-    ) -> None:
-        self.returns = returns
-        self.costs = costs
-        self.missed = missed
-        self.states = states
+    returns: np.ndarray
+    costs: np.ndarray | None
+    missed: np.ndarray
 
 
 class RandomSearchTrainer:
@@ -89,13 +87,12 @@ class RandomSearchTrainer:
         reward_mode = config.env.reward_mode
         if self.lagrangian is not None and reward_mode == "gmv_roi_penalty":
             reward_mode = "gmv"  # the multiplier prices the ROI (as make_train_env does)
-        candidates = 2 * self.settings.n_delta
+        self.candidates = 2 * self.settings.n_delta
         self.shares = config.env.campaigns_per_scenario
         self.campaigns = [
             BatchedCampaigns(s, reward_mode, config.env.roi_penalty_coef, config.env.horizon_hours)
             for s in config.env.scenarios
         ]
-        self.candidates = candidates
         self._mean_action = _MeanAction(model.policy)
         self._actor = vmap(self._act)
 
@@ -124,7 +121,7 @@ class RandomSearchTrainer:
         """Play ``candidates (c, n_params)`` on ``generation``'s campaigns; score them. The
         observation statistics take every observation made."""
         c = len(candidates)
-        returns, costs, missed, states = [], [], [], 0
+        returns, costs, missed = [], [], []
         for campaigns, seeds in zip(self.campaigns, self.seeds(generation), strict=True):
             if len(seeds) == 0:
                 continue
@@ -136,23 +133,18 @@ class RandomSearchTrainer:
                     self.vecnorm.obs_rms.update(obs)
                 obs, reward, _, info = campaigns.step(self.actions(candidates, obs))
                 total += reward
-            states += c * n * campaigns.horizon_hours
             gmv, spend = info["gmv_total"], info["spend_total"]
             target, budget = info["target_roi"], info["budget"]
-            miss = roi_target_missed(gmv, target, spend)
-            missed.append(miss.reshape(c, n))
+            missed.append(roi_target_missed(gmv, target, spend).reshape(c, n))
             returns.append(total.reshape(c, n))
             if self.lagrangian is not None:
-                if self.lagrangian.constraint == "miss_rate":
-                    cost = miss.astype(np.float64)
-                else:
-                    cost = np.maximum(target * spend - gmv, 0.0) / budget
+                cost = campaign_cost(self.lagrangian.constraint, gmv, target, spend, budget)
                 costs.append(cost.reshape(c, n))
         ret = np.concatenate(returns, axis=1)
         cost_all = np.concatenate(costs, axis=1) if costs else None
         if cost_all is not None:
             ret = ret - self.lagrangian.controller.multiplier * cost_all
-        return Generation(ret.mean(axis=1), cost_all, np.concatenate(missed, axis=1), states)
+        return Generation(ret.mean(axis=1), cost_all, np.concatenate(missed, axis=1))
 
     def actions(self, candidates: torch.Tensor, obs: np.ndarray) -> np.ndarray:
         """The deterministic actions ``(c * n, k + 1)`` of ``candidates (c, n_params)``, each
@@ -187,7 +179,6 @@ class RandomSearchTrainer:
             "ars/return_std": float(spread),
             "ars/step_size": float(step_size),
             "ars/miss_rate": float(result.missed.mean()),
-            "ars/states": float(result.states),
         }
 
     def _act(self, params: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:

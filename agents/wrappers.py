@@ -32,7 +32,12 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from budgetgym.agents.channel_set import channels_of
-from budgetgym.agents.lagrangian import CONSTRAINTS, LagrangianState, PIDLagrangian
+from budgetgym.agents.lagrangian import (
+    CONSTRAINTS,
+    LagrangianState,
+    PIDLagrangian,
+    campaign_cost,
+)
 from budgetgym.agents.residual import base_action, check_residual_base, vec_env_stack
 from budgetgym.envs import BudgetVecEnv
 from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_missed
@@ -240,11 +245,10 @@ class LagrangianReward(VecEnvWrapper):
         obs, reward, done, infos = self.venv.step_wait()
         keys = ("target_roi", "spend_total", "gmv_total", "budget")
         target_roi, spend_cny, gmv_cny, budget_cny = info_columns(infos, *keys)
+        final = campaign_cost(self.constraint, gmv_cny, target_roi, spend_cny, budget_cny)
         if self.constraint == "miss_rate":
-            final = roi_target_missed(gmv_cny, target_roi, spend_cny).astype(np.float64)
             cost = final * done
         else:
-            final = np.maximum(target_roi * spend_cny - gmv_cny, 0.0) / budget_cny
             cost = self.ledger.charge(target_roi, spend_cny, gmv_cny, budget_cny, done)
         self._pending_cost += float(final[done].sum())
         self._pending_campaigns += int(done.sum())

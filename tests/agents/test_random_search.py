@@ -89,7 +89,6 @@ def test_candidates_play_the_same_training_campaigns_with_their_own_weights():
     assert result.returns[0] == result.returns[2] != result.returns[1]
     np.testing.assert_array_equal(result.missed[0], result.missed[2])
     assert result.missed.shape == result.costs.shape == (3, 6)
-    assert result.states == 3 * 6 * HORIZON
     # The campaigns are training campaigns, fresh each generation, split 2:1 over scenarios.
     seeds = [trainer.seeds(g) for g in range(3)]
     assert [len(s) for s in seeds[0]] == [4, 2]
