@@ -250,14 +250,13 @@ class LagrangianReward(VecEnvWrapper):
             cost = final * done
         else:
             cost = self.ledger.charge(target_roi, spend_cny, gmv_cny, budget_cny, done)
-        self._pending_cost += float(final[done].sum())
-        self._pending_campaigns += int(done.sum())
+        self.record(final[done])
         shaped = reward.astype(np.float64) - self.controller.multiplier * cost
         return obs, shaped.astype(np.float32), done, infos
 
     def record(self, costs: np.ndarray) -> None:
-        """Add the costs ``(n,)`` of campaigns finished outside the env (a trainer that plays
-        its own campaigns, :mod:`budgetgym.agents.random_search`) to the measurement."""
+        """Add the costs ``(n,)`` of finished campaigns to the measurement: this env's, and
+        those a trainer plays itself (:mod:`budgetgym.agents.random_search`)."""
         self._pending_cost += float(np.sum(costs))
         self._pending_campaigns += len(costs)
 
