@@ -501,6 +501,17 @@ class TrainConfig(_Frozen):
             spec.check(self)
         return self
 
+    @property
+    def training_reward_mode(self) -> str:
+        """What the training campaigns pay: ``env.reward_mode``, but GMV where a wrapper or
+        the Lagrange multiplier prices the ROI instead (``reward_shaping:
+        dense_roi_penalty``, or ``lagrangian`` under ``gmv_roi_penalty``)."""
+        mode = self.env.reward_mode
+        dense = self.env.reward_shaping == "dense_roi_penalty"
+        if dense or (self.lagrangian is not None and mode == "gmv_roi_penalty"):
+            return "gmv"
+        return mode
+
     def sb3_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the SB3 algorithm constructor (besides policy and env)."""
         return {

@@ -84,14 +84,12 @@ class RandomSearchTrainer:
         self.lagrangian = lagrangian_of(model.get_env())
         self.params = actor_parameters(model.policy)
         self.names = _actor_parameter_names(model.policy, self.params)
-        reward_mode = config.env.reward_mode
-        if self.lagrangian is not None and reward_mode == "gmv_roi_penalty":
-            reward_mode = "gmv"  # the multiplier prices the ROI (as make_train_env does)
         self.candidates = 2 * self.settings.n_delta
         self.shares = config.env.campaigns_per_scenario
+        env, mode = config.env, config.training_reward_mode
         self.campaigns = [
-            BatchedCampaigns(s, reward_mode, config.env.roi_penalty_coef, config.env.horizon_hours)
-            for s in config.env.scenarios
+            BatchedCampaigns(s, mode, env.roi_penalty_coef, env.horizon_hours)
+            for s in env.scenarios
         ]
         self._mean_action = _MeanAction(model.policy)
         self._actor = vmap(self._act)

@@ -196,8 +196,7 @@ def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
     kwargs = env_kwargs(config)
     dense = config.env.reward_shaping == "dense_roi_penalty"
     lagrangian = config.lagrangian
-    if dense or (lagrangian is not None and kwargs["reward_mode"] == "gmv_roi_penalty"):
-        kwargs["reward_mode"] = "gmv"  # a wrapper prices the ROI; the campaigns pay GMV
+    kwargs["reward_mode"] = config.training_reward_mode  # GMV where a wrapper prices the ROI
     with quiet_render_mode_warning():
         sizes = config.env.campaigns_per_scenario
         envs = [
