@@ -302,6 +302,10 @@ class ImitationConfig(_Frozen):
 
     teacher: Literal["planner", "planner_cc"] = "planner"
     """The reference imitated (it reads the campaigns' true parameters; the student does not)."""
+    teacher_alpha: Annotated[StrictFloat, Field(gt=0, lt=0.5)] | None = None
+    """``planner_cc``'s risk: the share of campaigns it lets end below their target (default
+    None: the reference's 0.05). Below 0.05 the teacher plans to a wider ROI margin, read from
+    the shipped calibration of each training scenario, and the student inherits it."""
     bc_campaigns: PositiveInt = 512
     """Campaigns the teacher plays alone for the behaviour-cloning dataset."""
     iterations: Annotated[Integer, Field(ge=0)] = 4
@@ -328,6 +332,15 @@ class ImitationConfig(_Frozen):
     ``(1 - tau) / tau`` times what asking for less does, so where campaigns that look alike
     call for different paces it spends like the weaker ones. The channel logits keep the
     squared error."""
+
+    @model_validator(mode="after")
+    def _alpha_needs_planner_cc(self) -> ImitationConfig:
+        if self.teacher_alpha is not None and self.teacher != "planner_cc":
+            raise ValueError(
+                f"teacher_alpha is planner_cc's risk; the teacher is {self.teacher!r}: "
+                "set teacher: planner_cc or drop teacher_alpha"
+            )
+        return self
 
     def states(self, horizon_hours: int) -> int:
         """Labelled states collected in all: every campaign's hours."""

@@ -57,7 +57,8 @@ from stable_baselines3.common.policies import BaseModel
 from budgetgym.agents.checkpoints import ObsNormalizer, SB3Policy
 from budgetgym.agents.config import ImitationConfig, TrainConfig
 from budgetgym.agents.dagger import DAgger
-from budgetgym.agents.policy import load_policy
+from budgetgym.agents.planner import PlannerPolicy
+from budgetgym.agents.policy import PLANNER_CC, load_policy, unavailable
 from budgetgym.agents.privileged import actor_input
 from budgetgym.agents.progress import evaluation_progress
 from budgetgym.agents.residual import base_action, residual_base_of, venv_channels
@@ -83,6 +84,19 @@ def teacher_action(
     scale = np.where(capped, cap / np.where(capped, total, 1.0), 1.0)
     action = spend_to_action(spend_cny * scale[:, None], state.budget_left_cny, hours_left)
     return action, capped
+
+
+def load_teacher(name: str, alpha: float | None = None) -> Any:
+    """The reference ``name`` to imitate, ``planner_cc`` at risk ``alpha`` if given.
+
+    Raises:
+        ValueError: an ``alpha`` for a teacher other than ``planner_cc``, or outside ``(0, 0.5)``.
+    """
+    if alpha is None:
+        return load_policy(name)
+    if name != PLANNER_CC:
+        raise ValueError(f"A teacher's alpha is planner_cc's risk; the teacher is {name!r}.")
+    return PlannerPolicy(alpha=alpha)
 
 
 @dataclass
@@ -122,6 +136,7 @@ def collect(
     beta: float = 1.0,
     rng: np.random.Generator | None = None,
     teacher: str = "planner",
+    teacher_alpha: float | None = None,
     holdout_frac: float = 0.1,
     horizon_hours: int | None = None,
     progress: bool = False,
@@ -136,6 +151,7 @@ def collect(
         beta: probability that a campaign-hour follows the teacher (1 without a student).
         rng: draws the mixture and the held-out campaigns.
         teacher: ``planner`` or ``planner_cc``.
+        teacher_alpha: ``planner_cc``'s risk (``None``: the reference's, 0.05).
         holdout_frac: share of the campaigns whose states are held out of the fits (at least
             one campaign, and one kept, of ``n >= 2``).
         horizon_hours: episode length (default: the scenario's).
@@ -151,7 +167,7 @@ def collect(
     rng = np.random.default_rng() if rng is None else rng
     kwargs = {} if horizon_hours is None else {"horizon_hours": horizon_hours}
     campaigns = BatchedCampaigns(scenario, **kwargs)
-    planner = load_policy(teacher)
+    planner = load_teacher(teacher, teacher_alpha)
     obs, _ = campaigns.reset(seeds)
     planner.reset(campaigns)
     if student is not None:
@@ -326,6 +342,11 @@ class Imitation:
         self.config = config
         self.settings = config.imitation
         self.progress = progress
+        teacher = load_teacher(self.settings.teacher, self.settings.teacher_alpha)
+        for scenario in config.env.scenarios:  # fail before the first campaign, not in it
+            reason = unavailable(teacher, scenario)
+            if reason is not None:
+                raise ValueError(f"The teacher {teacher.name} cannot play {scenario}: {reason}.")
         self.vecnorm = model.get_vec_normalize_env()
         self.residual_base = residual_base_of(model.get_env())
         self.channels = venv_channels(model.get_env())
@@ -367,6 +388,7 @@ class Imitation:
                     beta=beta if student is not None else 1.0,
                     rng=self.rng,
                     teacher=self.settings.teacher,
+                    teacher_alpha=self.settings.teacher_alpha,
                     holdout_frac=self.settings.holdout_frac,
                     horizon_hours=self.config.env.horizon_hours,
                     progress=self.progress,

@@ -17,6 +17,7 @@ from budgetgym.agents.imitation import (
     Imitation,
     attach_imitation,
     collect,
+    load_teacher,
     mean_action,
     teacher_action,
 )
@@ -142,6 +143,34 @@ def test_a_cautious_student_learns_the_paces_expectile(tau: float):
     np.testing.assert_allclose(mean[1:], 0.1, atol=0.03)
 
 
+def test_a_riskier_teachers_margin_slows_its_labels():
+    """``teacher_alpha`` below planner_cc's 0.05 widens its ROI margin: in the same first-hour
+    states it asks for no faster a pace, and a slower one where the target binds."""
+    seeds = np.arange(64)
+    paces = {}
+    for alpha in (None, 0.02):
+        data, _ = collect(
+            "hit_product", seeds, teacher="planner_cc", teacher_alpha=alpha, horizon_hours=HORIZON
+        )
+        first_hour = data.obs[: len(seeds)]
+        paces[alpha] = data.actions[: len(seeds), 0]
+    np.testing.assert_array_equal(first_hour, data.obs[: len(seeds)])
+    assert np.all(paces[0.02] <= paces[None] + 1e-6)
+    assert (paces[0.02] < paces[None] - 1e-3).sum() >= 4
+    with pytest.raises(ValueError, match="the teacher is 'planner'"):
+        load_teacher("planner", 0.02)
+
+
+def test_a_teacher_without_a_margin_for_its_alpha_fails_before_training():
+    model, config = model_of(tiny("dagger", teacher="planner_cc", teacher_alpha=0.02))
+    Imitation(model, config)  # hit_product is calibrated down to 0% misses
+    data = tiny("dagger", teacher="planner_cc", teacher_alpha=0.02)
+    data["env"]["scenario"] = "double11_promotion"  # its curve ends at 4.5% misses
+    model, config = model_of(data)
+    with pytest.raises(ValueError, match="planner_cc cannot play double11_promotion: alpha 0.02"):
+        Imitation(model, config)
+
+
 def test_a_dagger_iteration_adds_the_states_the_student_visits_labelled_by_the_planner():
     model, config = model_of(tiny("dagger", iterations=1, beta_decay=0.0, epochs=10))
     trainer = Imitation(model, config)
@@ -201,6 +230,10 @@ def test_imitation_config_is_validated():
         validate_config(tiny("dagger", beta_decay=1.5))
     with pytest.raises(ValueError, match="imitation.pace_expectile"):
         validate_config(tiny("dagger", pace_expectile=1.0))
+    with pytest.raises(ValueError, match="teacher_alpha is planner_cc's risk"):
+        validate_config(tiny("dagger", teacher_alpha=0.02))
+    with pytest.raises(ValueError, match="imitation.teacher_alpha"):
+        validate_config(tiny("dagger", teacher="planner_cc", teacher_alpha=0.5))
     with pytest.raises(ValueError, match="did you mean 'iterations'"):
         validate_config(tiny("dagger", iteration=2))
 
