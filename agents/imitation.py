@@ -362,7 +362,7 @@ class Imitation:
         self.stage_seeds: list[list[np.ndarray]] = []
         for count in counts:
             self.stage_seeds.append([])
-            for share in _split(count, config.env.campaigns_per_scenario):
+            for share in split_campaigns(count, config.env.campaigns_per_scenario):
                 self.stage_seeds[-1].append(first + np.arange(share, dtype=np.int64))
                 first += share
 
@@ -436,7 +436,7 @@ class Imitation:
         return float(np.abs(own - data.actions).mean())
 
 
-def _split(count: int, weights: tuple[int, ...]) -> list[int]:
+def split_campaigns(count: int, weights: tuple[int, ...]) -> list[int]:
     """``count`` campaigns split in proportion to ``weights`` (the remainder to the first)."""
     shares = [count * w // sum(weights) for w in weights]
     shares[0] += count - sum(shares)
