@@ -4,9 +4,10 @@
 reads each campaign's true parameters. The student misses its targets several times as often
 as its teacher. This script splits that gap in two, on the same held-out campaigns:
 
-- **teacher through actions**: ``planner_cc``'s spend turned into the env's action as the
-  imitation labels are (:func:`~budgetgym.agents.imitation.teacher_action`: capped at the fastest
-  pace). What a perfect student could reach.
+- **teacher through actions**: the teacher's spend (``planner_cc`` for ``dagger``) turned into
+  the env's action as the imitation labels are
+  (:func:`~budgetgym.agents.imitation.teacher_action`: capped at the fastest pace). What a
+  perfect student could reach.
 - **student** (``--inputs``): behaviour cloning then DAgger of ``planner_cc``, the imitation
   settings and training scenarios of ``--config``, by an MLP (the config's ``pi`` layers) that
   reads the observation (``observation``: what ``algorithm: dagger`` learns) or the observation
@@ -40,10 +41,11 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from budgetgym.agents.checkpoints import ObsNormalizer
 from budgetgym.agents.config import TrainConfig, load_config
-from budgetgym.agents.evaluation import parse_scenarios, simulate
+from budgetgym.agents.evaluation import parse_scenarios, simulate, summarize
 from budgetgym.agents.imitation import (
     ActorFit,
     collect,
+    load_teacher,
     mean_action,
     split_campaigns,
     teacher_action,
@@ -57,12 +59,13 @@ INPUTS = ("observation", "privileged")
 
 
 class TeacherThroughActions:
-    """``planner_cc`` acting through the env's action, as its imitation labels do."""
+    """The teacher (a planner acting in spend) acting through the env's action, as its
+    imitation labels do."""
 
     name = "teacher_through_actions"
 
-    def __init__(self) -> None:
-        self.teacher = load_policy(PLANNER_CC)
+    def __init__(self, teacher: Any) -> None:
+        self.teacher = teacher
 
     def reset(self, campaigns: BatchedCampaigns) -> None:
         self.campaigns = campaigns
@@ -182,9 +185,8 @@ def gmv_and_miss(
     run = simulate(
         policy, scenario, episodes, seed_start, progress=False, horizon_hours=horizon_hours
     )
-    gmv = np.array([row["gmv"] for row in run.episodes])
-    missed = np.array([row["roi_violation"] for row in run.episodes], dtype=float)
-    return float(gmv.mean()), float(missed.mean())
+    summary = summarize(run.episodes, policy.name, scenario)
+    return summary["gmv_mean"], summary["roi_violation_rate"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             load_policy(PLANNER_CC), scenario, args.episodes, args.seed_start, horizon
         )
         row = {"scenario": scenario, "planner_cc_miss_pct": 100 * reference_miss}
-        for policy in (TeacherThroughActions(), student):
+        teacher = load_teacher(config.imitation.teacher, config.imitation.teacher_alpha)
+        for policy in (TeacherThroughActions(teacher), student):
             gmv, miss = gmv_and_miss(policy, scenario, args.episodes, args.seed_start, horizon)
             row[policy.name] = {"pct_of_planner_cc": 100 * gmv / reference, "miss_pct": 100 * miss}
         rows.append(row)
