@@ -141,8 +141,8 @@ def train_student(config: TrainConfig, privileged: bool, log: Any = print) -> St
             data, _ = collect(
                 scenario,
                 seeds,
-                student=student,
-                beta=settings.beta_decay**stage if student is not None else 1.0,
+                student=student if stage > 0 else None,  # behaviour cloning: the teacher alone
+                beta=settings.beta_decay**stage,
                 rng=rng,
                 teacher=settings.teacher,
                 teacher_alpha=settings.teacher_alpha,
