@@ -53,6 +53,8 @@ EC_LOW_QUANTILE = 0.1
 #: Targets on which the split is solved (then interpolated); outside it, the nearest end's split.
 ROI_GRID = np.round(np.arange(1.0, 4.0 + 1e-9, 0.1), 2)
 _CURVE_KEYS = ("beta", "ec", "s", "decay", "r2")
+#: :func:`split_table`'s solved tables, by the curves' response constants and the targets.
+_SPLIT_TABLES: dict[tuple, np.ndarray] = {}
 
 
 # -- curves ---------------------------------------------------------------------------------
@@ -342,12 +344,22 @@ def solve_split(
 
 def split_table(curves: ResponseCurves, targets: np.ndarray = ROI_GRID) -> np.ndarray:
     """:func:`solve_split` on each of ``targets`` ``(m,)`` (ascending), each warm-started from
-    the previous solution: ``(m, k)`` hourly spend, B/H units."""
-    table = np.empty((len(targets), len(curves.channels)))
-    previous: list[np.ndarray] = []
-    for i, target in enumerate(targets):
-        table[i] = solve_split(curves, float(target), previous)
-        previous = [table[i]] if table[i].sum() > 0 else []
+    the previous solution: ``(m, k)`` hourly spend, B/H units, read-only.
+
+    Solved once per process for the same curves and targets: the table is a few seconds of
+    SLSQP, and every ``mmm_static`` rule built on a scenario's curves asks for it again.
+    """
+    constants = (curves.beta, curves.ec, curves.s, curves.per_sale_spend, curves.per_sale_gmv)
+    key = tuple(tuple(np.ravel(v).astype(np.float64).tolist()) for v in (*constants, targets))
+    table = _SPLIT_TABLES.get(key)
+    if table is None:
+        table = np.empty((len(targets), len(curves.channels)))
+        previous: list[np.ndarray] = []
+        for i, target in enumerate(targets):
+            table[i] = solve_split(curves, float(target), previous)
+            previous = [table[i]] if table[i].sum() > 0 else []
+        table.flags.writeable = False
+        _SPLIT_TABLES[key] = table
     return table
 
 

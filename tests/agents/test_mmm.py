@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -151,6 +152,16 @@ def test_split_meets_budget_and_target_and_beats_random_feasible_splits(shipped,
 def test_an_unreachable_target_spends_nothing_on_paid_channels(shipped):
     curves = shipped.scenarios["hit_product"]
     assert np.all(solve_split(curves, 50.0) == 0.0)
+
+
+def test_a_table_is_solved_once_per_curves_and_cannot_be_written(shipped):
+    curves = shipped.scenarios["hit_product"]
+    table = split_table(curves)
+    assert split_table(dataclasses.replace(curves, beta=curves.beta.copy())) is table
+    bolder = split_table(dataclasses.replace(curves, beta=1.5 * curves.beta))
+    assert bolder is not table and bolder.sum() > table.sum()  # a richer market buys more
+    with pytest.raises(ValueError, match="read-only"):
+        table[0, 0] = 0.0
 
 
 def test_rule_requests_the_split_of_its_target_every_hour(shipped):
