@@ -254,6 +254,7 @@ class ResponseCells:
             self.log_ratio = np.log(self.gv / np.maximum(self.m, 1e-12)) - 0.5 * self.sigma**2
         self.cap = problem.cap_cny
         self.competes = problem.competes
+        self._floor: np.ndarray | None = None  # see _floor_log_marginal
         if self.competes:
             self._competition(problem)
         gmv_full, cost_full = expected_response(problem.cap_cny, problem)
@@ -400,6 +401,7 @@ class ResponseCells:
                 np.ascontiguousarray(self.log_ratio[:, hours][..., cols]),
                 np.ascontiguousarray(log_theta, dtype=np.float64),
                 np.ascontiguousarray(x_t[..., cols]),
+                np.ascontiguousarray(self._floor_log_marginal()[:, hours]),
                 np.ascontiguousarray(x[..., cols]),
                 np.ascontiguousarray(self.x_cap[cols]),
                 *(np.ascontiguousarray(v[cols]) for v in self._channel_constants()),
@@ -408,6 +410,22 @@ class ResponseCells:
             x[..., cols] = root
             bought[..., cols] = root > X_NONE
         return np.where(bought, x, X_NONE)
+
+    def _floor_log_marginal(self) -> np.ndarray:
+        """The marginal ROI's log ``(n, H, iterative)`` at the bottom of each iterative
+        channel-hour's range, ``min(x_t, x_cap)``: it does not depend on the price, so a
+        bisection's every step reuses it (computed at the first)."""
+        if self._floor is None:
+            cols = self.iterative
+            x_low = np.minimum(self.x_t, self.x_cap)[..., cols]
+            self._floor = np.empty(x_low.shape)
+            _log_marginals(
+                np.ascontiguousarray(self.log_ratio[..., cols]),
+                np.ascontiguousarray(x_low),
+                *(np.ascontiguousarray(v[cols]) for v in self._channel_constants()),
+                self._floor,
+            )
+        return self._floor
 
     def _channel_constants(self) -> tuple[np.ndarray, ...]:
         """The paid channels' ``(paid,)`` response constants of the kernels
@@ -470,6 +488,7 @@ class ResponseCells:
                  "bid_frac"]  # fmt: skip
         for name in names + (["x_t"] if self.competes else []):
             setattr(taken, name, getattr(self, name)[rows])
+        taken._floor = None if self._floor is None else self._floor[rows]
         return taken
 
     def sale_totals(self, log_theta: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -482,8 +501,11 @@ class ResponseCells:
     def totals(self, log_theta: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Expected GMV and spend ``(n,)`` CNY of hours ``start..H-1`` at ``log_theta (n,)``."""
         x = self.paid_x(log_theta, start)
-        gmv = self.paid_gmv(x, start).sum(axis=(1, 2))
-        spend = self.paid_spend(x, start).sum(axis=(1, 2))
+        if self.competes:  # one pass of the kernel gives both
+            spend, gmv = (v.sum(axis=(1, 2)) for v in self._spend_gmv(x, slice(start, None)))
+        else:
+            gmv = self.paid_gmv(x, start).sum(axis=(1, 2))
+            spend = self.paid_spend(x, start).sum(axis=(1, 2))
         sale_gmv, sale_spend = self.sale_totals(log_theta, start)
         return gmv + sale_gmv, spend + sale_spend
 
@@ -512,14 +534,18 @@ def _normal_pdf(x: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _log_marginal_at(x, log_ratio, sigma, hill, impact, quantile, share):
-    """:meth:`ResponseCells._log_marginal` of one channel-hour: ``(f(x), c(x))``."""
+def _marginal_terms(x, sigma, hill, impact, quantile, share):
+    """What :meth:`ResponseCells._log_marginal` of one channel-hour adds to its market's
+    ``log_ratio - sigma x + log(hill)`` at ``x``, with what the derivative reuses: the cost
+    share ``c``, the won share, the S-shape's log factor and the price impact's
+    ``2 log(1 - impact c)``. They depend on ``x`` and the channel only, so the value at a
+    channel's cap is computed once for all its hours."""
     c = (normal_cdf(x) - quantile) + share
+    won = normal_cdf(x + sigma)
     log_hill = 0.0
     if hill != 1.0:
-        log_hill = (hill - 1.0) * np.log(normal_cdf(x + sigma) / HILL_REFERENCE_SHARE)
-    f = log_ratio - sigma * x + np.log(hill) + log_hill
-    return f + 2.0 * np.log(1.0 - impact * c), c
+        log_hill = (hill - 1.0) * np.log(won / HILL_REFERENCE_SHARE)
+    return c, won, log_hill, 2.0 * np.log(1.0 - impact * c)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -545,38 +571,63 @@ def _competitive_response(x, m, gv, sigma, hill, impact, quantile, share, spend,
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _log_marginals(log_ratio, x, sigma, hill, impact, quantile, share, out):
+    """``out (n, h, c)``: the marginal ROI's log ``f(x)`` of every channel-hour at
+    ``x (n, h, c)`` (:meth:`ResponseCells._log_marginal`); ``log_ratio``: ``(n, h, c)``, the rest
+    per channel ``(c,)``."""
+    n, hours, cols = x.shape
+    log_shape = np.log(hill)
+    for i in range(n):
+        for t in range(hours):
+            for j in range(cols):
+                v, s = x[i, t, j], sigma[j]
+                _, _, log_hill, crowding = _marginal_terms(
+                    v, s, hill[j], impact[j], quantile[j], share[j]
+                )
+                out[i, t, j] = log_ratio[i, t, j] - s * v + log_shape[j] + log_hill + crowding
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _competitive_roots(
-    log_ratio, log_theta, x_low, x_start, x_cap, sigma, hill, impact, quantile, share, out
+    log_ratio, log_theta, x_low, f_low, x_start, x_cap, sigma, hill, impact, quantile, share, out
 ):
     """``out (n, h, c)``: per channel-hour, the root of ``f(x) = log theta`` on
     ``[x_low, x_cap]`` by safeguarded Newton from ``x_start`` (``_NEWTON_STEPS`` steps), ``x_cap``
     where ``f`` is still above ``log theta`` there and ``X_NONE`` where it is below it already at
-    ``x_low``. ``log_ratio``, ``x_low``, ``x_start``: ``(n, h, c)``; ``log_theta``: ``(n,)``;
-    the rest per channel ``(c,)``."""
+    ``x_low`` (``f_low = f(x_low)``, :func:`_log_marginals`). ``log_ratio``, ``x_low``,
+    ``f_low``, ``x_start``: ``(n, h, c)``; ``log_theta``: ``(n,)``; the rest per channel
+    ``(c,)``."""
     pdf_norm = 1.0 / math.sqrt(2.0 * math.pi)
     n, hours, cols = log_ratio.shape
+    log_shape = np.log(hill)
+    cap_terms = np.empty((cols, 2))  # the S-shape's and the impact's terms at the cap
+    for j in range(cols):
+        _, _, cap_hill, cap_impact = _marginal_terms(
+            x_cap[j], sigma[j], hill[j], impact[j], quantile[j], share[j]
+        )
+        cap_terms[j, 0], cap_terms[j, 1] = cap_hill, cap_impact
     for i in range(n):
         target = log_theta[i]
         for t in range(hours):
             for j in range(cols):
                 lr, s, h, eta = log_ratio[i, t, j], sigma[j], hill[j], impact[j]
-                q, c0 = quantile[j], share[j]
+                q, c0, log_h = quantile[j], share[j], log_shape[j]
                 lo, hi = x_low[i, t, j], x_cap[j]
-                if _log_marginal_at(lo, lr, s, h, eta, q, c0)[0] < target:
+                if f_low[i, t, j] < target:
                     out[i, t, j] = X_NONE
                     continue
-                if _log_marginal_at(hi, lr, s, h, eta, q, c0)[0] >= target:
+                if lr - s * hi + log_h + cap_terms[j, 0] + cap_terms[j, 1] >= target:
                     out[i, t, j] = hi
                     continue
                 root = min(max(x_start[i, t, j], lo), hi)
                 for _ in range(_NEWTON_STEPS):
-                    f, c = _log_marginal_at(root, lr, s, h, eta, q, c0)
-                    f -= target
+                    c, won, log_hill, crowding = _marginal_terms(root, s, h, eta, q, c0)
+                    f = lr - s * root + log_h + log_hill + crowding - target
                     if f > 0:
                         lo = root
                     else:
                         hi = root
-                    won = max(normal_cdf(root + s), 1e-300)
+                    won = max(won, 1e-300)
                     pdf_won = math.exp(-0.5 * (root + s) * (root + s)) * pdf_norm
                     pdf = math.exp(-0.5 * root * root) * pdf_norm
                     slope = (h - 1.0) * pdf_won / won - s - 2.0 * eta * pdf / (1.0 - eta * c)
