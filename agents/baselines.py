@@ -985,7 +985,6 @@ class MMMStaticPolicy(RulePolicy):
     def __init__(self, fits: MMMFits | None = None, scenario: str = "mixed", **kwargs) -> None:
         super().__init__(**kwargs)
         self.fits = load_fits() if fits is None else fits
-        self._tables: dict[str, np.ndarray] = {}
         # A default scenario the curves cannot serve leaves the rule unset until ``reset``
         # names one it can (which raises otherwise), so that it can still be built and asked
         # ``unavailable_on``.
@@ -1009,14 +1008,11 @@ class MMMStaticPolicy(RulePolicy):
         return None
 
     def use_scenario(self, scenario: str) -> None:
-        """Switch to ``scenario``'s curves (solving its split table the first time); they must
-        cover the paid channels of the rule's channel list, in its order."""
+        """Switch to ``scenario``'s curves (its split table is solved at the first decision);
+        they must cover the paid channels of the rule's channel list, in its order."""
         reason = self.unavailable_on(scenario, self.channels)
         if reason is not None:
             raise ValueError(f"mmm_static cannot run on scenario {scenario!r}: {reason}.")
-        curves = self.fits.scenarios[scenario]
-        if scenario not in self._tables:
-            self._tables[scenario] = split_table(curves)
         self.scenario = scenario
 
     def reset(self, campaigns: BatchedCampaigns) -> None:
@@ -1029,7 +1025,8 @@ class MMMStaticPolicy(RulePolicy):
                 "mmm_static has no scenario whose curves it can use: reset it on campaigns of "
                 "a scenario with fitted curves (see unavailable_on)."
             )
-        split = interpolate_split(self._tables[self.scenario], view["target_roi"])
+        table = split_table(self.fits.scenarios[self.scenario])  # solved once per process
+        split = interpolate_split(table, view["target_roi"])
         plan = np.zeros((split.shape[0], self.n_channels))
         plan[:, self.channels.paid] = split
         pace = np.minimum(plan.sum(axis=1) / view["even_rate"], 1.0)
