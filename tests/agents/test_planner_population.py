@@ -23,9 +23,9 @@ EPISODES = 256
 #: ``mixed`` draws every scenario's campaigns; one scenario keeps the references' cost in check.
 CHECKED = ("mixed",)
 ALPHA = 0.05
-#: Planner variants: ``None`` is the plain planner, then planner_cc from the boldest to the
-#: most careful.
-LADDER = (None, 0.1, ALPHA, 0.02)
+#: Planner variants: ``None`` is the plain planner (no risk taken into account), then
+#: planner_cc from the bolder to the more careful.
+LADDER = (None, ALPHA, 0.02)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,8 @@ def test_planner_beats_every_rule_at_no_higher_miss_rate(results):
 
 def test_planner_cc_keeps_its_risk(results):
     """planner_cc's share of campaigns below target is alpha +- 3 points on validation
-    campaigns (its margin is calibrated on training ones), and falls as alpha falls.
+    campaigns (its margin is calibrated on training ones), and falls as alpha falls
+    (the plain planner, which does not hedge, misses most).
 
     Where the calibration curve is saturated (Double-11: almost every campaign is limited by
     its budget), no margin misses as often as alpha: the constraint is slack and the rate may
@@ -82,7 +83,7 @@ def test_planner_cc_keeps_its_risk(results):
     """
     calibration = load_calibration()
     for scenario, by_policy in results.items():
-        rates = [_miss(by_policy[f"alpha={a}"]) for a in LADDER[1:]]
+        rates = [_miss(by_policy[f"alpha={a}"]) for a in LADDER]
         rate = _miss(by_policy[f"alpha={ALPHA}"])
         curve = calibration.curves[scenario]
         slack = curve.saturated and ALPHA > curve.miss_rate[0]
