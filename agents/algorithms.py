@@ -224,6 +224,7 @@ register_algorithm(
         "ars",
         PPOParams,
         "budgetgym.agents.random_search:RandomSearch",
+        imitation=True,
         resumes=False,
         check=check_ars,
     )

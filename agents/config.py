@@ -11,7 +11,7 @@ A config has five parts::
     eval: {eval_freq: 100000, n_eval_episodes: 64, ...}
     checkpoint: {save_freq: 200000}
     lagrangian: {constraint: miss_rate, target: 0.05, kp: 1.0, ki: 0.2, kd: 0.0}   # optional
-    imitation: {iterations: 4, ...}   # dagger's settings; for ppo, an imitation warm start
+    imitation: {iterations: 4, ...}   # dagger's settings; for ppo and ars, a warm start
     ars: {n_delta: 16, ...}           # ars's settings (Augmented Random Search)
 
 Every model rejects unknown keys (``extra="forbid"``) and is immutable, and its scalars are
@@ -298,7 +298,8 @@ class LagrangianConfig(_Frozen):
 # --------------------------------------------------------------------------------------------
 class ImitationConfig(_Frozen):
     """Behaviour cloning of a privileged reference, then DAgger (``algorithm: dagger``, or a
-    warm start of PPO's actor). Campaigns are training campaigns of ``env``'s scenarios."""
+    warm start of PPO's or ARS's actor). Campaigns are training campaigns of ``env``'s
+    scenarios."""
 
     teacher: Literal["planner", "planner_cc"] = "planner"
     """The reference imitated (it reads the campaigns' true parameters; the student does not)."""

@@ -35,8 +35,9 @@ fits, so a trained run normalizes as it was fitted.
 
 ``algorithm: dagger`` trains :class:`~budgetgym.agents.dagger.DAgger`, PPO's model whose
 ``learn`` runs these stages (its step counter counts labelled states); its checkpoints,
-evaluation and ONNX export are PPO's. For ``algorithm: ppo`` with an ``imitation`` section,
-:func:`attach_imitation` fits the actor first (a warm start), then PPO fine-tunes it.
+evaluation and ONNX export are PPO's. For ``algorithm: ppo`` or ``ars`` with an ``imitation``
+section, :func:`attach_imitation` fits the actor first (a warm start), then PPO or Augmented
+Random Search fine-tunes it.
 
 Campaigns are drawn from the training seed range only (``envs.scenarios.training_seeds``): the
 validation (900,000+) and held-out (1,000,000+) campaigns stay unseen.
@@ -453,9 +454,9 @@ def attach_imitation(
     """Imitation for a new run of ``config`` (with an ``imitation`` section).
 
     A :class:`~budgetgym.agents.dagger.DAgger` model gets its :class:`Imitation` (its
-    ``learn`` runs it). A PPO model is warm-started now: behaviour cloning and the DAgger
-    iterations fit its actor (scalars under ``imitation/`` in ``tensorboard`` at step = stage,
-    one line per stage to ``log``), then PPO trains from there.
+    ``learn`` runs it). A PPO (or ARS) model is warm-started now: behaviour cloning and the
+    DAgger iterations fit its actor (scalars under ``imitation/`` in ``tensorboard`` at step =
+    stage, one line per stage to ``log``), then it trains from there.
 
     Returns:
         The stages run now (none for a DAgger model, whose ``learn`` runs them).

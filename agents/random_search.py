@@ -14,7 +14,9 @@ whole-campaign returns, without a critic or action noise. Each generation:
    standard deviation of the kept returns.
 
 The observations are normalized by the run's ``VecNormalize``, whose statistics take every
-observation the candidates make (ARS's V2 state normalization). A campaign's return is the sum
+observation the candidates make (ARS's V2 state normalization), except after an imitation warm
+start (an ``imitation`` section: behaviour cloning and DAgger fit the actor first, as for PPO),
+which holds them where the fit set them. A campaign's return is the sum
 of its hourly rewards (``env.reward_mode``); with a ``lagrangian`` section the campaigns pay GMV
 and the return is ``GMV / B - lambda * cost``, the cost (a miss, or the shortfall / B) measured
 on the candidates' campaigns and handed to the training env's ``LagrangianReward``, whose

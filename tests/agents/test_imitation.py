@@ -224,7 +224,7 @@ def test_imitation_config_is_validated():
     assert validate_config({"algorithm": "dagger"}).imitation.iterations == 4
     with pytest.raises(ValueError, match="leave it out"):
         validate_config({**tiny("dagger"), "total_timesteps": 1000})
-    with pytest.raises(ValueError, match="imitation applies to algorithms ppo, dagger only"):
+    with pytest.raises(ValueError, match="imitation applies to algorithms ppo, dagger, ars only"):
         validate_config({**tiny(), "algorithm": "sac", "hyperparams": {}})
     with pytest.raises(ValueError, match="imitation.beta_decay"):
         validate_config(tiny("dagger", beta_decay=1.5))

@@ -149,6 +149,23 @@ def test_ars_run_moves_lambda_evaluates_and_exports_with_parity(tmp_path: Path):
     check_policy_runs_anywhere(run_dir, "RandomSearch", HORIZON)
 
 
+def test_an_imitation_warm_start_hands_ars_the_fitted_actor_and_its_statistics(tmp_path: Path):
+    """With an imitation section, behaviour cloning fits the actor before the first generation,
+    and the observation statistics stay those of its states: the generations' own observations
+    (thousands) do not move them, as they do without the warm start."""
+    imitation = {"bc_campaigns": 8, "iterations": 0, "epochs": 2, "holdout_frac": 0.25}
+    lines: list[str] = []
+    config = validate_config({**tiny(), "imitation": imitation})
+    result = train(config, tmp_path / "warm", progress=False, log=lines.append)
+    assert result.num_timesteps == config.total_timesteps
+    assert [line for line in lines if line.startswith("Imitation stage 0")]
+    warm = np.load(tmp_path / "warm" / "final" / "vecnormalize.npz")
+    assert warm["obs_count"] == 8 * HORIZON
+    train(validate_config(tiny()), tmp_path / "cold", progress=False, log=lines.append)
+    cold = np.load(tmp_path / "cold" / "final" / "vecnormalize.npz")
+    assert cold["obs_count"] >= config.total_timesteps  # every candidate's observations
+
+
 def test_ctrl_c_saves_a_policy_and_says_ars_does_not_resume(tmp_path: Path):
     data = tiny()
     data["total_timesteps"] = 1_000 * 2 * 3 * 6 * HORIZON  # far more than the test waits for
