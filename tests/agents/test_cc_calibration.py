@@ -49,6 +49,7 @@ def test_shipped_curves_cover_every_scenario_on_training_seeds(shipped):
         assert curve.kappa[0] <= shipped.kappa(name, 0.05) <= curve.kappa[-1], name
 
 
+@pytest.mark.slow
 def test_remeasuring_reproduces_the_shipped_curve(shipped):
     """One margin of one scenario, remeasured on the file's campaigns in a smaller batch, gives
     the shipped share to within two campaigns (one that ends at its target within the solver's

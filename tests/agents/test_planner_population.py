@@ -18,6 +18,8 @@ from budgetgym.agents.planner import PlannerPolicy
 from budgetgym.agents.policy import load_policy
 from budgetgym.envs.scenarios import VALIDATION_SEED_START
 
+pytestmark = pytest.mark.slow  # the fixture plays five references on 256 campaigns
+
 #: Validation campaigns: alpha +- 3 points is more than 2 standard errors.
 EPISODES = 256
 #: ``mixed`` draws every scenario's campaigns; one scenario keeps the references' cost in check.

@@ -134,6 +134,7 @@ def start_training(tmp_path: Path, run: str = "run") -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_a_run_in_use_refuses_a_second_process_and_names_the_holder(tmp_path: Path) -> None:
     holder = start_training(tmp_path)
 

@@ -210,6 +210,7 @@ def test_a_loaded_checkpoint_holds_the_saved_weights_counters_and_statistics(
             np.testing.assert_array_equal(buffer.rewards[: buffer.pos], saved["rewards"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["ppo", "sac"])
 def test_a_pickle_in_any_file_or_archive_member_never_runs(
     runs: dict[str, Path], algorithm: str, tmp_path: Path

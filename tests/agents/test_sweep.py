@@ -111,6 +111,7 @@ def test_sweep_without_the_extra_names_it(tmp_path: Path, monkeypatch, capsys) -
     assert 'pip install "budgetgym[sweep]"' in " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.slow
 def test_four_trial_sweep_on_local_ray(tmp_path: Path) -> None:
     config = write_config(tmp_path, SWEEP_CONFIG)
     space = write_space(tmp_path, PRUNING_SPACE)

@@ -398,6 +398,7 @@ def test_mean_ci_is_the_student_t_interval() -> None:
     assert mean_ci([7.0]) == (7.0, 0.0)
 
 
+@pytest.mark.slow
 def test_several_seeds_in_parallel(tmp_path: Path) -> None:
     final = {"final_episodes": 3, "final_scenarios": ["hit_product"]}
     config = write_config(tmp_path, tiny(total_timesteps=96, eval=final))

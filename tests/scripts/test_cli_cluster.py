@@ -67,6 +67,7 @@ def ray_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             current.unlink()
 
 
+@pytest.mark.slow
 def test_seeds_run_as_ray_tasks_on_a_cluster(tmp_path: Path, ray_head: str) -> None:
     config = write_config(tmp_path, tiny())
     proc = cli("train", "--config", str(config), "--seeds", "0", "1", "--address", ray_head,

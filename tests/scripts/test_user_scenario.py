@@ -74,6 +74,7 @@ def info_price(env: gym.Env) -> float:
     return float(env.unwrapped.campaigns.params.price_cny[0])
 
 
+@pytest.mark.slow
 def test_train_evaluate_compare_export(user_scenario: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     run_cli("train", "--config", "ppo_quick", "--scenario", str(user_scenario), "--run-dir",
