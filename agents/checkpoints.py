@@ -1128,6 +1128,13 @@ class SB3Policy:
         return add_residual(self.residual_base, arr, actions, self.channels), None
 
 
+def run_policy_name(run_dir: str | Path) -> str:
+    """The name a trained policy goes by (``compare``'s label): its run directory's name, or
+    ``RUN/CHECKPOINT`` for a checkpoint directory (``runs/a/final``: ``a/final``)."""
+    root = Path(run_dir).resolve()
+    return f"{root.parent.name}/{root.name}" if (root / META_FILE).exists() else root.name
+
+
 def load_run_policy(run_dir: str | Path, name: str | None = None) -> SB3Policy:
     """A trained policy from a run directory (``best/``, else ``final/``, else the latest
     checkpoint) or from a checkpoint directory, validated against this simulator.
@@ -1141,9 +1148,7 @@ def load_run_policy(run_dir: str | Path, name: str | None = None) -> SB3Policy:
     torch.set_num_threads(1)  # inference on small batches: more threads only contend
     directory = resolve_checkpoint(run_dir)
     loaded = load_checkpoint(directory)
-    if name is None:
-        root = Path(run_dir).resolve()
-        name = root.name if root != directory.resolve() else f"{root.parent.name}/{root.name}"
+    name = run_policy_name(run_dir) if name is None else name
     normalizer = loaded.normalization.obs_normalizer()
     try:
         residual_base = check_residual_base(str(loaded.meta.get("residual_base", "none")))

@@ -1,6 +1,7 @@
 """Learning methods against the best rule and ``planner_cc``, over training seeds.
 
-A method is one configuration trained with several seeds (one run directory per seed). One
+A method is one configuration trained with several seeds (one run directory per seed, or a
+checkpoint directory such as ``RUN/final``, labelled so by ``compare``). One
 held-out comparison with every run as a policy gives, per run and scenario, the GMV in % of the
 planner's, the ROI-miss rate and the compensation in % of spend, beside the best rule
 (``agents/verdict.py``'s criterion) and ``planner_cc``. This script groups the runs by method and
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from budgetgym.agents.checkpoints import run_policy_name
 from budgetgym.agents.policy import PLANNER, PLANNER_CC, PLANNER_CC_ALPHA
 from budgetgym.agents.training import mean_ci
 from budgetgym.agents.verdict import best_rule
@@ -48,8 +50,11 @@ CC_MISS_MARGIN = 0.03
 
 
 def train_minutes(run_dir: Path) -> float | None:
-    """Minutes from a run's first command (``command.txt``) to its ``final/`` checkpoint; None
-    when either is missing. A resumed run counts the pause between its commands too."""
+    """Minutes from a run's first command (``command.txt``) to its ``final/`` checkpoint (of
+    the run a checkpoint directory belongs to); None when either is missing. A resumed run
+    counts the pause between its commands too."""
+    if (run_dir / "meta.json").is_file():  # a checkpoint: its run's time
+        run_dir = run_dir.parent
     command, meta = run_dir / "command.txt", run_dir / "final" / "meta.json"
     if not (command.is_file() and meta.is_file()):
         return None
@@ -104,8 +109,8 @@ def method_rows(rows: list[dict[str, Any]], methods: dict[str, list[Path]]) -> l
 
     Args:
         rows: ``leaderboard.json`` of a comparison holding every run as a policy (labelled by
-            its run directory's name).
-        methods: method name -> its run directories.
+            its run directory's name, ``RUN/CHECKPOINT`` for a checkpoint directory).
+        methods: method name -> its run (or checkpoint) directories.
 
     Raises:
         ValueError: a run is missing from the comparison in some scenario.
@@ -122,10 +127,10 @@ def method_rows(rows: list[dict[str, Any]], methods: dict[str, list[Path]]) -> l
             raise ValueError(f"{scenario}: the comparison has no rules or no {PLANNER_CC} row.")
         for name, run_dirs in methods.items():
             runs = []
-            for run_dir in run_dirs:
-                row = by_key.get((scenario, run_dir.name))
+            for label in map(run_policy_name, run_dirs):
+                row = by_key.get((scenario, label))
                 if row is None:
-                    raise ValueError(f"{run_dir.name} is not in the comparison on {scenario}.")
+                    raise ValueError(f"{label} is not in the comparison on {scenario}.")
                 runs.append(row)
             miss_pct = _stat([100 * r["roi_violation_rate"] for r in runs])
             vs_cc = _stat([r["gmv_mean"] / cc["gmv_mean"] for r in runs])
@@ -134,7 +139,7 @@ def method_rows(rows: list[dict[str, Any]], methods: dict[str, list[Path]]) -> l
             out.append({
                 "method": name,
                 "scenario": scenario,
-                "runs": [d.name for d in run_dirs],
+                "runs": [run_policy_name(d) for d in run_dirs],
                 "pct_of_planner": _stat([100 * r["gmv_mean"] / planner["gmv_mean"] for r in runs]),
                 "miss_pct": miss_pct,
                 "compensation_pct_of_spend": _stat([r["compensation_pct_of_spend"] for r in runs]),

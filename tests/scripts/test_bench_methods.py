@@ -66,6 +66,18 @@ def test_training_minutes_run_from_the_first_command_to_final(tmp_path: Path) ->
     (run / "command.txt").write_text("2026-01-01 10:00:00  budgetgym train\n")
     (run / "final" / "meta.json").write_text(json.dumps({"saved_at": "2026-01-01T10:12:30+0000"}))
     assert bench_methods.train_minutes(run) == pytest.approx(12.5)
+    assert bench_methods.train_minutes(run / "final") == pytest.approx(12.5)  # its run's
+
+
+def test_a_checkpoint_directory_is_found_under_its_compare_label(tmp_path: Path) -> None:
+    """``compare --policy RUN/final`` labels the policy ``RUN/final``: the method's row is that
+    checkpoint's, not the run's (its ``best/``)."""
+    run = tmp_path / "a_s0"
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "meta.json").write_text("{}")
+    runs = [row("a_s0", 86.0, 0.21), row("a_s0/final", 70.0, 0.05)]
+    (a,) = bench_methods.method_rows(leaderboard(*runs), {"a": [run / "final"]})
+    assert a["runs"] == ["a_s0/final"] and a["pct_of_planner"]["mean"] == pytest.approx(70.0)
 
 
 def test_a_run_missing_from_the_comparison_is_named(tmp_path: Path, capsys) -> None:
