@@ -554,7 +554,7 @@ def _step_loop(
 
 # The per-chunk functions are called, not inlined: each is compiled once per process and shared
 # by the kernels and their serial and parallel builds (inlined, they made the cold compile of
-# both builds 1.8x as long); a call per chunk of campaigns costs nothing measurable. Not cached
+# both builds 1.6x as long); a call per chunk of campaigns costs nothing measurable. Not cached
 # on their own, as ``simulate_campaigns``: their code lives in the kernels' digested builds.
 _observe_campaigns = numba.njit(error_model="numpy")(_observe_campaigns)
 _summary_campaigns = numba.njit(error_model="numpy")(_summary_campaigns)

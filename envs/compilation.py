@@ -1,10 +1,10 @@
 """Compile the simulator's numba kernels ahead of the work that needs them.
 
 Every kernel is compiled with ``cache=True``: the first use on a machine compiles it (about a
-minute for all of them on two cores), later processes load the machine code from
-``__pycache__`` in a second or two. :func:`compile_kernels` runs a tiny batch through every
-kernel a workload uses, so that a command can announce the cold compile (the CLI draws a
-spinner) instead of sitting silent inside its first step.
+minute for the serial builds, about as long again for the parallel ones), later processes load
+the machine code from ``__pycache__`` in a second or two. :func:`compile_kernels` runs a tiny
+batch through every kernel a workload uses, so that a command can announce the cold compile
+(the CLI draws a spinner) instead of sitting silent inside its first step.
 
 A cold cache is detected by numba itself: its ``numba:compile`` event is broadcast only when a
 function is really compiled, never when a build is loaded from the on-disk cache.
