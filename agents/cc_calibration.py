@@ -7,7 +7,8 @@ target. The share that misses falls as ``kappa`` rises; measured on training cam
 of ``kappa`` values (:mod:`budgetgym.agents.cc_sweep`, ``budgetgym planner-cc-calibrate``), that
 curve, made non-increasing by isotonic regression, is inverted for any ``alpha`` by linear
 interpolation. The curves ship as ``agents/data/planner_cc_calibration.json``, with the seeds
-they were measured on.
+they were measured on and each block's own curve: the campaigns are rolled out in blocks, and
+the blocks' spread shows how much one sample's luck moves a margin.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from budgetgym.agents.datafile import (
 )
 
 #: Version tag of the calibration file's layout.
-CALIBRATION_FORMAT = "budgetgym-planner-cc-calibration/1"
+CALIBRATION_FORMAT = "budgetgym-planner-cc-calibration/2"
 #: The calibration shipped with the package (``budgetgym planner-cc-calibrate`` rewrites it).
 SHIPPED_CALIBRATION = "planner_cc_calibration.json"
 #: The command that measures the curves, named in the errors that need it.
@@ -52,20 +53,28 @@ class MissRateCurve:
         kappa: ``(m,)`` margins, strictly increasing.
         miss_rate: ``(m,)`` the share of campaigns that ended below target, non-increasing
             (the isotonic fit of ``measured``).
-        measured: ``(m,)`` the shares as measured.
+        measured: ``(m,)`` the shares as measured, over all campaigns.
+        blocks: ``(b, m)`` the shares as measured in each block of campaigns (one row when
+            they were measured at once); ``measured`` is their mean weighted by block size.
     """
 
     kappa: np.ndarray
     miss_rate: np.ndarray
     measured: np.ndarray
+    blocks: np.ndarray
 
     @classmethod
-    def fit(cls, kappa: np.ndarray, measured: np.ndarray) -> MissRateCurve:
-        """The curve through the ``measured`` shares ``(m,)`` at ``kappa`` ``(m,)``, made
-        non-increasing by isotonic regression (pool adjacent violators)."""
-        measured = np.asarray(measured, dtype=np.float64)
+    def fit(
+        cls, kappa: np.ndarray, blocks: np.ndarray, block_sizes: np.ndarray | None = None
+    ) -> MissRateCurve:
+        """The curve through the shares ``blocks`` ``(b, m)`` (or ``(m,)``, one block) measured
+        at ``kappa`` ``(m,)`` on blocks of ``block_sizes`` ``(b,)`` campaigns (equal if None),
+        pooled, then made non-increasing by isotonic regression (pool adjacent violators)."""
+        blocks = np.atleast_2d(np.asarray(blocks, dtype=np.float64))
+        sizes = np.ones(len(blocks)) if block_sizes is None else np.asarray(block_sizes, float)
+        measured = sizes @ blocks / sizes.sum()
         fitted = isotonic_regression(measured, increasing=False).x
-        return cls(np.asarray(kappa, dtype=np.float64), fitted, measured)
+        return cls(np.asarray(kappa, dtype=np.float64), fitted, measured, blocks)
 
     @property
     def saturated(self) -> bool:
@@ -103,6 +112,7 @@ class MissRateCurve:
             "kappa": self.kappa.tolist(),
             "miss_rate": self.miss_rate.tolist(),
             "miss_rate_measured": self.measured.tolist(),
+            "miss_rate_blocks": self.blocks.tolist(),
         }
 
 
@@ -114,6 +124,7 @@ class CCCalibration:
         curves: scenario name -> its curve.
         seed_start, campaigns: the training campaigns of every curve (seeds
             ``seed_start .. seed_start + campaigns - 1``, the same for every margin).
+        block_campaigns: campaigns per block of a curve's ``blocks`` (the last may hold fewer).
         horizon_hours: the campaigns' horizon.
         source: where the curves come from, for error messages.
     """
@@ -121,8 +132,13 @@ class CCCalibration:
     curves: dict[str, MissRateCurve]
     seed_start: int
     campaigns: int
+    block_campaigns: int
     horizon_hours: int
     source: str = "the calibration"
+
+    def block_sizes(self) -> np.ndarray:
+        """``(b,)`` campaigns per block, in seed order."""
+        return block_sizes(self.campaigns, self.block_campaigns)
 
     def kappa(self, scenario: str, alpha: float) -> float:
         """``planner_cc``'s margin in ``scenario`` for the population miss rate ``alpha``.
@@ -144,6 +160,7 @@ class CCCalibration:
             "generated_by": CALIBRATE_COMMAND,
             "seed_start": self.seed_start,
             "campaigns": self.campaigns,
+            "block_campaigns": self.block_campaigns,
             "horizon_hours": self.horizon_hours,
             "scenarios": {name: curve.to_json() for name, curve in self.curves.items()},
         }
@@ -151,6 +168,14 @@ class CCCalibration:
     def save(self, path: Path) -> None:
         """Write the calibration as JSON to ``path`` (parent folders created)."""
         write_json(path, self.to_json())
+
+
+def block_sizes(campaigns: int, block_campaigns: int) -> np.ndarray:
+    """``(b,)`` the sizes of the blocks ``campaigns`` split into: ``block_campaigns`` each, the
+    last the remainder."""
+    sizes = np.full(-(-campaigns // block_campaigns), block_campaigns)
+    sizes[-1] = campaigns - block_campaigns * (sizes.size - 1)
+    return sizes
 
 
 def shipped_calibration_path() -> Path:
@@ -176,6 +201,10 @@ def parse_calibration(data: object, source: str = "calibration") -> CCCalibratio
         data, source, CALIBRATION_FORMAT, "the curves"
     )
     horizon = json_number(data.get("horizon_hours"), f"{source}: horizon_hours", 1, 1e5, True)
+    block = json_number(
+        data.get("block_campaigns"), f"{source}: block_campaigns", 1, campaigns, True
+    )
+    sizes = block_sizes(int(campaigns), int(block))
     curves = {}
     for name, entry in json_object(data.get("scenarios"), f"{source}: scenarios").items():
         where = f"{source}: scenarios.{name}"
@@ -194,8 +223,26 @@ def parse_calibration(data: object, source: str = "calibration") -> CCCalibratio
         if np.any(np.diff(rates["miss_rate"]) > 0):
             listed = rates["miss_rate"].tolist()
             raise ValueError(f"{where}.miss_rate must not increase with kappa, got {listed}.")
-        curves[name] = MissRateCurve(kappa, rates["miss_rate"], rates["miss_rate_measured"])
-    return CCCalibration(curves, int(seed_start), int(campaigns), int(horizon), source)
+        blocks = entry.get("miss_rate_blocks")
+        if not isinstance(blocks, list) or len(blocks) != sizes.size:
+            raise ValueError(
+                f"{where}.miss_rate_blocks must be a list of {sizes.size} lists (one per block "
+                f"of {block:.0f} campaigns), got {blocks!r}."
+            )
+        blocks = np.array(
+            [
+                _array(row, f"{where}.miss_rate_blocks[{i}]", 0.0, 1.0, kappa.size)
+                for i, row in enumerate(blocks)
+            ]
+        )
+        pooled = sizes @ blocks / sizes.sum()
+        if not np.allclose(pooled, rates["miss_rate_measured"], rtol=0, atol=1e-9):
+            raise ValueError(
+                f"{where}.miss_rate_measured must be the blocks' mean weighted by their "
+                f"campaigns ({pooled.tolist()}), got {rates['miss_rate_measured'].tolist()}."
+            )
+        curves[name] = MissRateCurve(kappa, rates["miss_rate"], rates["miss_rate_measured"], blocks)
+    return CCCalibration(curves, int(seed_start), int(campaigns), int(block), int(horizon), source)
 
 
 def load_calibration(path: Path | str | None = None) -> CCCalibration:

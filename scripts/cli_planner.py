@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from budgetgym.agents.cc_calibration import (
@@ -19,7 +21,11 @@ from budgetgym.agents.cc_calibration import (
     load_calibration,
     shipped_calibration_path,
 )
-from budgetgym.agents.cc_sweep import CALIBRATION_CAMPAIGNS, CALIBRATION_SEED_START
+from budgetgym.agents.cc_sweep import (
+    CALIBRATION_BLOCK,
+    CALIBRATION_CAMPAIGNS,
+    CALIBRATION_SEED_START,
+)
 from budgetgym.envs.scenarios import HORIZON_HOURS, TRAIN_SEED_LIMIT
 from budgetgym.scripts.cli_common import CLIError, add_verb, check_training_seeds, check_writable
 
@@ -33,11 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Roll planner_cc out on training campaigns of each scenario at a grid of margins "
             "(kappa, in standard deviations of the GMV still to be attributed), all margins in "
-            "one batch on the same campaigns, and write each scenario's share of campaigns "
-            "below target as a function of kappa (and the seeds used) as JSON. planner_cc "
-            "inverts it for its alpha. Scenarios not measured are kept from an existing file "
-            "measured on the same campaigns. The default output is the file shipped with the "
-            "package, which planner_cc reads."
+            f"one batch per block of {CALIBRATION_BLOCK} campaigns, and write each scenario's "
+            "share of campaigns below target as a function of kappa (pooled and per block, with "
+            "the seeds used) as JSON. planner_cc inverts it for its alpha. Scenarios not "
+            "measured are kept from an existing file measured on the same campaigns. The default "
+            "output is the file shipped with the package, which planner_cc reads."
         ),
     )
     p.add_argument("--scenarios", default="all", help="'all' or comma-separated scenario names.")
@@ -88,9 +94,10 @@ def kept_curves(path: Path, calibration: CCCalibration) -> dict[str, MissRateCur
     if not path.exists():
         return {}
     old = load_calibration(path)
-    same = (old.seed_start, old.campaigns, old.horizon_hours) == (
+    same = (old.seed_start, old.campaigns, old.block_campaigns, old.horizon_hours) == (
         calibration.seed_start,
         calibration.campaigns,
+        calibration.block_campaigns,
         calibration.horizon_hours,
     )
     return old.curves if same else {}
@@ -109,17 +116,24 @@ def planner_cc_calibrate(args: argparse.Namespace) -> int:
     check_writable(out, directory=False)
     started = time.perf_counter()
 
-    def report(scenario: str, curve: MissRateCurve, seconds: float) -> None:
-        points = "  ".join(
-            f"{k:+.1f}:{100 * r:.1f}%" for k, r in zip(curve.kappa, curve.miss_rate, strict=True)
-        )
-        console.print(f"{scenario} ({seconds:.1f} s) kappa:miss  {points}", highlight=False)
+    def points(rates: np.ndarray) -> str:
+        return "  ".join(f"{k:+.2g}:{100 * r:.1f}%" for k, r in zip(kappas, rates, strict=True))
 
+    def report(scenario: str, first_seed: int, rates: np.ndarray, seconds: float) -> None:
+        seeds = f"{first_seed:,}-{min(first_seed + CALIBRATION_BLOCK, end) - 1:,}"
+        console.print(
+            f"{scenario} seeds {seeds} ({seconds:.1f} s) kappa:miss  {points(rates)}",
+            highlight=False,
+        )
+
+    end = args.seed_start + args.campaigns
     calibration = calibrate(
-        scenarios, args.seed_start, args.campaigns, kappas, HORIZON_HOURS, on_scenario=report
+        scenarios, args.seed_start, args.campaigns, kappas, HORIZON_HOURS, on_block=report
     )
+    for scenario, curve in calibration.curves.items():
+        console.print(f"{scenario} pooled kappa:miss  {points(curve.measured)}", highlight=False)
     curves = {**kept_curves(out, calibration), **calibration.curves}
-    CCCalibration(curves, args.seed_start, args.campaigns, HORIZON_HOURS).save(out)
+    replace(calibration, curves=curves).save(out)
     console.print(
         f"Calibrated {len(scenarios)} scenarios on {len(kappas)} margins x {args.campaigns} "
         f"campaigns in {time.perf_counter() - started:.1f} s; wrote {out}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,10 @@ from budgetgym.agents.cc_calibration import (
     shipped_calibration_path,
 )
 from budgetgym.agents.cc_sweep import (
+    CALIBRATION_BLOCK,
     CALIBRATION_CAMPAIGNS,
     CALIBRATION_SEED_START,
+    calibrate,
     measure_miss_rates,
 )
 from budgetgym.agents.planner import PlannerPolicy
@@ -37,9 +40,10 @@ def test_shipped_curves_cover_every_scenario_on_training_seeds(shipped):
     assert set(shipped.curves) == set(SCENARIO_NAMES)
     assert shipped.seed_start + shipped.campaigns <= TRAIN_SEED_LIMIT
     # The command's defaults regenerate this file.
-    assert (shipped.seed_start, shipped.campaigns) == (
+    assert (shipped.seed_start, shipped.campaigns, shipped.block_campaigns) == (
         CALIBRATION_SEED_START,
         CALIBRATION_CAMPAIGNS,
+        CALIBRATION_BLOCK,
     )
     for name, curve in shipped.curves.items():
         assert np.all(np.diff(curve.miss_rate) <= 0), name
@@ -51,16 +55,36 @@ def test_shipped_curves_cover_every_scenario_on_training_seeds(shipped):
 
 @pytest.mark.slow
 def test_remeasuring_reproduces_the_shipped_curve(shipped):
-    """One margin of one scenario, remeasured on the file's campaigns in a smaller batch, gives
-    the shipped share to within two campaigns (one that ends at its target within the solver's
-    tolerance may flip with the batch's make-up): a change of the planner or the simulator that
-    moves it fails here until ``budgetgym planner-cc-calibrate`` is rerun."""
+    """One margin of one scenario, remeasured on the file's first block of campaigns in a smaller
+    batch, gives the block's shipped share to within two campaigns (one that ends at its target
+    within the solver's tolerance may flip with the batch's make-up): a change of the planner or
+    the simulator that moves it fails here until ``budgetgym planner-cc-calibrate`` is rerun."""
     curve = shipped.curves["hit_product"]
     rows = [int(np.flatnonzero(curve.kappa == 1.0)[0])]  # the hedged planner near alpha 0.05
-    seeds = shipped.seed_start + np.arange(shipped.campaigns)
+    size = shipped.block_sizes()[0]
+    seeds = shipped.seed_start + np.arange(size)
     rates = measure_miss_rates("hit_product", seeds, curve.kappa[rows], shipped.horizon_hours)
-    np.testing.assert_allclose(rates, curve.measured[rows], rtol=0, atol=2.01 / shipped.campaigns)
+    np.testing.assert_allclose(rates, curve.blocks[0, rows], rtol=0, atol=2.01 / size)
     assert curve.kappa.tolist() == list(KAPPA_GRID)
+
+
+def test_blocks_are_measured_apart_and_pooled_by_campaign_count():
+    """Five campaigns in blocks of two: each block's shares are its own rollout's, the curve's
+    are their mean weighted by block size (2, 2, 1)."""
+    kappas = np.array([-3.0, 0.0, 3.0])
+    calibration = calibrate(["hit_product"], 0, 5, kappas, horizon_hours=24, block_campaigns=2)
+    curve = calibration.curves["hit_product"]
+    np.testing.assert_array_equal(calibration.block_sizes(), [2, 2, 1])
+    for i, (start, size) in enumerate(((0, 2), (2, 2), (4, 1))):
+        alone = measure_miss_rates("hit_product", start + np.arange(size), kappas, 24)
+        np.testing.assert_array_equal(curve.blocks[i], alone)
+    np.testing.assert_allclose(curve.measured, [2, 2, 1] @ curve.blocks / 5)
+    assert np.all(np.diff(curve.miss_rate) <= 0)
+
+
+def test_the_pooled_curve_weights_blocks_by_their_campaigns():
+    curve = MissRateCurve.fit(KAPPA, np.array([[0.4, 0.2, 0.1, 0.0], [0.1, 0.1, 0.1, 0.1]]), [3, 1])
+    np.testing.assert_allclose(curve.measured, [0.325, 0.175, 0.1, 0.025])
 
 
 def test_inversion_interpolates_the_smallest_margin():
@@ -94,7 +118,7 @@ def test_a_saturated_curve_is_slack_above_its_largest_rate():
 
 
 def test_a_scenario_without_a_curve_says_how_to_calibrate_it(shipped):
-    partial = CCCalibration({}, shipped.seed_start, shipped.campaigns, shipped.horizon_hours)
+    partial = replace(shipped, curves={})
     with pytest.raises(ValueError, match="'hit_product'; measure it with: budgetgym "
                        "planner-cc-calibrate --scenarios hit_product"):  # fmt: skip
         partial.kappa("hit_product", 0.05)
@@ -137,7 +161,14 @@ def _set_rate(data: dict, i: int, value: object) -> None:
     ("edit", "message"),
     [
         (lambda d: d.update(format="v0"),
-         r"format must be 'budgetgym-planner-cc-calibration/1', got 'v0'"),
+         r"format must be 'budgetgym-planner-cc-calibration/2', got 'v0'"),
+        (lambda d: d.update(block_campaigns=0), r"block_campaigns must be an integer in"),
+        (lambda d: d["scenarios"]["mixed"]["miss_rate_blocks"].pop(),
+         r"mixed\.miss_rate_blocks must be a list of \d+ lists \(one per block of 512"),
+        (lambda d: d["scenarios"]["mixed"]["miss_rate_blocks"][0].pop(),
+         r"mixed\.miss_rate_blocks\[0\] must be a list of \d+ numbers"),
+        (lambda d: d["scenarios"]["mixed"]["miss_rate_blocks"][0].__setitem__(0, 1.0),
+         r"mixed\.miss_rate_measured must be the blocks' mean weighted by their campaigns"),
         (lambda d: d.update(seed_start=950_000), r"training seeds"),
         (lambda d: d.update(campaigns=0), r"campaigns must be an integer in"),
         (lambda d: _set_rate(d, 0, 1.5), r"scenarios\.mixed\.miss_rate\[0\] must be a number"),
