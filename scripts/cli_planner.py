@@ -88,12 +88,26 @@ def parse_kappas(text: str) -> list[float]:
     return kappas
 
 
-def kept_curves(path: Path, calibration: CCCalibration) -> dict[str, MissRateCurve]:
-    """The curves of the file at ``path`` measured on the same campaigns as ``calibration``
-    (none when there is no such file)."""
+def existing_calibration(path: Path) -> CCCalibration | None:
+    """The calibration already at ``path`` (None when there is none), read before measuring so
+    that a file that cannot be kept fails in seconds, not after hours.
+
+    Raises:
+        CLIError: the file is not a valid calibration.
+    """
     if not path.exists():
+        return None
+    try:
+        return load_calibration(path)
+    except ValueError as err:
+        raise CLIError(f"{err} Move it away or write elsewhere with --out.") from err
+
+
+def kept_curves(old: CCCalibration | None, calibration: CCCalibration) -> dict[str, MissRateCurve]:
+    """The curves of ``old`` measured on the same campaigns as ``calibration`` (none without
+    ``old``)."""
+    if old is None:
         return {}
-    old = load_calibration(path)
     same = (old.seed_start, old.campaigns, old.block_campaigns, old.horizon_hours) == (
         calibration.seed_start,
         calibration.campaigns,
@@ -114,6 +128,7 @@ def planner_cc_calibrate(args: argparse.Namespace) -> int:
     check_training_seeds(args.seed_start, args.campaigns)
     out = args.out if args.out is not None else shipped_calibration_path()
     check_writable(out, directory=False)
+    old = existing_calibration(out)
     started = time.perf_counter()
 
     def points(rates: np.ndarray) -> str:
@@ -132,7 +147,7 @@ def planner_cc_calibrate(args: argparse.Namespace) -> int:
     )
     for scenario, curve in calibration.curves.items():
         console.print(f"{scenario} pooled kappa:miss  {points(curve.measured)}", highlight=False)
-    curves = {**kept_curves(out, calibration), **calibration.curves}
+    curves = {**kept_curves(old, calibration), **calibration.curves}
     replace(calibration, curves=curves).save(out)
     console.print(
         f"Calibrated {len(scenarios)} scenarios on {len(kappas)} margins x {args.campaigns} "

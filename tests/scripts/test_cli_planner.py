@@ -45,3 +45,15 @@ def test_calibrate_refuses_bad_options(tmp_path: Path, capsys, options, message)
     assert code == 2
     assert re.search(message, capsys.readouterr().out)
     assert not path.exists()
+
+
+def test_calibrate_refuses_an_output_it_could_not_keep_before_measuring(tmp_path: Path, capsys):
+    """A file at --out that is not a calibration fails at once, not after hours of rollouts."""
+    path = tmp_path / "calibration.json"
+    path.write_text('{"format": "budgetgym-planner-cc-calibration/1"}')
+    code = main(["planner-cc-calibrate", "--scenarios", "hit_product", *SMALL, "--out", str(path)])
+    printed = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert code == 2
+    assert "format must be 'budgetgym-planner-cc-calibration/2'" in printed
+    assert "Move it away or write elsewhere with --out" in printed
+    assert "hit_product seeds" not in printed  # nothing was measured
