@@ -89,8 +89,10 @@ def parse_kappas(text: str) -> list[float]:
 
 
 def existing_calibration(path: Path) -> CCCalibration | None:
-    """The calibration already at ``path`` (None when there is none), read before measuring so
-    that a file that cannot be kept fails in seconds, not after hours.
+    """The calibration at ``path`` (None when there is none). Read before measuring, so that a
+    file that cannot be kept fails in seconds, not after hours, and again before writing, so
+    that two commands measuring different scenarios side by side into one file keep each
+    other's curves.
 
     Raises:
         CLIError: the file is not a valid calibration.
@@ -128,7 +130,7 @@ def planner_cc_calibrate(args: argparse.Namespace) -> int:
     check_training_seeds(args.seed_start, args.campaigns)
     out = args.out if args.out is not None else shipped_calibration_path()
     check_writable(out, directory=False)
-    old = existing_calibration(out)
+    existing_calibration(out)
     started = time.perf_counter()
 
     def points(rates: np.ndarray) -> str:
@@ -147,7 +149,7 @@ def planner_cc_calibrate(args: argparse.Namespace) -> int:
     )
     for scenario, curve in calibration.curves.items():
         console.print(f"{scenario} pooled kappa:miss  {points(curve.measured)}", highlight=False)
-    curves = {**kept_curves(old, calibration), **calibration.curves}
+    curves = {**kept_curves(existing_calibration(out), calibration), **calibration.curves}
     replace(calibration, curves=curves).save(out)
     console.print(
         f"Calibrated {len(scenarios)} scenarios on {len(kappas)} margins x {args.campaigns} "

@@ -57,3 +57,24 @@ def test_calibrate_refuses_an_output_it_could_not_keep_before_measuring(tmp_path
     assert "format must be 'budgetgym-planner-cc-calibration/2'" in printed
     assert "Move it away or write elsewhere with --out" in printed
     assert "hit_product seeds" not in printed  # nothing was measured
+
+
+def test_calibrate_keeps_curves_written_while_it_measured(tmp_path: Path, capsys, monkeypatch):
+    """Two commands measuring different scenarios side by side into one file: the one that
+    finishes last keeps the curves the other wrote meanwhile."""
+    from budgetgym.agents import cc_sweep
+
+    path = tmp_path / "calibration.json"
+    measure = cc_sweep.calibrate
+
+    def beside(scenarios, *args, **kwargs):
+        monkeypatch.setattr(cc_sweep, "calibrate", measure)  # the other command measures once
+        main(
+            ["planner-cc-calibrate", "--scenarios", "low_ctr_creative", *SMALL, "--out", str(path)]
+        )
+        return measure(scenarios, *args, **kwargs)
+
+    monkeypatch.setattr(cc_sweep, "calibrate", beside)
+    code = main(["planner-cc-calibrate", "--scenarios", "hit_product", *SMALL, "--out", str(path)])
+    assert code == 0, capsys.readouterr().out
+    assert set(load_calibration(path).curves) == {"hit_product", "low_ctr_creative"}
