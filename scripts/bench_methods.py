@@ -100,8 +100,9 @@ def beats_rule(gmv_mean: float, miss_rate: float, rule: dict[str, Any]) -> bool:
 
 
 def _stat(values: list[float]) -> dict[str, Any]:
+    """Mean and 95% interval over seeds; one seed has no interval (``ci95`` None)."""
     mean, half = mean_ci(values)
-    return {"mean": mean, "ci95": half, "seeds": values}
+    return {"mean": mean, "ci95": half if len(values) > 1 else None, "seeds": values}
 
 
 def method_rows(rows: list[dict[str, Any]], methods: dict[str, list[Path]]) -> list[dict[str, Any]]:
@@ -162,8 +163,10 @@ def method_rows(rows: list[dict[str, Any]], methods: dict[str, list[Path]]) -> l
     return out
 
 
-def _cell(stat: dict[str, Any]) -> str:
-    return f"{stat['mean']:.1f} ± {stat['ci95']:.1f}"
+def _cell(stat: dict[str, Any], sign: str = "") -> str:
+    """``mean ± half-width``, or the mean alone for one seed."""
+    mean = f"{stat['mean']:{sign}.1f}"
+    return mean if stat["ci95"] is None else f"{mean} ± {stat['ci95']:.1f}"
 
 
 def markdown(table: list[dict[str, Any]]) -> str:
@@ -180,7 +183,7 @@ def markdown(table: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['method']} | {r['scenario']} | {_cell(r['pct_of_planner'])} "
             f"| {_cell(r['miss_pct'])} | {_cell(r['compensation_pct_of_spend'])} "
-            f"| {r['gmv_vs_rule_pct']['mean']:+.1f} ± {r['gmv_vs_rule_pct']['ci95']:.1f} "
+            f"| {_cell(r['gmv_vs_rule_pct'], '+')} "
             f"| {r['seeds_beating_rule']} of {len(r['runs'])} "
             f"| {'yes' if r['beats_rule_on_seed_mean'] else 'no'} "
             f"| `{r['rule']}` ({r['rule_pct_of_planner']:.1f}, {r['rule_miss_pct']:.1f}, "

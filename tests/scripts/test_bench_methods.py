@@ -94,9 +94,17 @@ def test_the_table_is_printed_and_written(tmp_path: Path, capsys) -> None:
     path.write_text(json.dumps(leaderboard(row("a_s0", 86.0, 0.21))))
     assert bench_methods.main([str(path), "--method", "a=a_s0", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| a | hit_product | 86.0 ± 0.0 | 21.0 ± 0.0 |" in printed
+    assert "| a | hit_product | 86.0 | 21.0 |" in printed  # one seed: no interval
     assert "a: beats the best rule on every seed in every scenario: True" in printed
-    assert json.loads(out.read_text())[0]["runs"] == ["a_s0"]
+    written = json.loads(out.read_text())[0]
+    assert written["runs"] == ["a_s0"] and written["pct_of_planner"]["ci95"] is None
+
+
+def test_several_seeds_print_their_interval(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "leaderboard.json"
+    path.write_text(json.dumps(leaderboard(row("a_s0", 86.0, 0.21), row("a_s1", 88.0, 0.23))))
+    assert bench_methods.main([str(path), "--method", "a=a_s0,a_s1"]) == 0
+    assert "| a | hit_product | 87.0 ± 12.7 | 22.0 ± 12.7 |" in capsys.readouterr().out
 
 
 def test_comparisons_of_the_same_campaigns_merge_and_others_are_refused(tmp_path: Path) -> None:
