@@ -1,0 +1,147 @@
+"""How far feedback on the observed ROI moves a student towards ``planner_cc``'s miss rate.
+
+A student that reads the observation (``algorithm: dagger``) misses its ROI targets several
+times as often as ``planner_cc``, which reads each campaign's true parameters. It can still see
+how its campaign is going: ``log_matured_roi``, the delay-corrected ROI so far relative to the
+target. This script puts a guard on the student's pace that acts on it, and measures each guard
+beside the student and ``planner_cc`` on the same campaigns.
+
+A guard ``TAU:GAIN:AFTER`` leaves the student alone before ``progress`` (hours done / horizon)
+reaches ``AFTER``, then multiplies its pace by ``min(1, exp(GAIN (log_matured_roi - TAU)))``: a
+campaign whose ROI so far lies below ``exp(TAU)`` times its target spends less, the more so the
+further below; the channel split is the student's. Each figure is a share of ``planner_cc``'s
+GMV and a miss rate::
+
+    # choose guards on validation campaigns, then measure them held out
+    .venv/bin/python scripts/bench_roi_guard.py runs/dagger_s0 --scenarios mixed --seed-start 900000
+    .venv/bin/python scripts/bench_roi_guard.py runs/dagger_s0 --guards 0:3:0.75,0.05:8:0.75 \\
+        --json runs/roi_guard.json
+
+``STUDENT`` is anything ``budgetgym evaluate`` takes: a run directory, an ``.onnx`` file or a
+rule's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from budgetgym.agents.channel_set import channels_of, feature
+from budgetgym.agents.evaluation import parse_scenarios, simulate, summarize
+from budgetgym.agents.policy import PLANNER_CC, Policy, load_policy
+from budgetgym.envs.campaigns import BatchedCampaigns
+from budgetgym.envs.core import MAX_PACE_MULT, pace_action
+from budgetgym.envs.scenarios import EVAL_SEED_START
+
+#: The guards measured by default: ``(tau, gain, after)``, from the student's end-of-week
+#: correction to a guard over the whole week.
+DEFAULT_GUARDS = ((0.0, 3.0, 0.75), (0.05, 8.0, 0.75), (0.1, 8.0, 0.75), (0.1, 3.0, 0.0))
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A guard's settings: see the module's docstring."""
+
+    tau: float
+    gain: float
+    after: float
+
+    @classmethod
+    def parse(cls, text: str) -> Guard:
+        """``"TAU:GAIN:AFTER"`` -> Guard (``GAIN >= 0``, ``AFTER`` in ``[0, 1]``)."""
+        parts = text.split(":")
+        try:
+            tau, gain, after = map(float, parts)
+        except ValueError:
+            raise ValueError(f"A guard is TAU:GAIN:AFTER (three numbers), got {text!r}.") from None
+        if not (np.isfinite([tau, gain, after]).all() and gain >= 0 and 0 <= after <= 1):
+            raise ValueError(f"A guard needs finite TAU, GAIN >= 0 and AFTER in [0, 1]: {text!r}.")
+        return cls(tau, gain, after)
+
+    @property
+    def name(self) -> str:
+        return f"guard {self.tau:g}:{self.gain:g}:{self.after:g}"
+
+
+class GuardedPolicy:
+    """``policy`` with a :class:`Guard` on its pace (``action[:, 0]``)."""
+
+    def __init__(self, policy: Policy, guard: Guard) -> None:
+        self.policy, self.guard, self.name = policy, guard, guard.name
+        self._channels: Any = None
+
+    def reset(self, campaigns: BatchedCampaigns) -> None:
+        self.policy.reset(campaigns)
+        self._channels = channels_of(campaigns)
+
+    def predict(self, obs: np.ndarray, *args: Any, **kwargs: Any) -> tuple[np.ndarray, None]:
+        action, _ = self.policy.predict(obs, *args, **kwargs)
+        action = np.array(action, dtype=np.float64)
+        guard, channels = self.guard, self._channels
+        late = feature(obs, "progress", channels) >= guard.after
+        matured = feature(obs, "log_matured_roi", channels).astype(np.float64)
+        factor = np.where(late, np.minimum(1.0, np.exp(guard.gain * (matured - guard.tau))), 1.0)
+        pace = (4.0 ** action[:, 0] - 0.25) / 0.75  # the core's pace mapping
+        action[:, 0] = pace_action(np.clip(pace * factor, 0.0, MAX_PACE_MULT))
+        return action, None
+
+
+def gmv_and_miss(policy: Any, scenario: str, episodes: int, seed_start: int) -> tuple[float, float]:
+    """Mean GMV (CNY) and ROI-miss rate of ``policy`` on ``episodes`` campaigns."""
+    run = simulate(policy, scenario, episodes, seed_start, progress=False)
+    summary = summarize(run.episodes, policy.name, scenario)
+    return summary["gmv_mean"], summary["roi_violation_rate"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("student", help="A run directory, an .onnx file or a rule's name.")
+    parser.add_argument(
+        "--guards", default=",".join(f"{t:g}:{g:g}:{a:g}" for t, g, a in DEFAULT_GUARDS),
+        help="Comma-separated TAU:GAIN:AFTER (default: %(default)s).",
+    )  # fmt: skip
+    parser.add_argument("--scenarios", default="all", help="Scenarios (default: all).")
+    parser.add_argument("--episodes", type=int, default=256, help="Campaigns per scenario.")
+    parser.add_argument("--seed-start", type=int, default=EVAL_SEED_START)
+    parser.add_argument("--json", type=Path, help="Write the figures here as JSON.")
+    args = parser.parse_args(argv)
+    try:
+        guards = [Guard.parse(text) for text in args.guards.split(",") if text.strip()]
+        scenarios = parse_scenarios(args.scenarios)
+        if getattr(load_policy(args.student), "acts_in_spend", False):
+            raise ValueError(f"{args.student!r} plans spend, not actions: it has no pace to guard.")
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rows = []
+    for scenario in scenarios:
+        reference, reference_miss = gmv_and_miss(
+            load_policy(PLANNER_CC), scenario, args.episodes, args.seed_start
+        )
+        row: dict[str, Any] = {"scenario": scenario, "planner_cc_miss_pct": 100 * reference_miss}
+        print(f"{scenario}: planner_cc misses {100 * reference_miss:.1f}%", flush=True)
+        student = load_policy(args.student)
+        for label, policy in [("student", student)] + [
+            (guard.name, GuardedPolicy(student, guard)) for guard in guards
+        ]:
+            gmv, miss = gmv_and_miss(policy, scenario, args.episodes, args.seed_start)
+            row[label] = {"pct_of_planner_cc": 100 * gmv / reference, "miss_pct": 100 * miss}
+            print(f"  {label}: {100 * gmv / reference:.1f}% of planner_cc's GMV, "
+                  f"{100 * miss:.1f}% misses", flush=True)  # fmt: skip
+        rows.append(row)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {"student": args.student, "guards": [g.name for g in guards], "rows": rows}
+        report.update(episodes=args.episodes, seed_start=args.seed_start)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
