@@ -82,6 +82,23 @@ def test_blocks_are_measured_apart_and_pooled_by_campaign_count():
     assert np.all(np.diff(curve.miss_rate) <= 0)
 
 
+def test_workers_measure_the_same_blocks_and_report_each_once():
+    """Blocks measured by two processes give the curves of one process; each block's report
+    names its first seed and its size, in whatever order the blocks finish."""
+    kappas = np.array([-3.0, 0.0, 3.0])
+    args = (["hit_product", "low_ctr_creative"], 0, 5, kappas, 24, 2)
+    reports: list[tuple] = []
+    alone = calibrate(*args)
+    pooled = calibrate(*args, on_block=lambda *r: reports.append(r[:3]), workers=2)
+    for name, curve in alone.curves.items():
+        np.testing.assert_array_equal(pooled.curves[name].blocks, curve.blocks)
+        np.testing.assert_array_equal(pooled.curves[name].measured, curve.measured)
+    blocks = [(s, a, n) for s in args[0] for a, n in ((0, 2), (2, 2), (4, 1))]
+    assert sorted(reports) == sorted(blocks)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        calibrate(*args, workers=0)
+
+
 def test_the_pooled_curve_weights_blocks_by_their_campaigns():
     curve = MissRateCurve.fit(KAPPA, np.array([[0.4, 0.2, 0.1, 0.0], [0.1, 0.1, 0.1, 0.1]]), [3, 1])
     np.testing.assert_allclose(curve.measured, [0.325, 0.175, 0.1, 0.025])

@@ -36,6 +36,7 @@ def test_calibrate_writes_a_file_planner_cc_loads_and_keeps_other_scenarios(
         (["--kappas", "0,2,1"], "at least 3 increasing numbers"),
         (["--kappas", "0,a,1"], "comma-separated numbers"),
         (["--kappas=-20,0,1"], r"must lie in \[-10, 10\]"),
+        (["--workers", "0"], "--workers must be >= 1"),
     ],
 )
 def test_calibrate_refuses_bad_options(tmp_path: Path, capsys, options, message) -> None:
