@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -41,7 +40,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from budgetgym.agents.checkpoints import ObsNormalizer
 from budgetgym.agents.config import TrainConfig, load_config
-from budgetgym.agents.evaluation import parse_scenarios, simulate, summarize
+from budgetgym.agents.evaluation import parse_scenarios
 from budgetgym.agents.imitation import (
     ActorFit,
     collect,
@@ -53,7 +52,7 @@ from budgetgym.agents.imitation import (
 from budgetgym.agents.policy import PLANNER_CC, load_policy
 from budgetgym.agents.privileged import privileged_features
 from budgetgym.envs.campaigns import BatchedCampaigns
-from budgetgym.envs.scenarios import EVAL_SEED_START
+from budgetgym.scripts.bench_common import add_campaign_arguments, gmv_and_miss
 
 INPUTS = ("observation", "privileged")
 
@@ -178,26 +177,12 @@ def _row_params(
     return np.tile(privileged_features(campaigns.params), (rows // len(seeds), 1))
 
 
-def gmv_and_miss(
-    policy: Any, scenario: str, episodes: int, seed_start: int, horizon_hours: int
-) -> tuple[float, float]:
-    """Mean GMV (CNY) and ROI-miss rate of ``policy`` on ``episodes`` campaigns."""
-    run = simulate(
-        policy, scenario, episodes, seed_start, progress=False, horizon_hours=horizon_hours
-    )
-    summary = summarize(run.episodes, policy.name, scenario)
-    return summary["gmv_mean"], summary["roi_violation_rate"]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", choices=INPUTS, required=True, help="What the student reads.")
     parser.add_argument("--config", default="dagger", help="Imitation settings (default: dagger).")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="Overrides.")
-    parser.add_argument("--scenarios", default="all", help="Evaluation scenarios (default: all).")
-    parser.add_argument("--episodes", type=int, default=256, help="Campaigns per scenario.")
-    parser.add_argument("--seed-start", type=int, default=EVAL_SEED_START)
-    parser.add_argument("--json", type=Path, help="Write the figures here as JSON.")
+    add_campaign_arguments(parser)
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, dotlist=args.set)

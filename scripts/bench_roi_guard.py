@@ -27,17 +27,16 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from budgetgym.agents.channel_set import channels_of, feature
-from budgetgym.agents.evaluation import parse_scenarios, simulate, summarize
+from budgetgym.agents.evaluation import parse_scenarios
 from budgetgym.agents.policy import PLANNER_CC, Policy, load_policy
 from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.core import MAX_PACE_MULT, pace_action
-from budgetgym.envs.scenarios import EVAL_SEED_START
+from budgetgym.scripts.bench_common import add_campaign_arguments, gmv_and_miss
 
 #: The guards measured by default: ``(tau, gain, after)``, from the student's end-of-week
 #: correction to a guard over the whole week.
@@ -92,13 +91,6 @@ class GuardedPolicy:
         return action, None
 
 
-def gmv_and_miss(policy: Any, scenario: str, episodes: int, seed_start: int) -> tuple[float, float]:
-    """Mean GMV (CNY) and ROI-miss rate of ``policy`` on ``episodes`` campaigns."""
-    run = simulate(policy, scenario, episodes, seed_start, progress=False)
-    summary = summarize(run.episodes, policy.name, scenario)
-    return summary["gmv_mean"], summary["roi_violation_rate"]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("student", help="A run directory, an .onnx file or a rule's name.")
@@ -106,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "--guards", default=",".join(f"{t:g}:{g:g}:{a:g}" for t, g, a in DEFAULT_GUARDS),
         help="Comma-separated TAU:GAIN:AFTER (default: %(default)s).",
     )  # fmt: skip
-    parser.add_argument("--scenarios", default="all", help="Scenarios (default: all).")
-    parser.add_argument("--episodes", type=int, default=256, help="Campaigns per scenario.")
-    parser.add_argument("--seed-start", type=int, default=EVAL_SEED_START)
-    parser.add_argument("--json", type=Path, help="Write the figures here as JSON.")
+    add_campaign_arguments(parser)
     args = parser.parse_args(argv)
     try:
         guards = [Guard.parse(text) for text in args.guards.split(",") if text.strip()]
