@@ -131,11 +131,7 @@ def calibrate(
                 on_block(*task, rates, seconds)
     curves = {
         scenario: MissRateCurve.fit(
-            kappas,
-            np.array(
-                [shares[scenario, int(a), int(b)] for a, b in zip(starts, sizes, strict=True)]
-            ),
-            sizes,
+            kappas, np.array([shares[task] for task in tasks if task[0] == scenario]), sizes
         )
         for scenario in scenarios
     }

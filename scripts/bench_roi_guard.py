@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         guards = [Guard.parse(text) for text in args.guards.split(",") if text.strip()]
         scenarios = parse_scenarios(args.scenarios)
-        if getattr(load_policy(args.student), "acts_in_spend", False):
+        student = load_policy(args.student)
+        if getattr(student, "acts_in_spend", False):
             raise ValueError(f"{args.student!r} plans spend, not actions: it has no pace to guard.")
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -115,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         row: dict[str, Any] = {"scenario": scenario, "planner_cc_miss_pct": 100 * reference_miss}
         print(f"{scenario}: planner_cc misses {100 * reference_miss:.1f}%", flush=True)
-        student = load_policy(args.student)
         for label, policy in [("student", student)] + [
             (guard.name, GuardedPolicy(student, guard)) for guard in guards
         ]:
