@@ -71,8 +71,8 @@ class MissRateCurve:
         at ``kappa`` ``(m,)`` on blocks of ``block_sizes`` ``(b,)`` campaigns (equal if None),
         pooled, then made non-increasing by isotonic regression (pool adjacent violators)."""
         blocks = np.atleast_2d(np.asarray(blocks, dtype=np.float64))
-        sizes = np.ones(len(blocks)) if block_sizes is None else np.asarray(block_sizes, float)
-        measured = sizes @ blocks / sizes.sum()
+        sizes = np.ones(len(blocks)) if block_sizes is None else block_sizes
+        measured = pooled_rates(blocks, sizes)
         fitted = isotonic_regression(measured, increasing=False).x
         return cls(np.asarray(kappa, dtype=np.float64), fitted, measured, blocks)
 
@@ -178,6 +178,13 @@ def block_sizes(campaigns: int, block_campaigns: int) -> np.ndarray:
     return sizes
 
 
+def pooled_rates(blocks: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``(m,)`` the shares of all campaigns: the blocks' shares ``(b, m)`` weighted by their
+    campaigns ``(b,)``."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    return sizes @ blocks / sizes.sum()
+
+
 def shipped_calibration_path() -> Path:
     """Path of the calibration file shipped with the package."""
     return shipped_data_path(SHIPPED_CALIBRATION)
@@ -235,7 +242,7 @@ def parse_calibration(data: object, source: str = "calibration") -> CCCalibratio
                 for i, row in enumerate(blocks)
             ]
         )
-        pooled = sizes @ blocks / sizes.sum()
+        pooled = pooled_rates(blocks, sizes)
         if not np.allclose(pooled, rates["miss_rate_measured"], rtol=0, atol=1e-9):
             raise ValueError(
                 f"{where}.miss_rate_measured must be the blocks' mean weighted by their "
