@@ -117,10 +117,11 @@ def check_dagger(config: Any) -> None:
 
 def check_ars(config: Any) -> None:
     """ARS plays its own campaigns (``budgetgym.agents.random_search``): the training env's
-    reward wrappers and a residual rule do not reach them, so they are refused."""
+    reward wrappers, a residual rule and an ROI guard do not reach them, so they are refused."""
     env = config.env
     for key, value, plain in (
         ("residual_base", config.residual_base, "none"),
+        ("roi_guard", config.roi_guard, None),
         ("env.paired_baseline", env.paired_baseline, "none"),
         ("env.reward_shaping", env.reward_shaping, "none"),
         ("env.roi_miss_penalty", env.roi_miss_penalty, 0),
@@ -128,7 +129,8 @@ def check_ars(config: Any) -> None:
         if value != plain:
             raise ValueError(
                 f"{key} ({value!r}) does not apply to algorithm ars, which scores whole "
-                f"campaigns it plays itself; set {key}: {plain}"
+                f"campaigns it plays itself; "
+                + ("leave it out" if plain is None else f"set {key}: {plain}")
             )
 
 

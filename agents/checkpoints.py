@@ -74,6 +74,7 @@ from budgetgym.agents.residual import (
     residual_base_of,
     venv_channels,
 )
+from budgetgym.agents.roi_guard import RoiGuard, apply_guard, roi_guard_of
 from budgetgym.agents.wrappers import lagrangian_of
 from budgetgym.envs import ENV_ID, RETIRED_ENV_IDS, retired_env_message
 
@@ -407,7 +408,8 @@ def save_checkpoint(
     Args:
         model: the SB3 model (``model.zip``: weights and optimizer state).
         vecnormalize: the ``VecNormalize`` around the model's env (``vecnormalize.npz``); the
-            residual base and the channel list of its env stack are recorded in ``meta.json``.
+            residual base, the ROI guard and the channel list of its env stack are recorded in
+            ``meta.json``.
         directory: the checkpoint directory, written into a temporary sibling directory then
             renamed, replacing ``directory``.
         extra_meta: more entries for ``meta.json``.
@@ -439,6 +441,7 @@ def save_checkpoint(
         "env_signature": env_signature(channels),
         "channels": channels.records(),
         "residual_base": residual_base_of(vecnormalize),
+        "roi_guard": guard_meta(roi_guard_of(vecnormalize)),
         "privileged_critic": is_privileged(model),
         "budgetgym": budgetgym.__version__,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -453,6 +456,18 @@ def save_checkpoint(
     else:
         os.replace(tmp, directory)
     return directory
+
+
+def guard_meta(guard: RoiGuard | None) -> dict[str, float] | None:
+    """``meta.json``'s ``roi_guard`` entry (and the ONNX sidecar's): the settings, or None."""
+    return None if guard is None else guard.model_dump()
+
+
+def recorded_guard(meta: dict[str, Any], where: Path | str) -> RoiGuard | None:
+    """The ROI guard ``meta`` records (None for none, or for metadata older than guards);
+    ``ValueError`` naming ``where`` for an invalid entry."""
+    data = meta.get("roi_guard")
+    return None if data is None else RoiGuard.from_meta(data, f"{where}: roi_guard")
 
 
 @contextlib.contextmanager
@@ -1076,7 +1091,8 @@ class SB3Policy:
     ``[-1, 1]`` (SB3 clips Gaussian actions to the action space). Recurrent models keep their
     LSTM state between calls; ``reset`` starts new campaigns and refuses campaigns on another
     channel list than ``channels`` (the one the model was trained on). ``checkpoint`` names
-    the checkpoint the model comes from (None for a model in memory).
+    the checkpoint the model comes from (None for a model in memory). ``roi_guard`` acts on
+    the final action's pace (:mod:`budgetgym.agents.roi_guard`).
     """
 
     def __init__(
@@ -1087,8 +1103,10 @@ class SB3Policy:
         residual_base: str = "none",
         checkpoint: CheckpointInfo | None = None,
         channels: ChannelSet = DEFAULT_CHANNEL_SET,
+        roi_guard: RoiGuard | None = None,
     ) -> None:
         self.model = model
+        self.roi_guard = roi_guard
         self.channels = channels
         self.checkpoint = checkpoint
         self.normalizer = normalizer
@@ -1118,14 +1136,19 @@ class SB3Policy:
         if not self.recurrent:
             norm = actor_input(self.model, norm)  # a privileged critic's actor reads obs only
             actions, _ = self.model.predict(norm, deterministic=deterministic)
-            return add_residual(self.residual_base, arr, actions, self.channels), None
+            return self._final(arr, actions), None
         starts = episode_starts(self._state, len(arr), episode_start)
         if self._state is not None and self._state[0].shape[1] != len(arr):
             self._state = None  # another batch: the model starts from zero states
         actions, self._state = self.model.predict(
             norm, state=self._state, episode_start=starts, deterministic=deterministic
         )
-        return add_residual(self.residual_base, arr, actions, self.channels), None
+        return self._final(arr, actions), None
+
+    def _final(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The network's ``actions`` plus the residual base's, under the guard."""
+        actions = add_residual(self.residual_base, obs, actions, self.channels)
+        return apply_guard(self.roi_guard, obs, actions, self.channels)
 
 
 def run_policy_name(run_dir: str | Path) -> str:
@@ -1155,9 +1178,9 @@ def load_run_policy(run_dir: str | Path, name: str | None = None) -> SB3Policy:
     except ValueError as err:
         raise ValueError(f"Checkpoint {directory}: {err}") from None
     channels = recorded_channels(loaded.meta, directory)
-    return SB3Policy(
-        loaded.model, normalizer, name, residual_base, describe_checkpoint(directory), channels
-    )
+    guard = recorded_guard(loaded.meta, f"Checkpoint {directory}")
+    info = describe_checkpoint(directory)
+    return SB3Policy(loaded.model, normalizer, name, residual_base, info, channels, guard)
 
 
 def read_versions(run_dir: Path) -> dict[str, Any]:

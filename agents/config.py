@@ -69,6 +69,7 @@ from budgetgym.agents.limits import (
     observation_bytes,
     oracle_market_bytes,
 )
+from budgetgym.agents.roi_guard import RoiGuard
 from budgetgym.envs import HORIZON_HOURS, REWARD_MODES, SCENARIO_NAMES, check_scenario
 from budgetgym.envs.scenario_specs import is_scenario_path
 
@@ -394,6 +395,10 @@ class TrainConfig(_Frozen):
     """``obs_pacing``, ``obs_pacing_unthrottled``, ``obs_thompson`` or ``obs_price_aware``: the
     network learns a correction added to that rule's action
     (:mod:`budgetgym.agents.residual`); ``none``: it outputs the action itself."""
+    roi_guard: RoiGuard | None = None
+    """A guard on the policy's pace that reads its observed ROI, ``{tau, gain, after}``
+    (:mod:`budgetgym.agents.roi_guard`): part of the policy in training, evaluation and the
+    ONNX export. None: no guard."""
     env: EnvConfig = EnvConfig()
     hyperparams: SerializeAsAny[HyperParams] = PPOParams()
     """The algorithm's hyperparameter model (``AlgorithmSpec.hyperparams``)."""

@@ -5,8 +5,9 @@ the deterministic action ``action: float32 (batch, k + 1)`` in ``[-1, 1]`` (``k`
 the scenario the policy was trained on): observation
 normalization (the run's frozen ``VecNormalize`` statistics, with clipping) and the action
 post-processing (clipping for PPO's Gaussian, unscaling for SAC's squashed output, and for a
-residual policy the base rule's action added to the raw observation's) are part of the graph,
-so the file alone reproduces ``SB3Policy.predict(obs, deterministic=True)``.
+residual policy the base rule's action added to the raw observation's, and an ROI guard on the
+pace: :mod:`budgetgym.agents.roi_guard`) are part of the graph, so the file alone reproduces
+``SB3Policy.predict(obs, deterministic=True)``.
 
 A recurrent PPO policy (sb3-contrib's ``RecurrentActorCriticPolicy``) exports its actor with the
 LSTM state as graph inputs and outputs: ``obs (batch, obs_dim)``, ``hidden`` and ``cell``
@@ -53,6 +54,7 @@ from budgetgym.agents.checkpoints import (
     write_json,
 )
 from budgetgym.agents.residual import base_action_torch
+from budgetgym.agents.roi_guard import RoiGuard, guard_actions
 from budgetgym.envs import ENV_ID
 
 ONNX_FORMAT = "budgetgym-onnx/1"
@@ -86,11 +88,13 @@ def _module(policy: SB3Policy) -> Any:
             high,
             residual_base: str,
             channels: ChannelSet,
+            roi_guard: RoiGuard | None,
         ) -> None:
             super().__init__()
             self.policy = sb3_policy
             self.head = head
             self.residual_base = residual_base
+            self.roi_guard = roi_guard
             self.channels = channels
             self.normalize = bool(normalizer.enabled)
             self.clip_obs = float(normalizer.clip_obs)
@@ -112,11 +116,14 @@ def _module(policy: SB3Policy) -> Any:
             return torch.clamp(obs, -self.clip_obs, self.clip_obs).to(torch.float32)
 
         def with_base(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-            """The network's ``action`` plus a residual base's for raw ``obs`` (clipped)."""
-            if self.residual_base == "none":  # see budgetgym.agents.residual
+            """The network's ``action`` plus a residual base's for raw ``obs`` (clipped),
+            under the ROI guard."""
+            if self.residual_base != "none":  # see budgetgym.agents.residual
+                base = base_action_torch(self.residual_base, obs, self.channels)
+                action = torch.clamp(base + action, -1.0, 1.0)
+            if self.roi_guard is None:
                 return action
-            base = base_action_torch(self.residual_base, obs, self.channels)
-            return torch.clamp(base + action, -1.0, 1.0)
+            return guard_actions(self.roi_guard, obs, action, self.channels)
 
         def action(self, obs: torch.Tensor) -> torch.Tensor:
             """The network's deterministic action (the correction, for a residual policy) for
@@ -167,7 +174,7 @@ def _module(policy: SB3Policy) -> Any:
     module_class = OnnxableRecurrentPolicy if policy.recurrent else OnnxableSB3Policy
     module = module_class(
         policy.model.policy, policy.normalizer, head, space.low, space.high,
-        policy.residual_base, policy.channels,
+        policy.residual_base, policy.channels, policy.roi_guard,
     )  # fmt: skip
     return module.eval()
 
@@ -269,6 +276,7 @@ def sidecar(
         scenario=scenario,
         algorithm=meta.get("algorithm"),
         residual_base=meta.get("residual_base", "none"),
+        roi_guard=meta.get("roi_guard"),
         num_timesteps=meta.get("num_timesteps"),
         source=str(checkpoint),
         lstm_state=lstm_state,
@@ -284,10 +292,12 @@ def policy_sidecar(
     num_timesteps: int | None,
     source: str | None,
     lstm_state: tuple[int, int] | None = None,
+    roi_guard: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The ``.json`` written next to an ONNX policy (format ``budgetgym-onnx/1``), which
     :class:`OnnxPolicy` checks on load: input and output names and shapes, the channel list and
-    its environment signature, provenance and versions. ``lstm_state`` (``(n_layers, hidden
+    its environment signature, provenance and versions (``roi_guard``: the guard the graph
+    applies, for the reader; None without one). ``lstm_state`` (``(n_layers, hidden
     size)``) adds a ``recurrent`` section describing a recurrent policy's state inputs and
     outputs."""
     obs_dim, action_dim = channels.obs_dim, channels.action_dim
@@ -306,6 +316,7 @@ def policy_sidecar(
         "scenario": scenario,
         "algorithm": algorithm,
         "residual_base": residual_base,
+        "roi_guard": roi_guard,
         "num_timesteps": num_timesteps,
         "source_checkpoint": source,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

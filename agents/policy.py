@@ -63,7 +63,8 @@ def as_policy(policy: Any) -> Policy:
     and act on numbers unlike any it trained on: load it with its env
     (``PPO.load(path, env=VecNormalize.load(stats, venv))``), or load a run directory with
     :func:`load_policy`. Likewise a residual policy adds its rule's action only when the
-    model's env holds the ``ResidualAction`` wrapper that names the rule.
+    model's env holds the ``ResidualAction`` wrapper that names the rule, and an ROI guard
+    acts when it holds the ``RoiGuardAction`` wrapper.
     """
     base_class = sys.modules.get("stable_baselines3.common.base_class")  # absent: not SB3
     if base_class is None or not isinstance(policy, base_class.BaseAlgorithm):
@@ -71,6 +72,7 @@ def as_policy(policy: Any) -> Policy:
     from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET
     from budgetgym.agents.checkpoints import ObsNormalizer, SB3Policy, algorithm_name
     from budgetgym.agents.residual import residual_base_of, venv_channels
+    from budgetgym.agents.roi_guard import roi_guard_of
 
     vecnorm = policy.get_vec_normalize_env()
     env = policy.get_env()
@@ -81,7 +83,9 @@ def as_policy(policy: Any) -> Policy:
         else ObsNormalizer.from_vecnormalize(vecnorm)
     )
     residual_base = "none" if env is None else residual_base_of(env)
-    return SB3Policy(policy, normalizer, algorithm_name(policy), residual_base, None, channels)
+    guard = None if env is None else roi_guard_of(env)
+    name = algorithm_name(policy)
+    return SB3Policy(policy, normalizer, name, residual_base, None, channels, guard)
 
 
 def unavailable(policy: Any, scenario: str) -> str | None:

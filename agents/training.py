@@ -65,7 +65,8 @@ from budgetgym.agents.lagrangian import LagrangianUpdate, PIDLagrangian
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.random_search import attach_search
 from budgetgym.agents.report import compare_run
-from budgetgym.agents.residual import ResidualAction
+from budgetgym.agents.residual import ResidualAction, venv_channels
+from budgetgym.agents.roi_guard import RoiGuardAction
 from budgetgym.agents.runlock import holds_run_lock
 from budgetgym.agents.verdict import versus_best_rule
 from budgetgym.agents.wrappers import (
@@ -216,6 +217,8 @@ def make_train_env(config: TrainConfig, seed: int) -> VecEnv:
         if config.env.paired_baseline != "none":
             charge = config.env.roi_penalty_coef if config.env.twin_pays_roi_charge else None
             venv = paired = PairedBaseline(venv, envs, config.env.paired_baseline, charge)
+        if config.roi_guard is not None:  # below the residual: it guards the final action
+            venv = RoiGuardAction(venv, config.roi_guard, venv_channels(venv))
         if config.residual_base != "none":
             same_rule = paired is not None and paired.rule == config.residual_base
             venv = ResidualAction(venv, config.residual_base, paired if same_rule else None)

@@ -26,69 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from budgetgym.agents.channel_set import channels_of, feature
 from budgetgym.agents.evaluation import parse_scenarios
-from budgetgym.agents.policy import PLANNER_CC, Policy, load_policy
-from budgetgym.envs.campaigns import BatchedCampaigns
-from budgetgym.envs.core import MAX_PACE_MULT, pace_action
+from budgetgym.agents.policy import PLANNER_CC, load_policy
+from budgetgym.agents.roi_guard import GuardedPolicy, RoiGuard
 from budgetgym.scripts.bench_common import add_campaign_arguments, gmv_and_miss
 
 #: The guards measured by default: ``(tau, gain, after)``, from the student's end-of-week
 #: correction to a guard over the whole week.
 DEFAULT_GUARDS = ((0.0, 3.0, 0.75), (0.05, 8.0, 0.75), (0.1, 8.0, 0.75), (0.1, 3.0, 0.0))
-
-
-@dataclass(frozen=True)
-class Guard:
-    """A guard's settings: see the module's docstring."""
-
-    tau: float
-    gain: float
-    after: float
-
-    @classmethod
-    def parse(cls, text: str) -> Guard:
-        """``"TAU:GAIN:AFTER"`` -> Guard (``GAIN >= 0``, ``AFTER`` in ``[0, 1]``)."""
-        parts = text.split(":")
-        try:
-            tau, gain, after = map(float, parts)
-        except ValueError:
-            raise ValueError(f"A guard is TAU:GAIN:AFTER (three numbers), got {text!r}.") from None
-        if not (np.isfinite([tau, gain, after]).all() and gain >= 0 and 0 <= after <= 1):
-            raise ValueError(f"A guard needs finite TAU, GAIN >= 0 and AFTER in [0, 1]: {text!r}.")
-        return cls(tau, gain, after)
-
-    @property
-    def name(self) -> str:
-        return f"guard {self.tau:g}:{self.gain:g}:{self.after:g}"
-
-
-class GuardedPolicy:
-    """``policy`` with a :class:`Guard` on its pace (``action[:, 0]``)."""
-
-    def __init__(self, policy: Policy, guard: Guard) -> None:
-        self.policy, self.guard, self.name = policy, guard, guard.name
-        self._channels: Any = None
-
-    def reset(self, campaigns: BatchedCampaigns) -> None:
-        self.policy.reset(campaigns)
-        self._channels = channels_of(campaigns)
-
-    def predict(self, obs: np.ndarray, *args: Any, **kwargs: Any) -> tuple[np.ndarray, None]:
-        action, _ = self.policy.predict(obs, *args, **kwargs)
-        action = np.array(action, dtype=np.float64)
-        guard, channels = self.guard, self._channels
-        late = feature(obs, "progress", channels) >= guard.after
-        matured = feature(obs, "log_matured_roi", channels).astype(np.float64)
-        factor = np.where(late, np.minimum(1.0, np.exp(guard.gain * (matured - guard.tau))), 1.0)
-        pace = (4.0 ** action[:, 0] - 0.25) / 0.75  # the core's pace mapping
-        action[:, 0] = pace_action(np.clip(pace * factor, 0.0, MAX_PACE_MULT))
-        return action, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,11 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     add_campaign_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        guards = [Guard.parse(text) for text in args.guards.split(",") if text.strip()]
+        guards = [RoiGuard.parse(text) for text in args.guards.split(",") if text.strip()]
         scenarios = parse_scenarios(args.scenarios)
         student = load_policy(args.student)
-        if getattr(student, "acts_in_spend", False):
-            raise ValueError(f"{args.student!r} plans spend, not actions: it has no pace to guard.")
+        guarded = [(guard.name, GuardedPolicy(student, guard)) for guard in guards]
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -116,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         row: dict[str, Any] = {"scenario": scenario, "planner_cc_miss_pct": 100 * reference_miss}
         print(f"{scenario}: planner_cc misses {100 * reference_miss:.1f}%", flush=True)
-        for label, policy in [("student", student)] + [
-            (guard.name, GuardedPolicy(student, guard)) for guard in guards
-        ]:
+        for label, policy in [("student", student), *guarded]:
             gmv, miss = gmv_and_miss(policy, scenario, args.episodes, args.seed_start)
             row[label] = {"pct_of_planner_cc": 100 * gmv / reference, "miss_pct": 100 * miss}
             print(f"  {label}: {100 * gmv / reference:.1f}% of planner_cc's GMV, "

@@ -100,8 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Export the policy of a training run (its best/ checkpoint, else final/, else the "
             "latest periodic one) as an ONNX graph that maps the raw observation to the "
-            "deterministic action, observation normalization, residual base rule and action "
-            "clipping included, with a .json sidecar. 'budgetgym evaluate --policy FILE' runs it."
+            "deterministic action, observation normalization, residual base rule, ROI guard "
+            "and action clipping included, with a .json sidecar. 'budgetgym evaluate --policy "
+            "FILE' runs it."
         ),
     )
     p.add_argument("run_dir", metavar="DIR", help="Run directory (or a checkpoint directory).")
