@@ -137,9 +137,10 @@ def start_training(tmp_path: Path, run: str = "run") -> subprocess.Popen:
 @pytest.mark.slow
 def test_a_run_in_use_refuses_a_second_process_and_names_the_holder(tmp_path: Path) -> None:
     holder = start_training(tmp_path)
+    holder.send_signal(signal.SIGSTOP)  # it keeps its lock, and leaves the cores to the others
 
     def listing() -> list[str]:
-        # The holder keeps training: its own staging files (.NAME.tmp-PID) come and go.
+        # A holder stopped mid-save leaves its own staging files (.NAME.tmp-PID) behind.
         own = (f".tmp-{holder.pid}", f".old-{holder.pid}")
         return sorted(p.name for p in (tmp_path / "run").iterdir() if not p.name.endswith(own))
 
@@ -157,6 +158,7 @@ def test_a_run_in_use_refuses_a_second_process_and_names_the_holder(tmp_path: Pa
         assert {n: (tmp_path / "run" / n).read_bytes() for n in recorded} == recorded
     finally:
         holder.send_signal(signal.SIGINT)
+        holder.send_signal(signal.SIGCONT)
         holder.communicate(timeout=120)
     assert holder.returncode == 130
     # The holder is gone: its lock went with it, and the run can be resumed.
