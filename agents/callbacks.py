@@ -48,7 +48,7 @@ from budgetgym.agents.metrics import (
 from budgetgym.agents.policy import PLANNER_CC, load_policy, unavailable
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.residual import residual_base_of, vec_env_stack, venv_channels
-from budgetgym.agents.roi_guard import roi_guard_of
+from budgetgym.agents.roi_guard import training_guard
 from budgetgym.agents.verdict import best_rule
 from budgetgym.envs import EVAL_SEED_START, VALIDATION_SEED_START, BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
@@ -365,7 +365,7 @@ class ValidationCallback(BaseCallback):
         channels = venv_channels(vecnorm)
         policy = SB3Policy(
             self.model, normalizer, "current", residual_base_of(vecnorm), None, channels,
-            roi_guard_of(vecnorm),
+            training_guard(vecnorm),
         )  # fmt: skip
         known = self.references or {}
         refs = {

@@ -63,7 +63,7 @@ from budgetgym.agents.policy import PLANNER_CC, load_policy, unavailable
 from budgetgym.agents.privileged import actor_input
 from budgetgym.agents.progress import evaluation_progress
 from budgetgym.agents.residual import base_action, residual_base_of, venv_channels
-from budgetgym.agents.roi_guard import roi_guard_of
+from budgetgym.agents.roi_guard import training_guard
 from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.core import MAX_PACE_MULT, spend_to_action
 from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT, training_seeds
@@ -351,7 +351,7 @@ class Imitation:
                 raise ValueError(f"The teacher {teacher.name} cannot play {scenario}: {reason}.")
         self.vecnorm = model.get_vec_normalize_env()
         self.residual_base = residual_base_of(model.get_env())
-        self.roi_guard = roi_guard_of(model.get_env())
+        self.roi_guard = training_guard(model.get_env())
         self.channels = venv_channels(model.get_env())
         self.rng = np.random.default_rng(config.seed)
         self.fitter = ActorFit(model.policy, self.settings, config.seed)
@@ -370,8 +370,8 @@ class Imitation:
                 first += share
 
     def student(self) -> SB3Policy:
-        """The current student as deployed (normalization, residual base and ROI guard
-        included): DAgger's rollouts visit the states the deployed policy visits."""
+        """The current student as trained (normalization and residual base included, and an
+        ROI guard that acts in training): DAgger's rollouts visit the states it visits."""
         return SB3Policy(
             self.model, self.normalizer, "student", self.residual_base, None, self.channels,
             self.roi_guard,

@@ -15,12 +15,15 @@ the further below; the guard never raises spend, and the channel split stays the
 under-reads the ROI of the scenarios' slower conversions: a built-in margin that the guard's
 effect depends on (docs/results.md, "Feedback on the observed ROI").
 
-The guard is part of the policy wherever it acts: a config's ``roi_guard`` section puts a
-:class:`RoiGuardAction` in the training env (so the learner acts through it, and DAgger's
-rollouts visit the states the guarded policy visits), ``meta.json`` records it, and
-:class:`~budgetgym.agents.checkpoints.SB3Policy` and the exported ONNX graph apply it. Like the
-residual rules it is a pure function of the current raw observation, written against the
-array API standard: numpy arrays here, torch tensors in the export.
+A config's ``roi_guard`` section makes the guard part of the trained policy as it is deployed:
+``meta.json`` records it, and :class:`~budgetgym.agents.checkpoints.SB3Policy` and the exported
+ONNX graph apply it. Training sees it only with ``in_training: true``: the training env steps
+the guarded action, DAgger's rollouts visit the states the guarded student visits, and
+validation (``best/``) plays the guarded policy. By default it learns and is validated without
+it: a student of the planner trained through the guard learns to push against the guard's
+margin and misses more (docs/results.md). Like the residual rules the guard is a pure function
+of the current raw observation, written against the array API standard: numpy arrays here,
+torch tensors in the export.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from array_api_compat import array_namespace
-from pydantic import Field, StrictFloat, ValidationError
+from pydantic import Field, StrictBool, StrictFloat, ValidationError
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet, channels_of, feature
@@ -49,6 +52,9 @@ class RoiGuard(Frozen):
     """How steeply the pace falls with the shortfall: ``exp(gain * (log_matured_roi - tau))``."""
     after: Annotated[StrictFloat, Field(ge=0.0, le=1.0)] = 0.75
     """Share of the horizon after which the guard acts (0: the whole week)."""
+    in_training: StrictBool = False
+    """Whether training acts through the guard (rollouts and validation); False: the policy
+    learns without it, and evaluation, comparison and the export apply it."""
 
     @classmethod
     def parse(cls, text: str) -> RoiGuard:
@@ -136,9 +142,10 @@ class GuardedPolicy:
 
 
 class RoiGuardAction(VecEnvWrapper):
-    """Steps the env with ``guard`` on the actions' pace (the training env of a config with a
-    ``roi_guard`` section). Sits below ``VecNormalize`` and below a ``ResidualAction``, so it
-    reads raw observations and guards the final action; ``guard`` is recorded in checkpoints."""
+    """Carries a config's ``guard`` in the training env, to checkpoints and validation; steps
+    the env with it on the actions' pace when ``guard.in_training`` (otherwise the actions pass
+    unchanged). Sits below ``VecNormalize`` and below a ``ResidualAction``, so it reads raw
+    observations and guards the final action."""
 
     def __init__(self, venv: VecEnv, guard: RoiGuard, channels: ChannelSet) -> None:
         super().__init__(venv)
@@ -150,7 +157,7 @@ class RoiGuardAction(VecEnvWrapper):
         return self._obs
 
     def step_async(self, actions: np.ndarray) -> None:
-        self.venv.step_async(apply_guard(self.guard, self._obs, actions, self.channels))
+        self.venv.step_async(apply_guard(training_guard(self), self._obs, actions, self.channels))
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         obs, rewards, dones, infos = self.venv.step_wait()
@@ -159,8 +166,16 @@ class RoiGuardAction(VecEnvWrapper):
 
 
 def roi_guard_of(venv: Any) -> RoiGuard | None:
-    """The guard of a wrapped VecEnv stack (None without ``RoiGuardAction``)."""
+    """The guard of a wrapped VecEnv stack, the deployed policy's (None without
+    ``RoiGuardAction``)."""
     for layer in vec_env_stack(venv):
         if isinstance(layer, RoiGuardAction):
             return layer.guard
     return None
+
+
+def training_guard(venv: Any) -> RoiGuard | None:
+    """The guard training acts through (rollouts, validation): the stack's guard when its
+    ``in_training`` is set, else None."""
+    guard = roi_guard_of(venv)
+    return guard if guard is not None and guard.in_training else None

@@ -18,7 +18,9 @@ GMV and a miss rate::
         --json runs/roi_guard.json
 
 ``STUDENT`` is anything ``budgetgym evaluate`` takes: a run directory, an ``.onnx`` file or a
-rule's name.
+rule's name. A run whose config has a ``roi_guard`` (``experiments/dagger.yaml``) plays as its
+student without it, and its own guard joins the measured ones; an ``.onnx`` file with a guard in
+its graph is refused.
 """
 
 from __future__ import annotations
@@ -38,6 +40,23 @@ from budgetgym.scripts.bench_common import add_campaign_arguments, gmv_and_miss
 DEFAULT_GUARDS = ((0.0, 3.0, 0.75), (0.05, 8.0, 0.75), (0.1, 8.0, 0.75), (0.1, 3.0, 0.0))
 
 
+def without_guard(student: Any, spec: str) -> tuple[Any, RoiGuard | None]:
+    """``student`` without the ROI guard its run applies, and that guard (None: it has none).
+
+    Raises:
+        ValueError: an ONNX policy whose graph applies a guard (it cannot be played without).
+    """
+    guard = getattr(student, "roi_guard", None)  # a run's policy
+    if guard is not None:
+        student.roi_guard = None
+        return student, guard
+    if (getattr(student, "meta", None) or {}).get("roi_guard") is not None:
+        raise ValueError(
+            f"{spec} applies an ROI guard inside its graph: give its run directory instead."
+        )
+    return student, None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("student", help="A run directory, an .onnx file or a rule's name.")
@@ -50,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         guards = [RoiGuard.parse(text) for text in args.guards.split(",") if text.strip()]
         scenarios = parse_scenarios(args.scenarios)
-        student = load_policy(args.student)
+        student, own_guard = without_guard(load_policy(args.student), args.student)
+        if own_guard is not None and own_guard.spec not in {g.spec for g in guards}:
+            guards.append(own_guard)
         guarded = [(guard.name, GuardedPolicy(student, guard)) for guard in guards]
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

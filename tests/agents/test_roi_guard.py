@@ -19,14 +19,17 @@ from budgetgym.agents.roi_guard import (
     RoiGuardAction,
     guard_actions,
     roi_guard_of,
+    training_guard,
 )
-from budgetgym.agents.training import make_train_env, train
+from budgetgym.agents.training import train
 from budgetgym.envs import ACTION_DIM, BatchedCampaigns, BudgetVecEnv
 from budgetgym.envs.scenarios import EVAL_SEED_START
+from budgetgym.scripts.bench_roi_guard import without_guard
 from tests.agents.test_imitation import HORIZON, tiny
 
 LAYOUT = DEFAULT_CHANNEL_SET.layout
 GUARD = RoiGuard(tau=0.5, gain=4.0, after=0.0)  # acts from the first hour on most campaigns
+IN_TRAINING = GUARD.model_copy(update={"in_training": True})
 
 
 def _obs(progress: float, log_matured_roi: float) -> np.ndarray:
@@ -98,28 +101,47 @@ def test_a_policy_that_plans_spend_has_no_pace_to_guard():
         GuardedPolicy(load_policy("oracle"), GUARD)
 
 
-def test_the_training_env_steps_the_guarded_action():
-    guarded = RoiGuardAction(BudgetVecEnv(8, "hit_product", horizon_hours=HORIZON), GUARD,
+@pytest.mark.parametrize("guard", [IN_TRAINING, GUARD])
+def test_the_training_env_steps_the_guarded_action_only_in_training(guard: RoiGuard):
+    carrier = RoiGuardAction(BudgetVecEnv(8, "hit_product", horizon_hours=HORIZON), guard,
                              DEFAULT_CHANNEL_SET)  # fmt: skip
     plain = BudgetVecEnv(8, "hit_product", horizon_hours=HORIZON)
-    for env in (guarded, plain):
+    for env in (carrier, plain):
         env.seed(0)
-    obs, twin_obs = guarded.reset(), plain.reset()
+    obs, twin_obs = carrier.reset(), plain.reset()
     rng = np.random.default_rng(2)
     for _ in range(6):
         action = rng.uniform(-1, 1, size=(8, ACTION_DIM)).astype(np.float32)
-        obs, _, _, _ = guarded.step(action)
-        twin_obs, _, _, _ = plain.step(guard_actions(GUARD, twin_obs, action))
+        obs, _, _, _ = carrier.step(action)
+        twin_action = guard_actions(guard, twin_obs, action) if guard.in_training else action
+        twin_obs, _, _, _ = plain.step(twin_action)
         np.testing.assert_array_equal(obs, twin_obs)
-    assert roi_guard_of(guarded) == GUARD and roi_guard_of(plain) is None
+    assert roi_guard_of(carrier) == guard and roi_guard_of(plain) is None
+    assert training_guard(carrier) == (guard if guard.in_training else None)
+
+
+def _weights(run_dir: Path) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in load_run_policy(run_dir).model.policy.parameters()]
 
 
 def test_a_guarded_dagger_run_records_applies_and_exports_its_guard(tmp_path: Path):
+    """By default the guard does not touch training (the student is the unguarded run's, bit
+    for bit), and the deployed policy applies it; ``in_training`` makes DAgger's rollouts act
+    through it, so the student differs."""
     data = tiny("dagger", iterations=1, bc_campaigns=16, epochs=5)
-    config = validate_config({**data, "roi_guard": GUARD.model_dump()})
-    assert roi_guard_of(make_train_env(config, seed=0)) == GUARD
-    run_dir = tmp_path / "run"
-    train(config, run_dir, progress=False, log=lambda _: None)
+    runs = {}
+    for name, guard in (("plain", None), ("run", GUARD), ("in_training", IN_TRAINING)):
+        config = validate_config(
+            {**data, "roi_guard": None if guard is None else guard.model_dump()}
+        )
+        runs[name] = tmp_path / name
+        train(config, runs[name], progress=False, log=lambda _: None)
+    plain_weights, run_weights = _weights(runs["plain"]), _weights(runs["run"])
+    assert all(torch.equal(a, b) for a, b in zip(plain_weights, run_weights, strict=True))
+    in_training = _weights(runs["in_training"])
+    assert not all(torch.equal(a, b) for a, b in zip(plain_weights, in_training, strict=True))
+    assert load_run_policy(runs["in_training"]).roi_guard == IN_TRAINING
+    run_dir = runs["run"]
     meta = json.loads((run_dir / "final" / "meta.json").read_text())
     assert meta["roi_guard"] == GUARD.model_dump()
     policy = load_run_policy(run_dir)
@@ -134,6 +156,12 @@ def test_a_guarded_dagger_run_records_applies_and_exports_its_guard(tmp_path: Pa
     assert json.loads(onnx_path.with_suffix(".json").read_text())["roi_guard"] == meta["roi_guard"]
     exported, _ = OnnxPolicy(onnx_path).predict(obs)
     assert np.abs(exported - actions).max() <= 1e-5
+    # bench_roi_guard plays the run's student without its guard; the graph cannot drop it
+    student, own = without_guard(load_run_policy(run_dir), str(run_dir))
+    assert own == GUARD and student.roi_guard is None
+    np.testing.assert_array_equal(student.predict(obs)[0], plain)
+    with pytest.raises(ValueError, match="inside its graph"):
+        without_guard(OnnxPolicy(onnx_path), str(onnx_path))
 
 
 def test_an_invalid_recorded_guard_is_refused_on_load(tmp_path: Path):
