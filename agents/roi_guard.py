@@ -141,6 +141,32 @@ class GuardedPolicy:
         return apply_guard(self.guard, obs, action, self._channels), None
 
 
+def parse_guard(text: str) -> RoiGuard | None:
+    """``"TAU:GAIN:AFTER"`` -> RoiGuard, ``"none"`` -> None (the command line's ``--roi-guard``)."""
+    return None if text.strip().lower() == "none" else RoiGuard.parse(text)
+
+
+def replace_guard(policy: Any, guard: RoiGuard | None) -> tuple[Any, RoiGuard | None]:
+    """``policy`` with ``guard`` on its pace in place of its own (None: without one), and the
+    guard it had. A run's policy gets its guard replaced and its name marked; a policy with no
+    guard of its own (a rule, an ONNX file without one) is wrapped in :class:`GuardedPolicy`.
+
+    Raises:
+        ValueError: an ONNX policy whose graph applies a guard (it cannot be replaced), or a
+            policy that plans spend (no pace to guard).
+    """
+    if hasattr(policy, "roi_guard"):  # SB3Policy: the guard is applied after the network
+        previous, policy.roi_guard = policy.roi_guard, guard
+        if guard != previous:
+            policy.name = f"{policy.name}+{guard.name if guard is not None else 'no guard'}"
+        return policy, previous
+    if (getattr(policy, "meta", None) or {}).get("roi_guard") is not None:
+        raise ValueError(
+            f"{policy.name} applies an ROI guard inside its ONNX graph: give its run directory."
+        )
+    return (policy if guard is None else GuardedPolicy(policy, guard)), None
+
+
 class RoiGuardAction(VecEnvWrapper):
     """Carries a config's ``guard`` in the training env, to checkpoints and validation; steps
     the env with it on the actions' pace when ``guard.in_training`` (otherwise the actions pass

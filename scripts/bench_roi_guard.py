@@ -32,29 +32,12 @@ from typing import Any
 
 from budgetgym.agents.evaluation import parse_scenarios
 from budgetgym.agents.policy import PLANNER_CC, load_policy
-from budgetgym.agents.roi_guard import GuardedPolicy, RoiGuard
+from budgetgym.agents.roi_guard import GuardedPolicy, RoiGuard, replace_guard
 from budgetgym.scripts.bench_common import add_campaign_arguments, gmv_and_miss
 
 #: The guards measured by default: ``(tau, gain, after)``, from the student's end-of-week
 #: correction to a guard over the whole week.
 DEFAULT_GUARDS = ((0.0, 3.0, 0.75), (0.05, 8.0, 0.75), (0.1, 8.0, 0.75), (0.1, 3.0, 0.0))
-
-
-def without_guard(student: Any, spec: str) -> tuple[Any, RoiGuard | None]:
-    """``student`` without the ROI guard its run applies, and that guard (None: it has none).
-
-    Raises:
-        ValueError: an ONNX policy whose graph applies a guard (it cannot be played without).
-    """
-    guard = getattr(student, "roi_guard", None)  # a run's policy
-    if guard is not None:
-        student.roi_guard = None
-        return student, guard
-    if (getattr(student, "meta", None) or {}).get("roi_guard") is not None:
-        raise ValueError(
-            f"{spec} applies an ROI guard inside its graph: give its run directory instead."
-        )
-    return student, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         guards = [RoiGuard.parse(text) for text in args.guards.split(",") if text.strip()]
         scenarios = parse_scenarios(args.scenarios)
-        student, own_guard = without_guard(load_policy(args.student), args.student)
+        student, own_guard = replace_guard(load_policy(args.student), None)
         if own_guard is not None and own_guard.spec not in {g.spec for g in guards}:
             guards.append(own_guard)
         guarded = [(guard.name, GuardedPolicy(student, guard)) for guard in guards]

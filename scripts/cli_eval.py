@@ -53,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="mixed",
         help="Scenario name (see 'budgetgym scenario list') or a scenario file's path.",
     )
+    p.add_argument(
+        "--roi-guard",
+        metavar="TAU:GAIN:AFTER",
+        help="Play the policy with this ROI guard on its pace in place of its run's own, or "
+        "'none' without one (budgetgym.agents.roi_guard; not an .onnx file with a guard inside).",
+    )
     _add_campaign_options(p, f"{EVAL_ROOT}/<policy>-<YYYYmmdd-HHMMSS>")
     p.set_defaults(handler=evaluate_cmd)
 
@@ -142,10 +148,13 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     """Handler of ``budgetgym evaluate``."""
     from budgetgym.agents.evaluation import evaluate, write_evaluation
     from budgetgym.agents.policy import load_policy
+    from budgetgym.agents.roi_guard import parse_guard, replace_guard
 
     console = Console(soft_wrap=True)  # no line breaks inside paths
     check_scenario(args.scenario)
     policy = load_policy(args.policy)
+    if args.roi_guard is not None:
+        policy, _ = replace_guard(policy, parse_guard(args.roi_guard))
     out = _prepare(args, _policy_label(args.policy), console)
     result = evaluate(
         policy,

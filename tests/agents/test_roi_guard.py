@@ -13,18 +13,21 @@ from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET
 from budgetgym.agents.checkpoints import SB3Policy, load_run_policy, resolve_checkpoint
 from budgetgym.agents.config import validate_config
 from budgetgym.agents.export import OnnxPolicy, export_onnx
+from budgetgym.agents.policy import load_policy
 from budgetgym.agents.roi_guard import (
     GuardedPolicy,
     RoiGuard,
     RoiGuardAction,
     guard_actions,
+    parse_guard,
+    replace_guard,
     roi_guard_of,
     training_guard,
 )
 from budgetgym.agents.training import train
 from budgetgym.envs import ACTION_DIM, BatchedCampaigns, BudgetVecEnv
 from budgetgym.envs.scenarios import EVAL_SEED_START
-from budgetgym.scripts.bench_roi_guard import without_guard
+from budgetgym.scripts.cli import main
 from tests.agents.test_imitation import HORIZON, tiny
 
 LAYOUT = DEFAULT_CHANNEL_SET.layout
@@ -94,11 +97,14 @@ def test_a_config_guard_is_validated_and_refused_by_ars():
         validate_config({"algorithm": "ars", "roi_guard": {}})
 
 
-def test_a_policy_that_plans_spend_has_no_pace_to_guard():
-    from budgetgym.agents.policy import load_policy
-
+def test_a_rule_is_wrapped_and_a_policy_that_plans_spend_refused():
+    rule, previous = replace_guard(load_policy("obs_pacing"), GUARD)
+    assert isinstance(rule, GuardedPolicy) and previous is None
+    assert rule.name == "obs_pacing+guard 0.5:4:0"
+    assert replace_guard(load_policy("obs_pacing"), None)[0].name == "obs_pacing"
+    assert parse_guard("None") is None and parse_guard("0.5:4:0") == GUARD
     with pytest.raises(ValueError, match="plans spend"):
-        GuardedPolicy(load_policy("oracle"), GUARD)
+        replace_guard(load_policy("oracle"), GUARD)
 
 
 @pytest.mark.parametrize("guard", [IN_TRAINING, GUARD])
@@ -156,12 +162,22 @@ def test_a_guarded_dagger_run_records_applies_and_exports_its_guard(tmp_path: Pa
     assert json.loads(onnx_path.with_suffix(".json").read_text())["roi_guard"] == meta["roi_guard"]
     exported, _ = OnnxPolicy(onnx_path).predict(obs)
     assert np.abs(exported - actions).max() <= 1e-5
-    # bench_roi_guard plays the run's student without its guard; the graph cannot drop it
-    student, own = without_guard(load_run_policy(run_dir), str(run_dir))
-    assert own == GUARD and student.roi_guard is None
+    # the run's guard is replaced (evaluate --roi-guard, bench_roi_guard); the graph's is not
+    student, own = replace_guard(load_run_policy(run_dir), None)
+    assert own == GUARD and student.roi_guard is None and student.name == "run+no guard"
     np.testing.assert_array_equal(student.predict(obs)[0], plain)
-    with pytest.raises(ValueError, match="inside its graph"):
-        without_guard(OnnxPolicy(onnx_path), str(onnx_path))
+    other = RoiGuard(tau=0.2, gain=2.0, after=0.0)
+    student, _ = replace_guard(student, other)
+    np.testing.assert_array_equal(student.predict(obs)[0], guard_actions(other, obs, plain))
+    with pytest.raises(ValueError, match="inside its ONNX graph"):
+        replace_guard(OnnxPolicy(onnx_path), None)
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--policy", str(run_dir), "--roi-guard", "none", "--scenario",
+            "hit_product", "--episodes", "4", "--horizon-hours", str(HORIZON), "--out", str(out),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((out / "summary.json").read_text())["policy"] == "run+no guard"
+    assert main([*argv[:3], "--roi-guard", "0.1:8", *argv[5:]]) == 2  # one line, exit 2
 
 
 def test_an_invalid_recorded_guard_is_refused_on_load(tmp_path: Path):
