@@ -458,7 +458,7 @@ def save_checkpoint(
     return directory
 
 
-def guard_meta(guard: RoiGuard | None) -> dict[str, float] | None:
+def guard_meta(guard: RoiGuard | None) -> dict[str, Any] | None:
     """``meta.json``'s ``roi_guard`` entry (and the ONNX sidecar's): the settings, or None."""
     return None if guard is None else guard.model_dump()
 

@@ -292,7 +292,7 @@ def policy_sidecar(
     num_timesteps: int | None,
     source: str | None,
     lstm_state: tuple[int, int] | None = None,
-    roi_guard: dict[str, float] | None = None,
+    roi_guard: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``.json`` written next to an ONNX policy (format ``budgetgym-onnx/1``), which
     :class:`OnnxPolicy` checks on load: input and output names and shapes, the channel list and
