@@ -48,8 +48,8 @@ from budgetgym.agents.metrics import (
 from budgetgym.agents.policy import PLANNER_CC, load_policy, unavailable
 from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.residual import residual_base_of, vec_env_stack, venv_channels
-from budgetgym.agents.roi_guard import training_guard
 from budgetgym.agents.verdict import best_rule
+from budgetgym.agents.wrappers import training_guard
 from budgetgym.envs import EVAL_SEED_START, VALIDATION_SEED_START, BatchedCampaigns
 from budgetgym.envs.campaigns import roi_target_missed
 from budgetgym.envs.sb3_vec_env import BudgetVecEnv

@@ -74,8 +74,8 @@ from budgetgym.agents.residual import (
     residual_base_of,
     venv_channels,
 )
-from budgetgym.agents.roi_guard import RoiGuard, apply_guard, roi_guard_of
-from budgetgym.agents.wrappers import lagrangian_of
+from budgetgym.agents.roi_guard import RoiGuard, apply_guard
+from budgetgym.agents.wrappers import lagrangian_of, roi_guard_of
 from budgetgym.envs import ENV_ID, RETIRED_ENV_IDS, retired_env_message
 
 if TYPE_CHECKING:

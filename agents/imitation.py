@@ -63,7 +63,7 @@ from budgetgym.agents.policy import PLANNER_CC, load_policy, unavailable
 from budgetgym.agents.privileged import actor_input
 from budgetgym.agents.progress import evaluation_progress
 from budgetgym.agents.residual import base_action, residual_base_of, venv_channels
-from budgetgym.agents.roi_guard import training_guard
+from budgetgym.agents.wrappers import training_guard
 from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.core import MAX_PACE_MULT, spend_to_action
 from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT, training_seeds

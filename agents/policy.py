@@ -72,7 +72,7 @@ def as_policy(policy: Any) -> Policy:
     from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET
     from budgetgym.agents.checkpoints import ObsNormalizer, SB3Policy, algorithm_name
     from budgetgym.agents.residual import residual_base_of, venv_channels
-    from budgetgym.agents.roi_guard import roi_guard_of
+    from budgetgym.agents.wrappers import roi_guard_of
 
     vecnorm = policy.get_vec_normalize_env()
     env = policy.get_env()

@@ -15,7 +15,8 @@ the further below; the guard never raises spend, and the channel split stays the
 under-reads the ROI of the scenarios' slower conversions: a built-in margin that the guard's
 effect depends on (docs/results.md, "Feedback on the observed ROI").
 
-A config's ``roi_guard`` section makes the guard part of the trained policy as it is deployed:
+A config's ``roi_guard`` section makes the guard part of the trained policy as it is deployed
+(:class:`~budgetgym.agents.wrappers.RoiGuardAction` carries it in the training env):
 ``meta.json`` records it, and :class:`~budgetgym.agents.checkpoints.SB3Policy` and the exported
 ONNX graph apply it. Training sees it only with ``in_training: true``: the training env steps
 the guarded action, DAgger's rollouts visit the states the guarded student visits, and
@@ -23,7 +24,8 @@ validation (``best/``) plays the guarded policy. By default it learns and is val
 it: a student of the planner trained through the guard learns to push against the guard's
 margin and misses more (docs/results.md). Like the residual rules the guard is a pure function
 of the current raw observation, written against the array API standard: numpy arrays here,
-torch tensors in the export.
+torch tensors in the export. This module needs no training dependency (``evaluate`` plays a
+rule with a guard without the ``train`` extra).
 """
 
 from __future__ import annotations
@@ -33,22 +35,24 @@ from typing import Annotated, Any
 
 import numpy as np
 from array_api_compat import array_namespace
-from pydantic import Field, StrictBool, StrictFloat, ValidationError
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, ValidationError
 
 from budgetgym.agents.channel_set import DEFAULT_CHANNEL_SET, ChannelSet, channels_of, feature
-from budgetgym.agents.hyperparams import Frozen, NonNegFloat
-from budgetgym.agents.residual import vec_env_stack
 from budgetgym.envs.core import MAX_PACE_MULT
 
 
-class RoiGuard(Frozen):
+class RoiGuard(BaseModel):
     """A guard's settings (see the module's docstring); the config's ``roi_guard`` section."""
+
+    # The config models' settings (budgetgym.agents.hyperparams.Frozen, whose module needs torch)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
 
     tau: StrictFloat = 0.05
     """Log of the observed ROI, relative to the target, below which the pace is cut (0.05: an
     ROI under 1.05 times the target)."""
-    gain: NonNegFloat = 8.0
+    gain: Annotated[StrictFloat, Field(ge=0.0)] = 8.0
     """How steeply the pace falls with the shortfall: ``exp(gain * (log_matured_roi - tau))``."""
     after: Annotated[StrictFloat, Field(ge=0.0, le=1.0)] = 0.75
     """Share of the horizon after which the guard acts (0: the whole week)."""
@@ -165,43 +169,3 @@ def replace_guard(policy: Any, guard: RoiGuard | None) -> tuple[Any, RoiGuard | 
             f"{policy.name} applies an ROI guard inside its ONNX graph: give its run directory."
         )
     return (policy if guard is None else GuardedPolicy(policy, guard)), None
-
-
-class RoiGuardAction(VecEnvWrapper):
-    """Carries a config's ``guard`` in the training env, to checkpoints and validation; steps
-    the env with it on the actions' pace when ``guard.in_training`` (otherwise the actions pass
-    unchanged). Sits below ``VecNormalize`` and below a ``ResidualAction``, so it reads raw
-    observations and guards the final action."""
-
-    def __init__(self, venv: VecEnv, guard: RoiGuard, channels: ChannelSet) -> None:
-        super().__init__(venv)
-        self.guard, self.channels = guard, channels
-        self._obs = np.zeros((venv.num_envs, *venv.observation_space.shape), dtype=np.float32)
-
-    def reset(self) -> np.ndarray:
-        self._obs = self.venv.reset()
-        return self._obs
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self.venv.step_async(apply_guard(training_guard(self), self._obs, actions, self.channels))
-
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        obs, rewards, dones, infos = self.venv.step_wait()
-        self._obs = obs  # after an episode ends: the next episode's first observation
-        return obs, rewards, dones, infos
-
-
-def roi_guard_of(venv: Any) -> RoiGuard | None:
-    """The guard of a wrapped VecEnv stack, the deployed policy's (None without
-    ``RoiGuardAction``)."""
-    for layer in vec_env_stack(venv):
-        if isinstance(layer, RoiGuardAction):
-            return layer.guard
-    return None
-
-
-def training_guard(venv: Any) -> RoiGuard | None:
-    """The guard training acts through (rollouts, validation): the stack's guard when its
-    ``in_training`` is set, else None."""
-    guard = roi_guard_of(venv)
-    return guard if guard is not None and guard.in_training else None

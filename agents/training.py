@@ -66,13 +66,13 @@ from budgetgym.agents.progress import LineProgress, is_terminal
 from budgetgym.agents.random_search import attach_search
 from budgetgym.agents.report import compare_run
 from budgetgym.agents.residual import ResidualAction, venv_channels
-from budgetgym.agents.roi_guard import RoiGuardAction
 from budgetgym.agents.runlock import holds_run_lock
 from budgetgym.agents.verdict import versus_best_rule
 from budgetgym.agents.wrappers import (
     DenseRoiPenalty,
     LagrangianReward,
     PairedBaseline,
+    RoiGuardAction,
     RoiMissPenalty,
     lagrangian_of,
 )

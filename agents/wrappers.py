@@ -20,7 +20,9 @@ registry (``ppo``, ``sac``, ``recurrent_ppo``) or one of your own that takes a `
 it.
 The residual action (a learned correction added to a rule's action) is policy-side, not a
 reward wrapper: :class:`~budgetgym.agents.residual.ResidualAction` steps it in training and the
-exported graph contains its rule (:mod:`budgetgym.agents.residual`).
+exported graph contains its rule (:mod:`budgetgym.agents.residual`). So is the ROI guard
+(:mod:`budgetgym.agents.roi_guard`): :class:`RoiGuardAction` carries a config's guard to
+checkpoints and validation, and steps it in training when the config asks.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from budgetgym.agents.channel_set import channels_of
+from budgetgym.agents.channel_set import ChannelSet, channels_of
 from budgetgym.agents.lagrangian import (
     CONSTRAINTS,
     LagrangianState,
@@ -39,6 +41,7 @@ from budgetgym.agents.lagrangian import (
     campaign_cost,
 )
 from budgetgym.agents.residual import base_action, check_residual_base, vec_env_stack
+from budgetgym.agents.roi_guard import RoiGuard, apply_guard
 from budgetgym.envs import BudgetVecEnv
 from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_missed
 
@@ -297,3 +300,43 @@ def lagrangian_of(venv: Any) -> LagrangianReward | None:
         if isinstance(layer, LagrangianReward):
             return layer
     return None
+
+
+class RoiGuardAction(VecEnvWrapper):
+    """Carries a config's ``guard`` in the training env, to checkpoints and validation; steps
+    the env with it on the actions' pace when ``guard.in_training`` (otherwise the actions pass
+    unchanged). Sits below ``VecNormalize`` and below a ``ResidualAction``, so it reads raw
+    observations and guards the final action."""
+
+    def __init__(self, venv: VecEnv, guard: RoiGuard, channels: ChannelSet) -> None:
+        super().__init__(venv)
+        self.guard, self.channels = guard, channels
+        self._obs = np.zeros((venv.num_envs, *venv.observation_space.shape), dtype=np.float32)
+
+    def reset(self) -> np.ndarray:
+        self._obs = self.venv.reset()
+        return self._obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.venv.step_async(apply_guard(training_guard(self), self._obs, actions, self.channels))
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self._obs = obs  # after an episode ends: the next episode's first observation
+        return obs, rewards, dones, infos
+
+
+def roi_guard_of(venv: Any) -> RoiGuard | None:
+    """The guard of a wrapped VecEnv stack, the deployed policy's (None without
+    ``RoiGuardAction``)."""
+    for layer in vec_env_stack(venv):
+        if isinstance(layer, RoiGuardAction):
+            return layer.guard
+    return None
+
+
+def training_guard(venv: Any) -> RoiGuard | None:
+    """The guard training acts through (rollouts, validation): the stack's guard when its
+    ``in_training`` is set, else None."""
+    guard = roi_guard_of(venv)
+    return guard if guard is not None and guard.in_training else None

@@ -133,6 +133,8 @@ from budgetgym.scripts.cli import main
 assert main(["list-scenarios"]) == 0
 with tempfile.TemporaryDirectory() as out:
     assert main(["evaluate", "--policy", "uniform", "--episodes", "2", "--out", out]) == 0
+    guarded = ["evaluate", "--policy", "obs_pacing", "--roi-guard", "0.05:8:0.75"]
+    assert main([*guarded, "--episodes", "2", "--out", out + "/guarded"]) == 0
     assert main(["train", "--config", "ppo_quick", "--run-dir", out + "/run"]) == 2
 print("ok", sorted(gmv))
 """

@@ -17,14 +17,12 @@ from budgetgym.agents.policy import load_policy
 from budgetgym.agents.roi_guard import (
     GuardedPolicy,
     RoiGuard,
-    RoiGuardAction,
     guard_actions,
     parse_guard,
     replace_guard,
-    roi_guard_of,
-    training_guard,
 )
 from budgetgym.agents.training import train
+from budgetgym.agents.wrappers import RoiGuardAction, roi_guard_of, training_guard
 from budgetgym.envs import ACTION_DIM, BatchedCampaigns, BudgetVecEnv
 from budgetgym.envs.scenarios import EVAL_SEED_START
 from budgetgym.scripts.cli import main
