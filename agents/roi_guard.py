@@ -21,8 +21,8 @@ A config's ``roi_guard`` section makes the guard part of the trained policy as i
 ONNX graph apply it. Training sees it only with ``in_training: true``: the training env steps
 the guarded action, DAgger's rollouts visit the states the guarded student visits, and
 validation (``best/``) plays the guarded policy. By default it learns and is validated without
-it: a student of the planner trained through the guard learns to push against the guard's
-margin and misses more (docs/results.md). Like the residual rules the guard is a pure function
+it: a student of the planner trained through the guard misses more at the same GMV
+(docs/results.md). Like the residual rules the guard is a pure function
 of the current raw observation, written against the array API standard: numpy arrays here,
 torch tensors in the export. This module needs no training dependency (``evaluate`` plays a
 rule with a guard without the ``train`` extra).
