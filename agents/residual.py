@@ -92,7 +92,26 @@ class TwinCampaigns(Protocol):
         """Current raw observations of the twins ``(n_twins, obs_dim)``."""
 
 
-class ResidualAction(VecEnvWrapper):
+class RawObservationAction(VecEnvWrapper):
+    """A wrapper that transforms the actions from its env's current raw observation
+    (``self._obs``, kept here): the base of :class:`ResidualAction` and the ROI guard's
+    wrapper. Subclasses define ``step_async``."""
+
+    def __init__(self, venv: VecEnv) -> None:
+        super().__init__(venv)
+        self._obs = np.zeros((venv.num_envs, *venv.observation_space.shape), dtype=np.float32)
+
+    def reset(self) -> np.ndarray:
+        self._obs = self.venv.reset()
+        return self._obs
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self._obs = obs  # after an episode ends: the next episode's first observation
+        return obs, rewards, dones, infos
+
+
+class ResidualAction(RawObservationAction):
     """Adds a stateless rule's action to the agent's: the env steps ``clip(base(obs) + a)``.
 
     Sits below ``VecNormalize`` so the rule sees raw observations (see
@@ -122,11 +141,6 @@ class ResidualAction(VecEnvWrapper):
                 f"The twins' rule {twins.rule!r} is not the residual base {residual_base!r}."
             )
         self.twins = twins
-        self._obs = np.zeros((venv.num_envs, *venv.observation_space.shape), dtype=np.float32)
-
-    def reset(self) -> np.ndarray:
-        self._obs = self.venv.reset()
-        return self._obs
 
     def step_async(self, actions: np.ndarray) -> None:
         if self.twins is None:
@@ -139,11 +153,6 @@ class ResidualAction(VecEnvWrapper):
         base = base_action(self.residual_base, obs, self.channels)
         self.twins.twin_actions = base[n:]
         self.venv.step_async(_clipped_sum(base[:n], actions))
-
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        obs, rewards, dones, infos = self.venv.step_wait()
-        self._obs = obs  # after an episode ends: the next episode's first observation
-        return obs, rewards, dones, infos
 
 
 def vec_env_stack(venv: Any) -> Iterator[Any]:

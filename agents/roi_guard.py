@@ -123,7 +123,8 @@ def apply_guard(
 
 class GuardedPolicy:
     """Any ``Policy`` that acts on observations (not a spend planner), with ``guard`` on its
-    pace: what ``budgetgym evaluate`` and ``compare`` play for ``--guard``."""
+    pace: what ``budgetgym evaluate --roi-guard`` plays for a policy without a guard of its own
+    (:func:`replace_guard`) and ``bench_roi_guard.py`` for each guard."""
 
     def __init__(self, policy: Any, guard: RoiGuard) -> None:
         if getattr(policy, "acts_in_spend", False):

@@ -40,7 +40,12 @@ from budgetgym.agents.lagrangian import (
     PIDLagrangian,
     campaign_cost,
 )
-from budgetgym.agents.residual import base_action, check_residual_base, vec_env_stack
+from budgetgym.agents.residual import (
+    RawObservationAction,
+    base_action,
+    check_residual_base,
+    vec_env_stack,
+)
 from budgetgym.agents.roi_guard import RoiGuard, apply_guard
 from budgetgym.envs import BudgetVecEnv
 from budgetgym.envs.campaigns import BatchedCampaigns, info_columns, roi_target_missed
@@ -302,7 +307,7 @@ def lagrangian_of(venv: Any) -> LagrangianReward | None:
     return None
 
 
-class RoiGuardAction(VecEnvWrapper):
+class RoiGuardAction(RawObservationAction):
     """Carries a config's ``guard`` in the training env, to checkpoints and validation; steps
     the env with it on the actions' pace when ``guard.in_training`` (otherwise the actions pass
     unchanged). Sits below ``VecNormalize`` and below a ``ResidualAction``, so it reads raw
@@ -311,19 +316,9 @@ class RoiGuardAction(VecEnvWrapper):
     def __init__(self, venv: VecEnv, guard: RoiGuard, channels: ChannelSet) -> None:
         super().__init__(venv)
         self.guard, self.channels = guard, channels
-        self._obs = np.zeros((venv.num_envs, *venv.observation_space.shape), dtype=np.float32)
-
-    def reset(self) -> np.ndarray:
-        self._obs = self.venv.reset()
-        return self._obs
 
     def step_async(self, actions: np.ndarray) -> None:
         self.venv.step_async(apply_guard(training_guard(self), self._obs, actions, self.channels))
-
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        obs, rewards, dones, infos = self.venv.step_wait()
-        self._obs = obs  # after an episode ends: the next episode's first observation
-        return obs, rewards, dones, infos
 
 
 def roi_guard_of(venv: Any) -> RoiGuard | None:
