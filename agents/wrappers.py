@@ -318,7 +318,8 @@ class RoiGuardAction(RawObservationAction):
         self.guard, self.channels = guard, channels
 
     def step_async(self, actions: np.ndarray) -> None:
-        self.venv.step_async(apply_guard(training_guard(self), self._obs, actions, self.channels))
+        guard = self.guard if self.guard.in_training else None
+        self.venv.step_async(apply_guard(guard, self._obs, actions, self.channels))
 
 
 def roi_guard_of(venv: Any) -> RoiGuard | None:
