@@ -7,11 +7,15 @@ hidden parameter is the mean over a population of training campaigns (of the cam
 scenario; in ``mixed``, of its member scenario): the *population planner*. It knows what an
 advertiser knows of its own campaign (:data:`KNOWN_FIELDS`: budget, target, the product's price
 and value, the attribution window, the public calendar) and the scenario's population, not the
-campaign. Its margin ``kappa`` is given (``--kappas``), in standard deviations of the GMV
-still to be attributed as its model predicts them. Each figure is a share of ``planner_cc``'s
-GMV and a miss rate, on the same held-out campaigns::
+campaign; ``--reveal`` hands it some hidden fields' true values, to see which ones matter.
 
-    .venv/bin/python scripts/bench_population_planner.py --kappas 0,4,16 \\
+Each margin ``kappa`` of ``--kappas`` (in standard deviations of the GMV still to be
+attributed, as the planner's model predicts them; ``planner_cc`` is the planner that reads the
+true parameters at its calibrated ``kappa``) is played twice on the same held-out campaigns: by
+the planner that reads the true parameters and by the population planner. Each figure is a
+share of ``planner_cc``'s GMV and a miss rate::
+
+    .venv/bin/python scripts/bench_population_planner.py --kappas 0,1,4,16 \\
         --json docs/results/population_planner.json
 
 The population comes from the training seed range (``--population`` campaigns from seed 0); the
@@ -25,9 +29,11 @@ import copy
 import dataclasses
 import json
 import sys
+from collections.abc import Iterable
 
 import numpy as np
 
+from budgetgym.agents.cc_calibration import load_calibration
 from budgetgym.agents.evaluation import parse_scenarios
 from budgetgym.agents.planner import PlannerPolicy
 from budgetgym.agents.policy import PLANNER_CC, load_policy
@@ -81,11 +87,20 @@ class PopulationMeans:
     """Field name to ``(n_members, ...)`` means; NaN for a member without campaigns."""
 
 
-def population_means(population: CampaignParams) -> PopulationMeans:
-    """The :class:`PopulationMeans` of the campaigns ``population``."""
+def population_means(population: CampaignParams, reveal: Iterable[str] = ()) -> PopulationMeans:
+    """The :class:`PopulationMeans` of the campaigns ``population``, less the hidden fields
+    named in ``reveal`` (a planner on :func:`population_params` then reads the campaign's own).
+
+    Raises:
+        ValueError: a name in ``reveal`` that is not a hidden field.
+    """
+    hidden = hidden_fields(population)
+    unknown = sorted(set(reveal) - set(hidden))
+    if unknown:
+        raise ValueError(f"Not hidden fields: {', '.join(unknown)}. Hidden: {', '.join(hidden)}.")
     members = np.arange(len(population.members))
     means = {}
-    for name in hidden_fields(population):
+    for name in (name for name in hidden if name not in reveal):
         value = getattr(population, name)
         with np.errstate(invalid="ignore"):
             means[name] = np.stack(
@@ -95,7 +110,7 @@ def population_means(population: CampaignParams) -> PopulationMeans:
 
 
 def population_params(params: CampaignParams, population: PopulationMeans) -> CampaignParams:
-    """``params`` with every hidden field set to its member scenario's population mean.
+    """``params`` with every field of ``population`` set to its member scenario's mean.
 
     Raises:
         ValueError: a campaign whose member scenario the population holds no campaign of.
@@ -151,51 +166,71 @@ def parse_kappas(text: str) -> list[float]:
     return kappas
 
 
+def _cell(figures: dict[str, float]) -> str:
+    return f"{figures['pct_of_planner_cc']:.1f}% at {figures['miss_pct']:.1f}%"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kappas", default="0,4,16", help="Margins (default: 0,4,16).")
+    parser.add_argument("--kappas", default="0,1,4,16", help="Margins (default: 0,1,4,16).")
     parser.add_argument(
         "--population", type=int, default=4096, help="Training campaigns averaged (from seed 0)."
     )
+    parser.add_argument(
+        "--reveal", default="", help="Hidden fields the population planner reads (comma list)."
+    )
     add_campaign_arguments(parser)
     args = parser.parse_args(argv)
+    reveal = [name for name in args.reveal.split(",") if name]
     try:
         scenarios = parse_scenarios(args.scenarios)
         kappas = parse_kappas(args.kappas)
         if not 1 <= args.population <= TRAIN_SEED_LIMIT:
             raise ValueError(f"--population must lie in [1, {TRAIN_SEED_LIMIT}].")
+        populations = {}
+        for scenario in scenarios:
+            campaigns = BatchedCampaigns(scenario)
+            campaigns.reset(np.arange(args.population))
+            populations[scenario] = population_means(campaigns.params, reveal)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     rows = []
-    for scenario in scenarios:
-        campaigns = BatchedCampaigns(scenario)
-        campaigns.reset(np.arange(args.population))
-        population = population_means(campaigns.params)
+    for scenario, population in populations.items():
+        planner_cc = load_policy(PLANNER_CC)
         reference, reference_miss = gmv_and_miss(
-            load_policy(PLANNER_CC), scenario, args.episodes, args.seed_start
+            planner_cc, scenario, args.episodes, args.seed_start
         )
-        row = {"scenario": scenario, "planner_cc_miss_pct": 100 * reference_miss, "kappas": {}}
+        row = {
+            "scenario": scenario,
+            "planner_cc_kappa": load_calibration().kappa(scenario, planner_cc.alpha),
+            "planner_cc_miss_pct": 100 * reference_miss,
+            "kappas": {},
+        }
         for kappa in kappas:
-            gmv, miss = gmv_and_miss(
-                PopulationPlanner(population, kappa), scenario, args.episodes, args.seed_start
-            )
-            row["kappas"][f"{kappa:g}"] = {
-                "pct_of_planner_cc": 100 * gmv / reference,
-                "miss_pct": 100 * miss,
-            }
+            row["kappas"][f"{kappa:g}"] = figures = {}
+            for knows, planner in (
+                ("true", PlannerPolicy(kappa=kappa)),
+                ("population", PopulationPlanner(population, kappa)),
+            ):
+                gmv, miss = gmv_and_miss(planner, scenario, args.episodes, args.seed_start)
+                figures[knows] = {
+                    "pct_of_planner_cc": 100 * gmv / reference,
+                    "miss_pct": 100 * miss,
+                }
         rows.append(row)
+        cells = (
+            f"kappa {k}: true {_cell(v['true'])}, population {_cell(v['population'])}"
+            for k, v in row["kappas"].items()
+        )
         print(
-            f"{scenario}: planner_cc misses {row['planner_cc_miss_pct']:.1f}%; population "
-            + "; ".join(
-                f"kappa {k} {v['pct_of_planner_cc']:.1f}% at {v['miss_pct']:.1f}%"
-                for k, v in row["kappas"].items()
-            ),
+            f"{scenario}: planner_cc (kappa {row['planner_cc_kappa']:.2f}) misses "
+            f"{row['planner_cc_miss_pct']:.1f}%; " + "; ".join(cells),
             flush=True,
         )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        report = {"kappas": kappas, "population": args.population, "rows": rows}
+        report = {"kappas": kappas, "population": args.population, "reveal": reveal, "rows": rows}
         report.update(episodes=args.episodes, seed_start=args.seed_start)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

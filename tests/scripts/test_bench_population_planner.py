@@ -45,6 +45,23 @@ def test_hidden_fields_are_the_members_means_and_the_rest_the_campaigns_own():
             np.testing.assert_array_equal(planned, value)
 
 
+def test_revealed_fields_stay_the_campaigns_own():
+    population = _params("hit_product", np.arange(32))
+    means = bench.population_means(population, reveal=["cvr_new", "ctr"])
+    assert not {"cvr_new", "ctr"} & set(means.means) and "cvr_returning" in means.means
+    params = _params("hit_product", EVAL_SEED_START + np.arange(4))
+    seen = bench.population_params(params, means)
+    np.testing.assert_array_equal(seen.cvr_new, params.cvr_new)
+    np.testing.assert_array_equal(seen.ctr, params.ctr)
+    assert not np.array_equal(seen.cvr_returning, params.cvr_returning)
+    everything = bench.population_means(population, reveal=bench.hidden_fields(population))
+    unchanged = bench.population_params(params, everything)
+    for field in dataclasses.fields(params):
+        np.testing.assert_array_equal(getattr(unchanged, field.name), getattr(params, field.name))
+    with pytest.raises(ValueError, match="Not hidden fields: budget_cny"):
+        bench.population_means(population, reveal=["budget_cny"])
+
+
 def test_a_member_missing_from_the_population_is_refused():
     means = bench.population_means(_params("hit_product", np.arange(4)))
     with pytest.raises(ValueError, match="no campaign of the scenario .new_product_cold_start."):
@@ -86,16 +103,20 @@ def test_its_plan_never_reads_the_campaigns_hidden_parameters():
 def test_writes_each_margin_beside_planner_cc(tmp_path: Path, capsys):
     out = tmp_path / "population.json"
     argv = ["--scenarios", "low_ctr_creative", "--episodes", "3", "--kappas", "0,2"]
-    assert bench.main([*argv, "--population", "8", "--json", str(out)]) == 0
+    assert bench.main([*argv, "--population", "8", "--reveal", "ctr", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert (report["kappas"], report["population"], report["seed_start"]) == (
         [0.0, 2.0], 8, EVAL_SEED_START,
     )  # fmt: skip
+    assert report["reveal"] == ["ctr"]
     (row,) = report["rows"]
     assert row["scenario"] == "low_ctr_creative" and set(row["kappas"]) == {"0", "2"}
-    for figures in row["kappas"].values():
-        assert figures["pct_of_planner_cc"] > 0 and 0 <= figures["miss_pct"] <= 100
-    assert "low_ctr_creative: planner_cc misses" in capsys.readouterr().out
+    assert row["planner_cc_kappa"] > 0
+    for by_knowledge in row["kappas"].values():
+        assert set(by_knowledge) == {"true", "population"}
+        for figures in by_knowledge.values():
+            assert figures["pct_of_planner_cc"] > 0 and 0 <= figures["miss_pct"] <= 100
+    assert "low_ctr_creative: planner_cc (kappa " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -104,6 +125,7 @@ def test_writes_each_margin_beside_planner_cc(tmp_path: Path, capsys):
         (["--kappas", "0,x"], "'x' is not a number"),
         (["--kappas", "nan"], "is not finite"),
         (["--population", "0"], "--population must lie"),
+        (["--reveal", "cvr_new,budget_cny", "--scenarios", "hit_product"], "budget_cny"),
         (["--scenarios", "nowhere"], "nowhere"),
     ],
 )
