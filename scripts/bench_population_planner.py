@@ -41,8 +41,8 @@ from budgetgym.envs.campaigns import BatchedCampaigns
 from budgetgym.envs.scenarios import TRAIN_SEED_LIMIT, CampaignParams
 from budgetgym.scripts.bench_common import add_campaign_arguments, gmv_and_miss
 
-#: ``CampaignParams`` fields an advertiser knows of its own campaign; every other array field is
-#: hidden and replaced by its population mean.
+#: ``CampaignParams`` fields an advertiser knows of its own campaign; every other floating-point
+#: field is hidden and replaced by its population mean (:func:`hidden_fields`).
 KNOWN_FIELDS = frozenset(
     {
         "seeds",
