@@ -3,10 +3,13 @@
 Each panel is one scenario: the student and each guard at their mean over the reports given
 (one per training seed; every seed's point drawn faintly), ``planner_cc`` at 100% of its own GMV
 and its miss rate, and the band a policy must reach: at least ``CC_GMV_SHARE`` of
-``planner_cc``'s GMV at a miss rate of at most ``PLANNER_CC_ALPHA + CC_MISS_MARGIN``::
+``planner_cc``'s GMV at a miss rate of at most ``PLANNER_CC_ALPHA + CC_MISS_MARGIN``.
+``--planners`` adds ``bench_population_planner.py``'s reports on the same campaigns: the planner
+at each margin, reading the true parameters and the population's mean campaign::
 
     .venv/bin/python scripts/plot_roi_guard.py docs/results/roi_guard_s0.json \\
         docs/results/roi_guard_s1.json docs/results/roi_guard_s2.json \\
+        --planners docs/results/population_planner_a.json docs/results/population_planner_b.json \\
         --out docs/results/roi_guard.png
 """
 
@@ -43,8 +46,43 @@ def read_reports(paths: list[Path]) -> list[dict[str, Any]]:
     return reports
 
 
-def plot(reports: list[dict[str, Any]], path: Path) -> None:
-    """One panel per scenario of ``reports`` (see the module's docstring), written to ``path``."""
+#: How the planner's margin ladder is drawn, per what it knows (bench_population_planner.py).
+PLANNER_LINES = {
+    "true": ("planner, true parameters", "tab:gray", "-"),
+    "population": ("planner, population's mean campaign", "tab:brown", "--"),
+}
+
+
+def read_planner_reports(paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """Scenario to its margin ladder, ``{knows: (miss_pct, pct_of_planner_cc) per kappa}``, from
+    ``bench_population_planner.py`` reports without ``--reveal``."""
+    ladders: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        try:
+            report = json.loads(path.read_text())
+            reveal = report["reveal"]
+            for row in report["rows"]:
+                ladders[row["scenario"]] = {
+                    knows: [
+                        (float(f[knows]["miss_pct"]), float(f[knows]["pct_of_planner_cc"]))
+                        for f in row["kappas"].values()
+                    ]
+                    for knows in PLANNER_LINES
+                } | {"kappas": list(row["kappas"])}
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"{path} is not a bench_population_planner.py report ({err})."
+            ) from None
+        if reveal:
+            raise ValueError(f"{path} reveals {', '.join(reveal)}: give reports without --reveal.")
+    return ladders
+
+
+def plot(
+    reports: list[dict[str, Any]], path: Path, planners: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """One panel per scenario of ``reports`` (see the module's docstring), written to ``path``;
+    ``planners`` (:func:`read_planner_reports`) adds the planner's margin ladders."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,6 +102,13 @@ def plot(reports: list[dict[str, Any]], path: Path) -> None:
                         label="target", zorder=0)  # fmt: skip
         cc_miss = np.mean([row["planner_cc_miss_pct"] for row in rows])
         ax.scatter([cc_miss], [100.0], marker="*", s=140, color="black", label="planner_cc")
+        for knows, (label, color, style) in PLANNER_LINES.items():
+            if planners is None or scenario not in planners:
+                continue
+            miss, gmv = zip(*planners[scenario][knows], strict=True)
+            kappas = ", ".join(planners[scenario]["kappas"])
+            ax.plot(miss, gmv, style, marker="o", ms=3, color=color, lw=1,
+                    label=f"{label}, κ {kappas}")  # fmt: skip
         for label, color in zip(labels, colors, strict=True):
             miss = [row[label]["miss_pct"] for row in rows]
             gmv = [row[label]["pct_of_planner_cc"] for row in rows]
@@ -80,9 +125,10 @@ def plot(reports: list[dict[str, Any]], path: Path) -> None:
     for ax in axes[-1, :]:
         ax.set_xlabel("ROI misses, % of campaigns")
     handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncol=min(7, len(names)), fontsize=8)
+    fig.legend(handles, names, loc="outside lower center", ncol=min(5, len(names)), fontsize=8)
     fig.suptitle(
-        f"Guards on the student's pace, held out ({len(reports)} training seeds: faint, "
+        f"Guards on the student's pace{'' if planners is None else ' and the planner margins'}, "
+        f"held out ({len(reports)} training seeds: faint, "
         "each seed; bold, their mean)",
         fontsize=10,
     )
@@ -94,14 +140,18 @@ def plot(reports: list[dict[str, Any]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path, help="bench_roi_guard.py --json files.")
+    parser.add_argument(
+        "--planners", nargs="*", type=Path, default=[], help="bench_population_planner.py files."
+    )
     parser.add_argument("--out", type=Path, required=True, help="The PNG to write.")
     args = parser.parse_args(argv)
     try:
         reports = read_reports(args.reports)
+        planners = read_planner_reports(args.planners) if args.planners else None
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    plot(reports, args.out)
+    plot(reports, args.out, planners)
     print(f"Wrote {args.out}")
     return 0
 

@@ -42,3 +42,38 @@ def test_reports_of_other_guards_or_not_reports_are_refused(tmp_path: Path, caps
     assert plot_roi_guard.main([str(tmp_path / "d.json"), "--out", str(out)]) == 2
     assert "is not a bench_roi_guard.py report" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _planner_report(path: Path, reveal: list[str], scenarios=("hit_product",)) -> Path:
+    ladder = {
+        k: {
+            knows: {"pct_of_planner_cc": 99.0 - i, "miss_pct": 20.0 - 5 * i}
+            for knows in ("true", "population")
+        }
+        for i, k in enumerate(("0", "4"))
+    }
+    rows = [{"scenario": s, "kappas": ladder} for s in scenarios]
+    path.write_text(json.dumps({"reveal": reveal, "rows": rows}))
+    return path
+
+
+def test_draws_the_planner_margins_of_the_scenarios_measured(tmp_path: Path):
+    report = _report(tmp_path / "s0.json", ["guard 0:3:0.75"])
+    planners = _planner_report(tmp_path / "planners.json", [])
+    ladders = plot_roi_guard.read_planner_reports([planners])
+    assert set(ladders) == {"hit_product"}  # mixed's panel draws the guards alone
+    assert ladders["hit_product"]["true"] == [(20.0, 99.0), (15.0, 98.0)]
+    out = tmp_path / "guard.png"
+    assert plot_roi_guard.main([str(report), "--planners", str(planners), "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_planner_report_with_revealed_fields_or_not_one_is_refused(tmp_path: Path, capsys):
+    report = _report(tmp_path / "s0.json", ["guard 0:3:0.75"])
+    out = tmp_path / "guard.png"
+    revealed = _planner_report(tmp_path / "revealed.json", ["cvr_new"])
+    (tmp_path / "other.json").write_text(json.dumps({"reveal": [], "rows": [{"scenario": "x"}]}))
+    for bad, message in ((revealed, "reveals cvr_new"), (tmp_path / "other.json", "is not a")):
+        assert plot_roi_guard.main([str(report), "--planners", str(bad), "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+    assert not out.exists()
