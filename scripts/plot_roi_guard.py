@@ -54,7 +54,8 @@ PLANNER_LINES = {
 
 
 def read_planner_reports(paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """Scenario to its margin ladder, ``{knows: (miss_pct, pct_of_planner_cc) per kappa}``, from
+    """Scenario to its margin ladders, ``{knows: [(miss_pct, pct_of_planner_cc) per kappa]}`` for
+    each key of :data:`PLANNER_LINES`, and ``"kappas"``: the margins' labels; from
     ``bench_population_planner.py`` reports without ``--reveal``."""
     ladders: dict[str, dict[str, Any]] = {}
     for path in paths:
@@ -102,13 +103,11 @@ def plot(
                         label="target", zorder=0)  # fmt: skip
         cc_miss = np.mean([row["planner_cc_miss_pct"] for row in rows])
         ax.scatter([cc_miss], [100.0], marker="*", s=140, color="black", label="planner_cc")
-        for knows, (label, color, style) in PLANNER_LINES.items():
-            if planners is None or scenario not in planners:
-                continue
-            miss, gmv = zip(*planners[scenario][knows], strict=True)
-            kappas = ", ".join(planners[scenario]["kappas"])
+        ladders = (planners or {}).get(scenario)
+        for knows, (label, color, style) in PLANNER_LINES.items() if ladders else ():
+            miss, gmv = zip(*ladders[knows], strict=True)
             ax.plot(miss, gmv, style, marker="o", ms=3, color=color, lw=1,
-                    label=f"{label}, κ {kappas}")  # fmt: skip
+                    label=f"{label}, κ {', '.join(ladders['kappas'])}")  # fmt: skip
         for label, color in zip(labels, colors, strict=True):
             miss = [row[label]["miss_pct"] for row in rows]
             gmv = [row[label]["pct_of_planner_cc"] for row in rows]
