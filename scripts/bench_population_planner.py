@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    calibration = load_calibration()
     rows = []
     for scenario, population in populations.items():
         planner_cc = load_policy(PLANNER_CC)
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         row = {
             "scenario": scenario,
-            "planner_cc_kappa": load_calibration().kappa(scenario, planner_cc.alpha),
+            "planner_cc_kappa": calibration.kappa(scenario, planner_cc.alpha),
             "planner_cc_miss_pct": 100 * reference_miss,
             "kappas": {},
         }
